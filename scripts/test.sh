@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Runs every Go test with the services the tests need. Each executable
+# scripts/services/NAME.sh is called as `NAME.sh start ENVFILE` (it starts its
+# service on loopback, records its PID under .cache/services, and appends
+# KEY=VALUE lines for the tests to ENVFILE) and `NAME.sh stop` afterwards,
+# whatever the outcome.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+mkdir -p .cache/services
+envfile=.cache/services/test.env
+: > "$envfile"
+started=()
+stop_all() {
+	for s in "${started[@]}"; do "$s" stop || true; done
+}
+trap stop_all EXIT
+for s in scripts/services/*.sh; do
+	[ -x "$s" ] || continue
+	echo "== starting $(basename "$s" .sh)"
+	if "$s" start "$envfile"; then
+		started+=("$s")
+	else
+		echo "service $(basename "$s" .sh) failed to start" >&2
+		exit 1
+	fi
+done
+set -a
+. "$envfile"
+set +a
+go test -count=1 -timeout 45m ./... "$@"

@@ -1,0 +1,205 @@
+package specs
+
+import "time"
+
+// Spec is the machine content of a spec document after parsing, composition
+// (extends, imports) and unit normalisation. Its JSON form, with keys sorted,
+// is the canonical contract that the contract digest covers; prose and
+// source positions are not part of it.
+type Spec struct {
+	APIVersion   string            `json:"accord"`
+	Name         string            `json:"name"`
+	Version      string            `json:"version"`
+	Tenant       string            `json:"tenant"`
+	Owner        string            `json:"owner,omitempty"`
+	Description  string            `json:"description,omitempty"`
+	Labels       map[string]string `json:"labels,omitempty"`
+	Tags         []string          `json:"tags,omitempty"`
+	Tasks        []Task            `json:"tasks"`
+	Placement    Placement         `json:"placement"`
+	Budget       Budget            `json:"budget"`
+	Negotiation  Negotiation       `json:"negotiation"`
+	Verification Verification      `json:"verification"`
+	Settlement   Settlement        `json:"settlement"`
+	Approval     Approval          `json:"approval"`
+
+	// Source is where the spec came from; not part of the contract.
+	Source Source `json:"-"`
+}
+
+// Source records the document a spec was read from and where each compiled
+// field came from, so that every error and plan annotation can name file:line.
+type Source struct {
+	File           string         // path as given
+	DocumentDigest string         // "sha256:<hex>" of the exact bytes
+	Positions      map[string]Pos // field path (e.g. "tasks.train.resources.memory") -> origin
+}
+
+// Pos is a position in a spec file. Line and Col are 1-based.
+type Pos struct {
+	File string `json:"file"`
+	Line int    `json:"line"`
+	Col  int    `json:"col"`
+}
+
+// Task is one container to run.
+type Task struct {
+	Name       string            `json:"name"`
+	Image      string            `json:"image"` // OCI reference with @sha256 digest, or "oci-archive:PATH"
+	Command    []string          `json:"command,omitempty"`
+	Args       []string          `json:"args,omitempty"`
+	Env        map[string]string `json:"env,omitempty"`
+	WorkingDir string            `json:"working_dir,omitempty"`
+	DependsOn  []string          `json:"depends_on,omitempty"`
+	Inputs     []Input           `json:"inputs,omitempty"`
+	Outputs    []Output          `json:"outputs,omitempty"`
+	Resources  Resources         `json:"resources"`
+	Retry      Retry             `json:"retry"`
+	// Group names the co-location group (placement.locality), if any.
+	Group string `json:"group,omitempty"`
+}
+
+// Input is a read-only file or directory made visible to a task: a host path,
+// or an output of an upstream task ("task:path"), optionally pinned by digest.
+type Input struct {
+	Name   string `json:"name"`
+	Path   string `json:"path,omitempty"` // host path
+	From   string `json:"from,omitempty"` // "<task>:<output path>"
+	Target string `json:"target"`         // path inside the container
+	SHA256 string `json:"sha256,omitempty"`
+}
+
+// Output is a file a task must produce in its output directory.
+type Output struct {
+	Path   string `json:"path"`             // relative to the output directory
+	SHA256 string `json:"sha256,omitempty"` // expected digest, if known
+}
+
+// Resources is a task's envelope, normalised: millicores, bytes, durations.
+type Resources struct {
+	MilliCPU    int64         `json:"cpu_millis"`
+	MemoryBytes int64         `json:"memory_bytes"`
+	DiskBytes   int64         `json:"disk_bytes,omitempty"`
+	GPU         GPU           `json:"gpu"`
+	MaxDuration time.Duration `json:"max_duration_ns"`
+}
+
+// GPU is a task's accelerator request.
+type GPU struct {
+	Count          int    `json:"count"`
+	Model          string `json:"model,omitempty"`
+	MinMemoryBytes int64  `json:"min_memory_bytes,omitempty"`
+}
+
+// Retry is a task's retry policy.
+type Retry struct {
+	Attempts   int           `json:"attempts"`
+	Backoff    time.Duration `json:"backoff_ns"`
+	MaxBackoff time.Duration `json:"max_backoff_ns,omitempty"`
+}
+
+// Placement constrains where tasks may run.
+type Placement struct {
+	Regions            []string   `json:"regions,omitempty"`
+	Residency          []string   `json:"residency,omitempty"` // data-residency jurisdictions, e.g. "EU"
+	AllowProviders     []string   `json:"allow_providers,omitempty"`
+	DenyProviders      []string   `json:"deny_providers,omitempty"`
+	TEE                string     `json:"tee,omitempty"` // "", "any", "sev-snp", "tdx", "nvidia-cc"
+	RequireAttestation bool       `json:"require_attestation,omitempty"`
+	Colocate           [][]string `json:"colocate,omitempty"` // groups of task names placed together
+}
+
+// Budget caps what the job may cost and when it must finish.
+type Budget struct {
+	MaxPrice int64         `json:"max_price"` // integer minor units of Currency
+	Currency string        `json:"currency"`  // ISO 4217 code or token symbol
+	Deadline time.Duration `json:"deadline_ns,omitempty"`
+	// Preference trades cost against latency: 0 cheapest, 1 fastest.
+	Preference float64 `json:"preference"`
+}
+
+// Negotiation selects the market protocol.
+type Negotiation struct {
+	Protocol string `json:"protocol"`          // "auction" (default) or "alternating-offers"
+	Reserve  int64  `json:"reserve,omitempty"` // minor units
+	Rounds   int    `json:"rounds,omitempty"`
+	// Discount is the buyer's per-round discount factor for alternating offers.
+	Discount float64 `json:"discount,omitempty"`
+}
+
+// Verification holds acceptance tests run after execution.
+type Verification struct {
+	Tests []Test `json:"tests,omitempty"`
+}
+
+// Test is one acceptance test.
+type Test struct {
+	Name          string            `json:"name"`
+	Task          string            `json:"task"`            // whose outputs it checks
+	Image         string            `json:"image,omitempty"` // verifier image; default the task's
+	Command       []string          `json:"command,omitempty"`
+	ExpectExit    int               `json:"expect_exit"`
+	ExpectOutputs map[string]string `json:"expect_outputs,omitempty"` // output path -> sha256
+	Metrics       []Threshold       `json:"metrics,omitempty"`
+}
+
+// Threshold compares a number in a JSON output file against a bound.
+type Threshold struct {
+	File   string  `json:"file"`   // output path of a JSON file
+	Metric string  `json:"metric"` // dotted path into it, e.g. "eval.accuracy"
+	Op     string  `json:"op"`     // one of < <= > >= == !=
+	Value  float64 `json:"value"`
+}
+
+// Settlement holds the payment terms.
+type Settlement struct {
+	PayOnSuccess bool      `json:"pay_on_success"`
+	SLA          SLA       `json:"sla"`
+	Royalties    []Royalty `json:"royalties,omitempty"`
+}
+
+// SLA is the service level the provider promises.
+type SLA struct {
+	Deadline      time.Duration `json:"deadline_ns,omitempty"`
+	MaxDuration   time.Duration `json:"max_duration_ns,omitempty"`
+	RefundPercent int           `json:"refund_percent,omitempty"` // of the price, to the tenant on breach
+	SlashPercent  int           `json:"slash_percent,omitempty"`  // of the provider's bond on breach
+}
+
+// Royalty pays a share of the settled price to a model owner.
+type Royalty struct {
+	Account     string `json:"account"`
+	BasisPoints int    `json:"basis_points"` // 1/100 of a percent
+}
+
+// Approval is the human approval gate.
+type Approval struct {
+	Required   bool     `json:"required,omitempty"`
+	AbovePrice int64    `json:"above_price,omitempty"` // gate only when the price exceeds this
+	Approvers  []string `json:"approvers,omitempty"`
+}
+
+// Plan is a compiled spec: what the workflow executes.
+type Plan struct {
+	Name           string        `json:"name"`
+	Version        string        `json:"version"`
+	Tenant         string        `json:"tenant"`
+	DocumentDigest string        `json:"document_digest"` // sha256:<hex> of the exact bytes
+	ContractDigest string        `json:"contract_digest"` // sha256:<hex> of the canonical JSON
+	Tasks          []PlanTask    `json:"tasks"`           // topological order
+	CriticalPath   []string      `json:"critical_path"`
+	CriticalTime   time.Duration `json:"critical_path_ns"`
+	MaxCost        int64         `json:"max_cost"` // upper estimate, minor units
+	Currency       string        `json:"currency"`
+	Spec           *Spec         `json:"spec"`
+}
+
+// PlanTask annotates a task with its place in the DAG.
+type PlanTask struct {
+	Task
+	Level    int      `json:"level"`              // 0 for tasks with no dependencies
+	Critical bool     `json:"critical"`           // on the critical path
+	Trust    []string `json:"trust,omitempty"`    // trust annotations: TEE, attestation, signed inputs
+	Consumes []string `json:"consumes,omitempty"` // "task:path" data-flow edges in
+	Origin   Pos      `json:"origin"`
+}
