@@ -33,6 +33,9 @@ type Source struct {
 	File           string         // path as given
 	DocumentDigest string         // "sha256:<hex>" of the exact bytes
 	Positions      map[string]Pos // field path (e.g. "tasks.train.resources.memory") -> origin
+	// Documents lists every file composed into the spec (the file itself,
+	// what it extends and what it imports) with the digest of its bytes.
+	Documents []Document
 }
 
 // Pos is a position in a spec file. Line and Col are 1-based.
@@ -192,6 +195,26 @@ type Plan struct {
 	MaxCost        int64         `json:"max_cost"` // upper estimate, minor units
 	Currency       string        `json:"currency"`
 	Spec           *Spec         `json:"spec"`
+
+	// Levels is the number of DAG levels (the longest chain in tasks).
+	Levels int `json:"levels"`
+	// Envelope is the worst-case resource use: every task, every attempt,
+	// running for its full max_duration.
+	Envelope Envelope `json:"envelope"`
+	// ReferenceCost prices Envelope at the reference rates (RefPrice*);
+	// a sanity check on the budget, not a bound (see MaxCost).
+	ReferenceCost int64 `json:"reference_cost"`
+	// Documents lists every file composed into the spec with its digest.
+	Documents []Document `json:"documents"`
+}
+
+// Envelope is a worst-case resource total, rounded up, saturating at the
+// largest int64.
+type Envelope struct {
+	TaskSeconds      int64 `json:"task_seconds"`
+	CPUCoreSeconds   int64 `json:"cpu_core_seconds"`
+	MemoryGiBSeconds int64 `json:"memory_gib_seconds"`
+	GPUSeconds       int64 `json:"gpu_seconds"`
 }
 
 // PlanTask annotates a task with its place in the DAG.
