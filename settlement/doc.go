@@ -1,0 +1,45 @@
+// Package settlement is Accord's double-entry ledger: it holds a job's
+// escrow at placement, meters what the job used, pays the provider, the
+// platform and model owners when the job settles, refunds the rest to the
+// tenant, and slashes provider bonds when a service level is breached.
+//
+// # Model
+//
+// Money is int64 minor units (cents, satoshis, token base units) and never
+// a float. An account is a name ("tenant:acme", "escrow:job-42", see
+// [ParseAccount]) together with one currency code; the same name in another
+// currency is another account. Every transaction is a set of postings whose
+// signed amounts sum to zero per currency, so the balances of all accounts
+// sum to zero per currency at all times. Money enters and leaves the ledger
+// through the "external:world" account, the only account without a floor;
+// every other account has a floor it may not go below: zero for escrow,
+// bonds, providers, the platform and model owners, and zero or a negative
+// credit floor (see [Ledger.SetFloor]) for tenants.
+//
+// # Idempotency
+//
+// Every write carries an idempotency key (for job flows: job, stage and
+// attempt, see [Key]). The key is claimed by inserting a row under a unique
+// constraint in the same database transaction as the postings, so a write
+// either happens completely, with its key, or not at all, even if the process
+// dies half-way. A replay with the same key and the same request posts
+// nothing and returns the original transaction (with Replayed set); the same
+// key with a different request fails with [ErrKeyReused]. Concurrent replays
+// are safe: the database serialises them on the unique key.
+//
+// # Storage
+//
+// One implementation over database/sql with two dialects: SQLite
+// (modernc.org/sqlite, pure Go; WAL, synchronous=FULL, a busy timeout and
+// BEGIN IMMEDIATE so writers queue rather than deadlock) as the embedded
+// default, and PostgreSQL (pgx via database/sql) for shared deployments. See
+// [Open].
+//
+// # Invariants
+//
+// [Ledger.Check] verifies, from the stored postings: every transaction
+// balances per currency, cached balances equal the sum of their postings,
+// all balances sum to zero per currency, no account is below its floor, the
+// escrow of every finished (settled or released) job is zero and the escrow
+// of every held job equals what was held.
+package settlement

@@ -1,0 +1,172 @@
+package settlement
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"sort"
+	"strings"
+)
+
+// Balance is one account's balance in one currency.
+type Balance struct {
+	Account  string `json:"account"`
+	Currency string `json:"currency"`
+	Balance  int64  `json:"balance"`
+	// Floor is the lowest balance allowed; absent for external:world.
+	Floor *int64 `json:"floor,omitempty"`
+}
+
+// Balances returns the balances of an account ("tenant:acme") in every
+// currency it has been used in; an unused account has none.
+func (l *Ledger) Balances(ctx context.Context, account string) ([]Balance, error) {
+	if _, _, err := ParseAccount(account); err != nil {
+		return nil, err
+	}
+	rows, err := l.db.QueryContext(ctx, l.q(`SELECT currency, balance, floor FROM ledger_accounts WHERE id = ? ORDER BY currency`), account)
+	if err != nil {
+		return nil, fmt.Errorf("settlement: balances of %s: %w", account, err)
+	}
+	defer rows.Close()
+	out := []Balance{}
+	for rows.Next() {
+		b := Balance{Account: account}
+		var floor sql.NullInt64
+		if err := rows.Scan(&b.Currency, &b.Balance, &floor); err != nil {
+			return nil, fmt.Errorf("settlement: balances of %s: %w", account, err)
+		}
+		if floor.Valid {
+			f := floor.Int64
+			b.Floor = &f
+		}
+		out = append(out, b)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("settlement: balances of %s: %w", account, err)
+	}
+	return out, nil
+}
+
+// Balance returns an account's balance in one currency (zero if unused).
+func (l *Ledger) Balance(ctx context.Context, account, currency string) (int64, error) {
+	if _, _, err := ParseAccount(account); err != nil {
+		return 0, err
+	}
+	if err := checkCurrency(currency); err != nil {
+		return 0, err
+	}
+	return l.balanceTx(ctx, l.db, account, currency, false)
+}
+
+// JobCost is one job's cost breakdown in a statement.
+type JobCost struct {
+	Job      string `json:"job"`
+	Tenant   string `json:"tenant"`
+	Provider string `json:"provider"`
+	Currency string `json:"currency"`
+	State    string `json:"state"`
+	// Held is everything moved into escrow (all holds of the job).
+	Held        int64 `json:"held"`
+	ProviderPay int64 `json:"provider_pay"`
+	PlatformFee int64 `json:"platform_fee"`
+	Royalties   int64 `json:"royalties"`
+	// Refunded is escrow returned to the tenant (unused, SLA refund, release).
+	Refunded int64 `json:"refunded"`
+	// Slashed is the provider's bond paid to the tenant for a breach.
+	Slashed int64 `json:"slashed"`
+	// Cost is the tenant's net outflow: Held - Refunded - Slashed.
+	Cost int64 `json:"cost"`
+}
+
+// Statement is the per-job cost breakdown of a tenant or provider.
+type Statement struct {
+	Account  string    `json:"account"`
+	Balances []Balance `json:"balances"`
+	Jobs     []JobCost `json:"jobs"`
+	// Totals per currency over the jobs listed.
+	Totals map[string]JobCost `json:"totals"`
+}
+
+// Statement lists, for "tenant:NAME" or "provider:NAME", the account's
+// balances and every job it took part in with that job's breakdown.
+func (l *Ledger) Statement(ctx context.Context, account string) (*Statement, error) {
+	kind, name, err := ParseAccount(account)
+	if err != nil {
+		return nil, err
+	}
+	col := map[string]string{KindTenant: "tenant", KindProvider: "provider"}[kind]
+	if col == "" {
+		return nil, fmt.Errorf("%w: statements are for tenant: or provider: accounts, not %s", ErrBadAccount, account)
+	}
+	st := &Statement{Account: account, Jobs: []JobCost{}, Totals: map[string]JobCost{}}
+	if st.Balances, err = l.Balances(ctx, account); err != nil {
+		return nil, err
+	}
+	if kind == KindProvider {
+		bonds, err := l.Balances(ctx, BondAccount(name))
+		if err != nil {
+			return nil, err
+		}
+		st.Balances = append(st.Balances, bonds...)
+	}
+	rows, err := l.db.QueryContext(ctx, l.q(`SELECT j.job, j.tenant, j.provider, j.currency, j.state, p.account, p.amount, p.memo
+		FROM ledger_jobs j
+		JOIN ledger_transactions t ON t.job = j.job
+		JOIN ledger_postings p ON p.tx_id = t.id
+		WHERE j.`+col+` = ? ORDER BY j.job, t.id, p.seq`), name)
+	if err != nil {
+		return nil, fmt.Errorf("settlement: statement %s: %w", account, err)
+	}
+	defer rows.Close()
+	byJob := map[string]*JobCost{}
+	var order []string
+	for rows.Next() {
+		var j JobCost
+		var acct, memo string
+		var amt int64
+		if err := rows.Scan(&j.Job, &j.Tenant, &j.Provider, &j.Currency, &j.State, &acct, &amt, &memo); err != nil {
+			return nil, fmt.Errorf("settlement: statement %s: %w", account, err)
+		}
+		c := byJob[j.Job]
+		if c == nil {
+			c = &j
+			byJob[j.Job] = c
+			order = append(order, j.Job)
+		}
+		akind, _, _ := strings.Cut(acct, ":")
+		switch {
+		case memo == "hold" && akind == KindEscrow:
+			c.Held += amt
+		case memo == "pay" && akind == KindProvider:
+			c.ProviderPay += amt
+		case memo == "fee" && akind == KindPlatform:
+			c.PlatformFee += amt
+		case memo == "royalty" && akind == KindOwner:
+			c.Royalties += amt
+		case memo == "refund" && akind == KindTenant:
+			c.Refunded += amt
+		case memo == "slash" && akind == KindTenant:
+			c.Slashed += amt
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("settlement: statement %s: %w", account, err)
+	}
+	sort.Strings(order)
+	for _, job := range order {
+		c := byJob[job]
+		c.Cost = c.Held - c.Refunded - c.Slashed
+		st.Jobs = append(st.Jobs, *c)
+		t := st.Totals[c.Currency]
+		t.Currency = c.Currency
+		t.Held += c.Held
+		t.ProviderPay += c.ProviderPay
+		t.PlatformFee += c.PlatformFee
+		t.Royalties += c.Royalties
+		t.Refunded += c.Refunded
+		t.Slashed += c.Slashed
+		t.Cost += c.Cost
+		st.Totals[c.Currency] = t
+	}
+	return st, nil
+}
