@@ -28,6 +28,10 @@ var (
 	ErrInvalid = errors.New("runtimes: invalid task")
 	// ErrUnavailable: the backing daemon or cluster cannot be reached (retryable).
 	ErrUnavailable = errors.New("runtimes: backend unavailable")
+	// ErrNotDone: the task has not finished yet (Collect before the end; retryable).
+	ErrNotDone = errors.New("runtimes: task has not finished")
+	// ErrOutput: a declared output is missing or unreadable (permanent for that run).
+	ErrOutput = errors.New("runtimes: output missing or unreadable")
 )
 
 // TaskSpec is what a runtime needs to run one task. Quantities are already

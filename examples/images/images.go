@@ -1,0 +1,83 @@
+// Package images builds Accord's example workload images from the source in
+// this repository, with no container engine or registry: it compiles each
+// workload statically and packs it into an OCI archive with
+// runtimes/containerd/ocilayout.
+package images
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+
+	"github.com/opencontainers/go-digest"
+
+	"github.com/accordmesh/accord/runtimes/containerd/ocilayout"
+)
+
+// TrainerName is the reference the trainer archive carries.
+const TrainerName = "accord.local/examples/trainer:latest"
+
+// BusyboxPath is where Debian's busybox-static installs its binary.
+const BusyboxPath = "/bin/busybox"
+
+// Options control BuildTrainer.
+type Options struct {
+	RepoDir string // repository root (holds go.mod); default "."
+	Out     string // archive path; default RepoDir/examples/images/trainer.tar
+	Name    string // image reference; default TrainerName
+	// Busybox, when set, is a static busybox binary added at /bin/busybox
+	// with /bin/sh and other links, so tests and specs can script steps.
+	Busybox string
+	Go      string // go command; default "go"
+}
+
+// BuildTrainer compiles examples/images/trainer with CGO_ENABLED=0 and
+// writes it at /bin/trainer in an OCI archive. It returns the archive path
+// and the manifest digest. The build is deterministic for a given source
+// and toolchain, so rebuilding is harmless.
+func BuildTrainer(ctx context.Context, opts Options) (string, digest.Digest, error) {
+	if opts.RepoDir == "" {
+		opts.RepoDir = "."
+	}
+	if opts.Out == "" {
+		opts.Out = filepath.Join(opts.RepoDir, "examples", "images", "trainer.tar")
+	}
+	if opts.Name == "" {
+		opts.Name = TrainerName
+	}
+	if opts.Go == "" {
+		opts.Go = "go"
+	}
+	tmp, err := os.MkdirTemp("", "accord-trainer-*")
+	if err != nil {
+		return "", "", fmt.Errorf("images: %w", err)
+	}
+	defer os.RemoveAll(tmp)
+	bin := filepath.Join(tmp, "trainer")
+	cmd := exec.CommandContext(ctx, opts.Go, "build", "-trimpath", "-ldflags=-s -w", "-o", bin, "./examples/images/trainer")
+	cmd.Dir = opts.RepoDir
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return "", "", fmt.Errorf("images: go build trainer: %w\n%s", err, out)
+	}
+	files := []ocilayout.File{{Path: "/bin/trainer", Mode: 0o755, Source: bin}}
+	if opts.Busybox != "" {
+		files = append(files, ocilayout.Busybox(opts.Busybox)...)
+	}
+	if err := os.MkdirAll(filepath.Dir(opts.Out), 0o755); err != nil {
+		return "", "", fmt.Errorf("images: %w", err)
+	}
+	d, err := ocilayout.WriteFile(opts.Out, ocilayout.Image{
+		Name:       opts.Name,
+		Files:      files,
+		Cmd:        []string{"/bin/trainer", "train"},
+		Env:        []string{"PATH=/bin", "ACCORD_OUTPUT_DIR=/out"},
+		WorkingDir: "/",
+	})
+	if err != nil {
+		return "", "", fmt.Errorf("images: %w", err)
+	}
+	return opts.Out, d, nil
+}
