@@ -105,6 +105,10 @@ func (d *decoder) money(n *node, field string) int64 {
 	if n == nil {
 		return 0
 	}
+	if n.kind == kindScalar && n.tag == "!!float" && allDigits(n.value) {
+		d.e.add(n.pos, "%s %v", field, errOverflow)
+		return 0
+	}
 	if n.kind == kindScalar && n.tag == "!!float" {
 		d.e.add(n.pos, "%s must be an integer number of minor units (e.g. 500 for 5.00 USD), not %s", field, n.value)
 		return 0
@@ -322,7 +326,7 @@ func (d *decoder) decodeTasks(s *Spec, tasks, defaults *node) {
 			if t.Image != "" && !validImage(t.Image) {
 				d.e.add(v.pos, "image %q must be an OCI reference pinned by digest (name@sha256:<64 hex>) or oci-archive:PATH", t.Image)
 			}
-		} else {
+		} else if n.get("image") == nil {
 			d.e.add(k.pos, "task %q: image is required", name)
 		}
 		t.Command = d.strings(f["command"], p+".command", "command")
@@ -541,6 +545,9 @@ var preferenceNames = map[string]float64{"cheapest": 0, "balanced": 0.5, "fastes
 func (d *decoder) decodeBudget(b *Budget, n *node) {
 	f := d.fields(n, "budget", "budget", budgetKeys)
 	b.MaxPrice = d.money(f["max_price"], "max_price")
+	if v := f["max_price"]; v != nil && b.MaxPrice == 0 && v.tag == "!!int" && v.value == "0" {
+		d.e.add(v.pos, "max_price must be more than 0")
+	}
 	if v := f["currency"]; v != nil {
 		b.Currency = d.str(v, "currency")
 		if !currencyRE.MatchString(b.Currency) {

@@ -63,6 +63,8 @@ type loader struct {
 	e    errs
 	docs map[string]*document
 	list []Document
+	// incomplete marks files whose composition could not be completed.
+	incomplete map[string]bool
 }
 
 func load(read func(string) ([]byte, error), path string) (*Spec, error) {
@@ -76,7 +78,7 @@ func load(read func(string) ([]byte, error), path string) (*Spec, error) {
 			return data, nil
 		}
 		return read(p)
-	}, docs: map[string]*document{}}
+	}, docs: map[string]*document{}, incomplete: map[string]bool{}}
 	s := l.loadSpec(path, nil, Pos{File: path, Line: 1, Col: 1})
 	if err := l.e.err(); err != nil {
 		return nil, err
@@ -108,11 +110,13 @@ func (l *loader) compose(path string, stack []string, at Pos) *node {
 		if s == path {
 			cycle := append(append([]string{}, stack[i:]...), path)
 			l.e.add(at, "composition cycle: %s", strings.Join(cycle, " -> "))
+			l.incomplete[stack[len(stack)-1]] = true
 			return nil
 		}
 	}
 	if len(stack) > 32 {
 		l.e.add(at, "composition nested more than 32 files deep")
+		l.incomplete[stack[len(stack)-1]] = true
 		return nil
 	}
 	doc, ok := l.docs[path]
@@ -123,9 +127,15 @@ func (l *loader) compose(path string, stack []string, at Pos) *node {
 				err = os.ErrNotExist
 			}
 			l.e.add(at, "cannot read %s: %v", path, err)
+			if len(stack) > 0 {
+				l.incomplete[stack[len(stack)-1]] = true
+			}
 			return nil
 		}
 		doc = parseDocument(path, data, &l.e)
+		if doc.incomplete {
+			l.incomplete[path] = true
+		}
 		l.docs[path] = doc
 		l.list = append(l.list, Document{File: path, Digest: doc.digest})
 	}
@@ -137,7 +147,11 @@ func (l *loader) compose(path string, stack []string, at Pos) *node {
 		l.e.add(ext.pos, "extends must be the path of a spec file")
 		return doc.root
 	}
-	base := l.compose(relTo(path, ext.value), append(stack, path), ext.pos)
+	basePath := relTo(path, ext.value)
+	base := l.compose(basePath, append(stack, path), ext.pos)
+	if l.incomplete[basePath] {
+		l.incomplete[path] = true
+	}
 	own := &node{kind: kindMap, pos: doc.root.pos}
 	for i, k := range doc.root.keys {
 		if k.value != "extends" {
@@ -185,7 +199,9 @@ func (l *loader) loadSpec(path string, stack []string, at Pos) *Spec {
 	if imp := root.get("imports"); imp != nil && imp.tag != "!!invalid" && imp.kind != kindNull {
 		l.imports(s, imp, append(stack, path), failed)
 	}
-	validate(s, &l.e, failed)
+	if !l.incomplete[path] {
+		validate(s, &l.e, failed)
+	}
 	normalise(s)
 	return s
 }

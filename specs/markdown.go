@@ -33,6 +33,10 @@ type document struct {
 	file   string
 	digest string
 	root   *node
+	// incomplete is set when part of the file could not be read at all
+	// (bad encoding, YAML syntax errors, unclosed blocks); checks for
+	// missing content are then skipped, as they would only add noise.
+	incomplete bool
 }
 
 var (
@@ -46,7 +50,8 @@ var (
 func parseDocument(file string, data []byte, e *errs) *document {
 	doc := &document{file: file, digest: digestBytes(data), root: &node{kind: kindMap, pos: Pos{File: file, Line: 1, Col: 1}}}
 	if len(data) > MaxFileSize {
-		e.add(Pos{File: file}, "spec is %d bytes; the limit is %d (4 MiB)", len(data), MaxFileSize)
+		e.add(Pos{File: file}, "spec is larger than the %d-byte (4 MiB) limit", MaxFileSize)
+		doc.incomplete = true
 		return doc
 	}
 	if !utf8.Valid(data) {
@@ -61,12 +66,14 @@ func parseDocument(file string, data []byte, e *errs) *document {
 		line := 1 + bytes.Count(data[:off], []byte("\n"))
 		col := off - bytes.LastIndexByte(data[:off], '\n')
 		e.add(Pos{File: file, Line: line, Col: col}, "spec is not valid UTF-8 (invalid byte 0x%02x at offset %d)", data[off], off)
+		doc.incomplete = true
 		return doc
 	}
 	if bytes.IndexByte(data, 0) >= 0 {
 		off := bytes.IndexByte(data, 0)
 		line := 1 + bytes.Count(data[:off], []byte("\n"))
 		e.add(Pos{File: file, Line: line, Col: off - bytes.LastIndexByte(data[:off], '\n')}, "spec contains a NUL byte")
+		doc.incomplete = true
 		return doc
 	}
 	text := strings.TrimPrefix(string(data), "\ufeff")
@@ -86,9 +93,10 @@ func parseDocument(file string, data []byte, e *errs) *document {
 		}
 		if end < 0 {
 			e.add(Pos{File: file, Line: 1, Col: 1}, "front matter is not closed (no --- line after it)")
+			doc.incomplete = true
 			return doc
 		}
-		fm := parseYAML(file, strings.Join(lines[1:end], "\n"), 1, 0, e)
+		fm := parseYAML(file, strings.Join(lines[1:end], "\n"), 1, 0, e, &doc.incomplete)
 		if fm != nil {
 			if fm.kind != kindMap {
 				e.add(fm.pos, "front matter must be a mapping of keys to values")
@@ -131,6 +139,7 @@ func parseDocument(file string, data []byte, e *errs) *document {
 			if end < 0 {
 				if isYAML && section != "" {
 					e.add(Pos{File: file, Line: start + 1, Col: indent + 1}, "unclosed %s%s fence", fence, lang)
+					doc.incomplete = true
 				}
 				break
 			}
@@ -154,7 +163,7 @@ func parseDocument(file string, data []byte, e *errs) *document {
 				}
 				body = append(body, l[n:])
 			}
-			v := parseYAML(file, strings.Join(body, "\n"), start+1, indent, e)
+			v := parseYAML(file, strings.Join(body, "\n"), start+1, indent, e, &doc.incomplete)
 			if v == nil {
 				continue
 			}
@@ -203,9 +212,10 @@ func parseDocument(file string, data []byte, e *errs) *document {
 
 // parseYAML parses one YAML document whose first line is line lineOff+1 of
 // the file and whose columns are shifted by colOff.
-func parseYAML(file, src string, lineOff, colOff int, e *errs) (out *node) {
+func parseYAML(file, src string, lineOff, colOff int, e *errs, incomplete *bool) (out *node) {
 	defer func() {
 		if r := recover(); r != nil {
+			*incomplete = true
 			e.add(Pos{File: file, Line: lineOff + 1, Col: colOff + 1}, "yaml: cannot parse: %v", r)
 			out = nil
 		}
@@ -220,12 +230,16 @@ func parseYAML(file, src string, lineOff, colOff int, e *errs) (out *node) {
 		p := Pos{File: file, Line: lineOff + 1, Col: colOff + 1}
 		if m := yamlLineRE.FindStringSubmatch(msg); m != nil {
 			l, _ := strconv.Atoi(m[1])
-			p.Line = lineOff + l
 			msg = m[2]
+			if zeroBasedYAMLError(msg) {
+				l++
+			}
+			p.Line = lineOff + l
 		} else {
 			msg = strings.TrimPrefix(msg, "yaml: ")
 		}
 		e.add(p, "yaml: %s", msg)
+		*incomplete = true
 		return nil
 	}
 	var extra yaml.Node
@@ -233,13 +247,19 @@ func parseYAML(file, src string, lineOff, colOff int, e *errs) (out *node) {
 		e.add(Pos{File: file, Line: lineOff + extra.Line, Col: 1}, "yaml: only one YAML document is allowed per block")
 	}
 	c := converter{file: file, lineOff: lineOff, colOff: colOff, e: e}
+	y := &n
 	if n.Kind == yaml.DocumentNode {
 		if len(n.Content) == 0 {
 			return nil
 		}
-		return c.convert(n.Content[0], 1)
+		y = n.Content[0]
 	}
-	return c.convert(&n, 1)
+	out = c.convert(y, 1)
+	if c.deep {
+		*incomplete = true
+		return nil
+	}
+	return out
 }
 
 func isSection(heading string) bool {
@@ -271,3 +291,19 @@ func contains(list []string, s string) bool {
 }
 
 func (p Pos) String() string { return fmt.Sprintf("%s:%d:%d", p.File, p.Line, p.Col) }
+
+// zeroBasedYAMLError reports whether yaml.v3 gives the line of this error
+// 0-based: it adds one only for scanner errors, not for parser errors.
+func zeroBasedYAMLError(msg string) bool {
+	for _, p := range []string{
+		"did not find expected key", "did not find expected '-' indicator",
+		"did not find expected node content", "did not find expected ',' or",
+		"did not find expected <document start>", "found duplicate %", "found incompatible YAML document",
+		"found undefined tag handle",
+	} {
+		if strings.HasPrefix(msg, p) {
+			return true
+		}
+	}
+	return false
+}

@@ -75,6 +75,9 @@ type converter struct {
 	lineOff int
 	colOff  int
 	e       *errs
+	// deep is set once a value nests too deeply; the whole block is then
+	// dropped, since what is left of it would only produce confusing errors.
+	deep bool
 }
 
 func (c *converter) pos(n *yaml.Node) Pos {
@@ -85,6 +88,7 @@ func (c *converter) convert(y *yaml.Node, depth int) *node {
 	p := c.pos(y)
 	if depth > maxDepth {
 		c.e.add(p, "yaml: value nested more than %d levels deep", maxDepth)
+		c.deep = true
 		return nil
 	}
 	switch y.Kind {
@@ -107,6 +111,9 @@ func (c *converter) convert(y *yaml.Node, depth int) *node {
 		for _, it := range y.Content {
 			if v := c.convert(it, depth+1); v != nil {
 				n.vals = append(n.vals, v)
+			}
+			if c.deep {
+				return nil
 			}
 		}
 		return n
@@ -132,6 +139,9 @@ func (c *converter) convert(y *yaml.Node, depth int) *node {
 				continue
 			}
 			val := c.convert(v, depth+1)
+			if c.deep {
+				return nil
+			}
 			if val == nil {
 				val = &node{kind: kindNull, pos: c.pos(v), tag: "!!invalid"}
 			}

@@ -47,8 +47,6 @@ func validate(s *Spec, e *errs, failedImports map[string]bool) {
 	budget := at("budget", top)
 	if _, ok := s.Source.Positions["budget.max_price"]; !ok {
 		e.add(budget, "budget needs max_price (integer minor units, e.g. 500 for 5.00 USD)")
-	} else if s.Budget.MaxPrice == 0 {
-		e.add(at("budget.max_price", budget), "max_price must be more than 0")
 	}
 	if _, ok := s.Source.Positions["budget.currency"]; !ok {
 		e.add(budget, "budget needs a currency (e.g. USD)")
@@ -117,7 +115,9 @@ func validate(s *Spec, e *errs, failedImports map[string]bool) {
 			case src == t.Name:
 				e.add(fp, "input %q of task %q reads its own output", in.Name, t.Name)
 			case up == nil:
-				unknown(fp, "from", src)
+				if !inFailed(src) {
+					e.add(fp, "from %q: there is no task %q%s", in.From, src, suggestTask(src, names))
+				}
 			case !hasOutput(up, out):
 				e.add(fp, "from %q: task %q has no output %q%s", in.From, src, out, suggest(out, outputPaths(up)))
 			default:
