@@ -23,6 +23,9 @@ package tlog
 import (
 	"context"
 	"errors"
+	"fmt"
+	"sort"
+	"sync"
 
 	"github.com/sigstore/rekor/pkg/generated/models"
 )
@@ -111,4 +114,66 @@ type Info struct {
 	SignedCheckpoint string `json:"signedTreeHead"`
 	// TreeID is the log's tree ID as a decimal string.
 	TreeID string `json:"treeID"`
+}
+
+// Config selects a backend for Open.
+type Config struct {
+	// Kind is KindEmbedded or KindRekor.
+	Kind string
+	// Home is Accord's state directory (the embedded log lives in Home/tlog).
+	Home string
+	// URL is the Rekor server's base URL (KindRekor).
+	URL string
+	// ReadOnly opens for reading only (CLI queries next to a running worker).
+	ReadOnly bool
+}
+
+// Opener opens one kind of backend.
+type Opener func(ctx context.Context, cfg Config) (Log, error)
+
+var (
+	openersMu sync.RWMutex
+	openers   = map[string]Opener{}
+)
+
+// Register makes a backend kind available to Open; backends call it from
+// init. Registering a kind twice panics (programmer error).
+func Register(kind string, open Opener) {
+	openersMu.Lock()
+	defer openersMu.Unlock()
+	if _, dup := openers[kind]; dup {
+		panic("tlog: kind registered twice: " + kind)
+	}
+	openers[kind] = open
+}
+
+// Open opens a registered backend (import it for its side effect).
+func Open(ctx context.Context, cfg Config) (Log, error) {
+	openersMu.RLock()
+	open, ok := openers[cfg.Kind]
+	openersMu.RUnlock()
+	if !ok {
+		return nil, fmt.Errorf("tlog: unknown log kind %q (registered: %v)", cfg.Kind, Kinds())
+	}
+	return open(ctx, cfg)
+}
+
+// Kinds lists the registered kinds.
+func Kinds() []string {
+	openersMu.RLock()
+	defer openersMu.RUnlock()
+	var out []string
+	for k := range openers {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// Close closes l if its backend holds resources (a Close(ctx) error method).
+func Close(ctx context.Context, l Log) error {
+	if c, ok := l.(interface{ Close(context.Context) error }); ok {
+		return c.Close(ctx)
+	}
+	return nil
 }

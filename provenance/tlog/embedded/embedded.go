@@ -832,3 +832,12 @@ func (l *Log) ConsistencyProof(ctx context.Context, first, last int64) ([]string
 
 // PublicKey implements tlog.Log.
 func (l *Log) PublicKey(context.Context) ([]byte, error) { return l.key.PublicPEM(), nil }
+
+func init() {
+	tlog.Register(tlog.KindEmbedded, func(ctx context.Context, cfg tlog.Config) (tlog.Log, error) {
+		if cfg.Home == "" {
+			return nil, fmt.Errorf("embedded: no home directory")
+		}
+		return Open(ctx, filepath.Join(cfg.Home, "tlog"), Options{ReadOnly: cfg.ReadOnly})
+	})
+}
