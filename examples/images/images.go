@@ -22,6 +22,14 @@ const TrainerName = "accord.local/examples/trainer:latest"
 // BusyboxPath is where Debian's busybox-static installs its binary.
 const BusyboxPath = "/bin/busybox"
 
+// DefaultBusybox returns BusyboxPath when that file exists, else "".
+func DefaultBusybox() string {
+	if _, err := os.Stat(BusyboxPath); err != nil {
+		return ""
+	}
+	return BusyboxPath
+}
+
 // Options control BuildTrainer.
 type Options struct {
 	RepoDir string // repository root (holds go.mod); default "."

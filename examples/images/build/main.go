@@ -13,14 +13,8 @@ import (
 
 func main() {
 	out := flag.String("o", "examples/images/trainer.tar", "archive to write")
-	busybox := flag.String("busybox", images.BusyboxPath, "static busybox to include (empty: none)")
+	busybox := flag.String("busybox", images.DefaultBusybox(), "static busybox to include with /bin/sh (empty: none)")
 	flag.Parse()
-	if *busybox != "" {
-		if _, err := os.Stat(*busybox); err != nil {
-			fmt.Fprintf(os.Stderr, "build: no busybox at %s, building without a shell\n", *busybox)
-			*busybox = ""
-		}
-	}
 	path, d, err := images.BuildTrainer(context.Background(), images.Options{Out: *out, Busybox: *busybox})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "build:", err)
