@@ -362,9 +362,6 @@ func (l *Ledger) applyOnce(ctx context.Context, key, kind, job, fp string, fn bo
 	if err := checkBalanced(postings); err != nil {
 		return nil, err
 	}
-	if err := l.post(ctx, tx, id, postings); err != nil {
-		return nil, err
-	}
 	var raw []byte
 	if detail != nil {
 		raw, err = json.Marshal(detail)
@@ -374,6 +371,9 @@ func (l *Ledger) applyOnce(ctx context.Context, key, kind, job, fp string, fn bo
 		if _, err := tx.ExecContext(ctx, l.q(`UPDATE ledger_transactions SET detail = ? WHERE id = ?`), string(raw), id); err != nil {
 			return nil, fmt.Errorf("settlement: store detail: %w", err)
 		}
+	}
+	if err := l.post(ctx, tx, id, postings); err != nil {
+		return nil, err
 	}
 	if err := tx.Commit(); err != nil {
 		return nil, fmt.Errorf("settlement: commit %s: %w", key, err)
@@ -421,17 +421,28 @@ func checkBalanced(ps []Posting) error {
 }
 
 // post writes postings and applies them to balances, creating accounts on
-// first use. Balances are updated in a fixed order (account, currency) so
-// that concurrent PostgreSQL transactions do not deadlock.
+// first use. Balances are updated last (they are the rows every job
+// contends for) and in a fixed order (account, currency), so that
+// concurrent PostgreSQL transactions hold them briefly and never deadlock.
 func (l *Ledger) post(ctx context.Context, tx *sql.Tx, txID int64, ps []Posting) error {
+	if len(ps) == 0 {
+		return nil
+	}
 	type acct struct{ id, cur string }
 	delta := map[acct]int64{}
+	var b strings.Builder
+	args := make([]any, 0, 6*len(ps))
+	b.WriteString(`INSERT INTO ledger_postings (tx_id, seq, account, currency, amount, memo) VALUES `)
 	for i, p := range ps {
-		if _, err := tx.ExecContext(ctx, l.q(`INSERT INTO ledger_postings (tx_id, seq, account, currency, amount, memo) VALUES (?, ?, ?, ?, ?, ?)`),
-			txID, i, p.Account, p.Currency, p.Amount, p.Memo); err != nil {
-			return fmt.Errorf("settlement: insert posting: %w", err)
+		if i > 0 {
+			b.WriteString(", ")
 		}
+		b.WriteString("(?, ?, ?, ?, ?, ?)")
+		args = append(args, txID, i, p.Account, p.Currency, p.Amount, p.Memo)
 		delta[acct{p.Account, p.Currency}] += p.Amount
+	}
+	if _, err := tx.ExecContext(ctx, l.q(b.String()), args...); err != nil {
+		return fmt.Errorf("settlement: insert postings: %w", err)
 	}
 	keys := make([]acct, 0, len(delta))
 	for k := range delta {
@@ -453,15 +464,13 @@ func (l *Ledger) post(ctx context.Context, tx *sql.Tx, txID int64, ps []Posting)
 		if err != nil {
 			return err
 		}
-		if _, err := tx.ExecContext(ctx, l.q(`INSERT INTO ledger_accounts (id, currency, kind, floor, balance, created)
-			VALUES (?, ?, ?, ?, 0, ?) ON CONFLICT (id, currency) DO NOTHING`),
-			k.id, k.cur, kind, nullable(defaultFloor(kind)), now); err != nil {
-			return fmt.Errorf("settlement: create account %s: %w", k.id, err)
-		}
 		var bal int64
 		var floor sql.NullInt64
-		if err := tx.QueryRowContext(ctx, l.q(`UPDATE ledger_accounts SET balance = balance + ? WHERE id = ? AND currency = ? RETURNING balance, floor`),
-			d, k.id, k.cur).Scan(&bal, &floor); err != nil {
+		if err := tx.QueryRowContext(ctx, l.q(`INSERT INTO ledger_accounts (id, currency, kind, floor, balance, created)
+			VALUES (?, ?, ?, ?, ?, ?)
+			ON CONFLICT (id, currency) DO UPDATE SET balance = ledger_accounts.balance + excluded.balance
+			RETURNING balance, floor`),
+			k.id, k.cur, kind, nullable(defaultFloor(kind)), d, now).Scan(&bal, &floor); err != nil {
 			return fmt.Errorf("settlement: update balance of %s: %w", k.id, err)
 		}
 		if floor.Valid && bal < floor.Int64 {
