@@ -440,4 +440,3 @@ func isHex(s string) bool {
 	}
 	return s != ""
 }
-

@@ -250,7 +250,9 @@ func TestSearchIndex(t *testing.T) {
 	e1, _ := f.Upload(ctx, a.envelope(t, d1), a.pem)
 	e2, _ := f.Upload(ctx, b.envelope(t, d1), b.pem)
 	e3, _ := f.Upload(ctx, a.envelope(t, d2), a.pem)
-	keyJSON := func(k []byte) string { return `{"format":"x509","content":"` + base64.StdEncoding.EncodeToString(k) + `"}` }
+	keyJSON := func(k []byte) string {
+		return `{"format":"x509","content":"` + base64.StdEncoding.EncodeToString(k) + `"}`
+	}
 	for name, c := range map[string]struct {
 		body string
 		want []string
@@ -286,7 +288,7 @@ func TestBadRequests(t *testing.T) {
 	_, ro := newServer(t, WithReadOnly())
 	for _, c := range []struct {
 		method, url, body string
-		want             int
+		want              int
 	}{
 		{"GET", srv.URL + "/api/v1/log/entries/xyz", "", 400},
 		{"GET", srv.URL + "/api/v1/log/entries/" + strings.Repeat("a", 63), "", 400},
