@@ -158,7 +158,27 @@ type SettlementPredicate struct {
 	Paid     int64           `json:"paid"`
 	Refunded int64           `json:"refunded"`
 	Currency string          `json:"currency"`
-	Record   json.RawMessage `json:"record,omitempty"`
+	// Usage and Rates, when present, let the audit recompute the metered
+	// charge from the usage measured in the execution stage.
+	Usage  *MeteredUsage   `json:"usage,omitempty"`
+	Rates  *Rates          `json:"rates,omitempty"`
+	Record json.RawMessage `json:"record,omitempty"`
+}
+
+// MeteredUsage is usage in integer milli-units (settlement.Usage's JSON).
+type MeteredUsage struct {
+	WallMillis  int64 `json:"wall_ms"`
+	CPUMillis   int64 `json:"cpu_ms"`
+	MemGBMillis int64 `json:"mem_gb_ms"`
+	GPUMillis   int64 `json:"gpu_ms"`
+}
+
+// Rates are prices in minor units per hour (settlement.Rates' JSON).
+type Rates struct {
+	WallPerHour  int64 `json:"wall_per_hour"`
+	CPUPerHour   int64 `json:"cpu_per_hour"`
+	MemGBPerHour int64 `json:"mem_gb_per_hour"`
+	GPUPerHour   int64 `json:"gpu_per_hour"`
 }
 
 // SettlementRecord is the part of the ledger's settlement record the audit

@@ -1,0 +1,666 @@
+package provenance
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"math"
+	"math/bits"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/sigstore/rekor/pkg/util"
+	"github.com/sigstore/rekor/pkg/verify"
+	"github.com/sigstore/sigstore/pkg/signature"
+	"github.com/transparency-dev/merkle/proof"
+	"github.com/transparency-dev/merkle/rfc6962"
+
+	"github.com/accordmesh/accord/provenance/tlog"
+)
+
+// Problem is one failed audit check.
+type Problem struct {
+	// Stage is the stage the check concerns ("log" for the log key).
+	Stage string `json:"stage"`
+	// Check names the check: envelope, signature, statement, log-entry,
+	// inclusion-proof, checkpoint, signed-entry-timestamp, chain, job,
+	// spec-digest, outputs, amounts, consistency.
+	Check   string `json:"check"`
+	Message string `json:"message"`
+}
+
+func (p Problem) String() string { return "stage " + p.Stage + ": " + p.Check + ": " + p.Message }
+
+// StageReport describes one verified stage.
+type StageReport struct {
+	Stage          string    `json:"stage"`
+	Digest         string    `json:"digest"`
+	Signer         string    `json:"signer,omitempty"`
+	UUID           string    `json:"uuid,omitempty"`
+	LogIndex       int64     `json:"log_index"`
+	IntegratedTime time.Time `json:"integrated_time"`
+}
+
+// Report is the outcome of Verify.
+type Report struct {
+	JobID    string        `json:"job_id"`
+	OK       bool          `json:"ok"`
+	Complete bool          `json:"complete"`
+	Stages   []StageReport `json:"stages"`
+	Problems []Problem     `json:"problems,omitempty"`
+	// LogKey is the fingerprint of the log's key.
+	LogKey string `json:"log_key"`
+}
+
+// Err returns nil when the report has no problems, else an error wrapping
+// ErrAudit that lists every problem.
+func (r *Report) Err() error {
+	if len(r.Problems) == 0 {
+		return nil
+	}
+	msgs := make([]string, len(r.Problems))
+	for i, p := range r.Problems {
+		msgs[i] = p.String()
+	}
+	return fmt.Errorf("%w: job %s: %s", ErrAudit, r.JobID, strings.Join(msgs, "; "))
+}
+
+// VerifyOptions tune Verify.
+type VerifyOptions struct {
+	// AllowIncomplete accepts a chain that stops before settlement (a job
+	// still running). A chain ending at a denied admission is complete.
+	AllowIncomplete bool
+}
+
+// Verify checks a receipt offline: every envelope's signature against the
+// stage keys in trust, the statement against its stage, every log entry
+// (body matches the envelope, inclusion proof, checkpoint signature, signed
+// entry timestamp) against the receipt's log key, which trust must allow
+// for "log", and the chain: stages in order with none missing, each linking
+// the previous envelope's digest, one job, one spec digest, execution
+// outputs equal to the verified outputs, and settled amounts consistent with
+// the negotiated price, the escrow held and the measured usage.
+//
+// The report lists every problem found (each naming its stage); the error
+// is report.Err(). Verify never calls out: it is safe on untrusted input.
+func Verify(ctx context.Context, r *Receipt, trust *TrustStore, opts VerifyOptions) (*Report, error) {
+	a := &auditor{ctx: ctx, r: r, trust: trust, rep: &Report{JobID: r.JobID}}
+	a.run(opts)
+	a.rep.OK = len(a.rep.Problems) == 0
+	return a.rep, a.rep.Err()
+}
+
+type auditor struct {
+	ctx   context.Context
+	r     *Receipt
+	trust *TrustStore
+	rep   *Report
+	logV  signature.Verifier
+
+	// decoded per stage (nil when the stage is missing or undecodable)
+	stmts map[string]*Statement
+}
+
+func (a *auditor) fail(stage, check, format string, args ...any) {
+	a.rep.Problems = append(a.rep.Problems, Problem{Stage: stage, Check: check, Message: fmt.Sprintf(format, args...)})
+}
+
+func (a *auditor) run(opts VerifyOptions) {
+	a.stmts = map[string]*Statement{}
+	a.logKey()
+	var prevDigest, prevStage string
+	var specDigest string
+	seen := map[string]bool{}
+	for i, att := range a.r.Attestations {
+		stage := att.Stage
+		if stage == "" {
+			stage = fmt.Sprintf("#%d", i)
+		}
+		envDigest := Digest(att.Envelope)
+		sr := StageReport{Stage: stage, Digest: envDigest}
+		// Order: the i-th attestation must be the i-th stage.
+		switch idx := StageIndex(att.Stage); {
+		case idx < 0:
+			a.fail(stage, "chain", "unknown stage %q", att.Stage)
+		case seen[att.Stage]:
+			a.fail(stage, "chain", "stage appears twice")
+		case i < len(Stages) && idx != i:
+			if idx > i {
+				a.fail(stage, "chain", "stage %s missing: %s follows %s", strings.Join(Stages[i:idx], ", "), att.Stage, orStart(prevStage))
+			} else {
+				a.fail(stage, "chain", "stage out of order: %s after %s", att.Stage, prevStage)
+			}
+		}
+		seen[att.Stage] = true
+		if att.JobID != "" && att.JobID != a.r.JobID {
+			a.fail(stage, "job", "attestation is for job %s, receipt is for job %s", att.JobID, a.r.JobID)
+		}
+		if att.Digest != "" && att.Digest != envDigest {
+			a.fail(stage, "envelope", "recorded digest %s does not match the envelope (%s)", att.Digest, envDigest)
+		}
+		payload, signer := a.envelope(stage, att)
+		sr.Signer = signer
+		if payload != nil {
+			if st := a.statement(stage, att.Stage, payload); st != nil {
+				a.stmts[att.Stage] = st
+				h, _ := st.Header()
+				if i > 0 && h.Previous != prevDigest {
+					a.fail(stage, "chain", "previous digest %s does not match the %s envelope (%s)", orNone(h.Previous), prevStage, prevDigest)
+				}
+				if i == 0 && h.Previous != "" {
+					a.fail(stage, "chain", "first stage links a previous envelope %s", h.Previous)
+				}
+				if att.Stage == StageSpec {
+					specDigest = h.SpecDigest
+				} else if specDigest != "" && h.SpecDigest != "" && h.SpecDigest != specDigest {
+					a.fail(stage, "spec-digest", "spec digest %s does not match the spec stage's %s", h.SpecDigest, specDigest)
+				}
+			}
+		}
+		a.entry(stage, att, payload, &sr)
+		a.rep.Stages = append(a.rep.Stages, sr)
+		prevDigest, prevStage = envDigest, att.Stage
+	}
+	a.crossChecks()
+	// Completeness.
+	n := len(a.r.Attestations)
+	last := ""
+	if n > 0 {
+		last = a.r.Attestations[n-1].Stage
+	}
+	var adm AdmissionPredicate
+	denied := last == StageAdmission && a.stmts[StageAdmission] != nil &&
+		a.stmts[StageAdmission].DecodePredicate(&adm) == nil && !adm.Allowed
+	a.rep.Complete = last == StageSettlement || denied
+	if !a.rep.Complete && !opts.AllowIncomplete {
+		next := "spec"
+		if i := StageIndex(last); i >= 0 && i+1 < len(Stages) {
+			next = Stages[i+1]
+		}
+		a.fail(next, "chain", "stage %s missing: receipt ends at %s", next, orNone(last))
+	}
+}
+
+func orStart(s string) string {
+	if s == "" {
+		return "the start"
+	}
+	return s
+}
+
+func orNone(s string) string {
+	if s == "" {
+		return "(none)"
+	}
+	return s
+}
+
+// logKey checks the receipt's log key is trusted for "log".
+func (a *auditor) logKey() {
+	pub, err := ParsePublicKeyPEM([]byte(a.r.Log.PublicKey))
+	if err != nil {
+		a.fail("log", "log-key", "receipt's log public key: %v", err)
+		return
+	}
+	id, _ := Fingerprint(pub)
+	a.rep.LogKey = id
+	if !a.trust.Allowed(id, ScopeLog) {
+		a.fail("log", "log-key", "log key %s is not trusted for scope %q", id, ScopeLog)
+	}
+	if a.logV, err = LoadVerifier(pub); err != nil {
+		a.fail("log", "log-key", "%v", err)
+	}
+}
+
+// envelope verifies the signature against trusted stage keys.
+func (a *auditor) envelope(stage string, att *Attestation) (payload []byte, signer string) {
+	if _, _, err := ParseEnvelope(att.Envelope); err != nil {
+		a.fail(stage, "envelope", "%v", err)
+		return nil, ""
+	}
+	payload, id, err := VerifyEnvelope(a.ctx, att.Envelope, a.trust.KeysFor(ScopeStage)...)
+	if err == nil {
+		return payload, id
+	}
+	// Say why: altered, or signed by a key the auditor does not trust.
+	if pub, perr := ParsePublicKeyPEM([]byte(att.SignerPublicKey)); perr == nil {
+		if _, sid, verr := VerifyEnvelope(a.ctx, att.Envelope, pub); verr == nil {
+			a.fail(stage, "signature", "envelope signed by key %s, which is not trusted for scope %q", sid, ScopeStage)
+			return nil, sid
+		}
+	}
+	ids, _ := EnvelopeSignerIDs(att.Envelope)
+	a.fail(stage, "signature", "envelope signature does not verify with any trusted stage key (claims key %s): the envelope was altered or signed by an unknown key", strings.Join(ids, ","))
+	return nil, ""
+}
+
+// statement parses and checks the statement of one stage.
+func (a *auditor) statement(stage, want string, payload []byte) *Statement {
+	st, err := ParseStatement(payload)
+	if err != nil {
+		a.fail(stage, "statement", "%v", err)
+		return nil
+	}
+	if st.PredicateType != PredicateType(want) {
+		a.fail(stage, "statement", "predicate type %s, want %s", st.PredicateType, PredicateType(want))
+	}
+	h, err := st.Header()
+	if err != nil {
+		a.fail(stage, "statement", "%v", err)
+		return nil
+	}
+	if h.Stage != want {
+		a.fail(stage, "statement", "statement is for stage %q", h.Stage)
+	}
+	if h.JobID != a.r.JobID {
+		a.fail(stage, "job", "statement is for job %s, receipt is for job %s", h.JobID, a.r.JobID)
+	}
+	found := false
+	for _, s := range st.Subjects() {
+		if s.Name == JobSubjectPrefix+a.r.JobID && s.Digest == JobDigest(a.r.JobID) {
+			found = true
+		}
+	}
+	if !found {
+		a.fail(stage, "job", "statement has no subject %s%s", JobSubjectPrefix, a.r.JobID)
+	}
+	return st
+}
+
+// entry checks the log entry of one stage.
+func (a *auditor) entry(stage string, att *Attestation, payload []byte, sr *StageReport) {
+	e := att.Entry
+	if e == nil {
+		a.fail(stage, "log-entry", "attestation was never logged (no entry)")
+		return
+	}
+	sr.UUID = e.UUID
+	if e.LogIndex != nil {
+		sr.LogIndex = *e.LogIndex
+	}
+	if e.IntegratedTime != nil {
+		sr.IntegratedTime = time.Unix(*e.IntegratedTime, 0).UTC()
+	}
+	bodyStr, ok := e.Body.(string)
+	if !ok {
+		a.fail(stage, "log-entry", "entry body is %T, want base64 string", e.Body)
+		return
+	}
+	body, err := base64.StdEncoding.DecodeString(bodyStr)
+	if err != nil {
+		a.fail(stage, "log-entry", "entry body: %v", err)
+		return
+	}
+	var b struct {
+		Kind string `json:"kind"`
+		Spec struct {
+			Content struct {
+				Hash        struct{ Value string } `json:"hash"`
+				PayloadHash struct{ Value string } `json:"payloadHash"`
+			} `json:"content"`
+		} `json:"spec"`
+	}
+	if err := json.Unmarshal(body, &b); err != nil || b.Kind != "intoto" {
+		a.fail(stage, "log-entry", "entry body is not an intoto entry")
+		return
+	}
+	if want := hexDigest(att.Envelope); b.Spec.Content.Hash.Value != want {
+		a.fail(stage, "log-entry", "log entry records envelope hash %s, the envelope hashes to %s", b.Spec.Content.Hash.Value, want)
+	}
+	if payload != nil {
+		if want := hexDigest(payload); b.Spec.Content.PayloadHash.Value != want {
+			a.fail(stage, "log-entry", "log entry records payload hash %s, the statement hashes to %s", b.Spec.Content.PayloadHash.Value, want)
+		}
+	}
+	if wantLeaf := hex.EncodeToString(rfc6962.DefaultHasher.HashLeaf(body)); !strings.HasSuffix(strings.ToLower(e.UUID), wantLeaf) {
+		a.fail(stage, "log-entry", "entry UUID %s is not the leaf hash of its body (%s)", e.UUID, wantLeaf)
+	}
+	if e.Verification == nil || e.Verification.InclusionProof == nil {
+		a.fail(stage, "inclusion-proof", "no inclusion proof")
+		return
+	}
+	ip := e.Verification.InclusionProof
+	if ip.LogIndex == nil || ip.TreeSize == nil || ip.RootHash == nil || ip.Checkpoint == nil {
+		a.fail(stage, "inclusion-proof", "inclusion proof incomplete (log index, tree size, root hash or checkpoint missing)")
+		return
+	}
+	if err := verify.VerifyInclusion(a.ctx, &e.LogEntryAnon); err != nil {
+		a.fail(stage, "inclusion-proof", "entry %d not proven in tree of size %d: %v", *ip.LogIndex, *ip.TreeSize, err)
+	}
+	if a.logV == nil {
+		return
+	}
+	if err := verify.VerifyCheckpointSignature(&e.LogEntryAnon, a.logV); err != nil {
+		a.fail(stage, "checkpoint", "%v (not signed by the log key %s?)", err, a.rep.LogKey)
+	} else if sc, err := parseCheckpoint(*ip.Checkpoint); err == nil && int64(sc.Size) != *ip.TreeSize {
+		a.fail(stage, "checkpoint", "checkpoint size %d, inclusion proof tree size %d", sc.Size, *ip.TreeSize)
+	}
+	if e.LogIndex == nil || e.IntegratedTime == nil || e.LogID == nil {
+		a.fail(stage, "signed-entry-timestamp", "entry lacks log index, integrated time or log ID")
+		return
+	}
+	if err := verify.VerifySignedEntryTimestamp(a.ctx, &e.LogEntryAnon, a.logV); err != nil {
+		a.fail(stage, "signed-entry-timestamp", "%v", err)
+	}
+}
+
+func parseCheckpoint(s string) (*util.SignedCheckpoint, error) {
+	sc := &util.SignedCheckpoint{}
+	if err := sc.UnmarshalText([]byte(s)); err != nil {
+		return nil, err
+	}
+	return sc, nil
+}
+
+// crossChecks compares the typed predicates of different stages.
+func (a *auditor) crossChecks() {
+	var (
+		spec SpecPredicate
+		adm  AdmissionPredicate
+		neg  NegotiationPredicate
+		pl   PlacementPredicate
+		ex   ExecutionPredicate
+		ver  VerificationPredicate
+		set  SettlementPredicate
+	)
+	has := func(stage string, v any) bool {
+		st := a.stmts[stage]
+		if st == nil {
+			return false
+		}
+		if err := st.DecodePredicate(v); err != nil {
+			a.fail(stage, "statement", "%v", err)
+			return false
+		}
+		return true
+	}
+	hasSpec, hasAdm, hasNeg := has(StageSpec, &spec), has(StageAdmission, &adm), has(StageNegotiation, &neg)
+	hasPl, hasEx, hasVer, hasSet := has(StagePlacement, &pl), has(StageExecution, &ex), has(StageVerification, &ver), has(StageSettlement, &set)
+
+	if hasSpec {
+		if spec.SpecDigest != spec.DocumentDigest {
+			a.fail(StageSpec, "spec-digest", "header spec digest %s differs from document digest %s", spec.SpecDigest, spec.DocumentDigest)
+		}
+		if !subjectsHaveDigest(a.stmts[StageSpec], spec.DocumentDigest) {
+			a.fail(StageSpec, "spec-digest", "no subject carries the document digest %s", spec.DocumentDigest)
+		}
+	}
+	if hasAdm && !adm.Allowed && len(a.r.Attestations) > 2 {
+		a.fail(StageAdmission, "chain", "admission denied (%s) but the job went on", adm.Reason)
+	}
+	if hasNeg && hasSpec && spec.Currency != "" && neg.Currency != spec.Currency {
+		a.fail(StageNegotiation, "amounts", "negotiated in %s, spec budget is in %s", neg.Currency, spec.Currency)
+	}
+	if hasNeg && neg.Price < 0 {
+		a.fail(StageNegotiation, "amounts", "negative price %d", neg.Price)
+	}
+	if hasPl && hasNeg {
+		if pl.Provider != "" && pl.Provider != neg.Provider {
+			a.fail(StagePlacement, "placement", "placed with provider %q, negotiation awarded %q", pl.Provider, neg.Provider)
+		}
+		if pl.Currency != neg.Currency {
+			a.fail(StagePlacement, "amounts", "escrow held in %s, price negotiated in %s", pl.Currency, neg.Currency)
+		}
+		if pl.Held < neg.Price {
+			a.fail(StagePlacement, "amounts", "escrow held %d is less than the negotiated price %d", pl.Held, neg.Price)
+		}
+	}
+	var execOut map[string]string
+	if hasEx {
+		execOut = map[string]string{}
+		for name, t := range ex.Tasks {
+			for _, o := range t.Outputs {
+				execOut[name+":"+o.Path] = "sha256:" + strings.ToLower(o.SHA256)
+			}
+		}
+		subj := artifactSubjects(a.r.JobID, a.stmts[StageExecution])
+		if diff := diffOutputs(execOut, subj); diff != "" {
+			a.fail(StageExecution, "outputs", "subjects do not match the task outputs: %s", diff)
+		}
+		if hasNeg && ex.Provider != "" && ex.Provider != neg.Provider {
+			a.fail(StageExecution, "placement", "executed by provider %q, negotiation awarded %q", ex.Provider, neg.Provider)
+		}
+	}
+	if hasVer {
+		allPassed := len(ver.Tests) > 0
+		for _, t := range ver.Tests {
+			allPassed = allPassed && t.Passed
+		}
+		if ver.Passed && !allPassed && len(ver.Tests) > 0 {
+			a.fail(StageVerification, "verification", "claims passed but a test failed")
+		}
+		if hasEx {
+			subj := artifactSubjects(a.r.JobID, a.stmts[StageVerification])
+			if diff := diffOutputs(execOut, subj); diff != "" {
+				a.fail(StageVerification, "outputs", "verified outputs differ from the execution outputs: %s", diff)
+			}
+		}
+	}
+	if hasSet {
+		a.settlement(set, neg, hasNeg, pl, hasPl, ex, hasEx, ver, hasVer)
+	}
+}
+
+func (a *auditor) settlement(set SettlementPredicate, neg NegotiationPredicate, hasNeg bool, pl PlacementPredicate, hasPl bool, ex ExecutionPredicate, hasEx bool, ver VerificationPredicate, hasVer bool) {
+	const st = StageSettlement
+	bad := func(format string, args ...any) { a.fail(st, "amounts", format, args...) }
+	if set.Paid < 0 || set.Refunded < 0 {
+		bad("negative amounts: paid %d, refunded %d", set.Paid, set.Refunded)
+	}
+	if hasNeg && set.Currency != neg.Currency {
+		bad("settled in %s, price negotiated in %s", set.Currency, neg.Currency)
+	}
+	if hasPl && set.Paid+set.Refunded != pl.Held {
+		bad("paid %d + refunded %d = %d, escrow held %d", set.Paid, set.Refunded, set.Paid+set.Refunded, pl.Held)
+	}
+	if hasVer && !ver.Passed && set.Paid > 0 && hasNeg && set.Paid > neg.Price {
+		bad("verification failed yet paid %d, above the negotiated price %d", set.Paid, neg.Price)
+	}
+	if set.Usage != nil && hasEx {
+		var wall, cpu, mem, gpu float64
+		n := int64(0)
+		for _, t := range ex.Tasks {
+			wall += t.Usage.WallSeconds
+			cpu += t.Usage.CPUSeconds
+			mem += t.Usage.MemGBSeconds
+			gpu += t.Usage.GPUSeconds
+			n++
+		}
+		// Per-task rounding up to a milli-unit may add up to one per task.
+		for _, c := range []struct {
+			what    string
+			got     int64
+			seconds float64
+		}{{"wall", set.Usage.WallMillis, wall}, {"cpu", set.Usage.CPUMillis, cpu}, {"memory", set.Usage.MemGBMillis, mem}, {"gpu", set.Usage.GPUMillis, gpu}} {
+			want := int64(math.Ceil(c.seconds*1000 - 1e-6))
+			if c.got < want-1 || c.got > want+n+1 {
+				bad("%s usage billed %d ms, execution measured %.3f s", c.what, c.got, c.seconds)
+			}
+		}
+	}
+	var rec SettlementRecord
+	if len(set.Record) == 0 || string(set.Record) == "null" {
+		return
+	}
+	if err := json.Unmarshal(set.Record, &rec); err != nil {
+		a.fail(st, "statement", "settlement record: %v", err)
+		return
+	}
+	if rec.Currency != "" && rec.Currency != set.Currency {
+		bad("record currency %s, attested %s", rec.Currency, set.Currency)
+	}
+	if hasPl && rec.Held != pl.Held {
+		bad("record held %d, placement held %d", rec.Held, pl.Held)
+	}
+	if m := rec.Metered; m.Wall+m.CPU+m.Mem+m.GPU != m.Total {
+		bad("metered components %d+%d+%d+%d do not sum to total %d", m.Wall, m.CPU, m.Mem, m.GPU, m.Total)
+	}
+	if set.Usage != nil && set.Rates != nil {
+		u, r := set.Usage, set.Rates
+		for _, c := range []struct {
+			what      string
+			got       int64
+			qty, rate int64
+		}{{"wall", rec.Metered.Wall, u.WallMillis, r.WallPerHour}, {"cpu", rec.Metered.CPU, u.CPUMillis, r.CPUPerHour},
+			{"memory", rec.Metered.Mem, u.MemGBMillis, r.MemGBPerHour}, {"gpu", rec.Metered.GPU, u.GPUMillis, r.GPUPerHour}} {
+			if want, ok := meter(c.qty, c.rate); !ok || want != c.got {
+				bad("metered %s charge %d, usage %d ms at %d/h gives %d", c.what, c.got, c.qty, c.rate, want)
+			}
+		}
+	}
+	if hasNeg && rec.Charge != 0 {
+		want := min(neg.Price+rec.Metered.Total, rec.Held)
+		if rec.Charge != want {
+			bad("charge %d, negotiated price %d + metered %d capped at held %d gives %d", rec.Charge, neg.Price, rec.Metered.Total, rec.Held, want)
+		}
+	}
+	if rec.Payable != rec.Charge-rec.SLARefund {
+		bad("payable %d, charge %d - SLA refund %d gives %d", rec.Payable, rec.Charge, rec.SLARefund, rec.Charge-rec.SLARefund)
+	}
+	roy := int64(0)
+	for _, r := range rec.Royalties {
+		roy += r.Amount
+	}
+	if rec.ProviderPay+rec.PlatformFee+roy != rec.Payable {
+		bad("provider %d + fee %d + royalties %d = %d, payable %d", rec.ProviderPay, rec.PlatformFee, roy, rec.ProviderPay+rec.PlatformFee+roy, rec.Payable)
+	}
+	if rec.Refund != rec.Held-rec.Payable {
+		bad("refund %d, held %d - payable %d gives %d", rec.Refund, rec.Held, rec.Payable, rec.Held-rec.Payable)
+	}
+	if set.Paid != rec.Payable {
+		bad("attested paid %d, record payable %d", set.Paid, rec.Payable)
+	}
+	if set.Refunded != rec.Refund {
+		bad("attested refunded %d, record refund %d", set.Refunded, rec.Refund)
+	}
+}
+
+// meter is settlement.Meter's per-component rule: ceil(qty × rate / 3.6e6).
+func meter(qty, rate int64) (int64, bool) {
+	if qty < 0 || rate < 0 {
+		return 0, false
+	}
+	const millisPerHour = 3_600_000
+	hi, lo := bits.Mul64(uint64(qty), uint64(rate))
+	if hi >= millisPerHour {
+		return 0, false
+	}
+	q, rem := bits.Div64(hi, lo, millisPerHour)
+	if rem != 0 {
+		q++
+	}
+	if q > math.MaxInt64 {
+		return 0, false
+	}
+	return int64(q), true
+}
+
+func subjectsHaveDigest(st *Statement, d string) bool {
+	for _, s := range st.Subjects() {
+		if s.Digest == d {
+			return true
+		}
+	}
+	return false
+}
+
+// artifactSubjects returns name → digest of the subjects other than the job.
+func artifactSubjects(jobID string, st *Statement) map[string]string {
+	out := map[string]string{}
+	for _, s := range st.Subjects() {
+		if s.Name == JobSubjectPrefix+jobID {
+			continue
+		}
+		out[s.Name] = s.Digest
+	}
+	return out
+}
+
+// diffOutputs describes how got differs from want ("" when equal).
+func diffOutputs(want, got map[string]string) string {
+	var d []string
+	for k, v := range want {
+		switch g, ok := got[k]; {
+		case !ok:
+			d = append(d, fmt.Sprintf("%s missing", k))
+		case g != v:
+			d = append(d, fmt.Sprintf("%s is %s, want %s", k, g, v))
+		}
+	}
+	for k := range got {
+		if _, ok := want[k]; !ok {
+			d = append(d, fmt.Sprintf("unexpected %s", k))
+		}
+	}
+	sort.Strings(d)
+	return strings.Join(d, "; ")
+}
+
+// VerifyOnline proves that the log l has only grown since the receipt was
+// made: for each distinct checkpoint in the receipt, a consistency proof to
+// l's current checkpoint, whose signature must verify with the receipt's
+// (trusted) log key. Run Verify first.
+func VerifyOnline(ctx context.Context, r *Receipt, l tlog.Log) ([]Problem, error) {
+	pub, err := ParsePublicKeyPEM([]byte(r.Log.PublicKey))
+	if err != nil {
+		return nil, err
+	}
+	v, err := LoadVerifier(pub)
+	if err != nil {
+		return nil, err
+	}
+	info, err := l.Info(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("provenance: log info: %w", err)
+	}
+	cur, err := parseCheckpoint(info.SignedCheckpoint)
+	if err != nil {
+		return []Problem{{Stage: "log", Check: "consistency", Message: fmt.Sprintf("current checkpoint: %v", err)}}, nil
+	}
+	var problems []Problem
+	if !cur.Verify(v) {
+		problems = append(problems, Problem{Stage: "log", Check: "consistency", Message: "the log's current checkpoint is not signed by the receipt's log key"})
+		return problems, nil
+	}
+	done := map[uint64]bool{}
+	for _, att := range r.Attestations {
+		if att.Entry == nil || att.Entry.Verification == nil || att.Entry.Verification.InclusionProof == nil || att.Entry.Verification.InclusionProof.Checkpoint == nil {
+			continue
+		}
+		sc, err := parseCheckpoint(*att.Entry.Verification.InclusionProof.Checkpoint)
+		if err != nil || done[sc.Size] {
+			continue
+		}
+		done[sc.Size] = true
+		fail := func(format string, args ...any) {
+			problems = append(problems, Problem{Stage: att.Stage, Check: "consistency", Message: fmt.Sprintf(format, args...)})
+		}
+		if sc.Size > cur.Size {
+			fail("receipt checkpoint size %d is beyond the log's current size %d", sc.Size, cur.Size)
+			continue
+		}
+		var hashes [][]byte
+		if sc.Size < cur.Size && sc.Size > 0 {
+			hs, err := l.ConsistencyProof(ctx, int64(sc.Size), int64(cur.Size))
+			if err != nil {
+				return nil, fmt.Errorf("provenance: consistency proof %d→%d: %w", sc.Size, cur.Size, err)
+			}
+			for _, h := range hs {
+				b, err := hex.DecodeString(h)
+				if err != nil {
+					fail("consistency proof hash %q: %v", h, err)
+					continue
+				}
+				hashes = append(hashes, b)
+			}
+		}
+		if err := proof.VerifyConsistency(rfc6962.DefaultHasher, sc.Size, cur.Size, hashes, sc.Hash, cur.Hash); err != nil {
+			fail("tree of size %d (root %x) is not a prefix of the log's current tree of size %d: %v", sc.Size, sc.Hash, cur.Size, err)
+		}
+	}
+	return problems, nil
+}
+

@@ -1,0 +1,250 @@
+package provenance
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"regexp"
+	"sort"
+	"sync"
+
+	"github.com/accordmesh/accord/provenance/tlog"
+)
+
+// Attestation is one stage's signed envelope and, once logged, its entry.
+type Attestation struct {
+	JobID string `json:"job_id"`
+	Stage string `json:"stage"`
+	// Digest is "sha256:<hex>" of Envelope: what the next stage links to.
+	Digest string `json:"digest"`
+	// Envelope is the DSSE envelope (JSON) exactly as signed; it is base64
+	// in JSON so that no re-encoding can change the bytes Digest covers.
+	Envelope []byte `json:"envelope"`
+	// SignerPublicKey is the PEM of the key that signed Envelope.
+	SignerPublicKey string `json:"signer_public_key"`
+	// Entry is the log entry (nil until the upload succeeded).
+	Entry *tlog.Entry `json:"entry,omitempty"`
+}
+
+// Store keeps each job's attestations as files: dir/<job>/<stage>.json.
+// Writes are atomic; a stored envelope is never replaced.
+type Store struct {
+	dir string
+	mu  sync.Mutex
+}
+
+// NewStore returns a store rooted at dir (created on first write).
+func NewStore(dir string) *Store { return &Store{dir: dir} }
+
+// DefaultStoreDir is home/provenance/jobs.
+func DefaultStoreDir(home string) string { return filepath.Join(home, "provenance", "jobs") }
+
+var safeName = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._:@+-]{0,200}$`)
+
+func (s *Store) path(jobID, stage string) (string, error) {
+	if !safeName.MatchString(jobID) || jobID == "." || jobID == ".." {
+		return "", fmt.Errorf("provenance: job ID %q is not a safe file name", jobID)
+	}
+	if StageIndex(stage) < 0 {
+		return "", fmt.Errorf("%w: unknown stage %q", ErrBadStatement, stage)
+	}
+	return filepath.Join(s.dir, jobID, stage+".json"), nil
+}
+
+// Get returns a stored attestation, or ErrNotFound.
+func (s *Store) Get(jobID, stage string) (*Attestation, error) {
+	p, err := s.path(jobID, stage)
+	if err != nil {
+		return nil, err
+	}
+	b, err := os.ReadFile(p)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("%w: job %s stage %s", ErrNotFound, jobID, stage)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("provenance: read attestation: %w", err)
+	}
+	var a Attestation
+	if err := json.Unmarshal(b, &a); err != nil {
+		return nil, fmt.Errorf("provenance: attestation %s: %w", p, err)
+	}
+	return &a, nil
+}
+
+// Put writes an attestation (atomically replacing the file).
+func (s *Store) Put(a *Attestation) error {
+	p, err := s.path(a.JobID, a.Stage)
+	if err != nil {
+		return err
+	}
+	b, err := json.MarshalIndent(a, "", "  ")
+	if err != nil {
+		return fmt.Errorf("provenance: encode attestation: %w", err)
+	}
+	return writeFileAtomic(p, append(b, '\n'), 0o644)
+}
+
+// List returns a job's stored attestations in stage order.
+func (s *Store) List(jobID string) ([]*Attestation, error) {
+	var out []*Attestation
+	for _, st := range Stages {
+		a, err := s.Get(jobID, st)
+		if errors.Is(err, ErrNotFound) {
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, a)
+	}
+	if len(out) == 0 {
+		return nil, fmt.Errorf("%w: no attestations for job %s", ErrNotFound, jobID)
+	}
+	return out, nil
+}
+
+// Jobs lists the job IDs with stored attestations.
+func (s *Store) Jobs() ([]string, error) {
+	ents, err := os.ReadDir(s.dir)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("provenance: list jobs: %w", err)
+	}
+	var out []string
+	for _, e := range ents {
+		if e.IsDir() {
+			out = append(out, e.Name())
+		}
+	}
+	sort.Strings(out)
+	return out, nil
+}
+
+// Recorder signs stage statements and logs them; the workflow's attest
+// activity calls Attest once per stage.
+type Recorder struct {
+	log   tlog.Log
+	key   *Key
+	store *Store
+	mu    sync.Mutex // serialises sign-and-persist per process
+}
+
+// NewRecorder returns a recorder signing with key, logging to l and keeping
+// envelopes in store.
+func NewRecorder(l tlog.Log, key *Key, store *Store) *Recorder {
+	return &Recorder{log: l, key: key, store: store}
+}
+
+// AttestRequest is one stage's statement content.
+type AttestRequest struct {
+	JobID string
+	Stage string
+	// Previous is the previous stage's envelope digest; when empty (and the
+	// stage is not spec) it is taken from the store.
+	Previous string
+	// Subjects besides the job subject (artifact digests).
+	Subjects []Subject
+	// Predicate is the stage's predicate as a JSON object (one of the
+	// XxxPredicate types, or the workflow's equivalent map).
+	Predicate json.RawMessage
+}
+
+// Attest signs and logs one stage of a job.
+//
+// Idempotent by (job, stage): the signed envelope is persisted before it is
+// uploaded, and a retry reuses the stored envelope (first write wins: a
+// retry with different content gets the original attestation back, and a
+// warning is logged), so one stage never has two envelopes. Uploads are
+// idempotent in the log, so a retry after a failed or lost upload returns
+// the same entry. If the log is unreachable the error wraps
+// tlog.ErrUnavailable and the envelope stays stored for the retry.
+func (r *Recorder) Attest(ctx context.Context, req AttestRequest) (*Attestation, error) {
+	a, err := r.sign(ctx, req)
+	if err != nil {
+		return nil, err
+	}
+	if a.Entry != nil {
+		return a, nil
+	}
+	e, err := r.log.Upload(ctx, a.Envelope, []byte(a.SignerPublicKey))
+	if err != nil {
+		return nil, fmt.Errorf("provenance: log %s attestation of %s: %w", req.Stage, req.JobID, err)
+	}
+	a.Entry = e
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if err := r.store.Put(a); err != nil {
+		return nil, err
+	}
+	return a, nil
+}
+
+func (r *Recorder) sign(ctx context.Context, req AttestRequest) (*Attestation, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if old, err := r.store.Get(req.JobID, req.Stage); err == nil {
+		if want, err := r.statement(req); err == nil {
+			if _, payload, err := ParseEnvelope(old.Envelope); err == nil && string(payload) != string(want) {
+				slog.Warn("provenance: stage already attested with different content; keeping the first",
+					"job_id", req.JobID, "stage", req.Stage, "digest", old.Digest)
+			}
+		}
+		return old, nil
+	} else if !errors.Is(err, ErrNotFound) {
+		return nil, err
+	}
+	payload, err := r.statement(req)
+	if err != nil {
+		return nil, err
+	}
+	env, err := SignEnvelope(ctx, r.key, PayloadTypeInToto, payload)
+	if err != nil {
+		return nil, err
+	}
+	a := &Attestation{JobID: req.JobID, Stage: req.Stage, Digest: Digest(env), Envelope: env, SignerPublicKey: string(r.key.PublicPEM())}
+	if err := r.store.Put(a); err != nil {
+		return nil, err
+	}
+	return a, nil
+}
+
+// statement builds the statement bytes for req; r.mu held.
+func (r *Recorder) statement(req AttestRequest) ([]byte, error) {
+	h := Header{JobID: req.JobID, Stage: req.Stage, Previous: req.Previous}
+	idx := StageIndex(req.Stage)
+	if idx < 0 {
+		return nil, fmt.Errorf("%w: unknown stage %q", ErrBadStatement, req.Stage)
+	}
+	if idx > 0 && h.Previous == "" {
+		prev, err := r.store.Get(req.JobID, Stages[idx-1])
+		if err != nil {
+			return nil, fmt.Errorf("provenance: stage %s of %s: previous stage %s not attested: %w", req.Stage, req.JobID, Stages[idx-1], err)
+		}
+		h.Previous = prev.Digest
+	}
+	subjects := req.Subjects
+	if idx == 0 {
+		var sp SpecPredicate
+		if err := json.Unmarshal(req.Predicate, &sp); err != nil || !ValidDigest(sp.DocumentDigest) {
+			return nil, fmt.Errorf("%w: spec predicate needs document_digest sha256:<hex>", ErrBadStatement)
+		}
+		h.SpecDigest = sp.DocumentDigest
+		subjects = append([]Subject{{Name: "spec", Digest: sp.DocumentDigest}}, subjects...)
+	} else if spec, err := r.store.Get(req.JobID, StageSpec); err == nil {
+		if _, payload, err := ParseEnvelope(spec.Envelope); err == nil {
+			if st, err := ParseStatement(payload); err == nil {
+				if sh, err := st.Header(); err == nil {
+					h.SpecDigest = sh.SpecDigest
+				}
+			}
+		}
+	}
+	return BuildStatement(h, subjects, req.Predicate)
+}
