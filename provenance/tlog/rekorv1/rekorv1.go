@@ -434,3 +434,12 @@ func intersect(a, b []string) []string {
 	}
 	return out
 }
+
+func init() {
+	tlog.Register(tlog.KindRekor, func(_ context.Context, cfg tlog.Config) (tlog.Log, error) {
+		if cfg.URL == "" {
+			return nil, fmt.Errorf("%w: no Rekor URL (--rekor-url)", ErrBadURL)
+		}
+		return New(cfg.URL)
+	})
+}
