@@ -663,4 +663,3 @@ func VerifyOnline(ctx context.Context, r *Receipt, l tlog.Log) ([]Problem, error
 	}
 	return problems, nil
 }
-

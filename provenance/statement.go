@@ -155,9 +155,9 @@ type TestResult struct {
 // ledger's settlement (postings included).
 type SettlementPredicate struct {
 	Header
-	Paid     int64           `json:"paid"`
-	Refunded int64           `json:"refunded"`
-	Currency string          `json:"currency"`
+	Paid     int64  `json:"paid"`
+	Refunded int64  `json:"refunded"`
+	Currency string `json:"currency"`
 	// Usage and Rates, when present, let the audit recompute the metered
 	// charge from the usage measured in the execution stage.
 	Usage  *MeteredUsage   `json:"usage,omitempty"`
