@@ -121,16 +121,16 @@ func (c *converter) convert(y *yaml.Node, depth int) *node {
 		n := &node{kind: kindMap, pos: p}
 		for i := 0; i+1 < len(y.Content); i += 2 {
 			k, v := y.Content[i], y.Content[i+1]
+			if k.Kind == yaml.ScalarNode && k.ShortTag() == "!!merge" {
+				c.e.add(c.pos(k), "yaml: merge keys (<<) are not allowed in specs")
+				continue
+			}
 			if k.Kind != yaml.ScalarNode || (k.ShortTag() != "!!str" && k.ShortTag() != "!!int" && k.ShortTag() != "!!float" && k.ShortTag() != "!!bool") {
 				if k.Kind == yaml.AliasNode {
 					c.e.add(c.pos(k), "yaml: aliases (*%s) are not allowed in specs", k.Value)
 				} else {
 					c.e.add(c.pos(k), "yaml: mapping keys must be plain strings")
 				}
-				continue
-			}
-			if k.Value == "<<" {
-				c.e.add(c.pos(k), "yaml: merge keys (<<) are not allowed in specs")
 				continue
 			}
 			key := &node{kind: kindScalar, pos: c.pos(k), tag: "!!str", value: k.Value}
