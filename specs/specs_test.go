@@ -273,3 +273,25 @@ func TestBatchInferenceComposition(t *testing.T) {
 		t.Errorf("documents = %+v", s.Source.Documents)
 	}
 }
+
+// TestReferenceExample keeps the example at the top of
+// docs/spec-reference.md a valid spec.
+func TestReferenceExample(t *testing.T) {
+	inRepoRoot(t)
+	doc, err := os.ReadFile("docs/spec-reference.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, rest, ok := strings.Cut(string(doc), "~~~markdown\n")
+	if !ok {
+		t.Fatal("no ~~~markdown example in docs/spec-reference.md")
+	}
+	example, _, _ := strings.Cut(rest, "~~~\n")
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "ref.md"), []byte(example), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := LoadPlan(filepath.Join(dir, "ref.md")); err != nil {
+		t.Fatalf("reference example does not load:\n%v", err)
+	}
+}
