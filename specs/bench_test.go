@@ -2,8 +2,8 @@ package specs
 
 import (
 	"fmt"
-	"syscall"
 	"math/rand/v2"
+	"syscall"
 	"testing"
 )
 
