@@ -1,0 +1,443 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/accordmesh/accord/internal/cli"
+	"github.com/accordmesh/accord/provenance"
+	"github.com/accordmesh/accord/provenance/tlog"
+	"github.com/accordmesh/accord/provenance/tlog/embedded"
+)
+
+// logFlags select the transparency log for receipt and audit commands.
+type logFlags struct {
+	kind     string
+	rekorURL string
+}
+
+func (f *logFlags) add(c *cobra.Command) {
+	c.Flags().StringVar(&f.kind, "log", tlog.KindEmbedded, "transparency log: embedded (under Accord's home) or rekor")
+	c.Flags().StringVar(&f.rekorURL, "rekor-url", "", "Rekor v1 server URL (implies --log rekor)")
+}
+
+// open opens the log and the local provenance state. Writers fall back to a
+// read-only embedded log when a worker holds it.
+func (f *logFlags) open(ctx context.Context, write bool) (*provenance.Local, error) {
+	home, err := cli.Home()
+	if err != nil {
+		return nil, err
+	}
+	cfg := tlog.Config{Kind: f.kind, Home: home, URL: f.rekorURL, ReadOnly: !write}
+	if f.rekorURL != "" {
+		cfg.Kind = tlog.KindRekor
+	}
+	loc, err := provenance.OpenLocal(ctx, home, cfg)
+	if write && errors.Is(err, embedded.ErrLocked) {
+		cfg.ReadOnly = true
+		loc, err = provenance.OpenLocal(ctx, home, cfg)
+	}
+	return loc, err
+}
+
+func cmdContext(cmd *cobra.Command) context.Context {
+	if ctx := cmd.Context(); ctx != nil {
+		return ctx
+	}
+	return context.Background()
+}
+
+func init() {
+	root.AddCommand(newKeysCmd(), newReceiptCmd(), newAuditCmd())
+	specCmd.AddCommand(newSpecSignCmd())
+}
+
+func newKeysCmd() *cobra.Command {
+	keys := &cobra.Command{Use: "keys", Short: "Signing keys and the trust store"}
+
+	var alg, out string
+	var force bool
+	var trustScopes []string
+	gen := &cobra.Command{
+		Use:   "generate",
+		Short: "Generate a signing key (PEM; the public half goes to FILE.pub)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			home, err := cli.Home()
+			if err != nil {
+				return err
+			}
+			if out == "" {
+				out = filepath.Join(home, "keys", "signing.key")
+			}
+			if _, err := os.Stat(out); err == nil && !force {
+				return cli.WithCode(cli.ExitUsage, fmt.Errorf("%s exists (use --force to replace it)", out))
+			}
+			k, err := provenance.GenerateKey(alg)
+			if err != nil {
+				return cli.WithCode(cli.ExitUsage, err)
+			}
+			if force {
+				os.Remove(out)
+			}
+			if err := k.WriteFiles(out); err != nil {
+				return err
+			}
+			if len(trustScopes) > 0 {
+				if err := trustKey(home, k.PublicPEM(), filepath.Base(out), trustScopes); err != nil {
+					return err
+				}
+			}
+			res := map[string]any{"id": k.ID(), "algorithm": k.Algorithm(), "private_key": out, "public_key": out + ".pub", "trusted_for": trustScopes}
+			return cli.Print(cmd, res, func(w cli.Writer) {
+				w.Printf("key %s (%s)\n  private: %s\n  public:  %s.pub\n", k.ID(), k.Algorithm(), out, out)
+			})
+		},
+	}
+	gen.Flags().StringVar(&alg, "alg", provenance.AlgECDSAP256, "key algorithm: ecdsa-p256 or ed25519")
+	gen.Flags().StringVarP(&out, "output", "o", "", "private key file (default keys/signing.key under Accord's home)")
+	gen.Flags().BoolVar(&force, "force", false, "replace an existing key file")
+	gen.Flags().StringSliceVar(&trustScopes, "trust", nil, "also trust the key for these scopes (stage, log, spec:<tenant>, spec:*)")
+
+	var scopes []string
+	var name string
+	trust := &cobra.Command{
+		Use:   "trust PUBLIC_KEY_FILE",
+		Short: "Trust a public key (PEM) for scopes: stage, log, spec:<tenant>, spec:*",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			home, err := cli.Home()
+			if err != nil {
+				return err
+			}
+			pemBytes, err := os.ReadFile(args[0])
+			if err != nil {
+				return cli.WithCode(cli.ExitUsage, err)
+			}
+			if len(scopes) == 0 {
+				return cli.WithCode(cli.ExitUsage, errors.New("--scope is required"))
+			}
+			if err := trustKey(home, pemBytes, name, scopes); err != nil {
+				return err
+			}
+			pub, err := provenance.ParsePublicKeyPEM(pemBytes)
+			if err != nil {
+				return cli.WithCode(cli.ExitUsage, err)
+			}
+			id, _ := provenance.Fingerprint(pub)
+			return cli.Print(cmd, map[string]any{"id": id, "scopes": scopes}, func(w cli.Writer) {
+				w.Printf("trusted %s for %s\n", id, strings.Join(scopes, ", "))
+			})
+		},
+	}
+	trust.Flags().StringSliceVar(&scopes, "scope", nil, "scopes the key may sign for")
+	trust.Flags().StringVar(&name, "name", "", "a label for the key")
+
+	list := &cobra.Command{
+		Use:   "list",
+		Short: "List the trust store",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			home, err := cli.Home()
+			if err != nil {
+				return err
+			}
+			ts, err := provenance.LoadTrustStore(provenance.DefaultTrustPath(home))
+			if err != nil {
+				return err
+			}
+			keys := ts.Keys()
+			type row struct {
+				ID     string   `json:"id"`
+				Name   string   `json:"name,omitempty"`
+				Scopes []string `json:"scopes"`
+			}
+			rows := []row{}
+			for _, k := range keys {
+				rows = append(rows, row{k.ID, k.Name, k.Scopes})
+			}
+			return cli.Print(cmd, map[string]any{"keys": rows}, func(w cli.Writer) {
+				for _, r := range rows {
+					w.Printf("%s  %-20s %s\n", r.ID, r.Name, strings.Join(r.Scopes, ","))
+				}
+			})
+		},
+	}
+	keys.AddCommand(gen, trust, list)
+	return keys
+}
+
+func trustKey(home string, pemBytes []byte, name string, scopes []string) error {
+	path := provenance.DefaultTrustPath(home)
+	ts, err := provenance.LoadTrustStore(path)
+	if err != nil {
+		return err
+	}
+	if _, err := ts.Add(pemBytes, name, scopes...); err != nil {
+		return cli.WithCode(cli.ExitUsage, err)
+	}
+	return ts.Save(path)
+}
+
+func newSpecSignCmd() *cobra.Command {
+	var keyPath, out string
+	c := &cobra.Command{
+		Use:   "sign FILE",
+		Short: "Sign a spec document's digest (DSSE); writes FILE.sig",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if keyPath == "" {
+				return cli.WithCode(cli.ExitUsage, errors.New("--key is required"))
+			}
+			doc, err := os.ReadFile(args[0])
+			if err != nil {
+				return cli.WithCode(cli.ExitUsage, err)
+			}
+			k, err := provenance.LoadKey(keyPath)
+			if err != nil {
+				return cli.WithCode(cli.ExitUsage, err)
+			}
+			sig, err := provenance.SignSpec(cmdContext(cmd), doc, filepath.Base(args[0]), k)
+			if err != nil {
+				return err
+			}
+			if out == "" {
+				out = args[0] + provenance.SpecSignatureExt
+			}
+			if err := os.WriteFile(out, append(sig, '\n'), 0o644); err != nil {
+				return err
+			}
+			res := map[string]any{"document_digest": provenance.Digest(doc), "key_id": k.ID(), "signature": out}
+			return cli.Print(cmd, res, func(w cli.Writer) {
+				w.Printf("signed %s (%s) with %s → %s\n", args[0], provenance.Digest(doc), k.ID(), out)
+			})
+		},
+	}
+	c.Flags().StringVar(&keyPath, "key", "", "private key file (PEM)")
+	c.Flags().StringVarP(&out, "output", "o", "", "signature file (default FILE.sig)")
+	return c
+}
+
+func newReceiptCmd() *cobra.Command {
+	receipt := &cobra.Command{Use: "receipt", Short: "Job receipts: attestations with their log proofs"}
+	var lf logFlags
+	var out string
+	export := &cobra.Command{
+		Use:   "export JOB",
+		Short: "Write a job's receipt (every envelope with its log entry, proofs and the log key)",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if out == "" {
+				return cli.WithCode(cli.ExitUsage, errors.New("-o FILE is required"))
+			}
+			ctx := cmdContext(cmd)
+			loc, err := lf.open(ctx, true)
+			if err != nil {
+				return err
+			}
+			defer loc.Close(ctx)
+			r, err := provenance.BuildReceipt(ctx, args[0], loc.Store, loc.Log)
+			if errors.Is(err, provenance.ErrNotFound) {
+				return cli.WithCode(cli.ExitUsage, err)
+			}
+			if err != nil {
+				return err
+			}
+			if err := r.WriteFile(out); err != nil {
+				return err
+			}
+			stages := make([]string, len(r.Attestations))
+			for i, a := range r.Attestations {
+				stages[i] = a.Stage
+			}
+			res := map[string]any{"job_id": r.JobID, "file": out, "stages": stages, "log": r.Log.Kind}
+			return cli.Print(cmd, res, func(w cli.Writer) {
+				w.Printf("receipt for %s (%d stages: %s) → %s\n", r.JobID, len(stages), strings.Join(stages, " → "), out)
+			})
+		},
+	}
+	lf.add(export)
+	export.Flags().StringVarP(&out, "output", "o", "", "receipt file")
+	receipt.AddCommand(export)
+	return receipt
+}
+
+func newAuditCmd() *cobra.Command {
+	audit := &cobra.Command{Use: "audit", Short: "Verify receipts and search the transparency log"}
+
+	var vf logFlags
+	var online, allowIncomplete bool
+	var trustPath string
+	verify := &cobra.Command{
+		Use:   "verify FILE|JOB",
+		Short: "Verify a receipt offline (signatures, proofs, checkpoints, the stage chain, amounts)",
+		Long: "Verify a receipt file, or the receipt of a job in Accord's home, against the trust store.\n" +
+			"Offline unless --online, which also proves the receipt's checkpoints consistent with the log's\n" +
+			"current one. Exit status 7 when the audit fails; each problem names its stage.",
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			ctx := cmdContext(cmd)
+			home, err := cli.Home()
+			if err != nil {
+				return err
+			}
+			if trustPath == "" {
+				trustPath = provenance.DefaultTrustPath(home)
+			}
+			trust, err := provenance.LoadTrustStore(trustPath)
+			if err != nil {
+				return err
+			}
+			var r *provenance.Receipt
+			var loc *provenance.Local
+			if _, statErr := os.Stat(args[0]); statErr == nil {
+				if r, err = provenance.ReadReceipt(args[0]); err != nil {
+					return cli.WithCode(cli.ExitUsage, err)
+				}
+			} else {
+				if loc, err = vf.open(ctx, false); err != nil {
+					return err
+				}
+				defer loc.Close(ctx)
+				if r, err = provenance.BuildReceipt(ctx, args[0], loc.Store, loc.Log); err != nil {
+					if errors.Is(err, provenance.ErrNotFound) {
+						return cli.WithCode(cli.ExitUsage, fmt.Errorf("%s is neither a receipt file nor a job with attestations: %w", args[0], err))
+					}
+					return err
+				}
+			}
+			rep, _ := provenance.Verify(ctx, r, trust, provenance.VerifyOptions{AllowIncomplete: allowIncomplete})
+			if online {
+				if loc == nil {
+					if loc, err = vf.open(ctx, false); err != nil {
+						return err
+					}
+					defer loc.Close(ctx)
+				}
+				probs, err := provenance.VerifyOnline(ctx, r, loc.Log)
+				if err != nil {
+					return err
+				}
+				rep.Problems = append(rep.Problems, probs...)
+				rep.OK = len(rep.Problems) == 0
+			}
+			if err := cli.Print(cmd, rep, func(w cli.Writer) {
+				for _, s := range rep.Stages {
+					w.Printf("%-13s %s  log#%d  %s  signer %s\n", s.Stage, s.Digest, s.LogIndex, s.IntegratedTime.Format(time.RFC3339), s.Signer)
+				}
+				for _, p := range rep.Problems {
+					w.Printf("FAIL %s\n", p)
+				}
+				if rep.OK {
+					w.Printf("OK: job %s verified (%d stages, complete=%v, log key %s)\n", rep.JobID, len(rep.Stages), rep.Complete, rep.LogKey)
+				}
+			}); err != nil {
+				return err
+			}
+			return cli.WithCode(cli.ExitVerification, rep.Err())
+		},
+	}
+	vf.add(verify)
+	verify.Flags().BoolVar(&online, "online", false, "also check consistency with the log's current checkpoint")
+	verify.Flags().BoolVar(&allowIncomplete, "allow-incomplete", false, "accept a chain that stops before settlement (job still running)")
+	verify.Flags().StringVar(&trustPath, "trust", "", "trust store file (default trust.json under Accord's home)")
+
+	var sf logFlags
+	var q provenance.SearchQuery
+	var signer, since, until string
+	search := &cobra.Command{
+		Use:   "search",
+		Short: "Search the log by job ID, spec digest, artifact digest, signer key, time range",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ctx := cmdContext(cmd)
+			var err error
+			if q.Since, err = parseTime(since); err != nil {
+				return cli.WithCode(cli.ExitUsage, fmt.Errorf("--since: %w", err))
+			}
+			if q.Until, err = parseTime(until); err != nil {
+				return cli.WithCode(cli.ExitUsage, fmt.Errorf("--until: %w", err))
+			}
+			loc, err := sf.open(ctx, false)
+			if err != nil {
+				return err
+			}
+			defer loc.Close(ctx)
+			if signer != "" {
+				if q.SignerPEM, err = resolveSigner(loc.Trust, signer); err != nil {
+					return cli.WithCode(cli.ExitUsage, err)
+				}
+			}
+			hits, err := provenance.Search(ctx, loc.Log, q)
+			if errors.Is(err, provenance.ErrEmptyQuery) {
+				return cli.WithCode(cli.ExitUsage, err)
+			}
+			if err != nil {
+				return err
+			}
+			return cli.Print(cmd, map[string]any{"entries": hits}, func(w cli.Writer) {
+				for _, h := range hits {
+					w.Printf("log#%-6d %s  %-12s %-24s %s\n", h.LogIndex, h.IntegratedTime.Format(time.RFC3339), h.Stage, h.JobID, h.UUID)
+				}
+				w.Printf("%d entries\n", len(hits))
+			})
+		},
+	}
+	sf.add(search)
+	search.Flags().StringVar(&q.JobID, "job", "", "job ID")
+	search.Flags().StringVar(&q.SpecDigest, "spec-digest", "", "spec document digest (sha256:<hex>)")
+	search.Flags().StringVar(&q.Artifact, "artifact", "", "artifact (output) digest (sha256:<hex>)")
+	search.Flags().StringVar(&signer, "signer", "", "signer: public key PEM file or a trusted key ID (sha256:<hex>)")
+	search.Flags().StringVar(&since, "since", "", "only entries integrated at or after (RFC 3339, or a duration like 24h ago)")
+	search.Flags().StringVar(&until, "until", "", "only entries integrated at or before (RFC 3339, or a duration)")
+
+	audit.AddCommand(verify, search)
+	return audit
+}
+
+// parseTime accepts RFC 3339 or a Go duration meaning "that long ago".
+func parseTime(s string) (time.Time, error) {
+	if s == "" {
+		return time.Time{}, nil
+	}
+	if t, err := time.Parse(time.RFC3339, s); err == nil {
+		return t, nil
+	}
+	d, err := time.ParseDuration(strings.TrimSuffix(strings.TrimSpace(s), " ago"))
+	if err != nil {
+		return time.Time{}, fmt.Errorf("%q is neither RFC 3339 nor a duration", s)
+	}
+	return time.Now().Add(-d), nil
+}
+
+// resolveSigner reads a PEM file or looks a key ID up in the trust store.
+func resolveSigner(ts *provenance.TrustStore, s string) ([]byte, error) {
+	if strings.HasPrefix(s, "sha256:") {
+		if k, ok := ts.Lookup(s); ok {
+			return []byte(k.PublicKey), nil
+		}
+		if _, err := os.Stat(s); err != nil {
+			return nil, fmt.Errorf("signer %s is not in the trust store", s)
+		}
+	}
+	b, err := os.ReadFile(s)
+	if err != nil {
+		return nil, fmt.Errorf("signer: %w", err)
+	}
+	if _, err := provenance.ParsePublicKeyPEM(b); err != nil {
+		// A private key file: use its public half.
+		k, kerr := provenance.ParsePrivateKeyPEM(b)
+		if kerr != nil {
+			return nil, fmt.Errorf("signer %s: %w", s, err)
+		}
+		return k.PublicPEM(), nil
+	}
+	return b, nil
+}
