@@ -1,0 +1,399 @@
+// Package apiserver is Accord's HTTP API (`accord serve`): submit, status,
+// list, cancel, approve, receipts and audit search, behind per-tenant
+// bearer tokens. A tenant sees and acts on its own jobs only; auditors have
+// read-only tokens. The job operations themselves are behind the Jobs
+// interface, which the workflow client implements.
+package apiserver
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/accordmesh/accord/policies"
+)
+
+// Sentinels the Jobs implementation returns; the server maps them to status codes.
+var (
+	ErrNotFound = errors.New("apiserver: job not found")
+	ErrConflict = errors.New("apiserver: job is not in a state that allows this")
+	ErrInvalid  = errors.New("apiserver: invalid request")
+)
+
+// Job is what the API shows of a job.
+type Job struct {
+	JobID     string    `json:"job_id"`
+	Tenant    string    `json:"tenant"`
+	Spec      string    `json:"spec"`
+	Status    string    `json:"status"`
+	Stage     string    `json:"stage,omitempty"`
+	Cost      int64     `json:"cost"`
+	Currency  string    `json:"currency,omitempty"`
+	StartedAt time.Time `json:"started_at,omitzero"`
+	ClosedAt  time.Time `json:"closed_at,omitzero"`
+	Error     string    `json:"error,omitempty"`
+}
+
+// SubmitRequest is the body of POST /v1/jobs.
+type SubmitRequest struct {
+	Name      string `json:"name"`                // file name, for error positions
+	Document  string `json:"document"`            // the spec's exact Markdown
+	Signature []byte `json:"signature,omitempty"` // DSSE envelope (base64 in JSON)
+}
+
+// ListFilter narrows GET /v1/jobs.
+type ListFilter struct {
+	Tenant string // "" for every tenant (admins, organisation auditors)
+	Status string
+	Spec   string
+}
+
+// AuditQuery is GET /v1/audit/search's query.
+type AuditQuery struct {
+	JobID          string    `json:"job_id,omitempty"`
+	SpecDigest     string    `json:"spec_digest,omitempty"`
+	ArtifactDigest string    `json:"artifact_digest,omitempty"`
+	KeyID          string    `json:"key_id,omitempty"`
+	Since          time.Time `json:"since,omitzero"`
+	Until          time.Time `json:"until,omitzero"`
+}
+
+// AuditHit is one log entry found by an audit search.
+type AuditHit struct {
+	JobID    string `json:"job_id"`
+	Tenant   string `json:"tenant"`
+	Stage    string `json:"stage"`
+	UUID     string `json:"uuid"`
+	LogIndex int64  `json:"log_index"`
+	Time     int64  `json:"integrated_time"`
+}
+
+// Jobs is what the server needs from the job system.
+type Jobs interface {
+	// SpecTenant parses a submitted document far enough to name its tenant.
+	SpecTenant(ctx context.Context, name string, document []byte) (string, error)
+	Submit(ctx context.Context, req SubmitRequest) (Job, error)
+	Get(ctx context.Context, jobID string) (Job, error)
+	List(ctx context.Context, f ListFilter) ([]Job, error)
+	Cancel(ctx context.Context, jobID string) error
+	Approve(ctx context.Context, jobID, by string) error
+	Receipt(ctx context.Context, jobID string) (json.RawMessage, error)
+	AuditSearch(ctx context.Context, q AuditQuery) ([]AuditHit, error)
+}
+
+// Authenticator maps a bearer token to a principal.
+type Authenticator interface {
+	Authenticate(ctx context.Context, token string) (policies.Principal, error)
+}
+
+// Route is one API route; Write routes change state and are refused to auditors.
+type Route struct {
+	Method, Path string
+	Write        bool
+}
+
+// Routes lists every authenticated route; tests enumerate it.
+var Routes = []Route{
+	{"POST", "/v1/jobs", true},
+	{"GET", "/v1/jobs", false},
+	{"GET", "/v1/jobs/{id}", false},
+	{"POST", "/v1/jobs/{id}/cancel", true},
+	{"POST", "/v1/jobs/{id}/approve", true},
+	{"GET", "/v1/jobs/{id}/receipt", false},
+	{"GET", "/v1/audit/search", false},
+}
+
+// maxBody bounds a request body: a spec is at most 4 MiB, plus JSON overhead.
+const maxBody = 6 << 20
+
+// Server is the HTTP API.
+type Server struct {
+	jobs Jobs
+	auth Authenticator
+	mux  *http.ServeMux
+}
+
+// New returns the API handler.
+func New(jobs Jobs, auth Authenticator) *Server {
+	s := &Server{jobs: jobs, auth: auth, mux: http.NewServeMux()}
+	handlers := map[string]func(http.ResponseWriter, *http.Request, policies.Principal){
+		"POST /v1/jobs":              s.submit,
+		"GET /v1/jobs":               s.list,
+		"GET /v1/jobs/{id}":          s.get,
+		"POST /v1/jobs/{id}/cancel":  s.cancel,
+		"POST /v1/jobs/{id}/approve": s.approve,
+		"GET /v1/jobs/{id}/receipt":  s.receipt,
+		"GET /v1/audit/search":       s.auditSearch,
+	}
+	for _, r := range Routes {
+		h := handlers[r.Method+" "+r.Path]
+		if h == nil {
+			panic("apiserver: no handler for " + r.Method + " " + r.Path)
+		}
+		s.mux.Handle(r.Method+" "+r.Path, s.authed(r, h))
+	}
+	s.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+	})
+	return s
+}
+
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.mux.ServeHTTP(w, r) }
+
+func (s *Server) authed(rt Route, h func(http.ResponseWriter, *http.Request, policies.Principal)) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		tok, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+		if !ok || tok == "" {
+			writeErr(w, http.StatusUnauthorized, "missing bearer token")
+			return
+		}
+		p, err := s.auth.Authenticate(r.Context(), tok)
+		if err != nil {
+			if !errors.Is(err, policies.ErrBadToken) {
+				slog.Error("authenticate", "err", err)
+			}
+			writeErr(w, http.StatusUnauthorized, "invalid token")
+			return
+		}
+		if rt.Write && p.Role == policies.RoleAuditor {
+			writeErr(w, http.StatusForbidden, "auditor tokens are read-only")
+			return
+		}
+		r.Body = http.MaxBytesReader(w, r.Body, maxBody)
+		h(w, r, p)
+	})
+}
+
+// job loads a job the principal may see; others' jobs are "not found" so
+// that their existence does not leak.
+func (s *Server) job(w http.ResponseWriter, r *http.Request, p policies.Principal) (Job, bool) {
+	j, err := s.jobs.Get(r.Context(), r.PathValue("id"))
+	if err == nil && !p.CanRead(j.Tenant) {
+		err = ErrNotFound
+	}
+	if err != nil {
+		s.fail(w, err)
+		return Job{}, false
+	}
+	return j, true
+}
+
+func (s *Server) submit(w http.ResponseWriter, r *http.Request, p policies.Principal) {
+	var req SubmitRequest
+	if err := json.NewDecoder(r.Body).Decode(&req); err != nil {
+		writeErr(w, http.StatusBadRequest, "body: "+err.Error())
+		return
+	}
+	if req.Name == "" {
+		req.Name = "spec.md"
+	}
+	tenant, err := s.jobs.SpecTenant(r.Context(), req.Name, []byte(req.Document))
+	if err != nil {
+		writeErr(w, http.StatusUnprocessableEntity, err.Error())
+		return
+	}
+	if !p.CanWrite(tenant) {
+		writeErr(w, http.StatusForbidden, fmt.Sprintf("token may not submit jobs for tenant %q", tenant))
+		return
+	}
+	j, err := s.jobs.Submit(r.Context(), req)
+	if err != nil {
+		s.fail(w, err)
+		return
+	}
+	writeJSON(w, http.StatusCreated, j)
+}
+
+func (s *Server) list(w http.ResponseWriter, r *http.Request, p policies.Principal) {
+	q := r.URL.Query()
+	f := ListFilter{Tenant: q.Get("tenant"), Status: q.Get("status"), Spec: q.Get("spec")}
+	if p.Tenant != "*" {
+		if f.Tenant != "" && f.Tenant != p.Tenant {
+			writeErr(w, http.StatusForbidden, "token may not list another tenant's jobs")
+			return
+		}
+		f.Tenant = p.Tenant
+	}
+	jobs, err := s.jobs.List(r.Context(), f)
+	if err != nil {
+		s.fail(w, err)
+		return
+	}
+	out := []Job{}
+	for _, j := range jobs { // defence in depth: never trust the filter alone
+		if p.CanRead(j.Tenant) {
+			out = append(out, j)
+		}
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"jobs": out})
+}
+
+func (s *Server) get(w http.ResponseWriter, r *http.Request, p policies.Principal) {
+	if j, ok := s.job(w, r, p); ok {
+		writeJSON(w, http.StatusOK, j)
+	}
+}
+
+func (s *Server) cancel(w http.ResponseWriter, r *http.Request, p policies.Principal) {
+	s.act(w, r, p, func(ctx context.Context, id string) error { return s.jobs.Cancel(ctx, id) }, "cancel requested")
+}
+
+func (s *Server) approve(w http.ResponseWriter, r *http.Request, p policies.Principal) {
+	by := p.Name
+	if by == "" {
+		by = p.Tenant
+	}
+	s.act(w, r, p, func(ctx context.Context, id string) error { return s.jobs.Approve(ctx, id, by) }, "approved")
+}
+
+func (s *Server) act(w http.ResponseWriter, r *http.Request, p policies.Principal, do func(context.Context, string) error, what string) {
+	j, ok := s.job(w, r, p)
+	if !ok {
+		return
+	}
+	if !p.CanWrite(j.Tenant) {
+		writeErr(w, http.StatusForbidden, "token may not act on this job")
+		return
+	}
+	if err := do(r.Context(), j.JobID); err != nil {
+		s.fail(w, err)
+		return
+	}
+	writeJSON(w, http.StatusAccepted, map[string]string{"job_id": j.JobID, "status": what})
+}
+
+func (s *Server) receipt(w http.ResponseWriter, r *http.Request, p policies.Principal) {
+	j, ok := s.job(w, r, p)
+	if !ok {
+		return
+	}
+	rec, err := s.jobs.Receipt(r.Context(), j.JobID)
+	if err != nil {
+		s.fail(w, err)
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(http.StatusOK)
+	w.Write(rec)
+}
+
+func (s *Server) auditSearch(w http.ResponseWriter, r *http.Request, p policies.Principal) {
+	q := r.URL.Query()
+	aq := AuditQuery{JobID: q.Get("job_id"), SpecDigest: q.Get("spec_digest"), ArtifactDigest: q.Get("artifact_digest"), KeyID: q.Get("key_id")}
+	for name, dst := range map[string]*time.Time{"since": &aq.Since, "until": &aq.Until} {
+		if v := q.Get(name); v != "" {
+			t, err := time.Parse(time.RFC3339, v)
+			if err != nil {
+				writeErr(w, http.StatusBadRequest, fmt.Sprintf("%s: want RFC 3339 time: %v", name, err))
+				return
+			}
+			*dst = t
+		}
+	}
+	hits, err := s.jobs.AuditSearch(r.Context(), aq)
+	if err != nil {
+		s.fail(w, err)
+		return
+	}
+	out := []AuditHit{}
+	for _, h := range hits {
+		if p.CanRead(h.Tenant) {
+			out = append(out, h)
+		}
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"entries": out})
+}
+
+func (s *Server) fail(w http.ResponseWriter, err error) {
+	switch {
+	case errors.Is(err, ErrNotFound):
+		writeErr(w, http.StatusNotFound, "job not found")
+	case errors.Is(err, ErrConflict):
+		writeErr(w, http.StatusConflict, err.Error())
+	case errors.Is(err, ErrInvalid):
+		writeErr(w, http.StatusUnprocessableEntity, err.Error())
+	default:
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			writeErr(w, http.StatusRequestEntityTooLarge, err.Error())
+			return
+		}
+		slog.Error("api request failed", "err", err)
+		writeErr(w, http.StatusInternalServerError, "internal error")
+	}
+}
+
+func writeJSON(w http.ResponseWriter, code int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	json.NewEncoder(w).Encode(v)
+}
+
+func writeErr(w http.ResponseWriter, code int, msg string) {
+	writeJSON(w, code, map[string]string{"error": msg})
+}
+
+// Client is a small client for the API, used by the CLI's --server mode.
+type Client struct {
+	URL, Token string
+	HTTP       *http.Client
+}
+
+// Do sends a request and decodes a JSON response into out (when non-nil).
+func (c *Client) Do(ctx context.Context, method, path string, body, out any) error {
+	var rd io.Reader
+	if body != nil {
+		b, err := json.Marshal(body)
+		if err != nil {
+			return fmt.Errorf("apiserver: encode: %w", err)
+		}
+		rd = strings.NewReader(string(b))
+	}
+	req, err := http.NewRequestWithContext(ctx, method, strings.TrimRight(c.URL, "/")+path, rd)
+	if err != nil {
+		return fmt.Errorf("apiserver: %w", err)
+	}
+	req.Header.Set("Authorization", "Bearer "+c.Token)
+	req.Header.Set("Content-Type", "application/json")
+	hc := c.HTTP
+	if hc == nil {
+		hc = http.DefaultClient
+	}
+	resp, err := hc.Do(req)
+	if err != nil {
+		return fmt.Errorf("apiserver: %s %s: %w", method, path, err)
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
+	if err != nil {
+		return fmt.Errorf("apiserver: read response: %w", err)
+	}
+	if resp.StatusCode >= 300 {
+		var e struct{ Error string }
+		json.Unmarshal(data, &e)
+		if e.Error == "" {
+			e.Error = strings.TrimSpace(string(data))
+		}
+		err := fmt.Errorf("apiserver: %s %s: %s: %s", method, path, resp.Status, e.Error)
+		if resp.StatusCode == http.StatusNotFound {
+			err = fmt.Errorf("%w (%v)", ErrNotFound, err)
+		}
+		return err
+	}
+	if out != nil {
+		if raw, ok := out.(*json.RawMessage); ok {
+			*raw = data
+			return nil
+		}
+		if err := json.Unmarshal(data, out); err != nil {
+			return fmt.Errorf("apiserver: decode response: %w", err)
+		}
+	}
+	return nil
+}
