@@ -183,7 +183,7 @@ regions: [r3]
 		t.Errorf("lists must replace: tags %v regions %v", s.Tags, s.Placement.Regions)
 	}
 	tr := s.Tasks[0]
-	if tr.Resources.MilliCPU != 2000 || tr.Resources.MemoryBytes != 2<<30 || tr.Image != "oci-archive:img.tar" || s.Placement.TEE != "tdx" {
+	if tr.Resources.MilliCPU != 2000 || tr.Resources.MemoryBytes != 2<<30 || s.Placement.TEE != "tdx" {
 		t.Errorf("task fields must merge: %+v %+v", tr, s.Placement)
 	}
 	if p := s.Source.Positions["tasks.train.resources.memory"]; p.File != filepath.Join(dir, "child.md") {
@@ -192,8 +192,11 @@ regions: [r3]
 	if p := s.Source.Positions["tasks.train.resources.cpu"]; p.File != filepath.Join(dir, "base/base.md") || p.Line != 15 {
 		t.Errorf("cpu position = %+v, want base.md:15", p)
 	}
-	// The oci-archive path is written relative to the base; Resolve uses the
-	// spec file's directory (documented: extends does not rebase paths).
+	// The oci-archive path is written relative to the base's directory and
+	// rebased onto the extending spec's.
+	if tr.Image != "oci-archive:base/img.tar" {
+		t.Errorf("image = %q, want it rebased to base/img.tar", tr.Image)
+	}
 	if len(s.Source.Documents) != 2 {
 		t.Errorf("documents = %v", s.Source.Documents)
 	}

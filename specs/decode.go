@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math"
 	"path"
+	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
@@ -15,6 +16,22 @@ import (
 type decoder struct {
 	e   *errs
 	pos map[string]Pos
+	// file is the spec being decoded; paths written in files it extends
+	// are rebased onto its directory.
+	file string
+}
+
+// rebase turns p, written in the file of node n, into a path relative to
+// the directory of the spec being decoded.
+func (d *decoder) rebase(p string, n *node) string {
+	if n == nil || p == "" || filepath.IsAbs(p) || n.pos.File == d.file || d.file == "" {
+		return p
+	}
+	abs := relTo(n.pos.File, p)
+	if r, err := filepath.Rel(filepath.Dir(d.file), abs); err == nil {
+		return r
+	}
+	return abs
 }
 
 func (d *decoder) at(path string, n *node) {
@@ -325,6 +342,8 @@ func (d *decoder) decodeTasks(s *Spec, tasks, defaults *node) {
 			t.Image = d.str(v, "image")
 			if t.Image != "" && !validImage(t.Image) {
 				d.e.add(v.pos, "image %q must be an OCI reference pinned by digest (name@sha256:<64 hex>) or oci-archive:PATH", t.Image)
+			} else if ap, ok := strings.CutPrefix(t.Image, "oci-archive:"); ok {
+				t.Image = "oci-archive:" + d.rebase(ap, v)
 			}
 		} else if n.get("image") == nil {
 			d.e.add(k.pos, "task %q: image is required", name)
@@ -381,7 +400,7 @@ func (d *decoder) decodeInputs(t *Task, n *node, p string) {
 		f := d.fields(it, ip, "an input", inputKeys)
 		in := Input{
 			Name:   d.str(f["name"], "name"),
-			Path:   d.str(f["path"], "path"),
+			Path:   d.rebase(d.str(f["path"], "path"), f["path"]),
 			From:   d.str(f["from"], "from"),
 			Target: d.str(f["target"], "target"),
 		}
@@ -627,6 +646,8 @@ func (d *decoder) decodeVerification(vf *Verification, n *node) {
 		}
 		if v := tf["image"]; v != nil && !validImage(t.Image) {
 			d.e.add(v.pos, "image %q must be an OCI reference pinned by digest (name@sha256:<64 hex>) or oci-archive:PATH", t.Image)
+		} else if ap, ok := strings.CutPrefix(t.Image, "oci-archive:"); ok {
+			t.Image = "oci-archive:" + d.rebase(ap, v)
 		}
 		if v := tf["expect_exit"]; v != nil {
 			x, _ := d.integer(v, "expect_exit", 0, 255)

@@ -38,8 +38,9 @@
 // child's placement, budget and settlement are not imported, and a child
 // placement stricter than the parent's is reported as a conflict. Cycles
 // through extends and imports are reported with the chain of files. Paths
-// are relative to the file that names them; imported oci-archive and input
-// paths are rebased onto the importing spec's directory.
+// are relative to the file that names them; oci-archive and input paths
+// from extended and imported files are rebased onto the composed spec's
+// directory, so Spec.Resolve works for every task.
 //
 // # Errors
 //

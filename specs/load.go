@@ -188,7 +188,7 @@ func (l *loader) loadSpec(path string, stack []string, at Pos) *Spec {
 	if root == nil {
 		return nil
 	}
-	d := &decoder{e: &l.e, pos: map[string]Pos{}}
+	d := &decoder{e: &l.e, pos: map[string]Pos{}, file: path}
 	s := d.decodeSpec(root)
 	s.Source.File = path
 	s.Source.Positions = d.pos
@@ -216,7 +216,7 @@ func (l *loader) imports(s *Spec, imp *node, stack []string, failed map[string]b
 		return
 	}
 	parent := stack[len(stack)-1]
-	d := &decoder{e: &l.e, pos: s.Source.Positions}
+	d := &decoder{e: &l.e, pos: s.Source.Positions, file: parent}
 	taskAt := map[string]Pos{}
 	for _, t := range s.Tasks {
 		taskAt[t.Name] = s.Source.Positions["tasks."+t.Name]
@@ -249,7 +249,7 @@ func (l *loader) imports(s *Spec, imp *node, stack []string, failed map[string]b
 			continue
 		}
 		before := len(l.e.list) + l.e.extra
-		child := l.loadSpec(relTo(parent, file), stack, v.pos)
+		child := l.loadSpec(relTo(v.pos.File, file), stack, v.pos)
 		if child == nil || len(l.e.list)+l.e.extra != before {
 			failed[alias] = true
 			continue
