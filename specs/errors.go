@@ -112,6 +112,9 @@ func (e *errs) err() error {
 // suggest returns ` (did you mean "x"?)` for the closest candidate within a
 // small edit distance of s, or "".
 func suggest(s string, candidates []string) string {
+	if len(candidates) > maxSuggestCandidates {
+		return "" // keep error reporting linear on huge specs
+	}
 	best, bestD := "", 1<<30
 	ls := strings.ToLower(s)
 	for _, c := range candidates {
@@ -129,6 +132,9 @@ func suggest(s string, candidates []string) string {
 	}
 	return fmt.Sprintf(" (did you mean %q?)", best)
 }
+
+// maxSuggestCandidates bounds the names "did you mean" compares against.
+const maxSuggestCandidates = 1000
 
 // editDistance is the Levenshtein distance between a and b, computed on
 // bytes; inputs are short keys, and long ones are cut off for cost.

@@ -103,3 +103,19 @@ func TestErrorCap(t *testing.T) {
 		t.Fatalf("got %d errors, last %v", len(l), l[len(l)-1])
 	}
 }
+
+func TestLongCycle(t *testing.T) {
+	var b strings.Builder
+	const n = 3000
+	for i := 0; i < n; i++ {
+		// Every task depends on the next and on the first: n back edges.
+		b.WriteString("t" + itoa(i) + ": {image: oci-archive:x, depends_on: [t" + itoa((i+1)%n) + ", t0]}\n")
+	}
+	got := lintErr(t, []byte(header+"\n## Tasks\n\n```yaml\n"+b.String()+"```\n"+budget))
+	if !strings.Contains(got, "dependency cycle: t0 -> t1 -> t2") || !strings.Contains(got, "more) ->") {
+		t.Errorf("error = %.300s", got)
+	}
+	if len(got) > 20000 {
+		t.Errorf("error text is %d bytes", len(got))
+	}
+}

@@ -57,10 +57,17 @@ func validate(s *Spec, e *errs, failedImports map[string]bool) {
 
 	tasks := make(map[string]*Task, len(s.Tasks))
 	names := make([]string, 0, len(s.Tasks))
+	outputs := make(map[string]map[string]bool, len(s.Tasks))
 	for i := range s.Tasks {
-		tasks[s.Tasks[i].Name] = &s.Tasks[i]
-		names = append(names, s.Tasks[i].Name)
+		t := &s.Tasks[i]
+		tasks[t.Name] = t
+		names = append(names, t.Name)
+		outputs[t.Name] = make(map[string]bool, len(t.Outputs))
+		for _, o := range t.Outputs {
+			outputs[t.Name][o.Path] = true
+		}
 	}
+	hasOutput := func(t *Task, p string) bool { return outputs[t.Name][p] }
 	inFailed := func(name string) bool {
 		alias, _, ok := strings.Cut(name, ".")
 		return ok && failedImports[alias]
@@ -127,7 +134,7 @@ func validate(s *Spec, e *errs, failedImports map[string]bool) {
 				}
 			}
 		}
-		outs := map[string]bool{}
+		outs := make(map[string]bool, len(t.Outputs))
 		for j, o := range t.Outputs {
 			if outs[o.Path] {
 				e.add(at(fmt.Sprintf("%s.outputs[%d]", tp, j), taskPos), "task %q lists output %q twice", t.Name, o.Path)
@@ -195,17 +202,8 @@ func validate(s *Spec, e *errs, failedImports map[string]bool) {
 				break
 			}
 		}
-		e.add(p, "dependency cycle: %s", strings.Join(c, " -> "))
+		e.add(p, "dependency cycle: %s", cycleString(c))
 	}
-}
-
-func hasOutput(t *Task, p string) bool {
-	for _, o := range t.Outputs {
-		if o.Path == p {
-			return true
-		}
-	}
-	return false
 }
 
 func outputPaths(t *Task) []string {
@@ -218,12 +216,7 @@ func outputPaths(t *Task) []string {
 
 // suggestTask is suggest over task names, cut off for very large specs so
 // that a spec full of typos stays linear.
-func suggestTask(name string, names []string) string {
-	if len(names) > 1000 {
-		return ""
-	}
-	return suggest(name, names)
-}
+func suggestTask(name string, names []string) string { return suggest(name, names) }
 
 // findCycles returns each dependency cycle once, as task names where each
 // depends on the next and the last repeats the first, rotated to start at
@@ -272,6 +265,9 @@ func findCycles(list []Task, tasks map[string]*Task) [][]string {
 				onPath[dep] = len(stack)
 				stack = append(stack, frame{name: dep})
 			case grey:
+				if len(cycles) >= maxCycles {
+					continue
+				}
 				var c []string
 				for _, fr := range stack[onPath[dep]:] {
 					c = append(c, fr.name)
@@ -281,6 +277,19 @@ func findCycles(list []Task, tasks map[string]*Task) [][]string {
 		}
 	}
 	return cycles
+}
+
+// maxCycles bounds how many dependency cycles are reported (each costs
+// time linear in its length).
+const maxCycles = 10
+
+// cycleString shows a cycle, eliding the middle of very long ones.
+func cycleString(c []string) string {
+	const keep = 8
+	if len(c) <= 2*keep+1 {
+		return strings.Join(c, " -> ")
+	}
+	return fmt.Sprintf("%s -> ... (%d more) -> %s", strings.Join(c[:keep], " -> "), len(c)-2*keep, strings.Join(c[len(c)-keep:], " -> "))
 }
 
 func rotate(c []string) []string {
