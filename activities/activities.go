@@ -1,0 +1,187 @@
+// Package activities implements the job workflow's activities: thin methods
+// on a struct that holds Accord's domain components behind small ports (one
+// per concern). Each method converts contract types (package workflows) to
+// domain calls and classifies domain errors for Temporal: permanent failures
+// become non-retryable application errors of a type the workflow maps to a
+// failure class; everything else is retried by the activity's policy.
+//
+// Every activity is idempotent so that a retry after a worker crash neither
+// repeats a side effect nor loses one; each method's doc says how.
+package activities
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"path/filepath"
+	"time"
+
+	"go.temporal.io/sdk/activity"
+	"go.temporal.io/sdk/temporal"
+	"go.temporal.io/sdk/worker"
+
+	"github.com/accordmesh/accord/runtimes"
+	"github.com/accordmesh/accord/specs"
+	"github.com/accordmesh/accord/workflows"
+)
+
+// Compiler loads and compiles a spec file.
+type Compiler interface {
+	Compile(ctx context.Context, path string) (*specs.Plan, []byte, error)
+}
+
+// Admitter decides whether a job may run. A rejection is Allowed=false with
+// a reason, not an error; errors are for failing to decide.
+type Admitter interface {
+	Admit(ctx context.Context, jobID string, plan *specs.Plan, document []byte) (allowed bool, reason string, record any, err error)
+}
+
+// Negotiator runs the market for a job and returns the award. When no
+// provider can bid it returns an error wrapping ErrNoOffers.
+type Negotiator interface {
+	Negotiate(ctx context.Context, jobID string, plan *specs.Plan) (Award, error)
+}
+
+// Award is the negotiation's outcome.
+type Award struct {
+	Provider string
+	Pool     string
+	Runtime  string // runtime kind in Activities.Runtimes
+	Price    int64
+	Currency string
+	Record   any // offers, bids, winners, payments: the negotiation attestation
+}
+
+// Ledger holds, releases and settles a job's money. Every call is
+// idempotent by job ID (and attempt).
+type Ledger interface {
+	Hold(ctx context.Context, req HoldRequest) (held int64, holdID string, record any, err error)
+	Release(ctx context.Context, jobID string) (refunded int64, err error)
+	Settle(ctx context.Context, req SettleRequest) (paid, refunded int64, record any, err error)
+}
+
+// HoldRequest is the escrow hold at placement.
+type HoldRequest struct {
+	JobID, Tenant, Provider, Currency string
+	Price, Cap                        int64
+}
+
+// SettleRequest is the settlement of a held job.
+type SettleRequest struct {
+	JobID     string
+	Provider  string
+	Plan      *specs.Plan
+	Price     int64
+	Usage     workflows.Usage
+	Succeeded bool
+	Outcome   Outcome
+}
+
+// Outcome is the measured timing of the job (workflow time).
+type Outcome struct {
+	Started, Finished time.Time
+}
+
+// Attestor signs a stage statement chained to the previous one and logs it.
+// Idempotent by (job, stage): a retry returns the first envelope's entry.
+type Attestor interface {
+	Attest(ctx context.Context, in workflows.AttestInput) (workflows.AttestOutput, error)
+}
+
+// Sentinel errors ports wrap so that activities can classify them.
+var (
+	ErrNoOffers     = errors.New("activities: no offers")
+	ErrInsufficient = errors.New("activities: insufficient funds")
+	ErrPolicy       = errors.New("activities: policy rejected")
+)
+
+// Activities holds the components every activity calls.
+type Activities struct {
+	Compiler   Compiler
+	Admitter   Admitter
+	Negotiator Negotiator
+	Ledger     Ledger
+	Attestor   Attestor
+	// Runtimes by kind (Award.Runtime).
+	Runtimes map[string]runtimes.Runtime
+	// JobsDir holds per-job directories: collected outputs and task logs.
+	JobsDir string
+	Log     *slog.Logger
+}
+
+// RegisterControl registers the control-plane activities on w (task queue
+// workflows.TaskQueueControl).
+func (a *Activities) RegisterControl(w worker.ActivityRegistry) {
+	reg(w, workflows.ActivityCompile, a.Compile)
+	reg(w, workflows.ActivityAdmit, a.Admit)
+	reg(w, workflows.ActivityNegotiate, a.Negotiate)
+	reg(w, workflows.ActivityPlace, a.Place)
+	reg(w, workflows.ActivityRelease, a.Release)
+	reg(w, workflows.ActivitySettle, a.Settle)
+	reg(w, workflows.ActivityAttest, a.Attest)
+}
+
+// RegisterExecution registers the execution activities on w (task queue
+// workflows.TaskQueueExecution), on the machines that host the runtimes.
+func (a *Activities) RegisterExecution(w worker.ActivityRegistry) {
+	reg(w, workflows.ActivityStartTask, a.StartTask)
+	reg(w, workflows.ActivityWaitTask, a.WaitTask)
+	reg(w, workflows.ActivityStopTask, a.StopTask)
+	reg(w, workflows.ActivityVerify, a.Verify)
+}
+
+func reg(w worker.ActivityRegistry, name string, fn any) {
+	w.RegisterActivityWithOptions(fn, activity.RegisterOptions{Name: name})
+}
+
+func (a *Activities) logger(ctx context.Context, jobID string) *slog.Logger {
+	l := a.Log
+	if l == nil {
+		l = slog.Default()
+	}
+	l = l.With("job_id", jobID)
+	if activity.IsActivity(ctx) {
+		info := activity.GetInfo(ctx)
+		l = l.With("activity", info.ActivityType.Name, "attempt", info.Attempt)
+	}
+	return l
+}
+
+func (a *Activities) jobDir(jobID string) string { return filepath.Join(a.JobsDir, jobID) }
+
+func (a *Activities) runtime(kind string) (runtimes.Runtime, error) {
+	rt, ok := a.Runtimes[kind]
+	if !ok {
+		return nil, temporal.NewNonRetryableApplicationError(
+			fmt.Sprintf("no runtime %q on this worker", kind), workflows.ErrTypeExecution, nil)
+	}
+	return rt, nil
+}
+
+func decodePlan(raw json.RawMessage) (*specs.Plan, error) {
+	var p specs.Plan
+	if err := json.Unmarshal(raw, &p); err != nil {
+		return nil, temporal.NewNonRetryableApplicationError("decode plan: "+err.Error(), workflows.ErrTypeInvalidSpec, err)
+	}
+	if p.Spec == nil {
+		return nil, temporal.NewNonRetryableApplicationError("plan has no spec", workflows.ErrTypeInvalidSpec, nil)
+	}
+	return &p, nil
+}
+
+func record(v any) json.RawMessage {
+	if v == nil {
+		return nil
+	}
+	b, err := json.Marshal(v)
+	if err != nil {
+		return json.RawMessage(fmt.Sprintf("%q", "unencodable record: "+err.Error()))
+	}
+	return b
+}
+
+func permanent(errType string, err error) error {
+	return temporal.NewNonRetryableApplicationError(err.Error(), errType, err)
+}

@@ -1,0 +1,329 @@
+package activities
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"go.temporal.io/sdk/temporal"
+
+	"github.com/accordmesh/accord/runtimes"
+	"github.com/accordmesh/accord/specs"
+	"github.com/accordmesh/accord/workflows"
+)
+
+// fakeRuntime is an in-memory runtime for unit tests: a task "runs" until
+// finish is called.
+type fakeRuntime struct {
+	mu       sync.Mutex
+	tasks    map[string]*fakeTask
+	starts   int
+	cleanups int
+	stops    int
+}
+
+type fakeTask struct {
+	spec   runtimes.TaskSpec
+	status runtimes.Status
+	done   chan struct{}
+	files  map[string]string
+}
+
+func newFake() *fakeRuntime { return &fakeRuntime{tasks: map[string]*fakeTask{}} }
+
+func (f *fakeRuntime) Name() string { return "fake" }
+func (f *fakeRuntime) Prepare(_ context.Context, image string) (string, error) {
+	if strings.Contains(image, "missing") {
+		return "", runtimes.ErrImage
+	}
+	return "sha256:abc", nil
+}
+func (f *fakeRuntime) Start(_ context.Context, s runtimes.TaskSpec) (runtimes.Status, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if t, ok := f.tasks[s.ID]; ok {
+		return t.status, nil
+	}
+	f.starts++
+	t := &fakeTask{spec: s, status: runtimes.Status{ID: s.ID, State: runtimes.StateRunning}, done: make(chan struct{}), files: map[string]string{}}
+	f.tasks[s.ID] = t
+	return t.status, nil
+}
+func (f *fakeRuntime) finish(id string, code int, files map[string]string) {
+	f.mu.Lock()
+	t := f.tasks[id]
+	t.status.State, t.status.ExitCode = runtimes.StateExited, code
+	t.status.Usage = runtimes.Usage{WallSeconds: 2, CPUSeconds: 1}
+	t.files = files
+	f.mu.Unlock()
+	close(t.done)
+}
+func (f *fakeRuntime) get(id string) (*fakeTask, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	t, ok := f.tasks[id]
+	if !ok {
+		return nil, runtimes.ErrNotFound
+	}
+	return t, nil
+}
+func (f *fakeRuntime) Status(_ context.Context, id string) (runtimes.Status, error) {
+	t, err := f.get(id)
+	if err != nil {
+		return runtimes.Status{}, err
+	}
+	return t.status, nil
+}
+func (f *fakeRuntime) Wait(ctx context.Context, id string) (runtimes.Status, error) {
+	t, err := f.get(id)
+	if err != nil {
+		return runtimes.Status{}, err
+	}
+	select {
+	case <-t.done:
+		return f.Status(ctx, id)
+	case <-ctx.Done():
+		return runtimes.Status{}, ctx.Err()
+	}
+}
+func (f *fakeRuntime) Logs(context.Context, string, bool) (io.ReadCloser, error) {
+	return io.NopCloser(strings.NewReader("hello from the task\n")), nil
+}
+func (f *fakeRuntime) Stop(_ context.Context, id string, _ time.Duration) error {
+	t, err := f.get(id)
+	if err != nil {
+		return err
+	}
+	f.mu.Lock()
+	f.stops++
+	if !t.status.State.Terminal() {
+		t.status.State = runtimes.StateKilled
+		close(t.done)
+	}
+	f.mu.Unlock()
+	return nil
+}
+func (f *fakeRuntime) Collect(_ context.Context, id, dir string) ([]runtimes.Output, error) {
+	t, err := f.get(id)
+	if err != nil {
+		return nil, err
+	}
+	var out []runtimes.Output
+	for p, content := range t.files {
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			return nil, err
+		}
+		if err := os.WriteFile(filepath.Join(dir, p), []byte(content), 0o644); err != nil {
+			return nil, err
+		}
+		d, _ := fileDigest(filepath.Join(dir, p))
+		out = append(out, runtimes.Output{Path: p, SHA256: d, Size: int64(len(content)), Local: filepath.Join(dir, p)})
+	}
+	return out, nil
+}
+func (f *fakeRuntime) Cleanup(_ context.Context, id string) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.cleanups++
+	delete(f.tasks, id)
+	return nil
+}
+
+func quickstartPlan(t *testing.T) (*specs.Plan, json.RawMessage) {
+	t.Helper()
+	plan, _, err := SpecCompiler{}.Compile(context.Background(), "../examples/quickstart.md")
+	if err != nil {
+		t.Fatalf("compile quickstart: %v", err)
+	}
+	raw, _ := json.Marshal(plan)
+	return plan, raw
+}
+
+func appErrType(err error) string {
+	var app *temporal.ApplicationError
+	if errors.As(err, &app) {
+		return app.Type()
+	}
+	return ""
+}
+
+func TestCompileQuickstart(t *testing.T) {
+	a := &Activities{Compiler: SpecCompiler{}}
+	out, err := a.Compile(context.Background(), workflows.CompileInput{JobID: "job-1", SpecPath: "../examples/quickstart.md"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := out.Plan
+	if p.Name != "quickstart" || p.Tenant != "demo" || len(p.Tasks) != 1 || !p.HasTests {
+		t.Fatalf("summary %+v", p)
+	}
+	if p.Tasks[0].Attempts != 2 || p.Tasks[0].Backoff != 5*time.Second || p.Tasks[0].MaxDuration != 5*time.Minute {
+		t.Errorf("task %+v", p.Tasks[0])
+	}
+	var plan specs.Plan
+	if err := json.Unmarshal(out.PlanJSON, &plan); err != nil {
+		t.Fatal(err)
+	}
+	img := plan.Tasks[0].Image
+	if !strings.HasPrefix(img, "oci-archive:/") || !strings.HasSuffix(img, "examples/images/trainer.tar") {
+		t.Errorf("image not made absolute: %s", img)
+	}
+}
+
+func TestCompileErrors(t *testing.T) {
+	a := &Activities{Compiler: SpecCompiler{}}
+	dir := t.TempDir()
+	bad := filepath.Join(dir, "bad.md")
+	if err := os.WriteFile(bad, []byte("---\naccord: v1\nname: x\n---\n# nothing\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	_, err := a.Compile(context.Background(), workflows.CompileInput{JobID: "job-1", SpecPath: bad})
+	if appErrType(err) != workflows.ErrTypeInvalidSpec {
+		t.Errorf("invalid spec: %v (type %q)", err, appErrType(err))
+	}
+	_, err = a.Compile(context.Background(), workflows.CompileInput{JobID: "job-1", SpecPath: "../examples/quickstart.md", DocumentDigest: "sha256:00"})
+	if appErrType(err) != workflows.ErrTypeInvalidSpec || !strings.Contains(err.Error(), "changed since submission") {
+		t.Errorf("digest mismatch: %v", err)
+	}
+}
+
+func TestLocalMarket(t *testing.T) {
+	plan, _ := quickstartPlan(t)
+	aw, err := LocalMarket{}.Negotiate(context.Background(), "job-1", plan)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if aw.Price < plan.Spec.Negotiation.Reserve || aw.Price > plan.Spec.Budget.MaxPrice || aw.Currency != "USD" {
+		t.Errorf("award %+v", aw)
+	}
+	plan.Spec.Budget.MaxPrice = aw.Price - 1
+	if _, err := (LocalMarket{}).Negotiate(context.Background(), "job-1", plan); !errors.Is(err, ErrNoOffers) {
+		t.Errorf("over budget: %v", err)
+	}
+	a := &Activities{Negotiator: LocalMarket{}}
+	raw, _ := json.Marshal(plan)
+	_, err = a.Negotiate(context.Background(), workflows.NegotiateInput{JobID: "job-1", PlanJSON: raw})
+	if appErrType(err) != workflows.ErrTypeNoOffers {
+		t.Errorf("activity error type %q: %v", appErrType(err), err)
+	}
+}
+
+func TestStartWaitCollect(t *testing.T) {
+	_, raw := quickstartPlan(t)
+	rt := newFake()
+	a := &Activities{Runtimes: map[string]runtimes.Runtime{"fake": rt}, JobsDir: t.TempDir()}
+	ctx := context.Background()
+	award := workflows.NegotiateOutput{Runtime: "fake"}
+	run := workflows.RunID("job-1", "train", 1)
+	in := workflows.StartTaskInput{JobID: "job-1", Task: "train", Attempt: 1, RunID: run, PlanJSON: raw, Award: award}
+	if _, err := a.StartTask(ctx, in); err != nil {
+		t.Fatal(err)
+	}
+	// A retried start re-attaches: one container.
+	if _, err := a.StartTask(ctx, in); err != nil || rt.starts != 1 {
+		t.Fatalf("restart: %v, starts %d", err, rt.starts)
+	}
+	spec := rt.tasks[run].spec
+	if spec.OutputDir != "/out" || strings.Join(spec.Command, " ") != "trainer train --samples 2000 --epochs 50 --seed 7" {
+		t.Errorf("task spec %+v", spec)
+	}
+	// The window elapses while the task runs: retryable, slot returned.
+	w := workflows.WaitTaskInput{JobID: "job-1", Task: "train", RunID: run, Runtime: "fake", Window: 20 * time.Millisecond}
+	_, err := a.WaitTask(ctx, w)
+	if appErrType(err) != workflows.ErrTypeStillRunning {
+		t.Fatalf("still running: %v", err)
+	}
+	rt.finish(run, 0, map[string]string{"metrics.json": `{"accuracy": 0.93}`})
+	out, err := a.WaitTask(ctx, w)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if out.State != "exited" || len(out.Outputs) != 1 || out.Outputs[0].Path != "metrics.json" || out.Usage.WallSeconds != 2 {
+		t.Fatalf("result %+v", out)
+	}
+	if rt.cleanups != 1 {
+		t.Errorf("cleanups %d", rt.cleanups)
+	}
+	if b, err := os.ReadFile(a.LogPath("job-1", run)); err != nil || !strings.Contains(string(b), "hello") {
+		t.Errorf("log kept: %q %v", b, err)
+	}
+	// A wait retried after cleanup (worker died before reporting) answers
+	// from the recorded result.
+	again, err := a.WaitTask(ctx, w)
+	if err != nil || again.State != out.State || len(again.Outputs) != 1 {
+		t.Fatalf("replayed wait: %+v %v", again, err)
+	}
+}
+
+func TestStopTaskIdempotent(t *testing.T) {
+	rt := newFake()
+	a := &Activities{Runtimes: map[string]runtimes.Runtime{"fake": rt}, JobsDir: t.TempDir()}
+	ctx := context.Background()
+	if _, err := rt.Start(ctx, runtimes.TaskSpec{ID: "job-1.train.1"}); err != nil {
+		t.Fatal(err)
+	}
+	out, err := a.StopTask(ctx, workflows.StopTaskInput{RunID: "job-1.train.1", Runtime: "fake"})
+	if err != nil || !out.Stopped {
+		t.Fatalf("stop: %+v %v", out, err)
+	}
+	out, err = a.StopTask(ctx, workflows.StopTaskInput{RunID: "job-1.train.1", Runtime: "fake"})
+	if err != nil || out.Stopped {
+		t.Fatalf("second stop must be a no-op: %+v %v", out, err)
+	}
+}
+
+func TestStartPermanentErrors(t *testing.T) {
+	plan, _ := quickstartPlan(t)
+	plan.Tasks[0].Image = "oci-archive:/missing.tar"
+	raw, _ := json.Marshal(plan)
+	a := &Activities{Runtimes: map[string]runtimes.Runtime{"fake": newFake()}, JobsDir: t.TempDir()}
+	_, err := a.StartTask(context.Background(), workflows.StartTaskInput{JobID: "job-1", Task: "train", RunID: "job-1.train.1", PlanJSON: raw, Award: workflows.NegotiateOutput{Runtime: "fake"}})
+	if appErrType(err) != workflows.ErrTypeExecution {
+		t.Errorf("missing image: %v", err)
+	}
+	_, err = a.StartTask(context.Background(), workflows.StartTaskInput{JobID: "job-1", Task: "train", RunID: "job-1.train.1", PlanJSON: raw, Award: workflows.NegotiateOutput{Runtime: "nomad"}})
+	if appErrType(err) != workflows.ErrTypeExecution {
+		t.Errorf("unknown runtime: %v", err)
+	}
+}
+
+func TestVerifyThresholds(t *testing.T) {
+	plan, _ := quickstartPlan(t)
+	// Metrics-only test (the command test needs a real container).
+	plan.Spec.Verification.Tests[0].Command = nil
+	raw, _ := json.Marshal(plan)
+	a := &Activities{Runtimes: map[string]runtimes.Runtime{"fake": newFake()}, JobsDir: t.TempDir()}
+	dir := a.OutputsDir("job-1", "train")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	in := workflows.VerifyInput{JobID: "job-1", PlanJSON: raw, Award: workflows.NegotiateOutput{Runtime: "fake"},
+		Tasks: map[string]workflows.TaskStatus{"train": {State: workflows.TaskSucceeded}}}
+	for _, c := range []struct {
+		metrics string
+		pass    bool
+	}{{`{"accuracy": 0.93}`, true}, {`{"accuracy": 0.5}`, false}, {`{"loss": 1}`, false}, {`not json`, false}} {
+		if err := os.WriteFile(filepath.Join(dir, "metrics.json"), []byte(c.metrics), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		out, err := a.Verify(context.Background(), in)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if out.Passed != c.pass {
+			t.Errorf("%s: passed %v, want %v (%+v)", c.metrics, out.Passed, c.pass, out.Tests)
+		}
+	}
+	in.Tasks["train"] = workflows.TaskStatus{State: workflows.TaskFailed}
+	out, err := a.Verify(context.Background(), in)
+	if err != nil || out.Passed {
+		t.Errorf("failed task verified: %+v %v", out, err)
+	}
+}

@@ -1,0 +1,172 @@
+package activities
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+
+	"github.com/accordmesh/accord/specs"
+	"github.com/accordmesh/accord/workflows"
+)
+
+// Compile loads, composes, validates and compiles the spec at in.SpecPath.
+// It has no side effects. An invalid spec, or one whose bytes changed since
+// submission, is a permanent ErrTypeInvalidSpec failure.
+func (a *Activities) Compile(ctx context.Context, in workflows.CompileInput) (workflows.CompileOutput, error) {
+	plan, _, err := a.Compiler.Compile(ctx, in.SpecPath)
+	if err != nil {
+		if errors.Is(err, specs.ErrInvalid) {
+			return workflows.CompileOutput{}, permanent(workflows.ErrTypeInvalidSpec, err)
+		}
+		return workflows.CompileOutput{}, fmt.Errorf("compile %s: %w", in.SpecPath, err)
+	}
+	if in.DocumentDigest != "" && plan.DocumentDigest != in.DocumentDigest {
+		return workflows.CompileOutput{}, permanent(workflows.ErrTypeInvalidSpec, fmt.Errorf(
+			"spec %s changed since submission: digest %s, submitted %s", in.SpecPath, plan.DocumentDigest, in.DocumentDigest))
+	}
+	raw, err := json.Marshal(plan)
+	if err != nil {
+		return workflows.CompileOutput{}, permanent(workflows.ErrTypeInvalidSpec, fmt.Errorf("encode plan: %w", err))
+	}
+	a.logger(ctx, in.JobID).Info("compiled", "spec", plan.Name, "tasks", len(plan.Tasks))
+	return workflows.CompileOutput{Plan: Summarize(plan), PlanJSON: raw}, nil
+}
+
+// Summarize extracts what the workflow schedules from a plan.
+func Summarize(p *specs.Plan) workflows.PlanSummary {
+	s := workflows.PlanSummary{
+		Name: p.Name, Version: p.Version, Tenant: p.Tenant,
+		DocumentDigest: p.DocumentDigest, ContractDigest: p.ContractDigest,
+		MaxCost: p.MaxCost, Currency: p.Currency,
+	}
+	if p.Spec != nil {
+		s.Deadline = p.Spec.Budget.Deadline
+		s.ApprovalRequired = p.Spec.Approval.Required
+		s.ApprovalAbove = p.Spec.Approval.AbovePrice
+		s.HasTests = len(p.Spec.Verification.Tests) > 0
+		if s.Currency == "" {
+			s.Currency = p.Spec.Budget.Currency
+		}
+	}
+	for _, t := range p.Tasks {
+		s.Tasks = append(s.Tasks, workflows.PlanTask{
+			Name: t.Name, DependsOn: t.DependsOn, Attempts: t.Retry.Attempts,
+			Backoff: t.Retry.Backoff, MaxBackoff: t.Retry.MaxBackoff, MaxDuration: t.Resources.MaxDuration,
+		})
+	}
+	return s
+}
+
+// Admit runs admission policy. The admitter reserves quota keyed by job ID,
+// so a retry reserves nothing more. A rejection is a result (Allowed false),
+// recorded in the admission attestation.
+func (a *Activities) Admit(ctx context.Context, in workflows.AdmitInput) (workflows.AdmitOutput, error) {
+	plan, err := decodePlan(in.PlanJSON)
+	if err != nil {
+		return workflows.AdmitOutput{}, err
+	}
+	allowed, reason, rec, err := a.Admitter.Admit(ctx, in.JobID, plan, nil)
+	if err != nil {
+		return workflows.AdmitOutput{}, fmt.Errorf("admit %s: %w", in.JobID, err)
+	}
+	a.logger(ctx, in.JobID).Info("admission", "allowed", allowed, "reason", reason)
+	return workflows.AdmitOutput{Allowed: allowed, Reason: reason, Decision: record(rec)}, nil
+}
+
+// Negotiate runs the market. The negotiation is a pure function of the plan
+// and the providers' offers at the time; a retry may re-run it, and only the
+// award the workflow records counts.
+func (a *Activities) Negotiate(ctx context.Context, in workflows.NegotiateInput) (workflows.NegotiateOutput, error) {
+	plan, err := decodePlan(in.PlanJSON)
+	if err != nil {
+		return workflows.NegotiateOutput{}, err
+	}
+	aw, err := a.Negotiator.Negotiate(ctx, in.JobID, plan)
+	if err != nil {
+		if errors.Is(err, ErrNoOffers) {
+			return workflows.NegotiateOutput{}, permanent(workflows.ErrTypeNoOffers, err)
+		}
+		return workflows.NegotiateOutput{}, fmt.Errorf("negotiate %s: %w", in.JobID, err)
+	}
+	a.logger(ctx, in.JobID).Info("awarded", "provider", aw.Provider, "price", aw.Price, "currency", aw.Currency)
+	return workflows.NegotiateOutput{
+		Provider: aw.Provider, Pool: aw.Pool, Runtime: aw.Runtime, Price: aw.Price, Currency: aw.Currency,
+		Record: record(aw.Record),
+	}, nil
+}
+
+// Place holds the job's escrow (price plus margin, capped by the budget).
+// Idempotent through the ledger's key (job, "hold", attempt).
+func (a *Activities) Place(ctx context.Context, in workflows.PlaceInput) (workflows.PlaceOutput, error) {
+	plan, err := decodePlan(in.PlanJSON)
+	if err != nil {
+		return workflows.PlaceOutput{}, err
+	}
+	if _, err := a.runtime(in.Award.Runtime); err != nil {
+		return workflows.PlaceOutput{}, err
+	}
+	held, holdID, rec, err := a.Ledger.Hold(ctx, HoldRequest{
+		JobID: in.JobID, Tenant: in.Tenant, Provider: in.Award.Provider, Currency: in.Award.Currency,
+		Price: in.Award.Price, Cap: plan.Spec.Budget.MaxPrice,
+	})
+	if err != nil {
+		if errors.Is(err, ErrInsufficient) {
+			return workflows.PlaceOutput{}, permanent(workflows.ErrTypeInsufficient, err)
+		}
+		return workflows.PlaceOutput{}, fmt.Errorf("place %s: %w", in.JobID, err)
+	}
+	a.logger(ctx, in.JobID).Info("placed", "held", held, "provider", in.Award.Provider)
+	return workflows.PlaceOutput{
+		Reservation: in.JobID + "@" + in.Award.Pool, HoldID: holdID, Held: held, Currency: in.Award.Currency,
+		Node: in.Award.Pool, Record: record(rec),
+	}, nil
+}
+
+// Release refunds the job's escrow: the compensation for Place. Idempotent:
+// releasing a released or never-held job posts nothing.
+func (a *Activities) Release(ctx context.Context, in workflows.ReleaseInput) (workflows.ReleaseOutput, error) {
+	refunded, err := a.Ledger.Release(ctx, in.JobID)
+	if err != nil {
+		return workflows.ReleaseOutput{}, fmt.Errorf("release %s: %w", in.JobID, err)
+	}
+	a.logger(ctx, in.JobID).Info("released escrow", "refunded", refunded, "reason", in.Reason)
+	return workflows.ReleaseOutput{Refunded: refunded}, nil
+}
+
+// Settle pays the provider from escrow per the price and metered usage, with
+// fees, royalties and the SLA, and refunds the rest. Idempotent through the
+// ledger's key (job, "settle", attempt): a replay returns the original.
+func (a *Activities) Settle(ctx context.Context, in workflows.SettleInput) (workflows.SettleOutput, error) {
+	plan, err := decodePlan(in.PlanJSON)
+	if err != nil {
+		return workflows.SettleOutput{}, err
+	}
+	var u workflows.Usage
+	for _, t := range in.Tasks {
+		u.WallSeconds += t.Usage.WallSeconds
+		u.CPUSeconds += t.Usage.CPUSeconds
+		u.MemGBSeconds += t.Usage.MemGBSeconds
+		u.GPUSeconds += t.Usage.GPUSeconds
+		u.PeakMemBytes = max(u.PeakMemBytes, t.Usage.PeakMemBytes)
+	}
+	paid, refunded, rec, err := a.Ledger.Settle(ctx, SettleRequest{
+		JobID: in.JobID, Provider: in.Award.Provider, Plan: plan, Price: in.Award.Price, Usage: u, Succeeded: in.Verified,
+		Outcome: Outcome{Started: in.Started, Finished: in.Finished},
+	})
+	if err != nil {
+		return workflows.SettleOutput{}, fmt.Errorf("settle %s: %w", in.JobID, err)
+	}
+	a.logger(ctx, in.JobID).Info("settled", "paid", paid, "refunded", refunded)
+	return workflows.SettleOutput{Paid: paid, Refunded: refunded, Currency: in.Award.Currency, Record: record(rec)}, nil
+}
+
+// Attest signs and logs one stage statement. Idempotent by (job, stage)
+// through the attestor.
+func (a *Activities) Attest(ctx context.Context, in workflows.AttestInput) (workflows.AttestOutput, error) {
+	out, err := a.Attestor.Attest(ctx, in)
+	if err != nil {
+		return workflows.AttestOutput{}, fmt.Errorf("attest %s %s: %w", in.JobID, in.Stage, err)
+	}
+	return out, nil
+}

@@ -1,0 +1,301 @@
+package activities
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"go.temporal.io/sdk/activity"
+	"go.temporal.io/sdk/temporal"
+
+	"github.com/accordmesh/accord/runtimes"
+	"github.com/accordmesh/accord/specs"
+	"github.com/accordmesh/accord/workflows"
+)
+
+// heartbeatEvery is how often long activities heartbeat; well inside the
+// workflow's heartbeat timeouts.
+const heartbeatEvery = 2 * time.Second
+
+// stopGrace is how long a stopped task gets before it is killed.
+const stopGrace = 5 * time.Second
+
+// OutputsDir is where a task's collected outputs live on the worker's host.
+func (a *Activities) OutputsDir(jobID, task string) string {
+	return filepath.Join(a.jobDir(jobID), "outputs", task)
+}
+
+// LogPath is where a finished run's log is kept once its container is gone.
+func (a *Activities) LogPath(jobID, runID string) string {
+	return filepath.Join(a.jobDir(jobID), "logs", runID+".log")
+}
+
+func (a *Activities) resultPath(jobID, runID string) string {
+	return filepath.Join(a.jobDir(jobID), "results", runID+".json")
+}
+
+// StartTask prepares the image and starts one attempt of a task. Idempotent:
+// the runtime re-attaches to an existing container with the same run ID
+// instead of starting a second one.
+func (a *Activities) StartTask(ctx context.Context, in workflows.StartTaskInput) (workflows.StartTaskOutput, error) {
+	plan, err := decodePlan(in.PlanJSON)
+	if err != nil {
+		return workflows.StartTaskOutput{}, err
+	}
+	rt, err := a.runtime(in.Award.Runtime)
+	if err != nil {
+		return workflows.StartTaskOutput{}, err
+	}
+	task, ok := findTask(plan, in.Task)
+	if !ok {
+		return workflows.StartTaskOutput{}, permanent(workflows.ErrTypeInvalidSpec, fmt.Errorf("no task %q in plan", in.Task))
+	}
+	spec, err := a.taskSpec(in.JobID, in.RunID, task.Task)
+	if err != nil {
+		return workflows.StartTaskOutput{}, err
+	}
+	stop := heartbeat(ctx, "preparing")
+	digest, err := rt.Prepare(ctx, spec.Image)
+	stop()
+	if err != nil {
+		return workflows.StartTaskOutput{}, runtimeErr("prepare "+spec.Image, err)
+	}
+	st, err := rt.Start(ctx, spec)
+	if err != nil {
+		return workflows.StartTaskOutput{}, runtimeErr("start "+in.RunID, err)
+	}
+	a.logger(ctx, in.JobID).Info("task started", "run_id", in.RunID, "image", digest, "state", st.State)
+	return workflows.StartTaskOutput{RunID: in.RunID, ImageDigest: digest, Node: st.Node}, nil
+}
+
+// taskSpec builds the runtime's description of one attempt. Inputs from
+// upstream tasks are their collected output files.
+func (a *Activities) taskSpec(jobID, runID string, t specs.Task) (runtimes.TaskSpec, error) {
+	spec := runtimes.TaskSpec{
+		ID:         runID,
+		Image:      t.Image,
+		Command:    append(append([]string(nil), t.Command...), t.Args...),
+		Env:        t.Env,
+		WorkingDir: t.WorkingDir,
+		OutputDir:  "/out",
+		Resources: runtimes.Resources{
+			MilliCPU: t.Resources.MilliCPU, MemoryBytes: t.Resources.MemoryBytes, DiskBytes: t.Resources.DiskBytes,
+			GPUs: t.Resources.GPU.Count, GPUModel: t.Resources.GPU.Model, GPUMemBytes: t.Resources.GPU.MinMemoryBytes,
+			MaxDuration: t.Resources.MaxDuration,
+		},
+		Labels: map[string]string{"accord.job": jobID, "accord.task": t.Name},
+	}
+	for _, o := range t.Outputs {
+		spec.Outputs = append(spec.Outputs, o.Path)
+	}
+	for _, in := range t.Inputs {
+		target := in.Target
+		if target == "" {
+			target = "/in/" + in.Name
+		}
+		src := in.Path
+		if in.From != "" {
+			up, p, ok := strings.Cut(in.From, ":")
+			if !ok {
+				return spec, permanent(workflows.ErrTypeInvalidSpec, fmt.Errorf("input %s: from %q is not task:path", in.Name, in.From))
+			}
+			src = filepath.Join(a.OutputsDir(jobID, up), filepath.FromSlash(p))
+		}
+		if _, err := os.Stat(src); err != nil {
+			return spec, permanent(workflows.ErrTypeExecution, fmt.Errorf("input %s: %w", in.Name, err))
+		}
+		spec.Inputs = append(spec.Inputs, runtimes.Mount{Source: src, Target: target})
+	}
+	return spec, nil
+}
+
+// WaitTask waits for a run to end, heartbeating while it runs. After
+// in.Window it gives its worker slot back with a retryable
+// ErrTypeStillRunning error; the workflow's retry policy schedules the next
+// wait, so a long task never pins a slot and a lost worker is noticed by the
+// heartbeat timeout. Once the run is terminal it collects outputs and the
+// log, records the result, and cleans the container up. Idempotent: a wait
+// retried after cleanup returns the recorded result.
+func (a *Activities) WaitTask(ctx context.Context, in workflows.WaitTaskInput) (workflows.WaitTaskOutput, error) {
+	if out, ok := a.readResult(in.JobID, in.RunID); ok {
+		return out, nil
+	}
+	rt, err := a.runtime(in.Runtime)
+	if err != nil {
+		return workflows.WaitTaskOutput{}, err
+	}
+	window := in.Window
+	if window <= 0 {
+		window = workflows.DefaultWaitWindow
+	}
+	stop := heartbeat(ctx, "running "+in.RunID)
+	wctx, cancel := context.WithTimeout(ctx, window)
+	st, err := rt.Wait(wctx, in.RunID)
+	cancel()
+	stop()
+	if err != nil {
+		if ctx.Err() != nil {
+			return workflows.WaitTaskOutput{}, ctx.Err()
+		}
+		if wctx.Err() != nil {
+			return workflows.WaitTaskOutput{}, temporal.NewApplicationError("still running: "+in.RunID, workflows.ErrTypeStillRunning)
+		}
+		if errors.Is(err, runtimes.ErrNotFound) {
+			return workflows.WaitTaskOutput{}, permanent(workflows.ErrTypeExecution, fmt.Errorf("run %s vanished: %w", in.RunID, err))
+		}
+		return workflows.WaitTaskOutput{}, runtimeErr("wait "+in.RunID, err)
+	}
+	out := workflows.WaitTaskOutput{
+		State: string(st.State), ExitCode: st.ExitCode, Reason: st.Reason, Node: st.Node,
+		StartedAt: st.StartedAt, FinishedAt: st.FinishedAt,
+		Usage: workflows.Usage{
+			WallSeconds: st.Usage.WallSeconds, CPUSeconds: st.Usage.CPUSeconds, PeakMemBytes: st.Usage.PeakMemBytes,
+			MemGBSeconds: st.Usage.MemGBSeconds, GPUSeconds: st.Usage.GPUSeconds,
+		},
+	}
+	if st.State == runtimes.StateExited && st.ExitCode == 0 {
+		outs, err := rt.Collect(ctx, in.RunID, a.OutputsDir(in.JobID, in.Task))
+		if err != nil {
+			// A successful run that did not produce its declared outputs failed.
+			out.State, out.ExitCode, out.Reason = string(runtimes.StateFailed), -1, "collect outputs: "+err.Error()
+		}
+		for _, o := range outs {
+			out.Outputs = append(out.Outputs, workflows.OutputArtifact{Path: o.Path, SHA256: o.SHA256, Size: o.Size, Local: o.Local})
+		}
+	}
+	a.saveLog(ctx, rt, in.JobID, in.RunID)
+	if err := a.writeResult(in.JobID, in.RunID, out); err != nil {
+		return workflows.WaitTaskOutput{}, err
+	}
+	if err := rt.Cleanup(ctx, in.RunID); err != nil {
+		a.logger(ctx, in.JobID).Warn("cleanup failed", "run_id", in.RunID, "error", err)
+	}
+	a.logger(ctx, in.JobID).Info("task finished", "run_id", in.RunID, "state", out.State, "exit", out.ExitCode)
+	return out, nil
+}
+
+// StopTask stops and cleans up a run: the compensation for StartTask.
+// Idempotent: an unknown or already removed run is not an error.
+func (a *Activities) StopTask(ctx context.Context, in workflows.StopTaskInput) (workflows.StopTaskOutput, error) {
+	rt, err := a.runtime(in.Runtime)
+	if err != nil {
+		return workflows.StopTaskOutput{}, err
+	}
+	jobID := jobOf(in.RunID)
+	err = rt.Stop(ctx, in.RunID, stopGrace)
+	if errors.Is(err, runtimes.ErrNotFound) {
+		return workflows.StopTaskOutput{Stopped: false}, nil
+	}
+	if err != nil {
+		return workflows.StopTaskOutput{}, runtimeErr("stop "+in.RunID, err)
+	}
+	a.saveLog(ctx, rt, jobID, in.RunID)
+	if err := rt.Cleanup(ctx, in.RunID); err != nil {
+		return workflows.StopTaskOutput{}, runtimeErr("cleanup "+in.RunID, err)
+	}
+	a.logger(ctx, jobID).Info("task stopped", "run_id", in.RunID)
+	return workflows.StopTaskOutput{Stopped: true}, nil
+}
+
+// jobOf recovers the job ID from a run ID <job>.<task>.<attempt>; job IDs
+// contain no dots.
+func jobOf(runID string) string {
+	j, _, _ := strings.Cut(runID, ".")
+	return j
+}
+
+func (a *Activities) saveLog(ctx context.Context, rt runtimes.Runtime, jobID, runID string) {
+	rc, err := rt.Logs(ctx, runID, false)
+	if err != nil {
+		return
+	}
+	defer rc.Close()
+	p := a.LogPath(jobID, runID)
+	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+		return
+	}
+	f, err := os.Create(p)
+	if err != nil {
+		return
+	}
+	defer f.Close()
+	_, _ = io.Copy(f, rc)
+}
+
+func (a *Activities) readResult(jobID, runID string) (workflows.WaitTaskOutput, bool) {
+	var out workflows.WaitTaskOutput
+	b, err := os.ReadFile(a.resultPath(jobID, runID))
+	if err != nil || json.Unmarshal(b, &out) != nil {
+		return out, false
+	}
+	return out, true
+}
+
+// writeResult records a run's result atomically before its container is
+// removed, so a retried wait can still answer.
+func (a *Activities) writeResult(jobID, runID string, out workflows.WaitTaskOutput) error {
+	p := a.resultPath(jobID, runID)
+	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+		return fmt.Errorf("record result: %w", err)
+	}
+	b, _ := json.Marshal(out)
+	tmp := p + ".tmp"
+	if err := os.WriteFile(tmp, b, 0o644); err != nil {
+		return fmt.Errorf("record result: %w", err)
+	}
+	if err := os.Rename(tmp, p); err != nil {
+		return fmt.Errorf("record result: %w", err)
+	}
+	return nil
+}
+
+func findTask(p *specs.Plan, name string) (specs.PlanTask, bool) {
+	for _, t := range p.Tasks {
+		if t.Name == name {
+			return t, true
+		}
+	}
+	return specs.PlanTask{}, false
+}
+
+// runtimeErr classifies a runtime error: an invalid task or missing image
+// is permanent, everything else is retried.
+func runtimeErr(what string, err error) error {
+	if errors.Is(err, runtimes.ErrInvalid) || errors.Is(err, runtimes.ErrImage) {
+		return permanent(workflows.ErrTypeExecution, fmt.Errorf("%s: %w", what, err))
+	}
+	return fmt.Errorf("%s: %w", what, err)
+}
+
+// heartbeat records progress every heartbeatEvery until stop is called, so
+// that Temporal notices a dead worker and can deliver cancellation.
+func heartbeat(ctx context.Context, detail string) (stop func()) {
+	if !activity.IsActivity(ctx) {
+		return func() {}
+	}
+	done := make(chan struct{})
+	finished := make(chan struct{})
+	go func() {
+		defer close(finished)
+		t := time.NewTicker(heartbeatEvery)
+		defer t.Stop()
+		activity.RecordHeartbeat(ctx, detail)
+		for {
+			select {
+			case <-done:
+				return
+			case <-ctx.Done():
+				return
+			case <-t.C:
+				activity.RecordHeartbeat(ctx, detail)
+			}
+		}
+	}()
+	return func() { close(done); <-finished }
+}

@@ -1,0 +1,187 @@
+package activities
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"io"
+	"math"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/accordmesh/accord/runtimes"
+	"github.com/accordmesh/accord/specs"
+	"github.com/accordmesh/accord/workflows"
+)
+
+// Verify runs the spec's acceptance tests against the collected outputs: a
+// test command in a container (the task's image unless the test names one)
+// with the task's outputs mounted read-only at /out, expected output
+// digests, and metric thresholds read from JSON outputs. Idempotent: test
+// containers are named <job>.verify.<n>, so a retry re-attaches to a test
+// still running, and the checks are pure functions of the outputs.
+func (a *Activities) Verify(ctx context.Context, in workflows.VerifyInput) (workflows.VerifyOutput, error) {
+	plan, err := decodePlan(in.PlanJSON)
+	if err != nil {
+		return workflows.VerifyOutput{}, err
+	}
+	out := workflows.VerifyOutput{Passed: true}
+	for i, t := range plan.Spec.Verification.Tests {
+		res, err := a.runTest(ctx, in, plan, i, t)
+		if err != nil {
+			return workflows.VerifyOutput{}, err
+		}
+		out.Passed = out.Passed && res.Passed
+		out.Tests = append(out.Tests, res)
+	}
+	a.logger(ctx, in.JobID).Info("verified", "passed", out.Passed, "tests", len(out.Tests))
+	return out, nil
+}
+
+func (a *Activities) runTest(ctx context.Context, in workflows.VerifyInput, plan *specs.Plan, n int, t specs.Test) (workflows.TestResult, error) {
+	res := workflows.TestResult{Name: t.Name, Passed: true}
+	var details []string
+	failf := func(format string, args ...any) {
+		res.Passed = false
+		details = append(details, fmt.Sprintf(format, args...))
+	}
+	status, ok := in.Tasks[t.Task]
+	if !ok || status.State != workflows.TaskSucceeded {
+		failf("task %s did not succeed", t.Task)
+		res.Detail = strings.Join(details, "; ")
+		return res, nil
+	}
+	dir := a.OutputsDir(in.JobID, t.Task)
+	for path, want := range t.ExpectOutputs {
+		got, err := fileDigest(filepath.Join(dir, filepath.FromSlash(path)))
+		if err != nil {
+			failf("output %s: %v", path, err)
+		} else if strings.TrimPrefix(want, "sha256:") != got {
+			failf("output %s: sha256 %s, want %s", path, got, want)
+		}
+	}
+	for _, th := range t.Metrics {
+		v, err := readMetric(filepath.Join(dir, filepath.FromSlash(th.File)), th.Metric)
+		if err != nil {
+			failf("metric %s in %s: %v", th.Metric, th.File, err)
+			continue
+		}
+		if !compare(v, th.Op, th.Value) {
+			failf("metric %s = %g, want %s %g", th.Metric, v, th.Op, th.Value)
+		}
+	}
+	if len(t.Command) > 0 {
+		code, reason, err := a.runTestContainer(ctx, in, plan, n, t, dir)
+		if err != nil {
+			return res, err
+		}
+		if code != t.ExpectExit {
+			failf("command exited %d (%s), want %d", code, reason, t.ExpectExit)
+		}
+	}
+	res.Detail = strings.Join(details, "; ")
+	return res, nil
+}
+
+func (a *Activities) runTestContainer(ctx context.Context, in workflows.VerifyInput, plan *specs.Plan, n int, t specs.Test, outputs string) (int, string, error) {
+	rt, err := a.runtime(in.Award.Runtime)
+	if err != nil {
+		return 0, "", err
+	}
+	image := t.Image
+	if image == "" {
+		if task, ok := findTask(plan, t.Task); ok {
+			image = task.Image
+		}
+	}
+	id := fmt.Sprintf("%s.verify.%d", in.JobID, n)
+	stop := heartbeat(ctx, "verifying "+t.Name)
+	defer stop()
+	if _, err := rt.Prepare(ctx, image); err != nil {
+		return 0, "", runtimeErr("prepare verifier "+image, err)
+	}
+	if err := os.MkdirAll(outputs, 0o755); err != nil {
+		return 0, "", fmt.Errorf("verify: %w", err)
+	}
+	spec := runtimes.TaskSpec{
+		ID: id, Image: image, Command: t.Command, OutputDir: "/verify",
+		Inputs:    []runtimes.Mount{{Source: outputs, Target: "/out"}},
+		Resources: runtimes.Resources{MilliCPU: 1000, MemoryBytes: 256 << 20},
+		Labels:    map[string]string{"accord.job": in.JobID, "accord.test": t.Name},
+	}
+	if _, err := rt.Start(ctx, spec); err != nil {
+		return 0, "", runtimeErr("start verifier", err)
+	}
+	st, err := rt.Wait(ctx, id)
+	if err != nil {
+		return 0, "", runtimeErr("wait verifier", err)
+	}
+	a.saveLog(ctx, rt, in.JobID, id)
+	if err := rt.Cleanup(ctx, id); err != nil {
+		a.logger(ctx, in.JobID).Warn("verifier cleanup failed", "id", id, "error", err)
+	}
+	if st.State != runtimes.StateExited {
+		return -1, fmt.Sprintf("%s: %s", st.State, st.Reason), nil
+	}
+	return st.ExitCode, "exited", nil
+}
+
+func fileDigest(path string) (string, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return "", err
+	}
+	defer f.Close()
+	h := sha256.New()
+	if _, err := io.Copy(h, f); err != nil {
+		return "", err
+	}
+	return hex.EncodeToString(h.Sum(nil)), nil
+}
+
+// readMetric reads the number at a dotted path in a JSON file.
+func readMetric(path, metric string) (float64, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return 0, err
+	}
+	var v any
+	if err := json.Unmarshal(b, &v); err != nil {
+		return 0, fmt.Errorf("not JSON: %w", err)
+	}
+	for _, k := range strings.Split(metric, ".") {
+		m, ok := v.(map[string]any)
+		if !ok {
+			return 0, fmt.Errorf("%q is not an object", k)
+		}
+		if v, ok = m[k]; !ok {
+			return 0, fmt.Errorf("no key %q", k)
+		}
+	}
+	f, ok := v.(float64)
+	if !ok || math.IsNaN(f) {
+		return 0, fmt.Errorf("not a number: %v", v)
+	}
+	return f, nil
+}
+
+func compare(v float64, op string, bound float64) bool {
+	switch op {
+	case "<":
+		return v < bound
+	case "<=":
+		return v <= bound
+	case ">":
+		return v > bound
+	case ">=":
+		return v >= bound
+	case "==":
+		return v == bound
+	case "!=":
+		return v != bound
+	}
+	return false
+}

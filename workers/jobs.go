@@ -1,0 +1,298 @@
+package workers
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	enumspb "go.temporal.io/api/enums/v1"
+	"go.temporal.io/api/serviceerror"
+	"go.temporal.io/api/workflowservice/v1"
+	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/temporal"
+
+	"github.com/accordmesh/accord/internal/cli"
+	"github.com/accordmesh/accord/provenance"
+	"github.com/accordmesh/accord/specs"
+	"github.com/accordmesh/accord/workflows"
+)
+
+// ErrNoJob reports an unknown job ID.
+var ErrNoJob = errors.New("workers: no such job")
+
+// NewJobID returns a fresh job ID: job-<UTC time>-<random hex>, no dots
+// (run IDs append .task.attempt).
+func NewJobID() string {
+	var b [4]byte
+	_, _ = rand.Read(b[:])
+	return "job-" + time.Now().UTC().Format("20060102t150405") + "-" + hex.EncodeToString(b[:])
+}
+
+// Submission is a started job.
+type Submission struct {
+	JobID  string `json:"job_id"`
+	RunID  string `json:"run_id"`
+	Spec   string `json:"spec"`
+	Tenant string `json:"tenant"`
+}
+
+// Submit validates the spec locally (so a broken spec fails fast with its
+// errors), fixes its document digest, and starts the job workflow. The spec
+// path must be readable by the worker too (one host, or a shared path).
+func Submit(ctx context.Context, c client.Client, specPath, jobID string) (Submission, error) {
+	abs, err := filepath.Abs(specPath)
+	if err != nil {
+		return Submission{}, fmt.Errorf("workers: spec path: %w", err)
+	}
+	doc, err := os.ReadFile(abs)
+	if err != nil {
+		return Submission{}, cli.WithCode(cli.ExitInvalidSpec, fmt.Errorf("workers: read spec: %w", err))
+	}
+	s, err := specs.Load(abs)
+	if err != nil {
+		return Submission{}, cli.WithCode(cli.ExitInvalidSpec, err)
+	}
+	if jobID == "" {
+		jobID = NewJobID()
+	}
+	if strings.ContainsAny(jobID, "./ ") {
+		return Submission{}, cli.WithCode(cli.ExitUsage, fmt.Errorf("workers: job ID %q must not contain '.', '/' or spaces", jobID))
+	}
+	run, err := c.ExecuteWorkflow(ctx, client.StartWorkflowOptions{
+		ID:                    jobID,
+		TaskQueue:             workflows.TaskQueueControl,
+		WorkflowIDReusePolicy: enumspb.WORKFLOW_ID_REUSE_POLICY_REJECT_DUPLICATE,
+		TypedSearchAttributes: temporal.NewSearchAttributes(
+			temporal.NewSearchAttributeKeyKeyword(workflows.SearchAttrTenant).ValueSet(s.Tenant),
+			temporal.NewSearchAttributeKeyKeyword(workflows.SearchAttrSpec).ValueSet(s.Name),
+			temporal.NewSearchAttributeKeyKeyword(workflows.SearchAttrStatus).ValueSet(workflows.StatusPending),
+		),
+	}, workflows.JobWorkflowName, workflows.JobInput{
+		JobID: jobID, SpecPath: abs, DocumentDigest: provenance.Digest(doc),
+	})
+	if err != nil {
+		return Submission{}, fmt.Errorf("workers: start job: %w", err)
+	}
+	return Submission{JobID: jobID, RunID: run.GetRunID(), Spec: s.Name, Tenant: s.Tenant}, nil
+}
+
+// Status returns a job's live status (by query) or, for a finished job, the
+// status from its result.
+func Status(ctx context.Context, c client.Client, jobID string) (workflows.JobStatus, error) {
+	desc, err := c.DescribeWorkflowExecution(ctx, jobID, "")
+	if err != nil {
+		return workflows.JobStatus{}, notFound(jobID, err)
+	}
+	if desc.WorkflowExecutionInfo.GetStatus() == enumspb.WORKFLOW_EXECUTION_STATUS_RUNNING {
+		v, err := c.QueryWorkflow(ctx, jobID, "", workflows.QueryStatus)
+		if err != nil {
+			return workflows.JobStatus{}, fmt.Errorf("workers: query %s: %w", jobID, err)
+		}
+		var st workflows.JobStatus
+		if err := v.Get(&st); err != nil {
+			return workflows.JobStatus{}, fmt.Errorf("workers: decode status: %w", err)
+		}
+		return st, nil
+	}
+	res, err := Result(ctx, c, jobID)
+	if err != nil {
+		return workflows.JobStatus{JobID: jobID, Status: strings.ToLower(desc.WorkflowExecutionInfo.GetStatus().String())}, err
+	}
+	return StatusOf(res), nil
+}
+
+// StatusOf converts a result to a status.
+func StatusOf(res workflows.JobResult) workflows.JobStatus {
+	return workflows.JobStatus{
+		JobID: res.JobID, Status: res.Status, Stage: res.Stage, Spec: res.Spec, Tenant: res.Tenant,
+		Cost:  workflows.Cost{Price: res.Price, Paid: res.Paid, Currency: res.Currency},
+		Tasks: res.Tasks, Stages: res.Stages,
+	}
+}
+
+// Result waits for a job's result.
+func Result(ctx context.Context, c client.Client, jobID string) (workflows.JobResult, error) {
+	var res workflows.JobResult
+	if err := c.GetWorkflow(ctx, jobID, "").Get(ctx, &res); err != nil {
+		var canceled *temporal.CanceledError
+		if errors.As(err, &canceled) {
+			return workflows.JobResult{JobID: jobID, Status: workflows.StatusCancelled, Class: workflows.ClassCancelled, Error: err.Error()}, nil
+		}
+		return workflows.JobResult{JobID: jobID, Status: workflows.StatusFailed, Class: workflows.ClassInternal, Error: err.Error()},
+			notFound(jobID, err)
+	}
+	return res, nil
+}
+
+// Watch reports the job's status each time it changes (stage, task states)
+// until the job ends, then returns its result. Polls by query every period.
+func Watch(ctx context.Context, c client.Client, jobID string, period time.Duration, fn func(workflows.JobStatus)) (workflows.JobResult, error) {
+	done := make(chan struct{})
+	var res workflows.JobResult
+	var rerr error
+	go func() {
+		defer close(done)
+		res, rerr = Result(ctx, c, jobID)
+	}()
+	t := time.NewTicker(period)
+	defer t.Stop()
+	last := ""
+	for {
+		select {
+		case <-done:
+			if fn != nil && rerr == nil {
+				fn(StatusOf(res))
+			}
+			return res, rerr
+		case <-ctx.Done():
+			return res, ctx.Err()
+		case <-t.C:
+			if fn == nil {
+				continue
+			}
+			v, err := c.QueryWorkflow(ctx, jobID, "", workflows.QueryStatus)
+			if err != nil {
+				continue // finished between ticks, or not started yet
+			}
+			var st workflows.JobStatus
+			if v.Get(&st) != nil {
+				continue
+			}
+			if key := statusKey(st); key != last {
+				last = key
+				fn(st)
+			}
+		}
+	}
+}
+
+func statusKey(st workflows.JobStatus) string {
+	var b strings.Builder
+	b.WriteString(st.Status + "/" + st.Stage)
+	for name, t := range st.Tasks {
+		fmt.Fprintf(&b, "/%s=%s:%d", name, t.State, t.Attempt)
+	}
+	return b.String()
+}
+
+// Cancel asks a job to cancel: it unwinds and runs its compensations.
+func Cancel(ctx context.Context, c client.Client, jobID, reason string) error {
+	if err := c.SignalWorkflow(ctx, jobID, "", workflows.SignalCancel, reason); err != nil {
+		return notFound(jobID, err)
+	}
+	return nil
+}
+
+// Approve passes a job's approval gate.
+func Approve(ctx context.Context, c client.Client, jobID, approver string) error {
+	if err := c.SignalWorkflow(ctx, jobID, "", workflows.SignalApprove, approver); err != nil {
+		return notFound(jobID, err)
+	}
+	return nil
+}
+
+// Filter selects jobs for List; empty fields match everything.
+type Filter struct {
+	Tenant, Status, Spec string
+	Limit                int
+}
+
+// JobSummary is one row of List.
+type JobSummary struct {
+	JobID   string    `json:"job_id"`
+	Spec    string    `json:"spec"`
+	Tenant  string    `json:"tenant"`
+	Status  string    `json:"status"`
+	Started time.Time `json:"started"`
+	Closed  time.Time `json:"closed,omitzero"`
+}
+
+// List lists jobs, newest first, filtered by search attributes.
+func List(ctx context.Context, c client.Client, f Filter) ([]JobSummary, error) {
+	q := []string{fmt.Sprintf("WorkflowType = '%s'", workflows.JobWorkflowName)}
+	for attr, v := range map[string]string{
+		workflows.SearchAttrTenant: f.Tenant, workflows.SearchAttrStatus: f.Status, workflows.SearchAttrSpec: f.Spec,
+	} {
+		if v == "" {
+			continue
+		}
+		if strings.ContainsAny(v, `'"\`) {
+			return nil, cli.WithCode(cli.ExitUsage, fmt.Errorf("workers: filter value %q has quotes", v))
+		}
+		q = append(q, fmt.Sprintf("%s = '%s'", attr, v))
+	}
+	if f.Limit <= 0 {
+		f.Limit = 100
+	}
+	var out []JobSummary
+	var token []byte
+	for len(out) < f.Limit {
+		resp, err := c.ListWorkflow(ctx, &workflowservice.ListWorkflowExecutionsRequest{
+			Query: strings.Join(q, " AND "), PageSize: int32(min(f.Limit, 1000)), NextPageToken: token,
+		})
+		if err != nil {
+			return nil, fmt.Errorf("workers: list jobs: %w", err)
+		}
+		for _, e := range resp.Executions {
+			s := JobSummary{JobID: e.GetExecution().GetWorkflowId(), Started: e.GetStartTime().AsTime()}
+			if e.GetCloseTime() != nil {
+				s.Closed = e.GetCloseTime().AsTime()
+			}
+			sa := e.GetSearchAttributes().GetIndexedFields()
+			s.Tenant = keyword(sa[workflows.SearchAttrTenant].GetData())
+			s.Spec = keyword(sa[workflows.SearchAttrSpec].GetData())
+			s.Status = keyword(sa[workflows.SearchAttrStatus].GetData())
+			out = append(out, s)
+		}
+		token = resp.NextPageToken
+		if len(token) == 0 {
+			break
+		}
+	}
+	if len(out) > f.Limit {
+		out = out[:f.Limit]
+	}
+	return out, nil
+}
+
+// keyword decodes a JSON-encoded keyword payload ("\"acme\"").
+func keyword(b []byte) string {
+	return strings.Trim(string(b), `"`)
+}
+
+func notFound(jobID string, err error) error {
+	var nf *serviceerror.NotFound
+	if errors.As(err, &nf) {
+		return cli.WithCode(cli.ExitUsage, fmt.Errorf("%w: %s", ErrNoJob, jobID))
+	}
+	return err
+}
+
+// ExitCode maps a job result to the CLI's exit code.
+func ExitCode(res workflows.JobResult) int {
+	switch {
+	case res.Status == workflows.StatusSettled:
+		return cli.ExitOK
+	case res.Status == workflows.StatusCancelled || res.Class == workflows.ClassCancelled:
+		return cli.ExitCancelled
+	}
+	switch res.Class {
+	case workflows.ClassInvalidSpec:
+		return cli.ExitInvalidSpec
+	case workflows.ClassPolicy:
+		return cli.ExitPolicy
+	case workflows.ClassNoOffers:
+		return cli.ExitNoOffers
+	case workflows.ClassExecution:
+		return cli.ExitExecution
+	case workflows.ClassVerification:
+		return cli.ExitVerification
+	}
+	return cli.ExitError
+}

@@ -1,0 +1,158 @@
+package workers
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+
+	"github.com/accordmesh/accord/activities"
+	"github.com/accordmesh/accord/policies"
+	"github.com/accordmesh/accord/provenance"
+	"github.com/accordmesh/accord/provenance/tlog"
+	_ "github.com/accordmesh/accord/provenance/tlog/embedded" // registers the embedded log
+	"github.com/accordmesh/accord/runtimes"
+	"github.com/accordmesh/accord/runtimes/containerd"
+	"github.com/accordmesh/accord/settlement"
+)
+
+// LocalOptions configure the components of a single-host Accord.
+type LocalOptions struct {
+	// Home is Accord's state directory.
+	Home string
+	// ContainerdAddress is an existing containerd socket; empty starts a
+	// private daemon under Home/containerd.
+	ContainerdAddress string
+	// LedgerDSN defaults to the SQLite ledger under Home.
+	LedgerDSN string
+	// LogKind is the transparency log backend (default embedded); LogURL is
+	// the Rekor server for tlog.KindRekor.
+	LogKind, LogURL string
+	// PoliciesDir holds CEL policy files (default Home/policies; missing is
+	// an empty policy set).
+	PoliciesDir string
+	// FeeBP is the platform fee; MarginBP the escrow margin over the price.
+	FeeBP, MarginBP int64
+	Logger          *slog.Logger
+}
+
+// Local is the set of real components one host runs.
+type Local struct {
+	Activities *activities.Activities
+	Ledger     *settlement.Ledger
+	Log        tlog.Log
+	Runtime    runtimes.Runtime
+	Store      *policies.Store
+	closers    []func() error
+}
+
+// OpenLocal opens every component under o.Home: the containerd runtime
+// (starting a private daemon if needed), the ledger, tenancy and policies,
+// the transparency log and the worker's signing key, which it adds to the
+// trust store for stage attestations (and the log's key for checkpoints).
+func OpenLocal(ctx context.Context, o LocalOptions) (*Local, error) {
+	if o.Home == "" {
+		return nil, fmt.Errorf("%w: no home directory", ErrConfig)
+	}
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	if o.MarginBP == 0 {
+		o.MarginBP = 2000
+	}
+	l := &Local{}
+	fail := func(err error) (*Local, error) {
+		l.Close()
+		return nil, err
+	}
+	rt, err := containerd.New(ctx, containerd.Options{StateDir: filepath.Join(o.Home, "containerd"), Address: o.ContainerdAddress})
+	if err != nil {
+		return fail(fmt.Errorf("workers: containerd: %w", err))
+	}
+	l.Runtime = rt
+	dsn := o.LedgerDSN
+	if dsn == "" {
+		dsn = settlement.DefaultDSN(o.Home)
+	}
+	if l.Ledger, err = settlement.Open(ctx, dsn); err != nil {
+		return fail(fmt.Errorf("workers: ledger: %w", err))
+	}
+	l.closers = append(l.closers, l.Ledger.Close)
+	if l.Store, err = policies.OpenStore(ctx, filepath.Join(o.Home, "tenancy.db")); err != nil {
+		return fail(fmt.Errorf("workers: tenancy: %w", err))
+	}
+	l.closers = append(l.closers, l.Store.Close)
+	pdir := o.PoliciesDir
+	if pdir == "" {
+		pdir = filepath.Join(o.Home, "policies")
+	}
+	set, err := policies.LoadDir(pdir)
+	if err != nil {
+		return fail(fmt.Errorf("workers: policies: %w", err))
+	}
+	kind := o.LogKind
+	if kind == "" {
+		kind = tlog.KindEmbedded
+	}
+	if l.Log, err = tlog.Open(ctx, tlog.Config{Kind: kind, Home: o.Home, URL: o.LogURL}); err != nil {
+		return fail(fmt.Errorf("workers: transparency log: %w", err))
+	}
+	if c, ok := l.Log.(interface{ Close() error }); ok {
+		l.closers = append(l.closers, c.Close)
+	}
+	key, err := provenance.LoadOrCreateKey(filepath.Join(o.Home, "keys", "worker.key"), provenance.AlgECDSAP256)
+	if err != nil {
+		return fail(fmt.Errorf("workers: signing key: %w", err))
+	}
+	if err := trustLocal(ctx, o.Home, key, l.Log); err != nil {
+		return fail(err)
+	}
+	l.Activities = &activities.Activities{
+		Compiler:   activities.SpecCompiler{},
+		Admitter:   activities.PolicyAdmitter{A: &policies.Admitter{Policies: set, Store: l.Store, AutoCreate: true}},
+		Negotiator: activities.LocalMarket{Provider: "local", Runtime: rt.Name()},
+		Ledger:     activities.SettlementLedger{L: l.Ledger, MarginBP: o.MarginBP, FeeBP: o.FeeBP},
+		Attestor:   activities.RecorderAttestor{R: provenance.NewRecorder(l.Log, key, provenance.NewStore(provenance.DefaultStoreDir(o.Home)))},
+		Runtimes:   map[string]runtimes.Runtime{rt.Name(): rt},
+		JobsDir:    filepath.Join(o.Home, "jobs"),
+		Log:        o.Logger,
+	}
+	return l, nil
+}
+
+// trustLocal makes a local stack's receipts verifiable: the worker key may
+// sign stage attestations and the log key checkpoints. Idempotent.
+func trustLocal(ctx context.Context, home string, key *provenance.Key, l tlog.Log) error {
+	path := provenance.DefaultTrustPath(home)
+	ts, err := provenance.LoadTrustStore(path)
+	if err != nil {
+		return fmt.Errorf("workers: trust store: %w", err)
+	}
+	if _, err := ts.Add(key.PublicPEM(), "local worker", provenance.ScopeStage); err != nil {
+		return fmt.Errorf("workers: trust worker key: %w", err)
+	}
+	logPEM, err := l.PublicKey(ctx)
+	if err != nil {
+		return fmt.Errorf("workers: log key: %w", err)
+	}
+	if _, err := ts.Add(logPEM, "local log", provenance.ScopeLog); err != nil {
+		return fmt.Errorf("workers: trust log key: %w", err)
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return fmt.Errorf("workers: trust store: %w", err)
+	}
+	return ts.Save(path)
+}
+
+// Close closes the components (not the containerd daemon, which outlives
+// the process so that running tasks survive a worker restart).
+func (l *Local) Close() error {
+	var errs []error
+	for i := len(l.closers) - 1; i >= 0; i-- {
+		errs = append(errs, l.closers[i]())
+	}
+	l.closers = nil
+	return errors.Join(errs...)
+}

@@ -1,0 +1,152 @@
+// Package workers wires Accord's Temporal side together: the client to a
+// Temporal cluster (embedded or external, with TLS), one worker process
+// hosting the job workflow and its activities on per-concern task queues,
+// the local components the activities call, and Prometheus metrics.
+//
+// The embedded Temporal server lives in workers/devserver and the
+// all-in-one local stack in workers/stack, so that linking this package
+// does not pull in the server.
+package workers
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+
+	"go.temporal.io/sdk/client"
+	tlog "go.temporal.io/sdk/log"
+	"go.temporal.io/sdk/worker"
+	"go.temporal.io/sdk/workflow"
+
+	"github.com/accordmesh/accord/activities"
+	"github.com/accordmesh/accord/workflows"
+)
+
+// ErrConfig reports unusable worker or client options.
+var ErrConfig = errors.New("workers: invalid configuration")
+
+// ClientOptions select a Temporal cluster.
+type ClientOptions struct {
+	Address   string // host:port of the frontend
+	Namespace string // default "default"
+	// TLS: a CA file to trust, a client certificate and key for mTLS, and the
+	// server name to verify; any of them enables TLS.
+	TLSCA, TLSCert, TLSKey, TLSServerName string
+	Metrics                               client.MetricsHandler
+	Logger                                *slog.Logger
+}
+
+// Dial connects to Temporal.
+func Dial(ctx context.Context, o ClientOptions) (client.Client, error) {
+	if o.Address == "" {
+		return nil, fmt.Errorf("%w: no Temporal address", ErrConfig)
+	}
+	if o.Namespace == "" {
+		o.Namespace = "default"
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	}
+	opts := client.Options{
+		HostPort:       o.Address,
+		Namespace:      o.Namespace,
+		Logger:         tlog.NewStructuredLogger(o.Logger),
+		MetricsHandler: o.Metrics,
+	}
+	if o.TLSCA != "" || o.TLSCert != "" || o.TLSKey != "" || o.TLSServerName != "" {
+		tc := &tls.Config{ServerName: o.TLSServerName, MinVersion: tls.VersionTLS12}
+		if o.TLSCA != "" {
+			pem, err := os.ReadFile(o.TLSCA)
+			if err != nil {
+				return nil, fmt.Errorf("%w: tls ca: %v", ErrConfig, err)
+			}
+			pool := x509.NewCertPool()
+			if !pool.AppendCertsFromPEM(pem) {
+				return nil, fmt.Errorf("%w: tls ca %s holds no certificate", ErrConfig, o.TLSCA)
+			}
+			tc.RootCAs = pool
+		}
+		if (o.TLSCert == "") != (o.TLSKey == "") {
+			return nil, fmt.Errorf("%w: --tls-cert and --tls-key go together", ErrConfig)
+		}
+		if o.TLSCert != "" {
+			cert, err := tls.LoadX509KeyPair(o.TLSCert, o.TLSKey)
+			if err != nil {
+				return nil, fmt.Errorf("%w: tls client certificate: %v", ErrConfig, err)
+			}
+			tc.Certificates = []tls.Certificate{cert}
+		}
+		opts.ConnectionOptions.TLS = tc
+	}
+	c, err := client.DialContext(ctx, opts)
+	if err != nil {
+		return nil, fmt.Errorf("workers: dial temporal %s: %w", o.Address, err)
+	}
+	return c, nil
+}
+
+// Options configure a worker process.
+type Options struct {
+	// Queues to poll; default both workflows.TaskQueueControl and
+	// workflows.TaskQueueExecution.
+	Queues []string
+	// WaitWindow overrides the workflow's WaitTask window (tests).
+	WaitWindow int64
+	// MaxConcurrentActivities per queue (default 200).
+	MaxConcurrentActivities int
+}
+
+// Worker is a running worker process: one Temporal worker per task queue,
+// sharing the client and the activities.
+type Worker struct {
+	workers []worker.Worker
+}
+
+// Start starts polling. The control queue hosts the job workflow and the
+// control-plane activities; the execution queue hosts container activities.
+func Start(c client.Client, acts *activities.Activities, o Options) (*Worker, error) {
+	queues := o.Queues
+	if len(queues) == 0 {
+		queues = []string{workflows.TaskQueueControl, workflows.TaskQueueExecution}
+	}
+	if o.MaxConcurrentActivities == 0 {
+		o.MaxConcurrentActivities = 200
+	}
+	w := &Worker{}
+	for _, q := range queues {
+		tw := worker.New(c, q, worker.Options{
+			MaxConcurrentActivityExecutionSize: o.MaxConcurrentActivities,
+			// Let a graceful stop finish short activities; long waits return
+			// to Temporal and resume on the next worker anyway.
+			WorkerStopTimeout: 0,
+		})
+		switch q {
+		case workflows.TaskQueueControl:
+			tw.RegisterWorkflowWithOptions(workflows.Job, workflow.RegisterOptions{Name: workflows.JobWorkflowName})
+			acts.RegisterControl(tw)
+		case workflows.TaskQueueExecution:
+			acts.RegisterExecution(tw)
+		default:
+			w.Stop()
+			return nil, fmt.Errorf("%w: unknown task queue %q", ErrConfig, q)
+		}
+		if err := tw.Start(); err != nil {
+			w.Stop()
+			return nil, fmt.Errorf("workers: start %s: %w", q, err)
+		}
+		w.workers = append(w.workers, tw)
+	}
+	return w, nil
+}
+
+// Stop stops polling and waits for running activity attempts to return.
+func (w *Worker) Stop() {
+	for _, tw := range w.workers {
+		tw.Stop()
+	}
+	w.workers = nil
+}
