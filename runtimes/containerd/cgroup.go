@@ -66,3 +66,13 @@ func readKey(path, key string) int64 {
 	}
 	return 0
 }
+
+// swapAccounting reports whether the kernel accounts swap per cgroup, which
+// runc needs to apply a memory+swap limit (cgroup v1 without it rejects one).
+func swapAccounting() bool {
+	if _, err := os.Stat(filepath.Join(cgroupRoot, "cgroup.controllers")); err == nil {
+		return true
+	}
+	_, err := os.Stat(filepath.Join(cgroupRoot, "memory", "memory.memsw.limit_in_bytes"))
+	return err == nil
+}

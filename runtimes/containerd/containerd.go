@@ -91,28 +91,52 @@ type Runtime struct {
 var _ runtimes.Runtime = (*Runtime)(nil)
 
 func init() {
-	runtimes.Register("containerd", func(ctx context.Context, o map[string]string) (runtimes.Runtime, error) {
-		opts := Options{
-			StateDir:    o["state_dir"],
-			Address:     o["address"],
-			Namespace:   o["namespace"],
-			Snapshotter: o["snapshotter"],
+	runtimes.Register("containerd", open)
+}
+
+// open is the registered factory. Options: state_dir (default
+// $ACCORD_HOME/containerd, else ~/.accord/containerd), address (empty: a
+// managed daemon), namespace, snapshotter, pids, plain_http and
+// cdi_spec_dirs (comma-separated).
+func open(ctx context.Context, o map[string]string) (runtimes.Runtime, error) {
+	for k := range o {
+		switch k {
+		case "state_dir", "address", "namespace", "snapshotter", "pids", "plain_http", "cdi_spec_dirs":
+		default:
+			return nil, fmt.Errorf("%w: unknown containerd option %q", runtimes.ErrInvalid, k)
 		}
-		if v := o["pids"]; v != "" {
-			n, err := strconv.ParseInt(v, 10, 64)
+	}
+	opts := Options{
+		StateDir:    o["state_dir"],
+		Address:     o["address"],
+		Namespace:   o["namespace"],
+		Snapshotter: o["snapshotter"],
+	}
+	if v := o["pids"]; v != "" {
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil {
+			return nil, fmt.Errorf("containerd: option pids: %w", err)
+		}
+		opts.Pids = n
+	}
+	if v := o["plain_http"]; v != "" {
+		opts.PlainHTTP = strings.Split(v, ",")
+	}
+	if v := o["cdi_spec_dirs"]; v != "" {
+		opts.CDISpecDirs = strings.Split(v, ",")
+	}
+	if opts.StateDir == "" {
+		home := os.Getenv("ACCORD_HOME")
+		if home == "" {
+			h, err := os.UserHomeDir()
 			if err != nil {
-				return nil, fmt.Errorf("containerd: option pids: %w", err)
+				return nil, fmt.Errorf("containerd: no state_dir and no home directory: %w", err)
 			}
-			opts.Pids = n
+			home = filepath.Join(h, ".accord")
 		}
-		if v := o["plain_http"]; v != "" {
-			opts.PlainHTTP = strings.Split(v, ",")
-		}
-		if v := o["cdi_spec_dirs"]; v != "" {
-			opts.CDISpecDirs = strings.Split(v, ",")
-		}
-		return New(ctx, opts)
-	})
+		opts.StateDir = filepath.Join(home, "containerd")
+	}
+	return New(ctx, opts)
 }
 
 // New connects to containerd, starting the private daemon first when no

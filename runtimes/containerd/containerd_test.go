@@ -221,8 +221,16 @@ func TestCleanupRunningAndFailed(t *testing.T) {
 	}
 	bad := sh(t, "bad-command", "")
 	bad.Command = []string{"/no/such/binary"}
-	if _, err := r.Start(ctx, bad); err == nil {
-		t.Fatal("starting a missing binary succeeded")
+	for range 2 { // the failure is recorded, not retried
+		st, err := r.Start(ctx, bad)
+		if err != nil || st.State != runtimes.StateFailed || !strings.Contains(st.Reason, "/no/such/binary") {
+			t.Fatalf("starting a missing binary: %+v %v", st, err)
+		}
+	}
+	noInput := sh(t, "no-input", "true")
+	noInput.Inputs = []runtimes.Mount{{Source: "/no/such/dir", Target: "/in/x"}}
+	if _, err := r.Start(ctx, noInput); !errors.Is(err, runtimes.ErrInvalid) {
+		t.Fatalf("missing input: %v", err)
 	}
 	if _, err := r.Start(ctx, runtimes.TaskSpec{ID: "bad id!", Image: busybox(t)}); !errors.Is(err, runtimes.ErrInvalid) {
 		t.Fatalf("bad ID: %v", err)
@@ -230,10 +238,30 @@ func TestCleanupRunningAndFailed(t *testing.T) {
 	if _, err := r.Prepare(ctx, ArchivePrefix+"/no/such.tar"); !errors.Is(err, runtimes.ErrImage) {
 		t.Fatalf("missing archive: %v", err)
 	}
-	for _, id := range []string{running.ID, bad.ID, "unknown"} {
+	for _, id := range []string{running.ID, bad.ID, noInput.ID, "unknown"} {
 		if err := r.Cleanup(ctx, id); err != nil {
 			t.Fatalf("cleanup %s: %v", id, err)
 		}
 	}
 	assertClean(t, r)
+}
+
+func TestOpenRegistered(t *testing.T) {
+	need(t)
+	ctx := context.Background()
+	if _, err := runtimes.Open(ctx, "containerd", map[string]string{"adress": "x"}); !errors.Is(err, runtimes.ErrInvalid) {
+		t.Fatalf("misspelt option: %v", err)
+	}
+	rt, err := runtimes.Open(ctx, "containerd", map[string]string{"state_dir": t.TempDir(), "address": shared.Address, "namespace": "accord-open-test"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := rt.(*Runtime)
+	defer r.Close()
+	if r.Name() != "containerd" || r.Namespace() != "accord-open-test" || r.Daemon() != nil {
+		t.Fatalf("opened %s in %s", r.Name(), r.Namespace())
+	}
+	if _, err := r.Status(ctx, "nothing"); !errors.Is(err, runtimes.ErrNotFound) {
+		t.Fatalf("status of unknown task: %v", err)
+	}
 }

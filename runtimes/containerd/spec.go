@@ -58,8 +58,11 @@ func (r *Runtime) specOpts(img containerd.Image, spec runtimes.TaskSpec, outHost
 
 	res := spec.Resources
 	if res.MemoryBytes > 0 {
-		// Swap equal to the limit: no swap beyond it, so exceeding it is an OOM kill.
-		opts = append(opts, oci.WithMemoryLimit(uint64(res.MemoryBytes)), oci.WithMemorySwap(res.MemoryBytes))
+		opts = append(opts, oci.WithMemoryLimit(uint64(res.MemoryBytes)))
+		if swapAccounting() {
+			// Memory+swap equal to the limit: no swap beyond it, so exceeding it is an OOM kill.
+			opts = append(opts, oci.WithMemorySwap(res.MemoryBytes))
+		}
 	}
 	if res.MilliCPU > 0 {
 		opts = append(opts, oci.WithCPUCFS(res.MilliCPU*cfsPeriod/1000, cfsPeriod))

@@ -2,7 +2,9 @@ package containerd
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"syscall"
@@ -35,6 +37,11 @@ func validate(spec runtimes.TaskSpec) error {
 	}
 	if spec.OutputDir != "" && !filepath.IsAbs(spec.OutputDir) {
 		return fmt.Errorf("%w: output dir %q must be absolute", runtimes.ErrInvalid, spec.OutputDir)
+	}
+	for _, in := range spec.Inputs {
+		if _, err := os.Stat(in.Source); err != nil {
+			return fmt.Errorf("%w: input mount: %v", runtimes.ErrInvalid, err)
+		}
 	}
 	for _, o := range spec.Outputs {
 		if _, err := cleanOutput(o); err != nil {
@@ -71,6 +78,10 @@ func (r *Runtime) Start(ctx context.Context, spec runtimes.TaskSpec) (runtimes.S
 		t, err = c.NewTask(ctx, cio.LogFile(filepath.Join(r.taskDir(spec.ID), "task.log")))
 		if errdefs.IsAlreadyExists(err) {
 			t, err = c.Task(ctx, nil)
+		} else if err != nil && permanent(ctx, err) {
+			// runc could not create it (missing binary, bad mount): no retry will.
+			return r.writeStatus(runtimes.Status{ID: spec.ID, State: runtimes.StateFailed,
+				Reason: "create task: " + err.Error(), FinishedAt: time.Now().UTC(), Node: hostname()})
 		}
 	}
 	if err != nil {
@@ -103,14 +114,18 @@ func (r *Runtime) create(ctx context.Context, spec runtimes.TaskSpec) (container
 	}
 	dir := r.taskDir(spec.ID)
 	outHost := filepath.Join(dir, "out")
+	opts, err := r.specOpts(img, spec, outHost)
+	if err != nil {
+		return nil, err
+	}
 	if err := os.MkdirAll(outHost, 0o755); err != nil {
 		return nil, fmt.Errorf("containerd: task dir: %w", err)
 	}
-	if err := writeJSONFile(filepath.Join(dir, "spec.json"), record{Spec: spec}); err != nil {
-		return nil, err
+	// Writable by any user an image may run as.
+	if err := os.Chmod(outHost, 0o777); err != nil {
+		return nil, fmt.Errorf("containerd: task dir: %w", err)
 	}
-	opts, err := r.specOpts(img, spec, outHost)
-	if err != nil {
+	if err := writeJSONFile(filepath.Join(dir, "spec.json"), record{Spec: spec}); err != nil {
 		return nil, err
 	}
 	labels := map[string]string{labelTask: spec.ID}
@@ -157,14 +172,18 @@ func (r *Runtime) observe(ctx context.Context, id string) (runtimes.Status, cont
 		st.StartedAt, _ = time.Parse(time.RFC3339Nano, s)
 	}
 	t, err := c.Task(ctx, nil)
-	if errdefs.IsNotFound(err) {
-		return st, nil, nil
+	var ts containerd.Status
+	if err == nil {
+		ts, err = t.Status(ctx)
 	}
 	if err != nil {
-		return runtimes.Status{}, nil, convert(err, "task "+id)
-	}
-	ts, err := t.Status(ctx)
-	if err != nil {
+		// A concurrent observer may have just finished and deleted the task.
+		if done, ok := r.readStatus(id); ok {
+			return done, nil, nil
+		}
+		if errdefs.IsNotFound(err) {
+			return st, nil, nil // created, not yet started
+		}
 		return runtimes.Status{}, nil, convert(err, "task "+id)
 	}
 	switch ts.Status {
@@ -232,10 +251,25 @@ func (r *Runtime) finalize(ctx context.Context, c containerd.Container, info con
 	if err != nil {
 		return st, err
 	}
-	if _, err := t.Delete(ctx); err != nil && !errdefs.IsNotFound(err) {
-		return st, convert(err, "delete task "+info.ID)
+	if err := deleteTask(ctx, c, t); err != nil {
+		// The status is recorded; Cleanup deletes what is left.
+		slog.Warn("containerd: delete finished task", "task", info.ID, "err", err)
 	}
 	return st, nil
+}
+
+// deleteTask deletes t, killing it if needed. A concurrent observer may
+// delete it first, which surfaces as NotFound or as the shim's connection
+// closing under us: both count as deleted once the task is gone.
+func deleteTask(ctx context.Context, c containerd.Container, t containerd.Task) error {
+	_, err := t.Delete(ctx, containerd.WithProcessKill)
+	if err == nil || errdefs.IsNotFound(err) {
+		return nil
+	}
+	if _, err2 := c.Task(ctx, nil); errdefs.IsNotFound(err2) {
+		return nil
+	}
+	return convert(err, "delete task "+c.ID())
 }
 
 func (r *Runtime) taskGPUs(id string) int {
@@ -312,26 +346,26 @@ func (r *Runtime) Wait(ctx context.Context, id string) (runtimes.Status, error) 
 		if err != nil {
 			return st, convert(err, "wait "+id)
 		}
-		var timeout <-chan time.Time
 		c, err := r.client.LoadContainer(ctx, id)
 		if err != nil {
 			return st, convert(err, "container "+id)
 		}
+		timer := time.NewTimer(time.Duration(1<<63 - 1))
 		if info, err := c.Info(ctx); err == nil {
 			if deadline, ok := deadlineOf(info, st.StartedAt); ok {
-				timer := time.NewTimer(time.Until(deadline))
-				defer timer.Stop()
-				timeout = timer.C
+				timer.Reset(time.Until(deadline))
 			}
 		}
 		select {
 		case <-exited:
-		case <-timeout:
-			if err := r.kill(ctx, c, t, "timeout", 0); err != nil {
-				return st, err
-			}
+		case <-timer.C:
+			err = r.kill(ctx, c, t, "timeout", 0)
 		case <-ctx.Done():
-			return st, ctx.Err()
+			err = ctx.Err()
+		}
+		timer.Stop()
+		if err != nil {
+			return st, err
 		}
 	}
 }
@@ -388,8 +422,8 @@ func (r *Runtime) Cleanup(ctx context.Context, id string) error {
 func (r *Runtime) deleteContainer(ctx context.Context, c containerd.Container) error {
 	t, err := c.Task(ctx, nil)
 	if err == nil {
-		if _, err := t.Delete(ctx, containerd.WithProcessKill); err != nil && !errdefs.IsNotFound(err) {
-			return convert(err, "delete task "+c.ID())
+		if err := deleteTask(ctx, c, t); err != nil {
+			return err
 		}
 	} else if !errdefs.IsNotFound(err) {
 		return convert(err, "task "+c.ID())
@@ -435,6 +469,13 @@ func (r *Runtime) Purge(ctx context.Context) error {
 		return fmt.Errorf("containerd: %w", err)
 	}
 	return os.MkdirAll(filepath.Join(r.opts.StateDir, "tasks"), 0o700)
+}
+
+// permanent reports whether an error from containerd will recur on retry:
+// anything but an unreachable daemon or an ended context.
+func permanent(ctx context.Context, err error) bool {
+	return ctx.Err() == nil && !errdefs.IsUnavailable(err) && !errdefs.IsCanceled(err) &&
+		!errdefs.IsDeadlineExceeded(err) && !errors.Is(err, context.Canceled) && !errors.Is(err, context.DeadlineExceeded)
 }
 
 func hostname() string {
