@@ -55,6 +55,7 @@ import (
 	intotov002 "github.com/sigstore/rekor/pkg/types/intoto/v0.0.2"
 	"github.com/sigstore/rekor/pkg/util"
 	"github.com/transparency-dev/formats/log"
+	"github.com/transparency-dev/merkle/compact"
 	"github.com/transparency-dev/merkle/rfc6962"
 	"github.com/transparency-dev/tessera"
 	tclient "github.com/transparency-dev/tessera/client"
@@ -127,8 +128,15 @@ type Log struct {
 	cancel   context.CancelFunc
 	appender *tessera.Appender
 	shutdown func(context.Context) error
-	awaiter  *tessera.PublicationAwaiter
+	reader   tessera.LogReader // nil when read-only
 	lockFile *os.File
+
+	// Group commit of pending records: written counts records written,
+	// synced the count known durable; syncMu serialises fsyncs so that one
+	// fsync covers every record written before it.
+	syncMu  sync.Mutex
+	written uint64
+	synced  uint64
 
 	mu      sync.Mutex
 	idx     *os.File
@@ -138,6 +146,10 @@ type Log struct {
 	cpCache struct {
 		size uint64
 		cp   string
+	}
+	rootCache struct {
+		size uint64
+		root []byte
 	}
 }
 
@@ -202,12 +214,11 @@ func Open(ctx context.Context, dir string, o Options) (*Log, error) {
 		WithCheckpointSigner(noteSigner).
 		WithCheckpointInterval(o.CheckpointInterval).
 		WithBatching(tessera.DefaultBatchMaxSize, o.BatchMaxAge)
-	app, shutdown, _, err := tessera.NewAppender(bg, driver, opts)
+	app, shutdown, reader, err := tessera.NewAppender(bg, driver, opts)
 	if err != nil {
 		return nil, fmt.Errorf("embedded: tessera appender: %w", err)
 	}
-	l.appender, l.shutdown = app, shutdown
-	l.awaiter = tessera.NewPublicationAwaiter(bg, l.fetch.ReadCheckpoint, 10*time.Millisecond)
+	l.appender, l.shutdown, l.reader = app, shutdown, reader
 	if err := l.reconcile(ctx); err != nil {
 		return nil, err
 	}
@@ -342,6 +353,10 @@ func (l *Log) apply(rec record) {
 	}
 }
 
+// writeRecord appends one index record and applies it; l.mu held. It does
+// not sync: pending records are synced by the caller (outside the lock, so
+// that concurrent uploads share one fsync); commit records need no sync
+// because reconcile recovers a lost commit from the tree.
 func (l *Log) writeRecord(rec record) error {
 	b, err := json.Marshal(rec)
 	if err != nil {
@@ -351,10 +366,28 @@ func (l *Log) writeRecord(rec record) error {
 	if _, err := l.idx.Write(b); err != nil {
 		return fmt.Errorf("embedded: write index: %w", err)
 	}
-	if err := l.idx.Sync(); err != nil {
-		return fmt.Errorf("embedded: sync index: %w", err)
-	}
+	l.written++
 	l.apply(rec)
+	return nil
+}
+
+// syncThrough makes the index durable through record number n.
+func (l *Log) syncThrough(n uint64) error {
+	l.syncMu.Lock()
+	defer l.syncMu.Unlock()
+	if l.synced >= n {
+		return nil
+	}
+	l.mu.Lock()
+	f, upto := l.idx, l.written
+	l.mu.Unlock()
+	if f == nil {
+		return fmt.Errorf("embedded: log closed")
+	}
+	if err := f.Sync(); err != nil {
+		return err
+	}
+	l.synced = upto
 	return nil
 }
 
@@ -374,11 +407,11 @@ func (l *Log) reconcile(ctx context.Context) error {
 	if err != nil && !errors.Is(err, os.ErrNotExist) {
 		return err
 	}
+	// Commit records are written unsynced and possibly out of index order:
+	// scan from the first index without one.
 	var first uint64
-	for i := range l.byIndex {
-		if uint64(i)+1 > first {
-			first = uint64(i) + 1
-		}
+	for l.byIndex[int64(first)] != "" {
+		first++
 	}
 	found := map[string]int64{}
 	if size > first {
@@ -391,7 +424,10 @@ func (l *Log) reconcile(ctx context.Context) error {
 		}
 	}
 	l.mu.Lock()
-	defer l.mu.Unlock()
+	defer func() {
+		l.idx.Sync()
+		l.mu.Unlock()
+	}()
 	for _, it := range pending {
 		if idx, ok := found[it.uuid]; ok {
 			if err := l.writeRecord(record{Op: "commit", UUID: it.uuid, Index: idx}); err != nil {
@@ -476,7 +512,15 @@ func (l *Log) Upload(ctx context.Context, envelope []byte, publicKeyPEM []byte) 
 		}
 		it = l.items[leaf]
 	}
+	mine := l.written
 	l.mu.Unlock()
+	if !exists {
+		// Durable before tessera sees the entry: a crash after the append
+		// then finds the pending record and commits it on reopen.
+		if err := l.syncThrough(mine); err != nil {
+			return nil, l.failPending(it, fmt.Errorf("embedded: sync index: %w", err))
+		}
+	}
 
 	if exists {
 		select {
@@ -487,28 +531,43 @@ func (l *Log) Upload(ctx context.Context, envelope []byte, publicKeyPEM []byte) 
 		if it.err != nil {
 			return nil, it.err
 		}
-		return l.entry(ctx, it)
+		return l.published(ctx, it)
 	}
 
-	idx, _, err := l.awaiter.Await(ctx, l.appender.Add(ctx, tessera.NewEntry(body)))
+	// Sequencing makes the entry durable in tessera and fixes its index;
+	// publication (a checkpoint covering it) follows within a checkpoint
+	// interval.
+	index, err := l.appender.Add(ctx, tessera.NewEntry(body))()
 	if err != nil {
-		// The pending record stays: a retry waits on it only if it is not
-		// failed; mark failure so that concurrent waiters return and a
-		// later Upload tries again.
-		l.mu.Lock()
-		it.err = fmt.Errorf("%w: append: %v", tlog.ErrUnavailable, err)
-		delete(l.items, leaf)
-		close(it.done)
-		l.mu.Unlock()
-		return nil, it.err
+		return nil, l.failPending(it, fmt.Errorf("%w: append: %v", tlog.ErrUnavailable, err))
 	}
 	l.mu.Lock()
-	err = l.writeRecord(record{Op: "commit", UUID: leaf, Index: int64(idx.Index)})
+	err = l.writeRecord(record{Op: "commit", UUID: leaf, Index: int64(index.Index)})
 	l.mu.Unlock()
 	if err != nil {
-		return nil, err
+		return nil, err // reconcile commits it on reopen
 	}
+	return l.published(ctx, it)
+}
+
+// published returns the entry of a committed item. Tessera's POSIX storage
+// integrates a batch into the tiles as it sequences it, so a sequenced entry
+// is provable at once against the integrated tree (see treeHead).
+func (l *Log) published(ctx context.Context, it *item) (*tlog.Entry, error) {
 	return l.entry(ctx, it)
+}
+
+// failPending releases waiters on a pending item that could not be
+// appended and forgets it in memory, so that a later Upload tries again (the
+// pending record on disk is reconciled on reopen: committed if the entry did
+// reach the tree, dropped otherwise).
+func (l *Log) failPending(it *item, err error) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	it.err = err
+	delete(l.items, it.uuid)
+	close(it.done)
+	return err
 }
 
 // canonicalize builds the rekor intoto v0.0.2 leaf for an envelope and the
@@ -559,17 +618,66 @@ func dedupe(ss []string) []string {
 	return out
 }
 
-// treeHead reads tessera's latest checkpoint.
+// treeHead returns the tree the log commits to: the integrated tree
+// (durable tiles, root computed from the tiles' compact range). Accord signs
+// its own Rekor checkpoint for it, so nothing waits for tessera's periodic
+// checkpoint publication.
 func (l *Log) treeHead(ctx context.Context) (uint64, []byte, error) {
-	raw, err := l.fetch.ReadCheckpoint(ctx)
-	if err != nil {
-		return 0, nil, fmt.Errorf("embedded: read checkpoint: %w", err)
+	var size uint64
+	if l.reader != nil {
+		n, err := l.reader.IntegratedSize(ctx)
+		if err != nil {
+			return 0, nil, fmt.Errorf("embedded: tree size: %w", err)
+		}
+		size = n
+	} else {
+		// Read-only: tessera's published checkpoint may lag the tiles (it is
+		// published on an interval); every committed index is integrated.
+		raw, err := l.fetch.ReadCheckpoint(ctx)
+		if err == nil {
+			cp, _, _, perr := log.ParseCheckpoint(raw, l.verifier.Name(), l.verifier)
+			if perr != nil {
+				return 0, nil, fmt.Errorf("embedded: parse checkpoint: %w", perr)
+			}
+			size = cp.Size
+		} else if !errors.Is(err, os.ErrNotExist) {
+			return 0, nil, fmt.Errorf("embedded: read checkpoint: %w", err)
+		}
+		l.mu.Lock()
+		for i := range l.byIndex {
+			size = max(size, uint64(i)+1)
+		}
+		l.mu.Unlock()
 	}
-	cp, _, _, err := log.ParseCheckpoint(raw, l.verifier.Name(), l.verifier)
-	if err != nil {
-		return 0, nil, fmt.Errorf("embedded: parse checkpoint: %w", err)
+	if size == 0 {
+		return 0, rfc6962.DefaultHasher.EmptyRoot(), nil
 	}
-	return cp.Size, cp.Hash, nil
+	l.mu.Lock()
+	if l.rootCache.size == size {
+		root := l.rootCache.root
+		l.mu.Unlock()
+		return size, root, nil
+	}
+	l.mu.Unlock()
+	nodes, err := tclient.FetchRangeNodes(ctx, size, l.fetch.ReadTile)
+	if err != nil {
+		return 0, nil, fmt.Errorf("embedded: compact range: %w", err)
+	}
+	rf := compact.RangeFactory{Hash: rfc6962.DefaultHasher.HashChildren}
+	r, err := rf.NewRange(0, size, nodes)
+	if err != nil {
+		return 0, nil, fmt.Errorf("embedded: compact range: %w", err)
+	}
+	root, err := r.GetRootHash(nil)
+	if err != nil {
+		return 0, nil, fmt.Errorf("embedded: root: %w", err)
+	}
+	l.mu.Lock()
+	if size > l.rootCache.size {
+		l.rootCache.size, l.rootCache.root = size, root
+	}
+	l.mu.Unlock()
+	return size, root, nil
 }
 
 // signedCheckpoint returns rekor's signed checkpoint for a tree head.

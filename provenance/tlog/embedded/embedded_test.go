@@ -71,3 +71,8 @@ func TestPersistsAcrossRestart(t *testing.T) {
 		t.Fatalf("next index %d, want %d", *e2.LogIndex, *e.LogIndex+1)
 	}
 }
+
+func BenchmarkAppend(b *testing.B) {
+	l := open(b, b.TempDir(), embedded.Options{})
+	tlogtest.BenchmarkAppend(b, l)
+}

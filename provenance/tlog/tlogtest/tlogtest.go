@@ -415,3 +415,45 @@ func testNotFound(t *testing.T, l tlog.Log) {
 		t.Errorf("GetByIndex(huge): %v, want ErrNotFound", err)
 	}
 }
+
+// BenchmarkAppend measures uploads per second on l with parallel clients
+// (the way concurrent workflows attest); envelopes are signed beforehand.
+// It reports "appends/s".
+func BenchmarkAppend(b *testing.B, l tlog.Log) {
+	ctx := context.Background()
+	key, err := provenance.GenerateKey("")
+	if err != nil {
+		b.Fatal(err)
+	}
+	fs := make([]Fixture, b.N)
+	for i := range fs {
+		fs[i] = NewFixture(b, key)
+	}
+	pub := key.PublicPEM()
+	var next atomicCounter
+	b.ResetTimer()
+	start := time.Now()
+	b.SetParallelism(64)
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			i := next.inc()
+			if _, err := l.Upload(ctx, fs[i].Envelope, pub); err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	})
+	b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "appends/s")
+}
+
+type atomicCounter struct {
+	mu sync.Mutex
+	n  int
+}
+
+func (c *atomicCounter) inc() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.n++
+	return c.n - 1
+}
