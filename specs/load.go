@@ -316,9 +316,7 @@ func addImported(s, child *Spec, alias string, deps []string, parent string) {
 				t.Inputs[i].Path = rebase(t.Inputs[i].Path)
 			}
 		}
-		if t.Group != "" {
-			t.Group = pre + t.Group
-		}
+		t.Group = "" // recomputed from the prefixed colocate groups
 		s.Tasks = append(s.Tasks, t)
 	}
 	nTests, nGroups := len(s.Verification.Tests), len(s.Placement.Colocate)
