@@ -1,0 +1,199 @@
+package wdp
+
+import (
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"slices"
+)
+
+// CATSParams are the parameters of the CATS "arbitrary" distribution
+// (Leyton-Brown, Pearson and Shoham 2000, section 4.3), with the defaults of
+// the widely used re-implementation by Gasse et al. (2019).
+type CATSParams struct {
+	MinValue, MaxValue float64 // common good values are uniform in [MinValue, MaxValue]
+	Deviation          float64 // private values deviate by up to Deviation*MaxValue
+	AddGoodProb        float64 // probability of adding one more good to a bundle
+	MaxSubBids         int     // substitutable bids per bidder besides the first
+	Additivity         float64 // price grows with |bundle|^(1+Additivity)
+	BudgetFactor       float64 // substitutes cost at most BudgetFactor*first price
+	ResaleFactor       float64 // substitutes keep at least ResaleFactor*first resale value
+}
+
+// DefaultCATS returns the standard "arbitrary" parameters.
+func DefaultCATS() CATSParams {
+	return CATSParams{MinValue: 1, MaxValue: 100, Deviation: 0.5, AddGoodProb: 0.9,
+		MaxSubBids: 5, Additivity: 0.2, BudgetFactor: 1.5, ResaleFactor: 0.5}
+}
+
+// GenerateCATS returns a deterministic CATS-style "arbitrary" instance with
+// goods real goods and bids bids. A bidder with several substitutable bids
+// gets a dummy good shared by all of them (XOR), so Instance.Goods is goods
+// plus the number of dummies.
+func GenerateCATS(seed uint64, goods, bids int, p CATSParams) (*Instance, error) {
+	if goods < 2 || bids < 1 {
+		return nil, fmt.Errorf("%w: CATS needs at least 2 goods and 1 bid", ErrInvalid)
+	}
+	r := rand.New(rand.NewPCG(seed, 0x9e3779b97f4a7c15))
+	values := make([]float64, goods)
+	for i := range values {
+		values[i] = p.MinValue + (p.MaxValue-p.MinValue)*r.Float64()
+	}
+	compat := make([][]float64, goods)
+	for i := range compat {
+		compat[i] = make([]float64, goods)
+	}
+	for i := 0; i < goods; i++ {
+		for j := i + 1; j < goods; j++ {
+			v := r.Float64()
+			compat[i][j], compat[j][i] = v, v
+		}
+	}
+	for i := range compat { // normalise rows
+		s := 0.0
+		for _, v := range compat[i] {
+			s += v
+		}
+		for j := range compat[i] {
+			compat[i][j] /= s
+		}
+	}
+	choose := func(w []float64) int {
+		s := 0.0
+		for _, v := range w {
+			s += v
+		}
+		x := r.Float64() * s
+		for i, v := range w {
+			x -= v
+			if x < 0 && v > 0 {
+				return i
+			}
+		}
+		for i := len(w) - 1; i >= 0; i-- {
+			if w[i] > 0 {
+				return i
+			}
+		}
+		return 0
+	}
+	next := func(in []bool, size int, interest []float64) int {
+		w := make([]float64, goods)
+		for g := 0; g < goods; g++ {
+			if in[g] {
+				continue
+			}
+			m := 0.0
+			for h := 0; h < goods; h++ {
+				if in[h] {
+					m += compat[h][g]
+				}
+			}
+			w[g] = interest[g] * m / float64(size)
+		}
+		return choose(w)
+	}
+	price := func(bundle []int, pv []float64) float64 {
+		s := 0.0
+		for _, g := range bundle {
+			s += pv[g]
+		}
+		return s + math.Pow(float64(len(bundle)), 1+p.Additivity)
+	}
+	collect := func(in []bool) []int {
+		var b []int
+		for g, ok := range in {
+			if ok {
+				b = append(b, g)
+			}
+		}
+		return b
+	}
+	out := &Instance{Goods: goods}
+	dummies := 0
+	bidder := 0
+	for len(out.Bids) < bids {
+		interest := make([]float64, goods)
+		pv := make([]float64, goods)
+		for g := range interest {
+			interest[g] = r.Float64()
+			pv[g] = values[g] + p.MaxValue*p.Deviation*(2*interest[g]-1)
+		}
+		in := make([]bool, goods)
+		in[choose(interest)] = true
+		size := 1
+		for size < goods && r.Float64() < p.AddGoodProb {
+			in[next(in, size, interest)] = true
+			size++
+		}
+		first := collect(in)
+		fp := price(first, pv)
+		if fp < 0 {
+			continue
+		}
+		type cand struct {
+			b []int
+			p float64
+		}
+		own := []cand{{first, fp}}
+		var subs []cand
+		for _, g := range first {
+			in := make([]bool, goods)
+			in[g] = true
+			for n := 1; n < len(first); n++ {
+				in[next(in, n, interest)] = true
+			}
+			b := collect(in)
+			subs = append(subs, cand{b, price(b, pv)})
+		}
+		slices.SortStableFunc(subs, func(a, b cand) int {
+			switch {
+			case a.p > b.p:
+				return -1
+			case a.p < b.p:
+				return 1
+			}
+			return 0
+		})
+		resale := 0.0
+		for _, g := range first {
+			resale += values[g]
+		}
+		for _, c := range subs {
+			if len(own) >= p.MaxSubBids+1 || len(out.Bids)+len(own) >= bids {
+				break
+			}
+			rv := 0.0
+			for _, g := range c.b {
+				rv += values[g]
+			}
+			if c.p < 0 || c.p > p.BudgetFactor*fp || rv < p.ResaleFactor*resale {
+				continue
+			}
+			dup := false
+			for _, o := range own {
+				if slices.Equal(o.b, c.b) {
+					dup = true
+					break
+				}
+			}
+			if !dup {
+				own = append(own, c)
+			}
+		}
+		name := fmt.Sprintf("b%d", bidder)
+		bidder++
+		for _, c := range own {
+			g := c.b
+			if len(own) > 1 {
+				g = append(append([]int(nil), c.b...), goods+dummies)
+			}
+			out.Bids = append(out.Bids, Bid{Bidder: name, Goods: g, Price: math.Round(c.p*1000) / 1000})
+		}
+		if len(own) > 1 {
+			dummies++
+		}
+	}
+	out.Goods = goods + dummies
+	return out, nil
+}

@@ -1,0 +1,521 @@
+package wdp
+
+import (
+	"context"
+	"math"
+	"math/bits"
+	"slices"
+	"sort"
+	"sync"
+	"time"
+)
+
+// PruneTol is the absolute amount by which a node's upper bound must exceed
+// the incumbent for the node to be explored. Prices are finite decimals, so
+// an improvement smaller than this is treated as none; the reported gap is
+// 0 only when every open node was closed this way.
+const PruneTol = 1e-7
+
+// Options tune Solve. The zero value solves to optimality with no limit.
+type Options struct {
+	// TimeLimit stops the search and returns the best solution found with
+	// its gap; 0 means no limit.
+	TimeLimit time.Duration
+	// Incumbent optionally names a feasible set of bids (indices into the
+	// instance) to start from, such as the main solution minus one bidder
+	// when computing VCG payments.
+	Incumbent []int
+	// GonumMaxRows is the largest component (in goods) whose root LP is
+	// solved with gonum's lp.Simplex and cross-checked; larger components
+	// use the warm-started revised simplex only. 0 means 40; negative
+	// disables gonum.
+	GonumMaxRows int
+}
+
+// Solution is the result of winner determination.
+type Solution struct {
+	Objective float64 `json:"objective"`
+	Winners   []int   `json:"winners"` // indices into Instance.Bids, ascending
+	Optimal   bool    `json:"optimal"`
+	// Gap is the absolute difference between the best upper bound and the
+	// objective: 0 when Optimal.
+	Gap        float64 `json:"gap"`
+	Bound      float64 `json:"bound"`
+	Nodes      int     `json:"nodes"`
+	Components int     `json:"components"`
+	Presolved  int     `json:"presolved"` // bids removed before the search
+	Seconds    float64 `json:"seconds"`
+}
+
+// Solve determines the revenue-maximising set of non-conflicting bids.
+// It is deterministic: the same instance gives the same winners. Cancelling
+// ctx or reaching opts.TimeLimit returns the best solution found, with
+// Optimal false and its gap; the error is non-nil only for invalid input.
+func Solve(ctx context.Context, in *Instance, opts Options) (*Solution, error) {
+	start := time.Now()
+	if err := in.Validate(); err != nil {
+		return nil, err
+	}
+	if opts.TimeLimit > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, opts.TimeLimit)
+		defer cancel()
+	}
+	if opts.GonumMaxRows == 0 {
+		opts.GonumMaxRows = 40
+	}
+	keep := presolve(in)
+	sol := &Solution{Presolved: len(in.Bids) - len(keep)}
+	comps := components(in, keep)
+	sol.Components = len(comps)
+	inc := make([]bool, len(in.Bids))
+	for _, w := range opts.Incumbent {
+		if w >= 0 && w < len(in.Bids) {
+			inc[w] = true
+		}
+	}
+	type result struct {
+		win   []int
+		bound float64
+		nodes int
+		opt   bool
+	}
+	res := make([]result, len(comps))
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, 2)
+	for ci, c := range comps {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			sem <- struct{}{}
+			defer func() { <-sem }()
+			s := newSearch(ctx, in, c, inc, opts)
+			s.run()
+			win := make([]int, 0, len(s.best))
+			for _, j := range s.best {
+				win = append(win, c[j])
+			}
+			res[ci] = result{win, s.upper(), s.nodes, s.complete}
+		}()
+	}
+	wg.Wait()
+	sol.Optimal = true
+	for _, r := range res {
+		sol.Winners = append(sol.Winners, r.win...)
+		sol.Bound += r.bound
+		sol.Nodes += r.nodes
+		sol.Optimal = sol.Optimal && r.opt
+	}
+	sort.Ints(sol.Winners)
+	if sol.Winners == nil {
+		sol.Winners = []int{}
+	}
+	for _, w := range sol.Winners {
+		sol.Objective += in.Bids[w].Price
+	}
+	if sol.Optimal {
+		sol.Bound = sol.Objective
+	} else if sol.Bound < sol.Objective {
+		sol.Bound = sol.Objective
+	}
+	sol.Gap = sol.Bound - sol.Objective
+	sol.Seconds = time.Since(start).Seconds()
+	return sol, nil
+}
+
+type bitset []uint64
+
+func newBitset(n int) bitset { return make(bitset, (n+63)/64) }
+func (b bitset) set(i int)   { b[i/64] |= 1 << (i % 64) }
+func (b bitset) subset(of bitset) bool {
+	for i, w := range b {
+		if w&^of[i] != 0 {
+			return false
+		}
+	}
+	return true
+}
+func (b bitset) count() int {
+	n := 0
+	for _, w := range b {
+		n += bits.OnesCount64(w)
+	}
+	return n
+}
+
+// presolve returns the bids worth searching: positive price, and not
+// dominated. Bid k is dominated by bid j when S_j ⊆ S_k and p_j ≥ p_k (ties
+// broken by index): any packing using k stays feasible and no worse with j.
+func presolve(in *Instance) []int {
+	n := len(in.Bids)
+	sets := make([]bitset, n)
+	for j, b := range in.Bids {
+		sets[j] = newBitset(in.Goods)
+		for _, g := range b.Goods {
+			sets[j].set(g)
+		}
+	}
+	// Index bids by good so that only bids sharing a good are compared.
+	byGood := make([][]int, in.Goods)
+	for j, b := range in.Bids {
+		if b.Price > 0 {
+			for _, g := range b.Goods {
+				byGood[g] = append(byGood[g], j)
+			}
+		}
+	}
+	var keep []int
+	for k, bk := range in.Bids {
+		if bk.Price <= 0 {
+			continue
+		}
+		dominated := false
+		// A dominating bid shares every good of its own bundle with k, in
+		// particular k's rarest good.
+		rare := bk.Goods[0]
+		for _, g := range bk.Goods {
+			if len(byGood[g]) < len(byGood[rare]) {
+				rare = g
+			}
+		}
+		for _, j := range byGood[rare] {
+			if j == k {
+				continue
+			}
+			bj := in.Bids[j]
+			if len(bj.Goods) > len(bk.Goods) || bj.Price < bk.Price {
+				continue
+			}
+			if bj.Price == bk.Price && len(bj.Goods) == len(bk.Goods) && j > k {
+				continue // identical: keep the first
+			}
+			if sets[j].subset(sets[k]) {
+				dominated = true
+				break
+			}
+		}
+		if !dominated {
+			keep = append(keep, k)
+		}
+	}
+	return keep
+}
+
+// components splits the kept bids into groups that share no good, by
+// union-find over goods; each group is solved independently.
+func components(in *Instance, keep []int) [][]int {
+	parent := make([]int, in.Goods)
+	for i := range parent {
+		parent[i] = i
+	}
+	var find func(int) int
+	find = func(x int) int {
+		for parent[x] != x {
+			parent[x] = parent[parent[x]]
+			x = parent[x]
+		}
+		return x
+	}
+	for _, j := range keep {
+		g0 := find(in.Bids[j].Goods[0])
+		for _, g := range in.Bids[j].Goods[1:] {
+			if r := find(g); r != g0 {
+				parent[r] = g0
+			}
+		}
+	}
+	idx := map[int]int{}
+	var out [][]int
+	for _, j := range keep {
+		r := find(in.Bids[j].Goods[0])
+		c, ok := idx[r]
+		if !ok {
+			c = len(out)
+			idx[r] = c
+			out = append(out, nil)
+		}
+		out[c] = append(out[c], j)
+	}
+	// Largest first so that the parallel workers finish together.
+	slices.SortStableFunc(out, func(a, b []int) int { return len(b) - len(a) })
+	return out
+}
+
+// search is the branch-and-bound over one component.
+type search struct {
+	ctx       context.Context
+	n, m      int
+	cols      [][]int // local goods of each local bid
+	price     []float64
+	conflict  [][]int // bids sharing a good with each bid (excluding itself)
+	best      []int   // local indices of the incumbent
+	bestVal   float64
+	rootUB    float64
+	open      []float64 // bounds of pending siblings along the DFS path
+	nodes     int
+	complete  bool
+	stopped   bool
+	opts      Options
+	y         []float64
+	order     []int
+	gonumRoot float64
+}
+
+func newSearch(ctx context.Context, in *Instance, comp []int, inc []bool, opts Options) *search {
+	local := map[int]int{}
+	s := &search{ctx: ctx, n: len(comp), opts: opts}
+	for _, j := range comp {
+		var c []int
+		for _, g := range in.Bids[j].Goods {
+			l, ok := local[g]
+			if !ok {
+				l = len(local)
+				local[g] = l
+			}
+			c = append(c, l)
+		}
+		sort.Ints(c)
+		s.cols = append(s.cols, c)
+		s.price = append(s.price, in.Bids[j].Price)
+	}
+	s.m = len(local)
+	byGood := make([][]int, s.m)
+	for j, c := range s.cols {
+		for _, g := range c {
+			byGood[g] = append(byGood[g], j)
+		}
+	}
+	s.conflict = make([][]int, s.n)
+	mark := make([]int, s.n)
+	for j := range mark {
+		mark[j] = -1
+	}
+	for j, c := range s.cols {
+		mark[j] = j
+		for _, g := range c {
+			for _, k := range byGood[g] {
+				if mark[k] != j {
+					mark[k] = j
+					s.conflict[j] = append(s.conflict[j], k)
+				}
+			}
+		}
+	}
+	s.y = make([]float64, s.m)
+	// Caller's incumbent restricted to this component.
+	var start []int
+	for l, j := range comp {
+		if inc[j] {
+			start = append(start, l)
+		}
+	}
+	if s.feasible(start) {
+		s.offer(start)
+	}
+	return s
+}
+
+func (s *search) feasible(win []int) bool {
+	used := make([]bool, s.m)
+	for _, j := range win {
+		for _, g := range s.cols[j] {
+			if used[g] {
+				return false
+			}
+			used[g] = true
+		}
+	}
+	return true
+}
+
+func (s *search) offer(win []int) {
+	v := 0.0
+	for _, j := range win {
+		v += s.price[j]
+	}
+	if v > s.bestVal+PruneTol/2 || (s.best == nil && len(win) > 0 && v >= s.bestVal) {
+		s.bestVal = v
+		s.best = append([]int(nil), win...)
+	}
+}
+
+// greedy packs alive bids in the order of key (descending).
+func (s *search) greedy(alive []bool, key func(j int) float64, base []int) []int {
+	if s.order == nil {
+		s.order = make([]int, 0, s.n)
+	}
+	s.order = s.order[:0]
+	for j := 0; j < s.n; j++ {
+		if alive[j] {
+			s.order = append(s.order, j)
+		}
+	}
+	keys := make([]float64, s.n)
+	for _, j := range s.order {
+		keys[j] = key(j)
+	}
+	sort.SliceStable(s.order, func(a, b int) bool { return keys[s.order[a]] > keys[s.order[b]] })
+	used := make([]bool, s.m)
+	for _, j := range base {
+		for _, g := range s.cols[j] {
+			used[g] = true
+		}
+	}
+	win := append([]int(nil), base...)
+next:
+	for _, j := range s.order {
+		for _, g := range s.cols[j] {
+			if used[g] {
+				continue next
+			}
+		}
+		for _, g := range s.cols[j] {
+			used[g] = true
+		}
+		win = append(win, j)
+	}
+	return win
+}
+
+func (s *search) upper() float64 {
+	if s.complete {
+		return s.bestVal
+	}
+	ub := s.bestVal
+	for _, b := range s.open {
+		ub = math.Max(ub, b)
+	}
+	return ub
+}
+
+func (s *search) run() {
+	alive := make([]bool, s.n)
+	for j := range alive {
+		alive[j] = true
+	}
+	for _, key := range []func(int) float64{
+		func(j int) float64 { return s.price[j] / math.Sqrt(float64(len(s.cols[j]))) },
+		func(j int) float64 { return s.price[j] / float64(len(s.cols[j])) },
+		func(j int) float64 { return s.price[j] },
+	} {
+		s.offer(s.greedy(alive, key, nil))
+	}
+	lp := newPackLP(s.m, s.cols, s.price)
+	s.rootUB = math.Inf(1)
+	s.open = []float64{math.Inf(1)}
+	s.node(lp, alive, nil, 0, 0)
+	s.open = s.open[:0]
+	s.complete = !s.stopped
+}
+
+// node explores the subproblem in which the bids in fixed are winners
+// (worth fixedVal) and only alive bids may still win; lp is owned by it.
+func (s *search) node(lp *packLP, alive []bool, fixed []int, fixedVal float64, depth int) {
+	if s.stopped {
+		return
+	}
+	if s.nodes&15 == 0 && s.ctx.Err() != nil {
+		s.stopped = true
+		return
+	}
+	s.nodes++
+	copy(lp.alive, alive)
+	lp.solve(50 * (s.m + s.n))
+	bound := fixedVal + lp.dualBound(s.y)
+	if depth == 0 {
+		s.rootUB = bound
+		if s.m <= s.opts.GonumMaxRows {
+			bound = s.crossCheck(lp, bound)
+		}
+		s.open[0] = bound
+	}
+	if bound <= s.bestVal+PruneTol {
+		return
+	}
+	// Integral LP optimum: it is the best completion of this node.
+	frac := -1
+	fscore := -1.0
+	integral := true
+	for j := 0; j < s.n; j++ {
+		if !alive[j] {
+			continue
+		}
+		x := lp.x(j)
+		if x > IntegralityTol && x < 1-IntegralityTol {
+			integral = false
+			// Branch on the fractional bid closest to 1/2, preferring
+			// valuable ones.
+			sc := (0.5 - math.Abs(x-0.5)) * s.price[j]
+			if sc > fscore {
+				frac, fscore = j, sc
+			}
+		}
+	}
+	if integral {
+		win := append([]int(nil), fixed...)
+		for j := 0; j < s.n; j++ {
+			if alive[j] && lp.x(j) > 1-IntegralityTol {
+				win = append(win, j)
+			}
+		}
+		if s.feasible(win) {
+			s.offer(win)
+			// The LP bound equals this value up to tolerance when the
+			// duals are exact; otherwise keep searching below.
+			if bound <= s.bestVal+PruneTol {
+				return
+			}
+		}
+	}
+	// LP-guided rounding for a better incumbent.
+	s.offer(s.greedy(alive, func(j int) float64 { return lp.x(j) + 1e-3*s.price[j]/math.Sqrt(float64(len(s.cols[j]))) }, fixed))
+	if bound <= s.bestVal+PruneTol {
+		return
+	}
+	// Reduced-cost fixing: with dual-feasible y and D = Σ y, any packing
+	// using bid j is worth at most fixedVal + D - rc_j.
+	alive = append([]bool(nil), alive...)
+	for j := 0; j < s.n; j++ {
+		if !alive[j] {
+			continue
+		}
+		rc := -s.price[j]
+		for _, g := range s.cols[j] {
+			rc += s.y[g]
+		}
+		if bound-rc <= s.bestVal+PruneTol {
+			alive[j] = false
+		}
+	}
+	if frac < 0 || !alive[frac] {
+		frac = -1
+		for j := 0; j < s.n; j++ {
+			if alive[j] {
+				x := lp.x(j)
+				sc := (0.5 - math.Abs(x-0.5) + 1e-6) * s.price[j]
+				if sc > fscore || frac < 0 {
+					frac, fscore = j, sc
+				}
+			}
+		}
+		if frac < 0 {
+			return // nothing left to add: fixed is this node's only packing
+		}
+	}
+	// Child x_frac = 1 first (a dive that finds incumbents), with the
+	// x_frac = 0 child's bound kept as pending for the gap.
+	s.open = append(s.open, bound)
+	one := append([]bool(nil), alive...)
+	one[frac] = false
+	for _, k := range s.conflict[frac] {
+		one[k] = false
+	}
+	s.node(lp.clone(), one, append(fixed[:len(fixed):len(fixed)], frac), fixedVal+s.price[frac], depth+1)
+	s.open = s.open[:len(s.open)-1]
+	if s.stopped {
+		s.open = append(s.open, bound)
+		return
+	}
+	alive[frac] = false
+	s.node(lp, alive, fixed, fixedVal, depth+1)
+}

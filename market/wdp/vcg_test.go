@@ -1,0 +1,114 @@
+package wdp
+
+import (
+	"context"
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"testing"
+)
+
+func TestVCGProperties(t *testing.T) {
+	ctx := context.Background()
+	for seed := uint64(0); seed < 150; seed++ {
+		r := rand.New(rand.NewPCG(seed, 11))
+		in := randomInstance(r, 2+r.IntN(7), 1+r.IntN(12))
+		sol, err := Solve(ctx, in, Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		p, err := VCG(ctx, in, sol, Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !p.Exact {
+			t.Fatalf("seed %d: inexact payments", seed)
+		}
+		won := map[string]float64{}
+		for _, w := range sol.Winners {
+			won[in.Bids[w].Bidder] += in.Bids[w].Price
+		}
+		for b, pay := range p.ByBidder {
+			if pay < 0 || pay > won[b]+1e-9 {
+				t.Fatalf("seed %d: bidder %s pays %v for bids worth %v", seed, b, pay, won[b])
+			}
+			// Independent check of the Clarke pivot by exhaustive search.
+			sub, _ := in.without(b)
+			want := bruteForce(sub) - (bruteForce(in) - won[b])
+			if math.Abs(pay-math.Max(0, want)) > 1e-6 {
+				t.Fatalf("seed %d: bidder %s pays %v, exhaustive says %v", seed, b, pay, want)
+			}
+		}
+		if len(p.ByBidder) != len(won) {
+			t.Fatalf("seed %d: payments for %d bidders, %d won", seed, len(p.ByBidder), len(won))
+		}
+	}
+}
+
+// TestVCGTruthfulDominant checks on small instances that no bidder gains by
+// scaling its bids away from its true values: utility is the true value of
+// the bids it wins minus its payment.
+func TestVCGTruthfulDominant(t *testing.T) {
+	ctx := context.Background()
+	factors := []float64{0, 0.5, 0.9, 1.1, 1.5, 3}
+	for seed := uint64(0); seed < 40; seed++ {
+		r := rand.New(rand.NewPCG(seed, 13))
+		truth := randomInstance(r, 2+r.IntN(5), 2+r.IntN(7))
+		utility := func(in *Instance, bidder string) float64 {
+			sol, err := Solve(ctx, in, Options{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			p, err := VCG(ctx, in, sol, Options{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			u := -p.ByBidder[bidder]
+			for _, w := range sol.Winners {
+				if in.Bids[w].Bidder == bidder {
+					u += truth.Bids[w].Price
+				}
+			}
+			return u
+		}
+		for _, bidder := range truth.Bidders() {
+			honest := utility(truth, bidder)
+			for _, f := range factors {
+				lie := &Instance{Goods: truth.Goods, Bids: append([]Bid(nil), truth.Bids...)}
+				for j := range lie.Bids {
+					if lie.Bids[j].Bidder == bidder {
+						lie.Bids[j].Price *= f
+					}
+				}
+				if u := utility(lie, bidder); u > honest+1e-6 {
+					t.Fatalf("seed %d: bidder %s gains %v > %v by scaling bids by %v", seed, bidder, u, honest, f)
+				}
+			}
+		}
+	}
+}
+
+func Example() {
+	in := &Instance{Goods: 3, Bids: []Bid{
+		{Bidder: "a", Goods: []int{0, 1}, Price: 10},
+		{Bidder: "b", Goods: []int{1, 2}, Price: 8},
+		{Bidder: "c", Goods: []int{0}, Price: 6},
+		{Bidder: "d", Goods: []int{2}, Price: 5},
+	}}
+	ctx := context.Background()
+	sol, err := Solve(ctx, in, Options{})
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	pay, err := VCG(ctx, in, sol, Options{})
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	fmt.Println("objective", sol.Objective, "winners", sol.Winners, "optimal", sol.Optimal)
+	fmt.Println("a pays", pay.ByBidder["a"], "d pays", pay.ByBidder["d"])
+	// Output:
+	// objective 15 winners [0 3] optimal true
+	// a pays 9 d pays 4
+}
