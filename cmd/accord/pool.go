@@ -78,6 +78,7 @@ func poolAttachCmd() *cobra.Command {
 	f.StringVar(&cfg.NodePool, "node-pool", "", "Nomad node pool whose nodes Accord may sell (default \"default\")")
 	f.StringVar(&datacenter, "datacenter", "", "datacenter(s), comma-separated (default all)")
 	f.StringVar(&cfg.Driver, "driver", "", "task driver: docker (default) or exec")
+	f.StringVar(&cfg.ArtifactBase, "artifact-base", "", "http(s) URL under which Nomad clients download oci-archive images by file name")
 	f.StringVar(&pricing, "pricing", "", "price list (YAML or JSON) the pool's provider agent bids with")
 	f.DurationVar(&timeout, "timeout", 30*time.Second, "how long to wait for the cluster to answer")
 	return cmd

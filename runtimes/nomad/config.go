@@ -67,15 +67,20 @@ type Config struct {
 	CPUMHzPerCore      int64         // millicores → MHz conversion
 	RescheduleAttempts int           // reschedules of a failed allocation (lost nodes are always replaced)
 	KillTimeout        time.Duration // grace between interrupt and kill on stop
+	// ArtifactBase is an http(s) URL prefix under which Nomad clients can
+	// download OCI archives by file name; with it an "oci-archive:PATH" image
+	// runs via an artifact block and the docker driver's load option.
+	ArtifactBase string
 }
 
 // ConfigFromOptions reads the string options a runtimes.Factory receives.
 // Keys: address, token, region, namespace, node_pool, datacenter (comma list),
-// driver, cpu_mhz_per_core, reschedule_attempts, kill_timeout, pool.
+// driver, cpu_mhz_per_core, reschedule_attempts, kill_timeout, artifact_base, pool.
 func ConfigFromOptions(opts map[string]string) (Config, error) {
 	c := Config{
 		Pool: opts["pool"], Address: opts["address"], Token: opts["token"], Region: opts["region"],
 		Namespace: opts["namespace"], NodePool: opts["node_pool"], Driver: opts["driver"],
+		ArtifactBase: strings.TrimSuffix(opts["artifact_base"], "/"),
 	}
 	if dc := opts["datacenter"]; dc != "" {
 		for _, d := range strings.Split(dc, ",") {
@@ -122,6 +127,9 @@ func (c Config) withDefaults() (Config, error) {
 	if c.Driver != "docker" && c.Driver != "exec" {
 		return c, fmt.Errorf("%w: driver %q (want docker or exec)", ErrConfig, c.Driver)
 	}
+	if c.ArtifactBase != "" && !strings.HasPrefix(c.ArtifactBase, "http://") && !strings.HasPrefix(c.ArtifactBase, "https://") {
+		return c, fmt.Errorf("%w: artifact_base %q must be an http(s) URL", ErrConfig, c.ArtifactBase)
+	}
 	if c.CPUMHzPerCore == 0 {
 		c.CPUMHzPerCore = DefaultCPUMHzPerCore
 	}
@@ -149,6 +157,7 @@ func (c Config) Options() map[string]string {
 	set("node_pool", c.NodePool)
 	set("datacenter", strings.Join(c.Datacenters, ","))
 	set("driver", c.Driver)
+	set("artifact_base", c.ArtifactBase)
 	if c.CPUMHzPerCore != 0 {
 		m["cpu_mhz_per_core"] = strconv.FormatInt(c.CPUMHzPerCore, 10)
 	}

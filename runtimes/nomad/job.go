@@ -83,8 +83,16 @@ func BuildJob(cfg Config, spec runtimes.TaskSpec, pinNode string) (*api.Job, err
 	if cfg.Driver == "exec" && len(spec.Command) == 0 {
 		return nil, fmt.Errorf("%w: task %s: the exec driver needs a command", runtimes.ErrInvalid, spec.ID)
 	}
-	if strings.HasPrefix(spec.Image, "oci-archive:") {
-		return nil, fmt.Errorf("%w: %s: Nomad nodes pull images themselves; push the archive to a registry the cluster can reach", runtimes.ErrImage, spec.Image)
+	var archive *archiveImage
+	if p, ok := strings.CutPrefix(spec.Image, ArchivePrefix); ok {
+		if cfg.ArtifactBase == "" || cfg.Driver != "docker" {
+			return nil, fmt.Errorf("%w: %s: Nomad nodes cannot read the worker's files; set the pool's artifact_base (docker driver) or push the image to a registry", runtimes.ErrImage, spec.Image)
+		}
+		a, err := readArchive(p)
+		if err != nil {
+			return nil, err
+		}
+		archive = &a
 	}
 	r := spec.Resources
 	if r.MilliCPU < 0 || r.MemoryBytes < 0 || r.DiskBytes < 0 || r.GPUs < 0 || r.GPUMemBytes < 0 || r.MaxDuration < 0 {
@@ -159,6 +167,16 @@ func BuildJob(cfg Config, spec runtimes.TaskSpec, pinNode string) (*api.Job, err
 			// A path relative to the task directory stays inside the
 			// allocation, which Nomad allows even with host volumes off.
 			"volumes": []string{"../" + allocOutDir + ":" + outDir},
+		}
+		if archive != nil {
+			// The client downloads the archive into local/ and the docker
+			// driver loads it (docker load of an OCI layout archive).
+			file := filepath.Base(strings.TrimPrefix(spec.Image, ArchivePrefix))
+			src, dest, mode := cfg.ArtifactBase+"/"+file, "local/"+file, "file"
+			task.Artifacts = append(task.Artifacts, &api.TaskArtifact{GetterSource: &src, RelativeDest: &dest, GetterMode: &mode})
+			conf["image"] = archive.Name
+			conf["load"] = file
+			job.Meta["accord_image_digest"] = archive.Digest
 		}
 		if len(spec.Command) > 0 {
 			conf["entrypoint"] = spec.Command[:1]

@@ -1,6 +1,8 @@
 package nomad_test
 
 import (
+	"archive/tar"
+	"bytes"
 	"context"
 	"errors"
 	"io"
@@ -671,3 +673,51 @@ func TestPingAndToken(t *testing.T) {
 }
 
 func writeFile(p, s string) error { return os.WriteFile(p, []byte(s), 0o644) }
+
+func TestOCIArchiveViaArtifact(t *testing.T) {
+	s, _ := cluster(t)
+	dir := t.TempDir()
+	digest := "sha256:" + strings.Repeat("b4", 32)
+	var buf bytes.Buffer
+	tw := tar.NewWriter(&buf)
+	index := `{"schemaVersion":2,"manifests":[{"digest":"` + digest + `","annotations":{"io.containerd.image.name":"accord.local/examples/trainer:latest"}}]}`
+	for name, body := range map[string]string{"oci-layout": `{"imageLayoutVersion":"1.0.0"}`, "index.json": index} {
+		_ = tw.WriteHeader(&tar.Header{Name: name, Mode: 0o644, Size: int64(len(body))})
+		_, _ = tw.Write([]byte(body))
+	}
+	_ = tw.Close()
+	if err := os.WriteFile(dir+"/trainer.tar", buf.Bytes(), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	image := "oci-archive:" + dir + "/trainer.tar"
+	if _, err := open(t, s).Prepare(ctx(t), image); !errors.Is(err, runtimes.ErrImage) {
+		t.Fatalf("Prepare without artifact_base: %v", err)
+	}
+	rt := open(t, s, func(c *nomad.Config) { c.ArtifactBase = "https://artifacts.example/accord" })
+	if d, err := rt.Prepare(ctx(t), image); err != nil || d != digest {
+		t.Fatalf("Prepare = %q %v", d, err)
+	}
+	if _, err := rt.Prepare(ctx(t), "oci-archive:"+dir+"/missing.tar"); !errors.Is(err, runtimes.ErrImage) {
+		t.Fatalf("Prepare missing archive: %v", err)
+	}
+	spec := gpuSpec("archive.1", 1)
+	spec.Image = image
+	job, err := nomad.BuildJob(rt.Config(), spec, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	task := job.TaskGroups[0].Tasks[0]
+	if len(task.Artifacts) != 1 || *task.Artifacts[0].GetterSource != "https://artifacts.example/accord/trainer.tar" || *task.Artifacts[0].RelativeDest != "local/trainer.tar" {
+		t.Fatalf("artifacts = %+v", task.Artifacts)
+	}
+	if task.Config["load"] != "trainer.tar" || task.Config["image"] != "accord.local/examples/trainer:latest" {
+		t.Fatalf("docker config = %v", task.Config)
+	}
+	s.SetBehavior(func(*api.Job, *api.Allocation, int) nomadtest.Run { return nomadtest.Run{Stdout: "trained\n"} })
+	if _, err := rt.Start(ctx(t), spec); err != nil {
+		t.Fatal(err)
+	}
+	if st, err := rt.Wait(ctx(t), spec.ID); err != nil || st.State != runtimes.StateExited || st.Usage.GPUSeconds <= 0 {
+		t.Fatalf("Wait = %+v %v", st, err)
+	}
+}

@@ -70,17 +70,25 @@ func (r *Runtime) Config() Config { return r.cfg }
 // Name implements runtimes.Runtime.
 func (r *Runtime) Name() string { return "nomad" }
 
-// Prepare checks the image reference. Nomad clients pull images themselves,
-// so there is nothing to fetch here: a reference pinned by digest
-// ("name@sha256:…") returns that digest; a tag returns "" (it is resolved on
-// the node at start); an oci-archive is refused with ErrImage because nodes
-// cannot read the worker's files.
+// Prepare checks the image reference. Nomad clients pull images
+// themselves, so there is nothing to fetch here: a reference pinned by
+// digest ("name@sha256:…") returns that digest; a tag returns "" (it is
+// resolved on the node at start); an "oci-archive:PATH" returns the
+// archive's manifest digest when the pool has an artifact_base to serve it
+// from, else ErrImage because nodes cannot read the worker's files.
 func (r *Runtime) Prepare(_ context.Context, image string) (string, error) {
 	switch {
 	case image == "":
 		return "", fmt.Errorf("%w: empty image reference", runtimes.ErrImage)
-	case strings.HasPrefix(image, "oci-archive:"):
-		return "", fmt.Errorf("%w: %s: Nomad nodes pull images themselves; push the archive to a registry the cluster can reach", runtimes.ErrImage, image)
+	case strings.HasPrefix(image, ArchivePrefix):
+		if r.cfg.ArtifactBase == "" {
+			return "", fmt.Errorf("%w: %s: Nomad nodes cannot read the worker's files; set the pool's artifact_base or push the image to a registry", runtimes.ErrImage, image)
+		}
+		a, err := readArchive(strings.TrimPrefix(image, ArchivePrefix))
+		if err != nil {
+			return "", err
+		}
+		return a.Digest, nil
 	case strings.ContainsAny(image, " \t\n"):
 		return "", fmt.Errorf("%w: %q is not an image reference", runtimes.ErrImage, image)
 	}
