@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math/bits"
 )
 
 // DepositRequest credits a tenant with money from outside the ledger.
@@ -130,15 +131,25 @@ type Escrow struct {
 	Transaction Transaction `json:"transaction"`
 }
 
-// HoldAmount is what [Ledger.Hold] reserves: Price plus MarginBP basis
-// points of it (rounded up), at most cap.
+// HoldAmount is what [Ledger.Hold] reserves: price plus marginBP basis
+// points of it (rounded up), at most cap. Inputs are those Hold accepts
+// (non-negative, within [MaxAmount]); the product cannot overflow.
 func HoldAmount(price, marginBP, cap int64) int64 {
-	m := price * marginBP
-	margin := m / 10_000
-	if m%10_000 != 0 {
+	if price < 0 || marginBP < 0 {
+		return min(max(price, 0), cap)
+	}
+	hi, lo := bits.Mul64(uint64(price), uint64(marginBP))
+	if hi >= 10_000 {
+		return cap
+	}
+	margin, rem := bits.Div64(hi, lo, 10_000)
+	if rem != 0 {
 		margin++
 	}
-	return min(price+margin, cap)
+	if margin > uint64(MaxAmount) || price > MaxAmount {
+		return cap
+	}
+	return min(price+int64(margin), cap)
 }
 
 // Hold moves HoldAmount(Price, MarginBP, Cap) from the tenant to the job's

@@ -98,8 +98,24 @@ const (
 // for it (SQLite busy, PostgreSQL serialisation failure or deadlock).
 const maxRetries = 20
 
+// DSNEnv names the environment variable that selects the ledger when no
+// DSN is given explicitly.
+const DSNEnv = "ACCORD_LEDGER_DSN"
+
 // DefaultDSN is the embedded ledger under Accord's home directory.
 func DefaultDSN(home string) string { return filepath.Join(home, "ledger.db") }
+
+// ResolveDSN picks the ledger every Accord process should use: dsn if set,
+// else $ACCORD_LEDGER_DSN, else the SQLite file under home.
+func ResolveDSN(dsn, home string) string {
+	if dsn != "" {
+		return dsn
+	}
+	if env := os.Getenv(DSNEnv); env != "" {
+		return env
+	}
+	return DefaultDSN(home)
+}
 
 // Open opens (and creates, if needed) the ledger at dsn:
 //

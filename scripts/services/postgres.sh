@@ -4,6 +4,7 @@
 #                               (or reuse the running one) and append
 #                               ACCORD_TEST_PG_DSN=postgres://... to ENVFILE
 #   postgres.sh stop            stop it by its recorded PID
+#   postgres.sh status          exit 0 if it is running
 # The cluster lives under .cache/services/pg and runs as the `postgres` user
 # (PostgreSQL refuses to run as root). If that user cannot reach the
 # repository (e.g. a checkout under /root), the data goes to a directory
@@ -109,8 +110,9 @@ stop() {
 case "${1:-}" in
 start) start "${2:?usage: postgres.sh start ENVFILE}" ;;
 stop) stop ;;
+status) running ;;
 *)
-	echo "usage: postgres.sh start ENVFILE | stop" >&2
+	echo "usage: postgres.sh start ENVFILE | stop | status" >&2
 	exit 2
 	;;
 esac

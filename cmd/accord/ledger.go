@@ -1,0 +1,302 @@
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/accordmesh/accord/internal/cli"
+	"github.com/accordmesh/accord/settlement"
+)
+
+// ledgerDSN is --ledger-dsn, shared by the ledger and provider bond commands.
+var ledgerDSN string
+
+func addLedgerDSNFlag(c *cobra.Command) {
+	c.PersistentFlags().StringVar(&ledgerDSN, "ledger-dsn", "",
+		"ledger database: postgres://... or an SQLite path (default $"+settlement.DSNEnv+" or ledger.db under Accord's home)")
+}
+
+func openLedger(ctx context.Context) (*settlement.Ledger, error) {
+	home, err := cli.Home()
+	if err != nil {
+		return nil, err
+	}
+	return settlement.Open(ctx, settlement.ResolveDSN(ledgerDSN, home))
+}
+
+// usageErr classifies bad input as a usage error (exit 2).
+func usageErr(err error) error {
+	for _, e := range []error{settlement.ErrBadAccount, settlement.ErrBadAmount, settlement.ErrBadCurrency, settlement.ErrBadRequest} {
+		if errors.Is(err, e) {
+			return cli.WithCode(cli.ExitUsage, err)
+		}
+	}
+	return err
+}
+
+func parseAmount(s string) (int64, error) {
+	n, err := strconv.ParseInt(s, 10, 64)
+	if err != nil {
+		return 0, cli.WithCode(cli.ExitUsage, fmt.Errorf("amount %q: want an integer number of minor units", s))
+	}
+	return n, nil
+}
+
+func newKey() string {
+	var b [8]byte
+	rand.Read(b[:])
+	return "cli-" + time.Now().UTC().Format("20060102T150405") + "-" + hex.EncodeToString(b[:])
+}
+
+// withLedger opens the ledger for a command and closes it afterwards.
+func withLedger(cmd *cobra.Command, fn func(ctx context.Context, l *settlement.Ledger) error) error {
+	ctx := cmd.Context()
+	if ctx == nil {
+		ctx = context.Background()
+	}
+	l, err := openLedger(ctx)
+	if err != nil {
+		return err
+	}
+	defer l.Close()
+	return usageErr(fn(ctx, l))
+}
+
+func init() {
+	ledger := &cobra.Command{
+		Use:   "ledger",
+		Short: "Inspect and fund the settlement ledger",
+	}
+	addLedgerDSNFlag(ledger)
+
+	var currency string
+	balance := &cobra.Command{
+		Use:   "balance ACCOUNT",
+		Short: "Print an account's balances (ACCOUNT is kind:name, e.g. tenant:acme, escrow:job-1)",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return withLedger(cmd, func(ctx context.Context, l *settlement.Ledger) error {
+				bs, err := l.Balances(ctx, args[0])
+				if err != nil {
+					return err
+				}
+				if currency != "" {
+					kept := []settlement.Balance{}
+					for _, b := range bs {
+						if b.Currency == currency {
+							kept = append(kept, b)
+						}
+					}
+					bs = kept
+				}
+				v := struct {
+					Account  string               `json:"account"`
+					Balances []settlement.Balance `json:"balances"`
+				}{args[0], bs}
+				return cli.Print(cmd, v, func(w cli.Writer) {
+					if len(bs) == 0 {
+						w.Printf("%s: no balance\n", args[0])
+					}
+					for _, b := range bs {
+						w.Printf("%s\t%d %s\n", b.Account, b.Balance, b.Currency)
+					}
+				})
+			})
+		},
+	}
+	balance.Flags().StringVar(&currency, "currency", "", "only this currency")
+
+	statement := &cobra.Command{
+		Use:   "statement TENANT|PROVIDER",
+		Short: "Per-job cost breakdown of a tenant or provider (tenant:NAME, provider:NAME, or NAME)",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return withLedger(cmd, func(ctx context.Context, l *settlement.Ledger) error {
+				st, err := statementFor(ctx, l, args[0])
+				if err != nil {
+					return err
+				}
+				return cli.Print(cmd, st, func(w cli.Writer) {
+					w.Printf("statement of %s\n", st.Account)
+					for _, b := range st.Balances {
+						w.Printf("  balance %s: %d %s\n", b.Account, b.Balance, b.Currency)
+					}
+					w.Printf("  %-24s %-9s %9s %9s %9s %9s %9s %9s %9s\n", "JOB", "STATE", "HELD", "PROVIDER", "FEE", "ROYALTY", "REFUND", "SLASHED", "COST")
+					for _, j := range st.Jobs {
+						w.Printf("  %-24s %-9s %9d %9d %9d %9d %9d %9d %9d %s\n", j.Job, j.State, j.Held, j.ProviderPay,
+							j.PlatformFee, j.Royalties, j.Refunded, j.Slashed, j.Cost, j.Currency)
+					}
+				})
+			})
+		},
+	}
+
+	check := &cobra.Command{
+		Use:   "check",
+		Short: "Verify the ledger's invariants (exit 1 if any is broken)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return withLedger(cmd, func(ctx context.Context, l *settlement.Ledger) error {
+				r, err := l.Check(ctx)
+				if err != nil {
+					return err
+				}
+				if err := cli.Print(cmd, r, func(w cli.Writer) {
+					status := "ok"
+					if !r.OK {
+						status = "BROKEN"
+					}
+					w.Printf("ledger %s (%s): %d accounts, %d transactions, %d jobs\n", status, l.Backend(), r.Accounts, r.Transactions, r.Jobs)
+					for _, p := range r.Problems {
+						w.Printf("  %s\n", p)
+					}
+				}); err != nil {
+					return err
+				}
+				if !r.OK {
+					return cli.WithCode(cli.ExitError, fmt.Errorf("ledger check: %d problems", len(r.Problems)))
+				}
+				return nil
+			})
+		},
+	}
+
+	var depCurrency, depKey string
+	deposit := &cobra.Command{
+		Use:   "deposit TENANT AMOUNT",
+		Short: "Credit a tenant with AMOUNT minor units from outside the ledger",
+		Args:  cobra.ExactArgs(2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			amount, err := parseAmount(args[1])
+			if err != nil {
+				return err
+			}
+			return withLedger(cmd, func(ctx context.Context, l *settlement.Ledger) error {
+				key := depKey
+				if key == "" {
+					key = newKey()
+				}
+				tx, err := l.Deposit(ctx, settlement.DepositRequest{Tenant: strings.TrimPrefix(args[0], "tenant:"), Currency: depCurrency, Amount: amount, Key: key})
+				if err != nil {
+					return err
+				}
+				return printFunding(ctx, cmd, l, tx, settlement.TenantAccount(strings.TrimPrefix(args[0], "tenant:")), depCurrency)
+			})
+		},
+	}
+	deposit.Flags().StringVar(&depCurrency, "currency", "USD", "currency code")
+	deposit.Flags().StringVar(&depKey, "key", "", "idempotency key (e.g. a payment reference); a repeat with the same key posts nothing (default: a new random key)")
+
+	var creditCurrency string
+	credit := &cobra.Command{
+		Use:   "credit TENANT LIMIT",
+		Short: "Let a tenant's balance go down to -LIMIT (0 removes the credit line)",
+		Args:  cobra.ExactArgs(2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			limit, err := parseAmount(args[1])
+			if err != nil {
+				return err
+			}
+			if limit < 0 {
+				return cli.WithCode(cli.ExitUsage, fmt.Errorf("credit limit %d is negative", limit))
+			}
+			tenant := strings.TrimPrefix(args[0], "tenant:")
+			return withLedger(cmd, func(ctx context.Context, l *settlement.Ledger) error {
+				if err := l.SetFloor(ctx, tenant, creditCurrency, -limit); err != nil {
+					return err
+				}
+				v := map[string]any{"account": settlement.TenantAccount(tenant), "currency": creditCurrency, "floor": -limit}
+				return cli.Print(cmd, v, func(w cli.Writer) {
+					w.Printf("%s may go down to %d %s\n", settlement.TenantAccount(tenant), -limit, creditCurrency)
+				})
+			})
+		},
+	}
+	credit.Flags().StringVar(&creditCurrency, "currency", "USD", "currency code")
+
+	ledger.AddCommand(balance, statement, check, deposit, credit)
+	root.AddCommand(ledger)
+
+	var bondCurrency, bondKey string
+	bond := &cobra.Command{
+		Use:   "bond PROVIDER AMOUNT",
+		Short: "Deposit AMOUNT minor units into a provider's bond (slashed on SLA breach)",
+		Args:  cobra.ExactArgs(2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			amount, err := parseAmount(args[1])
+			if err != nil {
+				return err
+			}
+			provider := strings.TrimPrefix(args[0], "provider:")
+			return withLedger(cmd, func(ctx context.Context, l *settlement.Ledger) error {
+				key := bondKey
+				if key == "" {
+					key = newKey()
+				}
+				tx, err := l.DepositBond(ctx, settlement.BondRequest{Provider: provider, Currency: bondCurrency, Amount: amount, Key: key})
+				if err != nil {
+					return err
+				}
+				return printFunding(ctx, cmd, l, tx, settlement.BondAccount(provider), bondCurrency)
+			})
+		},
+	}
+	addLedgerDSNFlag(bond)
+	bond.Flags().StringVar(&bondCurrency, "currency", "USD", "currency code")
+	bond.Flags().StringVar(&bondKey, "key", "", "idempotency key; a repeat with the same key posts nothing (default: a new random key)")
+	providerCommand().AddCommand(bond)
+}
+
+// providerCommand returns the "accord provider" group, creating it if no
+// other file has.
+func providerCommand() *cobra.Command {
+	for _, c := range root.Commands() {
+		if c.Name() == "provider" {
+			return c
+		}
+	}
+	c := &cobra.Command{Use: "provider", Short: "Manage compute providers"}
+	root.AddCommand(c)
+	return c
+}
+
+// statementFor accepts tenant:NAME, provider:NAME, or a bare NAME (the
+// tenant's statement if it has jobs or balances, else the provider's).
+func statementFor(ctx context.Context, l *settlement.Ledger, who string) (*settlement.Statement, error) {
+	if strings.Contains(who, ":") {
+		return l.Statement(ctx, who)
+	}
+	st, err := l.Statement(ctx, settlement.TenantAccount(who))
+	if err != nil || len(st.Jobs) > 0 || len(st.Balances) > 0 {
+		return st, err
+	}
+	return l.Statement(ctx, settlement.ProviderAccount(who))
+}
+
+func printFunding(ctx context.Context, cmd *cobra.Command, l *settlement.Ledger, tx *settlement.Transaction, account, currency string) error {
+	bal, err := l.Balance(ctx, account, currency)
+	if err != nil {
+		return err
+	}
+	v := struct {
+		Account     string                  `json:"account"`
+		Currency    string                  `json:"currency"`
+		Balance     int64                   `json:"balance"`
+		Transaction *settlement.Transaction `json:"transaction"`
+	}{account, currency, bal, tx}
+	return cli.Print(cmd, v, func(w cli.Writer) {
+		verb := "posted"
+		if tx.Replayed {
+			verb = "already posted"
+		}
+		w.Printf("%s %s (key %s); %s balance %d %s\n", tx.Kind, verb, tx.Key, account, bal, currency)
+	})
+}
