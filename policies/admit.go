@@ -4,14 +4,16 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 
 	"github.com/accordmesh/accord/specs"
 )
 
 // SpecVerifier checks a detached spec signature (a DSSE envelope over the
-// document digest) against keys trusted for a tenant and returns the
-// fingerprint of the key that signed. provenance supplies the real one.
-type SpecVerifier func(document, signature []byte, trusted []string) (keyID string, err error)
+// document digest) against the keys trusted to sign the tenant's specs and
+// returns the fingerprint of the key that signed.
+// provenance.VerifySpecSignature over the trust store is the real one.
+type SpecVerifier func(ctx context.Context, document, signature []byte, tenant string) (keyID string, err error)
 
 // Admitter is the admit stage: signature requirement, CEL admission rules,
 // then the quota reservation — in that order, so nothing is reserved for a
@@ -66,7 +68,10 @@ func (a *Admitter) Admit(ctx context.Context, req AdmitRequest) (Admission, erro
 	// Signature first: an unsigned or wrongly signed spec reserves nothing.
 	sig := builtin("signature")
 	if len(req.Signature) > 0 && a.Verify != nil {
-		keyID, verr := a.Verify(req.Document, req.Signature, t.Signers)
+		keyID, verr := a.Verify(ctx, req.Document, req.Signature, t.Name)
+		if verr == nil && len(t.Signers) > 0 && !slices.Contains(t.Signers, keyID) {
+			verr = fmt.Errorf("key %s is not among tenant %s's signers", keyID, t.Name)
+		}
 		if verr == nil {
 			ad.Signer = Signer{Signed: true, KeyID: keyID}
 		} else if t.RequireSigned {

@@ -253,7 +253,8 @@ func TestAdmitter(t *testing.T) {
 	ctx := context.Background()
 	s := openStore(t)
 	set := mustParse(t, guardrails)
-	verify := func(doc, sig []byte, trusted []string) (string, error) {
+	trusted := []string{"k1", "k3"} // the trust store's keys for tenant ml
+	verify := func(_ context.Context, doc, sig []byte, tenant string) (string, error) {
 		// The fake signature is "signed-by:<key>:<doc>".
 		rest, ok := strings.CutPrefix(string(sig), "signed-by:")
 		if !ok {
@@ -288,6 +289,7 @@ func TestAdmitter(t *testing.T) {
 	}{
 		{"unsigned", doc, "", ErrUnsigned},
 		{"untrusted key", doc, "signed-by:k2:# spec\n", ErrUnsigned},
+		{"trusted but not the tenant's signer", doc, "signed-by:k3:# spec\n", ErrUnsigned},
 		{"modified after signing", []byte("# spec, edited\n"), "signed-by:k1:# spec\n", ErrUnsigned},
 		{"signed", doc, "signed-by:k1:# spec\n", nil},
 	}

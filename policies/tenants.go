@@ -8,6 +8,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"path/filepath"
 	"sort"
 	"strings"
 	"time"
@@ -84,6 +85,9 @@ CREATE INDEX IF NOT EXISTS reservations_tenant ON reservations(tenant, period_st
 CREATE TABLE IF NOT EXISTS tokens (
 	hash TEXT PRIMARY KEY, tenant TEXT NOT NULL, role TEXT NOT NULL, name TEXT NOT NULL, created TEXT NOT NULL);
 `
+
+// StorePath is where the tenancy database lives under Accord's home.
+func StorePath(home string) string { return filepath.Join(home, "tenancy.db") }
 
 // OpenStore opens (creating) the tenancy database at path.
 func OpenStore(ctx context.Context, path string) (*Store, error) {

@@ -41,7 +41,7 @@ func openTenants(ctx context.Context) (*policies.Store, error) {
 	if err != nil {
 		return nil, err
 	}
-	return policies.OpenStore(ctx, filepath.Join(home, "tenants.db"))
+	return policies.OpenStore(ctx, policies.StorePath(home))
 }
 
 func newPolicyTestCmd() *cobra.Command {
