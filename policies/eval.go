@@ -17,10 +17,10 @@ import (
 // that kind of rule may read.
 var envs = map[Stage]*cel.Env{
 	StageAdmission: mustEnv(
-		cel.Variable("spec", cel.DynType),    // the canonical spec (JSON field names)
-		cel.Variable("plan", cel.DynType),    // {max_cost, currency, gpu_hours, tasks, critical_path_ns}
-		cel.Variable("tenant", cel.DynType),  // {name, spend_remaining, gpu_hours_remaining, currency}
-		cel.Variable("signer", cel.DynType),  // {signed: bool, key_id: string}
+		cel.Variable("spec", cel.DynType),   // the canonical spec (JSON field names)
+		cel.Variable("plan", cel.DynType),   // {max_cost, currency, gpu_hours, tasks, critical_path_ns}
+		cel.Variable("tenant", cel.DynType), // {name, spend_remaining, gpu_hours_remaining, currency}
+		cel.Variable("signer", cel.DynType), // {signed: bool, key_id: string}
 		cel.Variable("images", cel.ListType(cel.StringType)),
 	),
 	StagePlacement: mustEnv(
@@ -28,7 +28,7 @@ var envs = map[Stage]*cel.Env{
 		cel.Variable("provider", cel.DynType), // {name, pool, region, tee, reputation, gpus: [{model, memory_bytes}]}
 	),
 	StageAudit: mustEnv(
-		cel.Variable("job", cel.DynType),                    // {id, tenant, spec_digest}
+		cel.Variable("job", cel.DynType),                     // {id, tenant, spec_digest}
 		cel.Variable("stages", cel.ListType(cel.StringType)), // stages with a verified attestation
 		cel.Variable("attestations", cel.ListType(cel.DynType)),
 	),

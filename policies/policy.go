@@ -58,7 +58,9 @@ type CompileError struct {
 	Msg       string
 }
 
-func (e CompileError) Error() string { return fmt.Sprintf("%s:%d:%d: %s", e.File, e.Line, e.Col, e.Msg) }
+func (e CompileError) Error() string {
+	return fmt.Sprintf("%s:%d:%d: %s", e.File, e.Line, e.Col, e.Msg)
+}
 
 // CompileErrors is every problem found in one policy file.
 type CompileErrors []CompileError
