@@ -190,6 +190,9 @@ func StopDaemon(dir string, grace time.Duration) error {
 		}
 	}
 	os.Remove(pidFile)
+	if sock := socketPath(dir); !strings.HasPrefix(sock, dir+"/") {
+		os.RemoveAll(filepath.Dir(sock)) // the /run/accord fallback holds only the sockets
+	}
 	return nil
 }
 
