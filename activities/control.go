@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
+	"strings"
 
 	"github.com/accordmesh/accord/specs"
 	"github.com/accordmesh/accord/workflows"
@@ -50,8 +52,15 @@ func Summarize(p *specs.Plan) workflows.PlanSummary {
 		}
 	}
 	for _, t := range p.Tasks {
+		// A task also waits for every task whose outputs it consumes.
+		deps := append([]string(nil), t.DependsOn...)
+		for _, in := range t.Inputs {
+			if up, _, ok := strings.Cut(in.From, ":"); ok && !slices.Contains(deps, up) {
+				deps = append(deps, up)
+			}
+		}
 		s.Tasks = append(s.Tasks, workflows.PlanTask{
-			Name: t.Name, DependsOn: t.DependsOn, Attempts: t.Retry.Attempts,
+			Name: t.Name, DependsOn: deps, Attempts: t.Retry.Attempts,
 			Backoff: t.Retry.Backoff, MaxBackoff: t.Retry.MaxBackoff, MaxDuration: t.Resources.MaxDuration,
 		})
 	}

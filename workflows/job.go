@@ -490,6 +490,11 @@ func (j *job) runTask(ctx workflow.Context, t PlanTask) error {
 				delete(j.running, runID) // WaitTask collected and cleaned it up
 				j.setTask(t.Name, func(s *TaskStatus) {
 					s.ExitCode, s.Reason, s.Usage, s.Outputs = out.ExitCode, out.Reason, out.Usage, out.Outputs
+					s.ImageDigest = started.ImageDigest
+					if !out.StartedAt.IsZero() {
+						st, fin := out.StartedAt, out.FinishedAt
+						s.StartedAt, s.FinishedAt = &st, &fin
+					}
 				})
 				if out.State == "exited" && out.ExitCode == 0 {
 					j.setTask(t.Name, func(s *TaskStatus) { s.State = TaskSucceeded })

@@ -162,6 +162,11 @@ type TaskStatus struct {
 	Reason   string           `json:"reason,omitempty"`
 	Outputs  []OutputArtifact `json:"outputs,omitempty"`
 	Usage    Usage            `json:"usage"`
+	// ImageDigest, StartedAt and FinishedAt describe the last attempt's
+	// container (runtime clock).
+	ImageDigest string     `json:"image_digest,omitempty"`
+	StartedAt   *time.Time `json:"started_at,omitempty"`
+	FinishedAt  *time.Time `json:"finished_at,omitempty"`
 }
 
 // OutputArtifact is a collected output file.

@@ -1,0 +1,622 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"sort"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+	"go.temporal.io/sdk/client"
+
+	"github.com/accordmesh/accord/internal/cli"
+	"github.com/accordmesh/accord/runtimes/containerd"
+	"github.com/accordmesh/accord/settlement"
+	"github.com/accordmesh/accord/specs"
+	"github.com/accordmesh/accord/workers"
+	"github.com/accordmesh/accord/workers/stack"
+	"github.com/accordmesh/accord/workflows"
+)
+
+// defaultTemporalAddress is where `accord dev` serves the embedded server.
+const defaultTemporalAddress = "127.0.0.1:7233"
+
+// temporalFlags select the Temporal cluster for job commands.
+type temporalFlags struct {
+	address, namespace             string
+	tlsCA, tlsCert, tlsKey, tlsSNI string
+}
+
+func (f *temporalFlags) add(cmd *cobra.Command) {
+	addr := os.Getenv("ACCORD_TEMPORAL_ADDRESS")
+	if addr == "" {
+		addr = defaultTemporalAddress
+	}
+	ns := os.Getenv("ACCORD_NAMESPACE")
+	if ns == "" {
+		ns = "default"
+	}
+	fl := cmd.Flags()
+	fl.StringVar(&f.address, "temporal-address", addr, "Temporal frontend host:port ($ACCORD_TEMPORAL_ADDRESS; `accord dev` serves "+defaultTemporalAddress+")")
+	fl.StringVar(&f.namespace, "namespace", ns, "Temporal namespace ($ACCORD_NAMESPACE)")
+	fl.StringVar(&f.tlsCA, "tls-ca", "", "CA certificate file to verify the Temporal server")
+	fl.StringVar(&f.tlsCert, "tls-cert", "", "client certificate file for mTLS")
+	fl.StringVar(&f.tlsKey, "tls-key", "", "client key file for mTLS")
+	fl.StringVar(&f.tlsSNI, "tls-server-name", "", "server name to verify (enables TLS)")
+}
+
+func (f *temporalFlags) dial(ctx context.Context) (client.Client, error) {
+	return workers.Dial(ctx, workers.ClientOptions{
+		Address: f.address, Namespace: f.namespace,
+		TLSCA: f.tlsCA, TLSCert: f.tlsCert, TLSKey: f.tlsKey, TLSServerName: f.tlsSNI,
+	})
+}
+
+func init() {
+	root.AddCommand(devCmd(), workerCmd(), runCmd(), submitCmd(), statusCmd(), listCmd(), logsCmd(), cancelCmd(), approveCmd())
+}
+
+func signalContext() (context.Context, context.CancelFunc) {
+	return signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+}
+
+func devCmd() *cobra.Command {
+	var port int
+	var metrics, containerdAddr, ledgerDSN string
+	cmd := &cobra.Command{
+		Use:   "dev",
+		Short: "Run the local stack in the foreground: embedded Temporal, worker, containerd pool, transparency log",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			home, err := cli.Home()
+			if err != nil {
+				return err
+			}
+			ctx, cancel := signalContext()
+			defer cancel()
+			st, err := stack.Start(ctx, stack.Options{
+				Home: home, FrontendPort: port, MetricsAddr: metrics,
+				Local: workers.LocalOptions{ContainerdAddress: containerdAddr, LedgerDSN: ledgerDSN},
+			})
+			if err != nil {
+				return err
+			}
+			defer st.Stop()
+			info := map[string]string{
+				"temporal_address": st.Server.Address(), "namespace": st.Server.Namespace(),
+				"metrics": st.MetricsAddr, "home": home, "status": "running",
+			}
+			if err := cli.Print(cmd, info, func(w cli.Writer) {
+				w.Printf("accord dev: Temporal on %s (namespace %s), metrics on http://%s/metrics\n", info["temporal_address"], info["namespace"], info["metrics"])
+				w.Printf("state in %s; Temporal Web UI: not bundled (see README)\n", home)
+				w.Printf("submit jobs with: accord submit SPEC --temporal-address %s; Ctrl-C stops\n", info["temporal_address"])
+			}); err != nil {
+				return err
+			}
+			<-ctx.Done()
+			return nil
+		},
+	}
+	cmd.Flags().IntVar(&port, "port", 7233, "frontend port of the embedded Temporal server")
+	cmd.Flags().StringVar(&metrics, "metrics-addr", "127.0.0.1:9464", "Prometheus metrics listen address")
+	cmd.Flags().StringVar(&containerdAddr, "containerd", "", "existing containerd socket (default: a private daemon under the home directory)")
+	cmd.Flags().StringVar(&ledgerDSN, "ledger-dsn", "", "ledger database (default SQLite under the home directory; postgres://... for PostgreSQL)")
+	return cmd
+}
+
+func workerCmd() *cobra.Command {
+	var tf temporalFlags
+	var queues []string
+	var metrics, containerdAddr, ledgerDSN string
+	cmd := &cobra.Command{
+		Use:   "worker",
+		Short: "Run a worker against a Temporal cluster (job workflow and activities)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			home, err := cli.Home()
+			if err != nil {
+				return err
+			}
+			ctx, cancel := signalContext()
+			defer cancel()
+			m := workers.NewMetrics()
+			c, err := workers.Dial(ctx, workers.ClientOptions{
+				Address: tf.address, Namespace: tf.namespace, Metrics: m.Handler(),
+				TLSCA: tf.tlsCA, TLSCert: tf.tlsCert, TLSKey: tf.tlsKey, TLSServerName: tf.tlsSNI,
+			})
+			if err != nil {
+				return err
+			}
+			defer c.Close()
+			if metrics != "" {
+				stop, addr, err := m.Serve(metrics)
+				if err != nil {
+					return fmt.Errorf("metrics: %w", err)
+				}
+				defer stop()
+				metrics = addr
+			}
+			local, err := workers.OpenLocal(ctx, workers.LocalOptions{Home: home, ContainerdAddress: containerdAddr, LedgerDSN: ledgerDSN})
+			if err != nil {
+				return err
+			}
+			defer local.Close()
+			w, err := workers.Start(c, local.Activities, workers.Options{Queues: queues})
+			if err != nil {
+				return err
+			}
+			defer w.Stop()
+			if err := cli.Print(cmd, map[string]any{"status": "running", "temporal_address": tf.address, "queues": queues, "metrics": metrics},
+				func(wr cli.Writer) {
+					wr.Printf("accord worker: polling %v on %s (namespace %s), metrics on %s\n", queues, tf.address, tf.namespace, metrics)
+				}); err != nil {
+				return err
+			}
+			<-ctx.Done()
+			return nil
+		},
+	}
+	tf.add(cmd)
+	cmd.Flags().StringSliceVar(&queues, "queues", []string{workflows.TaskQueueControl, workflows.TaskQueueExecution}, "task queues to poll")
+	cmd.Flags().StringVar(&metrics, "metrics-addr", "127.0.0.1:9464", "Prometheus metrics listen address (empty: off)")
+	cmd.Flags().StringVar(&containerdAddr, "containerd", "", "existing containerd socket (default: a private daemon under the home directory)")
+	cmd.Flags().StringVar(&ledgerDSN, "ledger-dsn", "", "ledger database (default SQLite under the home directory)")
+	return cmd
+}
+
+func runCmd() *cobra.Command {
+	var fund int64
+	var metrics, jobID, containerdAddr, ledgerDSN string
+	var autoApprove bool
+	cmd := &cobra.Command{
+		Use:   "run SPEC",
+		Short: "Run one spec end to end in this process and print its receipt summary",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			home, err := cli.Home()
+			if err != nil {
+				return err
+			}
+			ctx, cancel := signalContext()
+			defer cancel()
+			out := cmd.OutOrStdout()
+			progress := !cli.JSON()
+			if progress {
+				fmt.Fprintf(out, "starting the local stack in %s ...\n", home)
+			}
+			t0 := time.Now()
+			st, err := stack.Start(context.WithoutCancel(ctx), stack.Options{
+				Home: home, MetricsAddr: metrics, Logger: quietLogger(ctx),
+				Local: workers.LocalOptions{ContainerdAddress: containerdAddr, LedgerDSN: ledgerDSN},
+			})
+			if err != nil {
+				return err
+			}
+			defer st.Stop()
+			if jobID == "" {
+				jobID = workers.NewJobID()
+			}
+			if fund > 0 {
+				if err := fundTenant(ctx, st.Local.Ledger, args[0], jobID, fund); err != nil {
+					return err
+				}
+			}
+			sub, err := workers.Submit(ctx, st.Client, args[0], jobID)
+			if err != nil {
+				return err
+			}
+			if progress {
+				fmt.Fprintf(out, "stack up in %.1fs; job %s: spec %s, tenant %s\n", time.Since(t0).Seconds(), sub.JobID, sub.Spec, sub.Tenant)
+			}
+			go func() { // Ctrl-C cancels the job (compensations run) rather than abandoning it
+				<-ctx.Done()
+				_ = workers.Cancel(context.Background(), st.Client, sub.JobID, "interrupted")
+			}()
+			p := &progressPrinter{w: out, on: progress}
+			res, err := workers.Watch(context.WithoutCancel(ctx), st.Client, sub.JobID, 100*time.Millisecond, func(s workflows.JobStatus) {
+				p.update(s)
+				if autoApprove && s.Status == workflows.StatusAwaitingApproval && !s.Approved {
+					_ = workers.Approve(context.Background(), st.Client, sub.JobID, "accord run --approve")
+				}
+			})
+			if err != nil {
+				return err
+			}
+			return printResult(cmd, res)
+		},
+	}
+	cmd.Flags().Int64Var(&fund, "fund", 0, "top the spec's tenant up to this many minor units first (local demo ledgers)")
+	cmd.Flags().StringVar(&metrics, "metrics-addr", "", "serve Prometheus metrics on this address while running")
+	cmd.Flags().StringVar(&jobID, "job-id", "", "job ID to use (default: generated)")
+	cmd.Flags().BoolVar(&autoApprove, "approve", false, "pass the spec's approval gate automatically")
+	cmd.Flags().StringVar(&containerdAddr, "containerd", "", "existing containerd socket")
+	cmd.Flags().StringVar(&ledgerDSN, "ledger-dsn", "", "ledger database")
+	return cmd
+}
+
+// quietLogger keeps the worker's own logs off a progress display unless
+// -v asked for debug logging.
+func quietLogger(ctx context.Context) *slog.Logger {
+	if slog.Default().Enabled(ctx, slog.LevelDebug) {
+		return slog.Default()
+	}
+	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+}
+
+// fundTenant tops the spec's tenant up to amount in the budget's currency
+// when its balance is lower; the deposit is idempotent per job.
+func fundTenant(ctx context.Context, l *settlement.Ledger, specPath, jobID string, amount int64) error {
+	s, err := specs.Load(specPath)
+	if err != nil {
+		return cli.WithCode(cli.ExitInvalidSpec, err)
+	}
+	bal, err := l.Balance(ctx, settlement.TenantAccount(s.Tenant), s.Budget.Currency)
+	if err != nil {
+		return fmt.Errorf("fund tenant %s: %w", s.Tenant, err)
+	}
+	if bal >= amount {
+		return nil
+	}
+	if _, err := l.Deposit(ctx, settlement.DepositRequest{
+		Tenant: s.Tenant, Currency: s.Budget.Currency, Amount: amount - bal, Key: "accord-run/" + jobID,
+	}); err != nil {
+		return fmt.Errorf("fund tenant %s: %w", s.Tenant, err)
+	}
+	return nil
+}
+
+// progressPrinter prints each stage as it ends, with its elapsed time, and
+// task state changes.
+type progressPrinter struct {
+	w       io.Writer
+	on      bool
+	printed map[string]bool
+	tasks   map[string]string
+}
+
+var stageOrder = []string{
+	workflows.StageCompile, workflows.StageAdmit, workflows.StageNegotiate, workflows.StageApproval,
+	workflows.StagePlace, workflows.StageExecute, workflows.StageVerify, workflows.StageSettle,
+}
+
+func (p *progressPrinter) update(s workflows.JobStatus) {
+	if !p.on {
+		return
+	}
+	if p.printed == nil {
+		p.printed, p.tasks = map[string]bool{}, map[string]string{}
+	}
+	names := make([]string, 0, len(s.Tasks))
+	for n := range s.Tasks {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	for _, n := range names {
+		t := s.Tasks[n]
+		key := fmt.Sprintf("%s#%d", t.State, t.Attempt)
+		if p.tasks[n] != key && t.State != workflows.TaskPending {
+			p.tasks[n] = key
+			extra := ""
+			if t.State == workflows.TaskFailed {
+				extra = fmt.Sprintf(" (exit %d %s)", t.ExitCode, t.Reason)
+			}
+			fmt.Fprintf(p.w, "    task %-16s %s, attempt %d%s\n", n, t.State, t.Attempt, extra)
+		}
+	}
+	for _, st := range stageOrder {
+		tm, ok := s.Stages[st]
+		if !ok || tm.End.IsZero() || p.printed[st] {
+			continue
+		}
+		p.printed[st] = true
+		fmt.Fprintf(p.w, "  ✓ %-10s %8.2fs\n", st, tm.End.Sub(tm.Start).Seconds())
+	}
+	if s.Status == workflows.StatusAwaitingApproval && !p.printed["awaiting"] {
+		p.printed["awaiting"] = true
+		fmt.Fprintf(p.w, "  … awaiting approval: accord approve %s\n", s.JobID)
+	}
+}
+
+func printResult(cmd *cobra.Command, res workflows.JobResult) error {
+	err := cli.Print(cmd, res, func(w cli.Writer) {
+		w.Printf("job %s: %s", res.JobID, res.Status)
+		if res.Class != "" {
+			w.Printf(" (%s at %s: %s)", res.Class, res.Stage, res.Error)
+		}
+		w.Printf("\n")
+		if res.Provider != "" {
+			w.Printf("  provider %s, price %s, paid %s, refunded %s\n", res.Provider,
+				money(res.Price, res.Currency), money(res.Paid, res.Currency), money(res.Refunded, res.Currency))
+		}
+		for _, t := range res.Tests {
+			mark := "pass"
+			if !t.Passed {
+				mark = "FAIL " + t.Detail
+			}
+			w.Printf("  test %s: %s\n", t.Name, mark)
+		}
+		if len(res.Compensated) > 0 {
+			w.Printf("  compensations: %s\n", strings.Join(res.Compensated, ", "))
+		}
+		if len(res.Attestations) > 0 {
+			w.Printf("  receipt: %d attestations in the transparency log\n", len(res.Attestations))
+			for _, a := range res.Attestations {
+				w.Printf("    %-13s log index %-4d %s\n", a.Stage, a.LogIndex, a.Digest)
+			}
+			w.Printf("  export: accord receipt export %s -o receipt.json; verify: accord audit verify receipt.json\n", res.JobID)
+		}
+	})
+	if err != nil {
+		return err
+	}
+	if code := workers.ExitCode(res); code != cli.ExitOK {
+		return cli.WithCode(code, fmt.Errorf("job %s %s: %s", res.JobID, res.Status, res.Error))
+	}
+	return nil
+}
+
+func money(v int64, cur string) string {
+	sign := ""
+	if v < 0 {
+		sign, v = "-", -v
+	}
+	return fmt.Sprintf("%s%d.%02d %s", sign, v/100, v%100, cur)
+}
+
+func submitCmd() *cobra.Command {
+	var tf temporalFlags
+	var wait bool
+	var jobID string
+	cmd := &cobra.Command{
+		Use:   "submit SPEC",
+		Short: "Submit a spec as a durable job",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			ctx, cancel := signalContext()
+			defer cancel()
+			c, err := tf.dial(ctx)
+			if err != nil {
+				return err
+			}
+			defer c.Close()
+			sub, err := workers.Submit(ctx, c, args[0], jobID)
+			if err != nil {
+				return err
+			}
+			if !wait {
+				return cli.Print(cmd, map[string]string{"job_id": sub.JobID, "status": workflows.StatusPending, "spec": sub.Spec, "tenant": sub.Tenant},
+					func(w cli.Writer) { w.Printf("submitted %s (spec %s, tenant %s)\n", sub.JobID, sub.Spec, sub.Tenant) })
+			}
+			res, err := workers.Watch(ctx, c, sub.JobID, 500*time.Millisecond, nil)
+			if err != nil {
+				return err
+			}
+			return printResult(cmd, res)
+		},
+	}
+	tf.add(cmd)
+	cmd.Flags().BoolVar(&wait, "wait", false, "wait for the job to finish and print its result")
+	cmd.Flags().StringVar(&jobID, "job-id", "", "job ID to use (default: generated)")
+	return cmd
+}
+
+func statusCmd() *cobra.Command {
+	var tf temporalFlags
+	cmd := &cobra.Command{
+		Use:   "status JOB",
+		Short: "Show a job's stage, tasks and cost so far",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			ctx := cmd.Context()
+			c, err := tf.dial(ctx)
+			if err != nil {
+				return err
+			}
+			defer c.Close()
+			st, err := workers.Status(ctx, c, args[0])
+			if err != nil {
+				return err
+			}
+			return cli.Print(cmd, st, func(w cli.Writer) {
+				w.Printf("job %s: %s, stage %s (spec %s, tenant %s)\n", st.JobID, st.Status, st.Stage, st.Spec, st.Tenant)
+				w.Printf("  cost: price %s, held %s, paid %s\n", money(st.Cost.Price, st.Cost.Currency),
+					money(st.Cost.Held, st.Cost.Currency), money(st.Cost.Paid, st.Cost.Currency))
+				names := make([]string, 0, len(st.Tasks))
+				for n := range st.Tasks {
+					names = append(names, n)
+				}
+				sort.Strings(names)
+				for _, n := range names {
+					t := st.Tasks[n]
+					w.Printf("  task %-16s %-10s attempt %d exit %d %s\n", n, t.State, t.Attempt, t.ExitCode, t.Reason)
+				}
+			})
+		},
+	}
+	tf.add(cmd)
+	return cmd
+}
+
+func listCmd() *cobra.Command {
+	var tf temporalFlags
+	var f workers.Filter
+	cmd := &cobra.Command{
+		Use:   "list",
+		Short: "List jobs, filtered by tenant, status or spec",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ctx := cmd.Context()
+			c, err := tf.dial(ctx)
+			if err != nil {
+				return err
+			}
+			defer c.Close()
+			jobs, err := workers.List(ctx, c, f)
+			if err != nil {
+				return err
+			}
+			if jobs == nil {
+				jobs = []workers.JobSummary{}
+			}
+			return cli.Print(cmd, map[string]any{"jobs": jobs, "count": len(jobs)}, func(w cli.Writer) {
+				for _, j := range jobs {
+					w.Printf("%-36s %-18s %-12s %-10s %s\n", j.JobID, j.Spec, j.Tenant, j.Status, j.Started.Format(time.RFC3339))
+				}
+			})
+		},
+	}
+	tf.add(cmd)
+	cmd.Flags().StringVar(&f.Tenant, "tenant", "", "only this tenant's jobs")
+	cmd.Flags().StringVar(&f.Status, "status", "", "only jobs in this status (settled, failed, cancelled, running, ...)")
+	cmd.Flags().StringVar(&f.Spec, "spec", "", "only jobs of this spec name")
+	cmd.Flags().IntVar(&f.Limit, "limit", 100, "at most this many jobs")
+	return cmd
+}
+
+func logsCmd() *cobra.Command {
+	var tf temporalFlags
+	var follow bool
+	cmd := &cobra.Command{
+		Use:   "logs JOB",
+		Short: "Print a job's task logs; -f follows running tasks",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			home, err := cli.Home()
+			if err != nil {
+				return err
+			}
+			ctx, cancel := signalContext()
+			defer cancel()
+			c, err := tf.dial(ctx)
+			if err != nil {
+				return err
+			}
+			defer c.Close()
+			jobID := args[0]
+			logsDir := filepath.Join(home, "jobs", jobID, "logs")
+			shown := map[string]bool{}
+			var rt *containerd.Runtime
+			for {
+				st, err := workers.Status(ctx, c, jobID)
+				if err != nil {
+					return err
+				}
+				names := make([]string, 0, len(st.Tasks))
+				for n := range st.Tasks {
+					names = append(names, n)
+				}
+				sort.Strings(names)
+				for _, n := range names {
+					t := st.Tasks[n]
+					for a := 1; a <= t.Attempt; a++ {
+						run := workflows.RunID(jobID, n, a)
+						if shown[run] {
+							continue
+						}
+						if b, err := os.ReadFile(filepath.Join(logsDir, run+".log")); err == nil {
+							fmt.Fprintf(cmd.OutOrStdout(), "==> %s <==\n%s", run, b)
+							shown[run] = true
+							continue
+						}
+						if !follow || t.State != workflows.TaskRunning || a != t.Attempt {
+							continue
+						}
+						if rt == nil {
+							if rt, err = containerd.New(ctx, containerd.Options{StateDir: filepath.Join(home, "containerd")}); err != nil {
+								return err
+							}
+						}
+						rc, err := rt.Logs(ctx, run, true)
+						if err != nil {
+							continue // not started yet; try again
+						}
+						fmt.Fprintf(cmd.OutOrStdout(), "==> %s <==\n", run)
+						_, _ = io.Copy(cmd.OutOrStdout(), rc)
+						rc.Close()
+						shown[run] = true
+					}
+				}
+				terminal := st.Status == workflows.StatusSettled || st.Status == workflows.StatusFailed || st.Status == workflows.StatusCancelled
+				if !follow || terminal {
+					return nil
+				}
+				select {
+				case <-ctx.Done():
+					return nil
+				case <-time.After(500 * time.Millisecond):
+				}
+			}
+		},
+	}
+	tf.add(cmd)
+	cmd.Flags().BoolVarP(&follow, "follow", "f", false, "follow running tasks until the job ends")
+	return cmd
+}
+
+func cancelCmd() *cobra.Command {
+	var tf temporalFlags
+	var reason string
+	cmd := &cobra.Command{
+		Use:   "cancel JOB",
+		Short: "Cancel a job: stop its containers and refund its escrow",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return signalJob(cmd, &tf, args[0], func(ctx context.Context, c client.Client) error {
+				return workers.Cancel(ctx, c, args[0], reason)
+			}, "cancelling")
+		},
+	}
+	tf.add(cmd)
+	cmd.Flags().StringVar(&reason, "reason", "cancelled by user", "why")
+	return cmd
+}
+
+func approveCmd() *cobra.Command {
+	var tf temporalFlags
+	var approver string
+	cmd := &cobra.Command{
+		Use:   "approve JOB",
+		Short: "Pass a job's approval gate",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if approver == "" {
+				approver = os.Getenv("USER")
+			}
+			return signalJob(cmd, &tf, args[0], func(ctx context.Context, c client.Client) error {
+				return workers.Approve(ctx, c, args[0], approver)
+			}, "approved")
+		},
+	}
+	tf.add(cmd)
+	cmd.Flags().StringVar(&approver, "as", "", "approver name (default $USER)")
+	return cmd
+}
+
+func signalJob(cmd *cobra.Command, tf *temporalFlags, jobID string, send func(context.Context, client.Client) error, verb string) error {
+	ctx := cmd.Context()
+	c, err := tf.dial(ctx)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	if err := send(ctx, c); err != nil {
+		if errors.Is(err, workers.ErrNoJob) {
+			return err
+		}
+		return fmt.Errorf("%s %s: %w", verb, jobID, err)
+	}
+	st, err := workers.Status(ctx, c, jobID)
+	if err != nil {
+		st = workflows.JobStatus{JobID: jobID, Status: workflows.StatusRunning}
+	}
+	return cli.Print(cmd, map[string]string{"job_id": jobID, "status": st.Status, "stage": st.Stage},
+		func(w cli.Writer) { w.Printf("%s %s (now %s, stage %s)\n", verb, jobID, st.Status, st.Stage) })
+}
