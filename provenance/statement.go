@@ -7,6 +7,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	ita "github.com/in-toto/attestation/go/v1"
 	"google.golang.org/protobuf/encoding/protojson"
@@ -264,8 +266,8 @@ func BuildStatement(h Header, subjects []Subject, predicate json.RawMessage) ([]
 	if StageIndex(h.Stage) < 0 {
 		return nil, fmt.Errorf("%w: unknown stage %q", ErrBadStatement, h.Stage)
 	}
-	if h.JobID == "" {
-		return nil, fmt.Errorf("%w: empty job ID", ErrBadStatement)
+	if err := checkJobID(h.JobID); err != nil {
+		return nil, err
 	}
 	if h.Stage == StageSpec && h.Previous != "" {
 		return nil, fmt.Errorf("%w: spec stage has no previous stage", ErrBadStatement)
@@ -326,6 +328,19 @@ func BuildStatement(h Header, subjects []Subject, predicate json.RawMessage) ([]
 		return nil, err
 	}
 	return b, nil
+}
+
+// checkJobID accepts 1-256 bytes of printable UTF-8.
+func checkJobID(id string) error {
+	if id == "" || len(id) > 256 || !utf8.ValidString(id) {
+		return fmt.Errorf("%w: job ID must be 1-256 bytes of UTF-8", ErrBadStatement)
+	}
+	for _, r := range id {
+		if !unicode.IsPrint(r) {
+			return fmt.Errorf("%w: job ID %q has a non-printable character", ErrBadStatement, id)
+		}
+	}
+	return nil
 }
 
 func jsonSubject(s Subject) RawSubject {
