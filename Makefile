@@ -10,7 +10,7 @@ export ACCORD_HOME
 FUZZ_TARGETS  :=
 BENCH_TARGETS :=
 RUN_PREREQS   :=
-FUZZTIME      ?= 10s
+FUZZTIME      ?= 3000x
 
 .PHONY: all build test run bench lint deps fuzz clean
 all: build
