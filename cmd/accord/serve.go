@@ -90,4 +90,3 @@ func serveAPI(ctx context.Context, cmd *cobra.Command, listen string, h http.Han
 	}
 	return nil
 }
-
