@@ -189,3 +189,40 @@ func reconcile(ctx context.Context, st *Store, p Pool) int {
 	}
 	return left
 }
+
+// Offer is what a pool's provider agent bids for one task: the exact node
+// and GPUs, and the price for the duration.
+type Offer struct {
+	Pool     string        `json:"pool"`
+	Choice   nomad.Choice  `json:"choice"`
+	Price    int64         `json:"price"` // minor units of Currency
+	Currency string        `json:"currency"`
+	Duration time.Duration `json:"duration_ns"`
+}
+
+// MakeOffer picks a node and GPUs for r in the capacity snapshot c and
+// prices them with the pool's pricing for d. It fails with ErrDraining on a
+// draining pool, ErrInvalid without pricing, and nomad.ErrNoFit when nothing
+// fits. It reads no clock and no cluster, so the same inputs give the same
+// offer.
+func MakeOffer(p Pool, c nomad.Capacity, r runtimes.Resources, d time.Duration) (Offer, error) {
+	if p.Draining {
+		return Offer{}, fmt.Errorf("%w: %q takes no new tasks", ErrDraining, p.Name)
+	}
+	if p.Pricing == nil {
+		return Offer{}, fmt.Errorf("%w: pool %q has no pricing (attach with --pricing)", ErrInvalid, p.Name)
+	}
+	ch, err := c.Pick(r)
+	if err != nil {
+		return Offer{}, err
+	}
+	model := ""
+	if len(ch.GPUs) > 0 {
+		model = ch.GPUs[0].Model
+	}
+	price, err := p.Pricing.Quote(r, model, d)
+	if err != nil {
+		return Offer{}, err
+	}
+	return Offer{Pool: p.Name, Choice: ch, Price: price, Currency: p.Pricing.Currency, Duration: d}, nil
+}

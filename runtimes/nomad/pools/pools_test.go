@@ -211,3 +211,32 @@ func TestPricingQuote(t *testing.T) {
 		t.Fatalf("JSON pricing: %+v %v", p, err)
 	}
 }
+
+func TestMakeOffer(t *testing.T) {
+	s := double(t)
+	p := pools.Pool{Name: "p", Kind: pools.KindNomad, Options: map[string]string{"address": s.URL, "node_pool": "gpu"},
+		Pricing: &pools.Pricing{Currency: "EUR", GPUHour: map[string]int64{"H100": 1000}}}
+	c, err := pools.Capacity(ctx(t), p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := runtimes.Resources{GPUs: 2, GPUModel: "H100", GPUMemBytes: 40 << 30}
+	o, err := pools.MakeOffer(p, c, r, 30*time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if o.Price != 1000 || o.Currency != "EUR" || len(o.Choice.GPUIDs()) != 2 || o.Choice.GPUIDs()[0] != "G0" {
+		t.Fatalf("offer = %+v", o)
+	}
+	if _, err := pools.MakeOffer(p, c, runtimes.Resources{GPUs: 3}, time.Hour); !errors.Is(err, nomad.ErrNoFit) {
+		t.Fatalf("3 GPUs: %v", err)
+	}
+	p.Draining = true
+	if _, err := pools.MakeOffer(p, c, r, time.Hour); !errors.Is(err, pools.ErrDraining) {
+		t.Fatalf("draining: %v", err)
+	}
+	p.Draining, p.Pricing = false, nil
+	if _, err := pools.MakeOffer(p, c, r, time.Hour); !errors.Is(err, pools.ErrInvalid) {
+		t.Fatalf("no pricing: %v", err)
+	}
+}
