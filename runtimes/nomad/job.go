@@ -29,6 +29,7 @@ const (
 	MetaMilliCPU    = "accord_millicpu"
 	MetaMemoryBytes = "accord_memory_bytes"
 	MetaGPUs        = "accord_gpus"
+	MetaOutputs     = "accord_outputs" // JSON list of declared output paths
 
 	groupName = "accord"
 	// allocOutDir is where outputs live inside the allocation directory,
@@ -128,6 +129,18 @@ func BuildJob(cfg Config, spec runtimes.TaskSpec, pinNode string) (*api.Job, err
 	}
 	if r.MaxDuration > 0 {
 		job.Meta[MetaMaxDuration] = r.MaxDuration.String()
+	}
+	if len(spec.Outputs) > 0 {
+		clean := make([]string, 0, len(spec.Outputs))
+		for _, o := range spec.Outputs {
+			c, err := cleanOutput(o)
+			if err != nil {
+				return nil, err
+			}
+			clean = append(clean, c)
+		}
+		b, _ := json.Marshal(clean)
+		job.Meta[MetaOutputs] = string(b)
 	}
 	for k, v := range spec.Labels {
 		job.Meta["label_"+k] = v
@@ -289,4 +302,14 @@ func addInputs(cfg Config, task *api.Task, spec runtimes.TaskSpec) error {
 	}
 	conf["volumes"] = vols
 	return nil
+}
+
+// cleanOutput normalises a declared output path, which must stay inside the
+// output directory.
+func cleanOutput(p string) (string, error) {
+	c := path.Clean(strings.TrimPrefix(p, "./"))
+	if p == "" || path.IsAbs(c) || c == "." || c == ".." || strings.HasPrefix(c, "../") {
+		return "", fmt.Errorf("%w: output path %q must be relative to the output directory", runtimes.ErrInvalid, p)
+	}
+	return c, nil
 }

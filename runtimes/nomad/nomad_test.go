@@ -721,3 +721,51 @@ func TestOCIArchiveViaArtifact(t *testing.T) {
 		t.Fatalf("Wait = %+v %v", st, err)
 	}
 }
+
+func TestCollectDeclaredOutputs(t *testing.T) {
+	s, _ := cluster(t)
+	s.SetBehavior(func(*api.Job, *api.Allocation, int) nomadtest.Run {
+		return nomadtest.Run{RunFor: 200 * time.Millisecond, Files: map[string][]byte{
+			"alloc/data/out/model.json": []byte(`{"w":1}`), "alloc/data/out/metrics.json": []byte(`{"accuracy":0.9}`), "alloc/data/out/extra.txt": []byte("x")}}
+	})
+	rt := open(t, s)
+	c := ctx(t)
+	spec := gpuSpec("outputs.1", 0)
+	spec.Outputs = []string{"model.json", "./metrics.json"}
+	if _, err := rt.Start(c, spec); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := rt.Collect(c, spec.ID, t.TempDir()); !errors.Is(err, runtimes.ErrNotDone) {
+		t.Fatalf("Collect while running: %v, want ErrNotDone", err)
+	}
+	if _, err := rt.Wait(c, spec.ID); err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	outs, err := rt.Collect(c, spec.ID, dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(outs) != 2 || outs[0].Path != "metrics.json" || outs[1].Path != "model.json" {
+		t.Fatalf("outputs = %+v, want only the declared ones", outs)
+	}
+	if b, _ := os.ReadFile(outs[1].Local); string(b) != `{"w":1}` {
+		t.Fatalf("collected model.json = %q", b)
+	}
+	spec2 := gpuSpec("outputs.2", 0)
+	spec2.Outputs = []string{"missing.bin"}
+	if _, err := rt.Start(c, spec2); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := rt.Wait(c, spec2.ID); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := rt.Collect(c, spec2.ID, t.TempDir()); !errors.Is(err, runtimes.ErrOutput) {
+		t.Fatalf("missing declared output: %v, want ErrOutput", err)
+	}
+	spec3 := gpuSpec("outputs.3", 0)
+	spec3.Outputs = []string{"../etc/passwd"}
+	if _, err := rt.Start(c, spec3); !errors.Is(err, runtimes.ErrInvalid) {
+		t.Fatalf("escaping output path: %v", err)
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -612,21 +613,53 @@ func (r *Runtime) Stop(ctx context.Context, id string, _ time.Duration) error {
 	return nil
 }
 
-// Collect copies the files under the newest allocation's alloc/data/out
-// (the task's output dir) to dir through the fs API, digesting each with
-// sha256 as it streams. It refuses paths that would escape dir. Collecting
-// twice overwrites with identical content.
+// Collect copies the task's declared outputs (every file under its output
+// dir when none are declared) from the newest allocation's alloc/data/out
+// to dir through the fs API, digesting each with sha256 as it streams. Only
+// a finished task is collected (ErrNotDone otherwise); a declared output
+// that is missing fails with ErrOutput; paths that would escape dir are
+// refused. Collecting twice rewrites the same files.
 func (r *Runtime) Collect(ctx context.Context, id string, dir string) ([]runtimes.Output, error) {
 	jobID := JobID(id)
+	st, err := r.Status(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	if !st.State.Terminal() {
+		return nil, fmt.Errorf("%w: %s is %s", runtimes.ErrNotDone, id, st.State)
+	}
+	job, err := r.job(ctx, jobID)
+	if err != nil {
+		return nil, err
+	}
 	allocs, _, err := r.client.Jobs().Allocations(jobID, true, (&api.QueryOptions{}).WithContext(ctx))
 	if err != nil {
 		return nil, classify("allocations of "+jobID, err)
 	}
 	a := latest(allocs)
 	if a == nil {
-		return nil, fmt.Errorf("%w: task %s has no allocation", runtimes.ErrNotFound, id)
+		return nil, fmt.Errorf("%w: task %s never ran, so it has no outputs", runtimes.ErrOutput, id)
 	}
 	alloc := &api.Allocation{ID: a.ID, NodeID: a.NodeID}
+	if declared := job.Meta[MetaOutputs]; declared != "" {
+		var names []string
+		if err := json.Unmarshal([]byte(declared), &names); err != nil {
+			return nil, fmt.Errorf("%w: job %s meta %s: %v", runtimes.ErrInvalid, jobID, MetaOutputs, err)
+		}
+		sort.Strings(names)
+		out := make([]runtimes.Output, 0, len(names))
+		for _, name := range names {
+			o, err := r.fetch(ctx, alloc, name, dir)
+			if err != nil {
+				if errors.Is(err, runtimes.ErrUnavailable) || ctx.Err() != nil {
+					return nil, err
+				}
+				return nil, fmt.Errorf("%w: %s: %s: %v", runtimes.ErrOutput, id, name, err)
+			}
+			out = append(out, o)
+		}
+		return out, nil
+	}
 	var out []runtimes.Output
 	var walk func(rel string) error
 	walk = func(rel string) error {
