@@ -20,7 +20,7 @@ const (
 	IntegralityTol = 1e-6
 	// refactorEvery is how many product-form updates of the basis inverse
 	// are made before it is recomputed from scratch.
-	refactorEvery = 50
+	refactorEvery = 100
 	// blandAfter is how many consecutive degenerate pivots switch pricing
 	// from Dantzig's rule to Bland's rule, which cannot cycle.
 	blandAfter = 30
@@ -184,8 +184,8 @@ func (lp *packLP) solve(maxPivots int) bool {
 	m := lp.m
 	alpha := make([]float64, m)
 	degenerate := 0
+	lp.computeDuals()
 	for it := 0; it < maxPivots; it++ {
-		lp.computeDuals()
 		bland := degenerate >= blandAfter
 		q, best := -1, ReducedCostTol
 		for v := 0; v < lp.n+m; v++ {
@@ -265,6 +265,11 @@ func (lp *packLP) solve(maxPivots int) bool {
 				row[g] -= a * b
 			}
 		}
+		// The duals follow the pivot: y' = y + d_q·(row r of the new
+		// inverse) zeroes the entering reduced cost and keeps the others.
+		for g, b := range prow {
+			lp.y[g] += best * b
+		}
 		lp.pos[lp.basis[r]] = -1
 		lp.basis[r] = q
 		lp.pos[q] = r
@@ -274,6 +279,7 @@ func (lp *packLP) solve(maxPivots int) bool {
 			if !lp.refactor() {
 				lp.reset()
 			}
+			lp.computeDuals()
 		}
 	}
 	lp.computeDuals()

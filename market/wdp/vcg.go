@@ -34,6 +34,7 @@ func VCG(ctx context.Context, in *Instance, sol *Solution, opts Options) (*Payme
 	if _, ok := in.Value(sol.Winners); !ok {
 		return nil, fmt.Errorf("%w: solution is not a feasible packing of the instance", ErrInvalid)
 	}
+	start := time.Now()
 	won := map[string]float64{}
 	var order []string
 	for _, w := range sol.Winners {
@@ -95,6 +96,7 @@ func VCG(ctx context.Context, in *Instance, sol *Solution, opts Options) (*Payme
 		}
 		p.ByBidder[bidder] = pay
 	}
+	p.Seconds = time.Since(start).Seconds()
 	return p, nil
 }
 

@@ -1,0 +1,601 @@
+package market
+
+import (
+	"context"
+	"fmt"
+	"math"
+	"runtime"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/accordmesh/accord/market/wdp"
+	"github.com/accordmesh/accord/specs"
+)
+
+// Protocol names (spec negotiation.protocol).
+const (
+	ProtocolAuction     = "auction"
+	ProtocolAlternating = "alternating-offers"
+)
+
+// Options tune a clearing.
+type Options struct {
+	// Job names the job in results (default: the plan name).
+	Job string
+	// TimeLimit bounds winner determination (default 60s); a clearing
+	// stopped by it is reported with Optimal false and its gap.
+	TimeLimit time.Duration
+	// MaxBundle is the most jobs one provider bids for together in batch
+	// mode (default 3).
+	MaxBundle int
+	// MaxBidsPerProvider caps a provider's bundle bids (default 64).
+	MaxBidsPerProvider int
+}
+
+func (o *Options) defaults() {
+	if o.TimeLimit <= 0 {
+		o.TimeLimit = 60 * time.Second
+	}
+	if o.MaxBundle <= 0 {
+		o.MaxBundle = 3
+	}
+	if o.MaxBidsPerProvider <= 0 {
+		o.MaxBidsPerProvider = 64
+	}
+}
+
+// Offer is one provider's sealed bid: it will host all tasks of Jobs (or
+// only Group of one job, for split placements) on exactly Hardware for Ask.
+type Offer struct {
+	Provider string     `json:"provider"`
+	Jobs     []string   `json:"jobs"`
+	Group    []string   `json:"group,omitempty"` // the tasks offered when only part of a job is
+	Hardware []Hardware `json:"hardware"`
+	Ask      int64      `json:"ask"` // minor units
+}
+
+// BidRecord is one bid of the winner-determination instance.
+type BidRecord struct {
+	Index     int      `json:"index"`
+	Bidder    string   `json:"bidder"`
+	Providers []string `json:"providers"`
+	Jobs      []string `json:"jobs"`
+	Goods     []int    `json:"goods"`
+	Offers    []int    `json:"offers"` // indices into Result.Offers
+	Ask       int64    `json:"ask"`
+	Surplus   int64    `json:"surplus"` // WDP price: Σ(budget+1) − ask
+}
+
+// Award is a placement: the provider hosts the tasks at Price.
+type Award struct {
+	Job      string     `json:"job"`
+	Provider string     `json:"provider"`
+	Hardware []Hardware `json:"hardware"`
+	Ask      int64      `json:"ask"`
+	Price    int64      `json:"price"` // what the job pays this provider, minor units
+}
+
+// Result is the whole record of a negotiation, JSON-serialisable; the
+// negotiation attestation records it verbatim.
+type Result struct {
+	Protocol    string       `json:"protocol"`
+	Currency    string       `json:"currency"`
+	Jobs        []string     `json:"jobs"`
+	Providers   []string     `json:"providers"`
+	Offers      []Offer      `json:"offers"`
+	Bids        []BidRecord  `json:"bids"`
+	Winners     []int        `json:"winners"` // indices into Bids
+	Awards      []Award      `json:"awards"`
+	Welfare     int64        `json:"welfare"` // Σ surplus of the winning bids
+	Optimal     bool         `json:"optimal"`
+	Gap         float64      `json:"gap"`
+	Nodes       int          `json:"nodes"`
+	Rounds      []Round      `json:"rounds,omitempty"`
+	Diagnostics []Diagnostic `json:"diagnostics"`
+}
+
+// Negotiate runs the market for one job: the sealed-bid combinatorial
+// auction with VCG prices, or alternating offers when the spec asks and the
+// job has one task. It is a pure function of its inputs and the providers'
+// profiles, so an activity may retry it; the result to keep is the one the
+// workflow records. ErrNoOffers and ErrNoAgreement come with a Result whose
+// Diagnostics explain them.
+func Negotiate(ctx context.Context, plan *specs.Plan, providers []Provider, opts Options) (*Result, error) {
+	b, err := NewBuyer(opts.Job, plan)
+	if err != nil {
+		return nil, err
+	}
+	switch b.Protocol {
+	case ProtocolAuction:
+		return clear(ctx, []*Buyer{b}, providers, opts)
+	case ProtocolAlternating:
+		if len(b.Tasks) != 1 {
+			return nil, fmt.Errorf("%w: alternating offers needs a single-task job, %s has %d tasks", ErrInvalid, b.Job, len(b.Tasks))
+		}
+		return bargain(ctx, b, providers)
+	default:
+		return nil, fmt.Errorf("%w: unknown negotiation protocol %q", ErrInvalid, b.Protocol)
+	}
+}
+
+// Clear runs one sealed-bid combinatorial auction for many queued jobs
+// against many providers (batch mode), maximising total surplus under the
+// providers' capacities. Jobs are named by their plan name unless names is
+// given (same length as plans).
+func Clear(ctx context.Context, plans []*specs.Plan, names []string, providers []Provider, opts Options) (*Result, error) {
+	if names != nil && len(names) != len(plans) {
+		return nil, fmt.Errorf("%w: %d names for %d plans", ErrInvalid, len(names), len(plans))
+	}
+	var buyers []*Buyer
+	seen := map[string]bool{}
+	for i, p := range plans {
+		name := ""
+		if names != nil {
+			name = names[i]
+		}
+		b, err := NewBuyer(name, p)
+		if err != nil {
+			return nil, err
+		}
+		if seen[b.Job] {
+			return nil, fmt.Errorf("%w: job %s listed twice", ErrInvalid, b.Job)
+		}
+		seen[b.Job] = true
+		buyers = append(buyers, b)
+	}
+	return clear(ctx, buyers, providers, opts)
+}
+
+func profiles(ctx context.Context, providers []Provider) ([]Profile, error) {
+	var out []Profile
+	seen := map[string]bool{}
+	for _, pr := range providers {
+		p, err := pr.Profile(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("market: provider profile: %w", err)
+		}
+		if err := p.Validate(); err != nil {
+			return nil, err
+		}
+		if seen[p.Name] {
+			return nil, fmt.Errorf("%w: two providers named %s", ErrInvalid, p.Name)
+		}
+		seen[p.Name] = true
+		out = append(out, p)
+	}
+	return out, nil
+}
+
+func durations(b *Buyer) map[string]time.Duration {
+	d := map[string]time.Duration{}
+	for _, t := range b.Tasks {
+		d[t.Name] = t.Resources.MaxDuration
+	}
+	return d
+}
+
+func taskNames(b *Buyer) []string {
+	var s []string
+	for _, t := range b.Tasks {
+		s = append(s, t.Name)
+	}
+	return s
+}
+
+func clear(ctx context.Context, buyers []*Buyer, providers []Provider, opts Options) (*Result, error) {
+	opts.defaults()
+	profs, err := profiles(ctx, providers)
+	if err != nil {
+		return nil, err
+	}
+	res := &Result{Protocol: ProtocolAuction, Offers: []Offer{}, Bids: []BidRecord{}, Winners: []int{}, Awards: []Award{}, Diagnostics: []Diagnostic{}}
+	for _, b := range buyers {
+		res.Jobs = append(res.Jobs, b.Job)
+		if res.Currency == "" {
+			res.Currency = b.Currency
+		} else if b.Currency != "" && !strings.EqualFold(b.Currency, res.Currency) {
+			return nil, fmt.Errorf("%w: jobs in different currencies (%s, %s) cannot clear together", ErrInvalid, res.Currency, b.Currency)
+		}
+	}
+	for _, p := range profs {
+		res.Providers = append(res.Providers, p.Name)
+	}
+	// Offers: whole jobs, and co-location groups of jobs that have several.
+	type jobOffer struct {
+		offer int
+		job   int
+	}
+	whole := make([][]jobOffer, len(profs))     // by provider
+	groupOffers := make([][][]int, len(buyers)) // job -> group -> offers
+	for bi, b := range buyers {
+		groupOffers[bi] = make([][]int, len(b.Groups))
+		dur := durations(b)
+		for pi := range profs {
+			p := &profs[pi]
+			if d := eligible(b, p); len(d) > 0 {
+				res.Diagnostics = append(res.Diagnostics, d...)
+				continue
+			}
+			free := p.Free.clone()
+			hw, diag := fit(b, p, taskNames(b), &free)
+			if len(diag) == 0 {
+				a, err := ask(p, hw, dur)
+				if err != nil {
+					return nil, err
+				}
+				if a > b.Budget {
+					res.Diagnostics = append(res.Diagnostics, Diagnostic{Provider: p.Name, Job: b.Job, Constraint: "budget",
+						Detail: fmt.Sprintf("ask %d exceeds budget %d %s", a, b.Budget, b.Currency)})
+				} else {
+					res.Offers = append(res.Offers, Offer{Provider: p.Name, Jobs: []string{b.Job}, Hardware: hw, Ask: a})
+					whole[pi] = append(whole[pi], jobOffer{len(res.Offers) - 1, bi})
+				}
+			}
+			if len(b.Groups) < 2 {
+				if len(diag) > 0 {
+					res.Diagnostics = append(res.Diagnostics, diag...)
+				}
+				continue
+			}
+			grouped := 0
+			for gi, g := range b.Groups {
+				free := p.Free.clone()
+				hw, gd := fit(b, p, g, &free)
+				if len(gd) > 0 {
+					if len(diag) > 0 { // report only when the whole job did not fit either
+						res.Diagnostics = append(res.Diagnostics, gd...)
+					}
+					continue
+				}
+				a, err := ask(p, hw, dur)
+				if err != nil {
+					return nil, err
+				}
+				if a > b.Budget {
+					continue
+				}
+				res.Offers = append(res.Offers, Offer{Provider: p.Name, Jobs: []string{b.Job}, Group: g, Hardware: hw, Ask: a})
+				groupOffers[bi][gi] = append(groupOffers[bi][gi], len(res.Offers)-1)
+				grouped++
+			}
+			_ = grouped
+		}
+	}
+	if len(res.Offers) == 0 {
+		return res, fmt.Errorf("%w: %d provider(s) excluded; see diagnostics", ErrNoOffers, len(profs))
+	}
+	// Goods: jobs 0..J-1, then one per provider (its capacity is committed
+	// through at most one winning bid).
+	J := len(buyers)
+	provIdx := map[string]int{}
+	for pi, p := range profs {
+		provIdx[p.Name] = pi
+	}
+	inst := &wdp.Instance{Goods: J + len(profs)}
+	addBid := func(bidder string, provs []string, jobs []int, offers []int, askSum int64) {
+		var goods []int
+		var names []string
+		var value int64
+		for _, j := range jobs {
+			goods = append(goods, j)
+			names = append(names, buyers[j].Job)
+			value += buyers[j].Budget + 1
+		}
+		for _, p := range provs {
+			goods = append(goods, J+provIdx[p])
+		}
+		sur := value - askSum
+		if sur <= 0 {
+			return
+		}
+		res.Bids = append(res.Bids, BidRecord{Index: len(res.Bids), Bidder: bidder, Providers: provs, Jobs: names,
+			Goods: goods, Offers: offers, Ask: askSum, Surplus: sur})
+		inst.Bids = append(inst.Bids, wdp.Bid{Bidder: bidder, Goods: goods, Price: float64(sur)})
+	}
+	// Single-provider bundles of whole jobs, jointly fitted and priced.
+	for pi := range profs {
+		p := &profs[pi]
+		offs := whole[pi]
+		sort.SliceStable(offs, func(a, c int) bool {
+			return buyers[offs[a].job].Budget-res.Offers[offs[a].offer].Ask > buyers[offs[c].job].Budget-res.Offers[offs[c].offer].Ask
+		})
+		count := 0
+		var rec func(start int, chosen []jobOffer)
+		rec = func(start int, chosen []jobOffer) {
+			for i := start; i < len(offs) && count < opts.MaxBidsPerProvider; i++ {
+				set := append(chosen[:len(chosen):len(chosen)], offs[i])
+				if len(set) == 1 {
+					o := offs[i]
+					addBid(p.Name, []string{p.Name}, []int{o.job}, []int{o.offer}, res.Offers[o.offer].Ask)
+					count++
+				} else {
+					// Joint fit and price for the bundle.
+					free := p.Free.clone()
+					var hw []Hardware
+					ok := true
+					dur := map[string]time.Duration{}
+					var jobs []int
+					for _, o := range set {
+						b := buyers[o.job]
+						h, d := fit(b, p, taskNames(b), &free)
+						if len(d) > 0 {
+							ok = false
+							break
+						}
+						for k, v := range durations(b) {
+							dur[b.Job+"/"+k] = v
+						}
+						for _, x := range h {
+							x.Task = b.Job + "/" + x.Task
+							hw = append(hw, x)
+						}
+						jobs = append(jobs, o.job)
+					}
+					if !ok {
+						continue
+					}
+					a, err := ask(p, hw, dur)
+					if err != nil {
+						continue
+					}
+					var offers []int
+					var total int64
+					for _, o := range set {
+						offers = append(offers, o.offer)
+						total += buyers[o.job].Budget
+					}
+					if a > total {
+						continue
+					}
+					res.Offers = append(res.Offers, Offer{Provider: p.Name, Jobs: namesOf(buyers, jobs), Hardware: hw, Ask: a})
+					addBid(p.Name, []string{p.Name}, jobs, []int{len(res.Offers) - 1}, a)
+					count++
+				}
+				if len(set) < opts.MaxBundle {
+					rec(i+1, set)
+				}
+			}
+		}
+		rec(0, nil)
+	}
+	// Split placements: each co-location group on a different provider,
+	// the cheapest distinct providers per group (greedy, most constrained
+	// group first).
+	for bi, b := range buyers {
+		if len(b.Groups) < 2 {
+			continue
+		}
+		order := make([]int, len(b.Groups))
+		for i := range order {
+			order[i] = i
+		}
+		sort.SliceStable(order, func(x, y int) bool { return len(groupOffers[bi][order[x]]) < len(groupOffers[bi][order[y]]) })
+		used := map[string]bool{}
+		var offers []int
+		var provs []string
+		var total int64
+		ok := true
+		for _, gi := range order {
+			best := -1
+			for _, o := range groupOffers[bi][gi] {
+				if used[res.Offers[o].Provider] {
+					continue
+				}
+				if best < 0 || res.Offers[o].Ask < res.Offers[best].Ask {
+					best = o
+				}
+			}
+			if best < 0 {
+				ok = false
+				break
+			}
+			used[res.Offers[best].Provider] = true
+			offers = append(offers, best)
+			provs = append(provs, res.Offers[best].Provider)
+			total += res.Offers[best].Ask
+		}
+		if ok && total <= b.Budget {
+			sort.Strings(provs)
+			addBid("split:"+b.Job, provs, []int{bi}, offers, total)
+		}
+	}
+	if len(inst.Bids) == 0 {
+		return res, fmt.Errorf("%w: no bid fits a budget; see diagnostics", ErrNoAgreement)
+	}
+	sol, err := wdp.Solve(ctx, inst, wdp.Options{TimeLimit: opts.TimeLimit})
+	if err != nil {
+		return nil, fmt.Errorf("market: winner determination: %w", err)
+	}
+	res.Winners = sol.Winners
+	res.Optimal, res.Gap, res.Nodes = sol.Optimal, sol.Gap, sol.Nodes
+	for _, w := range sol.Winners {
+		res.Welfare += res.Bids[w].Surplus
+	}
+	prices, nodes, exact := providerPrices(ctx, inst, res, sol, profs, opts)
+	res.Nodes += nodes
+	res.Optimal = res.Optimal && exact
+	res.Awards = awards(res, buyers, prices)
+	// Jobs that won nothing get a diagnostic too.
+	placed := map[string]bool{}
+	for _, a := range res.Awards {
+		placed[a.Job] = true
+	}
+	for _, b := range buyers {
+		if !placed[b.Job] {
+			res.Diagnostics = append(res.Diagnostics, Diagnostic{Job: b.Job, Constraint: "capacity",
+				Detail: "outbid: the welfare-maximising allocation gives the offering providers' capacity to other jobs"})
+		}
+	}
+	if len(res.Awards) == 0 {
+		return res, fmt.Errorf("%w: no job placed", ErrNoAgreement)
+	}
+	return res, nil
+}
+
+func namesOf(buyers []*Buyer, jobs []int) []string {
+	var s []string
+	for _, j := range jobs {
+		s = append(s, buyers[j].Job)
+	}
+	return s
+}
+
+// providerPrices computes each winning provider's Clarke-pivot premium
+// W − W₋ₚ (the welfare the market would lose without it), re-solving without
+// all of its bids in parallel, warm-started with the winners minus its bids.
+func providerPrices(ctx context.Context, inst *wdp.Instance, res *Result, sol *wdp.Solution, profs []Profile, opts Options) (map[string]int64, int, bool) {
+	winners := map[string]bool{}
+	for _, w := range sol.Winners {
+		for _, p := range res.Bids[w].Providers {
+			winners[p] = true
+		}
+	}
+	var names []string
+	for p := range winners {
+		names = append(names, p)
+	}
+	sort.Strings(names)
+	prem := make([]int64, len(names))
+	nodes := make([]int, len(names))
+	exact := make([]bool, len(names))
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, runtime.GOMAXPROCS(0))
+	for i, p := range names {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			sem <- struct{}{}
+			defer func() { <-sem }()
+			sub := &wdp.Instance{Goods: inst.Goods}
+			var inc []int
+			isWinner := map[int]bool{}
+			for _, w := range sol.Winners {
+				isWinner[w] = true
+			}
+			for j, b := range res.Bids {
+				if containsExact(b.Providers, p) {
+					continue
+				}
+				if isWinner[j] {
+					inc = append(inc, len(sub.Bids))
+				}
+				sub.Bids = append(sub.Bids, inst.Bids[j])
+			}
+			s, err := wdp.Solve(ctx, sub, wdp.Options{TimeLimit: opts.TimeLimit, Incumbent: inc})
+			if err != nil {
+				return
+			}
+			nodes[i], exact[i] = s.Nodes, s.Optimal
+			prem[i] = int64(math.Round(sol.Objective - s.Objective))
+			if prem[i] < 0 {
+				prem[i] = 0
+			}
+		}()
+	}
+	wg.Wait()
+	out := map[string]int64{}
+	ok := sol.Optimal
+	tot := 0
+	for i, p := range names {
+		out[p] = prem[i]
+		ok = ok && exact[i]
+		tot += nodes[i]
+	}
+	return out, tot, ok
+}
+
+func containsExact(list []string, s string) bool {
+	for _, v := range list {
+		if v == s {
+			return true
+		}
+	}
+	return false
+}
+
+// awards turns winning bids into per-job, per-provider placements. A
+// provider is paid its ask plus its VCG premium, split over the jobs of a
+// bundle in proportion to their asks; a job never pays more than its budget
+// in total (premiums are scaled down if needed).
+func awards(res *Result, buyers []*Buyer, premium map[string]int64) []Award {
+	budget := map[string]int64{}
+	for _, b := range buyers {
+		budget[b.Job] = b.Budget
+	}
+	var out []Award
+	for _, w := range res.Winners {
+		bid := res.Bids[w]
+		var part []Award
+		for _, oi := range bid.Offers {
+			o := res.Offers[oi]
+			prem := premium[o.Provider]
+			if len(o.Jobs) == 1 {
+				part = append(part, Award{Job: o.Jobs[0], Provider: o.Provider, Hardware: o.Hardware, Ask: o.Ask, Price: o.Ask + prem})
+				continue
+			}
+			// A bundle of jobs: split hardware and price by job.
+			var askByJob []int64
+			var sum int64
+			for _, j := range o.Jobs {
+				var hw []Hardware
+				for _, h := range o.Hardware {
+					if strings.HasPrefix(h.Task, j+"/") {
+						h.Task = strings.TrimPrefix(h.Task, j+"/")
+						hw = append(hw, h)
+					}
+				}
+				share := o.Ask / int64(len(o.Jobs))
+				askByJob = append(askByJob, share)
+				sum += share
+				part = append(part, Award{Job: j, Provider: o.Provider, Hardware: hw})
+			}
+			base := len(part) - len(o.Jobs)
+			rest := o.Ask - sum
+			for k := range o.Jobs {
+				a := askByJob[k]
+				if k == 0 {
+					a += rest // remainder of the integer division
+				}
+				p := prem / int64(len(o.Jobs))
+				if k == 0 {
+					p += prem % int64(len(o.Jobs))
+				}
+				part[base+k].Ask, part[base+k].Price = a, a+p
+			}
+		}
+		// Cap each job's total at its budget.
+		byJob := map[string][]int{}
+		for i, a := range part {
+			byJob[a.Job] = append(byJob[a.Job], i)
+		}
+		for job, idx := range byJob {
+			var total, asks int64
+			for _, i := range idx {
+				total += part[i].Price
+				asks += part[i].Ask
+			}
+			if total <= budget[job] {
+				continue
+			}
+			room := budget[job] - asks // ≥ 0: offers are within budget
+			prem := total - asks
+			var given int64
+			for k, i := range idx {
+				p := part[i].Price - part[i].Ask
+				scaled := p * room / prem
+				if k == len(idx)-1 {
+					scaled = room - given
+					if scaled > p {
+						scaled = p
+					}
+				}
+				given += scaled
+				part[i].Price = part[i].Ask + scaled
+			}
+		}
+		out = append(out, part...)
+	}
+	return out
+}

@@ -1,0 +1,202 @@
+package market
+
+import (
+	"context"
+	"fmt"
+	"math"
+	"sort"
+)
+
+// Round is one offer in alternating-offers bargaining.
+type Round struct {
+	Provider string `json:"provider"`
+	Round    int    `json:"round"`
+	By       string `json:"by"` // "buyer" or "provider"
+	Price    int64  `json:"price"`
+	Accepted bool   `json:"accepted,omitempty"`
+}
+
+// Concession tactics (Faratin, Sierra and Jennings 1998): at round t of T an
+// agent offers IP + (RP − IP)·(t/T)^(1/β), from its initial price IP to its
+// reservation price RP. Boulware (β < 1) holds firm until the deadline,
+// a conceder (β > 1) gives ground early, linear is β = 1.
+const (
+	BetaBoulware = 0.2
+	BetaLinear   = 1.0
+	BetaConceder = 5.0
+)
+
+func concession(name string) (float64, error) {
+	switch name {
+	case "", "linear":
+		return BetaLinear, nil
+	case "boulware":
+		return BetaBoulware, nil
+	case "conceder":
+		return BetaConceder, nil
+	}
+	return 0, fmt.Errorf("unknown concession tactic %q (boulware, linear, conceder)", name)
+}
+
+// Defaults of the bargaining protocol when the spec leaves them out.
+const (
+	DefaultRounds   = 10
+	DefaultDiscount = 0.95
+	// DefaultBuyerOpening is the buyer's opening offer as a share of its
+	// budget when negotiation.reserve is not set.
+	DefaultBuyerOpening = 0.5
+)
+
+// Agent is one side of a bilateral bargain.
+type Agent struct {
+	Initial, Reserve int64   // opening and walk-away prices
+	Beta             float64 // concession exponent
+	Discount         float64 // per-round discount factor δ in (0, 1]
+	Buyer            bool
+}
+
+// offer is the agent's price at round t of a bargain with deadline T.
+func (a Agent) offer(t, T int) int64 {
+	f := 1.0
+	if T > 0 {
+		f = math.Pow(math.Min(1, float64(t)/float64(T)), 1/a.Beta)
+	}
+	p := float64(a.Initial) + float64(a.Reserve-a.Initial)*f
+	if a.Buyer {
+		return int64(math.Floor(p))
+	}
+	return int64(math.Ceil(p))
+}
+
+// utility of an agreement at price in round t: the surplus over the
+// reservation price, discounted by δ^t (Rubinstein's time preference).
+func (a Agent) utility(price int64, t int) float64 {
+	s := float64(price - a.Reserve)
+	if a.Buyer {
+		s = -s
+	}
+	return s * math.Pow(a.Discount, float64(t))
+}
+
+// accepts applies the AC-next rule: take the counterpart's offer if it is
+// worth at least what the agent's own next offer would be worth one round
+// later, and never beyond the reservation price.
+func (a Agent) accepts(price int64, t, T int) bool {
+	if (a.Buyer && price > a.Reserve) || (!a.Buyer && price < a.Reserve) {
+		return false
+	}
+	if t >= T {
+		return true // deadline: any price within the reservation beats no deal
+	}
+	return a.utility(price, t) >= a.utility(a.offer(t+1, T), t+1)
+}
+
+// Bargain runs alternating offers between buyer and seller, the buyer
+// proposing first, for at most T rounds (the deadline). It returns the
+// offers made and the agreed price, or ok false at the deadline.
+func Bargain(provider string, buyer, seller Agent, T int) (rounds []Round, price int64, ok bool) {
+	for t := 0; t <= T; t++ {
+		proposer, responder, by := buyer, seller, "buyer"
+		if t%2 == 1 {
+			proposer, responder, by = seller, buyer, "provider"
+		}
+		p := proposer.offer(t, T)
+		r := Round{Provider: provider, Round: t, By: by, Price: p}
+		if responder.accepts(p, t, T) {
+			r.Accepted = true
+			rounds = append(rounds, r)
+			return rounds, p, true
+		}
+		rounds = append(rounds, r)
+	}
+	return rounds, 0, false
+}
+
+// bargain runs alternating offers of a single-task job with every eligible
+// provider and takes the cheapest agreement (ties: higher reputation).
+func bargain(ctx context.Context, b *Buyer, providers []Provider) (*Result, error) {
+	profs, err := profiles(ctx, providers)
+	if err != nil {
+		return nil, err
+	}
+	res := &Result{Protocol: ProtocolAlternating, Currency: b.Currency, Jobs: []string{b.Job}, Offers: []Offer{},
+		Bids: []BidRecord{}, Winners: []int{}, Awards: []Award{}, Diagnostics: []Diagnostic{}, Optimal: true}
+	T := b.Negotiation.Rounds
+	if T <= 0 {
+		T = DefaultRounds
+	}
+	disc := b.Negotiation.Discount
+	if disc <= 0 || disc > 1 {
+		disc = DefaultDiscount
+	}
+	open := b.Negotiation.Reserve
+	if open <= 0 || open > b.Budget {
+		open = int64(float64(b.Budget) * DefaultBuyerOpening)
+	}
+	// Preference: a buyer that values speed (→1) concedes faster.
+	beta := BetaBoulware + (BetaConceder-BetaBoulware)*b.Preference
+	buyer := Agent{Initial: open, Reserve: b.Budget, Beta: beta, Discount: disc, Buyer: true}
+	type deal struct {
+		offer int
+		price int64
+		rep   float64
+	}
+	var deals []deal
+	for pi := range profs {
+		p := &profs[pi]
+		res.Providers = append(res.Providers, p.Name)
+		if d := eligible(b, p); len(d) > 0 {
+			res.Diagnostics = append(res.Diagnostics, d...)
+			continue
+		}
+		free := p.Free.clone()
+		hw, d := fit(b, p, taskNames(b), &free)
+		if len(d) > 0 {
+			res.Diagnostics = append(res.Diagnostics, d...)
+			continue
+		}
+		reserve, err := ask(p, hw, durations(b))
+		if err != nil {
+			return nil, err
+		}
+		sb, _ := concession(p.Strategy.Concession)
+		opening := p.Strategy.Opening
+		if opening < 1 {
+			opening = 2
+		}
+		sd := p.Strategy.Discount
+		if sd <= 0 || sd > 1 {
+			sd = DefaultDiscount
+		}
+		seller := Agent{Initial: int64(math.Ceil(float64(reserve) * opening)), Reserve: reserve, Beta: sb, Discount: sd}
+		res.Offers = append(res.Offers, Offer{Provider: p.Name, Jobs: []string{b.Job}, Hardware: hw, Ask: reserve})
+		rounds, price, ok := Bargain(p.Name, buyer, seller, T)
+		res.Rounds = append(res.Rounds, rounds...)
+		if !ok {
+			res.Diagnostics = append(res.Diagnostics, Diagnostic{Provider: p.Name, Job: b.Job, Constraint: "deadline",
+				Detail: fmt.Sprintf("no agreement within %d rounds (provider reserve %d, budget %d)", T, reserve, b.Budget)})
+			continue
+		}
+		deals = append(deals, deal{len(res.Offers) - 1, price, p.Reputation})
+	}
+	if len(res.Offers) == 0 {
+		return res, fmt.Errorf("%w: %d provider(s) excluded; see diagnostics", ErrNoOffers, len(profs))
+	}
+	if len(deals) == 0 {
+		return res, fmt.Errorf("%w: bargaining reached the deadline with every provider", ErrNoAgreement)
+	}
+	sort.SliceStable(deals, func(i, j int) bool {
+		if deals[i].price != deals[j].price {
+			return deals[i].price < deals[j].price
+		}
+		return deals[i].rep > deals[j].rep
+	})
+	d := deals[0]
+	o := res.Offers[d.offer]
+	res.Bids = append(res.Bids, BidRecord{Index: 0, Bidder: o.Provider, Providers: []string{o.Provider}, Jobs: o.Jobs,
+		Goods: []int{0}, Offers: []int{d.offer}, Ask: d.price, Surplus: b.Budget - d.price})
+	res.Winners = []int{0}
+	res.Welfare = b.Budget - o.Ask
+	res.Awards = []Award{{Job: b.Job, Provider: o.Provider, Hardware: o.Hardware, Ask: o.Ask, Price: d.price}}
+	return res, nil
+}
