@@ -1,0 +1,16 @@
+# Market: the combinatorial-auction benchmark against CBC and GLPK.
+#
+#   make bench-auction   CATS-style "arbitrary" instances (100×500, 200×1000,
+#                        300×1500; seeds 1..AUCTION_SEEDS), each solved by
+#                        Accord's solver, cbc and glpsol in the same run;
+#                        checks that the objectives agree, prints per-size
+#                        medians and ratios accord/CBC and accord/GLPK, and
+#                        VCG time versus WDP time for 200×1000.
+#                        Needs Debian coinor-cbc and glpk-utils.
+.PHONY: bench-auction
+BENCH_TARGETS += bench-auction
+AUCTION_SIZES ?= 100x500,200x1000,300x1500
+AUCTION_SEEDS ?= 3
+AUCTION_LIMIT ?= 10m
+bench-auction:
+	$(GO) run ./market/cmd/auctionbench -sizes $(AUCTION_SIZES) -seeds $(AUCTION_SEEDS) -limit $(AUCTION_LIMIT) -vcg 200x1000
