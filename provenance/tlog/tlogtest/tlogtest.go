@@ -37,6 +37,7 @@ func Run(t *testing.T, newLog func(t *testing.T) tlog.Log) {
 	t.Run("RejectsBadEnvelope", func(t *testing.T) { testReject(t, newLog(t)) })
 	t.Run("ConcurrentUploads", func(t *testing.T) { testConcurrent(t, newLog(t)) })
 	t.Run("NotFound", func(t *testing.T) { testNotFound(t, newLog(t)) })
+	t.Run("ReceiptAudit", func(t *testing.T) { testReceipt(t, newLog(t)) })
 }
 
 // Fixture is a signed statement ready to upload.
