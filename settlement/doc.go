@@ -27,6 +27,25 @@
 // key with a different request fails with [ErrKeyReused]. Concurrent replays
 // are safe: the database serialises them on the unique key.
 //
+// # Flows
+//
+// What the workflow's activities call, each idempotent as noted:
+//
+//   - [Ledger.Deposit] funds a tenant (key "deposit/<key>"; `accord ledger
+//     deposit TENANT AMOUNT --key REF` from the CLI, which is how a demo
+//     tenant is funded) and [Ledger.DepositBond] a provider's bond (key
+//     "bond/<key>"; `accord provider bond PROVIDER AMOUNT`).
+//   - [Ledger.Hold] at placement: the negotiated price plus a margin, at
+//     most the budget cap, from tenant to escrow; [ErrInsufficientFunds]
+//     when the tenant cannot fund it (key job/hold/attempt).
+//   - [Meter] and [EvaluateSLA] are pure functions.
+//   - [Ledger.Settle] pays provider, platform fee and royalties from the
+//     escrow, refunds the rest, applies SLA refunds and bond slashing, and
+//     returns the postings (key job/settle/attempt).
+//   - [Ledger.Release] is the compensation: the whole escrow back to the
+//     tenant; harmless on a job that was never held or already released
+//     (key job/release/attempt).
+//
 // # Storage
 //
 // One implementation over database/sql with two dialects: SQLite

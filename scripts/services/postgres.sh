@@ -27,7 +27,7 @@ bindir() {
 
 as_pg() {
 	if [ "$(id -u)" = 0 ]; then
-		runuser -u postgres -- "$@"
+		(cd / && runuser -u postgres -- "$@") # postgres may not be allowed into $PWD
 	else
 		"$@"
 	fi
