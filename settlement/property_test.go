@@ -35,15 +35,27 @@ func TestRandomSequences(t *testing.T) {
 	if testing.Short() {
 		steps = 80
 	}
+	// finals[seed][backend] is the final state, compared across backends:
+	// the same sequence must leave the same balances on SQLite and PostgreSQL.
+	finals := map[uint64]map[string]map[string]int64{}
 	for _, b := range backendList {
 		t.Run(b.name, func(t *testing.T) {
 			for _, seed := range propertySeeds(t) {
 				t.Run(fmt.Sprintf("seed=%d", seed), func(t *testing.T) {
 					l := openLedger(t, b.dsn(t))
 					runRandom(t, l, rand.New(rand.NewPCG(seed, 0x5e77)), steps)
+					if finals[seed] == nil {
+						finals[seed] = map[string]map[string]int64{}
+					}
+					finals[seed][b.name] = snapshot(t, l)
 				})
 			}
 		})
+	}
+	for seed, byBackend := range finals {
+		if len(byBackend) == 2 && !reflect.DeepEqual(byBackend["sqlite"], byBackend["postgres"]) {
+			t.Errorf("seed %d: SQLite and PostgreSQL disagree:\n%v\n%v", seed, byBackend["sqlite"], byBackend["postgres"])
+		}
 	}
 }
 
