@@ -769,3 +769,38 @@ func TestCollectDeclaredOutputs(t *testing.T) {
 		t.Fatalf("escaping output path: %v", err)
 	}
 }
+
+// TestWatchFallsBackToBlockingQueriesAndStops: without event access the
+// watcher still follows changes (blocking queries), and its channel closes
+// when ctx ends.
+func TestWatchFallsBackToBlockingQueriesAndStops(t *testing.T) {
+	s, ids := cluster(t)
+	s.DisableEventStream()
+	rt := open(t, s)
+	c, cancel := context.WithCancel(context.Background())
+	watch := nomad.Watch(c, rt.Client(), rt.Config())
+	if first := <-watch; first.FreeGPUsByModel()[h100] != 4 {
+		t.Fatalf("first snapshot: %v", first.FreeGPUsByModel())
+	}
+	s.SetDrain(ids["a"], true)
+	select {
+	case snap := <-watch:
+		if snap.FreeGPUsByModel()[h100] != 0 {
+			t.Fatalf("after drain: %v", snap.FreeGPUsByModel())
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("blocking-query fallback never reported the drain")
+	}
+	if s.Requests("GET /v1/event/stream") == 0 {
+		t.Fatal("the watcher never tried the event stream")
+	}
+	cancel()
+	select {
+	case _, ok := <-watch:
+		for ok {
+			_, ok = <-watch
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("watch channel not closed after cancel")
+	}
+}

@@ -49,6 +49,13 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 	case strings.HasPrefix(p, "/v1/client/allocation/") && strings.HasSuffix(p, "/stats"):
 		s.allocStats(w, r, strings.TrimSuffix(strings.TrimPrefix(p, "/v1/client/allocation/"), "/stats"))
 	case p == "/v1/event/stream":
+		s.mu.Lock()
+		off := s.noEvents
+		s.mu.Unlock()
+		if off {
+			http.Error(w, "Permission denied", http.StatusForbidden)
+			return
+		}
 		s.eventStream(w, r)
 	default:
 		http.Error(w, "Invalid URL path", http.StatusNotFound)

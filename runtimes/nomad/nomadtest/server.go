@@ -72,6 +72,7 @@ type Server struct {
 	evals       map[string]*api.Evaluation
 	blockedPrev map[string]blockedFor // blocked evaluation → allocation it replaces
 	token       string
+	noEvents    bool
 	events      []api.Event
 	runs        map[string]*allocRun // by allocation ID
 	attempts    map[string]int       // allocations created per job
@@ -135,6 +136,15 @@ func (s *Server) RequireToken(token string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.token = token
+}
+
+// DisableEventStream makes /v1/event/stream answer 403 as an agent whose ACL
+// policy lacks event access does, so clients must fall back to blocking
+// queries.
+func (s *Server) DisableEventStream() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.noEvents = true
 }
 
 // SetBehavior sets how allocations behave from now on.
