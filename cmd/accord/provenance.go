@@ -15,6 +15,7 @@ import (
 	"github.com/accordmesh/accord/provenance"
 	"github.com/accordmesh/accord/provenance/tlog"
 	"github.com/accordmesh/accord/provenance/tlog/embedded"
+	_ "github.com/accordmesh/accord/provenance/tlog/rekorv1" // --log rekor / --rekor-url
 )
 
 // logFlags select the transparency log for receipt and audit commands.
