@@ -3,6 +3,7 @@ package settlement
 import (
 	"bufio"
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -261,4 +262,45 @@ func TestCrashChild(t *testing.T) {
 	}
 	close(work)
 	wg.Wait()
+}
+
+// TestConcurrentHoldsOfOneJob races placements of one job under different
+// attempts: exactly one holds the escrow, the others fail with ErrJobState.
+func TestConcurrentHoldsOfOneJob(t *testing.T) {
+	eachBackend(t, func(t *testing.T, dsn string) {
+		ctx := context.Background()
+		l := openLedger(t, dsn)
+		fund(t, l, "acme", 100_000)
+		const n = 8
+		errs := make(chan error, n)
+		var wg sync.WaitGroup
+		for i := range n {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				r := holdReq("job-race")
+				r.Attempt = i + 1
+				_, err := l.Hold(ctx, r)
+				errs <- err
+			}()
+		}
+		wg.Wait()
+		close(errs)
+		ok := 0
+		for err := range errs {
+			switch {
+			case err == nil:
+				ok++
+			case !errors.Is(err, ErrJobState):
+				t.Errorf("racing hold: %v", err)
+			}
+		}
+		if ok != 1 {
+			t.Fatalf("%d holds succeeded, want 1", ok)
+		}
+		if got := mustBalance(t, l, "tenant:acme", "USD"); got != 100_000-1100 {
+			t.Fatalf("tenant = %d after one hold of 1100", got)
+		}
+		mustCheck(t, l)
+	})
 }

@@ -279,7 +279,9 @@ func (l *Ledger) forUpdate() string {
 func retryable(err error) bool {
 	var pe *pgconn.PgError
 	if errors.As(err, &pe) {
-		return pe.Code == "40001" || pe.Code == "40P01"
+		// 23505: two transactions created the same job row at once; the
+		// retry sees the winner's row and answers accordingly.
+		return pe.Code == "40001" || pe.Code == "40P01" || pe.Code == "23505"
 	}
 	var se *sqlite.Error
 	if errors.As(err, &se) {
