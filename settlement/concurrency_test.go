@@ -152,6 +152,7 @@ func TestKilledMidSettlement(t *testing.T) {
 		// workers are in the middle of more.
 		sc := bufio.NewScanner(out)
 		settled := 0
+		startedBefore := map[string]bool{}
 		deadline := time.After(2 * time.Minute)
 		lines := make(chan string)
 		go func() {
@@ -167,6 +168,9 @@ func TestKilledMidSettlement(t *testing.T) {
 				if !ok {
 					break wait
 				}
+				if job, ok := strings.CutPrefix(line, "start "); ok {
+					startedBefore[job] = true
+				}
 				if strings.HasPrefix(line, "settled ") {
 					settled++
 					if settled >= jobs/4 {
@@ -181,13 +185,21 @@ func TestKilledMidSettlement(t *testing.T) {
 			t.Fatal(err)
 		}
 		cmd.Wait()
-		go func() {
-			for range lines {
+		// What the child wrote before it died: jobs it started but never
+		// reported were in flight when it was killed.
+		started := map[string]bool{}
+		for line := range lines {
+			if job, ok := strings.CutPrefix(line, "start "); ok {
+				started[job] = true
 			}
-		}()
+			if strings.HasPrefix(line, "settled ") {
+				settled++
+			}
+		}
 		if settled < jobs/4 {
 			t.Fatalf("child settled only %d jobs before the deadline", settled)
 		}
+		inFlight := len(startedBefore) + len(started) - settled
 
 		// A fresh handle, as after a restart.
 		l.Close()
@@ -214,7 +226,7 @@ func TestKilledMidSettlement(t *testing.T) {
 		if got := mustBalance(t, l, "provider:gpu-co", "USD"); got != 850*done {
 			t.Fatalf("provider has %d for %d settled jobs", got, done)
 		}
-		t.Logf("killed after %d reported; %d jobs settled, %d untouched", settled, done, untouched)
+		t.Logf("killed with %d settlements in flight: %d reported, %d jobs settled, %d untouched", inFlight, settled, done, untouched)
 		// The survivors settle normally afterwards.
 		for i := range jobs {
 			if _, err := l.Settle(ctx, settleReq(fmt.Sprintf("job-%03d", i))); err != nil {
@@ -247,6 +259,9 @@ func TestCrashChild(t *testing.T) {
 			defer wg.Done()
 			for i := range work {
 				job := fmt.Sprintf("job-%03d", i)
+				mu.Lock()
+				fmt.Println("start", job)
+				mu.Unlock()
 				if _, err := l.Settle(ctx, settleReq(job)); err != nil {
 					fmt.Fprintln(os.Stderr, "child:", err)
 					os.Exit(3)
