@@ -418,7 +418,8 @@ func watchChanges(ctx context.Context, cl *api.Client, index uint64, poke func()
 	topics := map[api.Topic][]string{api.TopicNode: {"*"}, api.TopicAllocation: {"*"}}
 	for ctx.Err() == nil {
 		q := (&api.QueryOptions{Namespace: "*"}).WithContext(ctx)
-		ch, err := cl.EventStream().Stream(ctx, topics, index+1, q)
+		// From the snapshot's own index: at worst one redundant event, never a missed one.
+		ch, err := cl.EventStream().Stream(ctx, topics, index, q)
 		if err != nil {
 			slog.Debug("nomad event stream unavailable, using blocking queries", "err", err)
 			blockingChanges(ctx, cl, index, poke)
