@@ -147,7 +147,7 @@ func (r *Runtime) Start(ctx context.Context, spec runtimes.TaskSpec) (runtimes.S
 		}
 		_, _, err = r.client.Jobs().RegisterOpts(job, &api.RegisterOptions{EnforceIndex: true, ModifyIndex: plan.JobModifyIndex}, wo)
 		if err != nil {
-			if strings.Contains(err.Error(), "Enforcing job modify index") {
+			if strings.Contains(err.Error(), api.RegisterEnforceIndexErrPrefix) {
 				slog.Debug("nomad: lost registration race, re-attaching", "job", id)
 				continue
 			}
