@@ -2,10 +2,10 @@ package provenance
 
 import (
 	"context"
-	"errors"
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"math"
 	"math/bits"
