@@ -232,7 +232,7 @@ func (l *Log) loadOrInit(o Options) (note.Signer, error) {
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
 		if o.ReadOnly {
-			return nil, fmt.Errorf("embedded: no log in %s: %w", l.dir, tlog.ErrNotFound)
+			return nil, fmt.Errorf("embedded: no log in %s (nothing attested yet?): %w", l.dir, fs.ErrNotExist)
 		}
 		var rnd [8]byte
 		if _, err := rand.Read(rnd[:]); err != nil {
