@@ -804,3 +804,34 @@ func TestWatchFallsBackToBlockingQueriesAndStops(t *testing.T) {
 		t.Fatal("watch channel not closed after cancel")
 	}
 }
+
+// TestLogsFollowEndsWhenAgentKeepsStreaming: an agent that keeps a followed
+// stream open after the task died must not keep Logs open forever.
+func TestLogsFollowEndsWhenAgentKeepsStreaming(t *testing.T) {
+	s, _ := cluster(t)
+	s.KeepLogStreamsOpen()
+	s.SetBehavior(func(*api.Job, *api.Allocation, int) nomadtest.Run {
+		return nomadtest.Run{Stdout: "bye\n", RunFor: 50 * time.Millisecond}
+	})
+	rt := open(t, s)
+	c := ctx(t)
+	spec := gpuSpec("keepopen.1", 0)
+	if _, err := rt.Start(c, spec); err != nil {
+		t.Fatal(err)
+	}
+	rc, err := rt.Logs(c, spec.ID, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rc.Close()
+	done := make(chan []byte, 1)
+	go func() { b, _ := io.ReadAll(rc); done <- b }()
+	select {
+	case b := <-done:
+		if string(b) != "bye\n" {
+			t.Fatalf("logs = %q", b)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("followed logs never ended after the task died")
+	}
+}

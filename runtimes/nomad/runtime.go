@@ -545,8 +545,22 @@ func (l *logReader) Close() error {
 }
 
 // streamAlloc copies one allocation's stdout and stderr frames into w.
-func (r *Runtime) streamAlloc(ctx context.Context, a *api.AllocationListStub, follow bool, w io.Writer) error {
+func (r *Runtime) streamAlloc(parent context.Context, a *api.AllocationListStub, follow bool, w io.Writer) error {
 	alloc := &api.Allocation{ID: a.ID, NodeID: a.NodeID}
+	ctx, cancel := context.WithCancel(parent)
+	defer cancel()
+	if follow {
+		// Whether or not the agent closes a followed stream when the task
+		// dies, stop once the allocation is terminal and the tail is in.
+		go func() {
+			r.waitAllocTerminal(ctx, a.ID)
+			select {
+			case <-ctx.Done():
+			case <-time.After(logTailGrace):
+			}
+			cancel()
+		}()
+	}
 	var mu sync.Mutex
 	var wg sync.WaitGroup
 	errs := make([]error, 2)
@@ -584,6 +598,33 @@ func (r *Runtime) streamAlloc(ctx context.Context, a *api.AllocationListStub, fo
 	}
 	wg.Wait()
 	return errors.Join(errs...)
+}
+
+// logTailGrace is how long a followed log keeps reading after its
+// allocation turned terminal, for the last frames in flight.
+const logTailGrace = 2 * time.Second
+
+// waitAllocTerminal blocks until the allocation is terminal, gone, or ctx ends.
+func (r *Runtime) waitAllocTerminal(ctx context.Context, allocID string) {
+	var index uint64
+	for ctx.Err() == nil {
+		a, meta, err := r.client.Allocations().Info(allocID, (&api.QueryOptions{WaitIndex: index, WaitTime: r.poll}).WithContext(ctx))
+		if err != nil {
+			if isNotFound(err) {
+				return
+			}
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(time.Second):
+			}
+			continue
+		}
+		if a.ClientTerminalStatus() {
+			return
+		}
+		index = meta.LastIndex
+	}
 }
 
 // Stop stops the job (deregister without purge) so that its state stays

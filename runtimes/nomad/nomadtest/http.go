@@ -563,6 +563,7 @@ func (s *Server) logs(w http.ResponseWriter, r *http.Request, id, task, typ stri
 			data = append([]byte(nil), data...)
 		}
 		done := a == nil || terminal(a) || (a.TaskStates[task] != nil && a.TaskStates[task].State == "dead")
+		done = done && !s.keepLogs
 		ch := s.changed
 		closed := s.closed
 		s.mu.Unlock()

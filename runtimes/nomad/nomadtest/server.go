@@ -73,6 +73,7 @@ type Server struct {
 	blockedPrev map[string]blockedFor // blocked evaluation → allocation it replaces
 	token       string
 	noEvents    bool
+	keepLogs    bool
 	events      []api.Event
 	runs        map[string]*allocRun // by allocation ID
 	attempts    map[string]int       // allocations created per job
@@ -145,6 +146,14 @@ func (s *Server) DisableEventStream() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.noEvents = true
+}
+
+// KeepLogStreamsOpen makes followed log streams stay open after the task
+// dies (heartbeats only), for clients that must end them themselves.
+func (s *Server) KeepLogStreamsOpen() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.keepLogs = true
 }
 
 // SetBehavior sets how allocations behave from now on.
