@@ -89,6 +89,45 @@ func (s *Store) Put(a *Attestation) error {
 	return writeFileAtomic(p, append(b, '\n'), 0o644)
 }
 
+// create writes a new attestation only if none is stored for its job and
+// stage (atomically, across processes: a hard link of a complete temporary
+// file), reporting created=false when one exists.
+func (s *Store) create(a *Attestation) (created bool, err error) {
+	p, err := s.path(a.JobID, a.Stage)
+	if err != nil {
+		return false, err
+	}
+	b, err := json.MarshalIndent(a, "", "  ")
+	if err != nil {
+		return false, fmt.Errorf("provenance: encode attestation: %w", err)
+	}
+	if err := os.MkdirAll(filepath.Dir(p), 0o700); err != nil {
+		return false, fmt.Errorf("provenance: store attestation: %w", err)
+	}
+	f, err := os.CreateTemp(filepath.Dir(p), "."+a.Stage+".tmp*")
+	if err != nil {
+		return false, fmt.Errorf("provenance: store attestation: %w", err)
+	}
+	defer os.Remove(f.Name())
+	_, werr := f.Write(append(b, '\n'))
+	if werr == nil {
+		werr = f.Sync()
+	}
+	if cerr := f.Close(); werr == nil {
+		werr = cerr
+	}
+	if werr != nil {
+		return false, fmt.Errorf("provenance: store attestation: %w", werr)
+	}
+	if err := os.Link(f.Name(), p); err != nil {
+		if errors.Is(err, fs.ErrExist) {
+			return false, nil
+		}
+		return false, fmt.Errorf("provenance: store attestation: %w", err)
+	}
+	return true, nil
+}
+
 // List returns a job's stored attestations in stage order.
 func (s *Store) List(jobID string) ([]*Attestation, error) {
 	var out []*Attestation
@@ -209,8 +248,12 @@ func (r *Recorder) sign(ctx context.Context, req AttestRequest) (*Attestation, e
 		return nil, err
 	}
 	a := &Attestation{JobID: req.JobID, Stage: req.Stage, Digest: Digest(env), Envelope: env, SignerPublicKey: string(r.key.PublicPEM())}
-	if err := r.store.Put(a); err != nil {
+	created, err := r.store.create(a)
+	if err != nil {
 		return nil, err
+	}
+	if !created { // another process signed this stage first: use its envelope
+		return r.store.Get(req.JobID, req.Stage)
 	}
 	return a, nil
 }

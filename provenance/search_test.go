@@ -109,3 +109,36 @@ func TestAttestSurvivesUnreachableLog(t *testing.T) {
 		t.Fatalf("after the log came back: %v (digest %s, want %s)", err, a.Digest, digest)
 	}
 }
+
+// TestAttestConcurrentRecorders: two recorders (two worker processes) on one
+// store attest the same stage at once; one envelope wins and both return it.
+func TestAttestConcurrentRecorders(t *testing.T) {
+	ctx := context.Background()
+	e := newEnv(t)
+	k2, _ := provenance.GenerateKey("")
+	recs := []*provenance.Recorder{e.rec, provenance.NewRecorder(e.log, k2, e.store)}
+	req := provenance.AttestRequest{JobID: "job-c", Stage: provenance.StageSpec,
+		Predicate: []byte(`{"document_digest":"` + provenance.Digest([]byte("c")) + `"}`)}
+	digests := make([]string, 2)
+	errs := make([]error, 2)
+	done := make(chan int)
+	for i, r := range recs {
+		go func() {
+			a, err := r.Attest(ctx, req)
+			if err == nil {
+				digests[i] = a.Digest
+			}
+			errs[i] = err
+			done <- i
+		}()
+	}
+	<-done
+	<-done
+	if errs[0] != nil || errs[1] != nil || digests[0] != digests[1] {
+		t.Fatalf("concurrent attest: %v %v, digests %s %s", errs[0], errs[1], digests[0], digests[1])
+	}
+	hits, err := provenance.Search(ctx, e.log, provenance.SearchQuery{JobID: "job-c"})
+	if err != nil || len(hits) != 1 {
+		t.Fatalf("log has %d entries for the stage (%v), want 1", len(hits), err)
+	}
+}
