@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"os"
 	"path/filepath"
@@ -325,5 +326,18 @@ func TestVerifyThresholds(t *testing.T) {
 	out, err := a.Verify(context.Background(), in)
 	if err != nil || out.Passed {
 		t.Errorf("failed task verified: %+v %v", out, err)
+	}
+}
+
+func TestRuntimeErrCancelledIsRetryable(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	err := runtimeErr(ctx, "prepare", fmt.Errorf("%w: import: context canceled", runtimes.ErrImage))
+	if appErrType(err) != "" {
+		t.Errorf("an import cut short by shutdown must be retried, got type %q", appErrType(err))
+	}
+	err = runtimeErr(context.Background(), "prepare", fmt.Errorf("%w: no such file", runtimes.ErrImage))
+	if appErrType(err) != workflows.ErrTypeExecution {
+		t.Errorf("a missing image is permanent, got %v", err)
 	}
 }

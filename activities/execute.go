@@ -64,11 +64,11 @@ func (a *Activities) StartTask(ctx context.Context, in workflows.StartTaskInput)
 	digest, err := rt.Prepare(ctx, spec.Image)
 	stop()
 	if err != nil {
-		return workflows.StartTaskOutput{}, runtimeErr("prepare "+spec.Image, err)
+		return workflows.StartTaskOutput{}, runtimeErr(ctx, "prepare "+spec.Image, err)
 	}
 	st, err := rt.Start(ctx, spec)
 	if err != nil {
-		return workflows.StartTaskOutput{}, runtimeErr("start "+in.RunID, err)
+		return workflows.StartTaskOutput{}, runtimeErr(ctx, "start "+in.RunID, err)
 	}
 	a.logger(ctx, in.JobID).Info("task started", "run_id", in.RunID, "image", digest, "state", st.State)
 	return workflows.StartTaskOutput{RunID: in.RunID, ImageDigest: digest, Node: st.Node}, nil
@@ -149,7 +149,7 @@ func (a *Activities) WaitTask(ctx context.Context, in workflows.WaitTaskInput) (
 		if errors.Is(err, runtimes.ErrNotFound) {
 			return workflows.WaitTaskOutput{}, permanent(workflows.ErrTypeExecution, fmt.Errorf("run %s vanished: %w", in.RunID, err))
 		}
-		return workflows.WaitTaskOutput{}, runtimeErr("wait "+in.RunID, err)
+		return workflows.WaitTaskOutput{}, runtimeErr(ctx, "wait "+in.RunID, err)
 	}
 	out := workflows.WaitTaskOutput{
 		State: string(st.State), ExitCode: st.ExitCode, Reason: st.Reason, Node: st.Node,
@@ -193,11 +193,11 @@ func (a *Activities) StopTask(ctx context.Context, in workflows.StopTaskInput) (
 		return workflows.StopTaskOutput{Stopped: false}, nil
 	}
 	if err != nil {
-		return workflows.StopTaskOutput{}, runtimeErr("stop "+in.RunID, err)
+		return workflows.StopTaskOutput{}, runtimeErr(ctx, "stop "+in.RunID, err)
 	}
 	a.saveLog(ctx, rt, jobID, in.RunID)
 	if err := rt.Cleanup(ctx, in.RunID); err != nil {
-		return workflows.StopTaskOutput{}, runtimeErr("cleanup "+in.RunID, err)
+		return workflows.StopTaskOutput{}, runtimeErr(ctx, "cleanup "+in.RunID, err)
 	}
 	a.logger(ctx, jobID).Info("task stopped", "run_id", in.RunID)
 	return workflows.StopTaskOutput{Stopped: true}, nil
@@ -265,8 +265,13 @@ func findTask(p *specs.Plan, name string) (specs.PlanTask, bool) {
 }
 
 // runtimeErr classifies a runtime error: an invalid task or missing image
-// is permanent, everything else is retried.
-func runtimeErr(what string, err error) error {
+// is permanent, everything else is retried — including any error caused by
+// the activity's context ending (a worker shutting down mid-import), which
+// says nothing about the task.
+func runtimeErr(ctx context.Context, what string, err error) error {
+	if ctx.Err() != nil || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		return fmt.Errorf("%s: %w", what, err)
+	}
 	if errors.Is(err, runtimes.ErrInvalid) || errors.Is(err, runtimes.ErrImage) {
 		return permanent(workflows.ErrTypeExecution, fmt.Errorf("%s: %w", what, err))
 	}

@@ -101,7 +101,7 @@ func (a *Activities) runTestContainer(ctx context.Context, in workflows.VerifyIn
 	stop := heartbeat(ctx, "verifying "+t.Name)
 	defer stop()
 	if _, err := rt.Prepare(ctx, image); err != nil {
-		return 0, "", runtimeErr("prepare verifier "+image, err)
+		return 0, "", runtimeErr(ctx, "prepare verifier "+image, err)
 	}
 	if err := os.MkdirAll(outputs, 0o755); err != nil {
 		return 0, "", fmt.Errorf("verify: %w", err)
@@ -113,11 +113,11 @@ func (a *Activities) runTestContainer(ctx context.Context, in workflows.VerifyIn
 		Labels:    map[string]string{"accord.job": in.JobID, "accord.test": t.Name},
 	}
 	if _, err := rt.Start(ctx, spec); err != nil {
-		return 0, "", runtimeErr("start verifier", err)
+		return 0, "", runtimeErr(ctx, "start verifier", err)
 	}
 	st, err := rt.Wait(ctx, id)
 	if err != nil {
-		return 0, "", runtimeErr("wait verifier", err)
+		return 0, "", runtimeErr(ctx, "wait verifier", err)
 	}
 	a.saveLog(ctx, rt, in.JobID, id)
 	if err := rt.Cleanup(ctx, id); err != nil {

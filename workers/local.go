@@ -99,7 +99,10 @@ func OpenLocal(ctx context.Context, o LocalOptions) (*Local, error) {
 	if l.Log, err = tlog.Open(ctx, tlog.Config{Kind: kind, Home: o.Home, URL: o.LogURL}); err != nil {
 		return fail(fmt.Errorf("workers: transparency log: %w", err))
 	}
-	if c, ok := l.Log.(interface{ Close() error }); ok {
+	switch c := l.Log.(type) {
+	case interface{ Close(context.Context) error }:
+		l.closers = append(l.closers, func() error { return c.Close(context.Background()) })
+	case interface{ Close() error }:
 		l.closers = append(l.closers, c.Close)
 	}
 	key, err := provenance.LoadOrCreateKey(filepath.Join(o.Home, "keys", "worker.key"), provenance.AlgECDSAP256)

@@ -1,0 +1,264 @@
+package integration
+
+// Helpers for the job integration tests: a real embedded Temporal server,
+// the real worker with every real component (containerd, ledger, policies,
+// embedded transparency log), specs written around the trainer image.
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"go.temporal.io/api/enums/v1"
+	historypb "go.temporal.io/api/history/v1"
+	"go.temporal.io/sdk/client"
+
+	"google.golang.org/protobuf/encoding/protojson"
+
+	"github.com/accordmesh/accord/runtimes/containerd"
+	"github.com/accordmesh/accord/settlement"
+	"github.com/accordmesh/accord/workers"
+	"github.com/accordmesh/accord/workers/stack"
+	"github.com/accordmesh/accord/workflows"
+)
+
+var (
+	trainerOnce sync.Once
+	trainerPath string
+	trainerErr  error
+)
+
+// repoRoot is the module root (this file lives in integration/).
+func repoRoot() string {
+	_, f, _, _ := runtime.Caller(0)
+	return filepath.Dir(filepath.Dir(f))
+}
+
+// needStack skips unless the machine can run containers: root, containerd
+// and runc. It builds the trainer image when it is missing.
+func needStack(t *testing.T) string {
+	t.Helper()
+	if os.Getuid() != 0 {
+		t.Skip("job integration tests need root (a private containerd)")
+	}
+	for _, b := range []string{"containerd", "runc"} {
+		if _, err := exec.LookPath(b); err != nil {
+			t.Skipf("job integration tests need %s (Debian: apt-get install containerd runc)", b)
+		}
+	}
+	trainerOnce.Do(func() {
+		trainerPath = filepath.Join(repoRoot(), "examples", "images", "trainer.tar")
+		if _, err := os.Stat(trainerPath); err == nil {
+			return
+		}
+		cmd := exec.Command("go", "run", "./examples/images/build", "-o", trainerPath)
+		cmd.Dir = repoRoot()
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			trainerErr = fmt.Errorf("build trainer image: %v\n%s", err, out)
+		}
+	})
+	if trainerErr != nil {
+		t.Fatal(trainerErr)
+	}
+	return trainerPath
+}
+
+// startStack starts the embedded server with a file database under home
+// and, unless noWorker, the in-process worker.
+func startStack(t *testing.T, home string, port int, noWorker bool) *stack.Stack {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	st, err := stack.Start(ctx, stack.Options{Home: home, FrontendPort: port, NoWorker: noWorker})
+	if err != nil {
+		t.Fatalf("start stack: %v", err)
+	}
+	return st
+}
+
+// newHome makes an Accord home whose private containerd is stopped when
+// the test ends.
+func newHome(t *testing.T) string {
+	t.Helper()
+	home, err := os.MkdirTemp("", "accord-job-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = containerd.StopDaemon(filepath.Join(home, "containerd", "daemon"), 5*time.Second)
+		if !t.Failed() {
+			_ = os.RemoveAll(home)
+		} else {
+			t.Logf("state kept in %s", home)
+		}
+	})
+	return home
+}
+
+// fund deposits money for a tenant.
+func fund(t *testing.T, home, tenant string, amount int64) {
+	t.Helper()
+	ctx := context.Background()
+	l, err := settlement.Open(ctx, settlement.DefaultDSN(home))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	if _, err := l.Deposit(ctx, settlement.DepositRequest{Tenant: tenant, Currency: "USD", Amount: amount, Key: "test-fund-" + tenant}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// ledgerCheck asserts the ledger's invariants and returns the ledger's
+// transaction for key (nil when absent).
+func ledgerCheck(t *testing.T, home string) *settlement.Ledger {
+	t.Helper()
+	l, err := settlement.Open(context.Background(), settlement.DefaultDSN(home))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Close() })
+	rep, err := l.Check(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !rep.OK {
+		t.Errorf("ledger invariants: %v", rep.Problems)
+	}
+	return l
+}
+
+// specDoc writes a spec document. tasks, tests etc. are YAML bodies.
+type specDoc struct {
+	Name, Tenant string
+	Tasks        string
+	Tests        string
+	Approval     string
+	MaxPrice     int
+}
+
+func writeSpec(t *testing.T, dir string, s specDoc) string {
+	t.Helper()
+	if s.Tenant == "" {
+		s.Tenant = "team-" + s.Name
+	}
+	if s.MaxPrice == 0 {
+		s.MaxPrice = 500
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "---\naccord: v1\nname: %s\nversion: 1.0.0\ntenant: %s\n---\n\n# %s\n\n## Tasks\n\n```yaml\n%s```\n\n", s.Name, s.Tenant, s.Name, s.Tasks)
+	if s.Tests != "" {
+		fmt.Fprintf(&b, "## Verification\n\n```yaml\n%s```\n\n", s.Tests)
+	}
+	fmt.Fprintf(&b, "## Budget\n\n```yaml\nmax_price: %d\ncurrency: USD\npreference: cheapest\n```\n\n", s.MaxPrice)
+	b.WriteString("## Settlement\n\n```yaml\npay_on_success: true\n```\n\n")
+	if s.Approval != "" {
+		fmt.Fprintf(&b, "## Approval\n\n```yaml\n%s```\n", s.Approval)
+	}
+	p := filepath.Join(dir, s.Name+".md")
+	if err := os.WriteFile(p, []byte(b.String()), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// trainerTask renders one task of the trainer image.
+func trainerTask(name, image string, cmd []string, extra string) string {
+	q := make([]string, len(cmd))
+	for i, c := range cmd {
+		q[i] = fmt.Sprintf("%q", c)
+	}
+	return fmt.Sprintf("%s:\n  image: oci-archive:%s\n  command: [%s]\n%s", name, image, strings.Join(q, ", "), extra)
+}
+
+// waitFor polls cond until it holds or the timeout passes.
+func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for time.Now().Before(deadline) {
+		if cond() {
+			return
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	t.Fatalf("timed out after %v waiting for %s", timeout, what)
+}
+
+func jobStatus(t *testing.T, c client.Client, jobID string) workflows.JobStatus {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	st, err := workers.Status(ctx, c, jobID)
+	if err != nil {
+		return workflows.JobStatus{}
+	}
+	return st
+}
+
+func result(t *testing.T, c client.Client, jobID string, timeout time.Duration) workflows.JobResult {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	res, err := workers.Result(ctx, c, jobID)
+	if err != nil {
+		t.Fatalf("result of %s: %v", jobID, err)
+	}
+	return res
+}
+
+// recordHistory writes the job's history to workflows/testdata/NAME.json
+// when ACCORD_RECORD_HISTORIES is set (make record-histories); the replay
+// tests in package workflows replay them.
+func recordHistory(t *testing.T, c client.Client, jobID, name string) {
+	t.Helper()
+	if os.Getenv("ACCORD_RECORD_HISTORIES") == "" {
+		return
+	}
+	ctx := context.Background()
+	iter := c.GetWorkflowHistory(ctx, jobID, "", false, enums.HISTORY_EVENT_FILTER_TYPE_ALL_EVENT)
+	hist := &historypb.History{}
+	for iter.HasNext() {
+		ev, err := iter.Next()
+		if err != nil {
+			t.Fatalf("history: %v", err)
+		}
+		hist.Events = append(hist.Events, ev)
+	}
+	doc, err := protojson.MarshalOptions{Multiline: true, Indent: " "}.Marshal(hist)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := filepath.Join(repoRoot(), "workflows", "testdata", name+".json")
+	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(p, doc, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("recorded %d events to %s", len(hist.Events), p)
+}
+
+// countActivities counts scheduled activities of a type in a job's history.
+func countActivities(t *testing.T, c client.Client, jobID, activityType string) int {
+	t.Helper()
+	iter := c.GetWorkflowHistory(context.Background(), jobID, "", false, enums.HISTORY_EVENT_FILTER_TYPE_ALL_EVENT)
+	n := 0
+	for iter.HasNext() {
+		ev, err := iter.Next()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if a := ev.GetActivityTaskScheduledEventAttributes(); a != nil && a.GetActivityType().GetName() == activityType {
+			n++
+		}
+	}
+	return n
+}
