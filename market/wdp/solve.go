@@ -402,20 +402,27 @@ func (s *search) run() {
 	}
 	lp := newPackLP(s.m, s.cols, s.price)
 	s.rootUB = math.Inf(1)
-	s.open = []float64{math.Inf(1)}
-	s.node(lp, alive, nil, 0, 0)
-	s.open = s.open[:0]
+	s.open = nil
+	trivial := 0.0 // Σ prices bounds the root before its LP is solved
+	for _, p := range s.price {
+		trivial += p
+	}
+	s.node(lp, alive, nil, 0, 0, trivial)
 	s.complete = !s.stopped
 }
 
 // node explores the subproblem in which the bids in fixed are winners
 // (worth fixedVal) and only alive bids may still win; lp is owned by it.
-func (s *search) node(lp *packLP, alive []bool, fixed []int, fixedVal float64, depth int) {
-	if s.stopped {
-		return
-	}
-	if s.nodes&15 == 0 && s.ctx.Err() != nil {
+//
+// inherited is the parent's bound; when the search stops before this node
+// is solved, it is recorded in s.open so that the reported gap covers the
+// unexplored subtree.
+func (s *search) node(lp *packLP, alive []bool, fixed []int, fixedVal float64, depth int, inherited float64) {
+	if !s.stopped && s.nodes&15 == 0 && s.ctx.Err() != nil {
 		s.stopped = true
+	}
+	if s.stopped {
+		s.open = append(s.open, inherited)
 		return
 	}
 	s.nodes++
@@ -427,7 +434,6 @@ func (s *search) node(lp *packLP, alive []bool, fixed []int, fixedVal float64, d
 		if s.m <= s.opts.GonumMaxRows {
 			bound = s.crossCheck(lp, bound)
 		}
-		s.open[0] = bound
 	}
 	if bound <= s.bestVal+PruneTol {
 		return
@@ -502,20 +508,17 @@ func (s *search) node(lp *packLP, alive []bool, fixed []int, fixedVal float64, d
 			return // nothing left to add: fixed is this node's only packing
 		}
 	}
-	// Child x_frac = 1 first (a dive that finds incumbents), with the
-	// x_frac = 0 child's bound kept as pending for the gap.
-	s.open = append(s.open, bound)
+	// Child x_frac = 1 first: a dive that finds incumbents.
 	one := append([]bool(nil), alive...)
 	one[frac] = false
 	for _, k := range s.conflict[frac] {
 		one[k] = false
 	}
-	s.node(lp.clone(), one, append(fixed[:len(fixed):len(fixed)], frac), fixedVal+s.price[frac], depth+1)
-	s.open = s.open[:len(s.open)-1]
+	s.node(lp.clone(), one, append(fixed[:len(fixed):len(fixed)], frac), fixedVal+s.price[frac], depth+1, bound)
 	if s.stopped {
-		s.open = append(s.open, bound)
+		s.open = append(s.open, bound) // the x_frac = 0 child is unexplored
 		return
 	}
 	alive[frac] = false
-	s.node(lp, alive, fixed, fixedVal, depth+1)
+	s.node(lp, alive, fixed, fixedVal, depth+1, bound)
 }
