@@ -9,6 +9,7 @@
 #                        Needs Debian coinor-cbc and glpk-utils.
 .PHONY: bench-auction
 BENCH_TARGETS += bench-auction
+FUZZ_TARGETS += ./market/wdp:FuzzDecodeSolve
 AUCTION_SIZES ?= 100x500,200x1000,300x1500
 AUCTION_SEEDS ?= 3
 AUCTION_LIMIT ?= 10m
