@@ -16,6 +16,7 @@ import (
 	"fmt"
 	"log/slog"
 	"path/filepath"
+	"sync"
 	"time"
 
 	"go.temporal.io/sdk/activity"
@@ -109,6 +110,9 @@ type Activities struct {
 	// JobsDir holds per-job directories: collected outputs and task logs.
 	JobsDir string
 	Log     *slog.Logger
+
+	mu       sync.Mutex
+	prepared map[string]string // prepareKey -> image digest
 }
 
 // RegisterControl registers the control-plane activities on w (task queue

@@ -15,6 +15,7 @@ import (
 
 	"go.temporal.io/sdk/temporal"
 
+	"github.com/accordmesh/accord/market"
 	"github.com/accordmesh/accord/runtimes"
 	"github.com/accordmesh/accord/specs"
 	"github.com/accordmesh/accord/workflows"
@@ -195,23 +196,32 @@ func TestCompileErrors(t *testing.T) {
 	}
 }
 
-func TestLocalMarket(t *testing.T) {
-	plan, _ := quickstartPlan(t)
-	aw, err := LocalMarket{}.Negotiate(context.Background(), "job-1", plan)
+func localProvider(cpu int64) market.Provider {
+	return &market.Static{P: market.Profile{
+		Name: "local", Region: "local", Reputation: 1,
+		Free:    market.Capacity{MilliCPU: cpu, MemoryBytes: 8 << 30, DiskBytes: 64 << 30},
+		Pricing: market.Pricing{Currency: "USD", CPUHour: 4, MemoryGiBHour: 1},
+	}}
+}
+
+func TestMarketNegotiator(t *testing.T) {
+	plan, raw := quickstartPlan(t)
+	m := MarketNegotiator{
+		Providers:      func(context.Context) ([]market.Provider, error) { return []market.Provider{localProvider(4000)}, nil },
+		DefaultRuntime: "containerd",
+	}
+	aw, err := m.Negotiate(context.Background(), "job-1", plan)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if aw.Price < plan.Spec.Negotiation.Reserve || aw.Price > plan.Spec.Budget.MaxPrice || aw.Currency != "USD" {
+	if aw.Provider != "local" || aw.Runtime != "containerd" || aw.Price <= 0 || aw.Price > plan.Spec.Budget.MaxPrice || aw.Currency != "USD" {
 		t.Errorf("award %+v", aw)
 	}
-	plan.Spec.Budget.MaxPrice = aw.Price - 1
-	if _, err := (LocalMarket{}).Negotiate(context.Background(), "job-1", plan); !errors.Is(err, ErrNoOffers) {
-		t.Errorf("over budget: %v", err)
-	}
-	a := &Activities{Negotiator: LocalMarket{}}
-	raw, _ := json.Marshal(plan)
+	// A provider too small for the task cannot bid: no offers, with the reason.
+	m.Providers = func(context.Context) ([]market.Provider, error) { return []market.Provider{localProvider(100)}, nil }
+	a := &Activities{Negotiator: m}
 	_, err = a.Negotiate(context.Background(), workflows.NegotiateInput{JobID: "job-1", PlanJSON: raw})
-	if appErrType(err) != workflows.ErrTypeNoOffers {
+	if appErrType(err) != workflows.ErrTypeNoOffers || !strings.Contains(err.Error(), "local") {
 		t.Errorf("activity error type %q: %v", appErrType(err), err)
 	}
 }

@@ -4,11 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"math"
 	"os"
 	"path/filepath"
 	"strings"
 
+	"github.com/accordmesh/accord/market"
 	"github.com/accordmesh/accord/policies"
 	"github.com/accordmesh/accord/provenance"
 	"github.com/accordmesh/accord/settlement"
@@ -190,60 +190,47 @@ func (r RecorderAttestor) Attest(ctx context.Context, in workflows.AttestInput) 
 	return out, nil
 }
 
-// LocalMarket is an interim Negotiator with one provider, the local pool,
-// bidding its reference cost (specs.RefPrice* rates over each task's
-// resources and max duration, at least the spec's reserve). It stands in
-// until the market package's negotiation is wired in; it never bids above
-// the budget and reports why when it cannot bid.
-type LocalMarket struct {
-	Provider string // default "local"
-	Runtime  string // default "containerd"
+// MarketNegotiator is the Negotiator over package market: the sealed-bid
+// combinatorial auction with VCG prices (or alternating offers when the spec
+// asks) among the providers, each of which maps to a runtime kind on this
+// worker.
+type MarketNegotiator struct {
+	// Providers returns the sellers at negotiation time.
+	Providers func(ctx context.Context) ([]market.Provider, error)
+	// Runtime maps a winning provider to the runtime kind that executes its
+	// tasks; nil or an unknown provider means DefaultRuntime.
+	Runtime        map[string]string
+	DefaultRuntime string
 }
 
-// Negotiate implements Negotiator.
-func (m LocalMarket) Negotiate(_ context.Context, jobID string, plan *specs.Plan) (Award, error) {
-	prov, rt := m.Provider, m.Runtime
-	if prov == "" {
-		prov = "local"
+// Negotiate implements Negotiator. It is a pure function of the plan and the
+// providers' current profiles, so a retry is harmless. No offers or no
+// agreement wraps ErrNoOffers with the market's diagnostics.
+func (m MarketNegotiator) Negotiate(ctx context.Context, jobID string, plan *specs.Plan) (Award, error) {
+	provs, err := m.Providers(ctx)
+	if err != nil {
+		return Award{}, fmt.Errorf("activities: providers: %w", err)
 	}
+	res, err := market.Negotiate(ctx, plan, provs, market.Options{Job: jobID})
+	if errors.Is(err, market.ErrNoOffers) || errors.Is(err, market.ErrNoAgreement) {
+		var why []string
+		if res != nil {
+			for _, d := range res.Diagnostics {
+				why = append(why, fmt.Sprintf("%s: %s (%s)", d.Provider, d.Detail, d.Constraint))
+			}
+		}
+		return Award{}, fmt.Errorf("%w: %w: %s", ErrNoOffers, err, strings.Join(why, "; "))
+	}
+	if err != nil {
+		return Award{}, err
+	}
+	if len(res.Awards) == 0 {
+		return Award{}, fmt.Errorf("%w: the market cleared no award", ErrNoOffers)
+	}
+	aw := res.Awards[0]
+	rt := m.Runtime[aw.Provider]
 	if rt == "" {
-		rt = "containerd"
+		rt = m.DefaultRuntime
 	}
-	sp := plan.Spec
-	for _, t := range plan.Tasks {
-		if t.Resources.GPU.Count > 0 {
-			return Award{}, fmt.Errorf("%w: provider %s has no GPUs (task %s asks for %d)", ErrNoOffers, prov, t.Name, t.Resources.GPU.Count)
-		}
-	}
-	for _, d := range sp.Placement.DenyProviders {
-		if d == prov {
-			return Award{}, fmt.Errorf("%w: provider %s is denied by placement", ErrNoOffers, prov)
-		}
-	}
-	if len(sp.Placement.AllowProviders) > 0 && !contains(sp.Placement.AllowProviders, prov) {
-		return Award{}, fmt.Errorf("%w: provider %s is not in placement.allow_providers", ErrNoOffers, prov)
-	}
-	var cost float64
-	for _, t := range plan.Tasks {
-		h := t.Resources.MaxDuration.Hours()
-		cost += h * (float64(t.Resources.MilliCPU)/1000*specs.RefPriceCoreHour +
-			float64(t.Resources.MemoryBytes)/(1<<30)*specs.RefPriceGiBHour)
-	}
-	price := max(int64(math.Ceil(cost)), sp.Negotiation.Reserve, 1)
-	if sp.Budget.MaxPrice > 0 && price > sp.Budget.MaxPrice {
-		return Award{}, fmt.Errorf("%w: provider %s asks %d %s, above the budget %d", ErrNoOffers, prov, price, sp.Budget.Currency, sp.Budget.MaxPrice)
-	}
-	return Award{
-		Provider: prov, Pool: prov, Runtime: rt, Price: price, Currency: sp.Budget.Currency,
-		Record: map[string]any{"protocol": "local-reference-price", "offers": []map[string]any{{"provider": prov, "price": price}}},
-	}, nil
-}
-
-func contains(xs []string, x string) bool {
-	for _, v := range xs {
-		if v == x {
-			return true
-		}
-	}
-	return false
+	return Award{Provider: aw.Provider, Pool: aw.Provider, Runtime: rt, Price: aw.Price, Currency: res.Currency, Record: res}, nil
 }

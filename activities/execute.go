@@ -60,18 +60,74 @@ func (a *Activities) StartTask(ctx context.Context, in workflows.StartTaskInput)
 	if err != nil {
 		return workflows.StartTaskOutput{}, err
 	}
-	stop := heartbeat(ctx, "preparing")
-	digest, err := rt.Prepare(ctx, spec.Image)
-	stop()
+	digest, cached, err := a.prepare(ctx, rt, spec.Image)
 	if err != nil {
 		return workflows.StartTaskOutput{}, runtimeErr(ctx, "prepare "+spec.Image, err)
 	}
 	st, err := rt.Start(ctx, spec)
+	if err != nil && cached && errors.Is(err, runtimes.ErrImage) {
+		// The image went away behind the cache's back: prepare it again.
+		a.forget(spec.Image)
+		if digest, _, err = a.prepare(ctx, rt, spec.Image); err == nil {
+			st, err = rt.Start(ctx, spec)
+		}
+	}
 	if err != nil {
 		return workflows.StartTaskOutput{}, runtimeErr(ctx, "start "+in.RunID, err)
 	}
 	a.logger(ctx, in.JobID).Info("task started", "run_id", in.RunID, "image", digest, "state", st.State)
 	return workflows.StartTaskOutput{RunID: in.RunID, ImageDigest: digest, Node: st.Node}, nil
+}
+
+// prepareKey identifies an image version: for an OCI archive, its path,
+// size and modification time, so a rebuilt archive is imported again.
+func prepareKey(rt runtimes.Runtime, image string) string {
+	key := rt.Name() + "|" + image
+	if p, ok := strings.CutPrefix(image, "oci-archive:"); ok {
+		fi, err := os.Stat(p)
+		if err != nil {
+			return ""
+		}
+		key += fmt.Sprintf("|%d|%d", fi.Size(), fi.ModTime().UnixNano())
+	}
+	return key
+}
+
+// prepare makes the image available once per image version per process:
+// importing an archive for every task would dominate short jobs.
+func (a *Activities) prepare(ctx context.Context, rt runtimes.Runtime, image string) (digest string, cached bool, err error) {
+	key := prepareKey(rt, image)
+	a.mu.Lock()
+	d, ok := a.prepared[key]
+	a.mu.Unlock()
+	if ok && key != "" {
+		return d, true, nil
+	}
+	stop := heartbeat(ctx, "preparing")
+	d, err = rt.Prepare(ctx, image)
+	stop()
+	if err != nil {
+		return "", false, err
+	}
+	if key != "" {
+		a.mu.Lock()
+		if a.prepared == nil {
+			a.prepared = map[string]string{}
+		}
+		a.prepared[key] = d
+		a.mu.Unlock()
+	}
+	return d, false, nil
+}
+
+func (a *Activities) forget(image string) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	for k := range a.prepared {
+		if strings.Contains(k, "|"+image) {
+			delete(a.prepared, k)
+		}
+	}
 }
 
 // taskSpec builds the runtime's description of one attempt. Inputs from

@@ -100,7 +100,7 @@ func (a *Activities) runTestContainer(ctx context.Context, in workflows.VerifyIn
 	id := fmt.Sprintf("%s.verify.%d", in.JobID, n)
 	stop := heartbeat(ctx, "verifying "+t.Name)
 	defer stop()
-	if _, err := rt.Prepare(ctx, image); err != nil {
+	if _, _, err := a.prepare(ctx, rt, image); err != nil {
 		return 0, "", runtimeErr(ctx, "prepare verifier "+image, err)
 	}
 	if err := os.MkdirAll(outputs, 0o755); err != nil {

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 
 	"github.com/accordmesh/accord/activities"
+	"github.com/accordmesh/accord/market"
 	"github.com/accordmesh/accord/policies"
 	"github.com/accordmesh/accord/provenance"
 	"github.com/accordmesh/accord/provenance/tlog"
@@ -33,6 +34,12 @@ type LocalOptions struct {
 	// PoliciesDir holds CEL policy files (default Home/policies; missing is
 	// an empty policy set).
 	PoliciesDir string
+	// ProvidersFile lists extra market providers (market.LoadProviders
+	// format; default Home/providers.yaml when it exists). Their names map to
+	// runtime kinds of the same name; the local pool runs on containerd.
+	ProvidersFile string
+	// Currency the local pool prices in (default USD).
+	Currency string
 	// FeeBP is the platform fee; MarginBP the escrow margin over the price.
 	FeeBP, MarginBP int64
 	Logger          *slog.Logger
@@ -112,17 +119,46 @@ func OpenLocal(ctx context.Context, o LocalOptions) (*Local, error) {
 	if err := trustLocal(ctx, o.Home, key, l.Log); err != nil {
 		return fail(err)
 	}
+	provs, err := providers(o)
+	if err != nil {
+		return fail(err)
+	}
 	l.Activities = &activities.Activities{
-		Compiler:   activities.SpecCompiler{},
-		Admitter:   activities.PolicyAdmitter{A: &policies.Admitter{Policies: set, Store: l.Store, AutoCreate: true}},
-		Negotiator: activities.LocalMarket{Provider: "local", Runtime: rt.Name()},
-		Ledger:     activities.SettlementLedger{L: l.Ledger, MarginBP: o.MarginBP, FeeBP: o.FeeBP},
-		Attestor:   activities.RecorderAttestor{R: provenance.NewRecorder(l.Log, key, provenance.NewStore(provenance.DefaultStoreDir(o.Home)))},
-		Runtimes:   map[string]runtimes.Runtime{rt.Name(): rt},
-		JobsDir:    filepath.Join(o.Home, "jobs"),
-		Log:        o.Logger,
+		Compiler: activities.SpecCompiler{},
+		Admitter: activities.PolicyAdmitter{A: &policies.Admitter{Policies: set, Store: l.Store, AutoCreate: true}},
+		Negotiator: activities.MarketNegotiator{
+			Providers:      func(context.Context) ([]market.Provider, error) { return provs, nil },
+			Runtime:        map[string]string{LocalPoolName: rt.Name()},
+			DefaultRuntime: rt.Name(),
+		},
+		Ledger:   activities.SettlementLedger{L: l.Ledger, MarginBP: o.MarginBP, FeeBP: o.FeeBP},
+		Attestor: activities.RecorderAttestor{R: provenance.NewRecorder(l.Log, key, provenance.NewStore(provenance.DefaultStoreDir(o.Home)))},
+		Runtimes: map[string]runtimes.Runtime{rt.Name(): rt},
+		JobsDir:  filepath.Join(o.Home, "jobs"),
+		Log:      o.Logger,
 	}
 	return l, nil
+}
+
+// providers is the local pool plus any configured providers.
+func providers(o LocalOptions) ([]market.Provider, error) {
+	cur := o.Currency
+	if cur == "" {
+		cur = "USD"
+	}
+	out := []market.Provider{&LocalPool{Home: o.Home, Pricing: DefaultLocalPricing(cur)}}
+	path := o.ProvidersFile
+	if path == "" {
+		path = filepath.Join(o.Home, "providers.yaml")
+		if _, err := os.Stat(path); err != nil {
+			return out, nil
+		}
+	}
+	more, err := market.LoadProviders(path)
+	if err != nil {
+		return nil, fmt.Errorf("workers: providers: %w", err)
+	}
+	return append(out, more...), nil
 }
 
 // trustLocal makes a local stack's receipts verifiable: the worker key may

@@ -69,7 +69,7 @@ func signalContext() (context.Context, context.CancelFunc) {
 }
 
 func devCmd() *cobra.Command {
-	var port int
+	var port, uiPort int
 	var metrics, containerdAddr, ledgerDSN string
 	cmd := &cobra.Command{
 		Use:   "dev",
@@ -83,7 +83,7 @@ func devCmd() *cobra.Command {
 			ctx, cancel := signalContext()
 			defer cancel()
 			st, err := stack.Start(ctx, stack.Options{
-				Home: home, FrontendPort: port, MetricsAddr: metrics,
+				Home: home, FrontendPort: port, MetricsAddr: metrics, UIPort: uiPort,
 				Local: workers.LocalOptions{ContainerdAddress: containerdAddr, LedgerDSN: ledgerDSN},
 			})
 			if err != nil {
@@ -94,9 +94,14 @@ func devCmd() *cobra.Command {
 				"temporal_address": st.Server.Address(), "namespace": st.Server.Namespace(),
 				"metrics": st.MetricsAddr, "home": home, "status": "running",
 			}
+			ui := "off"
+			if st.UI != nil {
+				ui = "http://" + st.UI.Addr
+				info["ui"] = ui
+			}
 			if err := cli.Print(cmd, info, func(w cli.Writer) {
 				w.Printf("accord dev: Temporal on %s (namespace %s), metrics on http://%s/metrics\n", info["temporal_address"], info["namespace"], info["metrics"])
-				w.Printf("state in %s; Temporal Web UI: not bundled (see README)\n", home)
+				w.Printf("state in %s; Temporal Web UI: %s\n", home, ui)
 				w.Printf("submit jobs with: accord submit SPEC --temporal-address %s; Ctrl-C stops\n", info["temporal_address"])
 			}); err != nil {
 				return err
@@ -106,6 +111,7 @@ func devCmd() *cobra.Command {
 		},
 	}
 	cmd.Flags().IntVar(&port, "port", 7233, "frontend port of the embedded Temporal server")
+	cmd.Flags().IntVar(&uiPort, "ui-port", 8233, "Temporal Web UI port (0: off)")
 	cmd.Flags().StringVar(&metrics, "metrics-addr", "127.0.0.1:9464", "Prometheus metrics listen address")
 	cmd.Flags().StringVar(&containerdAddr, "containerd", "", "existing containerd socket (default: a private daemon under the home directory)")
 	cmd.Flags().StringVar(&ledgerDSN, "ledger-dsn", "", "ledger database (default SQLite under the home directory; postgres://... for PostgreSQL)")

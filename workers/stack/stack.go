@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"path/filepath"
 
 	enumspb "go.temporal.io/api/enums/v1"
@@ -39,6 +40,8 @@ type Options struct {
 	FrontendPort int
 	// MetricsAddr serves Prometheus metrics when set (e.g. 127.0.0.1:9464).
 	MetricsAddr string
+	// UIPort serves the Temporal Web UI on the frontend's IP when non-zero.
+	UIPort int
 	// NoWorker starts only the server (tests that run the worker elsewhere).
 	NoWorker bool
 	Local    workers.LocalOptions
@@ -53,6 +56,7 @@ type Stack struct {
 	Local       *workers.Local
 	Metrics     *workers.Metrics
 	MetricsAddr string
+	UI          *UI
 	stopMetrics func()
 }
 
@@ -92,6 +96,13 @@ func Start(ctx context.Context, o Options) (*Stack, error) {
 			return nil, fmt.Errorf("stack: metrics: %w", err)
 		}
 	}
+	if o.UIPort != 0 {
+		host, _, _ := net.SplitHostPort(srv.Address())
+		if s.UI, err = StartUI(host, o.UIPort, srv.Address()); err != nil {
+			s.Stop()
+			return nil, err
+		}
+	}
 	if o.NoWorker {
 		return s, nil
 	}
@@ -115,6 +126,9 @@ func (s *Stack) Stop() {
 	}
 	if s.Local != nil {
 		_ = s.Local.Close()
+	}
+	if s.UI != nil {
+		s.UI.Stop()
 	}
 	if s.stopMetrics != nil {
 		s.stopMetrics()

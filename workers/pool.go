@@ -1,0 +1,73 @@
+package workers
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"os"
+	"runtime"
+	"strconv"
+	"strings"
+	"syscall"
+
+	"github.com/accordmesh/accord/market"
+)
+
+// LocalPoolName is the market name of this host's containerd pool.
+const LocalPoolName = "local"
+
+// LocalPool is the market provider for this host's containerd pool: its
+// profile is the host's CPUs, memory and the free disk under Accord's home,
+// priced per resource-hour. It has no GPUs (CDI devices are not inventoried
+// here) and bids truthfully.
+type LocalPool struct {
+	Home    string
+	Pricing market.Pricing
+}
+
+// DefaultLocalPricing prices the local pool at the specs' reference rates
+// (minor units per hour): a core 4, a GiB of memory 1.
+func DefaultLocalPricing(currency string) market.Pricing {
+	return market.Pricing{Currency: currency, CPUHour: 4, MemoryGiBHour: 1}
+}
+
+// Profile implements market.Provider from the host's current resources.
+func (p *LocalPool) Profile(context.Context) (market.Profile, error) {
+	mem, err := memTotal()
+	if err != nil {
+		return market.Profile{}, err
+	}
+	var fs syscall.Statfs_t
+	if err := syscall.Statfs(p.Home, &fs); err != nil {
+		return market.Profile{}, fmt.Errorf("workers: statfs %s: %w", p.Home, err)
+	}
+	capa := market.Capacity{
+		MilliCPU:    int64(runtime.NumCPU()) * 1000,
+		MemoryBytes: mem,
+		DiskBytes:   int64(fs.Bavail) * int64(fs.Bsize),
+	}
+	return market.Profile{
+		Name: LocalPoolName, Region: "local", Reputation: 1,
+		Free: capa, Total: capa, Pricing: p.Pricing,
+	}, nil
+}
+
+func memTotal() (int64, error) {
+	f, err := os.Open("/proc/meminfo")
+	if err != nil {
+		return 0, fmt.Errorf("workers: meminfo: %w", err)
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		fields := strings.Fields(sc.Text())
+		if len(fields) >= 2 && fields[0] == "MemTotal:" {
+			kb, err := strconv.ParseInt(fields[1], 10, 64)
+			if err != nil {
+				return 0, fmt.Errorf("workers: meminfo: %w", err)
+			}
+			return kb << 10, nil
+		}
+	}
+	return 0, fmt.Errorf("workers: no MemTotal in /proc/meminfo")
+}
