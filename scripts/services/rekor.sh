@@ -15,6 +15,8 @@
 # attestation bucket survive restarts, so a warm start takes a few seconds
 # and the log keeps its entries. Delete the directory for a fresh log.
 set -euo pipefail
+envarg=${2:-}
+case $envarg in "" | /*) ;; *) envarg=$(pwd)/$envarg ;; esac
 cd "$(dirname "$0")/../.."
 root=$(pwd)
 state=${ACCORD_REKOR_STATE:-$root/.cache/services/rekor}
@@ -255,7 +257,7 @@ start() {
 }
 
 case ${1:-} in
-start) start "${2:-}" ;;
+start) start "$envarg" ;;
 stop) stop ;;
 status) status ;;
 *) die "usage: rekor.sh start ENVFILE | stop | status" ;;
