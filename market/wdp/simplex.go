@@ -3,6 +3,7 @@ package wdp
 import (
 	"math"
 
+	"gonum.org/v1/gonum/floats"
 	"gonum.org/v1/gonum/mat"
 )
 
@@ -105,10 +106,7 @@ func (lp *packLP) computeDuals() {
 		if c == 0 {
 			continue
 		}
-		row := lp.binv[i*m : (i+1)*m]
-		for g, b := range row {
-			lp.y[g] += c * b
-		}
+		floats.AddScaled(lp.y, c, lp.binv[i*m:(i+1)*m])
 	}
 }
 
@@ -252,24 +250,17 @@ func (lp *packLP) solve(maxPivots int) bool {
 		lp.xb[r] = theta
 		piv := alpha[r]
 		prow := lp.binv[r*m : (r+1)*m]
-		for g := range prow {
-			prow[g] /= piv
-		}
+		floats.Scale(1/piv, prow)
 		for i := 0; i < m; i++ {
 			a := alpha[i]
 			if i == r || a == 0 {
 				continue
 			}
-			row := lp.binv[i*m : (i+1)*m]
-			for g, b := range prow {
-				row[g] -= a * b
-			}
+			floats.AddScaled(lp.binv[i*m:(i+1)*m], -a, prow)
 		}
 		// The duals follow the pivot: y' = y + d_q·(row r of the new
 		// inverse) zeroes the entering reduced cost and keeps the others.
-		for g, b := range prow {
-			lp.y[g] += best * b
-		}
+		floats.AddScaled(lp.y, best, prow)
 		lp.pos[lp.basis[r]] = -1
 		lp.basis[r] = q
 		lp.pos[q] = r
