@@ -425,6 +425,9 @@ func (s *search) node(lp *packLP, alive []bool, fixed []int, fixedVal float64, d
 		s.open = append(s.open, inherited)
 		return
 	}
+	if inherited <= s.bestVal+PruneTol {
+		return // the incumbent improved since the parent was bounded
+	}
 	s.nodes++
 	copy(lp.alive, alive)
 	lp.solve(50 * (s.m + s.n))
@@ -514,7 +517,22 @@ func (s *search) node(lp *packLP, alive []bool, fixed []int, fixedVal float64, d
 	for _, k := range s.conflict[frac] {
 		one[k] = false
 	}
-	s.node(lp.clone(), one, append(fixed[:len(fixed):len(fixed)], frac), fixedVal+s.price[frac], depth+1, bound)
+	// Cheap bound before the child's LP: the node's repaired duals stay
+	// dual-feasible for the child's bids, so fixing frac is worth at most
+	// p_frac plus Σ y over the goods the remaining bids use.
+	cheap := fixedVal + s.price[frac]
+	used := make([]bool, s.m)
+	for j, ok := range one {
+		if ok {
+			for _, g := range s.cols[j] {
+				if !used[g] {
+					used[g] = true
+					cheap += s.y[g]
+				}
+			}
+		}
+	}
+	s.node(lp.clone(), one, append(fixed[:len(fixed):len(fixed)], frac), fixedVal+s.price[frac], depth+1, math.Min(bound, cheap))
 	if s.stopped {
 		s.open = append(s.open, bound) // the x_frac = 0 child is unexplored
 		return
