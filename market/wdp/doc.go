@@ -1,0 +1,70 @@
+// Package wdp solves the winner-determination problem of a combinatorial
+// auction exactly, and computes VCG payments.
+//
+// # The problem
+//
+// Given goods G = {0, …, N−1} and bids j = 1…n, each a bundle Sⱼ ⊆ G at a
+// price pⱼ ≥ 0, choose bids that share no good with maximum total price:
+//
+//	maximise   Σⱼ pⱼ xⱼ
+//	subject to Σ_{j: g ∈ Sⱼ} xⱼ ≤ 1   for every good g
+//	           xⱼ ∈ {0, 1}
+//
+// a weighted set-packing integer program (NP-hard). Its LP relaxation
+// (0 ≤ xⱼ, the bound xⱼ ≤ 1 being implied) has the dual
+//
+//	minimise Σ_g y_g  subject to  Σ_{g ∈ Sⱼ} y_g ≥ pⱼ,  y ≥ 0,
+//
+// and by weak duality Σ_g y_g bounds every packing for any dual-feasible y.
+//
+// # The algorithm
+//
+// Solve runs a depth-first branch-and-bound:
+//
+//   - presolve drops bids of price 0 and dominated bids (Sⱼ ⊆ Sₖ and
+//     pⱼ ≥ pₖ removes k);
+//   - the remaining bids split into connected components of the bid–good
+//     graph, solved independently (in parallel);
+//   - incumbents come from greedy packings (by p/√|S|, p/|S| and p), from
+//     LP-guided rounding at each node, and from Options.Incumbent;
+//   - each node's LP relaxation is re-optimised by a revised primal simplex
+//     (dense basis inverse, product-form updates, periodic refactorisation
+//     with gonum's LU, Dantzig pricing with Bland's rule after repeated
+//     degenerate pivots) from its parent's basis: children only remove bids,
+//     which keeps the basis primal feasible;
+//   - the bound that prunes is Σ y for the simplex duals after an explicit
+//     repair to dual feasibility (negative entries zeroed, violated bid
+//     rows topped up), so a wrong or early-stopped LP weakens a bound but
+//     never cuts off the optimum. A child is first tested against a cheap
+//     bound from its parent's duals, before its own LP;
+//   - reduced-cost fixing: with D = Σ y, a bid with reduced cost
+//     rⱼ = Σ_{g∈Sⱼ} y_g − pⱼ cannot be in a packing better than the
+//     incumbent z when D − rⱼ ≤ z, and is removed from the subtree;
+//   - branching picks the fractional bid maximising (½ − |xⱼ − ½|)·pⱼ and
+//     explores xⱼ = 1 first.
+//
+// The search stops at Options.TimeLimit or when ctx is done, returning the
+// best packing found with Optimal false and Gap = (largest bound of an
+// unexplored subtree) − objective. Optimal true means Gap 0: every node was
+// closed within PruneTol.
+//
+// gonum's lp.Simplex (a dense simplex that refactorises its basis from
+// scratch at every pivot and returns no basis) solves the root LP of small
+// components as a cross-check. The packing LP is always feasible (x = 0)
+// and bounded, so an infeasible or unbounded report from it is a known
+// misreport (gonum issue #1914) and is ignored in favour of the certified
+// dual bound.
+//
+// # Payments
+//
+// VCG computes Clarke-pivot payments: winner i pays W₋ᵢ − (W − vᵢ), the loss
+// its presence imposes on the others, where W₋ᵢ is re-solved without i's
+// bids, warm-started with the optimal winners minus i's. Since those
+// winners are feasible without i, 0 ≤ payment ≤ vᵢ.
+//
+// # Failure modes
+//
+// Malformed instances return errors wrapping ErrInvalid. The solver itself
+// does not fail on valid input; an LP engine failure is absorbed as ErrLP in
+// debug logs and costs only bound strength.
+package wdp
