@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"math"
+	"math/big"
 	"runtime"
 	"sort"
 	"strings"
@@ -584,7 +585,7 @@ func awards(res *Result, buyers []*Buyer, premium map[string]int64) []Award {
 			var given int64
 			for k, i := range idx {
 				p := part[i].Price - part[i].Ask
-				scaled := p * room / prem
+				scaled := mulDiv(p, room, prem)
 				if k == len(idx)-1 {
 					scaled = room - given
 					if scaled > p {
@@ -598,4 +599,11 @@ func awards(res *Result, buyers []*Buyer, premium map[string]int64) []Award {
 		out = append(out, part...)
 	}
 	return out
+}
+
+// mulDiv returns a·b/c rounded down without intermediate overflow.
+func mulDiv(a, b, c int64) int64 {
+	r := new(big.Int).Mul(big.NewInt(a), big.NewInt(b))
+	r.Quo(r, big.NewInt(c))
+	return r.Int64()
 }

@@ -27,6 +27,11 @@ type Buyer struct {
 	CriticalTime time.Duration
 }
 
+// MaxMoney is the largest amount (minor units) the market accepts: the
+// winner-determination solver works in float64, which represents every
+// integer up to 2⁵³ exactly, and sums of a few such amounts stay exact.
+const MaxMoney = 1 << 50
+
 // NewBuyer builds a buyer agent from a compiled plan.
 func NewBuyer(job string, plan *specs.Plan) (*Buyer, error) {
 	if plan == nil || plan.Spec == nil {
@@ -38,6 +43,9 @@ func NewBuyer(job string, plan *specs.Plan) (*Buyer, error) {
 	s := plan.Spec
 	if s.Budget.MaxPrice <= 0 {
 		return nil, fmt.Errorf("%w: plan %s: budget.max_price must be positive", ErrInvalid, plan.Name)
+	}
+	if s.Budget.MaxPrice > MaxMoney {
+		return nil, fmt.Errorf("%w: plan %s: budget %d above %d minor units, the exact range of the solver", ErrInvalid, plan.Name, s.Budget.MaxPrice, int64(MaxMoney))
 	}
 	if s.Budget.Preference < 0 || s.Budget.Preference > 1 || math.IsNaN(s.Budget.Preference) {
 		return nil, fmt.Errorf("%w: plan %s: preference outside 0..1", ErrInvalid, plan.Name)
