@@ -85,6 +85,14 @@ type Outcome struct {
 	Started, Finished time.Time
 }
 
+// Quota holds tenants' quota reservations made at admission: released when
+// a job fails or is cancelled, replaced by actual use at settlement. Both
+// are idempotent by job ID (policies.Store implements it).
+type Quota interface {
+	Release(ctx context.Context, jobID string) error
+	Consume(ctx context.Context, jobID string, spend int64, gpuHours float64) error
+}
+
 // Attestor signs a stage statement chained to the previous one and logs it.
 // Idempotent by (job, stage): a retry returns the first envelope's entry.
 type Attestor interface {
@@ -104,6 +112,7 @@ type Activities struct {
 	Admitter   Admitter
 	Negotiator Negotiator
 	Ledger     Ledger
+	Quota      Quota // optional
 	Attestor   Attestor
 	// Runtimes by kind (Award.Runtime).
 	Runtimes map[string]runtimes.Runtime

@@ -351,3 +351,45 @@ func TestRuntimeErrCancelledIsRetryable(t *testing.T) {
 		t.Errorf("a missing image is permanent, got %v", err)
 	}
 }
+
+type fakeLedger struct{ released, settled int }
+
+func (f *fakeLedger) Hold(context.Context, HoldRequest) (int64, string, any, error) {
+	return 0, "", nil, nil
+}
+func (f *fakeLedger) Release(context.Context, string) (int64, error) { f.released++; return 120, nil }
+func (f *fakeLedger) Settle(context.Context, SettleRequest) (int64, int64, any, error) {
+	f.settled++
+	return 100, 20, nil, nil
+}
+
+type fakeQuota struct {
+	released []string
+	consumed map[string]int64
+}
+
+func (f *fakeQuota) Release(_ context.Context, job string) error {
+	f.released = append(f.released, job)
+	return nil
+}
+func (f *fakeQuota) Consume(_ context.Context, job string, spend int64, _ float64) error {
+	f.consumed[job] = spend
+	return nil
+}
+
+// Release refunds escrow and frees the quota reservation; settlement turns
+// the reservation into what was actually paid.
+func TestReleaseAndSettleQuota(t *testing.T) {
+	_, raw := quickstartPlan(t)
+	l, q := &fakeLedger{}, &fakeQuota{consumed: map[string]int64{}}
+	a := &Activities{Ledger: l, Quota: q}
+	out, err := a.Release(context.Background(), workflows.ReleaseInput{JobID: "job-1"})
+	if err != nil || out.Refunded != 120 || l.released != 1 || len(q.released) != 1 {
+		t.Fatalf("release: %+v %v ledger %d quota %v", out, err, l.released, q.released)
+	}
+	st, err := a.Settle(context.Background(), workflows.SettleInput{JobID: "job-2", PlanJSON: raw,
+		Tasks: map[string]workflows.TaskStatus{"train": {Usage: workflows.Usage{WallSeconds: 2}}}})
+	if err != nil || st.Paid != 100 || q.consumed["job-2"] != 100 {
+		t.Fatalf("settle: %+v %v consumed %v", st, err, q.consumed)
+	}
+}

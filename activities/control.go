@@ -132,12 +132,18 @@ func (a *Activities) Place(ctx context.Context, in workflows.PlaceInput) (workfl
 	}, nil
 }
 
-// Release refunds the job's escrow: the compensation for Place. Idempotent:
-// releasing a released or never-held job posts nothing.
+// Release refunds the job's escrow and releases its quota reservation: the
+// compensation for Admit and Place. Idempotent: releasing a released or
+// never-held job posts nothing, and quota release sets rather than adds.
 func (a *Activities) Release(ctx context.Context, in workflows.ReleaseInput) (workflows.ReleaseOutput, error) {
 	refunded, err := a.Ledger.Release(ctx, in.JobID)
 	if err != nil {
 		return workflows.ReleaseOutput{}, fmt.Errorf("release %s: %w", in.JobID, err)
+	}
+	if a.Quota != nil {
+		if err := a.Quota.Release(ctx, in.JobID); err != nil {
+			return workflows.ReleaseOutput{}, fmt.Errorf("release quota %s: %w", in.JobID, err)
+		}
 	}
 	a.logger(ctx, in.JobID).Info("released escrow", "refunded", refunded, "reason", in.Reason)
 	return workflows.ReleaseOutput{Refunded: refunded}, nil
@@ -165,6 +171,11 @@ func (a *Activities) Settle(ctx context.Context, in workflows.SettleInput) (work
 	})
 	if err != nil {
 		return workflows.SettleOutput{}, fmt.Errorf("settle %s: %w", in.JobID, err)
+	}
+	if a.Quota != nil {
+		if err := a.Quota.Consume(ctx, in.JobID, paid, u.GPUSeconds/3600); err != nil {
+			return workflows.SettleOutput{}, fmt.Errorf("consume quota %s: %w", in.JobID, err)
+		}
 	}
 	a.logger(ctx, in.JobID).Info("settled", "paid", paid, "refunded", refunded)
 	return workflows.SettleOutput{Paid: paid, Refunded: refunded, Currency: in.Award.Currency, Record: record(rec)}, nil

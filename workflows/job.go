@@ -117,7 +117,6 @@ type job struct {
 	planJSON  json.RawMessage
 	award     NegotiateOutput
 	placement PlaceOutput
-	placed    bool
 	tasks     map[string]TaskStatus
 	stages    map[string]StageTiming
 	cost      Cost
@@ -254,6 +253,25 @@ func (j *job) run(ctx workflow.Context) (err error) {
 	if !adm.Allowed {
 		return fail(ClassPolicy, fmt.Errorf("admission rejected: %s", adm.Reason))
 	}
+	// From here on a failure or cancellation releases what the job holds:
+	// its quota reservation and, once placed, its escrow. One idempotent
+	// activity does both (releasing a never-held escrow posts nothing).
+	defer func() {
+		if err == nil {
+			return
+		}
+		var out ReleaseOutput
+		dctx, _ := workflow.NewDisconnectedContext(ctx)
+		if cerr := workflow.ExecuteActivity(compensateCtx(dctx), ActivityRelease, ReleaseInput{
+			JobID: j.in.JobID, Tenant: j.plan.Tenant, Placement: j.placement, Reason: err.Error(),
+		}).Get(dctx, &out); cerr != nil {
+			err = errors.Join(err, fmt.Errorf("compensation release: %w", cerr))
+			return
+		}
+		j.refunded += out.Refunded
+		j.cost.Held = 0
+		j.comp = append(j.comp, "release")
+	}()
 
 	// negotiate
 	j.enter(ctx, StageNegotiate)
@@ -286,24 +304,7 @@ func (j *job) run(ctx workflow.Context) (err error) {
 	}).Get(ctx, &j.placement); err != nil {
 		return classify(ctx, err, ClassInternal)
 	}
-	j.placed = true
 	j.cost.Held = j.placement.Held
-	defer func() {
-		if err == nil {
-			return
-		}
-		var out ReleaseOutput
-		dctx, _ := workflow.NewDisconnectedContext(ctx)
-		if cerr := workflow.ExecuteActivity(compensateCtx(dctx), ActivityRelease, ReleaseInput{
-			JobID: j.in.JobID, Tenant: j.plan.Tenant, Placement: j.placement, Reason: err.Error(),
-		}).Get(dctx, &out); cerr != nil {
-			err = errors.Join(err, fmt.Errorf("compensation release: %w", cerr))
-			return
-		}
-		j.refunded += out.Refunded
-		j.cost.Held = 0
-		j.comp = append(j.comp, "release")
-	}()
 	if err := j.attest(ctx, "placement", nil, map[string]any{
 		"provider": j.award.Provider, "pool": j.award.Pool, "node": j.placement.Node,
 		"reservation": j.placement.Reservation, "hold_id": j.placement.HoldID,

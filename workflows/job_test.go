@@ -290,9 +290,12 @@ func TestJobPolicyRejected(t *testing.T) {
 	if res.Status != StatusFailed || res.Class != ClassPolicy || !strings.Contains(res.Error, "gpu quota") {
 		t.Fatalf("got %+v", res)
 	}
-	// The rejection itself is attested.
+	// The rejection itself is attested; nothing was reserved to release.
 	if got := h.stages(); strings.Join(got, ",") != "spec,admission" {
 		t.Errorf("attestations %v", got)
+	}
+	if len(h.released) != 0 {
+		t.Errorf("released %+v after a rejection", h.released)
 	}
 }
 
@@ -304,8 +307,9 @@ func TestJobNoOffers(t *testing.T) {
 	if res.Status != StatusFailed || res.Class != ClassNoOffers {
 		t.Fatalf("got %+v", res)
 	}
-	if len(h.released) != 0 {
-		t.Error("released a placement that never happened")
+	// The quota reservation is released; there is no escrow to refund.
+	if len(h.released) != 1 || h.released[0].Placement.HoldID != "" || res.Refunded != 0 {
+		t.Errorf("released %+v refunded %d", h.released, res.Refunded)
 	}
 }
 
@@ -403,8 +407,8 @@ func TestJobCancelWhileAwaitingApproval(t *testing.T) {
 	if res.Status != StatusCancelled || res.Class != ClassCancelled {
 		t.Fatalf("got %+v", res)
 	}
-	if len(h.released) != 0 || len(h.started) != 0 {
-		t.Errorf("nothing was placed, yet released %v started %v", h.released, h.started)
+	if len(h.started) != 0 || len(h.released) != 1 || h.released[0].Placement.HoldID != "" {
+		t.Errorf("nothing was placed: want only the quota released; released %+v started %v", h.released, h.started)
 	}
 }
 
@@ -568,8 +572,8 @@ func TestJobPlacementInsufficientFunds(t *testing.T) {
 	if res.Status != StatusFailed || res.Class != ClassPolicy || res.Stage != StagePlace {
 		t.Fatalf("got %+v", res)
 	}
-	if len(h.started) != 0 || len(h.released) != 0 {
-		t.Errorf("started %v released %v", h.started, h.released)
+	if len(h.started) != 0 || len(h.released) != 1 || h.released[0].Placement.HoldID != "" {
+		t.Errorf("started %v released %+v", h.started, h.released)
 	}
 }
 
