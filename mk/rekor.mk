@@ -8,6 +8,7 @@
 #                      in the same run (starts the stack unless it is running)
 .PHONY: rekor-tools rekor-up rekor-down bench-rekor
 BENCH_TARGETS += bench-rekor
+FUZZ_TARGETS += ./provenance/tlog/rekorapi:FuzzHandler
 REKOR_BENCHTIME ?= 200x
 
 rekor-tools:

@@ -161,7 +161,7 @@ func (h *handler) entryByIndex(w http.ResponseWriter, r *http.Request) {
 
 func (h *handler) entryByUUID(w http.ResponseWriter, r *http.Request) {
 	uuid := r.PathValue("uuid")
-	if !isHex(uuid) || (len(uuid) != 64 && len(uuid) != 80) {
+	if !isUUID(uuid) {
 		writeError(w, http.StatusBadRequest, "entryUUID must be 64 or 80 hex digits")
 		return
 	}
@@ -273,6 +273,12 @@ func (h *handler) retrieve(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	out := []models.LogEntry{}
+	for _, u := range q.EntryUUIDs {
+		if !isUUID(u) {
+			writeError(w, http.StatusBadRequest, "entryUUIDs must be 64 or 80 hex digits")
+			return
+		}
+	}
 	for _, u := range q.EntryUUIDs {
 		e, err := h.l.Get(r.Context(), strings.ToLower(u))
 		if errors.Is(err, tlog.ErrNotFound) {
@@ -431,6 +437,8 @@ func prefixSHA(s string) string {
 	}
 	return s
 }
+
+func isUUID(s string) bool { return (len(s) == 64 || len(s) == 80) && isHex(s) }
 
 func isHex(s string) bool {
 	for _, c := range s {

@@ -15,6 +15,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"slices"
@@ -354,4 +355,29 @@ func TestEnvelopeOfProposedEntries(t *testing.T) {
 			t.Errorf("%s: key %q", kind.kind, gotKey)
 		}
 	}
+}
+
+// FuzzHandler: no request body makes a route panic or blame the backend
+// (5xx) for the client's input.
+func FuzzHandler(f *testing.F) {
+	s := newSigner(&testing.T{})
+	env := s.envelope(&testing.T{}, strings.Repeat("4", 64))
+	pe, _ := types.NewProposedEntry(context.Background(), "intoto", "0.0.2", types.ArtifactProperties{ArtifactBytes: env, PublicKeyBytes: [][]byte{s.pem}})
+	seed, _ := json.Marshal(pe)
+	for _, b := range []string{string(seed), `{"entryUUIDs":["ab"]}`, `{"logIndexes":[0]}`, `{"hash":"sha256:00"}`,
+		`{"publicKey":{"format":"x509","content":"AA=="}}`, `{"kind":"dsse","apiVersion":"0.0.1","spec":{"proposedContent":{"envelope":"{}","verifiers":["AA=="]}}}`} {
+		for route := range 3 {
+			f.Add(uint8(route), []byte(b))
+		}
+	}
+	f.Fuzz(func(t *testing.T, route uint8, body []byte) {
+		fl := &fakeLog{index: map[string][]string{}, pubPEM: s.pem}
+		h := NewHandler(fl, WithLogger(slog.New(slog.DiscardHandler)))
+		path := []string{"/api/v1/log/entries", "/api/v1/log/entries/retrieve", "/api/v1/index/retrieve"}[route%3]
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, httptest.NewRequest("POST", path, bytes.NewReader(body)))
+		if w.Code >= 500 {
+			t.Fatalf("POST %s %q: %d %s", path, body, w.Code, w.Body)
+		}
+	})
 }
