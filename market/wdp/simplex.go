@@ -21,7 +21,7 @@ const (
 	IntegralityTol = 1e-6
 	// refactorEvery is how many product-form updates of the basis inverse
 	// are made before it is recomputed from scratch.
-	refactorEvery = 100
+	refactorEvery = 1000
 	// blandAfter is how many consecutive degenerate pivots switch pricing
 	// from Dantzig's rule to Bland's rule, which cannot cycle.
 	blandAfter = 30
