@@ -23,9 +23,9 @@ func dagSpec(t *testing.T, dir, image string) string {
 	const res = "  resources: {cpu: 250m, memory: 128MiB, max_duration: 5m}\n"
 	tasks := trainerTask("prepare", image, []string{"trainer", "prepare", "--samples", "2000", "--seed", "3"},
 		"  outputs: [dataset.csv]\n"+res) +
-		trainerTask("train-a", image, []string{"trainer", "train", "--data", "/in/data.csv", "--epochs", "400"},
+		trainerTask("train-a", image, []string{"trainer", "train", "--data", "/in/data.csv", "--epochs", "20000"},
 			"  inputs:\n    - {name: data, from: \"prepare:dataset.csv\", target: /in/data.csv}\n  outputs: [model.json, metrics.json]\n"+res) +
-		trainerTask("train-b", image, []string{"trainer", "train", "--samples", "2000", "--epochs", "400", "--seed", "9"},
+		trainerTask("train-b", image, []string{"trainer", "train", "--samples", "2000", "--epochs", "20000", "--seed", "9"},
 			"  depends_on: [prepare]\n  outputs: [model.json]\n"+res) +
 		trainerTask("eval", image, []string{"trainer", "eval", "--model", "/in/model.json", "--data", "/in/data.csv"},
 			"  depends_on: [train-b]\n  inputs:\n    - {name: model, from: \"train-a:model.json\", target: /in/model.json}\n"+
