@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math"
 	"runtime"
+	"strconv"
 	"sync"
 	"time"
 )
@@ -121,19 +122,30 @@ func SolveReport(ctx context.Context, in *Instance, vcg bool, opts Options) (*Re
 	if err != nil {
 		return nil, err
 	}
-	r := &Report{Objective: sol.Objective, Winners: sol.Winners, Optimal: sol.Optimal, Gap: sol.Gap, Nodes: sol.Nodes}
+	r := &Report{Objective: tidy(sol.Objective), Winners: sol.Winners, Optimal: sol.Optimal, Gap: sol.Gap, Nodes: sol.Nodes}
 	if vcg {
 		p, err := VCG(ctx, in, sol, opts)
 		if err != nil {
 			return nil, err
 		}
-		r.Payments = p.ByBidder
-		if r.Payments == nil {
-			r.Payments = map[string]float64{}
+		r.Payments = make(map[string]float64, len(p.ByBidder))
+		for b, v := range p.ByBidder {
+			r.Payments[b] = tidy(v)
 		}
 		r.Optimal = r.Optimal && p.Exact
 		r.Nodes += p.Nodes
 	}
 	r.Seconds = time.Since(start).Seconds()
 	return r, nil
+}
+
+// tidy rounds v to 12 significant digits, removing the binary noise of
+// summing decimal prices (12.5 + 0.1 printing as 12.600000000000001)
+// without changing any value the input can express.
+func tidy(v float64) float64 {
+	t, err := strconv.ParseFloat(strconv.FormatFloat(v, 'g', 12, 64), 64)
+	if err != nil {
+		return v
+	}
+	return t
 }

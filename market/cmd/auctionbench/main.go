@@ -8,6 +8,7 @@ package main
 import (
 	"bufio"
 	"context"
+	"encoding/json"
 	"flag"
 	"fmt"
 	"log"
@@ -33,6 +34,7 @@ func main() {
 		limit     = flag.Duration("limit", 10*time.Minute, "time limit per solver per instance")
 		vcgSize   = flag.String("vcg", "200x1000", "size whose VCG time is compared with WDP time (empty: skip)")
 		dir       = flag.String("dir", "", "where to write LP files (default: a temporary directory)")
+		export    = flag.String("export", "", "only write each instance as JSON (the accord auction solve format) into this directory")
 	)
 	flag.Parse()
 	sizes, err := parseSizes(*sizesFlag)
@@ -46,6 +48,24 @@ func main() {
 		}
 		defer os.RemoveAll(d)
 		*dir = d
+	}
+	if *export != "" {
+		for _, sz := range sizes {
+			for seed := 1; seed <= *seeds; seed++ {
+				in, err := wdp.GenerateCATS(uint64(seed), sz.goods, sz.bids, wdp.DefaultCATS())
+				if err != nil {
+					log.Fatal(err)
+				}
+				b, err := json.Marshal(in)
+				if err != nil {
+					log.Fatal(err)
+				}
+				if err := os.WriteFile(filepath.Join(*export, fmt.Sprintf("cats-%dx%d-%d.json", sz.goods, sz.bids, seed)), b, 0o644); err != nil {
+					log.Fatal(err)
+				}
+			}
+		}
+		return
 	}
 	cbc, errCBC := exec.LookPath("cbc")
 	glpsol, errGLPK := exec.LookPath("glpsol")
