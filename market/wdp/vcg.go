@@ -141,7 +141,7 @@ func SolveReport(ctx context.Context, in *Instance, vcg bool, opts Options) (*Re
 
 // tidy rounds v to 12 significant digits, removing the binary noise of
 // summing decimal prices (12.5 + 0.1 printing as 12.600000000000001)
-// without changing any value the input can express.
+// (exact for prices of at most 12 significant digits).
 func tidy(v float64) float64 {
 	t, err := strconv.ParseFloat(strconv.FormatFloat(v, 'g', 12, 64), 64)
 	if err != nil {
