@@ -98,8 +98,8 @@ type Result struct {
 }
 
 // Negotiate runs the market for one job: the sealed-bid combinatorial
-// auction with VCG prices, or alternating offers when the spec asks and the
-// job has one task. It is a pure function of its inputs and the providers'
+// auction with VCG prices, or alternating offers when the spec asks (a
+// multi-task job then bargains as one whole-job bundle per provider). It is a pure function of its inputs and the providers'
 // profiles, so an activity may retry it; the result to keep is the one the
 // workflow records. ErrNoOffers and ErrNoAgreement come with a Result whose
 // Diagnostics explain them.
@@ -112,9 +112,6 @@ func Negotiate(ctx context.Context, plan *specs.Plan, providers []Provider, opts
 	case ProtocolAuction:
 		return clear(ctx, []*Buyer{b}, providers, opts)
 	case ProtocolAlternating:
-		if len(b.Tasks) != 1 {
-			return nil, fmt.Errorf("%w: alternating offers needs a single-task job, %s has %d tasks", ErrInvalid, b.Job, len(b.Tasks))
-		}
 		return bargain(ctx, b, providers)
 	default:
 		return nil, fmt.Errorf("%w: unknown negotiation protocol %q", ErrInvalid, b.Protocol)

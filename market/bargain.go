@@ -112,8 +112,10 @@ func Bargain(provider string, buyer, seller Agent, T int) (rounds []Round, price
 	return rounds, 0, false
 }
 
-// bargain runs alternating offers of a single-task job with every eligible
-// provider and takes the cheapest agreement (ties: higher reputation).
+// bargain runs alternating offers for a job with every eligible provider
+// and takes the cheapest agreement (ties: higher reputation). The object of
+// the bargain is the whole job on one provider: a single task, or every task
+// of a multi-task job (gang placement, co-location trivially kept).
 func bargain(ctx context.Context, b *Buyer, providers []Provider) (*Result, error) {
 	profs, err := profiles(ctx, providers)
 	if err != nil {

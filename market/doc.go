@@ -48,8 +48,9 @@
 //
 // # Alternating offers
 //
-// For a single-task job whose spec asks for "alternating-offers", the buyer
-// bargains with each eligible provider (Rubinstein-style: the buyer opens,
+// For a job whose spec asks for "alternating-offers" (the object of the
+// bargain is the whole job on one provider), the buyer bargains with each
+// eligible provider (Rubinstein-style: the buyer opens,
 // offers alternate, utilities are discounted by δᵗ, negotiation.rounds is
 // the deadline) and takes the cheapest agreement. Each side concedes by a
 // time-dependent tactic (boulware, linear, conceder) from its opening to its

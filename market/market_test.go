@@ -170,11 +170,15 @@ func TestAlternatingOffers(t *testing.T) {
 	if len(res.Rounds) == 0 || !res.Rounds[len(res.Rounds)-1].Accepted {
 		t.Fatalf("rounds %+v", res.Rounds)
 	}
-	// Multi-task jobs cannot bargain bilaterally.
-	pl2 := plan("two", 2000, task("a", 1, 1, 0, ""), task("b", 1, 1, 0, ""))
+	// A multi-task job bargains for the whole job on one provider.
+	pl2 := plan("two", 2000, task("a", 1000, gib, 0, ""), task("b", 1000, gib, 0, ""))
 	pl2.Spec.Negotiation.Protocol = ProtocolAlternating
-	if _, err := Negotiate(ctx, pl2, []Provider{provider("a", 1, 1)}, Options{}); !errors.Is(err, ErrInvalid) {
-		t.Fatalf("err %v, want ErrInvalid", err)
+	res2, err := Negotiate(ctx, pl2, []Provider{provider("a", 100, 1)}, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res2.Awards) != 1 || len(res2.Awards[0].Hardware) != 2 {
+		t.Fatalf("whole-job bargain: %+v", res2.Awards)
 	}
 }
 
