@@ -58,7 +58,7 @@ prints Clarke-pivot (VCG) payments of the winning bidders.`,
 		},
 	}
 	solve.Flags().BoolVar(&vcg, "vcg", false, "compute VCG (Clarke pivot) payments")
-	solve.Flags().DurationVar(&limit, "time-limit", 0, "stop after this long with the best solution and its gap (0: no limit)")
+	solve.Flags().DurationVar(&limit, "time-limit", 60*time.Second, "stop after this long with the best solution and its gap (0: no limit)")
 	auction.AddCommand(solve)
 	root.AddCommand(auction)
 }
