@@ -645,3 +645,83 @@ func TestJobQueriesAndSearchAttributes(t *testing.T) {
 		t.Fatalf("got %+v", res)
 	}
 }
+
+func permanentErr(msg string) error {
+	return temporal.NewNonRetryableApplicationError(msg, "Test", nil)
+}
+
+func TestJobAttestationPermanentFailureCompensates(t *testing.T) {
+	h := newHarness(t, dagPlan())
+	h.on(ActivityAttest).Return(func(_ context.Context, in AttestInput) (AttestOutput, error) {
+		if in.Stage == "placement" {
+			return AttestOutput{}, permanentErr("signing key unreadable")
+		}
+		return AttestOutput{Digest: "sha256:" + in.Stage}, nil
+	})
+	res := h.run()
+	if res.Status != StatusFailed || res.Class != ClassInternal || res.Stage != StagePlace {
+		t.Fatalf("got %+v", res)
+	}
+	if len(h.released) != 1 || h.released[0].Placement.HoldID != "h1" || len(h.started) != 0 {
+		t.Errorf("released %+v started %v", h.released, h.started)
+	}
+}
+
+func TestJobSettlementAttestationFailureKeepsSettlement(t *testing.T) {
+	h := newHarness(t, dagPlan())
+	h.on(ActivityAttest).Return(func(_ context.Context, in AttestInput) (AttestOutput, error) {
+		if in.Stage == "settlement" {
+			return AttestOutput{}, permanentErr("log rejected entry")
+		}
+		return AttestOutput{Digest: "sha256:" + in.Stage}, nil
+	})
+	res := h.run()
+	if res.Status != StatusSettled || res.Paid != 400 || len(h.released) != 0 {
+		t.Fatalf("settled money must stand: %+v released %v", res, h.released)
+	}
+	if len(res.Attestations) != 6 {
+		t.Errorf("attestations %d, want 6 (settlement missing)", len(res.Attestations))
+	}
+}
+
+func TestJobSettleFailureCompensates(t *testing.T) {
+	h := newHarness(t, dagPlan())
+	h.on(ActivitySettle).Return(SettleOutput{}, permanentErr("ledger schema mismatch"))
+	res := h.run()
+	if res.Status != StatusFailed || res.Class != ClassInternal || res.Stage != StageSettle {
+		t.Fatalf("got %+v", res)
+	}
+	if len(h.released) != 1 {
+		t.Errorf("released %v", h.released)
+	}
+}
+
+func TestJobCompensationFailureReported(t *testing.T) {
+	h := newHarness(t, dagPlan())
+	h.on(ActivityWaitTask).After(time.Hour).Return(WaitTaskOutput{State: "exited"}, nil)
+	h.on(ActivityStopTask).Return(StopTaskOutput{}, permanentErr("containerd socket gone"))
+	h.on(ActivityRelease).Return(ReleaseOutput{}, permanentErr("ledger read-only"))
+	h.env.RegisterDelayedCallback(func() { h.env.SignalWorkflow(SignalCancel, "") }, 10*time.Minute)
+	res := h.run()
+	if res.Status != StatusCancelled {
+		t.Fatalf("got %+v", res)
+	}
+	if len(res.Compensated) != 0 || !strings.Contains(res.Error, "containerd socket gone") || !strings.Contains(res.Error, "ledger read-only") {
+		t.Errorf("compensation failures must be reported: compensated %v, error %q", res.Compensated, res.Error)
+	}
+}
+
+func TestJobCancelDuringRetryBackoff(t *testing.T) {
+	plan := dagPlan()
+	plan.Tasks = []PlanTask{{Name: "train", Attempts: 3, Backoff: time.Hour}}
+	h := newHarness(t, plan)
+	h.on(ActivityWaitTask).Return(WaitTaskOutput{State: "exited", ExitCode: 1}, nil)
+	h.env.RegisterDelayedCallback(func() { h.env.SignalWorkflow(SignalCancel, "") }, 10*time.Minute)
+	res := h.run()
+	if res.Status != StatusCancelled || res.Tasks["train"].State != TaskCancelled {
+		t.Fatalf("got %+v", res)
+	}
+	if len(h.started) != 1 || len(h.released) != 1 {
+		t.Errorf("started %v released %v", h.started, h.released)
+	}
+}
