@@ -237,7 +237,6 @@ func clear(ctx context.Context, buyers []*Buyer, providers []Provider, opts Opti
 				}
 				continue
 			}
-			grouped := 0
 			for gi, g := range b.Groups {
 				free := p.Free.clone()
 				hw, gd := fit(b, p, g, &free)
@@ -256,9 +255,7 @@ func clear(ctx context.Context, buyers []*Buyer, providers []Provider, opts Opti
 				}
 				res.Offers = append(res.Offers, Offer{Provider: p.Name, Jobs: []string{b.Job}, Group: g, Hardware: hw, Ask: a})
 				groupOffers[bi][gi] = append(groupOffers[bi][gi], len(res.Offers)-1)
-				grouped++
 			}
-			_ = grouped
 		}
 	}
 	if len(res.Offers) == 0 {
