@@ -101,7 +101,8 @@ func JobWithOptions(ctx workflow.Context, in JobInput, opts Options) (JobResult,
 	j.listenSignals(ctx)
 
 	err := j.run(ctx)
-	return j.finish(ctx, err)
+	aerr := j.awaitAttestations(ctx)
+	return j.finish(ctx, err, aerr)
 }
 
 type job struct {
@@ -123,8 +124,9 @@ type job struct {
 	tests     []TestResult
 	approved  bool
 	cancelled bool
-	prevAtt   string
+	attTail   workflow.Future // the last queued attestation: its envelope digest
 	atts      []AttestationRef
+	settled   bool
 	comp      []string
 	paid      int64
 	refunded  int64
@@ -384,6 +386,7 @@ func (j *job) run(ctx workflow.Context) (err error) {
 	}
 	j.paid, j.refunded = st.Paid, st.Refunded
 	j.cost.Paid, j.cost.Held = st.Paid, 0
+	j.settled = true
 	if err := j.attest(ctx, "settlement", nil, map[string]any{
 		"paid": st.Paid, "refunded": st.Refunded, "currency": st.Currency, "record": rawOrNull(st.Record),
 	}); err != nil {
@@ -516,26 +519,74 @@ func (j *job) runTask(ctx workflow.Context, t PlanTask) error {
 	return fail(ClassExecution, last)
 }
 
-// attest records a stage statement chained to the previous one.
+// attest queues a stage statement. It is signed and logged in the
+// background, chained to the previous stage's envelope, while the job moves
+// on: attestations stay in stage order but leave the critical path. A
+// failed attestation stops the job at the next stage boundary (the next
+// attest call) and every queued one is awaited before the job ends. They
+// run on a disconnected context: a finished stage is attested even when the
+// job is then cancelled.
 func (j *job) attest(ctx workflow.Context, stage string, subjects []Subject, predicate map[string]any) error {
+	if err := j.attestErr(ctx); err != nil {
+		return err
+	}
 	predicate["job_id"] = j.in.JobID
 	b, err := json.Marshal(predicate)
 	if err != nil {
 		return fail(ClassInternal, fmt.Errorf("encode %s predicate: %w", stage, err))
 	}
-	var out AttestOutput
-	if err := workflow.ExecuteActivity(attestCtx(ctx), ActivityAttest, AttestInput{
-		JobID: j.in.JobID, Stage: stage, Previous: j.prevAtt, Subjects: subjects, Predicate: b,
-	}).Get(ctx, &out); err != nil {
-		return classify(ctx, err, ClassInternal)
-	}
-	j.prevAtt = out.Digest
-	j.atts = append(j.atts, AttestationRef{Stage: stage, Digest: out.Digest, LogIndex: out.LogIndex})
+	prev := j.attTail
+	f, set := workflow.NewFuture(ctx)
+	actx, _ := workflow.NewDisconnectedContext(ctx)
+	workflow.Go(actx, func(gctx workflow.Context) {
+		var previous string
+		if prev != nil {
+			if err := prev.Get(gctx, &previous); err != nil {
+				set.Set(nil, err)
+				return
+			}
+		}
+		var out AttestOutput
+		if err := workflow.ExecuteActivity(attestCtx(gctx), ActivityAttest, AttestInput{
+			JobID: j.in.JobID, Stage: stage, Previous: previous, Subjects: subjects, Predicate: b,
+		}).Get(gctx, &out); err != nil {
+			set.Set(nil, fmt.Errorf("attest %s: %w", stage, err))
+			return
+		}
+		j.atts = append(j.atts, AttestationRef{Stage: stage, Digest: out.Digest, LogIndex: out.LogIndex})
+		set.Set(out.Digest, nil)
+	})
+	j.attTail = f
 	return nil
 }
 
+// attestErr reports an attestation that already failed, without waiting.
+func (j *job) attestErr(ctx workflow.Context) error {
+	if j.attTail == nil || !j.attTail.IsReady() {
+		return nil
+	}
+	if err := j.attTail.Get(ctx, nil); err != nil {
+		return fail(ClassInternal, err)
+	}
+	return nil
+}
+
+// awaitAttestations waits for every queued attestation.
+func (j *job) awaitAttestations(ctx workflow.Context) error {
+	if j.attTail == nil {
+		return nil
+	}
+	dctx, _ := workflow.NewDisconnectedContext(ctx)
+	return j.attTail.Get(dctx, nil)
+}
+
 // finish builds the result, records metrics and the final search attribute.
-func (j *job) finish(ctx workflow.Context, err error) (JobResult, error) {
+// aerr is a failed attestation: it fails a job that had not settled yet;
+// settled money stands and the failure is reported in Error.
+func (j *job) finish(ctx workflow.Context, err, aerr error) (JobResult, error) {
+	if aerr != nil && err == nil && !j.settled {
+		err = fail(ClassInternal, aerr)
+	}
 	failedStage := j.stage
 	j.enter(ctx, StageDone)
 	res := JobResult{
@@ -564,6 +615,9 @@ func (j *job) finish(ctx workflow.Context, err error) (JobResult, error) {
 	m.WithTags(map[string]string{"stage": res.Stage, "outcome": res.Status}).Counter("accord_jobs_total").Inc(1)
 	if res.Paid > 0 {
 		m.WithTags(map[string]string{"currency": res.Currency}).Counter("accord_spend_minor_units_total").Inc(res.Paid)
+	}
+	if aerr != nil && res.Error == "" {
+		res.Error = "attestation: " + aerr.Error()
 	}
 	j.log.Info("job finished", "job_id", j.in.JobID, "status", res.Status, "class", res.Class)
 	return res, nil
