@@ -375,8 +375,12 @@ func (j *job) run(ctx workflow.Context) (err error) {
 	}
 
 	// settle: pays (or refunds, per the SLA) even when verification failed,
-	// so escrow never stays open; the job then ends as failed.
+	// so escrow never stays open; the job then ends as failed. Money moves
+	// only once every earlier stage's attestation is logged.
 	j.enter(ctx, StageSettle)
+	if err := j.awaitAttestations(ctx); err != nil {
+		return fail(ClassInternal, err)
+	}
 	var st SettleOutput
 	if err := workflow.ExecuteActivity(controlCtx(ctx, 2*time.Minute), ActivitySettle, SettleInput{
 		JobID: j.in.JobID, Tenant: j.plan.Tenant, PlanJSON: j.planJSON, Award: j.award,
