@@ -296,7 +296,7 @@ var (
 	approvalKeys  = []string{"required", "above_price", "approvers"}
 )
 
-// Built-in defaults for fields a spec leaves out (see docs/spec-reference.md).
+// Built-in defaults for fields a spec leaves out (see the README's spec reference).
 const (
 	DefaultMilliCPU    = 1000
 	DefaultMemoryBytes = 512 << 20

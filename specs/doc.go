@@ -19,7 +19,7 @@
 //     yaml blocks under other headings are prose, except under a heading
 //     that looks like a misspelt section name, which is reported.
 //
-// docs/spec-reference.md documents every field, its type, unit and default.
+// the README's spec reference documents every field, its type, unit and default.
 //
 // # Units
 //

@@ -275,16 +275,16 @@ func TestBatchInferenceComposition(t *testing.T) {
 }
 
 // TestReferenceExample keeps the example at the top of
-// docs/spec-reference.md a valid spec.
+// the README's spec reference a valid spec.
 func TestReferenceExample(t *testing.T) {
 	inRepoRoot(t)
-	doc, err := os.ReadFile("docs/spec-reference.md")
+	doc, err := os.ReadFile("README.md")
 	if err != nil {
 		t.Fatal(err)
 	}
 	_, rest, ok := strings.Cut(string(doc), "~~~markdown\n")
 	if !ok {
-		t.Fatal("no ~~~markdown example in docs/spec-reference.md")
+		t.Fatal("no ~~~markdown example in README.md")
 	}
 	example, _, _ := strings.Cut(rest, "~~~\n")
 	dir := t.TempDir()
