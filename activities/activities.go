@@ -36,7 +36,7 @@ type Compiler interface {
 // Admitter decides whether a job may run. A rejection is Allowed=false with
 // a reason, not an error; errors are for failing to decide.
 type Admitter interface {
-	Admit(ctx context.Context, jobID string, plan *specs.Plan, document []byte) (allowed bool, reason string, record any, err error)
+	Admit(ctx context.Context, jobID string, plan *specs.Plan, document, signature []byte) (allowed bool, reason string, record any, err error)
 }
 
 // Negotiator runs the market for a job and returns the award. When no

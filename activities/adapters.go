@@ -73,8 +73,8 @@ type PolicyAdmitter struct {
 // Admit implements Admitter. A denial (ErrDenied, ErrUnsigned,
 // ErrQuotaExceeded) is a result, not an error. Idempotent by job ID (the
 // quota reservation is keyed by job).
-func (p PolicyAdmitter) Admit(ctx context.Context, jobID string, plan *specs.Plan, document []byte) (bool, string, any, error) {
-	adm, err := p.A.Admit(ctx, policies.AdmitRequest{JobID: jobID, Plan: plan, Document: document})
+func (p PolicyAdmitter) Admit(ctx context.Context, jobID string, plan *specs.Plan, document, signature []byte) (bool, string, any, error) {
+	adm, err := p.A.Admit(ctx, policies.AdmitRequest{JobID: jobID, Plan: plan, Document: document, Signature: signature})
 	if err != nil && !adm.Allowed && isDenial(err) {
 		reason := adm.Reason
 		if reason == "" {
@@ -233,4 +233,29 @@ func (m MarketNegotiator) Negotiate(ctx context.Context, jobID string, plan *spe
 		rt = m.DefaultRuntime
 	}
 	return Award{Provider: aw.Provider, Pool: aw.Provider, Runtime: rt, Price: aw.Price, Currency: res.Currency, Record: res}, nil
+}
+
+// readSigned reads the submitted spec document and its detached signature
+// (path + ".sig", absent when unsigned). The document must still be the one
+// submitted: a spec edited after submission is refused, permanently.
+func readSigned(path, digest string) (doc, sig []byte, err error) {
+	if path == "" {
+		return nil, nil, nil
+	}
+	doc, err = os.ReadFile(path)
+	if err != nil {
+		return nil, nil, fmt.Errorf("activities: read spec: %w", err)
+	}
+	if digest != "" && provenance.Digest(doc) != digest {
+		return nil, nil, permanent(workflows.ErrTypeInvalidSpec,
+			fmt.Errorf("activities: %s changed since it was compiled (digest %s, want %s)", path, provenance.Digest(doc), digest))
+	}
+	sig, err = os.ReadFile(path + provenance.SpecSignatureExt)
+	if errors.Is(err, os.ErrNotExist) {
+		return doc, nil, nil
+	}
+	if err != nil {
+		return nil, nil, fmt.Errorf("activities: read spec signature: %w", err)
+	}
+	return doc, sig, nil
 }

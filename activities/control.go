@@ -75,7 +75,11 @@ func (a *Activities) Admit(ctx context.Context, in workflows.AdmitInput) (workfl
 	if err != nil {
 		return workflows.AdmitOutput{}, err
 	}
-	allowed, reason, rec, err := a.Admitter.Admit(ctx, in.JobID, plan, nil)
+	doc, sig, err := readSigned(in.SpecPath, plan.DocumentDigest)
+	if err != nil {
+		return workflows.AdmitOutput{}, err
+	}
+	allowed, reason, rec, err := a.Admitter.Admit(ctx, in.JobID, plan, doc, sig)
 	if err != nil {
 		return workflows.AdmitOutput{}, fmt.Errorf("admit %s: %w", in.JobID, err)
 	}

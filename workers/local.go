@@ -81,13 +81,13 @@ func OpenLocal(ctx context.Context, o LocalOptions) (*Local, error) {
 	l.Runtime = rt
 	dsn := o.LedgerDSN
 	if dsn == "" {
-		dsn = settlement.DefaultDSN(o.Home)
+		dsn = settlement.ResolveDSN("", o.Home)
 	}
 	if l.Ledger, err = settlement.Open(ctx, dsn); err != nil {
 		return fail(fmt.Errorf("workers: ledger: %w", err))
 	}
 	l.closers = append(l.closers, l.Ledger.Close)
-	if l.Store, err = policies.OpenStore(ctx, filepath.Join(o.Home, "tenancy.db")); err != nil {
+	if l.Store, err = policies.OpenStore(ctx, policies.StorePath(o.Home)); err != nil {
 		return fail(fmt.Errorf("workers: tenancy: %w", err))
 	}
 	l.closers = append(l.closers, l.Store.Close)
@@ -125,7 +125,7 @@ func OpenLocal(ctx context.Context, o LocalOptions) (*Local, error) {
 	}
 	l.Activities = &activities.Activities{
 		Compiler: activities.SpecCompiler{},
-		Admitter: activities.PolicyAdmitter{A: &policies.Admitter{Policies: set, Store: l.Store, AutoCreate: true}},
+		Admitter: activities.PolicyAdmitter{A: &policies.Admitter{Policies: set, Store: l.Store, AutoCreate: true, Verify: specVerifier(o.Home)}},
 		Negotiator: activities.MarketNegotiator{
 			Providers:      func(context.Context) ([]market.Provider, error) { return provs, nil },
 			Runtime:        map[string]string{LocalPoolName: rt.Name()},
@@ -194,4 +194,17 @@ func (l *Local) Close() error {
 	}
 	l.closers = nil
 	return errors.Join(errs...)
+}
+
+// specVerifier checks spec signatures against the home's trust store, read
+// on each admission so that `accord keys trust` takes effect without a
+// worker restart.
+func specVerifier(home string) policies.SpecVerifier {
+	return func(ctx context.Context, doc, sig []byte, tenant string) (string, error) {
+		ts, err := provenance.LoadTrustStore(provenance.DefaultTrustPath(home))
+		if err != nil {
+			return "", err
+		}
+		return provenance.VerifySpecSignature(ctx, doc, sig, ts, tenant)
+	}
 }

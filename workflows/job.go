@@ -244,7 +244,7 @@ func (j *job) run(ctx workflow.Context) (err error) {
 	j.enter(ctx, StageAdmit)
 	var adm AdmitOutput
 	if err := workflow.ExecuteActivity(controlCtx(ctx, time.Minute), ActivityAdmit,
-		AdmitInput{JobID: j.in.JobID, PlanJSON: j.planJSON}).Get(ctx, &adm); err != nil {
+		AdmitInput{JobID: j.in.JobID, PlanJSON: j.planJSON, SpecPath: j.in.SpecPath}).Get(ctx, &adm); err != nil {
 		return classify(ctx, err, ClassPolicy)
 	}
 	if err := j.attest(ctx, "admission", nil, map[string]any{

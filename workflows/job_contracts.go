@@ -230,6 +230,9 @@ type CompileOutput struct {
 type AdmitInput struct {
 	JobID    string          `json:"job_id"`
 	PlanJSON json.RawMessage `json:"plan_json"`
+	// SpecPath is the submitted document; its detached signature, if any,
+	// is SpecPath + ".sig" (`accord spec sign`).
+	SpecPath string `json:"spec_path,omitempty"`
 }
 
 type AdmitOutput struct {
