@@ -15,6 +15,9 @@ FUZZTIME      ?= 3000x
 .PHONY: all build test run bench lint deps fuzz clean
 all: build
 
+# Area makefiles come before the rules that read their variables.
+include $(sort $(wildcard mk/*.mk))
+
 build:
 	$(GO) build -o $(BIN) ./cmd/accord
 
@@ -43,4 +46,3 @@ bench: build $(BENCH_TARGETS)
 clean:
 	rm -rf bin .cache/home
 
-include $(sort $(wildcard mk/*.mk))
