@@ -45,7 +45,7 @@ func (f *temporalFlags) add(cmd *cobra.Command) {
 		ns = "default"
 	}
 	fl := cmd.Flags()
-	fl.StringVar(&f.address, "temporal-address", addr, "Temporal frontend host:port ($ACCORD_TEMPORAL_ADDRESS; `accord dev` serves "+defaultTemporalAddress+")")
+	fl.StringVar(&f.address, "temporal-address", addr, "Temporal frontend host:port ($ACCORD_TEMPORAL_ADDRESS; accord dev serves "+defaultTemporalAddress+")")
 	fl.StringVar(&f.namespace, "namespace", ns, "Temporal namespace ($ACCORD_NAMESPACE)")
 	fl.StringVar(&f.tlsCA, "tls-ca", "", "CA certificate file to verify the Temporal server")
 	fl.StringVar(&f.tlsCert, "tls-cert", "", "client certificate file for mTLS")
@@ -70,7 +70,7 @@ func signalContext() (context.Context, context.CancelFunc) {
 
 func devCmd() *cobra.Command {
 	var port, uiPort int
-	var metrics, containerdAddr, ledgerDSN string
+	var metrics, containerdAddr, ledgerDSN, rekorURL, rekorListen string
 	cmd := &cobra.Command{
 		Use:   "dev",
 		Short: "Run the local stack in the foreground: embedded Temporal, worker, containerd pool, transparency log",
@@ -84,7 +84,7 @@ func devCmd() *cobra.Command {
 			defer cancel()
 			st, err := stack.Start(ctx, stack.Options{
 				Home: home, FrontendPort: port, MetricsAddr: metrics, UIPort: uiPort,
-				Local: workers.LocalOptions{ContainerdAddress: containerdAddr, LedgerDSN: ledgerDSN},
+				Local: logOptions(workers.LocalOptions{ContainerdAddress: containerdAddr, LedgerDSN: ledgerDSN}, rekorURL),
 			})
 			if err != nil {
 				return err
@@ -94,6 +94,14 @@ func devCmd() *cobra.Command {
 				"temporal_address": st.Server.Address(), "namespace": st.Server.Namespace(),
 				"metrics": st.MetricsAddr, "home": home, "status": "running",
 			}
+			if rekorListen != "" {
+				addr, stopLog, err := serveRekorAPI(rekorListen, st.Local.Log)
+				if err != nil {
+					return err
+				}
+				defer stopLog()
+				info["rekor_api"] = "http://" + addr
+			}
 			ui := "off"
 			if st.UI != nil {
 				ui = "http://" + st.UI.Addr
@@ -102,6 +110,9 @@ func devCmd() *cobra.Command {
 			if err := cli.Print(cmd, info, func(w cli.Writer) {
 				w.Printf("accord dev: Temporal on %s (namespace %s), metrics on http://%s/metrics\n", info["temporal_address"], info["namespace"], info["metrics"])
 				w.Printf("state in %s; Temporal Web UI: %s\n", home, ui)
+				if info["rekor_api"] != "" {
+					w.Printf("transparency log (Rekor v1 API for rekor-cli --rekor_server): %s\n", info["rekor_api"])
+				}
 				w.Printf("submit jobs with: accord submit SPEC --temporal-address %s; Ctrl-C stops\n", info["temporal_address"])
 			}); err != nil {
 				return err
@@ -115,13 +126,15 @@ func devCmd() *cobra.Command {
 	cmd.Flags().StringVar(&metrics, "metrics-addr", "127.0.0.1:9464", "Prometheus metrics listen address")
 	cmd.Flags().StringVar(&containerdAddr, "containerd", "", "existing containerd socket (default: a private daemon under the home directory)")
 	cmd.Flags().StringVar(&ledgerDSN, "ledger-dsn", "", "ledger database (default SQLite under the home directory; postgres://... for PostgreSQL)")
+	cmd.Flags().StringVar(&rekorURL, "rekor-url", "", "log attestations to this Rekor v1 server instead of the embedded log")
+	cmd.Flags().StringVar(&rekorListen, "rekor-listen", "127.0.0.1:3000", "serve the transparency log's Rekor v1 REST API here (empty: off)")
 	return cmd
 }
 
 func workerCmd() *cobra.Command {
 	var tf temporalFlags
 	var queues []string
-	var metrics, containerdAddr, ledgerDSN string
+	var metrics, containerdAddr, ledgerDSN, rekorURL string
 	cmd := &cobra.Command{
 		Use:   "worker",
 		Short: "Run a worker against a Temporal cluster (job workflow and activities)",
@@ -150,7 +163,7 @@ func workerCmd() *cobra.Command {
 				defer stop()
 				metrics = addr
 			}
-			local, err := workers.OpenLocal(ctx, workers.LocalOptions{Home: home, ContainerdAddress: containerdAddr, LedgerDSN: ledgerDSN})
+			local, err := workers.OpenLocal(ctx, logOptions(workers.LocalOptions{Home: home, ContainerdAddress: containerdAddr, LedgerDSN: ledgerDSN}, rekorURL))
 			if err != nil {
 				return err
 			}
@@ -172,6 +185,7 @@ func workerCmd() *cobra.Command {
 	}
 	tf.add(cmd)
 	cmd.Flags().StringSliceVar(&queues, "queues", []string{workflows.TaskQueueControl, workflows.TaskQueueExecution}, "task queues to poll")
+	cmd.Flags().StringVar(&rekorURL, "rekor-url", "", "log attestations to this Rekor v1 server instead of the embedded log")
 	cmd.Flags().StringVar(&metrics, "metrics-addr", "127.0.0.1:9464", "Prometheus metrics listen address (empty: off)")
 	cmd.Flags().StringVar(&containerdAddr, "containerd", "", "existing containerd socket (default: a private daemon under the home directory)")
 	cmd.Flags().StringVar(&ledgerDSN, "ledger-dsn", "", "ledger database (default SQLite under the home directory)")
@@ -180,7 +194,7 @@ func workerCmd() *cobra.Command {
 
 func runCmd() *cobra.Command {
 	var fund int64
-	var metrics, jobID, containerdAddr, ledgerDSN string
+	var metrics, jobID, containerdAddr, ledgerDSN, rekorURL string
 	var autoApprove bool
 	cmd := &cobra.Command{
 		Use:   "run SPEC",
@@ -201,7 +215,7 @@ func runCmd() *cobra.Command {
 			t0 := time.Now()
 			st, err := stack.Start(context.WithoutCancel(ctx), stack.Options{
 				Home: home, MetricsAddr: metrics, Logger: quietLogger(ctx),
-				Local: workers.LocalOptions{ContainerdAddress: containerdAddr, LedgerDSN: ledgerDSN},
+				Local: logOptions(workers.LocalOptions{ContainerdAddress: containerdAddr, LedgerDSN: ledgerDSN}, rekorURL),
 			})
 			if err != nil {
 				return err
@@ -245,6 +259,7 @@ func runCmd() *cobra.Command {
 	cmd.Flags().BoolVar(&autoApprove, "approve", false, "pass the spec's approval gate automatically")
 	cmd.Flags().StringVar(&containerdAddr, "containerd", "", "existing containerd socket")
 	cmd.Flags().StringVar(&ledgerDSN, "ledger-dsn", "", "ledger database")
+	cmd.Flags().StringVar(&rekorURL, "rekor-url", "", "log attestations to this Rekor v1 server instead of the embedded log")
 	return cmd
 }
 
