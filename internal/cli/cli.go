@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 
 	"github.com/spf13/cobra"
+	"k8s.io/klog/v2"
 )
 
 // Exit codes distinguish failure classes so that scripts can branch on them.
@@ -71,6 +72,9 @@ func AddGlobalFlags(root *cobra.Command) {
 			level = slog.LevelDebug
 		}
 		slog.SetDefault(slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level})))
+		// Libraries underneath (Tessera) log through klog; route it into
+		// slog so it follows -v instead of interleaving with progress output.
+		klog.SetSlogLogger(slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: klogLevel(verbose)})))
 	}
 }
 
@@ -119,4 +123,12 @@ func Print(cmd *cobra.Command, v any, human func(Writer)) error {
 	}
 	human(Writer{out})
 	return nil
+}
+
+// klogLevel keeps klog's informational lines out of the way unless -v.
+func klogLevel(verbose bool) slog.Level {
+	if verbose {
+		return slog.LevelDebug
+	}
+	return slog.LevelWarn
 }
