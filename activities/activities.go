@@ -53,7 +53,13 @@ type Award struct {
 	Price    int64
 	Currency string
 	Record   any // offers, bids, winners, payments: the negotiation attestation
+	// Devices are the exact node and GPUs the provider gives each task, when
+	// it names them (Nomad pools); empty lets the runtime choose.
+	Devices []TaskDevices
 }
+
+// TaskDevices is the node and GPU instance IDs a provider offered a task.
+type TaskDevices = workflows.TaskDevices
 
 // Ledger holds, releases and settles a job's money. Every call is
 // idempotent by job ID (and attempt).

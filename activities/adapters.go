@@ -193,7 +193,8 @@ func (r RecorderAttestor) Attest(ctx context.Context, in workflows.AttestInput) 
 // MarketNegotiator is the Negotiator over package market: the sealed-bid
 // combinatorial auction with VCG prices (or alternating offers when the spec
 // asks) among the providers, each of which maps to a runtime kind on this
-// worker.
+// worker. The tenant's placement policies are applied to every provider's
+// profile before the market runs.
 type MarketNegotiator struct {
 	// Providers returns the sellers at negotiation time.
 	Providers func(ctx context.Context) ([]market.Provider, error)
@@ -201,25 +202,42 @@ type MarketNegotiator struct {
 	// tasks; nil or an unknown provider means DefaultRuntime.
 	Runtime        map[string]string
 	DefaultRuntime string
+	// Placement is the tenant's placement policy for a spec (usually
+	// policies.Set.PlacementFilter); nil admits every provider.
+	Placement func(spec *specs.Spec) func(policies.ProviderView) (bool, string)
+	// Assign names the exact devices a winning provider gives each task
+	// (nil, or a nil return, means the runtime chooses).
+	Assign func(ctx context.Context, provider string, plan *specs.Plan) ([]TaskDevices, error)
 }
 
-// Negotiate implements Negotiator. It is a pure function of the plan and the
-// providers' current profiles, so a retry is harmless. No offers or no
-// agreement wraps ErrNoOffers with the market's diagnostics.
+// Negotiate implements Negotiator. It is a pure function of the plan, the
+// policies and the providers' current profiles, so a retry is harmless. No
+// offers or no agreement wraps ErrNoOffers with the market's diagnostics,
+// including the providers the placement policies excluded and why.
 func (m MarketNegotiator) Negotiate(ctx context.Context, jobID string, plan *specs.Plan) (Award, error) {
 	provs, err := m.Providers(ctx)
 	if err != nil {
 		return Award{}, fmt.Errorf("activities: providers: %w", err)
 	}
+	provs, excluded, err := m.filter(ctx, jobID, plan, provs)
+	if err != nil {
+		return Award{}, err
+	}
+	if len(provs) == 0 && len(excluded) > 0 {
+		return Award{}, fmt.Errorf("%w: every provider was excluded by placement policy: %s", ErrNoOffers, explain(excluded))
+	}
 	res, err := market.Negotiate(ctx, plan, provs, market.Options{Job: jobID})
+	if res != nil {
+		res.Diagnostics = append(res.Diagnostics, excluded...)
+	}
 	if errors.Is(err, market.ErrNoOffers) || errors.Is(err, market.ErrNoAgreement) {
-		var why []string
+		var why []market.Diagnostic
 		if res != nil {
-			for _, d := range res.Diagnostics {
-				why = append(why, fmt.Sprintf("%s: %s (%s)", d.Provider, d.Detail, d.Constraint))
-			}
+			why = res.Diagnostics
+		} else {
+			why = excluded
 		}
-		return Award{}, fmt.Errorf("%w: %w: %s", ErrNoOffers, err, strings.Join(why, "; "))
+		return Award{}, fmt.Errorf("%w: %w: %s", ErrNoOffers, err, explain(why))
 	}
 	if err != nil {
 		return Award{}, err
@@ -232,7 +250,59 @@ func (m MarketNegotiator) Negotiate(ctx context.Context, jobID string, plan *spe
 	if rt == "" {
 		rt = m.DefaultRuntime
 	}
-	return Award{Provider: aw.Provider, Pool: aw.Provider, Runtime: rt, Price: aw.Price, Currency: res.Currency, Record: res}, nil
+	out := Award{Provider: aw.Provider, Pool: aw.Provider, Runtime: rt, Price: aw.Price, Currency: res.Currency, Record: res}
+	if m.Assign != nil {
+		if out.Devices, err = m.Assign(ctx, aw.Provider, plan); err != nil {
+			return Award{}, fmt.Errorf("activities: assign devices on %s: %w", aw.Provider, err)
+		}
+	}
+	return out, nil
+}
+
+// filter reads every provider's profile once and keeps those the tenant's
+// placement rules allow; the others come back as diagnostics with
+// constraint "policy" and the rules' reasons.
+func (m MarketNegotiator) filter(ctx context.Context, jobID string, plan *specs.Plan, provs []market.Provider) ([]market.Provider, []market.Diagnostic, error) {
+	if m.Placement == nil || plan.Spec == nil {
+		return provs, nil, nil
+	}
+	allow := m.Placement(plan.Spec)
+	var kept []market.Provider
+	var excluded []market.Diagnostic
+	for _, pr := range provs {
+		p, err := pr.Profile(ctx)
+		if err != nil {
+			return nil, nil, fmt.Errorf("activities: provider profile: %w", err)
+		}
+		if ok, why := allow(ProviderView(p)); !ok {
+			excluded = append(excluded, market.Diagnostic{Provider: p.Name, Job: jobID, Constraint: "policy", Detail: why})
+			continue
+		}
+		kept = append(kept, &market.Static{P: p})
+	}
+	return kept, excluded, nil
+}
+
+// ProviderView is what a placement rule sees of a provider's profile.
+func ProviderView(p market.Profile) policies.ProviderView {
+	v := policies.ProviderView{Name: p.Name, Pool: p.Name, Region: p.Region, Reputation: p.Reputation}
+	if len(p.TEE) > 0 {
+		v.TEE = p.TEE[0]
+	}
+	for _, g := range p.Free.GPUs {
+		for range g.Count {
+			v.GPUs = append(v.GPUs, policies.GPUView{Model: g.Model, MemoryBytes: g.MemoryBytes})
+		}
+	}
+	return v
+}
+
+func explain(ds []market.Diagnostic) string {
+	var why []string
+	for _, d := range ds {
+		why = append(why, fmt.Sprintf("%s: %s (%s)", d.Provider, d.Detail, d.Constraint))
+	}
+	return strings.Join(why, "; ")
 }
 
 // readSigned reads the submitted spec document and its detached signature

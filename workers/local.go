@@ -130,6 +130,7 @@ func OpenLocal(ctx context.Context, o LocalOptions) (*Local, error) {
 			Providers:      func(context.Context) ([]market.Provider, error) { return provs, nil },
 			Runtime:        map[string]string{LocalPoolName: rt.Name()},
 			DefaultRuntime: rt.Name(),
+			Placement:      set.PlacementFilter,
 		},
 		Ledger:   activities.SettlementLedger{L: l.Ledger, MarginBP: o.MarginBP, FeeBP: o.FeeBP},
 		Attestor: activities.RecorderAttestor{R: provenance.NewRecorder(l.Log, key, provenance.NewStore(provenance.DefaultStoreDir(o.Home)))},

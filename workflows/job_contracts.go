@@ -255,6 +255,16 @@ type NegotiateOutput struct {
 	Currency string `json:"currency"`
 	// Record is the negotiation's evidence (offers, bids, winners, prices).
 	Record json.RawMessage `json:"record,omitempty"`
+	// Devices are the node and GPU instance IDs the provider offered each
+	// task (Nomad pools); empty when the runtime chooses.
+	Devices []TaskDevices `json:"devices,omitempty"`
+}
+
+// TaskDevices is the node and GPU instance IDs offered for one task.
+type TaskDevices struct {
+	Task       string   `json:"task"`
+	Node       string   `json:"node,omitempty"`
+	GPUDevices []string `json:"gpu_devices,omitempty"`
 }
 
 // PlaceInput / PlaceOutput: reserve capacity and hold escrow.
