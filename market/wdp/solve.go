@@ -258,6 +258,7 @@ type search struct {
 	opts      Options
 	y         []float64
 	order     []int
+	start     []int // the caller's feasible warm start, local indices
 	gonumRoot float64
 }
 
@@ -311,6 +312,7 @@ func newSearch(ctx context.Context, in *Instance, comp []int, inc []bool, opts O
 	}
 	if s.feasible(start) {
 		s.offer(start)
+		s.start = start
 	}
 	return s
 }
@@ -399,6 +401,11 @@ func (s *search) run() {
 		func(j int) float64 { return s.price[j] },
 	} {
 		s.offer(s.greedy(alive, key, nil))
+		if s.start != nil {
+			// Complete the caller's warm start with the goods it leaves
+			// free (in VCG: the goods of the removed bidder).
+			s.offer(s.greedy(alive, key, s.start))
+		}
 	}
 	lp := newPackLP(s.m, s.cols, s.price)
 	s.rootUB = math.Inf(1)
