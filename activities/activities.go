@@ -122,6 +122,12 @@ type Activities struct {
 	Attestor   Attestor
 	// Runtimes by kind (Award.Runtime).
 	Runtimes map[string]runtimes.Runtime
+	// OpenRuntime opens a kind missing from Runtimes (a pool attached after
+	// the worker started); nil means only Runtimes. Opened runtimes are kept.
+	OpenRuntime func(ctx context.Context, kind string) (runtimes.Runtime, error)
+	// Tracker, when set, is told which runs start and end on which runtime
+	// (pools refuse to detach while tasks run there).
+	Tracker TaskTracker
 	// JobsDir holds per-job directories: collected outputs and task logs.
 	JobsDir string
 	Log     *slog.Logger
@@ -170,13 +176,40 @@ func (a *Activities) logger(ctx context.Context, jobID string) *slog.Logger {
 
 func (a *Activities) jobDir(jobID string) string { return filepath.Join(a.JobsDir, jobID) }
 
-func (a *Activities) runtime(kind string) (runtimes.Runtime, error) {
+// TaskTracker records the runs on each runtime. Both calls are idempotent
+// by (runtime, run ID); TaskStarted may refuse (a draining pool).
+type TaskTracker interface {
+	TaskStarted(ctx context.Context, runtime, runID string) error
+	TaskFinished(ctx context.Context, runtime, runID string) error
+}
+
+func (a *Activities) runtime(ctx context.Context, kind string) (runtimes.Runtime, error) {
+	a.mu.Lock()
 	rt, ok := a.Runtimes[kind]
-	if !ok {
-		return nil, temporal.NewNonRetryableApplicationError(
-			fmt.Sprintf("no runtime %q on this worker", kind), workflows.ErrTypeExecution, nil)
+	a.mu.Unlock()
+	if ok {
+		return rt, nil
 	}
-	return rt, nil
+	if a.OpenRuntime != nil {
+		rt, err := a.OpenRuntime(ctx, kind)
+		if err == nil {
+			a.mu.Lock()
+			defer a.mu.Unlock()
+			if have, ok := a.Runtimes[kind]; ok {
+				return have, nil
+			}
+			if a.Runtimes == nil {
+				a.Runtimes = map[string]runtimes.Runtime{}
+			}
+			a.Runtimes[kind] = rt
+			return rt, nil
+		}
+		if !errors.Is(err, runtimes.ErrNotFound) {
+			return nil, fmt.Errorf("open runtime %q: %w", kind, err)
+		}
+	}
+	return nil, temporal.NewNonRetryableApplicationError(
+		fmt.Sprintf("no runtime %q on this worker", kind), workflows.ErrTypeExecution, nil)
 }
 
 func decodePlan(raw json.RawMessage) (*specs.Plan, error) {

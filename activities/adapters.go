@@ -202,6 +202,9 @@ type MarketNegotiator struct {
 	// tasks; nil or an unknown provider means DefaultRuntime.
 	Runtime        map[string]string
 	DefaultRuntime string
+	// RuntimeFor, when set, maps providers missing from Runtime (pools
+	// attached while the worker runs) to their runtime kind; "" means none.
+	RuntimeFor func(provider string) string
 	// Placement is the tenant's placement policy for a spec (usually
 	// policies.Set.PlacementFilter); nil admits every provider.
 	Placement func(spec *specs.Spec) func(policies.ProviderView) (bool, string)
@@ -247,6 +250,9 @@ func (m MarketNegotiator) Negotiate(ctx context.Context, jobID string, plan *spe
 	}
 	aw := res.Awards[0]
 	rt := m.Runtime[aw.Provider]
+	if rt == "" && m.RuntimeFor != nil {
+		rt = m.RuntimeFor(aw.Provider)
+	}
 	if rt == "" {
 		rt = m.DefaultRuntime
 	}

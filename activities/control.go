@@ -116,7 +116,7 @@ func (a *Activities) Place(ctx context.Context, in workflows.PlaceInput) (workfl
 	if err != nil {
 		return workflows.PlaceOutput{}, err
 	}
-	if _, err := a.runtime(in.Award.Runtime); err != nil {
+	if _, err := a.runtime(ctx, in.Award.Runtime); err != nil {
 		return workflows.PlaceOutput{}, err
 	}
 	held, holdID, rec, err := a.Ledger.Hold(ctx, HoldRequest{
@@ -130,10 +130,15 @@ func (a *Activities) Place(ctx context.Context, in workflows.PlaceInput) (workfl
 		return workflows.PlaceOutput{}, fmt.Errorf("place %s: %w", in.JobID, err)
 	}
 	a.logger(ctx, in.JobID).Info("placed", "held", held, "provider", in.Award.Provider)
-	return workflows.PlaceOutput{
+	out := workflows.PlaceOutput{
 		Reservation: in.JobID + "@" + in.Award.Pool, HoldID: holdID, Held: held, Currency: in.Award.Currency,
 		Node: in.Award.Pool, Record: record(rec),
-	}, nil
+	}
+	if len(in.Award.Devices) > 0 {
+		// The placement attestation names the exact nodes and GPUs offered.
+		out.Record = record(map[string]any{"hold": rec, "devices": in.Award.Devices})
+	}
+	return out, nil
 }
 
 // Release refunds the job's escrow and releases its quota reservation: the

@@ -48,7 +48,7 @@ func (a *Activities) StartTask(ctx context.Context, in workflows.StartTaskInput)
 	if err != nil {
 		return workflows.StartTaskOutput{}, err
 	}
-	rt, err := a.runtime(in.Award.Runtime)
+	rt, err := a.runtime(ctx, in.Award.Runtime)
 	if err != nil {
 		return workflows.StartTaskOutput{}, err
 	}
@@ -60,9 +60,19 @@ func (a *Activities) StartTask(ctx context.Context, in workflows.StartTaskInput)
 	if err != nil {
 		return workflows.StartTaskOutput{}, err
 	}
+	for _, d := range in.Award.Devices {
+		if d.Task == task.Name {
+			spec.Resources.GPUDevices = append([]string(nil), d.GPUDevices...)
+		}
+	}
 	digest, cached, err := a.prepare(ctx, rt, spec.Image)
 	if err != nil {
 		return workflows.StartTaskOutput{}, runtimeErr(ctx, "prepare "+spec.Image, err)
+	}
+	if a.Tracker != nil {
+		if err := a.Tracker.TaskStarted(ctx, in.Award.Runtime, in.RunID); err != nil {
+			return workflows.StartTaskOutput{}, permanent(workflows.ErrTypeExecution, fmt.Errorf("start %s: %w", in.RunID, err))
+		}
 	}
 	st, err := rt.Start(ctx, spec)
 	if err != nil && cached && errors.Is(err, runtimes.ErrImage) {
@@ -182,7 +192,7 @@ func (a *Activities) WaitTask(ctx context.Context, in workflows.WaitTaskInput) (
 	if out, ok := a.readResult(in.JobID, in.RunID); ok {
 		return out, nil
 	}
-	rt, err := a.runtime(in.Runtime)
+	rt, err := a.runtime(ctx, in.Runtime)
 	if err != nil {
 		return workflows.WaitTaskOutput{}, err
 	}
@@ -232,20 +242,33 @@ func (a *Activities) WaitTask(ctx context.Context, in workflows.WaitTaskInput) (
 	if err := rt.Cleanup(ctx, in.RunID); err != nil {
 		a.logger(ctx, in.JobID).Warn("cleanup failed", "run_id", in.RunID, "error", err)
 	}
+	a.finished(ctx, in.Runtime, in.RunID)
 	a.logger(ctx, in.JobID).Info("task finished", "run_id", in.RunID, "state", out.State, "exit", out.ExitCode)
 	return out, nil
+}
+
+// finished tells the tracker a run ended; a failure is logged, since the
+// run is over either way and a pool's detach reconciles with Nomad.
+func (a *Activities) finished(ctx context.Context, kind, runID string) {
+	if a.Tracker == nil {
+		return
+	}
+	if err := a.Tracker.TaskFinished(ctx, kind, runID); err != nil {
+		a.logger(ctx, jobOf(runID)).Warn("task tracker", "run_id", runID, "error", err)
+	}
 }
 
 // StopTask stops and cleans up a run: the compensation for StartTask.
 // Idempotent: an unknown or already removed run is not an error.
 func (a *Activities) StopTask(ctx context.Context, in workflows.StopTaskInput) (workflows.StopTaskOutput, error) {
-	rt, err := a.runtime(in.Runtime)
+	rt, err := a.runtime(ctx, in.Runtime)
 	if err != nil {
 		return workflows.StopTaskOutput{}, err
 	}
 	jobID := jobOf(in.RunID)
 	err = rt.Stop(ctx, in.RunID, stopGrace)
 	if errors.Is(err, runtimes.ErrNotFound) {
+		a.finished(ctx, in.Runtime, in.RunID)
 		return workflows.StopTaskOutput{Stopped: false}, nil
 	}
 	if err != nil {
@@ -255,6 +278,7 @@ func (a *Activities) StopTask(ctx context.Context, in workflows.StopTaskInput) (
 	if err := rt.Cleanup(ctx, in.RunID); err != nil {
 		return workflows.StopTaskOutput{}, runtimeErr(ctx, "cleanup "+in.RunID, err)
 	}
+	a.finished(ctx, in.Runtime, in.RunID)
 	a.logger(ctx, jobID).Info("task stopped", "run_id", in.RunID)
 	return workflows.StopTaskOutput{Stopped: true}, nil
 }

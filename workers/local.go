@@ -16,6 +16,7 @@ import (
 	_ "github.com/accordmesh/accord/provenance/tlog/embedded" // registers the embedded log
 	"github.com/accordmesh/accord/runtimes"
 	"github.com/accordmesh/accord/runtimes/containerd"
+	"github.com/accordmesh/accord/runtimes/nomad/pools"
 	"github.com/accordmesh/accord/settlement"
 )
 
@@ -123,20 +124,29 @@ func OpenLocal(ctx context.Context, o LocalOptions) (*Local, error) {
 	if err != nil {
 		return fail(err)
 	}
+	poolStore := pools.Open(o.Home)
 	l.Activities = &activities.Activities{
 		Compiler: activities.SpecCompiler{},
 		Admitter: activities.PolicyAdmitter{A: &policies.Admitter{Policies: set, Store: l.Store, AutoCreate: true, Verify: specVerifier(o.Home)}},
 		Negotiator: activities.MarketNegotiator{
-			Providers:      func(context.Context) ([]market.Provider, error) { return provs, nil },
+			// Attached pools are read at each negotiation, so a pool attached
+			// or detached while the worker runs takes effect at once.
+			Providers: func(context.Context) ([]market.Provider, error) {
+				return append(append([]market.Provider(nil), provs...), poolProviders(poolStore, o.Logger)...), nil
+			},
 			Runtime:        map[string]string{LocalPoolName: rt.Name()},
+			RuntimeFor:     func(provider string) string { return poolRuntimeFor(poolStore, provider) },
 			DefaultRuntime: rt.Name(),
 			Placement:      set.PlacementFilter,
+			Assign:         assignDevices(poolStore),
 		},
-		Ledger:   activities.SettlementLedger{L: l.Ledger, MarginBP: o.MarginBP, FeeBP: o.FeeBP},
-		Attestor: activities.RecorderAttestor{R: provenance.NewRecorder(l.Log, key, provenance.NewStore(provenance.DefaultStoreDir(o.Home)))},
-		Runtimes: map[string]runtimes.Runtime{rt.Name(): rt},
-		JobsDir:  filepath.Join(o.Home, "jobs"),
-		Log:      o.Logger,
+		Ledger:      activities.SettlementLedger{L: l.Ledger, MarginBP: o.MarginBP, FeeBP: o.FeeBP},
+		Attestor:    activities.RecorderAttestor{R: provenance.NewRecorder(l.Log, key, provenance.NewStore(provenance.DefaultStoreDir(o.Home)))},
+		Runtimes:    map[string]runtimes.Runtime{rt.Name(): rt},
+		OpenRuntime: openPoolRuntime(poolStore),
+		Tracker:     poolTracker{store: poolStore},
+		JobsDir:     filepath.Join(o.Home, "jobs"),
+		Log:         o.Logger,
 	}
 	return l, nil
 }
