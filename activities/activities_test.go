@@ -454,3 +454,61 @@ func TestProviderView(t *testing.T) {
 		t.Errorf("view %+v", v)
 	}
 }
+
+type recTracker struct{ started, finished []string }
+
+func (r *recTracker) TaskStarted(_ context.Context, kind, run string) error {
+	r.started = append(r.started, kind+"/"+run)
+	return nil
+}
+
+func (r *recTracker) TaskFinished(_ context.Context, kind, run string) error {
+	r.finished = append(r.finished, kind+"/"+run)
+	return nil
+}
+
+// A pool's runtime is opened on first use; the award's devices reach the
+// task; the tracker sees the run start and finish; the placement record
+// names the devices.
+func TestPoolRuntimeDevicesTracker(t *testing.T) {
+	_, raw := quickstartPlan(t)
+	rt := newFake()
+	tr := &recTracker{}
+	opened := 0
+	a := &Activities{JobsDir: t.TempDir(), Tracker: tr, Ledger: &fakeLedger{},
+		OpenRuntime: func(_ context.Context, kind string) (runtimes.Runtime, error) {
+			if kind != "pool:lab" {
+				return nil, runtimes.ErrNotFound
+			}
+			opened++
+			return rt, nil
+		}}
+	ctx := context.Background()
+	award := workflows.NegotiateOutput{Provider: "lab", Pool: "lab", Runtime: "pool:lab", Price: 10, Currency: "USD",
+		Devices: []workflows.TaskDevices{{Task: "train", Node: "node-1", GPUDevices: []string{"GPU-1"}}}}
+	pl, err := a.Place(ctx, workflows.PlaceInput{JobID: "job-1", Tenant: "t", PlanJSON: raw, Award: award})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(pl.Record), `"GPU-1"`) || !strings.Contains(string(pl.Record), `"node-1"`) {
+		t.Errorf("placement record %s", pl.Record)
+	}
+	run := workflows.RunID("job-1", "train", 1)
+	if _, err := a.StartTask(ctx, workflows.StartTaskInput{JobID: "job-1", Task: "train", Attempt: 1, RunID: run, PlanJSON: raw, Award: award}); err != nil {
+		t.Fatal(err)
+	}
+	if got := rt.tasks[run].spec.Resources.GPUDevices; len(got) != 1 || got[0] != "GPU-1" {
+		t.Errorf("GPU devices %v", got)
+	}
+	rt.finish(run, 0, map[string]string{"metrics.json": `{"accuracy": 0.93}`})
+	if _, err := a.WaitTask(ctx, workflows.WaitTaskInput{JobID: "job-1", Task: "train", RunID: run, Runtime: "pool:lab"}); err != nil {
+		t.Fatal(err)
+	}
+	if opened != 1 || len(tr.started) != 1 || tr.started[0] != "pool:lab/"+run || len(tr.finished) != 1 {
+		t.Errorf("opened %d, started %v, finished %v", opened, tr.started, tr.finished)
+	}
+	// An unknown kind is a permanent execution error.
+	if _, err := a.StopTask(ctx, workflows.StopTaskInput{RunID: run, Runtime: "pool:gone"}); appErrType(err) != workflows.ErrTypeExecution {
+		t.Errorf("unknown runtime: %v", err)
+	}
+}
