@@ -125,6 +125,11 @@ type Activities struct {
 	// OpenRuntime opens a kind missing from Runtimes (a pool attached after
 	// the worker started); nil means only Runtimes. Opened runtimes are kept.
 	OpenRuntime func(ctx context.Context, kind string) (runtimes.Runtime, error)
+	// VerifyRuntime, when set, is the runtime kind that runs acceptance-test
+	// containers, so the buyer's worker checks a provider's outputs itself
+	// (and tests run even where the award's runtime cannot mount the
+	// collected outputs, as on Nomad); empty means the award's runtime.
+	VerifyRuntime string
 	// Tracker, when set, is told which runs start and end on which runtime
 	// (pools refuse to detach while tasks run there).
 	Tracker TaskTracker

@@ -87,7 +87,11 @@ func (a *Activities) runTest(ctx context.Context, in workflows.VerifyInput, plan
 }
 
 func (a *Activities) runTestContainer(ctx context.Context, in workflows.VerifyInput, plan *specs.Plan, n int, t specs.Test, outputs string) (int, string, error) {
-	rt, err := a.runtime(ctx, in.Award.Runtime)
+	kind := a.VerifyRuntime
+	if kind == "" {
+		kind = in.Award.Runtime
+	}
+	rt, err := a.runtime(ctx, kind)
 	if err != nil {
 		return 0, "", err
 	}

@@ -144,9 +144,12 @@ func OpenLocal(ctx context.Context, o LocalOptions) (*Local, error) {
 		Attestor:    activities.RecorderAttestor{R: provenance.NewRecorder(l.Log, key, provenance.NewStore(provenance.DefaultStoreDir(o.Home)))},
 		Runtimes:    map[string]runtimes.Runtime{rt.Name(): rt},
 		OpenRuntime: openPoolRuntime(poolStore),
-		Tracker:     poolTracker{store: poolStore},
-		JobsDir:     filepath.Join(o.Home, "jobs"),
-		Log:         o.Logger,
+		// Acceptance tests run here, on this host's containerd, whoever
+		// executed the tasks.
+		VerifyRuntime: rt.Name(),
+		Tracker:       poolTracker{store: poolStore},
+		JobsDir:       filepath.Join(o.Home, "jobs"),
+		Log:           o.Logger,
 	}
 	return l, nil
 }
