@@ -490,6 +490,22 @@ func (a *auditor) settlement(set SettlementPredicate, neg NegotiationPredicate, 
 	if hasVer && !ver.Passed && set.Paid > 0 && hasNeg && set.Paid > neg.Price {
 		bad("verification failed yet paid %d, above the negotiated price %d", set.Paid, neg.Price)
 	}
+	// The ledger's record carries the usage and rates it settled on; the
+	// predicate's own fields, when present, take precedence.
+	var rec SettlementRecord
+	hasRec := len(set.Record) > 0 && string(set.Record) != "null"
+	if hasRec {
+		if err := json.Unmarshal(set.Record, &rec); err != nil {
+			a.fail(st, "statement", "settlement record: %v", err)
+			return
+		}
+		if set.Usage == nil {
+			set.Usage = rec.Usage
+		}
+		if set.Rates == nil {
+			set.Rates = rec.Rates
+		}
+	}
 	if set.Usage != nil && hasEx {
 		var wall, cpu, mem, gpu float64
 		n := int64(0)
@@ -512,12 +528,7 @@ func (a *auditor) settlement(set SettlementPredicate, neg NegotiationPredicate, 
 			}
 		}
 	}
-	var rec SettlementRecord
-	if len(set.Record) == 0 || string(set.Record) == "null" {
-		return
-	}
-	if err := json.Unmarshal(set.Record, &rec); err != nil {
-		a.fail(st, "statement", "settlement record: %v", err)
+	if !hasRec {
 		return
 	}
 	if rec.Currency != "" && rec.Currency != set.Currency {

@@ -197,6 +197,16 @@ func TestTamperRejected(t *testing.T) {
 			rec["charge"], rec["payable"], rec["provider_pay"], rec["refund"] = 1400, 1400, 1278, 100
 		}
 	})
+	// A job whose ledger record bills an hour of wall time it never ran.
+	e.recordJob(t, "job-overbilled", func(stage string, p map[string]any) {
+		if stage == provenance.StageSettlement {
+			// As the workflow attests it: usage and rates only in the ledger's record.
+			delete(p, "usage")
+			delete(p, "rates")
+			rec := p["record"].(map[string]any)
+			rec["usage"] = map[string]any{"wall_ms": 3_600_000, "cpu_ms": 8250, "mem_gb_ms": 0, "gpu_ms": 0}
+		}
+	})
 	good := e.receipt(t, "job-a")
 	other := e.receipt(t, "job-b")
 	stranger, _ := provenance.GenerateKey(provenance.AlgEd25519)
@@ -289,6 +299,9 @@ func TestTamperRejected(t *testing.T) {
 		{"amounts that do not match price and usage", func(*provenance.Receipt) *provenance.Receipt {
 			return e.receipt(t, "job-greedy")
 		}, []string{"stage settlement: amounts: charge 1400, negotiated price 1200 + metered 28 capped at held 1500 gives 1228"}},
+		{"usage billed that execution did not measure", func(*provenance.Receipt) *provenance.Receipt {
+			return e.receipt(t, "job-overbilled")
+		}, []string{"stage settlement: amounts: wall usage billed 3600000 ms, execution measured"}},
 		{"log key not trusted", func(r *provenance.Receipt) *provenance.Receipt {
 			impostor := newEnv(t)
 			pub, _ := impostor.log.PublicKey(ctx)

@@ -186,9 +186,11 @@ type Rates struct {
 // SettlementRecord is the part of the ledger's settlement record the audit
 // cross-checks (settlement.Settlement's JSON).
 type SettlementRecord struct {
-	Provider string `json:"provider"`
-	Currency string `json:"currency"`
-	Held     int64  `json:"held"`
+	Provider string        `json:"provider"`
+	Currency string        `json:"currency"`
+	Held     int64         `json:"held"`
+	Usage    *MeteredUsage `json:"usage,omitempty"` // what the metered charge was computed from
+	Rates    *Rates        `json:"rates,omitempty"`
 	Metered  struct {
 		Wall  int64 `json:"wall"`
 		CPU   int64 `json:"cpu"`

@@ -300,12 +300,16 @@ type Payment struct {
 // Settlement is what [Ledger.Settle] did; it is JSON-serialisable so that the
 // settlement attestation can record it, postings included.
 type Settlement struct {
-	Job      string  `json:"job"`
-	Tenant   string  `json:"tenant"`
-	Provider string  `json:"provider"`
-	Currency string  `json:"currency"`
-	Held     int64   `json:"held"`
-	Metered  Charges `json:"metered"`
+	Job      string `json:"job"`
+	Tenant   string `json:"tenant"`
+	Provider string `json:"provider"`
+	Currency string `json:"currency"`
+	Held     int64  `json:"held"`
+	// Usage and Rates are what the metered charge was computed from, kept
+	// so that an auditor can recompute it.
+	Usage   Usage   `json:"usage"`
+	Rates   Rates   `json:"rates"`
+	Metered Charges `json:"metered"`
 	// Charge is Price + Metered.Total, at most Held; zero for a failed
 	// pay-on-success job.
 	Charge int64 `json:"charge"`
@@ -405,7 +409,7 @@ func (l *Ledger) Settle(ctx context.Context, r SettleRequest) (*Settlement, erro
 			return nil, nil, err
 		}
 		s := &Settlement{Job: r.Job, Tenant: j.Tenant, Provider: j.Provider, Currency: j.Currency,
-			Held: held, Metered: metered, SLA: verdict}
+			Held: held, Usage: r.Usage, Rates: r.Rates, Metered: metered, SLA: verdict}
 		if r.Succeeded || !r.PayOnSuccess {
 			s.Charge = r.Price + metered.Total
 			if s.Charge > held {

@@ -60,6 +60,8 @@ func TestSettleKnownAnswer(t *testing.T) {
 			t.Fatalf("Settle: %v", err)
 		}
 		want := Settlement{Job: "job-1", Tenant: "acme", Provider: "gpu-co", Currency: "USD", Held: 1200,
+			Usage:   Usage{WallMillis: 3_600_000, CPUMillis: 1_800_000, GPUMillis: 1001},
+			Rates:   Rates{WallPerHour: 100, CPUPerHour: 60, MemGBPerHour: 7, GPUPerHour: 3600},
 			Metered: Charges{Wall: 100, CPU: 30, Mem: 0, GPU: 2, Total: 132},
 			Charge:  932, Payable: 932, PlatformFee: 46, ProviderPay: 793,
 			Royalties: []Payment{{Account: "owner:alice", Amount: 93}}, Refund: 268}
