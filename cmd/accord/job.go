@@ -70,7 +70,8 @@ func signalContext() (context.Context, context.CancelFunc) {
 
 func devCmd() *cobra.Command {
 	var port, uiPort int
-	var metrics, containerdAddr, ledgerDSN, rekorURL, rekorListen string
+	var lf localFlags
+	var metrics, rekorListen string
 	cmd := &cobra.Command{
 		Use:   "dev",
 		Short: "Run the local stack in the foreground: embedded Temporal, worker, containerd pool, transparency log",
@@ -84,7 +85,7 @@ func devCmd() *cobra.Command {
 			defer cancel()
 			st, err := stack.Start(ctx, stack.Options{
 				Home: home, FrontendPort: port, MetricsAddr: metrics, UIPort: uiPort,
-				Local: logOptions(workers.LocalOptions{ContainerdAddress: containerdAddr, LedgerDSN: ledgerDSN}, rekorURL),
+				Local: lf.options(""),
 			})
 			if err != nil {
 				return err
@@ -124,9 +125,7 @@ func devCmd() *cobra.Command {
 	cmd.Flags().IntVar(&port, "port", 7233, "frontend port of the embedded Temporal server")
 	cmd.Flags().IntVar(&uiPort, "ui-port", 8233, "Temporal Web UI port (0: off)")
 	cmd.Flags().StringVar(&metrics, "metrics-addr", "127.0.0.1:9464", "Prometheus metrics listen address")
-	cmd.Flags().StringVar(&containerdAddr, "containerd", "", "existing containerd socket (default: a private daemon under the home directory)")
-	cmd.Flags().StringVar(&ledgerDSN, "ledger-dsn", "", "ledger database (default SQLite under the home directory; postgres://... for PostgreSQL)")
-	cmd.Flags().StringVar(&rekorURL, "rekor-url", "", "log attestations to this Rekor v1 server instead of the embedded log")
+	lf.add(cmd)
 	cmd.Flags().StringVar(&rekorListen, "rekor-listen", "127.0.0.1:3000", "serve the transparency log's Rekor v1 REST API here (empty: off)")
 	return cmd
 }
@@ -134,7 +133,8 @@ func devCmd() *cobra.Command {
 func workerCmd() *cobra.Command {
 	var tf temporalFlags
 	var queues []string
-	var metrics, containerdAddr, ledgerDSN, rekorURL string
+	var lf localFlags
+	var metrics string
 	cmd := &cobra.Command{
 		Use:   "worker",
 		Short: "Run a worker against a Temporal cluster (job workflow and activities)",
@@ -163,7 +163,7 @@ func workerCmd() *cobra.Command {
 				defer stop()
 				metrics = addr
 			}
-			local, err := workers.OpenLocal(ctx, logOptions(workers.LocalOptions{Home: home, ContainerdAddress: containerdAddr, LedgerDSN: ledgerDSN}, rekorURL))
+			local, err := workers.OpenLocal(ctx, lf.options(home))
 			if err != nil {
 				return err
 			}
@@ -185,16 +185,15 @@ func workerCmd() *cobra.Command {
 	}
 	tf.add(cmd)
 	cmd.Flags().StringSliceVar(&queues, "queues", []string{workflows.TaskQueueControl, workflows.TaskQueueExecution}, "task queues to poll")
-	cmd.Flags().StringVar(&rekorURL, "rekor-url", "", "log attestations to this Rekor v1 server instead of the embedded log")
 	cmd.Flags().StringVar(&metrics, "metrics-addr", "127.0.0.1:9464", "Prometheus metrics listen address (empty: off)")
-	cmd.Flags().StringVar(&containerdAddr, "containerd", "", "existing containerd socket (default: a private daemon under the home directory)")
-	cmd.Flags().StringVar(&ledgerDSN, "ledger-dsn", "", "ledger database (default SQLite under the home directory)")
+	lf.add(cmd)
 	return cmd
 }
 
 func runCmd() *cobra.Command {
 	var fund int64
-	var metrics, jobID, containerdAddr, ledgerDSN, rekorURL string
+	var lf localFlags
+	var metrics, jobID string
 	var autoApprove bool
 	cmd := &cobra.Command{
 		Use:   "run SPEC",
@@ -215,7 +214,7 @@ func runCmd() *cobra.Command {
 			t0 := time.Now()
 			st, err := stack.Start(context.WithoutCancel(ctx), stack.Options{
 				Home: home, MetricsAddr: metrics, Logger: quietLogger(ctx),
-				Local: logOptions(workers.LocalOptions{ContainerdAddress: containerdAddr, LedgerDSN: ledgerDSN}, rekorURL),
+				Local: lf.options(""),
 			})
 			if err != nil {
 				return err
@@ -257,9 +256,7 @@ func runCmd() *cobra.Command {
 	cmd.Flags().StringVar(&metrics, "metrics-addr", "", "serve Prometheus metrics on this address while running")
 	cmd.Flags().StringVar(&jobID, "job-id", "", "job ID to use (default: generated)")
 	cmd.Flags().BoolVar(&autoApprove, "approve", false, "pass the spec's approval gate automatically")
-	cmd.Flags().StringVar(&containerdAddr, "containerd", "", "existing containerd socket")
-	cmd.Flags().StringVar(&ledgerDSN, "ledger-dsn", "", "ledger database")
-	cmd.Flags().StringVar(&rekorURL, "rekor-url", "", "log attestations to this Rekor v1 server instead of the embedded log")
+	lf.add(cmd)
 	return cmd
 }
 

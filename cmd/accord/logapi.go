@@ -9,15 +9,32 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/spf13/cobra"
+
 	"github.com/accordmesh/accord/provenance/tlog"
 	"github.com/accordmesh/accord/provenance/tlog/rekorapi"
 	"github.com/accordmesh/accord/workers"
 )
 
-// logOptions selects the Rekor v1 backend when url is set.
-func logOptions(o workers.LocalOptions, rekorURL string) workers.LocalOptions {
-	if rekorURL != "" {
-		o.LogKind, o.LogURL = tlog.KindRekor, rekorURL
+// localFlags select the components a local worker opens: dev, run and
+// worker share them.
+type localFlags struct {
+	containerd, ledgerDSN, rekorURL string
+}
+
+func (f *localFlags) add(cmd *cobra.Command) {
+	fl := cmd.Flags()
+	fl.StringVar(&f.containerd, "containerd", "", "existing containerd socket (default: a private daemon under the home directory)")
+	fl.StringVar(&f.ledgerDSN, "ledger-dsn", "", "ledger database (default SQLite under the home directory; postgres://... for PostgreSQL)")
+	fl.StringVar(&f.rekorURL, "rekor-url", "", "log attestations to this Rekor v1 server instead of the embedded log")
+}
+
+// options are the worker's local options; the Rekor v1 backend replaces the
+// embedded log when --rekor-url is set.
+func (f *localFlags) options(home string) workers.LocalOptions {
+	o := workers.LocalOptions{Home: home, ContainerdAddress: f.containerd, LedgerDSN: f.ledgerDSN}
+	if f.rekorURL != "" {
+		o.LogKind, o.LogURL = tlog.KindRekor, f.rekorURL
 	}
 	return o
 }
