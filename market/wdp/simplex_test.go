@@ -1,0 +1,165 @@
+package wdp
+
+import (
+	"math"
+	"math/rand/v2"
+	"testing"
+)
+
+// randomPacking returns a random set-packing LP: m goods, n columns of 1 to
+// 4 goods each, prices with ties and odd decimals to provoke degeneracy.
+func randomPacking(r *rand.Rand, m, n int) (cols [][]int, price []float64) {
+	for j := 0; j < n; j++ {
+		size := 1 + r.IntN(min(m, 4))
+		cols = append(cols, r.Perm(m)[:size])
+		p := float64(1+r.IntN(10)) * float64(size)
+		if r.IntN(4) == 0 {
+			p = math.Round(r.Float64()*1000) / 100
+		}
+		price = append(price, p)
+	}
+	return cols, price
+}
+
+// checkLP checks a solved packLP against gonum's simplex on the same alive
+// columns: the primal point must be feasible, and its value and the
+// repaired dual bound must both equal gonum's optimum.
+func checkLP(t *testing.T, name string, lp *packLP) {
+	t.Helper()
+	load := make([]float64, lp.m)
+	primal := 0.0
+	for j, c := range lp.cols {
+		x := lp.x(j)
+		if !lp.alive[j] {
+			if math.Abs(x) > 1e-9 {
+				t.Fatalf("%s: removed column %d has x = %v", name, j, x)
+			}
+			continue
+		}
+		if x < -1e-9 || x > 1+1e-9 {
+			t.Fatalf("%s: x_%d = %v outside [0, 1]", name, j, x)
+		}
+		primal += lp.price[j] * x
+		for _, g := range c {
+			load[g] += x
+		}
+	}
+	for g, l := range load {
+		if l > 1+1e-9 {
+			t.Fatalf("%s: good %d packed %v times", name, g, l)
+		}
+	}
+	y := make([]float64, lp.m)
+	dual := lp.dualBound(y)
+	want, err := gonumRelaxation(lp.m, lp.cols, lp.price, lp.alive)
+	if err != nil {
+		t.Logf("%s: gonum failed (%v); checking weak duality only", name, err)
+		if primal > dual+1e-6*math.Max(1, dual) {
+			t.Fatalf("%s: primal %v above dual bound %v", name, primal, dual)
+		}
+		return
+	}
+	tol := 1e-6 * math.Max(1, want)
+	if math.Abs(primal-want) > tol || math.Abs(dual-want) > tol {
+		t.Fatalf("%s: primal %v, dual bound %v, gonum %v", name, primal, dual, want)
+	}
+}
+
+// TestPackLPAgreesWithGonum re-solves random packing LPs in the sequence the
+// branch-and-bound uses: root; a clone with a column and its conflicts
+// removed (x = 1 child); the original with that column removed (x = 0
+// child); then all columns revived on the clone.
+func TestPackLPAgreesWithGonum(t *testing.T) {
+	for seed := uint64(0); seed < 150; seed++ {
+		r := rand.New(rand.NewPCG(seed, 11))
+		m := 2 + r.IntN(14)
+		n := 1 + r.IntN(40)
+		if seed%10 == 0 { // a few larger ones, closer to real nodes
+			m, n = 20+r.IntN(20), 60+r.IntN(60)
+		}
+		cols, price := randomPacking(r, m, n)
+		lp := newPackLP(m, cols, price)
+		if !lp.solve(50 * (m + n)) {
+			t.Fatalf("seed %d: root did not finish", seed)
+		}
+		checkLP(t, "root", lp)
+		for depth := 0; depth < 4; depth++ {
+			// Branch on the most fractional alive column, or any.
+			frac, best := -1, -1.0
+			for j := range cols {
+				if lp.alive[j] {
+					if s := 0.5 - math.Abs(lp.x(j)-0.5); s > best {
+						frac, best = j, s
+					}
+				}
+			}
+			if frac < 0 {
+				break
+			}
+			one := lp.clone()
+			alive := append([]bool(nil), lp.alive...)
+			alive[frac] = false
+			for k, c := range cols {
+				if shares(c, cols[frac]) {
+					alive[k] = false
+				}
+			}
+			copy(one.alive, alive)
+			one.solve(50 * (m + n))
+			checkLP(t, "x=1 child", one)
+			// The x = 0 child reuses the parent's own LP.
+			lp.alive[frac] = false
+			lp.solve(50 * (m + n))
+			checkLP(t, "x=0 child", lp)
+			if depth == 3 {
+				// Reviving columns must work too.
+				for j := range one.alive {
+					one.alive[j] = true
+				}
+				one.solve(50 * (m + n))
+				checkLP(t, "revived", one)
+			}
+		}
+	}
+}
+
+// TestPackLPEarlyStopBound checks that an LP stopped by its iteration limit
+// still yields, after repair, a bound no smaller than the LP optimum.
+func TestPackLPEarlyStopBound(t *testing.T) {
+	for seed := uint64(0); seed < 40; seed++ {
+		r := rand.New(rand.NewPCG(seed, 12))
+		m, n := 5+r.IntN(20), 10+r.IntN(60)
+		cols, price := randomPacking(r, m, n)
+		full := newPackLP(m, cols, price)
+		full.solve(50 * (m + n))
+		y := make([]float64, m)
+		opt := full.dualBound(y)
+		for _, limit := range []int{0, 1, 3, 7} {
+			lp := newPackLP(m, cols, price)
+			lp.solve(limit)
+			if b := lp.dualBound(y); b < opt-1e-9*math.Max(1, opt) {
+				t.Fatalf("seed %d limit %d: bound %v below LP optimum %v", seed, limit, b, opt)
+			}
+			// A child stopped early after its parent solved.
+			child := full.clone()
+			child.alive[r.IntN(n)] = false
+			child.solve(limit)
+			b := child.dualBound(y)
+			want, err := gonumRelaxation(m, cols, price, child.alive)
+			if err == nil && b < want-1e-6*math.Max(1, want) {
+				t.Fatalf("seed %d limit %d: child bound %v below LP optimum %v", seed, limit, b, want)
+			}
+		}
+	}
+}
+
+func shares(a, b []int) bool {
+	for _, g := range a {
+		for _, h := range b {
+			if g == h {
+				return true
+			}
+		}
+	}
+	return false
+}
