@@ -1,9 +1,7 @@
 package wdp
 
 import (
-	"cmp"
 	"math"
-	"slices"
 
 	"gonum.org/v1/gonum/floats"
 	"gonum.org/v1/gonum/mat"
@@ -427,14 +425,25 @@ func (lp *packLP) solve(maxPivots int) bool {
 			// breakpoint as long as flipping that variable to its other
 			// bound (a step of |alpha_v|·1 in x_p) leaves x_p outside its
 			// bound, so such variables flip instead of entering.
+			// Few are passed, so the breakpoints are ordered by
+			// selection rather than sorted.
 			if slope := math.Abs(lp.xb[r] - target); slope-brk[qi].a > primalTol {
-				slices.SortFunc(brk, func(a, b breakpoint) int { return cmp.Compare(a.t, b.t) })
-				for ; k < len(brk)-1 && slope-brk[k].a > primalTol; k++ {
+				for ; k < len(brk)-1; k++ {
+					lo := k
+					for i := k + 1; i < len(brk); i++ {
+						if brk[i].t < brk[lo].t {
+							lo = i
+						}
+					}
+					brk[k], brk[lo] = brk[lo], brk[k]
+					if slope-brk[k].a <= primalTol {
+						break
+					}
 					slope -= brk[k].a
 				}
 				qi = k
-				for i := k + 1; i < len(brk) && brk[i].t <= brk[k].t+harrisTol; i++ {
-					if brk[i].a > brk[qi].a {
+				for i := k + 1; i < len(brk); i++ {
+					if brk[i].t <= brk[k].t+harrisTol && brk[i].a > brk[qi].a {
 						qi = i
 					}
 				}
