@@ -102,7 +102,8 @@ func TestRevisedSimplexAgreesWithGonum(t *testing.T) {
 		for j := range comp {
 			comp[j] = j
 		}
-		s := newSearch(context.Background(), in, comp, make([]bool, len(in.Bids)), Options{})
+		s := newSearch(context.Background(), in, comp, Options{})
+		s.addProblem(nil, nil)
 		lp := newPackLP(s.m, s.cols, s.price)
 		if !lp.solve(1000) {
 			t.Fatalf("seed %d: simplex did not finish", seed)

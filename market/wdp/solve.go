@@ -89,10 +89,18 @@ func Solve(ctx context.Context, in *Instance, opts Options) (*Solution, error) {
 			defer wg.Done()
 			sem <- struct{}{}
 			defer func() { <-sem }()
-			s := newSearch(ctx, in, c, inc, opts)
+			s := newSearch(ctx, in, c, opts)
+			var start []int // the caller's incumbent within this component
+			for l, j := range c {
+				if inc[j] {
+					start = append(start, l)
+				}
+			}
+			s.addProblem(nil, start)
 			s.run()
-			win := make([]int, 0, len(s.best))
-			for _, j := range s.best {
+			best := s.probs[0].best
+			win := make([]int, 0, len(best))
+			for _, j := range best {
 				win = append(win, c[j])
 			}
 			res[ci] = result{win, s.upper(), s.nodes, s.complete}
@@ -241,15 +249,29 @@ func components(in *Instance, keep []int) [][]int {
 	return out
 }
 
-// search is the branch-and-bound over one component.
+// problem is one objective searched in a shared tree: the best packing that
+// uses none of the excluded bids. Winner determination has one problem that
+// excludes nothing; VCG has one per winning bidder, excluding its bids.
+type problem struct {
+	excl    []int // local bids this problem may not use
+	start   []int // a feasible warm start, local indices (nil: none)
+	best    []int // local indices of the incumbent
+	bestVal float64
+	bound   float64 // this problem's bound at the current node (scratch)
+}
+
+// search is the branch-and-bound over one component. It searches for
+// several problems at once: a node is explored while its bound exceeds the
+// incumbent of some problem still active there, and every packing found is
+// offered to each problem that may use it.
 type search struct {
 	ctx       context.Context
 	n, m      int
 	cols      [][]int // local goods of each local bid
 	price     []float64
 	conflict  [][]int // bids sharing a good with each bid (excluding itself)
-	best      []int   // local indices of the incumbent
-	bestVal   float64
+	probs     []*problem
+	owner     []int // the problem excluding each local bid, -1 if none
 	rootUB    float64
 	open      []float64 // bounds of pending siblings along the DFS path
 	nodes     int
@@ -258,11 +280,12 @@ type search struct {
 	opts      Options
 	y         []float64
 	order     []int
-	start     []int // the caller's feasible warm start, local indices
+	used      []bool // scratch: goods taken by a packing
+	cnt       []int  // scratch: alive bids per good
 	gonumRoot float64
 }
 
-func newSearch(ctx context.Context, in *Instance, comp []int, inc []bool, opts Options) *search {
+func newSearch(ctx context.Context, in *Instance, comp []int, opts Options) *search {
 	local := map[int]int{}
 	s := &search{ctx: ctx, n: len(comp), opts: opts}
 	for _, j := range comp {
@@ -303,46 +326,73 @@ func newSearch(ctx context.Context, in *Instance, comp []int, inc []bool, opts O
 		}
 	}
 	s.y = make([]float64, s.m)
-	// Caller's incumbent restricted to this component.
-	var start []int
-	for l, j := range comp {
-		if inc[j] {
-			start = append(start, l)
-		}
-	}
-	if s.feasible(start) {
-		s.offer(start)
-		s.start = start
+	s.used = make([]bool, s.m)
+	s.cnt = make([]int, s.m)
+	s.owner = make([]int, s.n)
+	for j := range s.owner {
+		s.owner[j] = -1
 	}
 	return s
 }
 
+// addProblem adds a problem that may not use the local bids excl, warm
+// started from the local packing start when that is feasible and avoids
+// excl. It returns the problem's index.
+func (s *search) addProblem(excl, start []int) int {
+	p := &problem{excl: excl}
+	k := len(s.probs)
+	s.probs = append(s.probs, p)
+	for _, j := range excl {
+		s.owner[j] = k
+	}
+	ok := s.feasible(start)
+	for _, j := range start {
+		ok = ok && s.owner[j] != k
+	}
+	if ok && start != nil {
+		p.start = start
+		s.offer(start)
+	}
+	return k
+}
+
 func (s *search) feasible(win []int) bool {
-	used := make([]bool, s.m)
+	clear(s.used)
 	for _, j := range win {
 		for _, g := range s.cols[j] {
-			if used[g] {
+			if s.used[g] {
 				return false
 			}
-			used[g] = true
+			s.used[g] = true
 		}
 	}
 	return true
 }
 
+// offer records the packing win as the incumbent of every problem that may
+// use it and that it improves.
 func (s *search) offer(win []int) {
 	v := 0.0
 	for _, j := range win {
 		v += s.price[j]
 	}
-	if v > s.bestVal+PruneTol/2 || (s.best == nil && len(win) > 0 && v >= s.bestVal) {
-		s.bestVal = v
-		s.best = append([]int(nil), win...)
+next:
+	for k, p := range s.probs {
+		if !(v > p.bestVal+PruneTol/2 || (p.best == nil && len(win) > 0 && v >= p.bestVal)) {
+			continue
+		}
+		for _, j := range win {
+			if s.owner[j] == k {
+				continue next
+			}
+		}
+		p.bestVal = v
+		p.best = append([]int(nil), win...)
 	}
 }
 
-// greedy packs alive bids in the order of key (descending).
-func (s *search) greedy(alive []bool, key func(j int) float64, base []int) []int {
+// rank returns the alive bids by descending key.
+func (s *search) rank(alive []bool, key func(j int) float64) []int {
 	if s.order == nil {
 		s.order = make([]int, 0, s.n)
 	}
@@ -357,33 +407,45 @@ func (s *search) greedy(alive []bool, key func(j int) float64, base []int) []int
 		keys[j] = key(j)
 	}
 	sort.SliceStable(s.order, func(a, b int) bool { return keys[s.order[a]] > keys[s.order[b]] })
-	used := make([]bool, s.m)
+	return s.order
+}
+
+// pack completes base greedily in the given order, skipping the bids that
+// problem skip excludes (skip < 0: none).
+func (s *search) pack(order, base []int, skip int) []int {
+	clear(s.used)
 	for _, j := range base {
 		for _, g := range s.cols[j] {
-			used[g] = true
+			s.used[g] = true
 		}
 	}
 	win := append([]int(nil), base...)
 next:
-	for _, j := range s.order {
+	for _, j := range order {
+		if skip >= 0 && s.owner[j] == skip {
+			continue
+		}
 		for _, g := range s.cols[j] {
-			if used[g] {
+			if s.used[g] {
 				continue next
 			}
 		}
 		for _, g := range s.cols[j] {
-			used[g] = true
+			s.used[g] = true
 		}
 		win = append(win, j)
 	}
 	return win
 }
 
+// upper is the bound of the first problem: its incumbent when the search
+// completed, else the largest bound of an unexplored subtree.
 func (s *search) upper() float64 {
+	best := s.probs[0].bestVal
 	if s.complete {
-		return s.bestVal
+		return best
 	}
-	ub := s.bestVal
+	ub := best
 	for _, b := range s.open {
 		ub = math.Max(ub, b)
 	}
@@ -400,11 +462,14 @@ func (s *search) run() {
 		func(j int) float64 { return s.price[j] / float64(len(s.cols[j])) },
 		func(j int) float64 { return s.price[j] },
 	} {
-		s.offer(s.greedy(alive, key, nil))
-		if s.start != nil {
-			// Complete the caller's warm start with the goods it leaves
-			// free (in VCG: the goods of the removed bidder).
-			s.offer(s.greedy(alive, key, s.start))
+		order := s.rank(alive, key)
+		for k, p := range s.probs {
+			s.offer(s.pack(order, nil, k))
+			if p.start != nil {
+				// Complete the warm start with the goods it leaves free
+				// (in VCG: the goods of the removed bidder).
+				s.offer(s.pack(order, p.start, k))
+			}
 		}
 	}
 	lp := newPackLP(s.m, s.cols, s.price)
@@ -414,17 +479,92 @@ func (s *search) run() {
 	for _, p := range s.price {
 		trivial += p
 	}
-	s.node(lp, alive, nil, 0, 0, trivial)
+	active := make([]int, len(s.probs))
+	for k := range active {
+		active[k] = k
+	}
+	s.node(lp, alive, nil, 0, 0, trivial, active)
 	s.complete = !s.stopped
 }
 
+// threshold is the smallest incumbent among the active problems: a bound
+// at or below it closes the node for all of them.
+func (s *search) threshold(active []int) float64 {
+	t := math.Inf(1)
+	for _, k := range active {
+		t = math.Min(t, s.probs[k].bestVal)
+	}
+	return t
+}
+
+// problemBounds sets each active problem's bound at a node whose repaired
+// duals s.y bound the alive bids by bound: a problem that excludes some
+// alive bids need not pay for the goods only those bids use.
+func (s *search) problemBounds(alive []bool, active []int, bound float64) {
+	if len(active) == 1 && s.probs[active[0]].excl == nil {
+		s.probs[active[0]].bound = bound
+		return
+	}
+	clear(s.cnt)
+	for j, ok := range alive {
+		if ok {
+			for _, g := range s.cols[j] {
+				s.cnt[g]++
+			}
+		}
+	}
+	for _, k := range active {
+		p := s.probs[k]
+		p.bound = bound
+		for _, j := range p.excl {
+			if alive[j] {
+				for _, g := range s.cols[j] {
+					s.cnt[g]--
+				}
+			}
+		}
+		for _, j := range p.excl {
+			if alive[j] {
+				for _, g := range s.cols[j] {
+					if s.cnt[g] == 0 {
+						p.bound -= s.y[g]
+						s.cnt[g] = -1 << 30 // counted once
+					}
+				}
+			}
+		}
+		for _, j := range p.excl {
+			if alive[j] {
+				for _, g := range s.cols[j] {
+					if s.cnt[g] < 0 {
+						s.cnt[g] = 0
+					}
+					s.cnt[g]++
+				}
+			}
+		}
+	}
+}
+
+// stillOpen returns the active problems whose bound exceeds their incumbent.
+func (s *search) stillOpen(active []int) []int {
+	out := active[:0:0]
+	for _, k := range active {
+		if p := s.probs[k]; p.bound > p.bestVal+PruneTol {
+			out = append(out, k)
+		}
+	}
+	return out
+}
+
 // node explores the subproblem in which the bids in fixed are winners
-// (worth fixedVal) and only alive bids may still win; lp is owned by it.
+// (worth fixedVal) and only alive bids may still win, for the active
+// problems; lp is owned by it.
 //
 // inherited is the parent's bound; when the search stops before this node
 // is solved, it is recorded in s.open so that the reported gap covers the
 // unexplored subtree.
-func (s *search) node(lp *packLP, alive []bool, fixed []int, fixedVal float64, depth int, inherited float64) {
+func (s *search) node(lp *packLP, alive []bool, fixed []int, fixedVal float64, depth int, inherited float64, active []int) {
 	if !s.stopped && s.nodes&15 == 0 && s.ctx.Err() != nil {
 		s.stopped = true
 	}
@@ -432,21 +572,42 @@ func (s *search) node(lp *packLP, alive []bool, fixed []int, fixedVal float64, d
 		s.open = append(s.open, inherited)
 		return
 	}
-	if inherited <= s.bestVal+PruneTol {
-		return // the incumbent improved since the parent was bounded
+	if inherited <= s.threshold(active)+PruneTol {
+		return // the incumbents improved since the parent was bounded
 	}
 	s.nodes++
-	copy(lp.alive, alive)
-	lp.solve(50 * (s.m + s.n))
-	bound := fixedVal + lp.dualBound(s.y)
-	if depth == 0 {
-		s.rootUB = bound
-		if s.m <= s.opts.GonumMaxRows {
-			bound = s.crossCheck(lp, bound)
+	var bound float64
+	for {
+		copy(lp.alive, alive)
+		lp.solve(50 * (s.m + s.n))
+		bound = fixedVal + lp.dualBound(s.y)
+		if depth == 0 && len(s.probs) == 1 {
+			s.rootUB = bound
+			if s.m <= s.opts.GonumMaxRows {
+				bound = s.crossCheck(lp, bound)
+			}
 		}
-	}
-	if bound <= s.bestVal+PruneTol {
-		return
+		s.problemBounds(alive, active, bound)
+		active = s.stillOpen(active)
+		if len(active) == 0 {
+			return
+		}
+		// One problem left: its excluded bids leave the subtree.
+		killed := false
+		if len(active) == 1 {
+			for _, j := range s.probs[active[0]].excl {
+				if alive[j] {
+					if !killed {
+						alive = append([]bool(nil), alive...)
+						killed = true
+					}
+					alive[j] = false
+				}
+			}
+		}
+		if !killed {
+			break
+		}
 	}
 	// Integral LP optimum: it is the best completion of this node.
 	frac := -1
@@ -478,18 +639,41 @@ func (s *search) node(lp *packLP, alive []bool, fixed []int, fixedVal float64, d
 			s.offer(win)
 			// The LP bound equals this value up to tolerance when the
 			// duals are exact; otherwise keep searching below.
-			if bound <= s.bestVal+PruneTol {
+			if active = s.stillOpen(active); len(active) == 0 {
 				return
 			}
 		}
 	}
-	// LP-guided rounding for a better incumbent.
-	s.offer(s.greedy(alive, func(j int) float64 { return lp.x(j) + 1e-3*s.price[j]/math.Sqrt(float64(len(s.cols[j]))) }, fixed))
-	if bound <= s.bestVal+PruneTol {
+	// LP-guided rounding for better incumbents.
+	order := s.rank(alive, func(j int) float64 { return lp.x(j) + 1e-3*s.price[j]/math.Sqrt(float64(len(s.cols[j]))) })
+	if len(active) == 1 {
+		s.offer(s.pack(order, fixed, active[0]))
+	} else {
+		s.offer(s.pack(order, fixed, -1))
+		for _, k := range active {
+			if s.probs[k].excl != nil {
+				s.offer(s.pack(order, fixed, k))
+			}
+		}
+	}
+	if active = s.stillOpen(active); len(active) == 0 {
 		return
 	}
 	// Reduced-cost fixing: with dual-feasible y and D = Σ y, any packing
-	// using bid j is worth at most fixedVal + D - rc_j.
+	// using bid j is worth at most fixedVal + D - rc_j, which must beat the
+	// incumbent of every active problem that may use j. need1 is the
+	// largest margin bound - incumbent over the active problems (of
+	// problem top), need2 the largest over the others.
+	need1, need2, top := math.Inf(-1), math.Inf(-1), -1
+	for _, k := range active {
+		p := s.probs[k]
+		g := p.bound - p.bestVal - PruneTol
+		if g > need1 {
+			need1, need2, top = g, need1, k
+		} else if g > need2 {
+			need2 = g
+		}
+	}
 	alive = append([]bool(nil), alive...)
 	for j := 0; j < s.n; j++ {
 		if !alive[j] {
@@ -499,7 +683,11 @@ func (s *search) node(lp *packLP, alive []bool, fixed []int, fixedVal float64, d
 		for _, g := range s.cols[j] {
 			rc += s.y[g]
 		}
-		if bound-rc <= s.bestVal+PruneTol {
+		need := need1
+		if s.owner[j] == top {
+			need = need2
+		}
+		if rc >= need {
 			alive[j] = false
 		}
 	}
@@ -518,32 +706,44 @@ func (s *search) node(lp *packLP, alive []bool, fixed []int, fixedVal float64, d
 			return // nothing left to add: fixed is this node's only packing
 		}
 	}
-	// Child x_frac = 1 first: a dive that finds incumbents.
+	// Child x_frac = 1 first: a dive that finds incumbents. Problems that
+	// exclude frac have no packing there.
 	one := append([]bool(nil), alive...)
 	one[frac] = false
 	for _, k := range s.conflict[frac] {
 		one[k] = false
 	}
-	// Cheap bound before the child's LP: the node's repaired duals stay
-	// dual-feasible for the child's bids, so fixing frac is worth at most
-	// p_frac plus Σ y over the goods the remaining bids use.
-	cheap := fixedVal + s.price[frac]
-	used := make([]bool, s.m)
-	for j, ok := range one {
-		if ok {
-			for _, g := range s.cols[j] {
-				if !used[g] {
-					used[g] = true
-					cheap += s.y[g]
-				}
+	oneActive := active
+	if o := s.owner[frac]; o >= 0 {
+		oneActive = make([]int, 0, len(active))
+		for _, k := range active {
+			if k != o {
+				oneActive = append(oneActive, k)
 			}
 		}
 	}
-	s.node(lp.clone(), one, append(fixed[:len(fixed):len(fixed)], frac), fixedVal+s.price[frac], depth+1, math.Min(bound, cheap))
-	if s.stopped {
-		s.open = append(s.open, bound) // the x_frac = 0 child is unexplored
-		return
+	if len(oneActive) > 0 {
+		// Cheap bound before the child's LP: the node's repaired duals
+		// stay dual-feasible for the child's bids, so fixing frac is worth
+		// at most p_frac plus Σ y over the goods the remaining bids use.
+		cheap := fixedVal + s.price[frac]
+		clear(s.used)
+		for j, ok := range one {
+			if ok {
+				for _, g := range s.cols[j] {
+					if !s.used[g] {
+						s.used[g] = true
+						cheap += s.y[g]
+					}
+				}
+			}
+		}
+		s.node(lp.clone(), one, append(fixed[:len(fixed):len(fixed)], frac), fixedVal+s.price[frac], depth+1, math.Min(bound, cheap), oneActive)
+		if s.stopped {
+			s.open = append(s.open, bound) // the x_frac = 0 child is unexplored
+			return
+		}
 	}
 	alive[frac] = false
-	s.node(lp, alive, fixed, fixedVal, depth+1, bound)
+	s.node(lp, alive, fixed, fixedVal, depth+1, bound, active)
 }
