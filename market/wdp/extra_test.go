@@ -65,7 +65,7 @@ func TestPresolveAndComponents(t *testing.T) {
 		{Bidder: "e", Goods: []int{4, 5}, Price: 3}, // duplicate of d
 		{Bidder: "f", Goods: []int{2}, Price: 1},
 	}}
-	keep := presolve(in)
+	keep := presolve(in, nil)
 	if want := []int{0, 3, 5}; !equalInts(keep, want) {
 		t.Fatalf("presolve kept %v, want %v", keep, want)
 	}

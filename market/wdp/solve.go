@@ -26,9 +26,10 @@ type Options struct {
 	// when computing VCG payments.
 	Incumbent []int
 	// GonumMaxRows is the largest component (in goods) whose root LP is
-	// solved with gonum's lp.Simplex and cross-checked; larger components
-	// use the warm-started revised simplex only. 0 means 40; negative
-	// disables gonum.
+	// also solved with gonum's dense lp.Simplex and cross-checked against
+	// the bounded dual simplex (disagreements are logged). 0 disables the
+	// check: lp.Simplex has no iteration limit and can cycle on degenerate
+	// LPs (equal prices), so it is a debugging aid, not a default.
 	GonumMaxRows int
 }
 
@@ -61,10 +62,7 @@ func Solve(ctx context.Context, in *Instance, opts Options) (*Solution, error) {
 		ctx, cancel = context.WithTimeout(ctx, opts.TimeLimit)
 		defer cancel()
 	}
-	if opts.GonumMaxRows == 0 {
-		opts.GonumMaxRows = 40
-	}
-	keep := presolve(in)
+	keep := presolve(in, nil)
 	sol := &Solution{Presolved: len(in.Bids) - len(keep)}
 	comps := components(in, keep)
 	sol.Components = len(comps)
@@ -154,7 +152,9 @@ func (b bitset) count() int {
 // presolve returns the bids worth searching: positive price, and not
 // dominated. Bid k is dominated by bid j when S_j ⊆ S_k and p_j ≥ p_k (ties
 // broken by index): any packing using k stays feasible and no worse with j.
-func presolve(in *Instance) []int {
+// When may is non-nil, k is removed only if may(j, k): VCG's re-solves
+// exclude bidders, and j can stand in for k only where it is not excluded.
+func presolve(in *Instance, may func(j, k int) bool) []int {
 	n := len(in.Bids)
 	sets := make([]bitset, n)
 	for j, b := range in.Bids {
@@ -197,7 +197,7 @@ func presolve(in *Instance) []int {
 			if bj.Price == bk.Price && len(bj.Goods) == len(bk.Goods) && j > k {
 				continue // identical: keep the first
 			}
-			if sets[j].subset(sets[k]) {
+			if sets[j].subset(sets[k]) && (may == nil || may(j, k)) {
 				dominated = true
 				break
 			}

@@ -52,7 +52,8 @@ func TestSolveMatchesExhaustiveSearch(t *testing.T) {
 		r := rand.New(rand.NewPCG(seed, 7))
 		in := randomInstance(r, 2+r.IntN(9), 1+r.IntN(16))
 		want := bruteForce(in)
-		sol, err := Solve(context.Background(), in, Options{})
+		// Cross-check every root LP with gonum's lp.Simplex too.
+		sol, err := Solve(context.Background(), in, Options{GonumMaxRows: 40})
 		if err != nil {
 			t.Fatalf("seed %d: %v", seed, err)
 		}

@@ -26,8 +26,18 @@ type Payments struct {
 // bidder i pays W₋ᵢ - (W - vᵢ), the welfare the others lose because i takes
 // part, where W is the optimal welfare, vᵢ the price of i's winning bids and
 // W₋ᵢ the optimal welfare without i's bids. Since the winners without i are
-// feasible for W₋ᵢ, 0 ≤ payment ≤ vᵢ (individual rationality). Each W₋ᵢ is
-// solved in parallel, warm-started with sol minus i's bids.
+// feasible for W₋ᵢ, 0 ≤ payment ≤ vᵢ (individual rationality).
+//
+// The re-solves share work. Presolve runs once, removing a dominated bid
+// only when its dominator can stand in for it in every re-solve (the
+// dominator's bidder wins nothing, or is the dominated bid's own bidder),
+// and never a winner. Only components holding some of i's winning bids
+// change without i, so W₋ᵢ = W - Σ_c W_c + Σ_c W_c₋ᵢ over those components
+// c, where W_c is sol's value in c. Each component's re-solves are searched
+// together in one branch-and-bound tree per worker (problems split across
+// GOMAXPROCS workers), each warm-started with sol minus i: a node is
+// explored while its bound beats the incumbent of some re-solve, and every
+// packing found improves every re-solve it is feasible for.
 func VCG(ctx context.Context, in *Instance, sol *Solution, opts Options) (*Payments, error) {
 	if sol == nil {
 		return nil, fmt.Errorf("%w: nil solution", ErrInvalid)
@@ -36,66 +46,104 @@ func VCG(ctx context.Context, in *Instance, sol *Solution, opts Options) (*Payme
 		return nil, fmt.Errorf("%w: solution is not a feasible packing of the instance", ErrInvalid)
 	}
 	start := time.Now()
+	if opts.TimeLimit > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, opts.TimeLimit)
+		defer cancel()
+	}
 	won := map[string]float64{}
-	var order []string
+	winner := make([]bool, len(in.Bids))
 	for _, w := range sol.Winners {
-		b := in.Bids[w].Bidder
-		if _, ok := won[b]; !ok {
-			order = append(order, b)
+		won[in.Bids[w].Bidder] += in.Bids[w].Price
+		winner[w] = true
+	}
+	keep := presolve(in, func(j, k int) bool {
+		bj, bk := in.Bids[j].Bidder, in.Bids[k].Bidder
+		_, wins := won[bj]
+		return !winner[k] && (!wins || bj == bk)
+	})
+	// One task per group of re-solves in a component.
+	type task struct {
+		comp    []int
+		bidders []string
+		wc      float64 // sol's value in the component
+		best    []float64
+		nodes   int
+		done    bool
+	}
+	var tasks []*task
+	workers := runtime.GOMAXPROCS(0)
+	for _, c := range components(in, keep) {
+		wc := 0.0
+		var bidders []string
+		seen := map[string]bool{}
+		for _, j := range c {
+			if winner[j] {
+				wc += in.Bids[j].Price
+				if b := in.Bids[j].Bidder; !seen[b] {
+					seen[b] = true
+					bidders = append(bidders, b)
+				}
+			}
 		}
-		won[b] += in.Bids[w].Price
+		groups := min(workers, len(bidders))
+		for g := 0; g < groups; g++ {
+			t := &task{comp: c, wc: wc}
+			for k := g; k < len(bidders); k += groups {
+				t.bidders = append(t.bidders, bidders[k])
+			}
+			tasks = append(tasks, t)
+		}
 	}
-	p := &Payments{ByBidder: make(map[string]float64, len(order)), Exact: sol.Optimal}
-	type out struct {
-		w     float64
-		nodes int
-		opt   bool
-		err   error
-	}
-	res := make([]out, len(order))
 	var wg sync.WaitGroup
-	sem := make(chan struct{}, runtime.GOMAXPROCS(0))
-	for k, bidder := range order {
+	sem := make(chan struct{}, workers)
+	for _, t := range tasks {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			sem <- struct{}{}
 			defer func() { <-sem }()
-			sub, idx := in.without(bidder)
-			back := make(map[int]int, len(idx))
-			for n, o := range idx {
-				back[o] = n
-			}
-			o := opts
-			o.Incumbent = nil
-			for _, w := range sol.Winners {
-				if n, ok := back[w]; ok {
-					o.Incumbent = append(o.Incumbent, n)
+			s := newSearch(ctx, in, t.comp, opts)
+			for _, b := range t.bidders {
+				var excl, start []int
+				for l, j := range t.comp {
+					if in.Bids[j].Bidder == b {
+						excl = append(excl, l)
+					} else if winner[j] {
+						start = append(start, l)
+					}
 				}
+				s.addProblem(excl, start)
 			}
-			s, err := Solve(ctx, sub, o)
-			if err != nil {
-				res[k] = out{err: err}
-				return
+			s.run()
+			for _, p := range s.probs {
+				t.best = append(t.best, p.bestVal)
 			}
-			res[k] = out{w: s.Objective, nodes: s.Nodes, opt: s.Optimal}
+			t.nodes, t.done = s.nodes, s.complete
 		}()
 	}
 	wg.Wait()
-	for k, bidder := range order {
-		r := res[k]
-		if r.err != nil {
-			return nil, fmt.Errorf("wdp: VCG re-solve without %s: %w", bidder, r.err)
+	// W₋ᵢ starts from W and swaps in each changed component's re-solve.
+	without := make(map[string]float64, len(won))
+	for b := range won {
+		without[b] = sol.Objective
+	}
+	p := &Payments{ByBidder: make(map[string]float64, len(won)), Exact: sol.Optimal}
+	for _, t := range tasks {
+		for k, b := range t.bidders {
+			without[b] += t.best[k] - t.wc
 		}
-		p.Nodes += r.nodes
-		p.Exact = p.Exact && r.opt
-		pay := r.w - (sol.Objective - won[bidder])
+		p.Nodes += t.nodes
+		p.Exact = p.Exact && t.done
+	}
+	for b, v := range won {
+		pay := without[b] - (sol.Objective - v)
 		// Clamp rounding noise into the range the theory guarantees.
-		pay = math.Min(math.Max(pay, 0), won[bidder])
+		pay = math.Min(math.Max(pay, 0), v)
 		if math.Abs(pay) < 1e-9 {
 			pay = 0
 		}
-		p.ByBidder[bidder] = pay
+		p.ByBidder[b] = pay
 	}
 	p.Seconds = time.Since(start).Seconds()
 	return p, nil

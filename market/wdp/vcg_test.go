@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"runtime"
 	"testing"
 )
 
@@ -41,6 +42,54 @@ func TestVCGProperties(t *testing.T) {
 		}
 		if len(p.ByBidder) != len(won) {
 			t.Fatalf("seed %d: payments for %d bidders, %d won", seed, len(p.ByBidder), len(won))
+		}
+	}
+}
+
+// TestVCGSharedTreeMatchesResolves compares the shared-tree payments with
+// one independent Solve per winning bidder on mid-sized CATS instances
+// (larger than exhaustive search allows; Solve itself is checked against
+// exhaustive search above), with 1, 2 and 3 workers so that the re-solves
+// are split into different groups.
+func TestVCGSharedTreeMatchesResolves(t *testing.T) {
+	ctx := context.Background()
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(0))
+	for seed := uint64(0); seed < 12; seed++ {
+		in, err := GenerateCATS(seed, 12+int(seed), 40+5*int(seed), DefaultCATS())
+		if err != nil {
+			t.Fatal(err)
+		}
+		sol, err := Solve(ctx, in, Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		won := map[string]float64{}
+		for _, w := range sol.Winners {
+			won[in.Bids[w].Bidder] += in.Bids[w].Price
+		}
+		want := map[string]float64{}
+		for b, v := range won {
+			sub, _ := in.without(b)
+			s, err := Solve(ctx, sub, Options{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			want[b] = math.Max(0, s.Objective-(sol.Objective-v))
+		}
+		for _, procs := range []int{1, 2, 3} {
+			runtime.GOMAXPROCS(procs)
+			p, err := VCG(ctx, in, sol, Options{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !p.Exact || len(p.ByBidder) != len(want) {
+				t.Fatalf("seed %d procs %d: exact %v, %d payments for %d winners", seed, procs, p.Exact, len(p.ByBidder), len(want))
+			}
+			for b, w := range want {
+				if math.Abs(p.ByBidder[b]-w) > 1e-6 {
+					t.Fatalf("seed %d procs %d: %s pays %v, re-solve says %v", seed, procs, b, p.ByBidder[b], w)
+				}
+			}
 		}
 	}
 }
