@@ -27,11 +27,13 @@
 //     graph, solved independently (in parallel);
 //   - incumbents come from greedy packings (by p/√|S|, p/|S| and p), from
 //     LP-guided rounding at each node, and from Options.Incumbent;
-//   - each node's LP relaxation is re-optimised by a revised primal simplex
-//     (dense basis inverse, product-form updates, periodic refactorisation
-//     with gonum's LU, Dantzig pricing with Bland's rule after repeated
-//     degenerate pivots) from its parent's basis: children only remove bids,
-//     which keeps the basis primal feasible;
+//   - each node's LP relaxation is re-optimised from its parent's basis by
+//     a bounded dual simplex (packLP): a removed bid is a column with upper
+//     bound 0 and every nonbasic variable sits at its favoured bound, so any
+//     basis is dual feasible and a child starts where its parent stopped.
+//     Dual steepest-edge pricing, a Harris ratio test with bound flipping,
+//     a dense basis inverse refactorised with gonum every 1000 updates, and
+//     Bland's rule after 30 degenerate pivots;
 //   - the bound that prunes is Σ y for the simplex duals after an explicit
 //     repair to dual feasibility (negative entries zeroed, violated bid
 //     rows topped up), so a wrong or early-stopped LP weakens a bound but
@@ -48,19 +50,29 @@
 // unexplored subtree) − objective. Optimal true means Gap 0: every node was
 // closed within PruneTol.
 //
-// gonum's lp.Simplex (a dense simplex that refactorises its basis from
-// scratch at every pivot and returns no basis) solves the root LP of small
-// components as a cross-check. The packing LP is always feasible (x = 0)
-// and bounded, so an infeasible or unbounded report from it is a known
-// misreport (gonum issue #1914) and is ignored in favour of the certified
-// dual bound.
+// Options.GonumMaxRows additionally solves the root LP of small components
+// with gonum's lp.Simplex as a cross-check (tests turn it on). It is off by
+// default: lp.Simplex has no iteration limit and can cycle on degenerate
+// packing LPs. Its infeasible or unbounded reports on this always feasible
+// and bounded LP are known misreports (gonum issue #1914) and are ignored in
+// favour of the certified dual bound.
 //
 // # Payments
 //
 // VCG computes Clarke-pivot payments: winner i pays W₋ᵢ − (W − vᵢ), the loss
-// its presence imposes on the others, where W₋ᵢ is re-solved without i's
-// bids, warm-started with the optimal winners minus i's. Since those
-// winners are feasible without i, 0 ≤ payment ≤ vᵢ.
+// its presence imposes on the others, where W₋ᵢ is the optimum without i's
+// bids. Since the winners without i are feasible there, 0 ≤ payment ≤ vᵢ.
+//
+// The re-solves share one presolve and, per component, one search tree: a
+// search can carry several problems, each excluding some bids, with its own
+// incumbent and bound (the node's repaired duals minus the goods only its
+// excluded bids use). A node is explored while some problem's bound beats
+// that problem's incumbent, every packing found is offered to every problem
+// it is feasible for, and the x = 1 child of an excluded bid drops the
+// problem that excludes it. Only components holding a winner of i change
+// without i, so W₋ᵢ = W − Σ_c W_c + Σ_c W_c₋ᵢ over those components. The
+// problems of a component are split across GOMAXPROCS trees run in parallel,
+// each problem warm-started with the optimal winners minus i's.
 //
 // # Failure modes
 //

@@ -163,9 +163,15 @@ type Report struct {
 
 // SolveReport solves in and, if vcg is set, computes payments; Optimal is
 // then true only if the payments are exact too. Nodes and Seconds cover
-// both.
+// both, and so does opts.TimeLimit.
 func SolveReport(ctx context.Context, in *Instance, vcg bool, opts Options) (*Report, error) {
 	start := time.Now()
+	if opts.TimeLimit > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, opts.TimeLimit)
+		defer cancel()
+		opts.TimeLimit = 0
+	}
 	sol, err := Solve(ctx, in, opts)
 	if err != nil {
 		return nil, err
