@@ -5,13 +5,18 @@
 #                        Accord's solver, cbc and glpsol in the same run;
 #                        checks that the objectives agree, prints per-size
 #                        medians and ratios accord/CBC and accord/GLPK, and
-#                        VCG time versus WDP time for 200×1000.
-#                        Needs Debian coinor-cbc and glpk-utils.
+#                        VCG time versus WDP time for AUCTION_VCG.
+#                        Each solver gets AUCTION_LIMIT per instance, so the
+#                        full run takes up to 3 × 9 × 10 min on a slow box;
+#                        e.g. AUCTION_SIZES=100x500 AUCTION_VCG=100x500 for
+#                        a quick one. Needs Debian coinor-cbc and glpk-utils
+#                        (scripts/deps/market.txt).
 .PHONY: bench-auction
 BENCH_TARGETS += bench-auction
 FUZZ_TARGETS += ./market/wdp:FuzzDecodeSolve
 AUCTION_SIZES ?= 100x500,200x1000,300x1500
 AUCTION_SEEDS ?= 3
 AUCTION_LIMIT ?= 10m
+AUCTION_VCG ?= 200x1000
 bench-auction:
-	$(GO) run ./market/cmd/auctionbench -sizes $(AUCTION_SIZES) -seeds $(AUCTION_SEEDS) -limit $(AUCTION_LIMIT) -vcg 200x1000
+	$(GO) run ./market/cmd/auctionbench -sizes $(AUCTION_SIZES) -seeds $(AUCTION_SEEDS) -limit $(AUCTION_LIMIT) -vcg $(AUCTION_VCG)
