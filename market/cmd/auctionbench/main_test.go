@@ -54,17 +54,21 @@ func TestCompare(t *testing.T) {
 	a := result{"accord", 13074, 15744, 600, false}
 	c := result{"cbc", 12485, 14876, 900, false}
 	g := result{"glpk", math.NaN(), math.Inf(1), 600, false}
-	if mark, ok := compare(a, c, g); !ok || !strings.HasPrefix(mark, "unproven") {
+	if mark, ok, same := compare(a, c, g); !ok || same || !strings.HasPrefix(mark, "unproven") {
 		t.Fatalf("consistent unproven: %q %v", mark, ok)
 	}
 	a = result{"accord", 6595.094, 6595.094, 6, true}
 	c = result{"cbc", 6595.094, 6595.094, 158, true}
 	g = result{"glpk", 6595.094, 6595.094, 400, true}
-	if mark, ok := compare(a, c, g); !ok || mark != "yes" {
+	if mark, ok, same := compare(a, c, g); !ok || !same || mark != "yes" {
 		t.Fatalf("agreeing: %q %v", mark, ok)
 	}
+	g = result{"glpk", 6595.094, 6681.057, 600, false}
+	if mark, ok, same := compare(a, c, g); !ok || !same || mark != "same objective; not proven by glpk (6595.094 <= 6681.057)" {
+		t.Fatalf("same but unproven: %q %v", mark, ok)
+	}
 	c = result{"cbc", 6600, 6600, 158, true}
-	if mark, ok := compare(a, c, g); ok || !strings.Contains(mark, "cbc found 6600") {
+	if mark, ok, _ := compare(a, c, g); ok || !strings.Contains(mark, "cbc found 6600") {
 		t.Fatalf("contradiction: %q %v", mark, ok)
 	}
 }
