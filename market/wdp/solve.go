@@ -4,6 +4,7 @@ import (
 	"context"
 	"math"
 	"math/bits"
+	"runtime"
 	"slices"
 	"sort"
 	"sync"
@@ -80,7 +81,7 @@ func Solve(ctx context.Context, in *Instance, opts Options) (*Solution, error) {
 	}
 	res := make([]result, len(comps))
 	var wg sync.WaitGroup
-	sem := make(chan struct{}, 2)
+	sem := make(chan struct{}, runtime.GOMAXPROCS(0))
 	for ci, c := range comps {
 		wg.Add(1)
 		go func() {
