@@ -9,7 +9,9 @@ import (
 
 // CATSParams are the parameters of the CATS "arbitrary" distribution
 // (Leyton-Brown, Pearson and Shoham 2000, section 4.3), with the defaults of
-// the widely used re-implementation by Gasse et al. (2019).
+// the widely used re-implementation by Gasse et al. (2019). Their benchmark
+// sets (100×500, 200×1000, 300×1500) override AddGoodProb to 0.7, which gives
+// smaller bundles and easier instances.
 type CATSParams struct {
 	MinValue, MaxValue float64 // common good values are uniform in [MinValue, MaxValue]
 	Deviation          float64 // private values deviate by up to Deviation*MaxValue

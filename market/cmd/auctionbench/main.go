@@ -34,8 +34,11 @@ func main() {
 		vcgSize   = flag.String("vcg", "200x1000", "size whose VCG time is compared with WDP time (empty: skip)")
 		dir       = flag.String("dir", "", "where to write LP files (default: a temporary directory)")
 		export    = flag.String("export", "", "only write each instance as JSON (the accord auction solve format) into this directory")
+		addGood   = flag.Float64("add-good", wdp.DefaultCATS().AddGoodProb, "probability of adding one more good to a bundle (0.7: Gasse et al.'s benchmark sets; 0.9: the CATS paper)")
 	)
 	flag.Parse()
+	params := wdp.DefaultCATS()
+	params.AddGoodProb = *addGood
 	sizes, err := parseSizes(*sizesFlag)
 	if err != nil {
 		log.Fatal(err)
@@ -51,7 +54,7 @@ func main() {
 	if *export != "" {
 		for _, sz := range sizes {
 			for seed := 1; seed <= *seeds; seed++ {
-				in, err := wdp.GenerateCATS(uint64(seed), sz.goods, sz.bids, wdp.DefaultCATS())
+				in, err := wdp.GenerateCATS(uint64(seed), sz.goods, sz.bids, params)
 				if err != nil {
 					log.Fatal(err)
 				}
@@ -81,7 +84,7 @@ func main() {
 		summary[sz] = r
 		name := fmt.Sprintf("%dx%d", sz.goods, sz.bids)
 		for seed := 1; seed <= *seeds; seed++ {
-			in, err := wdp.GenerateCATS(uint64(seed), sz.goods, sz.bids, wdp.DefaultCATS())
+			in, err := wdp.GenerateCATS(uint64(seed), sz.goods, sz.bids, params)
 			if err != nil {
 				log.Fatal(err)
 			}
