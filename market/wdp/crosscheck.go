@@ -72,17 +72,15 @@ func (e *lpError) Unwrap() []error { return []error{ErrLP, e.err} }
 // value. The bound in use stays the dual bound, which is valid by
 // construction; a disagreement is logged, and a gonum failure falls back to
 // it silently.
-func (s *search) crossCheck(p *packLP, bound float64) float64 {
+func (s *search) crossCheck(p *packLP, bound float64) {
 	v, err := gonumRelaxation(s.m, s.cols, s.price, p.alive)
 	if err != nil {
 		slog.Debug("wdp: gonum LP failed; using the revised simplex bound", "err", err)
-		return bound
+		return
 	}
 	if v > bound+1e-6*math.Max(1, math.Abs(bound)) {
 		// A primal LP value above a dual-feasible bound is impossible:
 		// gonum misreported. Keep the certified bound.
 		slog.Debug("wdp: gonum LP value exceeds the dual bound", "gonum", v, "dual", bound)
 	}
-	s.gonumRoot = v
-	return bound
 }

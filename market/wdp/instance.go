@@ -117,20 +117,6 @@ func (in *Instance) Bidders() []string {
 	return out
 }
 
-// without returns a copy of the instance whose bids of bidder are removed,
-// and the map from new bid indices to old ones.
-func (in *Instance) without(bidder string) (*Instance, []int) {
-	out := &Instance{Goods: in.Goods}
-	var idx []int
-	for i, b := range in.Bids {
-		if b.Bidder != bidder {
-			out.Bids = append(out.Bids, b)
-			idx = append(idx, i)
-		}
-	}
-	return out, idx
-}
-
 func sortedCopy(s []int) []int {
 	c := append([]int(nil), s...)
 	sort.Ints(c)

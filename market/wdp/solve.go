@@ -266,24 +266,22 @@ type problem struct {
 // incumbent of some problem still active there, and every packing found is
 // offered to each problem that may use it.
 type search struct {
-	ctx       context.Context
-	n, m      int
-	cols      [][]int // local goods of each local bid
-	price     []float64
-	conflict  [][]int // bids sharing a good with each bid (excluding itself)
-	probs     []*problem
-	owner     []int // the problem excluding each local bid, -1 if none
-	rootUB    float64
-	open      []float64 // bounds of pending siblings along the DFS path
-	nodes     int
-	complete  bool
-	stopped   bool
-	opts      Options
-	y         []float64
-	order     []int
-	used      []bool // scratch: goods taken by a packing
-	cnt       []int  // scratch: alive bids per good
-	gonumRoot float64
+	ctx      context.Context
+	n, m     int
+	cols     [][]int // local goods of each local bid
+	price    []float64
+	conflict [][]int // bids sharing a good with each bid (excluding itself)
+	probs    []*problem
+	owner    []int     // the problem excluding each local bid, -1 if none
+	open     []float64 // bounds of pending siblings along the DFS path
+	nodes    int
+	complete bool
+	stopped  bool
+	opts     Options
+	y        []float64
+	order    []int
+	used     []bool // scratch: goods taken by a packing
+	cnt      []int  // scratch: alive bids per good
 }
 
 func newSearch(ctx context.Context, in *Instance, comp []int, opts Options) *search {
@@ -338,8 +336,8 @@ func newSearch(ctx context.Context, in *Instance, comp []int, opts Options) *sea
 
 // addProblem adds a problem that may not use the local bids excl, warm
 // started from the local packing start when that is feasible and avoids
-// excl. It returns the problem's index.
-func (s *search) addProblem(excl, start []int) int {
+// excl.
+func (s *search) addProblem(excl, start []int) {
 	p := &problem{excl: excl}
 	k := len(s.probs)
 	s.probs = append(s.probs, p)
@@ -354,7 +352,6 @@ func (s *search) addProblem(excl, start []int) int {
 		p.start = start
 		s.offer(start)
 	}
-	return k
 }
 
 func (s *search) feasible(win []int) bool {
@@ -474,7 +471,6 @@ func (s *search) run() {
 		}
 	}
 	lp := newPackLP(s.m, s.cols, s.price)
-	s.rootUB = math.Inf(1)
 	s.open = nil
 	trivial := 0.0 // Σ prices bounds the root before its LP is solved
 	for _, p := range s.price {
@@ -514,6 +510,9 @@ func (s *search) problemBounds(alive []bool, active []int, bound float64) {
 			}
 		}
 	}
+	// Per problem: take its excluded bids out of the counts, subtract y
+	// over the goods left unused (once each, marked in s.used), restore.
+	clear(s.used)
 	for _, k := range active {
 		p := s.probs[k]
 		p.bound = bound
@@ -527,9 +526,9 @@ func (s *search) problemBounds(alive []bool, active []int, bound float64) {
 		for _, j := range p.excl {
 			if alive[j] {
 				for _, g := range s.cols[j] {
-					if s.cnt[g] == 0 {
+					if s.cnt[g] == 0 && !s.used[g] {
+						s.used[g] = true
 						p.bound -= s.y[g]
-						s.cnt[g] = -1 << 30 // counted once
 					}
 				}
 			}
@@ -537,10 +536,8 @@ func (s *search) problemBounds(alive []bool, active []int, bound float64) {
 		for _, j := range p.excl {
 			if alive[j] {
 				for _, g := range s.cols[j] {
-					if s.cnt[g] < 0 {
-						s.cnt[g] = 0
-					}
 					s.cnt[g]++
+					s.used[g] = false
 				}
 			}
 		}
@@ -582,11 +579,8 @@ func (s *search) node(lp *packLP, alive []bool, fixed []int, fixedVal float64, d
 		copy(lp.alive, alive)
 		lp.solve(50 * (s.m + s.n))
 		bound = fixedVal + lp.dualBound(s.y)
-		if depth == 0 && len(s.probs) == 1 {
-			s.rootUB = bound
-			if s.m <= s.opts.GonumMaxRows {
-				bound = s.crossCheck(lp, bound)
-			}
+		if depth == 0 && len(s.probs) == 1 && s.m <= s.opts.GonumMaxRows {
+			s.crossCheck(lp, bound)
 		}
 		s.problemBounds(alive, active, bound)
 		active = s.stillOpen(active)
