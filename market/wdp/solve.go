@@ -58,11 +58,8 @@ func Solve(ctx context.Context, in *Instance, opts Options) (*Solution, error) {
 	if err := in.Validate(); err != nil {
 		return nil, err
 	}
-	if opts.TimeLimit > 0 {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, opts.TimeLimit)
-		defer cancel()
-	}
+	ctx, cancel := withLimit(ctx, opts.TimeLimit)
+	defer cancel()
 	keep := presolve(in, nil)
 	sol := &Solution{Presolved: len(in.Bids) - len(keep)}
 	comps := components(in, keep)
@@ -128,6 +125,14 @@ func Solve(ctx context.Context, in *Instance, opts Options) (*Solution, error) {
 	sol.Gap = sol.Bound - sol.Objective
 	sol.Seconds = time.Since(start).Seconds()
 	return sol, nil
+}
+
+// withLimit returns ctx bounded by the time limit d (0: no limit).
+func withLimit(ctx context.Context, d time.Duration) (context.Context, context.CancelFunc) {
+	if d > 0 {
+		return context.WithTimeout(ctx, d)
+	}
+	return context.WithCancel(ctx)
 }
 
 type bitset []uint64

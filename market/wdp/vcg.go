@@ -46,11 +46,8 @@ func VCG(ctx context.Context, in *Instance, sol *Solution, opts Options) (*Payme
 		return nil, fmt.Errorf("%w: solution is not a feasible packing of the instance", ErrInvalid)
 	}
 	start := time.Now()
-	if opts.TimeLimit > 0 {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, opts.TimeLimit)
-		defer cancel()
-	}
+	ctx, cancel := withLimit(ctx, opts.TimeLimit)
+	defer cancel()
 	won := map[string]float64{}
 	winner := make([]bool, len(in.Bids))
 	for _, w := range sol.Winners {
@@ -166,12 +163,9 @@ type Report struct {
 // both, and so does opts.TimeLimit.
 func SolveReport(ctx context.Context, in *Instance, vcg bool, opts Options) (*Report, error) {
 	start := time.Now()
-	if opts.TimeLimit > 0 {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, opts.TimeLimit)
-		defer cancel()
-		opts.TimeLimit = 0
-	}
+	ctx, cancel := withLimit(ctx, opts.TimeLimit)
+	defer cancel()
+	opts.TimeLimit = 0
 	sol, err := Solve(ctx, in, opts)
 	if err != nil {
 		return nil, err
