@@ -1,7 +1,10 @@
 # Market: the combinatorial-auction benchmark against CBC and GLPK.
 #
 #   make bench-auction   CATS-style "arbitrary" instances (100×500, 200×1000,
-#                        300×1500; seeds 1..AUCTION_SEEDS), each solved by
+#                        300×1500; seeds 1..AUCTION_SEEDS) drawn from
+#                        AUCTION_DIST: benchmark (Gasse et al.'s benchmark
+#                        sets, as their code and Ecole generate them) or cats
+#                        (the CATS paper's distribution), each solved by
 #                        Accord's solver, cbc and glpsol in the same run;
 #                        checks that the objectives agree, prints per-size
 #                        medians and ratios accord/CBC and accord/GLPK, and
@@ -18,5 +21,6 @@ AUCTION_SIZES ?= 100x500,200x1000,300x1500
 AUCTION_SEEDS ?= 3
 AUCTION_LIMIT ?= 10m
 AUCTION_VCG ?= 200x1000
+AUCTION_DIST ?= benchmark
 bench-auction:
-	$(GO) run ./market/cmd/auctionbench -sizes $(AUCTION_SIZES) -seeds $(AUCTION_SEEDS) -limit $(AUCTION_LIMIT) -vcg $(AUCTION_VCG)
+	$(GO) run ./market/cmd/auctionbench -dist $(AUCTION_DIST) -sizes $(AUCTION_SIZES) -seeds $(AUCTION_SEEDS) -limit $(AUCTION_LIMIT) -vcg $(AUCTION_VCG)

@@ -20,12 +20,33 @@ type CATSParams struct {
 	Additivity         float64 // price grows with |bundle|^(1+Additivity)
 	BudgetFactor       float64 // substitutes cost at most BudgetFactor*first price
 	ResaleFactor       float64 // substitutes keep at least ResaleFactor*first resale value
+	// Ecole draws bundles as the code of Gasse et al. and its C++ port in
+	// Ecole do, rather than as the CATS paper describes. That code indexes
+	// the compatibility matrix with the 0/1 bundle mask as integer row
+	// numbers, so the next good is drawn by interest times compatibility
+	// with goods 0 and 1 (weighted by how many goods are outside and inside
+	// the bundle), not with the goods in the bundle; it normalises columns
+	// rather than rows; and it adds a bidder's dummy good only from three
+	// substitutable bids on.
+	Ecole bool
 }
 
 // DefaultCATS returns the standard "arbitrary" parameters.
 func DefaultCATS() CATSParams {
 	return CATSParams{MinValue: 1, MaxValue: 100, Deviation: 0.5, AddGoodProb: 0.9,
 		MaxSubBids: 5, Additivity: 0.2, BudgetFactor: 1.5, ResaleFactor: 0.5}
+}
+
+// BenchmarkCATS returns the distribution of the combinatorial-auction
+// benchmark sets of Gasse et al. (2019), also produced by Ecole's
+// CombinatorialAuctionGenerator: the defaults with AddGoodProb 0.7, drawn
+// the way their code does (see CATSParams.Ecole). The sizes 100×500,
+// 200×1000 and 300×1500 of `make bench-auction` are theirs.
+func BenchmarkCATS() CATSParams {
+	p := DefaultCATS()
+	p.AddGoodProb = 0.7
+	p.Ecole = true
+	return p
 }
 
 // GenerateCATS returns a deterministic CATS-style "arbitrary" instance with
@@ -51,13 +72,19 @@ func GenerateCATS(seed uint64, goods, bids int, p CATSParams) (*Instance, error)
 			compat[i][j], compat[j][i] = v, v
 		}
 	}
-	for i := range compat { // normalise rows
-		s := 0.0
+	sums := make([]float64, goods)
+	for i := range compat {
 		for _, v := range compat[i] {
-			s += v
+			sums[i] += v
 		}
+	}
+	for i := range compat {
 		for j := range compat[i] {
-			compat[i][j] /= s
+			if p.Ecole {
+				compat[i][j] /= sums[j] // numpy broadcasting divides columns
+			} else {
+				compat[i][j] /= sums[i]
+			}
 		}
 	}
 	choose := func(w []float64) int {
@@ -83,6 +110,13 @@ func GenerateCATS(seed uint64, goods, bids int, p CATSParams) (*Instance, error)
 		w := make([]float64, goods)
 		for g := 0; g < goods; g++ {
 			if in[g] {
+				continue
+			}
+			if p.Ecole {
+				// compats[bundle_mask, :] with an integer 0/1 mask picks
+				// row 0 for every good outside the bundle and row 1 for
+				// every good in it.
+				w[g] = interest[g] * (float64(goods-size)*compat[0][g] + float64(size)*compat[1][g])
 				continue
 			}
 			m := 0.0
@@ -185,14 +219,21 @@ func GenerateCATS(seed uint64, goods, bids int, p CATSParams) (*Instance, error)
 		}
 		name := fmt.Sprintf("b%d", bidder)
 		bidder++
+		// Every substitute shares a good with the first bundle, so two bids
+		// exclude each other without a dummy; CATS adds one anyway, Gasse
+		// et al.'s code only from three bids on.
+		dummy := len(own) > 1
+		if p.Ecole {
+			dummy = len(own) > 2
+		}
 		for _, c := range own {
 			g := c.b
-			if len(own) > 1 {
+			if dummy {
 				g = append(append([]int(nil), c.b...), goods+dummies)
 			}
 			out.Bids = append(out.Bids, Bid{Bidder: name, Goods: g, Price: math.Round(c.p*1000) / 1000})
 		}
-		if len(own) > 1 {
+		if dummy {
 			dummies++
 		}
 	}

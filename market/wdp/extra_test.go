@@ -6,6 +6,7 @@ import (
 	"errors"
 	"math"
 	"math/rand/v2"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -160,6 +161,101 @@ func TestGenerateCATSDeterministic(t *testing.T) {
 	if err := WriteLP(&buf, a); err != nil || !strings.Contains(buf.String(), "Binary") {
 		t.Fatalf("LP file: %v", err)
 	}
+}
+
+// TestBenchmarkCATS checks the benchmark distribution's shape: exactly the
+// requested bids, a dummy good only for bidders with three or more bids
+// (shared by all of them and no one else), and first bundles of about
+// 1/(1-0.7) goods against about 1/(1-0.9) for the CATS defaults (later
+// bids are larger on average: a bidder's substitutes are as large as its
+// first bundle, and larger bundles yield more of them).
+func TestBenchmarkCATS(t *testing.T) {
+	const goods = 100
+	in, err := GenerateCATS(1, goods, 500, BenchmarkCATS())
+	if err != nil {
+		t.Fatal(err)
+	}
+	again, _ := GenerateCATS(1, goods, 500, BenchmarkCATS())
+	if err := in.Validate(); err != nil || len(in.Bids) != 500 {
+		t.Fatalf("%d bids, %v", len(in.Bids), err)
+	}
+	byBidder := map[string][]Bid{}
+	var order []string
+	for i, b := range in.Bids {
+		if !equalInts(b.Goods, again.Bids[i].Goods) || b.Price != again.Bids[i].Price {
+			t.Fatalf("bid %d differs between runs", i)
+		}
+		if byBidder[b.Bidder] == nil {
+			order = append(order, b.Bidder)
+		}
+		byBidder[b.Bidder] = append(byBidder[b.Bidder], b)
+	}
+	dummyOwner := map[int]string{}
+	for _, name := range order {
+		bids := byBidder[name]
+		for _, b := range bids {
+			var dummies []int
+			for _, g := range b.Goods {
+				if g >= goods {
+					dummies = append(dummies, g)
+				}
+			}
+			switch {
+			case len(bids) <= 2 && len(dummies) != 0:
+				t.Fatalf("bidder %s with %d bids has dummy goods %v", name, len(bids), dummies)
+			case len(bids) > 2 && len(dummies) != 1:
+				t.Fatalf("bidder %s with %d bids: want one dummy good per bid, got %v", name, len(bids), dummies)
+			case len(bids) > 2:
+				if o, ok := dummyOwner[dummies[0]]; ok && o != name {
+					t.Fatalf("dummy good %d shared by bidders %s and %s", dummies[0], o, name)
+				}
+				dummyOwner[dummies[0]] = name
+			}
+		}
+		if len(bids) == 2 && !conflict(bids[0].Goods, bids[1].Goods) {
+			t.Fatalf("bidder %s: two substitutable bids that do not share a good", name)
+		}
+	}
+	if in.Goods != goods+len(dummyOwner) {
+		t.Fatalf("goods %d, want %d real + %d dummies", in.Goods, goods, len(dummyOwner))
+	}
+	mean := meanFirstBundle(in, goods)
+	cats, _ := GenerateCATS(1, goods, 500, DefaultCATS())
+	catsMean := meanFirstBundle(cats, goods)
+	t.Logf("mean first bundle: %.2f goods (benchmark), %.2f (CATS)", mean, catsMean)
+	if mean < 2.6 || mean > 4.2 || catsMean < 7 {
+		t.Fatalf("mean bundle sizes %.2f (benchmark, want about 3.3) and %.2f (CATS, want about 10)", mean, catsMean)
+	}
+}
+
+// meanFirstBundle is the mean number of real goods in each bidder's first
+// bid.
+func meanFirstBundle(in *Instance, goods int) float64 {
+	seen := map[string]bool{}
+	n, sum := 0, 0
+	for _, b := range in.Bids {
+		if seen[b.Bidder] {
+			continue
+		}
+		seen[b.Bidder] = true
+		n++
+		for _, g := range b.Goods {
+			if g < goods {
+				sum++
+			}
+		}
+	}
+	return float64(sum) / float64(n)
+}
+
+// conflict reports whether two bundles share a good.
+func conflict(a, b []int) bool {
+	for _, g := range a {
+		if slices.Contains(b, g) {
+			return true
+		}
+	}
+	return false
 }
 
 func BenchmarkSolveCATS100x500(b *testing.B) {

@@ -1,5 +1,7 @@
 // Command auctionbench compares Accord's winner-determination solver with
-// CBC and GLPK on CATS-style "arbitrary" instances (fixed seeds), checks that
+// CBC and GLPK on CATS-style "arbitrary" instances (fixed seeds; by default
+// the distribution of Gasse et al.'s benchmark sets, wdp.BenchmarkCATS, or
+// with -dist cats the CATS paper's, wdp.DefaultCATS), checks that
 // all three agree on the optimal objective, and prints per-size medians, the
 // time ratios accord/CBC and accord/GLPK, and the cost of VCG payments
 // relative to winner determination. It is `make bench-auction`.
@@ -33,12 +35,23 @@ func main() {
 		limit     = flag.Duration("limit", 10*time.Minute, "time limit per solver per instance")
 		vcgSize   = flag.String("vcg", "200x1000", "size whose VCG time is compared with WDP time (empty: skip)")
 		dir       = flag.String("dir", "", "where to write LP files (default: a temporary directory)")
-		export    = flag.String("export", "", "only write each instance as JSON (the accord auction solve format) into this directory")
-		addGood   = flag.Float64("add-good", wdp.DefaultCATS().AddGoodProb, "probability of adding one more good to a bundle (0.7: Gasse et al.'s benchmark sets; 0.9: the CATS paper)")
+		export    = flag.String("export", "", "only write each instance into this directory, as JSON (the accord auction solve format) and as an LP file")
+		dist      = flag.String("dist", "benchmark", "instance distribution: benchmark (Gasse et al.'s benchmark sets, as their code and Ecole generate them) or cats (the CATS paper's arbitrary distribution)")
+		addGood   = flag.Float64("add-good", 0, "probability of adding one more good to a bundle (0: the distribution's, 0.7 for benchmark, 0.9 for cats)")
 	)
 	flag.Parse()
-	params := wdp.DefaultCATS()
-	params.AddGoodProb = *addGood
+	var params wdp.CATSParams
+	switch *dist {
+	case "benchmark":
+		params = wdp.BenchmarkCATS()
+	case "cats":
+		params = wdp.DefaultCATS()
+	default:
+		log.Fatalf("-dist: want benchmark or cats, got %q", *dist)
+	}
+	if *addGood > 0 {
+		params.AddGoodProb = *addGood
+	}
 	sizes, err := parseSizes(*sizesFlag)
 	if err != nil {
 		log.Fatal(err)
@@ -62,7 +75,11 @@ func main() {
 				if err != nil {
 					log.Fatal(err)
 				}
-				if err := os.WriteFile(filepath.Join(*export, fmt.Sprintf("cats-%dx%d-%d.json", sz.goods, sz.bids, seed)), b, 0o644); err != nil {
+				base := filepath.Join(*export, fmt.Sprintf("cats-%dx%d-%d", sz.goods, sz.bids, seed))
+				if err := os.WriteFile(base+".json", b, 0o644); err != nil {
+					log.Fatal(err)
+				}
+				if err := writeLP(base+".lp", in); err != nil {
 					log.Fatal(err)
 				}
 			}
@@ -76,6 +93,7 @@ func main() {
 	}
 	ctx := context.Background()
 	inconsistent, unproven, differ, vcgMissed := 0, 0, 0, 0
+	fmt.Printf("distribution %s, add-good %.2f, limit %v per solver per instance\n", *dist, params.AddGoodProb, *limit)
 	fmt.Printf("%-10s %4s %12s %10s %10s %10s %8s %s\n", "size", "seed", "objective", "accord_s", "cbc_s", "glpk_s", "nodes", "agree")
 	type row struct{ accord, cbc, glpk []float64 }
 	summary := map[size]*row{}
