@@ -10,8 +10,8 @@ import (
 // CATSParams are the parameters of the CATS "arbitrary" distribution
 // (Leyton-Brown, Pearson and Shoham 2000, section 4.3), with the defaults of
 // the widely used re-implementation by Gasse et al. (2019). Their benchmark
-// sets (100×500, 200×1000, 300×1500) override AddGoodProb to 0.7, which gives
-// smaller bundles and easier instances.
+// sets (100×500, 200×1000, 300×1500) override AddGoodProb to 0.7 and draw
+// bundles differently from the paper; BenchmarkCATS returns those settings.
 type CATSParams struct {
 	MinValue, MaxValue float64 // common good values are uniform in [MinValue, MaxValue]
 	Deviation          float64 // private values deviate by up to Deviation*MaxValue
@@ -51,8 +51,8 @@ func BenchmarkCATS() CATSParams {
 
 // GenerateCATS returns a deterministic CATS-style "arbitrary" instance with
 // goods real goods and bids bids. A bidder with several substitutable bids
-// gets a dummy good shared by all of them (XOR), so Instance.Goods is goods
-// plus the number of dummies.
+// (with p.Ecole: three or more) gets a dummy good shared by all of them
+// (XOR), so Instance.Goods is goods plus the number of dummies.
 func GenerateCATS(seed uint64, goods, bids int, p CATSParams) (*Instance, error) {
 	if goods < 2 || bids < 1 {
 		return nil, fmt.Errorf("%w: CATS needs at least 2 goods and 1 bid", ErrInvalid)
