@@ -209,6 +209,9 @@ func TestBenchmarkCATS(t *testing.T) {
 				if o, ok := dummyOwner[dummies[0]]; ok && o != name {
 					t.Fatalf("dummy good %d shared by bidders %s and %s", dummies[0], o, name)
 				}
+				if !slices.Contains(bids[0].Goods, dummies[0]) {
+					t.Fatalf("bidder %s: dummy good %d is not in its first bid %v", name, dummies[0], bids[0].Goods)
+				}
 				dummyOwner[dummies[0]] = name
 			}
 		}
