@@ -215,7 +215,7 @@ func TestBenchmarkCATS(t *testing.T) {
 				dummyOwner[dummies[0]] = name
 			}
 		}
-		if len(bids) == 2 && !conflict(bids[0].Goods, bids[1].Goods) {
+		if len(bids) == 2 && !shares(bids[0].Goods, bids[1].Goods) {
 			t.Fatalf("bidder %s: two substitutable bids that do not share a good", name)
 		}
 	}
@@ -249,16 +249,6 @@ func meanFirstBundle(in *Instance, goods int) float64 {
 		}
 	}
 	return float64(sum) / float64(n)
-}
-
-// conflict reports whether two bundles share a good.
-func conflict(a, b []int) bool {
-	for _, g := range a {
-		if slices.Contains(b, g) {
-			return true
-		}
-	}
-	return false
 }
 
 func BenchmarkSolveCATS100x500(b *testing.B) {
