@@ -92,13 +92,16 @@ func (r *Runtime) Start(ctx context.Context, spec runtimes.TaskSpec) (runtimes.S
 		return runtimes.Status{}, convert(err, "task "+spec.ID)
 	}
 	if ts.Status == containerd.Created {
+		// Taken before Start: the process runs from inside Start, so a time
+		// taken after it would under-meter the task by runc's start latency.
+		started := time.Now().UTC()
 		if err := t.Start(ctx); err != nil {
 			// A concurrent Start may have won; anything but Created is fine.
 			if ts2, err2 := t.Status(ctx); err2 != nil || ts2.Status == containerd.Created {
 				return runtimes.Status{}, convert(err, "start "+spec.ID)
 			}
 		}
-		if _, err := c.SetLabels(ctx, map[string]string{labelStarted: time.Now().UTC().Format(time.RFC3339Nano)}); err != nil {
+		if _, err := c.SetLabels(ctx, map[string]string{labelStarted: started.Format(time.RFC3339Nano)}); err != nil {
 			return runtimes.Status{}, convert(err, "label "+spec.ID)
 		}
 	}
