@@ -13,7 +13,9 @@
 #                        full run takes up to 3 × 9 × 10 min on a slow box;
 #                        e.g. AUCTION_SIZES=100x500 AUCTION_VCG=100x500 for
 #                        a quick one. Needs Debian coinor-cbc and glpk-utils
-#                        (scripts/deps/market.txt).
+#                        (scripts/deps/market.txt). Accord and CBC search
+#                        with AUCTION_THREADS threads (default: the CPUs);
+#                        GLPK has one.
 .PHONY: bench-auction
 BENCH_TARGETS += bench-auction
 FUZZ_TARGETS += ./market/wdp:FuzzDecodeSolve
@@ -22,5 +24,6 @@ AUCTION_SEEDS ?= 3
 AUCTION_LIMIT ?= 10m
 AUCTION_VCG ?= 200x1000
 AUCTION_DIST ?= benchmark
+AUCTION_THREADS ?= $(shell nproc)
 bench-auction:
-	$(GO) run ./market/cmd/auctionbench -dist $(AUCTION_DIST) -sizes $(AUCTION_SIZES) -seeds $(AUCTION_SEEDS) -limit $(AUCTION_LIMIT) -vcg $(AUCTION_VCG)
+	$(GO) run ./market/cmd/auctionbench -dist $(AUCTION_DIST) -sizes $(AUCTION_SIZES) -seeds $(AUCTION_SEEDS) -limit $(AUCTION_LIMIT) -vcg $(AUCTION_VCG) -threads $(AUCTION_THREADS)

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"runtime"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -18,8 +19,9 @@ func init() {
 		Short: "Combinatorial auction tools",
 	}
 	var (
-		vcg   bool
-		limit time.Duration
+		vcg     bool
+		limit   time.Duration
+		threads int
 	)
 	solve := &cobra.Command{
 		Use:   "solve FILE",
@@ -44,7 +46,13 @@ prints Clarke-pivot (VCG) payments of the winning bidders.`,
 			if limit < 0 {
 				return cli.WithCode(cli.ExitUsage, fmt.Errorf("--time-limit must not be negative"))
 			}
-			r, err := wdp.SolveReport(cmd.Context(), in, vcg, wdp.Options{TimeLimit: limit})
+			if threads < 0 {
+				return cli.WithCode(cli.ExitUsage, fmt.Errorf("--threads must not be negative"))
+			}
+			if threads == 0 {
+				threads = runtime.GOMAXPROCS(0)
+			}
+			r, err := wdp.SolveReport(cmd.Context(), in, vcg, wdp.Options{TimeLimit: limit, Threads: threads})
 			if err != nil {
 				return err
 			}
@@ -59,6 +67,7 @@ prints Clarke-pivot (VCG) payments of the winning bidders.`,
 	}
 	solve.Flags().BoolVar(&vcg, "vcg", false, "compute VCG (Clarke pivot) payments")
 	solve.Flags().DurationVar(&limit, "time-limit", 60*time.Second, "stop after this long with the best solution and its gap (0: no limit)")
+	solve.Flags().IntVar(&threads, "threads", 1, "search threads per independent part of the instance (0: one per CPU); with more than one, ties between optimal packings may be broken differently from run to run")
 	auction.AddCommand(solve)
 	root.AddCommand(auction)
 }

@@ -43,7 +43,14 @@
 //     rⱼ = Σ_{g∈Sⱼ} y_g − pⱼ cannot be in a packing better than the
 //     incumbent z when D − rⱼ ≤ z, and is removed from the subtree;
 //   - branching picks the fractional bid maximising (½ − |xⱼ − ½|)·pⱼ and
-//     explores xⱼ = 1 first.
+//     explores xⱼ = 1 first;
+//   - with Options.Threads > 1, several workers search one component's
+//     tree: a worker about to branch while another waits hands it the
+//     xⱼ = 0 subtree (with the node's LP) and dives into xⱼ = 1 itself. The
+//     workers share the incumbents and the bounds left open by a stop; the
+//     rest (LP, duals, scratch) is each worker's own. One worker, the
+//     default, is deterministic; several find the same optimal value but
+//     may break ties between optimal packings differently.
 //
 // The search stops at Options.TimeLimit or when ctx is done, returning the
 // best packing found with Optimal false and Gap = (largest bound of an

@@ -8,6 +8,7 @@ import (
 	"slices"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -32,6 +33,12 @@ type Options struct {
 	// check: lp.Simplex has no iteration limit and can cycle on degenerate
 	// LPs (equal prices), so it is a debugging aid, not a default.
 	GonumMaxRows int
+	// Threads is how many workers search each component's tree (0 or 1:
+	// one). One worker is deterministic: the same instance gives the same
+	// winners. Several workers share the tree and find the same optimal
+	// value, but when packings tie they may return a different one of
+	// them from run to run, and the nodes counted vary.
+	Threads int
 }
 
 // Solution is the result of winner determination.
@@ -50,9 +57,10 @@ type Solution struct {
 }
 
 // Solve determines the revenue-maximising set of non-conflicting bids.
-// It is deterministic: the same instance gives the same winners. Cancelling
-// ctx or reaching opts.TimeLimit returns the best solution found, with
-// Optimal false and its gap; the error is non-nil only for invalid input.
+// With one thread (the default) it is deterministic: the same instance
+// gives the same winners. Cancelling ctx or reaching opts.TimeLimit returns
+// the best solution found, with Optimal false and its gap; the error is
+// non-nil only for invalid input.
 func Solve(ctx context.Context, in *Instance, opts Options) (*Solution, error) {
 	start := time.Now()
 	if err := in.Validate(); err != nil {
@@ -263,13 +271,17 @@ type problem struct {
 	start   []int // a feasible warm start, local indices (nil: none)
 	best    []int // local indices of the incumbent
 	bestVal float64
-	bound   float64 // this problem's bound at the current node (scratch)
 }
 
 // search is the branch-and-bound over one component. It searches for
 // several problems at once: a node is explored while its bound exceeds the
 // incumbent of some problem still active there, and every packing found is
 // offered to each problem that may use it.
+//
+// With Options.Threads > 1 several workers explore the tree: a worker that
+// branches while another is idle hands it the x = 0 subtree. The workers
+// share the incumbents and the open bounds, under mu; everything else they
+// touch is their own.
 type search struct {
 	ctx      context.Context
 	n, m     int
@@ -277,21 +289,50 @@ type search struct {
 	price    []float64
 	conflict [][]int // bids sharing a good with each bid (excluding itself)
 	probs    []*problem
-	owner    []int     // the problem excluding each local bid, -1 if none
-	open     []float64 // bounds of pending siblings along the DFS path
+	owner    []int // the problem excluding each local bid, -1 if none
+	opts     Options
+	w0       *worker // the first worker, also used outside the tree
+
+	mu      sync.Mutex
+	cond    *sync.Cond
+	open    []float64 // bounds of the subtrees left unexplored by a stop (mu)
+	tasks   []task    // subtrees waiting for a worker (mu)
+	idle    int       // workers waiting for a task (mu)
+	workers int
+	stopped atomic.Bool
+
 	nodes    int
 	complete bool
-	stopped  bool
-	opts     Options
-	y        []float64
-	order    []int
-	used     []bool // scratch: goods taken by a packing
-	cnt      []int  // scratch: alive bids per good
+}
+
+// task is a subtree handed from one worker to another; see worker.node.
+type task struct {
+	lp        *packLP
+	alive     []bool
+	fixed     []int
+	fixedVal  float64
+	depth     int
+	inherited float64
+	active    []int
+}
+
+// worker is one thread of the search with its scratch space.
+type worker struct {
+	*search
+	y     []float64
+	order []int
+	keys  []float64
+	used  []bool    // goods taken by a packing
+	cnt   []int     // alive bids per good
+	bound []float64 // each problem's bound at the current node
+	inc   []float64 // a snapshot of the incumbents' values
+	nodes int
 }
 
 func newSearch(ctx context.Context, in *Instance, comp []int, opts Options) *search {
 	local := map[int]int{}
 	s := &search{ctx: ctx, n: len(comp), opts: opts}
+	s.cond = sync.NewCond(&s.mu)
 	for _, j := range comp {
 		var c []int
 		for _, g := range in.Bids[j].Goods {
@@ -329,14 +370,17 @@ func newSearch(ctx context.Context, in *Instance, comp []int, opts Options) *sea
 			}
 		}
 	}
-	s.y = make([]float64, s.m)
-	s.used = make([]bool, s.m)
-	s.cnt = make([]int, s.m)
 	s.owner = make([]int, s.n)
 	for j := range s.owner {
 		s.owner[j] = -1
 	}
+	s.w0 = s.newWorker()
 	return s
+}
+
+func (s *search) newWorker() *worker {
+	return &worker{search: s, y: make([]float64, s.m), used: make([]bool, s.m),
+		cnt: make([]int, s.m), keys: make([]float64, s.n)}
 }
 
 // addProblem adds a problem that may not use the local bids excl, warm
@@ -349,7 +393,7 @@ func (s *search) addProblem(excl, start []int) {
 	for _, j := range excl {
 		s.owner[j] = k
 	}
-	ok := s.feasible(start)
+	ok := s.w0.feasible(start)
 	for _, j := range start {
 		ok = ok && s.owner[j] != k
 	}
@@ -359,14 +403,14 @@ func (s *search) addProblem(excl, start []int) {
 	}
 }
 
-func (s *search) feasible(win []int) bool {
-	clear(s.used)
+func (w *worker) feasible(win []int) bool {
+	clear(w.used)
 	for _, j := range win {
-		for _, g := range s.cols[j] {
-			if s.used[g] {
+		for _, g := range w.cols[j] {
+			if w.used[g] {
 				return false
 			}
-			s.used[g] = true
+			w.used[g] = true
 		}
 	}
 	return true
@@ -379,6 +423,8 @@ func (s *search) offer(win []int) {
 	for _, j := range win {
 		v += s.price[j]
 	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
 next:
 	for k, p := range s.probs {
 		if !(v > p.bestVal+PruneTol/2 || (p.best == nil && len(win) > 0 && v >= p.bestVal)) {
@@ -394,47 +440,56 @@ next:
 	}
 }
 
-// rank returns the alive bids by descending key.
-func (s *search) rank(alive []bool, key func(j int) float64) []int {
-	if s.order == nil {
-		s.order = make([]int, 0, s.n)
+// snap copies the incumbents' values into w.inc.
+func (w *worker) snap() {
+	if len(w.inc) != len(w.probs) {
+		w.inc = make([]float64, len(w.probs))
+		w.bound = make([]float64, len(w.probs))
 	}
-	s.order = s.order[:0]
-	for j := 0; j < s.n; j++ {
+	w.mu.Lock()
+	for k, p := range w.probs {
+		w.inc[k] = p.bestVal
+	}
+	w.mu.Unlock()
+}
+
+// rank returns the alive bids by descending key.
+func (w *worker) rank(alive []bool, key func(j int) float64) []int {
+	w.order = w.order[:0]
+	for j := 0; j < w.n; j++ {
 		if alive[j] {
-			s.order = append(s.order, j)
+			w.order = append(w.order, j)
 		}
 	}
-	keys := make([]float64, s.n)
-	for _, j := range s.order {
-		keys[j] = key(j)
+	for _, j := range w.order {
+		w.keys[j] = key(j)
 	}
-	sort.SliceStable(s.order, func(a, b int) bool { return keys[s.order[a]] > keys[s.order[b]] })
-	return s.order
+	sort.SliceStable(w.order, func(a, b int) bool { return w.keys[w.order[a]] > w.keys[w.order[b]] })
+	return w.order
 }
 
 // pack completes base greedily in the given order, skipping the bids that
 // problem skip excludes (skip < 0: none).
-func (s *search) pack(order, base []int, skip int) []int {
-	clear(s.used)
+func (w *worker) pack(order, base []int, skip int) []int {
+	clear(w.used)
 	for _, j := range base {
-		for _, g := range s.cols[j] {
-			s.used[g] = true
+		for _, g := range w.cols[j] {
+			w.used[g] = true
 		}
 	}
 	win := append([]int(nil), base...)
 next:
 	for _, j := range order {
-		if skip >= 0 && s.owner[j] == skip {
+		if skip >= 0 && w.owner[j] == skip {
 			continue
 		}
-		for _, g := range s.cols[j] {
-			if s.used[g] {
+		for _, g := range w.cols[j] {
+			if w.used[g] {
 				continue next
 			}
 		}
-		for _, g := range s.cols[j] {
-			s.used[g] = true
+		for _, g := range w.cols[j] {
+			w.used[g] = true
 		}
 		win = append(win, j)
 	}
@@ -456,6 +511,7 @@ func (s *search) upper() float64 {
 }
 
 func (s *search) run() {
+	w := s.w0
 	alive := make([]bool, s.n)
 	for j := range alive {
 		alive[j] = true
@@ -465,18 +521,17 @@ func (s *search) run() {
 		func(j int) float64 { return s.price[j] / float64(len(s.cols[j])) },
 		func(j int) float64 { return s.price[j] },
 	} {
-		order := s.rank(alive, key)
+		order := w.rank(alive, key)
 		for k, p := range s.probs {
-			s.offer(s.pack(order, nil, k))
+			s.offer(w.pack(order, nil, k))
 			if p.start != nil {
 				// Complete the warm start with the goods it leaves free
 				// (in VCG: the goods of the removed bidder).
-				s.offer(s.pack(order, p.start, k))
+				s.offer(w.pack(order, p.start, k))
 			}
 		}
 	}
 	lp := newPackLP(s.m, s.cols, s.price)
-	s.open = nil
 	trivial := 0.0 // Σ prices bounds the root before its LP is solved
 	for _, p := range s.price {
 		trivial += p
@@ -485,64 +540,134 @@ func (s *search) run() {
 	for k := range active {
 		active[k] = k
 	}
-	s.node(lp, alive, nil, 0, 0, trivial, active)
-	s.complete = !s.stopped
+	s.workers = max(1, s.opts.Threads)
+	s.tasks = []task{{lp: lp, alive: alive, inherited: trivial, active: active}}
+	ws := []*worker{w}
+	for len(ws) < s.workers {
+		ws = append(ws, s.newWorker())
+	}
+	var wg sync.WaitGroup
+	for _, w := range ws {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				t, ok := s.take()
+				if !ok {
+					return
+				}
+				w.node(t.lp, t.alive, t.fixed, t.fixedVal, t.depth, t.inherited, t.active)
+			}
+		}()
+	}
+	wg.Wait()
+	for _, w := range ws {
+		s.nodes += w.nodes
+	}
+	s.complete = !s.stopped.Load()
+}
+
+// take waits for a task; it returns false once the tasks are gone and
+// every worker is idle, which ends the search.
+func (s *search) take() (task, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.idle++
+	for len(s.tasks) == 0 && s.idle < s.workers {
+		s.cond.Wait()
+	}
+	if len(s.tasks) == 0 {
+		s.cond.Broadcast()
+		return task{}, false
+	}
+	// Oldest first: the shallowest subtree is the largest piece of work.
+	t := s.tasks[0]
+	s.tasks = s.tasks[1:]
+	s.idle--
+	return t, true
+}
+
+// hungry reports whether a worker waits for a task that is not there.
+func (s *search) hungry() bool {
+	if s.workers < 2 {
+		return false
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.idle > len(s.tasks)
+}
+
+func (s *search) give(t task) {
+	s.mu.Lock()
+	s.tasks = append(s.tasks, t)
+	s.mu.Unlock()
+	s.cond.Signal()
+}
+
+func (s *search) leaveOpen(b float64) {
+	s.mu.Lock()
+	s.open = append(s.open, b)
+	s.mu.Unlock()
 }
 
 // threshold is the smallest incumbent among the active problems: a bound
 // at or below it closes the node for all of them.
-func (s *search) threshold(active []int) float64 {
+func (w *worker) threshold(active []int) float64 {
+	w.snap()
 	t := math.Inf(1)
 	for _, k := range active {
-		t = math.Min(t, s.probs[k].bestVal)
+		t = math.Min(t, w.inc[k])
 	}
 	return t
 }
 
 // problemBounds sets each active problem's bound at a node whose repaired
-// duals s.y bound the alive bids by bound: a problem that excludes some
+// duals w.y bound the alive bids by bound: a problem that excludes some
 // alive bids need not pay for the goods only those bids use.
-func (s *search) problemBounds(alive []bool, active []int, bound float64) {
-	if len(active) == 1 && s.probs[active[0]].excl == nil {
-		s.probs[active[0]].bound = bound
+func (w *worker) problemBounds(alive []bool, active []int, bound float64) {
+	if len(w.bound) != len(w.probs) {
+		w.snap()
+	}
+	if len(active) == 1 && w.probs[active[0]].excl == nil {
+		w.bound[active[0]] = bound
 		return
 	}
-	clear(s.cnt)
+	clear(w.cnt)
 	for j, ok := range alive {
 		if ok {
-			for _, g := range s.cols[j] {
-				s.cnt[g]++
+			for _, g := range w.cols[j] {
+				w.cnt[g]++
 			}
 		}
 	}
 	// Per problem: take its excluded bids out of the counts, subtract y
-	// over the goods left unused (once each, marked in s.used), restore.
-	clear(s.used)
+	// over the goods left unused (once each, marked in w.used), restore.
+	clear(w.used)
 	for _, k := range active {
-		p := s.probs[k]
-		p.bound = bound
+		p := w.probs[k]
+		w.bound[k] = bound
 		for _, j := range p.excl {
 			if alive[j] {
-				for _, g := range s.cols[j] {
-					s.cnt[g]--
+				for _, g := range w.cols[j] {
+					w.cnt[g]--
 				}
 			}
 		}
 		for _, j := range p.excl {
 			if alive[j] {
-				for _, g := range s.cols[j] {
-					if s.cnt[g] == 0 && !s.used[g] {
-						s.used[g] = true
-						p.bound -= s.y[g]
+				for _, g := range w.cols[j] {
+					if w.cnt[g] == 0 && !w.used[g] {
+						w.used[g] = true
+						w.bound[k] -= w.y[g]
 					}
 				}
 			}
 		}
 		for _, j := range p.excl {
 			if alive[j] {
-				for _, g := range s.cols[j] {
-					s.cnt[g]++
-					s.used[g] = false
+				for _, g := range w.cols[j] {
+					w.cnt[g]++
+					w.used[g] = false
 				}
 			}
 		}
@@ -550,10 +675,11 @@ func (s *search) problemBounds(alive []bool, active []int, bound float64) {
 }
 
 // stillOpen returns the active problems whose bound exceeds their incumbent.
-func (s *search) stillOpen(active []int) []int {
+func (w *worker) stillOpen(active []int) []int {
+	w.snap()
 	out := active[:0:0]
 	for _, k := range active {
-		if p := s.probs[k]; p.bound > p.bestVal+PruneTol {
+		if w.bound[k] > w.inc[k]+PruneTol {
 			out = append(out, k)
 		}
 	}
@@ -567,35 +693,35 @@ func (s *search) stillOpen(active []int) []int {
 // inherited is the parent's bound; when the search stops before this node
 // is solved, it is recorded in s.open so that the reported gap covers the
 // unexplored subtree.
-func (s *search) node(lp *packLP, alive []bool, fixed []int, fixedVal float64, depth int, inherited float64, active []int) {
-	if !s.stopped && s.nodes&15 == 0 && s.ctx.Err() != nil {
-		s.stopped = true
+func (w *worker) node(lp *packLP, alive []bool, fixed []int, fixedVal float64, depth int, inherited float64, active []int) {
+	if !w.stopped.Load() && w.nodes&15 == 0 && w.ctx.Err() != nil {
+		w.stopped.Store(true)
 	}
-	if s.stopped {
-		s.open = append(s.open, inherited)
+	if w.stopped.Load() {
+		w.leaveOpen(inherited)
 		return
 	}
-	if inherited <= s.threshold(active)+PruneTol {
+	if inherited <= w.threshold(active)+PruneTol {
 		return // the incumbents improved since the parent was bounded
 	}
-	s.nodes++
+	w.nodes++
 	var bound float64
 	for {
 		copy(lp.alive, alive)
-		lp.solve(50 * (s.m + s.n))
-		bound = fixedVal + lp.dualBound(s.y)
-		if depth == 0 && len(s.probs) == 1 && s.m <= s.opts.GonumMaxRows {
-			s.crossCheck(lp, bound)
+		lp.solve(50 * (w.m + w.n))
+		bound = fixedVal + lp.dualBound(w.y)
+		if depth == 0 && len(w.probs) == 1 && w.m <= w.opts.GonumMaxRows {
+			w.crossCheck(lp, bound)
 		}
-		s.problemBounds(alive, active, bound)
-		active = s.stillOpen(active)
+		w.problemBounds(alive, active, bound)
+		active = w.stillOpen(active)
 		if len(active) == 0 {
 			return
 		}
 		// One problem left: its excluded bids leave the subtree.
 		killed := false
 		if len(active) == 1 {
-			for _, j := range s.probs[active[0]].excl {
+			for _, j := range w.probs[active[0]].excl {
 				if alive[j] {
 					if !killed {
 						alive = append([]bool(nil), alive...)
@@ -613,7 +739,7 @@ func (s *search) node(lp *packLP, alive []bool, fixed []int, fixedVal float64, d
 	frac := -1
 	fscore := -1.0
 	integral := true
-	for j := 0; j < s.n; j++ {
+	for j := 0; j < w.n; j++ {
 		if !alive[j] {
 			continue
 		}
@@ -622,7 +748,7 @@ func (s *search) node(lp *packLP, alive []bool, fixed []int, fixedVal float64, d
 			integral = false
 			// Branch on the fractional bid closest to 1/2, preferring
 			// valuable ones.
-			sc := (0.5 - math.Abs(x-0.5)) * s.price[j]
+			sc := (0.5 - math.Abs(x-0.5)) * w.price[j]
 			if sc > fscore {
 				frac, fscore = j, sc
 			}
@@ -630,33 +756,33 @@ func (s *search) node(lp *packLP, alive []bool, fixed []int, fixedVal float64, d
 	}
 	if integral {
 		win := append([]int(nil), fixed...)
-		for j := 0; j < s.n; j++ {
+		for j := 0; j < w.n; j++ {
 			if alive[j] && lp.x(j) > 1-IntegralityTol {
 				win = append(win, j)
 			}
 		}
-		if s.feasible(win) {
-			s.offer(win)
+		if w.feasible(win) {
+			w.offer(win)
 			// The LP bound equals this value up to tolerance when the
 			// duals are exact; otherwise keep searching below.
-			if active = s.stillOpen(active); len(active) == 0 {
+			if active = w.stillOpen(active); len(active) == 0 {
 				return
 			}
 		}
 	}
 	// LP-guided rounding for better incumbents.
-	order := s.rank(alive, func(j int) float64 { return lp.x(j) + 1e-3*s.price[j]/math.Sqrt(float64(len(s.cols[j]))) })
+	order := w.rank(alive, func(j int) float64 { return lp.x(j) + 1e-3*w.price[j]/math.Sqrt(float64(len(w.cols[j]))) })
 	if len(active) == 1 {
-		s.offer(s.pack(order, fixed, active[0]))
+		w.offer(w.pack(order, fixed, active[0]))
 	} else {
-		s.offer(s.pack(order, fixed, -1))
+		w.offer(w.pack(order, fixed, -1))
 		for _, k := range active {
-			if s.probs[k].excl != nil {
-				s.offer(s.pack(order, fixed, k))
+			if w.probs[k].excl != nil {
+				w.offer(w.pack(order, fixed, k))
 			}
 		}
 	}
-	if active = s.stillOpen(active); len(active) == 0 {
+	if active = w.stillOpen(active); len(active) == 0 {
 		return
 	}
 	// Reduced-cost fixing: with dual-feasible y and D = Σ y, any packing
@@ -666,8 +792,7 @@ func (s *search) node(lp *packLP, alive []bool, fixed []int, fixedVal float64, d
 	// problem top), need2 the largest over the others.
 	need1, need2, top := math.Inf(-1), math.Inf(-1), -1
 	for _, k := range active {
-		p := s.probs[k]
-		g := p.bound - p.bestVal - PruneTol
+		g := w.bound[k] - w.inc[k] - PruneTol
 		if g > need1 {
 			need1, need2, top = g, need1, k
 		} else if g > need2 {
@@ -675,16 +800,16 @@ func (s *search) node(lp *packLP, alive []bool, fixed []int, fixedVal float64, d
 		}
 	}
 	alive = append([]bool(nil), alive...)
-	for j := 0; j < s.n; j++ {
+	for j := 0; j < w.n; j++ {
 		if !alive[j] {
 			continue
 		}
-		rc := -s.price[j]
-		for _, g := range s.cols[j] {
-			rc += s.y[g]
+		rc := -w.price[j]
+		for _, g := range w.cols[j] {
+			rc += w.y[g]
 		}
 		need := need1
-		if s.owner[j] == top {
+		if w.owner[j] == top {
 			need = need2
 		}
 		if rc >= need {
@@ -693,10 +818,10 @@ func (s *search) node(lp *packLP, alive []bool, fixed []int, fixedVal float64, d
 	}
 	if frac < 0 || !alive[frac] {
 		frac = -1
-		for j := 0; j < s.n; j++ {
+		for j := 0; j < w.n; j++ {
 			if alive[j] {
 				x := lp.x(j)
-				sc := (0.5 - math.Abs(x-0.5) + 1e-6) * s.price[j]
+				sc := (0.5 - math.Abs(x-0.5) + 1e-6) * w.price[j]
 				if sc > fscore || frac < 0 {
 					frac, fscore = j, sc
 				}
@@ -710,11 +835,11 @@ func (s *search) node(lp *packLP, alive []bool, fixed []int, fixedVal float64, d
 	// exclude frac have no packing there.
 	one := append([]bool(nil), alive...)
 	one[frac] = false
-	for _, k := range s.conflict[frac] {
+	for _, k := range w.conflict[frac] {
 		one[k] = false
 	}
 	oneActive := active
-	if o := s.owner[frac]; o >= 0 {
+	if o := w.owner[frac]; o >= 0 {
 		oneActive = make([]int, 0, len(active))
 		for _, k := range active {
 			if k != o {
@@ -722,28 +847,36 @@ func (s *search) node(lp *packLP, alive []bool, fixed []int, fixedVal float64, d
 			}
 		}
 	}
+	alive[frac] = false // the x_frac = 0 child
 	if len(oneActive) > 0 {
 		// Cheap bound before the child's LP: the node's repaired duals
 		// stay dual-feasible for the child's bids, so fixing frac is worth
 		// at most p_frac plus Σ y over the goods the remaining bids use.
-		cheap := fixedVal + s.price[frac]
-		clear(s.used)
+		cheap := fixedVal + w.price[frac]
+		clear(w.used)
 		for j, ok := range one {
 			if ok {
-				for _, g := range s.cols[j] {
-					if !s.used[g] {
-						s.used[g] = true
-						cheap += s.y[g]
+				for _, g := range w.cols[j] {
+					if !w.used[g] {
+						w.used[g] = true
+						cheap += w.y[g]
 					}
 				}
 			}
 		}
-		s.node(lp.clone(), one, append(fixed[:len(fixed):len(fixed)], frac), fixedVal+s.price[frac], depth+1, math.Min(bound, cheap), oneActive)
-		if s.stopped {
-			s.open = append(s.open, bound) // the x_frac = 0 child is unexplored
+		oneLP := lp.clone()
+		if w.hungry() {
+			// Another worker takes the x_frac = 0 child, with this
+			// node's LP; this one dives.
+			w.give(task{lp, alive, fixed, fixedVal, depth + 1, bound, active})
+			w.node(oneLP, one, append(fixed[:len(fixed):len(fixed)], frac), fixedVal+w.price[frac], depth+1, math.Min(bound, cheap), oneActive)
+			return
+		}
+		w.node(oneLP, one, append(fixed[:len(fixed):len(fixed)], frac), fixedVal+w.price[frac], depth+1, math.Min(bound, cheap), oneActive)
+		if w.stopped.Load() {
+			w.leaveOpen(bound) // the x_frac = 0 child is unexplored
 			return
 		}
 	}
-	alive[frac] = false
-	s.node(lp, alive, fixed, fixedVal, depth+1, bound, active)
+	w.node(lp, alive, fixed, fixedVal, depth+1, bound, active)
 }

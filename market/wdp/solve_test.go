@@ -6,6 +6,7 @@ import (
 	"math"
 	"math/rand/v2"
 	"testing"
+	"time"
 )
 
 // bruteForce returns the best packing value by enumerating all subsets.
@@ -84,6 +85,43 @@ func TestSolveCATSSmallMatchesExhaustive(t *testing.T) {
 		}
 		if math.Abs(sol.Objective-want) > 1e-6 || !sol.Optimal {
 			t.Fatalf("seed %d: got %v want %v", seed, sol.Objective, want)
+		}
+	}
+}
+
+// TestThreadsAgree solves instances whose trees branch with one and with
+// several workers: the optimal values agree, and a parallel search cut
+// short by its time limit still reports a bound no lower than the optimum.
+func TestThreadsAgree(t *testing.T) {
+	ctx := context.Background()
+	for seed := uint64(1); seed <= 6; seed++ {
+		in, err := GenerateCATS(seed, 40, 200, DefaultCATS())
+		if err != nil {
+			t.Fatal(err)
+		}
+		one, err := Solve(ctx, in, Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !one.Optimal || one.Nodes < 20 {
+			t.Fatalf("seed %d: one thread: optimal %v after %d nodes; the test wants a tree", seed, one.Optimal, one.Nodes)
+		}
+		for _, threads := range []int{2, 4} {
+			par, err := Solve(ctx, in, Options{Threads: threads})
+			if err != nil {
+				t.Fatal(err)
+			}
+			v, ok := in.Value(par.Winners)
+			if !ok || math.Abs(v-par.Objective) > 1e-9 || math.Abs(par.Objective-one.Objective) > 1e-6 || !par.Optimal || par.Gap != 0 {
+				t.Fatalf("seed %d threads %d: %+v (value %v, feasible %v), one thread %v", seed, threads, par, v, ok, one.Objective)
+			}
+			cut, err := Solve(ctx, in, Options{Threads: threads, TimeLimit: time.Millisecond})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, ok := in.Value(cut.Winners); !ok || cut.Objective > one.Objective+1e-6 || cut.Bound < one.Objective-1e-6 || math.Abs(cut.Gap-(cut.Bound-cut.Objective)) > 1e-9 {
+				t.Fatalf("seed %d threads %d, cut short: %+v, optimum %v", seed, threads, cut, one.Objective)
+			}
 		}
 	}
 }

@@ -78,7 +78,9 @@ func TestVCGSharedTreeMatchesResolves(t *testing.T) {
 		}
 		for _, procs := range []int{1, 2, 3} {
 			runtime.GOMAXPROCS(procs)
-			p, err := VCG(ctx, in, sol, Options{})
+			// The thread count per tree follows procs too, so that the
+			// shared tree is also searched by several workers.
+			p, err := VCG(ctx, in, sol, Options{Threads: procs})
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -18,6 +18,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -38,6 +39,7 @@ func main() {
 		export    = flag.String("export", "", "only write each instance into this directory, as JSON (the accord auction solve format) and as an LP file")
 		dist      = flag.String("dist", "benchmark", "instance distribution: benchmark (Gasse et al.'s benchmark sets, as their code and Ecole generate them) or cats (the CATS paper's arbitrary distribution)")
 		addGood   = flag.Float64("add-good", 0, "probability of adding one more good to a bundle (0: the distribution's, 0.7 for benchmark, 0.9 for cats)")
+		threads   = flag.Int("threads", runtime.NumCPU(), "search threads for Accord and for CBC (GLPK has one)")
 	)
 	flag.Parse()
 	var params wdp.CATSParams
@@ -93,7 +95,10 @@ func main() {
 	}
 	ctx := context.Background()
 	inconsistent, unproven, differ, vcgMissed := 0, 0, 0, 0
-	fmt.Printf("distribution %s, add-good %.2f, limit %v per solver per instance\n", *dist, params.AddGoodProb, *limit)
+	if *threads < 1 {
+		log.Fatalf("-threads: want at least 1, got %d", *threads)
+	}
+	fmt.Printf("distribution %s, add-good %.2f, limit %v per solver per instance, %d thread(s) for accord and cbc, 1 for glpk\n", *dist, params.AddGoodProb, *limit, *threads)
 	fmt.Printf("%-10s %4s %12s %10s %10s %10s %8s %s\n", "size", "seed", "objective", "accord_s", "cbc_s", "glpk_s", "nodes", "agree")
 	type row struct{ accord, cbc, glpk []float64 }
 	summary := map[size]*row{}
@@ -110,12 +115,12 @@ func main() {
 			if err := writeLP(lpPath, in); err != nil {
 				log.Fatal(err)
 			}
-			sol, err := wdp.Solve(ctx, in, wdp.Options{TimeLimit: *limit})
+			sol, err := wdp.Solve(ctx, in, wdp.Options{TimeLimit: *limit, Threads: *threads})
 			if err != nil {
 				log.Fatal(err)
 			}
 			acc := result{"accord", sol.Objective, sol.Bound, sol.Seconds, sol.Optimal}
-			cbcRes := runCBC(cbc, lpPath, *limit)
+			cbcRes := runCBC(cbc, lpPath, *limit, *threads)
 			glpkRes := runGLPK(glpsol, lpPath, *limit)
 			mark, ok, same := compare(acc, cbcRes, glpkRes)
 			if !ok {
@@ -140,7 +145,7 @@ func main() {
 				vcgMissed++
 				continue
 			}
-			p, err := wdp.VCG(ctx, in, sol, wdp.Options{TimeLimit: *limit})
+			p, err := wdp.VCG(ctx, in, sol, wdp.Options{TimeLimit: *limit, Threads: *threads})
 			if err != nil {
 				log.Fatal(err)
 			}
@@ -257,9 +262,15 @@ var (
 	glpkOpt  = regexp.MustCompile(`INTEGER OPTIMAL SOLUTION FOUND`)
 )
 
-// runCBC solves the LP file with CBC (default settings, one thread).
-func runCBC(bin, lp string, limit time.Duration) result {
-	out, sec := run(limit+30*time.Second, bin, lp, "sec", strconv.Itoa(int(limit.Seconds())), "solve")
+// runCBC solves the LP file with CBC (default settings, with the given
+// number of threads). Its time limit counts CPU seconds unless timeMode is
+// elapsed; with threads that would cut its wall-clock time short.
+func runCBC(bin, lp string, limit time.Duration, threads int) result {
+	args := []string{lp, "timeMode", "elapsed", "sec", strconv.Itoa(int(limit.Seconds()))}
+	if threads > 1 {
+		args = append(args, "threads", strconv.Itoa(threads))
+	}
+	out, sec := run(limit+30*time.Second, bin, append(args, "solve")...)
 	r := parseCBC(out)
 	r.sec = sec
 	return r
