@@ -35,7 +35,8 @@ type Payments struct {
 // change without i, so W₋ᵢ = W - Σ_c W_c + Σ_c W_c₋ᵢ over those components
 // c, where W_c is sol's value in c. Each component's re-solves are searched
 // together in one branch-and-bound tree per worker (problems split across
-// GOMAXPROCS workers), each warm-started with sol minus i: a node is
+// GOMAXPROCS / opts.Threads trees, each searched by opts.Threads workers),
+// each warm-started with sol minus i: a node is
 // explored while its bound beats the incumbent of some re-solve, and every
 // packing found improves every re-solve it is feasible for.
 func VCG(ctx context.Context, in *Instance, sol *Solution, opts Options) (*Payments, error) {
@@ -69,7 +70,9 @@ func VCG(ctx context.Context, in *Instance, sol *Solution, opts Options) (*Payme
 		done    bool
 	}
 	var tasks []*task
-	workers := runtime.GOMAXPROCS(0)
+	// Trees run side by side, each searched by opts.Threads workers: with
+	// threads, fewer and larger shared trees, which repeat less work.
+	workers := max(1, runtime.GOMAXPROCS(0)/max(1, opts.Threads))
 	for _, c := range components(in, keep) {
 		wc := 0.0
 		var bidders []string
