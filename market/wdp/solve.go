@@ -442,10 +442,6 @@ next:
 
 // snap copies the incumbents' values into w.inc.
 func (w *worker) snap() {
-	if len(w.inc) != len(w.probs) {
-		w.inc = make([]float64, len(w.probs))
-		w.bound = make([]float64, len(w.probs))
-	}
 	w.mu.Lock()
 	for k, p := range w.probs {
 		w.inc[k] = p.bestVal
@@ -546,6 +542,10 @@ func (s *search) run() {
 	for len(ws) < s.workers {
 		ws = append(ws, s.newWorker())
 	}
+	for _, w := range ws { // the problems are all added by now
+		w.inc = make([]float64, len(s.probs))
+		w.bound = make([]float64, len(s.probs))
+	}
 	var wg sync.WaitGroup
 	for _, w := range ws {
 		wg.Add(1)
@@ -625,9 +625,6 @@ func (w *worker) threshold(active []int) float64 {
 // duals w.y bound the alive bids by bound: a problem that excludes some
 // alive bids need not pay for the goods only those bids use.
 func (w *worker) problemBounds(alive []bool, active []int, bound float64) {
-	if len(w.bound) != len(w.probs) {
-		w.snap()
-	}
 	if len(active) == 1 && w.probs[active[0]].excl == nil {
 		w.bound[active[0]] = bound
 		return
@@ -865,14 +862,16 @@ func (w *worker) node(lp *packLP, alive []bool, fixed []int, fixedVal float64, d
 			}
 		}
 		oneLP := lp.clone()
-		if w.hungry() {
-			// Another worker takes the x_frac = 0 child, with this
-			// node's LP; this one dives.
+		// A waiting worker takes the x_frac = 0 child, with this node's
+		// LP, while this one dives.
+		handed := w.hungry()
+		if handed {
 			w.give(task{lp, alive, fixed, fixedVal, depth + 1, bound, active})
-			w.node(oneLP, one, append(fixed[:len(fixed):len(fixed)], frac), fixedVal+w.price[frac], depth+1, math.Min(bound, cheap), oneActive)
-			return
 		}
 		w.node(oneLP, one, append(fixed[:len(fixed):len(fixed)], frac), fixedVal+w.price[frac], depth+1, math.Min(bound, cheap), oneActive)
+		if handed {
+			return
+		}
 		if w.stopped.Load() {
 			w.leaveOpen(bound) // the x_frac = 0 child is unexplored
 			return

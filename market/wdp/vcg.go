@@ -34,9 +34,9 @@ type Payments struct {
 // and never a winner. Only components holding some of i's winning bids
 // change without i, so W₋ᵢ = W - Σ_c W_c + Σ_c W_c₋ᵢ over those components
 // c, where W_c is sol's value in c. Each component's re-solves are searched
-// together in one branch-and-bound tree per worker (problems split across
-// GOMAXPROCS / opts.Threads trees, each searched by opts.Threads workers),
-// each warm-started with sol minus i: a node is
+// together in shared branch-and-bound trees (split across GOMAXPROCS /
+// opts.Threads trees, each searched by opts.Threads workers), each re-solve
+// warm-started with sol minus i: a node is
 // explored while its bound beats the incumbent of some re-solve, and every
 // packing found improves every re-solve it is feasible for.
 func VCG(ctx context.Context, in *Instance, sol *Solution, opts Options) (*Payments, error) {
