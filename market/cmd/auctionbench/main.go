@@ -51,6 +51,9 @@ func main() {
 	default:
 		log.Fatalf("-dist: want benchmark or cats, got %q", *dist)
 	}
+	if *threads < 1 {
+		log.Fatalf("-threads: want at least 1, got %d", *threads)
+	}
 	if *addGood > 0 {
 		params.AddGoodProb = *addGood
 	}
@@ -95,9 +98,6 @@ func main() {
 	}
 	ctx := context.Background()
 	inconsistent, unproven, differ, vcgMissed := 0, 0, 0, 0
-	if *threads < 1 {
-		log.Fatalf("-threads: want at least 1, got %d", *threads)
-	}
 	fmt.Printf("distribution %s, add-good %.2f, limit %v per solver per instance, %d thread(s) for accord and cbc, 1 for glpk\n", *dist, params.AddGoodProb, *limit, *threads)
 	fmt.Printf("%-10s %4s %12s %10s %10s %10s %8s %s\n", "size", "seed", "objective", "accord_s", "cbc_s", "glpk_s", "nodes", "agree")
 	type row struct{ accord, cbc, glpk []float64 }
