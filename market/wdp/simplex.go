@@ -95,6 +95,10 @@ type packLP struct {
 	touched     []int
 	etas        int
 	pivots      int
+	// cutoff stops solve early, once the LP's bound is certainly at or
+	// below it (see solve); -Inf: never.
+	cutoff float64
+	yb     []float64 // scratch: repaired duals of the cutoff test
 }
 
 func newPackLP(m int, cols [][]int, price []float64) *packLP {
@@ -103,7 +107,7 @@ func newPackLP(m int, cols [][]int, price []float64) *packLP {
 		alive: make([]bool, n), basis: make([]int, m), pos: make([]int, n+m),
 		upper: make([]bool, n+m), binv: make([]float64, m*m), xb: make([]float64, m),
 		w: make([]float64, m),
-		y: make([]float64, m)}
+		y: make([]float64, m), cutoff: math.Inf(-1)}
 	lp.byGood = make([][]int, m)
 	for j, c := range cols {
 		lp.alive[j] = true
@@ -125,7 +129,7 @@ func (lp *packLP) clone() *packLP {
 	c.xb = append([]float64(nil), lp.xb...)
 	c.w = append([]float64(nil), lp.w...)
 	c.y = append([]float64(nil), lp.y...)
-	c.d, c.row, c.col, c.brk, c.nz, c.fnz = nil, nil, nil, nil, nil, nil
+	c.d, c.row, c.col, c.brk, c.nz, c.fnz, c.yb = nil, nil, nil, nil, nil, nil, nil
 	c.aliveByGood, c.abgStart, c.mark, c.touched = nil, nil, nil, nil
 	return &c
 }
@@ -295,11 +299,13 @@ func (lp *packLP) solve(maxPivots int) bool {
 		lp.col = make([]float64, m)
 		lp.abgStart = make([]int, m+1)
 		lp.mark = make([]int, n+m)
+		lp.yb = make([]float64, m)
 	}
 	lp.indexAlive()
 	lp.reprice()
 	degenerate := 0
 	failures := 0
+	nextCheck := 0
 	for it := 0; ; it++ {
 		bland := degenerate >= blandAfter
 		// Leaving variable: the basic variable furthest outside its
@@ -328,6 +334,19 @@ func (lp *packLP) solve(maxPivots int) bool {
 		}
 		if it >= maxPivots {
 			break
+		}
+		// Every iterate is dual feasible, so its dual objective, the
+		// primal objective of the basic solution, bounds the LP and only
+		// falls. Once it is at or below the cutoff the caller has no use
+		// for the optimum: stop, after confirming with the repaired bound
+		// that it, too, is below (rounding can make the running value
+		// optimistic; then look again a few pivots later).
+		if it >= nextCheck && lp.objective() <= lp.cutoff {
+			lp.computeDuals()
+			if lp.dualBound(lp.yb) <= lp.cutoff {
+				return false
+			}
+			nextCheck = it + 10
 		}
 		p := lp.basis[r]
 		toUpper := lp.xb[r] > lp.ub(p)
@@ -519,6 +538,22 @@ func (lp *packLP) solve(maxPivots int) bool {
 	}
 	lp.computeDuals()
 	return false
+}
+
+// objective is the dual objective of the current basis, Σ y plus the
+// reduced costs of the variables at their upper bound, from the running
+// duals and reduced costs.
+func (lp *packLP) objective() float64 {
+	z := 0.0
+	for _, y := range lp.y {
+		z += y
+	}
+	for v, up := range lp.upper {
+		if up && lp.pos[v] < 0 {
+			z += lp.d[v] * lp.ub(v)
+		}
+	}
+	return z
 }
 
 // indexAlive lists the alive columns of each good.

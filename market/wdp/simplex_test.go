@@ -172,6 +172,62 @@ func TestPackLPEarlyStopBound(t *testing.T) {
 	}
 }
 
+// TestPackLPCutoff checks the cutoff: below the LP optimum it changes
+// nothing, and above it solve stops with a repaired bound that is at or
+// below the cutoff and still no smaller than the optimum, having pivoted
+// no more than a full solve.
+func TestPackLPCutoff(t *testing.T) {
+	stopped := 0
+	for seed := uint64(0); seed < 200; seed++ {
+		r := rand.New(rand.NewPCG(seed, 13))
+		m, n := 5+r.IntN(25), 10+r.IntN(80)
+		cols, price := randomPacking(r, m, n)
+		y := make([]float64, m)
+		// From the all-slack basis, and as an x = 0 child after its
+		// parent solved (the way the search uses it).
+		root := newPackLP(m, cols, price)
+		root.solve(50 * (m + n))
+		drop := r.IntN(n)
+		fresh := func() *packLP {
+			if seed%2 == 0 {
+				return newPackLP(m, cols, price)
+			}
+			lp := root.clone()
+			lp.alive[drop] = false
+			return lp
+		}
+		full := fresh()
+		full.solve(50 * (m + n))
+		opt := full.dualBound(y)
+		for _, cut := range []float64{opt - 1, opt * 0.999, opt + 1e-3, opt * 1.02, opt * 1.2} {
+			lp := fresh()
+			lp.cutoff = cut
+			ok := lp.solve(50 * (m + n))
+			b := lp.dualBound(y)
+			if b < opt-1e-9*math.Max(1, opt) {
+				t.Fatalf("seed %d cutoff %v: bound %v below LP optimum %v", seed, cut, b, opt)
+			}
+			if lp.pivots > full.pivots {
+				t.Fatalf("seed %d cutoff %v: %d pivots, more than the %d of a full solve", seed, cut, lp.pivots, full.pivots)
+			}
+			if cut < opt-1e-6 {
+				if !ok {
+					t.Fatalf("seed %d: cutoff %v below the optimum %v stopped the LP", seed, cut, opt)
+				}
+				checkLP(t, "below cutoff", lp, false)
+			} else if !ok {
+				stopped++
+				if b > cut {
+					t.Fatalf("seed %d cutoff %v: stopped with bound %v above it", seed, cut, b)
+				}
+			}
+		}
+	}
+	if stopped == 0 {
+		t.Fatal("no LP stopped at its cutoff")
+	}
+}
+
 func shares(a, b []int) bool {
 	for _, g := range a {
 		for _, h := range b {
