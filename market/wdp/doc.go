@@ -38,7 +38,9 @@
 //     repair to dual feasibility (negative entries zeroed, violated bid
 //     rows topped up), so a wrong or early-stopped LP weakens a bound but
 //     never cuts off the optimum. A child is first tested against a cheap
-//     bound from its parent's duals, before its own LP;
+//     bound from its parent's duals, before its own LP, and the LP stops
+//     as soon as the simplex's dual objective (which only falls) reaches
+//     the incumbent and the repaired bound confirms it (packLP.cutoff);
 //   - reduced-cost fixing: with D = Σ y, a bid with reduced cost
 //     rⱼ = Σ_{g∈Sⱼ} y_g − pⱼ cannot be in a packing better than the
 //     incumbent z when D − rⱼ ≤ z, and is removed from the subtree;
@@ -76,10 +78,13 @@
 // excluded bids use). A node is explored while some problem's bound beats
 // that problem's incumbent, every packing found is offered to every problem
 // it is feasible for, and the x = 1 child of an excluded bid drops the
-// problem that excludes it. Only components holding a winner of i change
-// without i, so W₋ᵢ = W − Σ_c W_c + Σ_c W_c₋ᵢ over those components. The
-// problems of a component are split across GOMAXPROCS trees run in parallel,
-// each problem warm-started with the optimal winners minus i's.
+// problem that excludes it. A node where at most splitBelow problems are
+// still open is searched once per problem: each then drops its excluded
+// bids and stops its LPs at its own incumbent. Only components holding a
+// winner of i change without i, so W₋ᵢ = W − Σ_c W_c + Σ_c W_c₋ᵢ over
+// those components. The problems of a component are split across
+// GOMAXPROCS ÷ Options.Threads trees run in parallel, each problem
+// warm-started with the optimal winners minus i's.
 //
 // # Failure modes
 //

@@ -287,10 +287,10 @@ func (lp *packLP) recover() {
 }
 
 // solve re-optimises from the current basis after any change of alive. It
-// returns false if the iteration limit was hit or the LP misbehaved
-// numerically; the duals then belong to a dual-feasible basis (up to
-// tolerance) and bound the LP after repair, but the primal values are not
-// optimal.
+// returns false if it stopped at lp.cutoff, hit the iteration limit or the
+// LP misbehaved numerically; the duals then belong to a dual-feasible basis
+// (up to tolerance) and bound the LP after repair (at or below the cutoff
+// when it stopped there), but the primal values are not optimal.
 func (lp *packLP) solve(maxPivots int) bool {
 	m, n := lp.m, lp.n
 	if len(lp.d) != n+m {
