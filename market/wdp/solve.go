@@ -748,17 +748,17 @@ func (w *worker) node(lp *packLP, alive []bool, fixed []int, fixedVal float64, d
 		for i, k := range active {
 			bounds[i] = w.bound[k]
 		}
+		last := len(active) - 1
 		for i, k := range active {
-			sub := lp
-			if i < len(active)-1 {
+			sub := lp // the last problem takes this node's LP, the others a copy
+			if i < last {
 				sub = lp.clone()
+				if w.hungry() {
+					w.give(task{sub, alive, fixed, fixedVal, depth, bounds[i], []int{k}})
+					continue
+				}
 			}
-			t := task{sub, alive, fixed, fixedVal, depth, bounds[i], []int{k}}
-			if i < len(active)-1 && w.hungry() {
-				w.give(t)
-				continue
-			}
-			w.node(t.lp, t.alive, t.fixed, t.fixedVal, t.depth, t.inherited, t.active)
+			w.node(sub, alive, fixed, fixedVal, depth, bounds[i], []int{k})
 		}
 		return
 	}
