@@ -106,13 +106,21 @@ free_port() {
 }
 
 # launch NAME BINARY ARGS...: start a daemon in its own session, logging to
-# logs/NAME.log, and record its PID.
+# logs/NAME.log, and record its PID. Until the forked shell has exec'd the
+# daemon, that PID still runs this script, and pid_alive (which checks the
+# name) would take the daemon for exited: so wait for the exec, or the exit.
 launch() {
-	local name=$1
+	local name=$1 bin=${2##*/} i
 	shift
 	setsid "$@" >>"$logs/$name.log" 2>&1 </dev/null &
 	local pid=$!
 	echo "$pid" >"$run/$name.pid"
+	for ((i = 0; i < 50; i++)); do
+		if pid_alive "$run/$name.pid" "$bin" || ! kill -0 "$pid" 2>/dev/null; then
+			return 0
+		fi
+		sleep 0.1
+	done
 }
 
 # wait_for NAME BINARY SECONDS CHECK...: poll CHECK until it succeeds, failing
