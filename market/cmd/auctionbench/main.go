@@ -30,6 +30,14 @@ import (
 type size struct{ goods, bids int }
 
 func main() {
+	if err := bench(); err != nil {
+		log.Fatal(err)
+	}
+}
+
+// bench runs the whole comparison; returning, rather than exiting, lets
+// its deferred clean-up remove the temporary directory on every path.
+func bench() error {
 	var (
 		sizesFlag = flag.String("sizes", "100x500,200x1000,300x1500", "comma-separated GOODSxBIDS")
 		seeds     = flag.Int("seeds", 3, "instances per size (seeds 1..N)")
@@ -49,58 +57,59 @@ func main() {
 	case "cats":
 		params = wdp.DefaultCATS()
 	default:
-		log.Fatalf("-dist: want benchmark or cats, got %q", *dist)
+		return fmt.Errorf("-dist: want benchmark or cats, got %q", *dist)
 	}
 	if *threads < 1 {
-		log.Fatalf("-threads: want at least 1, got %d", *threads)
+		return fmt.Errorf("-threads: want at least 1, got %d", *threads)
 	}
 	if *addGood > 0 {
 		params.AddGoodProb = *addGood
 	}
 	sizes, err := parseSizes(*sizesFlag)
 	if err != nil {
-		log.Fatal(err)
-	}
-	if *dir == "" {
-		d, err := os.MkdirTemp("", "auctionbench")
-		if err != nil {
-			log.Fatal(err)
-		}
-		defer os.RemoveAll(d)
-		*dir = d
+		return err
 	}
 	if *export != "" {
 		for _, sz := range sizes {
 			for seed := 1; seed <= *seeds; seed++ {
 				in, err := wdp.GenerateCATS(uint64(seed), sz.goods, sz.bids, params)
 				if err != nil {
-					log.Fatal(err)
+					return err
 				}
 				b, err := json.Marshal(in)
 				if err != nil {
-					log.Fatal(err)
+					return err
 				}
 				base := filepath.Join(*export, fmt.Sprintf("cats-%dx%d-%d", sz.goods, sz.bids, seed))
 				if err := os.WriteFile(base+".json", b, 0o644); err != nil {
-					log.Fatal(err)
+					return err
 				}
 				if err := writeLP(base+".lp", in); err != nil {
-					log.Fatal(err)
+					return err
 				}
 			}
 		}
-		return
+		return nil
 	}
 	cbc, errCBC := exec.LookPath("cbc")
 	glpsol, errGLPK := exec.LookPath("glpsol")
 	if errCBC != nil || errGLPK != nil {
-		log.Fatalf("auctionbench needs cbc (Debian coinor-cbc) and glpsol (Debian glpk-utils): %v %v", errCBC, errGLPK)
+		return fmt.Errorf("auctionbench needs cbc (Debian coinor-cbc) and glpsol (Debian glpk-utils): %v %v", errCBC, errGLPK)
+	}
+	if *dir == "" {
+		d, err := os.MkdirTemp("", "auctionbench")
+		if err != nil {
+			return err
+		}
+		defer os.RemoveAll(d)
+		*dir = d
 	}
 	ctx := context.Background()
 	inconsistent, unproven, differ, vcgMissed := 0, 0, 0, 0
 	fmt.Printf("distribution %s, add-good %.2f, limit %v per solver per instance, %d thread(s) for accord and cbc, 1 for glpk\n", *dist, params.AddGoodProb, *limit, *threads)
 	fmt.Printf("%-10s %4s %12s %10s %10s %10s %8s %s\n", "size", "seed", "objective", "accord_s", "cbc_s", "glpk_s", "nodes", "agree")
 	type row struct{ accord, cbc, glpk []float64 }
+	var vcg struct{ vcg, wdp, ratios []float64 } // the VCG size's measurements
 	summary := map[size]*row{}
 	for _, sz := range sizes {
 		r := &row{}
@@ -109,15 +118,15 @@ func main() {
 		for seed := 1; seed <= *seeds; seed++ {
 			in, err := wdp.GenerateCATS(uint64(seed), sz.goods, sz.bids, params)
 			if err != nil {
-				log.Fatal(err)
+				return err
 			}
 			lpPath := filepath.Join(*dir, fmt.Sprintf("cats-%s-%d.lp", name, seed))
 			if err := writeLP(lpPath, in); err != nil {
-				log.Fatal(err)
+				return err
 			}
 			sol, err := wdp.Solve(ctx, in, wdp.Options{TimeLimit: *limit, Threads: *threads})
 			if err != nil {
-				log.Fatal(err)
+				return err
 			}
 			acc := result{"accord", sol.Objective, sol.Bound, sol.Seconds, sol.Optimal}
 			cbcRes := runCBC(cbc, lpPath, *limit, *threads)
@@ -147,10 +156,13 @@ func main() {
 			}
 			p, err := wdp.VCG(ctx, in, sol, wdp.Options{TimeLimit: *limit, Threads: *threads})
 			if err != nil {
-				log.Fatal(err)
+				return err
 			}
 			fmt.Printf("%-10s %4d VCG %d winning bidders: %.3fs = %.2fx WDP (exact %v, target <= 10x)\n",
 				"", seed, len(p.ByBidder), p.Seconds, p.Seconds/sol.Seconds, p.Exact)
+			vcg.vcg = append(vcg.vcg, p.Seconds)
+			vcg.wdp = append(vcg.wdp, sol.Seconds)
+			vcg.ratios = append(vcg.ratios, p.Seconds/sol.Seconds)
 		}
 	}
 	fmt.Println()
@@ -160,6 +172,13 @@ func main() {
 		r := summary[sz]
 		a, c, g := median(r.accord), median(r.cbc), median(r.glpk)
 		fmt.Printf("%-10s %12.3f %12.3f %12.3f %12.2f %12.2f\n", fmt.Sprintf("%dx%d", sz.goods, sz.bids), a, c, g, a/c, a/g)
+	}
+	if len(vcg.vcg) > 0 {
+		// Summarised like accord/cbc: the ratio of the medians; the
+		// per-instance ratios are printed above and their range here.
+		v, w := median(vcg.vcg), median(vcg.wdp)
+		fmt.Printf("%-10s VCG median %.3fs, WDP median %.3fs: vcg/wdp %.2f (per instance %.2f to %.2f; target <= 10)\n",
+			*vcgSize, v, w, v/w, slices.Min(vcg.ratios), slices.Max(vcg.ratios))
 	}
 	if unproven > 0 {
 		fmt.Printf("\n%d instance(s) where some solver did not prove optimality within %v; there the answers are checked against each other's bounds\n", unproven, *limit)
@@ -171,12 +190,12 @@ func main() {
 		fmt.Printf("%d VCG measurement(s) skipped for want of a proven allocation\n", vcgMissed)
 	}
 	if inconsistent > 0 {
-		fmt.Printf("\n%d instance(s) with contradictory results (a solution above a proven bound)\n", inconsistent)
-		os.Exit(1)
+		return fmt.Errorf("%d instance(s) with contradictory results (a solution above a proven bound)", inconsistent)
 	}
 	if differ == 0 {
 		fmt.Println("\nall objectives agree")
 	}
+	return nil
 }
 
 // result is one solver's answer on one instance: the incumbent's objective,
