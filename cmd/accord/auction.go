@@ -3,6 +3,7 @@ package main
 import (
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"runtime"
 	"time"
@@ -52,7 +53,8 @@ prints Clarke-pivot (VCG) payments of the winning bidders.`,
 			if threads == 0 {
 				threads = runtime.GOMAXPROCS(0)
 			}
-			r, err := wdp.SolveReport(cmd.Context(), in, vcg, wdp.Options{TimeLimit: limit, Threads: threads})
+			// Long solves log their progress on stderr, off the result.
+			r, err := wdp.SolveReport(cmd.Context(), in, vcg, wdp.Options{TimeLimit: limit, Threads: threads, Progress: logProgress})
 			if err != nil {
 				return err
 			}
@@ -70,4 +72,15 @@ prints Clarke-pivot (VCG) payments of the winning bidders.`,
 	solve.Flags().IntVar(&threads, "threads", 1, "search threads per independent part of the instance (0: one per CPU); with more than one, ties between optimal packings may be broken differently from run to run")
 	auction.AddCommand(solve)
 	root.AddCommand(auction)
+}
+
+// logProgress logs a running solve's progress (every 5 s).
+func logProgress(p wdp.Progress) {
+	attrs := []any{"stage", p.Stage, "nodes", p.Nodes, "elapsed", p.Elapsed.Round(time.Second)}
+	if p.Stage == "wdp" {
+		attrs = append(attrs, "best", p.Best, "components_done", p.Done, "components", p.Total)
+	} else {
+		attrs = append(attrs, "groups_done", p.Done, "groups", p.Total)
+	}
+	slog.Info("auction solve", attrs...)
 }

@@ -39,6 +39,11 @@ type Options struct {
 	// value, but when packings tie they may return a different one of
 	// them from run to run, and the nodes counted vary.
 	Threads int
+	// Progress, when set, is called every ProgressEvery (0: every 5 s)
+	// while Solve or VCG runs, from a goroutine of its own, and never after
+	// they return.
+	Progress      func(Progress)
+	ProgressEvery time.Duration
 }
 
 // Solution is the result of winner determination.
@@ -85,6 +90,8 @@ func Solve(ctx context.Context, in *Instance, opts Options) (*Solution, error) {
 		opt   bool
 	}
 	res := make([]result, len(comps))
+	m := &meter{best: make([]atomic.Uint64, len(comps))}
+	stop := m.watch("wdp", len(comps), opts, start)
 	var wg sync.WaitGroup
 	sem := make(chan struct{}, runtime.GOMAXPROCS(0))
 	for ci, c := range comps {
@@ -94,6 +101,7 @@ func Solve(ctx context.Context, in *Instance, opts Options) (*Solution, error) {
 			sem <- struct{}{}
 			defer func() { <-sem }()
 			s := newSearch(ctx, in, c, opts)
+			s.meter, s.comp = m, ci
 			var start []int // the caller's incumbent within this component
 			for l, j := range c {
 				if inc[j] {
@@ -108,9 +116,11 @@ func Solve(ctx context.Context, in *Instance, opts Options) (*Solution, error) {
 				win = append(win, c[j])
 			}
 			res[ci] = result{win, s.upper(), s.nodes, s.complete}
+			m.done.Add(1)
 		}()
 	}
 	wg.Wait()
+	stop()
 	sol.Optimal = true
 	for _, r := range res {
 		sol.Winners = append(sol.Winners, r.win...)
@@ -303,6 +313,9 @@ type search struct {
 
 	nodes    int
 	complete bool
+
+	meter *meter // progress counters shared with the caller
+	comp  int    // this search's component, for meter.best
 }
 
 // splitBelow is the number of problems still open at a node at or below
@@ -336,7 +349,7 @@ type worker struct {
 
 func newSearch(ctx context.Context, in *Instance, comp []int, opts Options) *search {
 	local := map[int]int{}
-	s := &search{ctx: ctx, n: len(comp), opts: opts}
+	s := &search{ctx: ctx, n: len(comp), opts: opts, meter: &meter{}}
 	s.cond = sync.NewCond(&s.mu)
 	for _, j := range comp {
 		var c []int
@@ -442,6 +455,9 @@ next:
 		}
 		p.bestVal = v
 		p.best = append([]int(nil), win...)
+		if k == 0 && s.comp < len(s.meter.best) {
+			s.meter.best[s.comp].Store(math.Float64bits(v))
+		}
 	}
 }
 
@@ -707,6 +723,7 @@ func (w *worker) node(lp *packLP, alive []bool, fixed []int, fixedVal float64, d
 		return // the incumbents improved since the parent was bounded
 	}
 	w.nodes++
+	w.meter.nodes.Add(1)
 	var bound float64
 	for {
 		copy(lp.alive, alive)

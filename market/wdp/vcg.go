@@ -95,6 +95,8 @@ func VCG(ctx context.Context, in *Instance, sol *Solution, opts Options) (*Payme
 			tasks = append(tasks, t)
 		}
 	}
+	m := &meter{}
+	stop := m.watch("vcg", len(tasks), opts, start)
 	var wg sync.WaitGroup
 	sem := make(chan struct{}, workers)
 	for _, t := range tasks {
@@ -104,6 +106,7 @@ func VCG(ctx context.Context, in *Instance, sol *Solution, opts Options) (*Payme
 			sem <- struct{}{}
 			defer func() { <-sem }()
 			s := newSearch(ctx, in, t.comp, opts)
+			s.meter = m
 			for _, b := range t.bidders {
 				var excl, start []int
 				for l, j := range t.comp {
@@ -120,9 +123,11 @@ func VCG(ctx context.Context, in *Instance, sol *Solution, opts Options) (*Payme
 				t.best = append(t.best, p.bestVal)
 			}
 			t.nodes, t.done = s.nodes, s.complete
+			m.done.Add(1)
 		}()
 	}
 	wg.Wait()
+	stop()
 	// W₋ᵢ starts from W and swaps in each changed component's re-solve.
 	without := make(map[string]float64, len(won))
 	for b := range won {
