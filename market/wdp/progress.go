@@ -18,7 +18,8 @@ type Progress struct {
 	// Done of Total searches have finished: the instance's independent
 	// components for wdp, the groups of re-solves for vcg.
 	Done, Total int
-	Elapsed     time.Duration
+	// Elapsed is the time since the stage began.
+	Elapsed time.Duration
 }
 
 // meter counts a running search's progress for Options.Progress. Workers
