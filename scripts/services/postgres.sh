@@ -37,11 +37,19 @@ running() {
 	[ -s "$pidfile" ] && kill -0 "$(cat "$pidfile")" 2>/dev/null
 }
 
+# free_port: print a port nothing listens on, from below the kernel's
+# ephemeral range, where no outgoing connection can take it before
+# postgres binds it (rekor.sh's free_port explains).
 free_port() {
-	python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])' 2>/dev/null && return 0
-	local p
-	for p in $(seq 25432 25532); do
-		(exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null || { echo "$p"; return 0; }
+	local p i lo
+	read -r lo _ </proc/sys/net/ipv4/ip_local_port_range || lo=32768
+	((lo > 11000)) || lo=11000
+	for ((i = 0; i < 200; i++)); do
+		p=$((10000 + RANDOM % (lo - 10000)))
+		(exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null || {
+			echo "$p"
+			return 0
+		}
 	done
 	return 1
 }

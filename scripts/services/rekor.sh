@@ -90,15 +90,22 @@ status() {
 # port_busy PORT: something listens on 127.0.0.1:PORT.
 port_busy() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
+# free_port VAR: set VAR to a port that nothing listens on and that this
+# script has not handed out before. The ports come from below the kernel's
+# ephemeral range: one inside it can be taken, between this check and the
+# daemon's bind, as the local end of an outgoing connection (such as the
+# Trillian servers' own MySQL connections), and the bind then fails.
 taken=" "
 free_port() {
-	local p i
+	local p i lo
+	read -r lo _ </proc/sys/net/ipv4/ip_local_port_range || lo=32768
+	((lo > 11000)) || die "the ephemeral port range starts at $lo, leaving no ports below it"
 	for ((i = 0; i < 200; i++)); do
-		p=$((20000 + RANDOM % 40000))
+		p=$((10000 + RANDOM % (lo - 10000)))
 		case $taken in *" $p "*) continue ;; esac
 		if ! port_busy "$p"; then
 			taken+="$p "
-			echo "$p"
+			printf -v "$1" %s "$p"
 			return 0
 		fi
 	done
@@ -164,7 +171,7 @@ start() {
 		echo "$sockdir" >"$run/sockdir"
 	fi
 	local sock=$sockdir/mysqld.sock dbport
-	dbport=$(free_port)
+	free_port dbport
 	if [ ! -d "$datadir/mysql" ]; then
 		log "initialising MariaDB in $datadir"
 		rm -rf "$datadir" "$state/tree_id" "$state/schema.done"
@@ -206,10 +213,10 @@ start() {
 
 	# Trillian: the log server (gRPC API) and a signer that is always master.
 	local lsrpc lshttp sgrpc sghttp
-	lsrpc=$(free_port)
-	lshttp=$(free_port)
-	sgrpc=$(free_port)
-	sghttp=$(free_port)
+	free_port lsrpc
+	free_port lshttp
+	free_port sgrpc
+	free_port sghttp
 	launch trillian_log_server "$bindir/trillian_log_server" \
 		--rpc_endpoint="127.0.0.1:$lsrpc" --http_endpoint="127.0.0.1:$lshttp" \
 		--storage_system=mysql --quota_system=mysql --mysql_uri="$dsn/trillian" \
@@ -244,7 +251,7 @@ start() {
 	fi
 
 	local port
-	port=$(free_port)
+	free_port port
 	launch rekor-server "$bindir/rekor-server" serve \
 		--rekor_server.address=127.0.0.1 --port="$port" \
 		--rekor_server.hostname=accord-test-rekor \
