@@ -23,6 +23,7 @@ import (
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/worker"
 
+	"github.com/accordmesh/accord/artifacts"
 	"github.com/accordmesh/accord/runtimes"
 	"github.com/accordmesh/accord/specs"
 	"github.com/accordmesh/accord/workflows"
@@ -109,7 +110,6 @@ type Attestor interface {
 var (
 	ErrNoOffers     = errors.New("activities: no offers")
 	ErrInsufficient = errors.New("activities: insufficient funds")
-	ErrPolicy       = errors.New("activities: policy rejected")
 )
 
 // Activities holds the components every activity calls.
@@ -120,6 +120,9 @@ type Activities struct {
 	Ledger     Ledger
 	Quota      Quota // optional
 	Attestor   Attestor
+	// Artifacts holds what the workflow passes by reference: compiled plans
+	// and sealed task results.
+	Artifacts artifacts.Store
 	// Runtimes by kind (Award.Runtime).
 	Runtimes map[string]runtimes.Runtime
 	// OpenRuntime opens a kind missing from Runtimes (a pool attached after
@@ -144,26 +147,24 @@ type Activities struct {
 // RegisterControl registers the control-plane activities on w (task queue
 // workflows.TaskQueueControl).
 func (a *Activities) RegisterControl(w worker.ActivityRegistry) {
-	reg(w, workflows.ActivityCompile, a.Compile)
-	reg(w, workflows.ActivityAdmit, a.Admit)
-	reg(w, workflows.ActivityNegotiate, a.Negotiate)
-	reg(w, workflows.ActivityPlace, a.Place)
-	reg(w, workflows.ActivityRelease, a.Release)
-	reg(w, workflows.ActivitySettle, a.Settle)
-	reg(w, workflows.ActivityAttest, a.Attest)
+	workflows.Compile.Register(w, a.Compile)
+	workflows.Admit.Register(w, a.Admit)
+	workflows.Negotiate.Register(w, a.Negotiate)
+	workflows.Place.Register(w, a.Place)
+	workflows.Release.Register(w, a.Release)
+	workflows.Settle.Register(w, a.Settle)
+	workflows.Attest.Register(w, a.Attest)
+	workflows.SealResults.Register(w, a.SealResults)
 }
 
 // RegisterExecution registers the execution activities on w (task queue
 // workflows.TaskQueueExecution), on the machines that host the runtimes.
 func (a *Activities) RegisterExecution(w worker.ActivityRegistry) {
-	reg(w, workflows.ActivityStartTask, a.StartTask)
-	reg(w, workflows.ActivityWaitTask, a.WaitTask)
-	reg(w, workflows.ActivityStopTask, a.StopTask)
-	reg(w, workflows.ActivityVerify, a.Verify)
-}
-
-func reg(w worker.ActivityRegistry, name string, fn any) {
-	w.RegisterActivityWithOptions(fn, activity.RegisterOptions{Name: name})
+	workflows.StartTask.Register(w, a.StartTask)
+	workflows.WaitTask.Register(w, a.WaitTask)
+	workflows.RunTask.Register(w, a.RunTask)
+	workflows.StopTask.Register(w, a.StopTask)
+	workflows.Verify.Register(w, a.Verify)
 }
 
 func (a *Activities) logger(ctx context.Context, jobID string) *slog.Logger {
@@ -215,6 +216,57 @@ func (a *Activities) runtime(ctx context.Context, kind string) (runtimes.Runtime
 	}
 	return nil, temporal.NewNonRetryableApplicationError(
 		fmt.Sprintf("no runtime %q on this worker", kind), workflows.ErrTypeExecution, nil)
+}
+
+// maxBlob bounds what an activity reads back from the artifact store.
+const maxBlob = 256 << 20
+
+// plan resolves the plan an activity works on: by reference from the
+// artifact store (layout 1), or inline (layout 0).
+func (a *Activities) plan(ctx context.Context, in workflows.PlanInput) (*specs.Plan, error) {
+	if in.PlanRef == "" {
+		return decodePlan(in.PlanJSON)
+	}
+	if a.Artifacts == nil {
+		return nil, permanent(workflows.ErrTypeInvalidSpec, errors.New("plan by reference but no artifact store"))
+	}
+	raw, err := a.Artifacts.Get(ctx, in.PlanRef, maxBlob)
+	if err != nil {
+		return nil, blobErr("plan", err)
+	}
+	return decodePlan(raw)
+}
+
+// results reads sealed task results back, merged.
+func (a *Activities) results(ctx context.Context, refs []string) (map[string]workflows.TaskStatus, error) {
+	out := map[string]workflows.TaskStatus{}
+	for _, ref := range refs {
+		if a.Artifacts == nil {
+			return nil, permanent(workflows.ErrTypeInvalidSpec, errors.New("sealed results but no artifact store"))
+		}
+		raw, err := a.Artifacts.Get(ctx, ref, maxBlob)
+		if err != nil {
+			return nil, blobErr("task results", err)
+		}
+		var part map[string]workflows.TaskStatus
+		if err := json.Unmarshal(raw, &part); err != nil {
+			return nil, permanent(workflows.ErrTypeExecution, fmt.Errorf("task results %s: %w", ref, err))
+		}
+		for k, v := range part {
+			out[k] = v
+		}
+	}
+	return out, nil
+}
+
+// blobErr classifies an artifact store error: a missing, corrupt or
+// malformed blob will not heal by retrying; I/O errors may.
+func blobErr(what string, err error) error {
+	if errors.Is(err, artifacts.ErrNotFound) || errors.Is(err, artifacts.ErrCorrupt) ||
+		errors.Is(err, artifacts.ErrDigest) || errors.Is(err, artifacts.ErrTooLarge) {
+		return permanent(workflows.ErrTypeExecution, fmt.Errorf("%s: %w", what, err))
+	}
+	return fmt.Errorf("%s: %w", what, err)
 }
 
 func decodePlan(raw json.RawMessage) (*specs.Plan, error) {

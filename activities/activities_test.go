@@ -221,7 +221,7 @@ func TestMarketNegotiator(t *testing.T) {
 	// A provider too small for the task cannot bid: no offers, with the reason.
 	m.Providers = func(context.Context) ([]market.Provider, error) { return []market.Provider{localProvider(100)}, nil }
 	a := &Activities{Negotiator: m}
-	_, err = a.Negotiate(context.Background(), workflows.NegotiateInput{JobID: "job-1", PlanJSON: raw})
+	_, err = a.Negotiate(context.Background(), workflows.NegotiateInput{JobID: "job-1", PlanInput: workflows.PlanInput{PlanJSON: raw}})
 	if appErrType(err) != workflows.ErrTypeNoOffers || !strings.Contains(err.Error(), "local") {
 		t.Errorf("activity error type %q: %v", appErrType(err), err)
 	}
@@ -234,7 +234,7 @@ func TestStartWaitCollect(t *testing.T) {
 	ctx := context.Background()
 	award := workflows.NegotiateOutput{Runtime: "fake"}
 	run := workflows.RunID("job-1", "train", 1)
-	in := workflows.StartTaskInput{JobID: "job-1", Task: "train", Attempt: 1, RunID: run, PlanJSON: raw, Award: award}
+	in := workflows.StartTaskInput{JobID: "job-1", Task: "train", Attempt: 1, RunID: run, PlanInput: workflows.PlanInput{PlanJSON: raw}, Award: award}
 	if _, err := a.StartTask(ctx, in); err != nil {
 		t.Fatal(err)
 	}
@@ -281,13 +281,14 @@ func TestStopTaskIdempotent(t *testing.T) {
 	if _, err := rt.Start(ctx, runtimes.TaskSpec{ID: "job-1.train.1"}); err != nil {
 		t.Fatal(err)
 	}
-	out, err := a.StopTask(ctx, workflows.StopTaskInput{RunID: "job-1.train.1", Runtime: "fake"})
-	if err != nil || !out.Stopped {
-		t.Fatalf("stop: %+v %v", out, err)
+	if _, err := a.StopTask(ctx, workflows.StopTaskInput{RunID: "job-1.train.1", Runtime: "fake"}); err != nil {
+		t.Fatalf("stop: %v", err)
 	}
-	out, err = a.StopTask(ctx, workflows.StopTaskInput{RunID: "job-1.train.1", Runtime: "fake"})
-	if err != nil || out.Stopped {
-		t.Fatalf("second stop must be a no-op: %+v %v", out, err)
+	if _, err := rt.Status(ctx, "job-1.train.1"); !errors.Is(err, runtimes.ErrNotFound) {
+		t.Fatalf("stopped run still there: %v", err)
+	}
+	if _, err := a.StopTask(ctx, workflows.StopTaskInput{RunID: "job-1.train.1", Runtime: "fake"}); err != nil {
+		t.Fatalf("second stop must be a no-op: %v", err)
 	}
 }
 
@@ -296,11 +297,11 @@ func TestStartPermanentErrors(t *testing.T) {
 	plan.Tasks[0].Image = "oci-archive:/missing.tar"
 	raw, _ := json.Marshal(plan)
 	a := &Activities{Runtimes: map[string]runtimes.Runtime{"fake": newFake()}, JobsDir: t.TempDir()}
-	_, err := a.StartTask(context.Background(), workflows.StartTaskInput{JobID: "job-1", Task: "train", RunID: "job-1.train.1", PlanJSON: raw, Award: workflows.NegotiateOutput{Runtime: "fake"}})
+	_, err := a.StartTask(context.Background(), workflows.StartTaskInput{JobID: "job-1", Task: "train", RunID: "job-1.train.1", PlanInput: workflows.PlanInput{PlanJSON: raw}, Award: workflows.NegotiateOutput{Runtime: "fake"}})
 	if appErrType(err) != workflows.ErrTypeExecution {
 		t.Errorf("missing image: %v", err)
 	}
-	_, err = a.StartTask(context.Background(), workflows.StartTaskInput{JobID: "job-1", Task: "train", RunID: "job-1.train.1", PlanJSON: raw, Award: workflows.NegotiateOutput{Runtime: "nomad"}})
+	_, err = a.StartTask(context.Background(), workflows.StartTaskInput{JobID: "job-1", Task: "train", RunID: "job-1.train.1", PlanInput: workflows.PlanInput{PlanJSON: raw}, Award: workflows.NegotiateOutput{Runtime: "nomad"}})
 	if appErrType(err) != workflows.ErrTypeExecution {
 		t.Errorf("unknown runtime: %v", err)
 	}
@@ -316,7 +317,7 @@ func TestVerifyThresholds(t *testing.T) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	in := workflows.VerifyInput{JobID: "job-1", PlanJSON: raw, Award: workflows.NegotiateOutput{Runtime: "fake"},
+	in := workflows.VerifyInput{JobID: "job-1", PlanInput: workflows.PlanInput{PlanJSON: raw}, Award: workflows.NegotiateOutput{Runtime: "fake"},
 		Tasks: map[string]workflows.TaskStatus{"train": {State: workflows.TaskSucceeded}}}
 	for _, c := range []struct {
 		metrics string
@@ -388,7 +389,7 @@ func TestReleaseAndSettleQuota(t *testing.T) {
 	if err != nil || out.Refunded != 120 || l.released != 1 || len(q.released) != 1 {
 		t.Fatalf("release: %+v %v ledger %d quota %v", out, err, l.released, q.released)
 	}
-	st, err := a.Settle(context.Background(), workflows.SettleInput{JobID: "job-2", PlanJSON: raw,
+	st, err := a.Settle(context.Background(), workflows.SettleInput{JobID: "job-2", PlanInput: workflows.PlanInput{PlanJSON: raw},
 		Tasks: map[string]workflows.TaskStatus{"train": {Usage: workflows.Usage{WallSeconds: 2}}}})
 	if err != nil || st.Paid != 100 || q.consumed["job-2"] != 100 {
 		t.Fatalf("settle: %+v %v consumed %v", st, err, q.consumed)
@@ -441,7 +442,7 @@ rules:
 	// Only the local pool: excluded, no offers, the reason names the rule.
 	m.Providers = func(context.Context) ([]market.Provider, error) { return []market.Provider{localProvider(4000)}, nil }
 	a := &Activities{Negotiator: m}
-	_, err = a.Negotiate(context.Background(), workflows.NegotiateInput{JobID: "job-1", PlanJSON: raw})
+	_, err = a.Negotiate(context.Background(), workflows.NegotiateInput{JobID: "job-1", PlanInput: workflows.PlanInput{PlanJSON: raw}})
 	if appErrType(err) != workflows.ErrTypeNoOffers || !strings.Contains(err.Error(), "deny-local/not-local") || !strings.Contains(err.Error(), "local") {
 		t.Errorf("activity error type %q: %v", appErrType(err), err)
 	}
@@ -486,7 +487,7 @@ func TestPoolRuntimeDevicesTracker(t *testing.T) {
 	ctx := context.Background()
 	award := workflows.NegotiateOutput{Provider: "lab", Pool: "lab", Runtime: "pool:lab", Price: 10, Currency: "USD",
 		Devices: []workflows.TaskDevices{{Task: "train", Node: "node-1", GPUDevices: []string{"GPU-1"}}}}
-	pl, err := a.Place(ctx, workflows.PlaceInput{JobID: "job-1", Tenant: "t", PlanJSON: raw, Award: award})
+	pl, err := a.Place(ctx, workflows.PlaceInput{JobID: "job-1", Tenant: "t", PlanInput: workflows.PlanInput{PlanJSON: raw}, Award: award})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -494,7 +495,7 @@ func TestPoolRuntimeDevicesTracker(t *testing.T) {
 		t.Errorf("placement record %s", pl.Record)
 	}
 	run := workflows.RunID("job-1", "train", 1)
-	if _, err := a.StartTask(ctx, workflows.StartTaskInput{JobID: "job-1", Task: "train", Attempt: 1, RunID: run, PlanJSON: raw, Award: award}); err != nil {
+	if _, err := a.StartTask(ctx, workflows.StartTaskInput{JobID: "job-1", Task: "train", Attempt: 1, RunID: run, PlanInput: workflows.PlanInput{PlanJSON: raw}, Award: award}); err != nil {
 		t.Fatal(err)
 	}
 	if got := rt.tasks[run].spec.Resources.GPUDevices; len(got) != 1 || got[0] != "GPU-1" {

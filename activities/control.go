@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/accordmesh/accord/provenance/predicate"
 	"github.com/accordmesh/accord/specs"
 	"github.com/accordmesh/accord/workflows"
 )
@@ -31,8 +32,16 @@ func (a *Activities) Compile(ctx context.Context, in workflows.CompileInput) (wo
 	if err != nil {
 		return workflows.CompileOutput{}, permanent(workflows.ErrTypeInvalidSpec, fmt.Errorf("encode plan: %w", err))
 	}
-	a.logger(ctx, in.JobID).Info("compiled", "spec", plan.Name, "tasks", len(plan.Tasks))
-	return workflows.CompileOutput{Plan: Summarize(plan), PlanJSON: raw}, nil
+	out := workflows.CompileOutput{Plan: Summarize(plan)}
+	if !in.ByRef {
+		out.PlanJSON = raw
+	} else if a.Artifacts == nil {
+		return workflows.CompileOutput{}, permanent(workflows.ErrTypeInvalidSpec, errors.New("compile: no artifact store for the plan"))
+	} else if out.PlanRef, err = a.Artifacts.Put(ctx, raw); err != nil {
+		return workflows.CompileOutput{}, fmt.Errorf("store plan: %w", err)
+	}
+	a.logger(ctx, in.JobID).Info("compiled", "spec", plan.Name, "tasks", len(plan.Tasks), "plan", out.PlanRef)
+	return out, nil
 }
 
 // Summarize extracts what the workflow schedules from a plan.
@@ -43,7 +52,6 @@ func Summarize(p *specs.Plan) workflows.PlanSummary {
 		MaxCost: p.MaxCost, Currency: p.Currency,
 	}
 	if p.Spec != nil {
-		s.Deadline = p.Spec.Budget.Deadline
 		s.ApprovalRequired = p.Spec.Approval.Required
 		s.ApprovalAbove = p.Spec.Approval.AbovePrice
 		s.HasTests = len(p.Spec.Verification.Tests) > 0
@@ -71,7 +79,7 @@ func Summarize(p *specs.Plan) workflows.PlanSummary {
 // so a retry reserves nothing more. A rejection is a result (Allowed false),
 // recorded in the admission attestation.
 func (a *Activities) Admit(ctx context.Context, in workflows.AdmitInput) (workflows.AdmitOutput, error) {
-	plan, err := decodePlan(in.PlanJSON)
+	plan, err := a.plan(ctx, in.PlanInput)
 	if err != nil {
 		return workflows.AdmitOutput{}, err
 	}
@@ -91,7 +99,7 @@ func (a *Activities) Admit(ctx context.Context, in workflows.AdmitInput) (workfl
 // and the providers' offers at the time; a retry may re-run it, and only the
 // award the workflow records counts.
 func (a *Activities) Negotiate(ctx context.Context, in workflows.NegotiateInput) (workflows.NegotiateOutput, error) {
-	plan, err := decodePlan(in.PlanJSON)
+	plan, err := a.plan(ctx, in.PlanInput)
 	if err != nil {
 		return workflows.NegotiateOutput{}, err
 	}
@@ -112,7 +120,7 @@ func (a *Activities) Negotiate(ctx context.Context, in workflows.NegotiateInput)
 // Place holds the job's escrow (price plus margin, capped by the budget).
 // Idempotent through the ledger's key (job, "hold", attempt).
 func (a *Activities) Place(ctx context.Context, in workflows.PlaceInput) (workflows.PlaceOutput, error) {
-	plan, err := decodePlan(in.PlanJSON)
+	plan, err := a.plan(ctx, in.PlanInput)
 	if err != nil {
 		return workflows.PlaceOutput{}, err
 	}
@@ -162,18 +170,11 @@ func (a *Activities) Release(ctx context.Context, in workflows.ReleaseInput) (wo
 // fees, royalties and the SLA, and refunds the rest. Idempotent through the
 // ledger's key (job, "settle", attempt): a replay returns the original.
 func (a *Activities) Settle(ctx context.Context, in workflows.SettleInput) (workflows.SettleOutput, error) {
-	plan, err := decodePlan(in.PlanJSON)
+	plan, err := a.plan(ctx, in.PlanInput)
 	if err != nil {
 		return workflows.SettleOutput{}, err
 	}
-	var u workflows.Usage
-	for _, t := range in.Tasks {
-		u.WallSeconds += t.Usage.WallSeconds
-		u.CPUSeconds += t.Usage.CPUSeconds
-		u.MemGBSeconds += t.Usage.MemGBSeconds
-		u.GPUSeconds += t.Usage.GPUSeconds
-		u.PeakMemBytes = max(u.PeakMemBytes, t.Usage.PeakMemBytes)
-	}
+	u := totalUsage(in)
 	paid, refunded, rec, err := a.Ledger.Settle(ctx, SettleRequest{
 		JobID: in.JobID, Provider: in.Award.Provider, Plan: plan, Price: in.Award.Price, Usage: u, Succeeded: in.Verified,
 		Outcome: Outcome{Started: in.Started, Finished: in.Finished},
@@ -190,12 +191,84 @@ func (a *Activities) Settle(ctx context.Context, in workflows.SettleInput) (work
 	return workflows.SettleOutput{Paid: paid, Refunded: refunded, Currency: in.Award.Currency, Record: record(rec)}, nil
 }
 
+// totalUsage is the job's metered usage: the workflow's total (layout 1), or
+// the sum over its tasks (layout 0).
+func totalUsage(in workflows.SettleInput) workflows.Usage {
+	if in.Usage != nil {
+		return *in.Usage
+	}
+	var u workflows.Usage
+	for _, t := range in.Tasks {
+		u.WallSeconds += t.Usage.WallSeconds
+		u.CPUSeconds += t.Usage.CPUSeconds
+		u.MemGBSeconds += t.Usage.MemGBSeconds
+		u.GPUSeconds += t.Usage.GPUSeconds
+		u.PeakMemBytes = max(u.PeakMemBytes, t.Usage.PeakMemBytes)
+	}
+	return u
+}
+
+// SealResults stores a set of task results in the artifact store.
+// Idempotent: the digest is a function of the results alone.
+func (a *Activities) SealResults(ctx context.Context, in workflows.SealResultsInput) (workflows.SealResultsOutput, error) {
+	if a.Artifacts == nil {
+		return workflows.SealResultsOutput{}, permanent(workflows.ErrTypeExecution, errors.New("seal results: no artifact store"))
+	}
+	b, err := json.Marshal(in.Tasks)
+	if err != nil {
+		return workflows.SealResultsOutput{}, permanent(workflows.ErrTypeExecution, fmt.Errorf("seal results: %w", err))
+	}
+	ref, err := a.Artifacts.Put(ctx, b)
+	if err != nil {
+		return workflows.SealResultsOutput{}, fmt.Errorf("seal results: %w", err)
+	}
+	return workflows.SealResultsOutput{Ref: ref}, nil
+}
+
 // Attest signs and logs one stage statement. Idempotent by (job, stage)
-// through the attestor.
+// through the attestor. Sealed results in the input add their outputs as
+// subjects and, for the execution stage, the tasks to the predicate.
 func (a *Activities) Attest(ctx context.Context, in workflows.AttestInput) (workflows.AttestOutput, error) {
+	if len(in.Results) > 0 {
+		var err error
+		if in, err = a.withResults(ctx, in); err != nil {
+			return workflows.AttestOutput{}, err
+		}
+	}
 	out, err := a.Attestor.Attest(ctx, in)
 	if err != nil {
 		return workflows.AttestOutput{}, fmt.Errorf("attest %s %s: %w", in.JobID, in.Stage, err)
 	}
 	return out, nil
+}
+
+func (a *Activities) withResults(ctx context.Context, in workflows.AttestInput) (workflows.AttestInput, error) {
+	tasks, err := a.results(ctx, in.Results)
+	if err != nil {
+		return in, err
+	}
+	names := make([]string, 0, len(tasks))
+	for name := range tasks {
+		names = append(names, name)
+	}
+	slices.Sort(names)
+	for _, name := range names {
+		for _, o := range tasks[name].Outputs {
+			in.Subjects = append(in.Subjects, workflows.Subject{Name: name + ":" + o.Path, Digest: "sha256:" + o.SHA256})
+		}
+	}
+	if in.Stage != predicate.StageExecution {
+		return in, nil
+	}
+	var p predicate.Execution
+	if err := json.Unmarshal(in.Predicate, &p); err != nil {
+		return in, permanent(workflows.ErrTypeExecution, fmt.Errorf("execution predicate: %w", err))
+	}
+	p.Tasks = tasks
+	b, err := json.Marshal(p)
+	if err != nil {
+		return in, permanent(workflows.ErrTypeExecution, fmt.Errorf("execution predicate: %w", err))
+	}
+	in.Predicate, in.Results = b, nil
+	return in, nil
 }

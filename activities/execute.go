@@ -44,21 +44,50 @@ func (a *Activities) resultPath(jobID, runID string) string {
 // the runtime re-attaches to an existing container with the same run ID
 // instead of starting a second one.
 func (a *Activities) StartTask(ctx context.Context, in workflows.StartTaskInput) (workflows.StartTaskOutput, error) {
-	plan, err := decodePlan(in.PlanJSON)
+	digest, err := a.start(ctx, in)
 	if err != nil {
 		return workflows.StartTaskOutput{}, err
+	}
+	return workflows.StartTaskOutput{RunID: in.RunID, ImageDigest: digest}, nil
+}
+
+// RunTask starts one attempt (or re-attaches to it) and waits for it:
+// StartTask and WaitTask in one activity. Idempotent by run ID: a recorded
+// result is returned as is, and a run that exists is re-attached, never
+// started twice.
+func (a *Activities) RunTask(ctx context.Context, in workflows.RunTaskInput) (workflows.RunTaskOutput, error) {
+	if out, ok := a.readResult(in.JobID, in.RunID); ok {
+		return out, nil
+	}
+	digest, err := a.start(ctx, workflows.StartTaskInput{
+		JobID: in.JobID, Task: in.Task, Attempt: in.Attempt, RunID: in.RunID, PlanInput: in.PlanInput, Award: in.Award,
+	})
+	if err != nil {
+		return workflows.RunTaskOutput{}, err
+	}
+	return a.wait(ctx, workflows.WaitTaskInput{
+		JobID: in.JobID, Task: in.Task, RunID: in.RunID, Runtime: in.Award.Runtime, Window: in.Window,
+	}, digest)
+}
+
+// start prepares the image and starts (or re-attaches to) one attempt,
+// returning the image digest.
+func (a *Activities) start(ctx context.Context, in workflows.StartTaskInput) (string, error) {
+	plan, err := a.plan(ctx, in.PlanInput)
+	if err != nil {
+		return "", err
 	}
 	rt, err := a.runtime(ctx, in.Award.Runtime)
 	if err != nil {
-		return workflows.StartTaskOutput{}, err
+		return "", err
 	}
 	task, ok := findTask(plan, in.Task)
 	if !ok {
-		return workflows.StartTaskOutput{}, permanent(workflows.ErrTypeInvalidSpec, fmt.Errorf("no task %q in plan", in.Task))
+		return "", permanent(workflows.ErrTypeInvalidSpec, fmt.Errorf("no task %q in plan", in.Task))
 	}
 	spec, err := a.taskSpec(in.JobID, in.RunID, task.Task)
 	if err != nil {
-		return workflows.StartTaskOutput{}, err
+		return "", err
 	}
 	for _, d := range in.Award.Devices {
 		if d.Task == task.Name {
@@ -67,11 +96,11 @@ func (a *Activities) StartTask(ctx context.Context, in workflows.StartTaskInput)
 	}
 	digest, cached, err := a.prepare(ctx, rt, spec.Image)
 	if err != nil {
-		return workflows.StartTaskOutput{}, runtimeErr(ctx, "prepare "+spec.Image, err)
+		return "", runtimeErr(ctx, "prepare "+spec.Image, err)
 	}
 	if a.Tracker != nil {
 		if err := a.Tracker.TaskStarted(ctx, in.Award.Runtime, in.RunID); err != nil {
-			return workflows.StartTaskOutput{}, permanent(workflows.ErrTypeExecution, fmt.Errorf("start %s: %w", in.RunID, err))
+			return "", permanent(workflows.ErrTypeExecution, fmt.Errorf("start %s: %w", in.RunID, err))
 		}
 	}
 	st, err := rt.Start(ctx, spec)
@@ -83,10 +112,10 @@ func (a *Activities) StartTask(ctx context.Context, in workflows.StartTaskInput)
 		}
 	}
 	if err != nil {
-		return workflows.StartTaskOutput{}, runtimeErr(ctx, "start "+in.RunID, err)
+		return "", runtimeErr(ctx, "start "+in.RunID, err)
 	}
 	a.logger(ctx, in.JobID).Info("task started", "run_id", in.RunID, "image", digest, "state", st.State)
-	return workflows.StartTaskOutput{RunID: in.RunID, ImageDigest: digest, Node: st.Node}, nil
+	return digest, nil
 }
 
 // prepareKey identifies an image version: for an OCI archive, its path,
@@ -192,6 +221,11 @@ func (a *Activities) WaitTask(ctx context.Context, in workflows.WaitTaskInput) (
 	if out, ok := a.readResult(in.JobID, in.RunID); ok {
 		return out, nil
 	}
+	return a.wait(ctx, in, "")
+}
+
+// wait waits for a run, collects and records its result, and cleans it up.
+func (a *Activities) wait(ctx context.Context, in workflows.WaitTaskInput, imageDigest string) (workflows.WaitTaskOutput, error) {
 	rt, err := a.runtime(ctx, in.Runtime)
 	if err != nil {
 		return workflows.WaitTaskOutput{}, err
@@ -218,12 +252,8 @@ func (a *Activities) WaitTask(ctx context.Context, in workflows.WaitTaskInput) (
 		return workflows.WaitTaskOutput{}, runtimeErr(ctx, "wait "+in.RunID, err)
 	}
 	out := workflows.WaitTaskOutput{
-		State: string(st.State), ExitCode: st.ExitCode, Reason: st.Reason, Node: st.Node,
-		StartedAt: st.StartedAt, FinishedAt: st.FinishedAt,
-		Usage: workflows.Usage{
-			WallSeconds: st.Usage.WallSeconds, CPUSeconds: st.Usage.CPUSeconds, PeakMemBytes: st.Usage.PeakMemBytes,
-			MemGBSeconds: st.Usage.MemGBSeconds, GPUSeconds: st.Usage.GPUSeconds,
-		},
+		State: string(st.State), ExitCode: st.ExitCode, Reason: st.Reason,
+		StartedAt: st.StartedAt, FinishedAt: st.FinishedAt, Usage: st.Usage, ImageDigest: imageDigest,
 	}
 	if st.State == runtimes.StateExited && st.ExitCode == 0 {
 		outs, err := rt.Collect(ctx, in.RunID, a.OutputsDir(in.JobID, in.Task))
@@ -232,7 +262,7 @@ func (a *Activities) WaitTask(ctx context.Context, in workflows.WaitTaskInput) (
 			out.State, out.ExitCode, out.Reason = string(runtimes.StateFailed), -1, "collect outputs: "+err.Error()
 		}
 		for _, o := range outs {
-			out.Outputs = append(out.Outputs, workflows.OutputArtifact{Path: o.Path, SHA256: o.SHA256, Size: o.Size, Local: o.Local})
+			out.Outputs = append(out.Outputs, workflows.OutputArtifact{Path: o.Path, SHA256: o.SHA256, Size: o.Size})
 		}
 	}
 	a.saveLog(ctx, rt, in.JobID, in.RunID)
@@ -269,7 +299,7 @@ func (a *Activities) StopTask(ctx context.Context, in workflows.StopTaskInput) (
 	err = rt.Stop(ctx, in.RunID, stopGrace)
 	if errors.Is(err, runtimes.ErrNotFound) {
 		a.finished(ctx, in.Runtime, in.RunID)
-		return workflows.StopTaskOutput{Stopped: false}, nil
+		return workflows.StopTaskOutput{}, nil
 	}
 	if err != nil {
 		return workflows.StopTaskOutput{}, runtimeErr(ctx, "stop "+in.RunID, err)
@@ -280,7 +310,7 @@ func (a *Activities) StopTask(ctx context.Context, in workflows.StopTaskInput) (
 	}
 	a.finished(ctx, in.Runtime, in.RunID)
 	a.logger(ctx, jobID).Info("task stopped", "run_id", in.RunID)
-	return workflows.StopTaskOutput{Stopped: true}, nil
+	return workflows.StopTaskOutput{}, nil
 }
 
 // jobOf recovers the job ID from a run ID <job>.<task>.<attempt>; job IDs

@@ -215,7 +215,7 @@ func TestJobRetryThenFail(t *testing.T) {
 	if tr.Attempt != 3 || tr.State != workflows.TaskFailed || tr.ExitCode != 3 {
 		t.Errorf("task %+v", tr)
 	}
-	if n := countActivities(t, st.Client, sub.JobID, workflows.ActivityStartTask); n != 3 {
+	if n := countActivities(t, st.Client, sub.JobID, workflows.RunTask.Name); n != 3 {
 		t.Errorf("StartTask scheduled %d times, want 3", n)
 	}
 	for a := 1; a <= 3; a++ {
@@ -298,7 +298,7 @@ func TestJobWorkerKilled(t *testing.T) {
 	}
 	waitFor(t, 3*time.Minute, "task running", func() bool {
 		return jobStatus(t, st.Client, sub.JobID).Tasks["train"].State == workflows.TaskRunning &&
-			countActivities(t, st.Client, sub.JobID, workflows.ActivityWaitTask) > 0
+			countActivities(t, st.Client, sub.JobID, workflows.RunTask.Name) > 0
 	})
 	time.Sleep(time.Second)
 	killedAt := time.Now()
@@ -317,7 +317,7 @@ func TestJobWorkerKilled(t *testing.T) {
 	if tr.Attempt != 1 || tr.StartedAt == nil || !tr.StartedAt.Before(killedAt) || !tr.FinishedAt.After(killedAt) {
 		t.Errorf("task %+v: want attempt 1 whose container started before the kill and ran through it", tr)
 	}
-	if n := countActivities(t, st.Client, sub.JobID, workflows.ActivityStartTask); n != 1 {
+	if n := countActivities(t, st.Client, sub.JobID, workflows.RunTask.Name); n != 1 {
 		t.Errorf("StartTask scheduled %d times, want 1", n)
 	}
 	l := ledgerCheck(t, home)
@@ -366,7 +366,7 @@ func TestJobServerRestart(t *testing.T) {
 	}
 	waitFor(t, 3*time.Minute, "task running", func() bool {
 		return jobStatus(t, st.Client, sub.JobID).Tasks["train"].State == workflows.TaskRunning &&
-			countActivities(t, st.Client, sub.JobID, workflows.ActivityWaitTask) > 0
+			countActivities(t, st.Client, sub.JobID, workflows.RunTask.Name) > 0
 	})
 	time.Sleep(time.Second)
 	st.Stop()
@@ -379,7 +379,7 @@ func TestJobServerRestart(t *testing.T) {
 	if res.Status != workflows.StatusSettled {
 		t.Fatalf("%+v", res)
 	}
-	if n := countActivities(t, st2.Client, sub.JobID, workflows.ActivityStartTask); n != 1 {
+	if n := countActivities(t, st2.Client, sub.JobID, workflows.RunTask.Name); n != 1 {
 		t.Errorf("StartTask scheduled %d times, want 1", n)
 	}
 	if tr := res.Tasks["train"]; tr.FinishedAt == nil || !tr.FinishedAt.After(stoppedAt) {

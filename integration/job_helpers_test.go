@@ -6,6 +6,8 @@ package integration
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"os"
 	"os/exec"
@@ -19,6 +21,7 @@ import (
 	"go.temporal.io/api/enums/v1"
 	historypb "go.temporal.io/api/history/v1"
 	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/converter"
 
 	"google.golang.org/protobuf/encoding/protojson"
 
@@ -236,11 +239,23 @@ func recordHistory(t *testing.T, c client.Client, jobID, name string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := filepath.Join(repoRoot(), "workflows", "testdata", name+".json")
-	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
-		t.Fatal(err)
+	// A recorded history is evidence of released behaviour: it is added
+	// under the current layout's name, never overwritten.
+	file := fmt.Sprintf("%s_layout%d.json", name, workflows.CurrentLayout)
+	p := filepath.Join(repoRoot(), "workflows", "testdata", file)
+	if _, err := os.Stat(p); err == nil {
+		t.Fatalf("%s exists: histories are never re-recorded; a workflow change needs a new layout (docs/workflows.md)", p)
 	}
 	if err := os.WriteFile(p, doc, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	sum := sha256.Sum256(doc)
+	manifest, err := os.OpenFile(filepath.Join(filepath.Dir(p), "histories.sha256"), os.O_APPEND|os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer manifest.Close()
+	if _, err := fmt.Fprintf(manifest, "%s  %s\n", hex.EncodeToString(sum[:]), file); err != nil {
 		t.Fatal(err)
 	}
 	t.Logf("recorded %d events to %s", len(hist.Events), p)
@@ -259,6 +274,23 @@ func countActivities(t *testing.T, c client.Client, jobID, activityType string) 
 		if a := ev.GetActivityTaskScheduledEventAttributes(); a != nil && a.GetActivityType().GetName() == activityType {
 			n++
 		}
+		if localActivityType(t, ev) == activityType {
+			n++
+		}
 	}
 	return n
+}
+
+// localActivityType is the activity type of a local activity's marker, or
+// "" for any other event.
+func localActivityType(t *testing.T, ev *historypb.HistoryEvent) string {
+	m := ev.GetMarkerRecordedEventAttributes()
+	if m == nil || m.GetMarkerName() != "LocalActivity" {
+		return ""
+	}
+	var data struct{ ActivityType string }
+	if err := converter.GetDefaultDataConverter().FromPayloads(m.GetDetails()["data"], &data); err != nil {
+		t.Fatalf("local activity marker: %v", err)
+	}
+	return data.ActivityType
 }

@@ -194,7 +194,7 @@ func TestJobNomadPool(t *testing.T) {
 	if tx, err := lc.Transaction(ctx, settlement.Key(sub.JobID, "settle", 1)); err != nil || tx == nil {
 		t.Errorf("settlement transaction: %v", err)
 	}
-	if n := countActivities(t, st.Client, sub.JobID, workflows.ActivitySettle); n != 1 {
+	if n := countActivities(t, st.Client, sub.JobID, workflows.Settle.Name); n != 1 {
 		t.Errorf("settle scheduled %d times", n)
 	}
 	if res.Paid <= 0 || res.Paid > res.Price {

@@ -12,9 +12,9 @@ run: build $(RUN_PREREQS)
 # container time) p50/p95 over WORKFLOW_BENCH_N trivial jobs on the embedded
 # stack, and jobs/min, next to a bare Temporal workflow running the same
 # number of no-op activities on the same server in the same run; prints the
-# ratio (target ≤ 1.5). Needs root, containerd and runc.
+# ratio (target ≤ 1.0) and history bytes per job. Needs root, containerd and runc.
 BENCH_TARGETS += bench-workflow
-WORKFLOW_BENCH_N ?= 100
+WORKFLOW_BENCH_N ?= 1000
 bench-workflow: $(TRAINER_TAR)
 	ACCORD_BENCH_JOBS=$(WORKFLOW_BENCH_N) $(GO) test -count=1 -timeout 60m -run '^TestJobBenchOverhead$$' -v ./integration/ 2>&1 \
 		| grep -E '^(=== RUN|--- |bench|PASS|FAIL|ok)|overhead|ratio|jobs/min'

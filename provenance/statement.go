@@ -4,213 +4,58 @@ import (
 	"encoding/json"
 	"fmt"
 	"regexp"
-	"slices"
 	"strings"
-	"time"
 	"unicode"
 	"unicode/utf8"
 
 	ita "github.com/in-toto/attestation/go/v1"
+
+	"github.com/accordmesh/accord/provenance/predicate"
 	"google.golang.org/protobuf/encoding/protojson"
 )
 
-// Stage names, in chain order.
+// Stage names, in chain order (predicate.Stages).
 const (
-	StageSpec         = "spec"
-	StageAdmission    = "admission"
-	StageNegotiation  = "negotiation"
-	StagePlacement    = "placement"
-	StageExecution    = "execution"
-	StageVerification = "verification"
-	StageSettlement   = "settlement"
+	StageSpec         = predicate.StageSpec
+	StageAdmission    = predicate.StageAdmission
+	StageNegotiation  = predicate.StageNegotiation
+	StagePlacement    = predicate.StagePlacement
+	StageExecution    = predicate.StageExecution
+	StageVerification = predicate.StageVerification
+	StageSettlement   = predicate.StageSettlement
 )
 
 // Stages lists the stages in the order a job's chain must follow.
-var Stages = []string{StageSpec, StageAdmission, StageNegotiation, StagePlacement, StageExecution, StageVerification, StageSettlement}
+var Stages = predicate.Stages
 
-// PredicateTypePrefix begins every Accord predicate type; the full type is
-// PredicateTypePrefix + stage + "/v1".
-const PredicateTypePrefix = "https://accord.dev/attestation/"
+// PredicateTypePrefix begins every Accord predicate type.
+const PredicateTypePrefix = predicate.Prefix
 
 // PredicateType returns the versioned predicate type URI of a stage.
-func PredicateType(stage string) string { return PredicateTypePrefix + stage + "/v1" }
+func PredicateType(stage string) string { return predicate.Type(stage) }
 
 // StageIndex returns the stage's position in Stages, or -1.
-func StageIndex(stage string) int { return slices.Index(Stages, stage) }
+func StageIndex(stage string) int { return predicate.StageIndex(stage) }
 
-// Header is the part of every stage predicate that makes the chain: the
-// job, the stage, the digest of the previous stage's envelope (empty for
-// spec) and the spec document digest.
-type Header struct {
-	JobID      string `json:"job_id"`
-	Stage      string `json:"stage"`
-	Previous   string `json:"previous,omitempty"`
-	SpecDigest string `json:"spec_digest,omitempty"`
-}
-
-// SpecPredicate: the job's spec (https://accord.dev/attestation/spec/v1).
-type SpecPredicate struct {
-	Header
-	Name           string   `json:"name,omitempty"`
-	Version        string   `json:"version,omitempty"`
-	Tenant         string   `json:"tenant,omitempty"`
-	DocumentDigest string   `json:"document_digest"`
-	ContractDigest string   `json:"contract_digest,omitempty"`
-	Tasks          []string `json:"tasks,omitempty"`
-	MaxCost        int64    `json:"max_cost,omitempty"`
-	Currency       string   `json:"currency,omitempty"`
-	// SignatureKeyID is the key that signed the spec document, if signed.
-	SignatureKeyID string `json:"signature_key_id,omitempty"`
-}
-
-// AdmissionPredicate: the policy decision.
-type AdmissionPredicate struct {
-	Header
-	Allowed  bool            `json:"allowed"`
-	Reason   string          `json:"reason,omitempty"`
-	Decision json.RawMessage `json:"decision,omitempty"`
-}
-
-// NegotiationPredicate: the auction's result; Record holds offers, bids,
-// winners and payments as the market reports them.
-type NegotiationPredicate struct {
-	Header
-	Provider string          `json:"provider"`
-	Pool     string          `json:"pool,omitempty"`
-	Runtime  string          `json:"runtime,omitempty"`
-	Price    int64           `json:"price"`
-	Currency string          `json:"currency"`
-	Record   json.RawMessage `json:"record,omitempty"`
-}
-
-// PlacementPredicate: where the job was placed and what escrow holds.
-type PlacementPredicate struct {
-	Header
-	Provider    string          `json:"provider"`
-	Pool        string          `json:"pool,omitempty"`
-	Node        string          `json:"node,omitempty"`
-	GPUIDs      []string        `json:"gpu_ids,omitempty"`
-	Reservation string          `json:"reservation,omitempty"`
-	HoldID      string          `json:"hold_id,omitempty"`
-	Held        int64           `json:"held"`
-	Currency    string          `json:"currency"`
-	Record      json.RawMessage `json:"record,omitempty"`
-}
-
-// ExecutionPredicate: what ran (SLSA-provenance-like), per task.
-type ExecutionPredicate struct {
-	Header
-	Provider string             `json:"provider,omitempty"`
-	Runtime  string             `json:"runtime,omitempty"`
-	Tasks    map[string]TaskRun `json:"tasks"`
-}
-
-// TaskRun is one task's final attempt.
-type TaskRun struct {
-	State       string           `json:"state,omitempty"`
-	Attempt     int              `json:"attempt,omitempty"`
-	RunID       string           `json:"run_id,omitempty"`
-	ImageDigest string           `json:"image_digest,omitempty"`
-	Command     []string         `json:"command,omitempty"`
-	EnvDigest   string           `json:"env_digest,omitempty"`
-	Resources   json.RawMessage  `json:"resources,omitempty"`
-	StartedAt   *time.Time       `json:"started_at,omitempty"`
-	FinishedAt  *time.Time       `json:"finished_at,omitempty"`
-	ExitCode    int              `json:"exit_code"`
-	Reason      string           `json:"reason,omitempty"`
-	Outputs     []OutputArtifact `json:"outputs,omitempty"`
-	Usage       Usage            `json:"usage"`
-}
-
-// OutputArtifact is a collected output file; SHA256 is bare hex.
-type OutputArtifact struct {
-	Path   string `json:"path"`
-	SHA256 string `json:"sha256"`
-	Size   int64  `json:"size,omitempty"`
-}
-
-// Usage is measured consumption.
-type Usage struct {
-	WallSeconds  float64 `json:"wall_seconds"`
-	CPUSeconds   float64 `json:"cpu_seconds"`
-	PeakMemBytes int64   `json:"peak_mem_bytes,omitempty"`
-	MemGBSeconds float64 `json:"mem_gb_seconds,omitempty"`
-	GPUSeconds   float64 `json:"gpu_seconds,omitempty"`
-}
-
-// VerificationPredicate: acceptance tests and results. The statement's
-// subjects are the output digests the tests ran against.
-type VerificationPredicate struct {
-	Header
-	Passed bool         `json:"passed"`
-	Tests  []TestResult `json:"tests"`
-}
-
-// TestResult is one acceptance test.
-type TestResult struct {
-	Name   string `json:"name"`
-	Passed bool   `json:"passed"`
-	Detail string `json:"detail,omitempty"`
-}
-
-// SettlementPredicate: what was paid and refunded; Record holds the
-// ledger's settlement (postings included).
-type SettlementPredicate struct {
-	Header
-	Paid     int64  `json:"paid"`
-	Refunded int64  `json:"refunded"`
-	Currency string `json:"currency"`
-	// Usage and Rates, when present, let the audit recompute the metered
-	// charge from the usage measured in the execution stage.
-	Usage  *MeteredUsage   `json:"usage,omitempty"`
-	Rates  *Rates          `json:"rates,omitempty"`
-	Record json.RawMessage `json:"record,omitempty"`
-}
-
-// MeteredUsage is usage in integer milli-units (settlement.Usage's JSON).
-type MeteredUsage struct {
-	WallMillis  int64 `json:"wall_ms"`
-	CPUMillis   int64 `json:"cpu_ms"`
-	MemGBMillis int64 `json:"mem_gb_ms"`
-	GPUMillis   int64 `json:"gpu_ms"`
-}
-
-// Rates are prices in minor units per hour (settlement.Rates' JSON).
-type Rates struct {
-	WallPerHour  int64 `json:"wall_per_hour"`
-	CPUPerHour   int64 `json:"cpu_per_hour"`
-	MemGBPerHour int64 `json:"mem_gb_per_hour"`
-	GPUPerHour   int64 `json:"gpu_per_hour"`
-}
-
-// SettlementRecord is the part of the ledger's settlement record the audit
-// cross-checks (settlement.Settlement's JSON).
-type SettlementRecord struct {
-	Provider string        `json:"provider"`
-	Currency string        `json:"currency"`
-	Held     int64         `json:"held"`
-	Usage    *MeteredUsage `json:"usage,omitempty"` // what the metered charge was computed from
-	Rates    *Rates        `json:"rates,omitempty"`
-	Metered  struct {
-		Wall  int64 `json:"wall"`
-		CPU   int64 `json:"cpu"`
-		Mem   int64 `json:"mem"`
-		GPU   int64 `json:"gpu"`
-		Total int64 `json:"total"`
-	} `json:"metered"`
-	Charge      int64 `json:"charge"`
-	Capped      bool  `json:"capped,omitempty"`
-	SLARefund   int64 `json:"sla_refund"`
-	Payable     int64 `json:"payable"`
-	ProviderPay int64 `json:"provider_pay"`
-	PlatformFee int64 `json:"platform_fee"`
-	Royalties   []struct {
-		Account string `json:"account"`
-		Amount  int64  `json:"amount"`
-	} `json:"royalties,omitempty"`
-	Refund  int64 `json:"refund"`
-	Slashed int64 `json:"slashed"`
-}
+// The predicate types are defined once, in package predicate; these names
+// are the same types.
+type (
+	Header                = predicate.Header
+	SpecPredicate         = predicate.Spec
+	AdmissionPredicate    = predicate.Admission
+	NegotiationPredicate  = predicate.Negotiation
+	PlacementPredicate    = predicate.Placement
+	ExecutionPredicate    = predicate.Execution
+	VerificationPredicate = predicate.Verification
+	SettlementPredicate   = predicate.Settlement
+	TaskRun               = predicate.TaskRun
+	OutputArtifact        = predicate.OutputArtifact
+	Usage                 = predicate.Usage
+	TestResult            = predicate.TestResult
+	MeteredUsage          = predicate.MeteredUsage
+	Rates                 = predicate.Rates
+	SettlementRecord      = predicate.SettlementRecord
+)
 
 // Statement is a parsed in-toto Statement v1 as Accord writes it.
 type Statement struct {

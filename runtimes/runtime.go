@@ -105,11 +105,11 @@ type Status struct {
 
 // Usage is what the task consumed, for metering.
 type Usage struct {
-	WallSeconds  float64
-	CPUSeconds   float64
-	PeakMemBytes int64
-	MemGBSeconds float64
-	GPUSeconds   float64
+	WallSeconds  float64 `json:"wall_seconds"`
+	CPUSeconds   float64 `json:"cpu_seconds"`
+	PeakMemBytes int64   `json:"peak_mem_bytes,omitempty"`
+	MemGBSeconds float64 `json:"mem_gb_seconds,omitempty"`
+	GPUSeconds   float64 `json:"gpu_seconds,omitempty"`
 }
 
 // Output is one collected output file.

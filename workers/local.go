@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 
 	"github.com/accordmesh/accord/activities"
+	"github.com/accordmesh/accord/artifacts"
 	"github.com/accordmesh/accord/market"
 	"github.com/accordmesh/accord/policies"
 	"github.com/accordmesh/accord/provenance"
@@ -141,6 +142,7 @@ func OpenLocal(ctx context.Context, o LocalOptions) (*Local, error) {
 			Assign:         assignDevices(poolStore),
 		},
 		Ledger:      activities.SettlementLedger{L: l.Ledger, MarginBP: o.MarginBP, FeeBP: o.FeeBP},
+		Artifacts:   artifacts.Local{Dir: artifacts.DefaultDir(o.Home)},
 		Attestor:    activities.RecorderAttestor{R: provenance.NewRecorder(l.Log, key, provenance.NewStore(provenance.DefaultStoreDir(o.Home)))},
 		Runtimes:    map[string]runtimes.Runtime{rt.Name(): rt},
 		OpenRuntime: openPoolRuntime(poolStore),

@@ -20,7 +20,6 @@ import (
 	"go.temporal.io/sdk/client"
 	tlog "go.temporal.io/sdk/log"
 	"go.temporal.io/sdk/worker"
-	"go.temporal.io/sdk/workflow"
 
 	"github.com/accordmesh/accord/activities"
 	"github.com/accordmesh/accord/workflows"
@@ -126,7 +125,7 @@ func Start(c client.Client, acts *activities.Activities, o Options) (*Worker, er
 		})
 		switch q {
 		case workflows.TaskQueueControl:
-			tw.RegisterWorkflowWithOptions(workflows.Job, workflow.RegisterOptions{Name: workflows.JobWorkflowName})
+			workflows.Register(tw)
 			acts.RegisterControl(tw)
 		case workflows.TaskQueueExecution:
 			acts.RegisterExecution(tw)

@@ -4,96 +4,38 @@
 // after each stage and saga compensation (stop containers, refund escrow) on
 // failure or cancellation after placement.
 //
-// Workflows import only Temporal's workflow packages and the contract types
-// in this package: no I/O, no clock, no randomness. Activities are referred
-// to by name (see job_contracts.go) and implemented in package activities.
+// Workflows import only Temporal's workflow packages and contract types (this
+// package's, provenance/predicate's, runtimes' Usage): no I/O, no clock, no
+// randomness. Activities are typed references (Activity) implemented in
+// package activities.
+//
+// The workflow's commands change only behind a version (see layout.go and
+// docs/workflows.md); every released version's recorded histories live in
+// testdata/ and are replayed by the tests.
 package workflows
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
-	"sort"
 	"time"
 
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/workflow"
-)
 
-// Options tune the workflow's activity timeouts. The zero value is the
-// production default; tests shorten the wait window.
-type Options struct {
-	// WaitWindow bounds how long one WaitTask activity holds a worker slot.
-	WaitWindow time.Duration
-}
-
-// DefaultWaitWindow is how long a WaitTask activity blocks before giving its
-// slot back and being rescheduled.
-const DefaultWaitWindow = 30 * time.Second
-
-// defaultTaskDuration bounds a task without max_duration.
-const defaultTaskDuration = 24 * time.Hour
-
-// Retry policies. Control-plane activities retry transient failures a few
-// times; attestations retry for as long as the log is down (never dropped);
-// compensations retry until they succeed.
-var (
-	controlRetry = &temporal.RetryPolicy{
-		InitialInterval:    500 * time.Millisecond,
-		BackoffCoefficient: 2,
-		MaximumInterval:    10 * time.Second,
-		MaximumAttempts:    5,
-		NonRetryableErrorTypes: []string{
-			ErrTypeInvalidSpec, ErrTypePolicy, ErrTypeNoOffers, ErrTypeInsufficient, ErrTypeExecution,
-		},
-	}
-	attestRetry = &temporal.RetryPolicy{
-		InitialInterval:    time.Second,
-		BackoffCoefficient: 2,
-		MaximumInterval:    time.Minute,
-	}
-	compensateRetry = &temporal.RetryPolicy{
-		InitialInterval:    time.Second,
-		BackoffCoefficient: 2,
-		MaximumInterval:    30 * time.Second,
-	}
-	startRetry = &temporal.RetryPolicy{
-		InitialInterval:        time.Second,
-		BackoffCoefficient:     2,
-		MaximumInterval:        15 * time.Second,
-		MaximumAttempts:        5,
-		NonRetryableErrorTypes: []string{ErrTypeExecution, ErrTypeInvalidSpec},
-	}
-	// waitRetry reschedules WaitTask after each window (ErrTypeStillRunning)
-	// and after a lost worker (heartbeat timeout); ScheduleToClose bounds it.
-	waitRetry = &temporal.RetryPolicy{
-		InitialInterval:        200 * time.Millisecond,
-		BackoffCoefficient:     1,
-		MaximumInterval:        time.Second,
-		NonRetryableErrorTypes: []string{ErrTypeExecution},
-	}
+	"github.com/accordmesh/accord/provenance/predicate"
 )
 
 // Job is the job workflow.
 func Job(ctx workflow.Context, in JobInput) (JobResult, error) {
-	return JobWithOptions(ctx, in, Options{})
-}
-
-// JobWithOptions is Job with tuning options; the worker registers Job.
-func JobWithOptions(ctx workflow.Context, in JobInput, opts Options) (JobResult, error) {
-	if opts.WaitWindow <= 0 {
-		opts.WaitWindow = DefaultWaitWindow
-	}
 	j := &job{
 		in:     in,
-		opts:   opts,
+		layout: workflow.GetVersion(ctx, changeLayout, workflow.DefaultVersion, layoutLatest),
 		status: StatusRunning,
 		stage:  StageCompile,
 		tasks:  map[string]TaskStatus{},
 		stages: map[string]StageTiming{},
 		log:    workflow.GetLogger(ctx),
 	}
-	j.started = workflow.Now(ctx)
 	if err := j.registerHandlers(ctx); err != nil {
 		return JobResult{}, err
 	}
@@ -106,19 +48,20 @@ func JobWithOptions(ctx workflow.Context, in JobInput, opts Options) (JobResult,
 }
 
 type job struct {
-	in      JobInput
-	opts    Options
-	log     interface{ Info(string, ...interface{}) }
-	cancel  workflow.CancelFunc
-	started time.Time
+	in     JobInput
+	layout workflow.Version
+	log    interface{ Info(string, ...interface{}) }
+	cancel workflow.CancelFunc
 
 	status    string
 	stage     string
 	plan      PlanSummary
-	planJSON  json.RawMessage
+	planIn    PlanInput
 	award     NegotiateOutput
 	placement PlaceOutput
 	tasks     map[string]TaskStatus
+	results   []string // sealed task results (layout 1)
+	usage     Usage    // total metered usage (layout 1)
 	stages    map[string]StageTiming
 	cost      Cost
 	tests     []TestResult
@@ -130,9 +73,8 @@ type job struct {
 	comp      []string
 	paid      int64
 	refunded  int64
-	// running holds run IDs started and not yet known to be finished; the
-	// stop-containers compensation stops them.
-	running map[string]string // runID -> runtime kind
+	execStart time.Time
+	execEnd   time.Time
 }
 
 // failure is a classified job failure.
@@ -149,7 +91,7 @@ func fail(class string, err error) error { return &failure{class: class, err: er
 func (j *job) registerHandlers(ctx workflow.Context) error {
 	handlers := map[string]interface{}{
 		QueryStage:  func() (string, error) { return j.stage, nil },
-		QueryTasks:  func() (map[string]TaskStatus, error) { return j.tasks, nil },
+		QueryTasks:  func() (map[string]TaskStatus, error) { return listTasks(j.tasks), nil },
 		QueryCost:   func() (Cost, error) { return j.cost, nil },
 		QueryStatus: func() (JobStatus, error) { return j.snapshot(), nil },
 	}
@@ -164,8 +106,31 @@ func (j *job) registerHandlers(ctx workflow.Context) error {
 func (j *job) snapshot() JobStatus {
 	return JobStatus{
 		JobID: j.in.JobID, Status: j.status, Stage: j.stage, Spec: j.plan.Name, Tenant: j.plan.Tenant,
-		Cost: j.cost, Tasks: j.tasks, Stages: j.stages, Approved: j.approved,
+		Cost: j.cost, Tasks: listTasks(j.tasks), TaskCounts: countTasks(j.tasks), Stages: j.stages, Approved: j.approved,
 	}
+}
+
+// listTasks bounds a task listing: every task up to MaxListedTasks, else
+// only the tasks that did not succeed (at most MaxListedTasks, by name).
+func listTasks(tasks map[string]TaskStatus) map[string]TaskStatus {
+	if len(tasks) <= MaxListedTasks {
+		return tasks
+	}
+	out := map[string]TaskStatus{}
+	for _, name := range sortedKeys(tasks) {
+		if t := tasks[name]; t.State != TaskSucceeded && len(out) < MaxListedTasks {
+			out[name] = t
+		}
+	}
+	return out
+}
+
+func countTasks(tasks map[string]TaskStatus) map[string]int {
+	out := map[string]int{}
+	for _, t := range tasks {
+		out[t.State]++
+	}
+	return out
 }
 
 // listenSignals turns the approve and cancel signals into state changes.
@@ -214,17 +179,49 @@ func (j *job) setStatus(ctx workflow.Context, status string) {
 	_ = workflow.UpsertTypedSearchAttributes(ctx, temporal.NewSearchAttributeKeyKeyword(SearchAttrStatus).ValueSet(status))
 }
 
-// run executes the stages. Compensations are deferred closures on the named
-// err: each runs only when a later stage failed or the job was cancelled.
+// header starts every stage predicate; the recorder fills in the rest.
+func (j *job) header() predicate.Header { return predicate.Header{JobID: j.in.JobID} }
+
+// run executes the stages in order. Compensations are deferred closures on
+// the named err: each runs only when a later stage failed or the job was
+// cancelled.
 func (j *job) run(ctx workflow.Context) (err error) {
-	// compile
+	if err := j.compile(ctx); err != nil {
+		return err
+	}
+	if err := j.admit(ctx); err != nil {
+		return err
+	}
+	// From here on a failure or cancellation releases what the job holds:
+	// its quota reservation and, once placed, its escrow.
+	defer j.release(ctx, &err)
+	if err := j.negotiate(ctx); err != nil {
+		return err
+	}
+	if err := j.approval(ctx); err != nil {
+		return err
+	}
+	if err := j.place(ctx); err != nil {
+		return err
+	}
+	if err := j.execute(ctx); err != nil {
+		return err
+	}
+	passed, err := j.verify(ctx)
+	if err != nil {
+		return err
+	}
+	return j.settle(ctx, passed)
+}
+
+func (j *job) compile(ctx workflow.Context) error {
 	j.enter(ctx, StageCompile)
-	var compiled CompileOutput
-	if err := workflow.ExecuteActivity(controlCtx(ctx, time.Minute), ActivityCompile,
-		CompileInput{JobID: j.in.JobID, SpecPath: j.in.SpecPath, DocumentDigest: j.in.DocumentDigest}).Get(ctx, &compiled); err != nil {
+	in := CompileInput{JobID: j.in.JobID, SpecPath: j.in.SpecPath, DocumentDigest: j.in.DocumentDigest, ByRef: j.byRef()}
+	compiled, err := control(ctx, j.layout, Compile, in, time.Minute)
+	if err != nil {
 		return classify(ctx, err, ClassInvalidSpec)
 	}
-	j.plan, j.planJSON = compiled.Plan, compiled.PlanJSON
+	j.plan, j.planIn = compiled.Plan, PlanInput{PlanRef: compiled.PlanRef, PlanJSON: compiled.PlanJSON}
 	j.cost.Currency = j.plan.Currency
 	_ = workflow.UpsertTypedSearchAttributes(ctx,
 		temporal.NewSearchAttributeKeyKeyword(SearchAttrTenant).ValueSet(j.plan.Tenant),
@@ -232,356 +229,172 @@ func (j *job) run(ctx workflow.Context) (err error) {
 	for _, t := range j.plan.Tasks {
 		j.tasks[t.Name] = TaskStatus{State: TaskPending}
 	}
-	if err := j.attest(ctx, "spec", []Subject{{Name: j.plan.Name, Digest: j.plan.DocumentDigest}}, map[string]any{
-		"name": j.plan.Name, "version": j.plan.Version, "tenant": j.plan.Tenant,
-		"document_digest": j.plan.DocumentDigest, "contract_digest": j.plan.ContractDigest,
-		"tasks": taskNames(j.plan.Tasks), "max_cost": j.plan.MaxCost, "currency": j.plan.Currency,
-	}); err != nil {
-		return err
-	}
+	return j.attest(ctx, predicate.StageSpec, []Subject{{Name: j.plan.Name, Digest: j.plan.DocumentDigest}}, predicate.Spec{
+		Header: j.header(), Name: j.plan.Name, Version: j.plan.Version, Tenant: j.plan.Tenant,
+		DocumentDigest: j.plan.DocumentDigest, ContractDigest: j.plan.ContractDigest,
+		Tasks: taskNames(j.plan.Tasks), MaxCost: j.plan.MaxCost, Currency: j.plan.Currency,
+	}, nil)
+}
 
-	// admit
+func (j *job) admit(ctx workflow.Context) error {
 	j.enter(ctx, StageAdmit)
-	var adm AdmitOutput
-	if err := workflow.ExecuteActivity(controlCtx(ctx, time.Minute), ActivityAdmit,
-		AdmitInput{JobID: j.in.JobID, PlanJSON: j.planJSON, SpecPath: j.in.SpecPath}).Get(ctx, &adm); err != nil {
+	adm, err := control(ctx, j.layout, Admit, AdmitInput{JobID: j.in.JobID, PlanInput: j.planIn, SpecPath: j.in.SpecPath}, time.Minute)
+	if err != nil {
 		return classify(ctx, err, ClassPolicy)
 	}
-	if err := j.attest(ctx, "admission", nil, map[string]any{
-		"allowed": adm.Allowed, "reason": adm.Reason, "decision": rawOrNull(adm.Decision),
-	}); err != nil {
+	if err := j.attest(ctx, predicate.StageAdmission, nil, predicate.Admission{
+		Header: j.header(), Allowed: adm.Allowed, Reason: adm.Reason, Decision: rawOrNull(adm.Decision),
+	}, nil); err != nil {
 		return err
 	}
 	if !adm.Allowed {
 		return fail(ClassPolicy, fmt.Errorf("admission rejected: %s", adm.Reason))
 	}
-	// From here on a failure or cancellation releases what the job holds:
-	// its quota reservation and, once placed, its escrow. One idempotent
-	// activity does both (releasing a never-held escrow posts nothing).
-	defer func() {
-		if err == nil {
-			return
-		}
-		var out ReleaseOutput
-		dctx, _ := workflow.NewDisconnectedContext(ctx)
-		if cerr := workflow.ExecuteActivity(compensateCtx(dctx), ActivityRelease, ReleaseInput{
-			JobID: j.in.JobID, Tenant: j.plan.Tenant, Placement: j.placement, Reason: err.Error(),
-		}).Get(dctx, &out); cerr != nil {
-			err = errors.Join(err, fmt.Errorf("compensation release: %w", cerr))
-			return
-		}
-		j.refunded += out.Refunded
-		j.cost.Held = 0
-		j.comp = append(j.comp, "release")
-	}()
+	return nil
+}
 
-	// negotiate
+// release is the compensation for admission and placement: one idempotent
+// activity releases the quota reservation and refunds any escrow (releasing
+// a never-held escrow posts nothing).
+func (j *job) release(ctx workflow.Context, err *error) {
+	if *err == nil {
+		return
+	}
+	dctx, _ := workflow.NewDisconnectedContext(ctx)
+	out, cerr := Release.Run(compensateCtx(dctx), ReleaseInput{JobID: j.in.JobID, Reason: (*err).Error()})
+	if cerr != nil {
+		*err = errors.Join(*err, fmt.Errorf("compensation release: %w", cerr))
+		return
+	}
+	j.refunded += out.Refunded
+	j.cost.Held = 0
+	j.comp = append(j.comp, "release")
+}
+
+func (j *job) negotiate(ctx workflow.Context) error {
 	j.enter(ctx, StageNegotiate)
-	if err := workflow.ExecuteActivity(controlCtx(ctx, 5*time.Minute), ActivityNegotiate,
-		NegotiateInput{JobID: j.in.JobID, PlanJSON: j.planJSON}).Get(ctx, &j.award); err != nil {
+	award, err := control(ctx, j.layout, Negotiate, NegotiateInput{JobID: j.in.JobID, PlanInput: j.planIn}, 5*time.Minute)
+	if err != nil {
 		return classify(ctx, err, ClassNoOffers)
 	}
-	j.cost.Price, j.cost.Currency = j.award.Price, j.award.Currency
-	if err := j.attest(ctx, "negotiation", nil, map[string]any{
-		"provider": j.award.Provider, "pool": j.award.Pool, "runtime": j.award.Runtime,
-		"price": j.award.Price, "currency": j.award.Currency, "record": rawOrNull(j.award.Record),
-	}); err != nil {
-		return err
-	}
+	j.award = award
+	j.cost.Price, j.cost.Currency = award.Price, award.Currency
+	return j.attest(ctx, predicate.StageNegotiation, nil, predicate.Negotiation{
+		Header: j.header(), Provider: award.Provider, Pool: award.Pool, Runtime: award.Runtime,
+		Price: award.Price, Currency: award.Currency, Record: rawOrNull(award.Record),
+	}, nil)
+}
 
-	// approval gate
-	if j.plan.ApprovalRequired && (j.plan.ApprovalAbove <= 0 || j.award.Price > j.plan.ApprovalAbove) {
-		j.enter(ctx, StageApproval)
-		j.setStatus(ctx, StatusAwaitingApproval)
-		if err := workflow.Await(ctx, func() bool { return j.approved }); err != nil {
-			return fail(ClassCancelled, errors.New("cancelled while awaiting approval"))
-		}
-		j.setStatus(ctx, StatusRunning)
+func (j *job) approval(ctx workflow.Context) error {
+	if !j.plan.ApprovalRequired || j.plan.ApprovalAbove > 0 && j.award.Price <= j.plan.ApprovalAbove {
+		return nil
 	}
+	j.enter(ctx, StageApproval)
+	j.setStatus(ctx, StatusAwaitingApproval)
+	if err := workflow.Await(ctx, func() bool { return j.approved }); err != nil {
+		return fail(ClassCancelled, errors.New("cancelled while awaiting approval"))
+	}
+	j.setStatus(ctx, StatusRunning)
+	return nil
+}
 
-	// place: reserve and hold escrow; from here on failures compensate.
+// place reserves and holds escrow; from here on failures compensate.
+func (j *job) place(ctx workflow.Context) error {
 	j.enter(ctx, StagePlace)
-	if err := workflow.ExecuteActivity(controlCtx(ctx, 2*time.Minute), ActivityPlace, PlaceInput{
-		JobID: j.in.JobID, Tenant: j.plan.Tenant, PlanJSON: j.planJSON, Award: j.award,
-	}).Get(ctx, &j.placement); err != nil {
+	pl, err := control(ctx, j.layout, Place, PlaceInput{
+		JobID: j.in.JobID, Tenant: j.plan.Tenant, PlanInput: j.planIn, Award: j.award,
+	}, 2*time.Minute)
+	if err != nil {
 		return classify(ctx, err, ClassInternal)
 	}
-	j.cost.Held = j.placement.Held
-	if err := j.attest(ctx, "placement", nil, map[string]any{
-		"provider": j.award.Provider, "pool": j.award.Pool, "node": j.placement.Node,
-		"reservation": j.placement.Reservation, "hold_id": j.placement.HoldID,
-		"held": j.placement.Held, "currency": j.placement.Currency, "record": rawOrNull(j.placement.Record),
-	}); err != nil {
-		return err
-	}
+	j.placement = pl
+	j.cost.Held = pl.Held
+	return j.attest(ctx, predicate.StagePlacement, nil, predicate.Placement{
+		Header: j.header(), Provider: j.award.Provider, Pool: j.award.Pool, Node: pl.Node,
+		Reservation: pl.Reservation, HoldID: pl.HoldID, Held: pl.Held, Currency: pl.Currency, Record: rawOrNull(pl.Record),
+	}, nil)
+}
 
-	// execute
+// execute runs the tasks (batch.go) and attests what ran.
+func (j *job) execute(ctx workflow.Context) error {
 	j.enter(ctx, StageExecute)
-	j.running = map[string]string{}
-	defer func() {
-		if err == nil || len(j.running) == 0 {
-			return
-		}
-		dctx, _ := workflow.NewDisconnectedContext(ctx)
-		ids := make([]string, 0, len(j.running))
-		for id := range j.running {
-			ids = append(ids, id)
-		}
-		sort.Strings(ids)
-		var errs []error
-		for _, id := range ids {
-			if cerr := workflow.ExecuteActivity(compensateCtxExec(dctx), ActivityStopTask,
-				StopTaskInput{RunID: id, Runtime: j.running[id]}).Get(dctx, nil); cerr != nil {
-				errs = append(errs, cerr)
-				continue
-			}
-			delete(j.running, id)
-			j.comp = append(j.comp, "stop:"+id)
-		}
-		if len(errs) > 0 {
-			err = errors.Join(append([]error{err}, errs...)...)
-		}
-	}()
-	execStart := workflow.Now(ctx)
-	if err := j.execute(ctx); err != nil {
+	j.execStart = workflow.Now(ctx)
+	if err := j.runTasks(ctx); err != nil {
 		return err
 	}
-	execEnd := workflow.Now(ctx)
+	j.execEnd = workflow.Now(ctx)
+	pred := predicate.Execution{Header: j.header(), Runtime: j.award.Runtime, Provider: j.award.Provider}
+	if !j.byRef() {
+		pred.Tasks = j.tasks
+	}
+	return j.attest(ctx, predicate.StageExecution, j.outputSubjects(), pred, j.results)
+}
+
+// outputSubjects are the outputs as attestation subjects (layout 0; in
+// layout 1 the attest activity reads them from the sealed results).
+func (j *job) outputSubjects() []Subject {
+	if j.byRef() {
+		return nil
+	}
 	var subjects []Subject
 	for _, t := range j.plan.Tasks {
 		for _, o := range j.tasks[t.Name].Outputs {
 			subjects = append(subjects, Subject{Name: t.Name + ":" + o.Path, Digest: "sha256:" + o.SHA256})
 		}
 	}
-	if err := j.attest(ctx, "execution", subjects, map[string]any{
-		"tasks": j.tasks, "runtime": j.award.Runtime, "provider": j.award.Provider,
-	}); err != nil {
-		return err
-	}
+	return subjects
+}
 
-	// verify
+// verify runs the acceptance tests (layout 1 skips the activity when the
+// spec has none) and attests the outcome.
+func (j *job) verify(ctx workflow.Context) (bool, error) {
 	j.enter(ctx, StageVerify)
-	var ver VerifyOutput
-	if err := workflow.ExecuteActivity(verifyCtx(ctx), ActivityVerify, VerifyInput{
-		JobID: j.in.JobID, PlanJSON: j.planJSON, Award: j.award, Tasks: j.tasks,
-	}).Get(ctx, &ver); err != nil {
-		return classify(ctx, err, ClassVerification)
+	ver := VerifyOutput{Passed: true}
+	if !j.byRef() || j.plan.HasTests {
+		in := VerifyInput{JobID: j.in.JobID, PlanInput: j.planIn, Award: j.award, Results: j.results}
+		if !j.byRef() {
+			in.Tasks = j.tasks
+		}
+		var err error
+		if ver, err = Verify.Run(verifyCtx(ctx), in); err != nil {
+			return false, classify(ctx, err, ClassVerification)
+		}
 	}
 	j.tests = ver.Tests
-	if err := j.attest(ctx, "verification", subjects, map[string]any{
-		"passed": ver.Passed, "tests": ver.Tests,
-	}); err != nil {
-		return err
-	}
+	return ver.Passed, j.attest(ctx, predicate.StageVerification, j.outputSubjects(), predicate.Verification{
+		Header: j.header(), Passed: ver.Passed, Tests: ver.Tests,
+	}, j.results)
+}
 
-	// settle: pays (or refunds, per the SLA) even when verification failed,
-	// so escrow never stays open; the job then ends as failed. Money moves
-	// only once every earlier stage's attestation is logged.
+// settle pays (or refunds, per the SLA) even when verification failed, so
+// escrow never stays open; the job then ends as failed through j.tests.
+// Money moves only once every earlier stage's attestation is logged.
+func (j *job) settle(ctx workflow.Context, verified bool) error {
 	j.enter(ctx, StageSettle)
 	if err := j.awaitAttestations(ctx); err != nil {
 		return fail(ClassInternal, err)
 	}
-	var st SettleOutput
-	if err := workflow.ExecuteActivity(controlCtx(ctx, 2*time.Minute), ActivitySettle, SettleInput{
-		JobID: j.in.JobID, Tenant: j.plan.Tenant, PlanJSON: j.planJSON, Award: j.award,
-		Placement: j.placement, Tasks: j.tasks, Verified: ver.Passed, Started: execStart, Finished: execEnd,
-	}).Get(ctx, &st); err != nil {
+	in := SettleInput{JobID: j.in.JobID, PlanInput: j.planIn, Award: j.award, Verified: verified, Started: j.execStart, Finished: j.execEnd}
+	if j.byRef() {
+		u := j.usage
+		in.Usage = &u
+	} else {
+		in.Tasks = j.tasks
+	}
+	st, err := control(ctx, j.layout, Settle, in, 2*time.Minute)
+	if err != nil {
 		return classify(ctx, err, ClassInternal)
 	}
 	j.paid, j.refunded = st.Paid, st.Refunded
 	j.cost.Paid, j.cost.Held = st.Paid, 0
 	j.settled = true
-	if err := j.attest(ctx, "settlement", nil, map[string]any{
-		"paid": st.Paid, "refunded": st.Refunded, "currency": st.Currency, "record": rawOrNull(st.Record),
-	}); err != nil {
+	if err := j.attest(ctx, predicate.StageSettlement, nil, predicate.Settlement{
+		Header: j.header(), Paid: st.Paid, Refunded: st.Refunded, Currency: st.Currency, Record: rawOrNull(st.Record),
+	}, nil); err != nil {
 		// Settled money is final: a lost attestation must not refund it.
 		j.log.Info("settlement attestation failed", "job_id", j.in.JobID, "error", err)
-		return nil
-	}
-	if !ver.Passed {
-		// Escrow is closed by settlement; no compensation should run, so the
-		// failure is reported through j.tests instead of err.
-		return nil
 	}
 	return nil
-}
-
-// execute runs the DAG: each task in its own workflow goroutine, waiting for
-// its dependencies; the first task to fail for good cancels the rest.
-func (j *job) execute(ctx workflow.Context) error {
-	ectx, cancel := workflow.WithCancel(ctx)
-	defer cancel()
-	finished := map[string]bool{}
-	var firstErr error
-	for _, t := range j.plan.Tasks {
-		workflow.Go(ectx, func(gctx workflow.Context) {
-			defer func() { finished[t.Name] = true }()
-			err := workflow.Await(gctx, func() bool {
-				for _, d := range t.DependsOn {
-					if !finished[d] {
-						return false
-					}
-				}
-				return true
-			})
-			if err != nil {
-				j.setTask(t.Name, func(s *TaskStatus) { s.State = TaskCancelled })
-				return
-			}
-			for _, d := range t.DependsOn {
-				if j.tasks[d].State != TaskSucceeded {
-					j.setTask(t.Name, func(s *TaskStatus) {
-						s.State, s.Reason = TaskSkipped, "dependency "+d+" did not succeed"
-					})
-					return
-				}
-			}
-			if err := j.runTask(gctx, t); err != nil {
-				if firstErr == nil {
-					firstErr = err
-				}
-				cancel()
-			}
-		})
-	}
-	if err := workflow.Await(ctx, func() bool { return len(finished) == len(j.plan.Tasks) }); err != nil {
-		return fail(ClassCancelled, errors.New("cancelled during execution"))
-	}
-	if firstErr != nil {
-		return firstErr
-	}
-	if ctx.Err() != nil || j.cancelled {
-		return fail(ClassCancelled, errors.New("cancelled during execution"))
-	}
-	return nil
-}
-
-func (j *job) setTask(name string, f func(*TaskStatus)) {
-	s := j.tasks[name]
-	f(&s)
-	j.tasks[name] = s
-}
-
-// runTask runs one task with the spec's retry policy: each attempt is a new
-// container (run ID <job>.<task>.<attempt>), backoff between attempts in
-// workflow time.
-func (j *job) runTask(ctx workflow.Context, t PlanTask) error {
-	attempts := max(t.Attempts, 1)
-	backoff := t.Backoff
-	var last error
-	for attempt := 1; attempt <= attempts; attempt++ {
-		if attempt > 1 && backoff > 0 {
-			if err := workflow.Sleep(ctx, backoff); err != nil {
-				j.setTask(t.Name, func(s *TaskStatus) { s.State = TaskCancelled })
-				return fail(ClassCancelled, errors.New("cancelled"))
-			}
-			backoff *= 2
-			if t.MaxBackoff > 0 && backoff > t.MaxBackoff {
-				backoff = t.MaxBackoff
-			}
-		}
-		runID := RunID(j.in.JobID, t.Name, attempt)
-		j.setTask(t.Name, func(s *TaskStatus) {
-			s.State, s.Attempt, s.RunID, s.Reason, s.ExitCode = TaskRunning, attempt, runID, "", 0
-		})
-		var started StartTaskOutput
-		j.running[runID] = j.award.Runtime
-		err := workflow.ExecuteActivity(startCtx(ctx), ActivityStartTask, StartTaskInput{
-			JobID: j.in.JobID, Task: t.Name, Attempt: attempt, RunID: runID, PlanJSON: j.planJSON, Award: j.award,
-		}).Get(ctx, &started)
-		if err == nil {
-			var out WaitTaskOutput
-			err = workflow.ExecuteActivity(waitCtx(ctx, t, j.opts.WaitWindow), ActivityWaitTask, WaitTaskInput{
-				JobID: j.in.JobID, Task: t.Name, RunID: runID, Runtime: j.award.Runtime, Window: j.opts.WaitWindow,
-			}).Get(ctx, &out)
-			if err == nil {
-				delete(j.running, runID) // WaitTask collected and cleaned it up
-				j.setTask(t.Name, func(s *TaskStatus) {
-					s.ExitCode, s.Reason, s.Usage, s.Outputs = out.ExitCode, out.Reason, out.Usage, out.Outputs
-					s.ImageDigest = started.ImageDigest
-					if !out.StartedAt.IsZero() {
-						st, fin := out.StartedAt, out.FinishedAt
-						s.StartedAt, s.FinishedAt = &st, &fin
-					}
-				})
-				if out.State == "exited" && out.ExitCode == 0 {
-					j.setTask(t.Name, func(s *TaskStatus) { s.State = TaskSucceeded })
-					return nil
-				}
-				last = fmt.Errorf("task %s attempt %d: %s exit %d %s", t.Name, attempt, out.State, out.ExitCode, out.Reason)
-				j.setTask(t.Name, func(s *TaskStatus) { s.State = TaskFailed })
-				continue
-			}
-		}
-		if ctx.Err() != nil || temporal.IsCanceledError(err) {
-			j.setTask(t.Name, func(s *TaskStatus) { s.State = TaskCancelled })
-			return fail(ClassCancelled, errors.New("cancelled"))
-		}
-		last = fmt.Errorf("task %s attempt %d: %w", t.Name, attempt, err)
-		j.setTask(t.Name, func(s *TaskStatus) { s.State, s.Reason = TaskFailed, errMessage(err) })
-	}
-	return fail(ClassExecution, last)
-}
-
-// attest queues a stage statement. It is signed and logged in the
-// background, chained to the previous stage's envelope, while the job moves
-// on: attestations stay in stage order but leave the critical path. A
-// failed attestation stops the job at the next stage boundary (the next
-// attest call) and every queued one is awaited before the job ends. They
-// run on a disconnected context: a finished stage is attested even when the
-// job is then cancelled.
-func (j *job) attest(ctx workflow.Context, stage string, subjects []Subject, predicate map[string]any) error {
-	if err := j.attestErr(ctx); err != nil {
-		return err
-	}
-	predicate["job_id"] = j.in.JobID
-	b, err := json.Marshal(predicate)
-	if err != nil {
-		return fail(ClassInternal, fmt.Errorf("encode %s predicate: %w", stage, err))
-	}
-	prev := j.attTail
-	f, set := workflow.NewFuture(ctx)
-	actx, _ := workflow.NewDisconnectedContext(ctx)
-	workflow.Go(actx, func(gctx workflow.Context) {
-		var previous string
-		if prev != nil {
-			if err := prev.Get(gctx, &previous); err != nil {
-				set.Set(nil, err)
-				return
-			}
-		}
-		var out AttestOutput
-		if err := workflow.ExecuteActivity(attestCtx(gctx), ActivityAttest, AttestInput{
-			JobID: j.in.JobID, Stage: stage, Previous: previous, Subjects: subjects, Predicate: b,
-		}).Get(gctx, &out); err != nil {
-			set.Set(nil, fmt.Errorf("attest %s: %w", stage, err))
-			return
-		}
-		j.atts = append(j.atts, AttestationRef{Stage: stage, Digest: out.Digest, LogIndex: out.LogIndex})
-		set.Set(out.Digest, nil)
-	})
-	j.attTail = f
-	return nil
-}
-
-// attestErr reports an attestation that already failed, without waiting.
-func (j *job) attestErr(ctx workflow.Context) error {
-	if j.attTail == nil || !j.attTail.IsReady() {
-		return nil
-	}
-	if err := j.attTail.Get(ctx, nil); err != nil {
-		return fail(ClassInternal, err)
-	}
-	return nil
-}
-
-// awaitAttestations waits for every queued attestation.
-func (j *job) awaitAttestations(ctx workflow.Context) error {
-	if j.attTail == nil {
-		return nil
-	}
-	dctx, _ := workflow.NewDisconnectedContext(ctx)
-	return j.attTail.Get(dctx, nil)
 }
 
 // finish builds the result, records metrics and the final search attribute.
@@ -596,21 +409,15 @@ func (j *job) finish(ctx workflow.Context, err, aerr error) (JobResult, error) {
 	res := JobResult{
 		JobID: j.in.JobID, Stage: failedStage, Spec: j.plan.Name, Tenant: j.plan.Tenant,
 		Provider: j.award.Provider, Price: j.award.Price, Paid: j.paid, Refunded: j.refunded,
-		Currency: j.cost.Currency, Tasks: j.tasks, Tests: j.tests, Attestations: j.atts,
+		Currency: j.cost.Currency, Tasks: listTasks(j.tasks), Tests: j.tests, Attestations: j.atts,
 		Stages: j.stages, Compensated: j.comp,
 	}
-	var f *failure
-	switch {
-	case err == nil && testsFailed(j.tests):
-		res.Status, res.Class, res.Error = StatusFailed, ClassVerification, "acceptance tests failed"
-	case err == nil:
-		res.Status, res.Stage = StatusSettled, StageDone
-	case j.cancelled || errors.As(err, &f) && f.class == ClassCancelled || ctx.Err() != nil:
-		res.Status, res.Class, res.Error = StatusCancelled, ClassCancelled, err.Error()
-	case errors.As(err, &f):
-		res.Status, res.Class, res.Error = StatusFailed, f.class, err.Error()
-	default:
-		res.Status, res.Class, res.Error = StatusFailed, ClassInternal, err.Error()
+	if j.byRef() {
+		res.TaskCounts = countTasks(j.tasks)
+	}
+	res.Status, res.Class, res.Error = j.outcome(ctx, err)
+	if res.Status == StatusSettled {
+		res.Stage = StageDone
 	}
 	// The workflow context may be cancelled; record the end state anyway.
 	dctx, _ := workflow.NewDisconnectedContext(ctx)
@@ -625,6 +432,23 @@ func (j *job) finish(ctx workflow.Context, err, aerr error) (JobResult, error) {
 	}
 	j.log.Info("job finished", "job_id", j.in.JobID, "status", res.Status, "class", res.Class)
 	return res, nil
+}
+
+// outcome is the job's status, failure class and error message.
+func (j *job) outcome(ctx workflow.Context, err error) (status, class, msg string) {
+	var f *failure
+	switch {
+	case err == nil && testsFailed(j.tests):
+		return StatusFailed, ClassVerification, "acceptance tests failed"
+	case err == nil:
+		return StatusSettled, "", ""
+	case j.cancelled || errors.As(err, &f) && f.class == ClassCancelled || ctx.Err() != nil:
+		return StatusCancelled, ClassCancelled, err.Error()
+	case errors.As(err, &f):
+		return StatusFailed, f.class, err.Error()
+	default:
+		return StatusFailed, ClassInternal, err.Error()
+	}
 }
 
 func (j *job) stageMetric(ctx workflow.Context, stage string, d time.Duration) {
@@ -649,17 +473,8 @@ func classify(ctx workflow.Context, err error, def string) error {
 	}
 	var app *temporal.ApplicationError
 	if errors.As(err, &app) {
-		switch app.Type() {
-		case ErrTypeInvalidSpec:
-			return fail(ClassInvalidSpec, err)
-		case ErrTypePolicy:
-			return fail(ClassPolicy, err)
-		case ErrTypeNoOffers:
-			return fail(ClassNoOffers, err)
-		case ErrTypeExecution:
-			return fail(ClassExecution, err)
-		case ErrTypeInsufficient:
-			return fail(ClassPolicy, err)
+		if class, ok := errClasses[app.Type()]; ok {
+			return fail(class, err)
 		}
 	}
 	if def == ClassInvalidSpec || def == ClassPolicy || def == ClassNoOffers {
@@ -667,6 +482,15 @@ func classify(ctx workflow.Context, err error, def string) error {
 		return fail(ClassInternal, err)
 	}
 	return fail(def, err)
+}
+
+// errClasses maps the activities' application error types to classes.
+var errClasses = map[string]string{
+	ErrTypeInvalidSpec:  ClassInvalidSpec,
+	ErrTypePolicy:       ClassPolicy,
+	ErrTypeNoOffers:     ClassNoOffers,
+	ErrTypeExecution:    ClassExecution,
+	ErrTypeInsufficient: ClassFunds,
 }
 
 func errMessage(err error) string {
@@ -683,78 +507,4 @@ func taskNames(ts []PlanTask) []string {
 		out[i] = t.Name
 	}
 	return out
-}
-
-func rawOrNull(b json.RawMessage) json.RawMessage {
-	if len(b) == 0 {
-		return json.RawMessage("null")
-	}
-	return b
-}
-
-func controlCtx(ctx workflow.Context, timeout time.Duration) workflow.Context {
-	return workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
-		TaskQueue:           TaskQueueControl,
-		StartToCloseTimeout: timeout,
-		RetryPolicy:         controlRetry,
-	})
-}
-
-func attestCtx(ctx workflow.Context) workflow.Context {
-	return workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
-		TaskQueue:              TaskQueueControl,
-		StartToCloseTimeout:    time.Minute,
-		ScheduleToCloseTimeout: 24 * time.Hour,
-		RetryPolicy:            attestRetry,
-	})
-}
-
-func compensateCtx(ctx workflow.Context) workflow.Context {
-	return workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
-		TaskQueue:              TaskQueueControl,
-		StartToCloseTimeout:    time.Minute,
-		ScheduleToCloseTimeout: 24 * time.Hour,
-		RetryPolicy:            compensateRetry,
-	})
-}
-
-func compensateCtxExec(ctx workflow.Context) workflow.Context {
-	return workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
-		TaskQueue:              TaskQueueExecution,
-		StartToCloseTimeout:    2 * time.Minute,
-		ScheduleToCloseTimeout: 24 * time.Hour,
-		RetryPolicy:            compensateRetry,
-	})
-}
-
-func startCtx(ctx workflow.Context) workflow.Context {
-	return workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
-		TaskQueue:           TaskQueueExecution,
-		StartToCloseTimeout: 10 * time.Minute, // image import and unpack
-		HeartbeatTimeout:    time.Minute,
-		RetryPolicy:         startRetry,
-	})
-}
-
-func waitCtx(ctx workflow.Context, t PlanTask, window time.Duration) workflow.Context {
-	d := t.MaxDuration
-	if d <= 0 {
-		d = defaultTaskDuration
-	}
-	return workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
-		TaskQueue:              TaskQueueExecution,
-		StartToCloseTimeout:    window + 5*time.Minute, // plus output collection
-		HeartbeatTimeout:       10 * time.Second,
-		ScheduleToCloseTimeout: d + 10*time.Minute,
-		RetryPolicy:            waitRetry,
-	})
-}
-
-func verifyCtx(ctx workflow.Context) workflow.Context {
-	return workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
-		TaskQueue:           TaskQueueExecution,
-		StartToCloseTimeout: 30 * time.Minute,
-		HeartbeatTimeout:    time.Minute,
-		RetryPolicy:         startRetry,
-	})
 }

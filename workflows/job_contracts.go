@@ -4,6 +4,9 @@ import (
 	"encoding/json"
 	"strconv"
 	"time"
+
+	"github.com/accordmesh/accord/provenance/predicate"
+	"github.com/accordmesh/accord/runtimes"
 )
 
 // The contract of the job workflow: task queues, names, and one input and one
@@ -18,8 +21,12 @@ const (
 	TaskQueueExecution = "accord-execution"
 )
 
-// JobWorkflowName is the registered name of the job workflow.
-const JobWorkflowName = "accord.Job"
+// JobWorkflowName is the registered name of the job workflow;
+// BatchWorkflowName is its child that runs one batch of a large job's tasks.
+const (
+	JobWorkflowName   = "accord.Job"
+	BatchWorkflowName = "accord.JobBatch"
+)
 
 // Signal and query names.
 const (
@@ -71,6 +78,8 @@ const (
 	ClassVerification = "verification"
 	ClassCancelled    = "cancelled"
 	ClassInternal     = "internal"
+	// ClassFunds: the tenant's balance cannot cover the job's escrow.
+	ClassFunds = "insufficient_funds"
 )
 
 // Application error types that activities return as non-retryable failures;
@@ -101,7 +110,6 @@ type JobInput struct {
 	JobID          string `json:"job_id"`
 	SpecPath       string `json:"spec_path"`
 	DocumentDigest string `json:"document_digest,omitempty"`
-	Submitter      string `json:"submitter,omitempty"`
 }
 
 // JobResult is the workflow's result.
@@ -119,6 +127,7 @@ type JobResult struct {
 	Refunded     int64                  `json:"refunded"`
 	Currency     string                 `json:"currency,omitempty"`
 	Tasks        map[string]TaskStatus  `json:"tasks,omitempty"`
+	TaskCounts   map[string]int         `json:"task_counts,omitempty"`
 	Tests        []TestResult           `json:"tests,omitempty"`
 	Attestations []AttestationRef       `json:"attestations,omitempty"`
 	Stages       map[string]StageTiming `json:"stages,omitempty"`
@@ -133,16 +142,22 @@ type StageTiming struct {
 
 // JobStatus answers the status query: a live view of the job.
 type JobStatus struct {
-	JobID    string                 `json:"job_id"`
-	Status   string                 `json:"status"`
-	Stage    string                 `json:"stage"`
-	Spec     string                 `json:"spec,omitempty"`
-	Tenant   string                 `json:"tenant,omitempty"`
-	Cost     Cost                   `json:"cost"`
-	Tasks    map[string]TaskStatus  `json:"tasks,omitempty"`
-	Stages   map[string]StageTiming `json:"stages,omitempty"`
-	Approved bool                   `json:"approved,omitempty"`
+	JobID  string                `json:"job_id"`
+	Status string                `json:"status"`
+	Stage  string                `json:"stage"`
+	Spec   string                `json:"spec,omitempty"`
+	Tenant string                `json:"tenant,omitempty"`
+	Cost   Cost                  `json:"cost"`
+	Tasks  map[string]TaskStatus `json:"tasks,omitempty"`
+	// TaskCounts counts tasks by state; with more than MaxListedTasks
+	// tasks, Tasks lists only those not succeeded (at most MaxListedTasks).
+	TaskCounts map[string]int         `json:"task_counts,omitempty"`
+	Stages     map[string]StageTiming `json:"stages,omitempty"`
+	Approved   bool                   `json:"approved,omitempty"`
 }
+
+// MaxListedTasks bounds the tasks a status or result lists one by one.
+const MaxListedTasks = 200
 
 // Cost is the cost so far: the negotiated price once known, what is held in
 // escrow, and what has been paid.
@@ -153,38 +168,15 @@ type Cost struct {
 	Currency string `json:"currency,omitempty"`
 }
 
-// TaskStatus is one task's progress.
-type TaskStatus struct {
-	State    string           `json:"state"`
-	Attempt  int              `json:"attempt"`
-	RunID    string           `json:"run_id,omitempty"`
-	ExitCode int              `json:"exit_code"`
-	Reason   string           `json:"reason,omitempty"`
-	Outputs  []OutputArtifact `json:"outputs,omitempty"`
-	Usage    Usage            `json:"usage"`
-	// ImageDigest, StartedAt and FinishedAt describe the last attempt's
-	// container (runtime clock).
-	ImageDigest string     `json:"image_digest,omitempty"`
-	StartedAt   *time.Time `json:"started_at,omitempty"`
-	FinishedAt  *time.Time `json:"finished_at,omitempty"`
-}
+// TaskStatus is one task's progress: the execution predicate's TaskRun,
+// one definition for the workflow, the attestation and the audit.
+type TaskStatus = predicate.TaskRun
 
-// OutputArtifact is a collected output file.
-type OutputArtifact struct {
-	Path   string `json:"path"`
-	SHA256 string `json:"sha256"`
-	Size   int64  `json:"size"`
-	Local  string `json:"local,omitempty"`
-}
+// OutputArtifact is a collected output file (bare hex SHA256).
+type OutputArtifact = predicate.OutputArtifact
 
 // Usage is metered consumption.
-type Usage struct {
-	WallSeconds  float64 `json:"wall_seconds"`
-	CPUSeconds   float64 `json:"cpu_seconds"`
-	PeakMemBytes int64   `json:"peak_mem_bytes"`
-	MemGBSeconds float64 `json:"mem_gb_seconds"`
-	GPUSeconds   float64 `json:"gpu_seconds"`
-}
+type Usage = runtimes.Usage
 
 // PlanTask is the part of a compiled task the workflow needs to schedule it.
 type PlanTask struct {
@@ -198,18 +190,26 @@ type PlanTask struct {
 
 // PlanSummary is what the workflow sees of a compiled plan.
 type PlanSummary struct {
-	Name             string        `json:"name"`
-	Version          string        `json:"version"`
-	Tenant           string        `json:"tenant"`
-	DocumentDigest   string        `json:"document_digest"`
-	ContractDigest   string        `json:"contract_digest"`
-	Tasks            []PlanTask    `json:"tasks"` // topological order
-	MaxCost          int64         `json:"max_cost"`
-	Currency         string        `json:"currency"`
-	Deadline         time.Duration `json:"deadline_ns,omitempty"`
-	ApprovalRequired bool          `json:"approval_required,omitempty"`
-	ApprovalAbove    int64         `json:"approval_above,omitempty"`
-	HasTests         bool          `json:"has_tests,omitempty"`
+	Name             string     `json:"name"`
+	Version          string     `json:"version"`
+	Tenant           string     `json:"tenant"`
+	DocumentDigest   string     `json:"document_digest"`
+	ContractDigest   string     `json:"contract_digest"`
+	Tasks            []PlanTask `json:"tasks"` // topological order
+	MaxCost          int64      `json:"max_cost"`
+	Currency         string     `json:"currency"`
+	ApprovalRequired bool       `json:"approval_required,omitempty"`
+	ApprovalAbove    int64      `json:"approval_above,omitempty"`
+	// HasTests tells the workflow whether there is anything to verify.
+	HasTests bool `json:"has_tests,omitempty"`
+}
+
+// PlanInput names the compiled plan an activity works on: PlanRef, the
+// plan's digest in the artifact store (the workflow's layout 1), or, in
+// histories of layout 0, PlanJSON, the plan itself.
+type PlanInput struct {
+	PlanRef  string          `json:"plan_ref,omitempty"`
+	PlanJSON json.RawMessage `json:"plan_json,omitempty"`
 }
 
 // CompileInput / CompileOutput: load, compose, validate and compile the spec.
@@ -217,19 +217,23 @@ type CompileInput struct {
 	JobID          string `json:"job_id"`
 	SpecPath       string `json:"spec_path"`
 	DocumentDigest string `json:"document_digest,omitempty"`
+	// ByRef asks for the plan by reference (PlanRef) only; layout 0 jobs
+	// still in flight leave it false and get PlanJSON.
+	ByRef bool `json:"by_ref,omitempty"`
 }
 
 type CompileOutput struct {
 	Plan PlanSummary `json:"plan"`
-	// PlanJSON is the full compiled plan, opaque to the workflow and handed to
-	// the activities that need it.
-	PlanJSON json.RawMessage `json:"plan_json"`
+	// PlanRef is the full compiled plan's digest in the artifact store.
+	PlanRef string `json:"plan_ref,omitempty"`
+	// PlanJSON is the full plan itself, for layout 0 only.
+	PlanJSON json.RawMessage `json:"plan_json,omitempty"`
 }
 
 // AdmitInput / AdmitOutput: admission policy.
 type AdmitInput struct {
-	JobID    string          `json:"job_id"`
-	PlanJSON json.RawMessage `json:"plan_json"`
+	JobID string `json:"job_id"`
+	PlanInput
 	// SpecPath is the submitted document; its detached signature, if any,
 	// is SpecPath + ".sig" (`accord spec sign`).
 	SpecPath string `json:"spec_path,omitempty"`
@@ -243,8 +247,8 @@ type AdmitOutput struct {
 
 // NegotiateInput / NegotiateOutput: run the market.
 type NegotiateInput struct {
-	JobID    string          `json:"job_id"`
-	PlanJSON json.RawMessage `json:"plan_json"`
+	JobID string `json:"job_id"`
+	PlanInput
 }
 
 type NegotiateOutput struct {
@@ -269,10 +273,10 @@ type TaskDevices struct {
 
 // PlaceInput / PlaceOutput: reserve capacity and hold escrow.
 type PlaceInput struct {
-	JobID    string          `json:"job_id"`
-	Tenant   string          `json:"tenant"`
-	PlanJSON json.RawMessage `json:"plan_json"`
-	Award    NegotiateOutput `json:"award"`
+	JobID  string `json:"job_id"`
+	Tenant string `json:"tenant"`
+	PlanInput
+	Award NegotiateOutput `json:"award"`
 }
 
 type PlaceOutput struct {
@@ -287,10 +291,8 @@ type PlaceOutput struct {
 // ReleaseInput / ReleaseOutput: compensation for Place (refund escrow,
 // release the reservation). Idempotent by job ID.
 type ReleaseInput struct {
-	JobID     string      `json:"job_id"`
-	Tenant    string      `json:"tenant"`
-	Placement PlaceOutput `json:"placement"`
-	Reason    string      `json:"reason"`
+	JobID  string `json:"job_id"`
+	Reason string `json:"reason"`
 }
 
 type ReleaseOutput struct {
@@ -299,18 +301,17 @@ type ReleaseOutput struct {
 
 // StartTaskInput / StartTaskOutput: start one attempt of one task.
 type StartTaskInput struct {
-	JobID    string          `json:"job_id"`
-	Task     string          `json:"task"`
-	Attempt  int             `json:"attempt"`
-	RunID    string          `json:"run_id"` // <job>.<task>.<attempt>
-	PlanJSON json.RawMessage `json:"plan_json"`
-	Award    NegotiateOutput `json:"award"`
+	JobID   string `json:"job_id"`
+	Task    string `json:"task"`
+	Attempt int    `json:"attempt"`
+	RunID   string `json:"run_id"` // <job>.<task>.<attempt>
+	PlanInput
+	Award NegotiateOutput `json:"award"`
 }
 
 type StartTaskOutput struct {
 	RunID       string `json:"run_id"`
 	ImageDigest string `json:"image_digest,omitempty"`
-	Node        string `json:"node,omitempty"`
 }
 
 // WaitTaskInput / WaitTaskOutput: wait for an attempt to end, collect its
@@ -318,24 +319,52 @@ type StartTaskOutput struct {
 // heartbeats; after Window it gives its slot back with a retryable
 // ErrTypeStillRunning error and Temporal schedules the next wait.
 type WaitTaskInput struct {
-	JobID   string          `json:"job_id"`
-	Task    string          `json:"task"`
-	RunID   string          `json:"run_id"`
-	Runtime string          `json:"runtime"`
-	Window  time.Duration   `json:"window_ns"`
-	Plan    json.RawMessage `json:"plan_json,omitempty"`
+	JobID   string        `json:"job_id"`
+	Task    string        `json:"task"`
+	RunID   string        `json:"run_id"`
+	Runtime string        `json:"runtime"`
+	Window  time.Duration `json:"window_ns"`
 }
 
 type WaitTaskOutput struct {
 	State       string           `json:"state"` // runtimes.State
 	ExitCode    int              `json:"exit_code"`
 	Reason      string           `json:"reason,omitempty"`
-	Node        string           `json:"node,omitempty"`
 	Outputs     []OutputArtifact `json:"outputs,omitempty"`
 	Usage       Usage            `json:"usage"`
-	ImageDigest string           `json:"image_digest,omitempty"`
+	ImageDigest string           `json:"image_digest,omitempty"` // RunTask only
 	StartedAt   time.Time        `json:"started_at,omitzero"`
 	FinishedAt  time.Time        `json:"finished_at,omitzero"`
+}
+
+// RunTaskInput / RunTaskOutput: start one attempt of one task (or re-attach
+// to it) and wait for it to end, collect its outputs and log and clean it
+// up: StartTask and WaitTask in one activity (layout 1). After Window it
+// gives its slot back with a retryable ErrTypeStillRunning error and the
+// retry re-attaches. Idempotent by run ID.
+type RunTaskInput struct {
+	JobID   string `json:"job_id"`
+	Task    string `json:"task"`
+	Attempt int    `json:"attempt"`
+	RunID   string `json:"run_id"`
+	PlanInput
+	Award  NegotiateOutput `json:"award"`
+	Window time.Duration   `json:"window_ns"`
+}
+
+type RunTaskOutput = WaitTaskOutput
+
+// SealResultsInput / SealResultsOutput: store a batch of task results in the
+// artifact store (layout 1), so verification, settlement and the execution
+// attestation read them by digest instead of through the history.
+// Idempotent: the digest is a pure function of the results.
+type SealResultsInput struct {
+	JobID string                `json:"job_id"`
+	Tasks map[string]TaskStatus `json:"tasks"`
+}
+
+type SealResultsOutput struct {
+	Ref string `json:"ref"`
 }
 
 // StopTaskInput / StopTaskOutput: compensation for StartTask. Idempotent:
@@ -345,16 +374,17 @@ type StopTaskInput struct {
 	Runtime string `json:"runtime"`
 }
 
-type StopTaskOutput struct {
-	Stopped bool `json:"stopped"`
-}
+type StopTaskOutput struct{}
 
 // VerifyInput / VerifyOutput: acceptance tests over the collected outputs.
 type VerifyInput struct {
-	JobID    string                `json:"job_id"`
-	PlanJSON json.RawMessage       `json:"plan_json"`
-	Award    NegotiateOutput       `json:"award"`
-	Tasks    map[string]TaskStatus `json:"tasks"`
+	JobID string `json:"job_id"`
+	PlanInput
+	Award NegotiateOutput `json:"award"`
+	// Results are the sealed task results (layout 1); Tasks the results
+	// themselves (layout 0).
+	Results []string              `json:"results,omitempty"`
+	Tasks   map[string]TaskStatus `json:"tasks,omitempty"`
 }
 
 type VerifyOutput struct {
@@ -363,24 +393,21 @@ type VerifyOutput struct {
 }
 
 // TestResult is one acceptance test's outcome.
-type TestResult struct {
-	Name   string `json:"name"`
-	Passed bool   `json:"passed"`
-	Detail string `json:"detail,omitempty"`
-}
+type TestResult = predicate.TestResult
 
 // SettleInput / SettleOutput: pay the provider from escrow per the price and
 // metered usage, fees, royalties, SLA; refund the rest.
 type SettleInput struct {
-	JobID     string                `json:"job_id"`
-	Tenant    string                `json:"tenant"`
-	PlanJSON  json.RawMessage       `json:"plan_json"`
-	Award     NegotiateOutput       `json:"award"`
-	Placement PlaceOutput           `json:"placement"`
-	Tasks     map[string]TaskStatus `json:"tasks"`
-	Verified  bool                  `json:"verified"`
-	Started   time.Time             `json:"started"`
-	Finished  time.Time             `json:"finished"`
+	JobID string `json:"job_id"`
+	PlanInput
+	Award NegotiateOutput `json:"award"`
+	// Usage is the job's total metered usage (layout 1); layout 0 sends
+	// Tasks and the activity adds their usage up.
+	Usage    *Usage                `json:"usage,omitempty"`
+	Tasks    map[string]TaskStatus `json:"tasks,omitempty"`
+	Verified bool                  `json:"verified"`
+	Started  time.Time             `json:"started"`
+	Finished time.Time             `json:"finished"`
 }
 
 type SettleOutput struct {
@@ -398,6 +425,9 @@ type AttestInput struct {
 	Previous  string          `json:"previous,omitempty"` // digest of the previous envelope
 	Subjects  []Subject       `json:"subjects,omitempty"`
 	Predicate json.RawMessage `json:"predicate"`
+	// Results are sealed task results (layout 1): their outputs become
+	// subjects, and the execution stage's predicate lists the tasks.
+	Results []string `json:"results,omitempty"`
 }
 
 // Subject is an artifact an attestation is about.
@@ -418,20 +448,43 @@ type AttestationRef struct {
 	LogIndex int64  `json:"log_index"`
 }
 
-// Activity names. The workflow refers to activities by name so that it does
-// not import their implementations; activities.Register binds them.
-const (
-	ActivityCompile   = "Compile"
-	ActivityAdmit     = "Admit"
-	ActivityNegotiate = "Negotiate"
-	ActivityPlace     = "Place"
-	ActivityRelease   = "Release"
-	ActivityStartTask = "StartTask"
-	ActivityWaitTask  = "WaitTask"
-	ActivityStopTask  = "StopTask"
-	ActivityVerify    = "Verify"
-	ActivitySettle    = "Settle"
-	ActivityAttest    = "Attest"
+// BatchInput / BatchResult: the JobBatch child workflow, which runs one batch
+// of a large job's tasks (layout 1). Upstream holds the final states of the
+// tasks outside the batch that tasks in it depend on.
+type BatchInput struct {
+	JobID string `json:"job_id"`
+	PlanInput
+	Award    NegotiateOutput   `json:"award"`
+	Tasks    []PlanTask        `json:"tasks"`
+	Upstream map[string]string `json:"upstream,omitempty"`
+}
+
+// BatchResult reports a batch: every task's status, the digest of the
+// sealed results when all succeeded, else the failure and its class.
+type BatchResult struct {
+	Tasks       map[string]TaskStatus `json:"tasks"`
+	Ref         string                `json:"ref,omitempty"`
+	Failure     string                `json:"failure,omitempty"`
+	Class       string                `json:"class,omitempty"`
+	Compensated []string              `json:"compensated,omitempty"`
+}
+
+// The activities, as typed references (see Activity). Their names are part
+// of recorded histories and never change.
+var (
+	Compile     = Activity[CompileInput, CompileOutput]{Name: "Compile"}
+	Admit       = Activity[AdmitInput, AdmitOutput]{Name: "Admit"}
+	Negotiate   = Activity[NegotiateInput, NegotiateOutput]{Name: "Negotiate"}
+	Place       = Activity[PlaceInput, PlaceOutput]{Name: "Place"}
+	Release     = Activity[ReleaseInput, ReleaseOutput]{Name: "Release"}
+	StartTask   = Activity[StartTaskInput, StartTaskOutput]{Name: "StartTask"}
+	WaitTask    = Activity[WaitTaskInput, WaitTaskOutput]{Name: "WaitTask"}
+	RunTask     = Activity[RunTaskInput, RunTaskOutput]{Name: "RunTask"}
+	StopTask    = Activity[StopTaskInput, StopTaskOutput]{Name: "StopTask"}
+	SealResults = Activity[SealResultsInput, SealResultsOutput]{Name: "SealResults"}
+	Verify      = Activity[VerifyInput, VerifyOutput]{Name: "Verify"}
+	Settle      = Activity[SettleInput, SettleOutput]{Name: "Settle"}
+	Attest      = Activity[AttestInput, AttestOutput]{Name: "Attest"}
 )
 
 // RunID names one attempt of one task: <job>.<task>.<attempt>.

@@ -2,10 +2,12 @@ package workflows
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
+	"os"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -14,10 +16,10 @@ import (
 	"github.com/stretchr/testify/mock"
 	enumspb "go.temporal.io/api/enums/v1"
 	"go.temporal.io/sdk/activity"
+	"go.temporal.io/sdk/converter"
 	tlog "go.temporal.io/sdk/log"
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/testsuite"
-	"go.temporal.io/sdk/workflow"
 )
 
 // Activity signatures for registration in the test environment; every call
@@ -27,8 +29,8 @@ func admitAct(context.Context, AdmitInput) (AdmitOutput, error)             { pa
 func negotiateAct(context.Context, NegotiateInput) (NegotiateOutput, error) { panic("mocked") }
 func placeAct(context.Context, PlaceInput) (PlaceOutput, error)             { panic("mocked") }
 func releaseAct(context.Context, ReleaseInput) (ReleaseOutput, error)       { panic("mocked") }
-func startAct(context.Context, StartTaskInput) (StartTaskOutput, error)     { panic("mocked") }
-func waitAct(context.Context, WaitTaskInput) (WaitTaskOutput, error)        { panic("mocked") }
+func runAct(context.Context, RunTaskInput) (RunTaskOutput, error)           { panic("mocked") }
+func sealAct(context.Context, SealResultsInput) (SealResultsOutput, error)  { panic("mocked") }
 func stopAct(context.Context, StopTaskInput) (StopTaskOutput, error)        { panic("mocked") }
 func verifyAct(context.Context, VerifyInput) (VerifyOutput, error)          { panic("mocked") }
 func settleAct(context.Context, SettleInput) (SettleOutput, error)          { panic("mocked") }
@@ -44,6 +46,8 @@ type harness struct {
 	overridden map[string]bool
 
 	mu       sync.Mutex
+	placed   bool
+	sealed   []SealResultsInput
 	attests  []AttestInput
 	started  []string
 	released []ReleaseInput
@@ -66,20 +70,37 @@ func dagPlan() PlanSummary {
 
 func newHarness(t *testing.T, plan PlanSummary) *harness {
 	var s testsuite.WorkflowTestSuite
-	s.SetLogger(tlog.NewStructuredLogger(slog.New(slog.NewTextHandler(io.Discard, nil))))
+	s.SetLogger(tlog.NewStructuredLogger(slog.New(slog.NewTextHandler(testLogOut(), nil))))
 	env := s.NewTestWorkflowEnvironment()
 	env.SetTestTimeout(30 * time.Second)
 	h := &harness{t: t, env: env, overridden: map[string]bool{}}
-	env.RegisterWorkflowWithOptions(Job, workflow.RegisterOptions{Name: JobWorkflowName})
-	reg := map[string]interface{}{
-		ActivityCompile: compileAct, ActivityAdmit: admitAct, ActivityNegotiate: negotiateAct,
-		ActivityPlace: placeAct, ActivityRelease: releaseAct, ActivityStartTask: startAct,
-		ActivityWaitTask: waitAct, ActivityStopTask: stopAct, ActivityVerify: verifyAct,
-		ActivitySettle: settleAct, ActivityAttest: attestAct,
-	}
-	for name, fn := range reg {
-		env.RegisterActivityWithOptions(fn, activity.RegisterOptions{Name: name})
-	}
+	Register(env)
+	Compile.Register(env, compileAct)
+	Admit.Register(env, admitAct)
+	Negotiate.Register(env, negotiateAct)
+	Place.Register(env, placeAct)
+	Release.Register(env, releaseAct)
+	RunTask.Register(env, runAct)
+	SealResults.Register(env, sealAct)
+	StopTask.Register(env, stopAct)
+	Verify.Register(env, verifyAct)
+	Settle.Register(env, settleAct)
+	Attest.Register(env, attestAct)
+	// Every RunTask call, mocked or overridden, is an attempt started (or,
+	// on a wait window's retry, re-attached).
+	env.SetOnActivityStartedListener(func(info *activity.Info, _ context.Context, args converter.EncodedValues) {
+		if info.ActivityType.Name != RunTask.Name {
+			return
+		}
+		var in RunTaskInput
+		if err := args.Get(&in); err != nil {
+			t.Errorf("RunTask input: %v", err)
+			return
+		}
+		h.mu.Lock()
+		defer h.mu.Unlock()
+		h.started = append(h.started, in.RunID)
+	})
 	h.plan = plan
 	return h
 }
@@ -93,63 +114,69 @@ func (h *harness) on(name string) *testsuite.MockCallWrapper {
 // defaults mocks every activity a test did not override to succeed.
 func (h *harness) defaults() {
 	env, plan := h.env, h.plan
-	planJSON, _ := json.Marshal(plan)
-	if !h.overridden[ActivityCompile] {
-		env.OnActivity(ActivityCompile, mock.Anything, mock.Anything).Return(CompileOutput{Plan: plan, PlanJSON: planJSON}, nil).Maybe()
+	if !h.overridden[Compile.Name] {
+		env.OnActivity(Compile.Name, mock.Anything, mock.Anything).Return(CompileOutput{Plan: plan, PlanRef: "sha256:plan"}, nil).Maybe()
 	}
-	if !h.overridden[ActivityAdmit] {
-		env.OnActivity(ActivityAdmit, mock.Anything, mock.Anything).Return(AdmitOutput{Allowed: true}, nil).Maybe()
+	if !h.overridden[Admit.Name] {
+		env.OnActivity(Admit.Name, mock.Anything, mock.Anything).Return(AdmitOutput{Allowed: true}, nil).Maybe()
 	}
-	if !h.overridden[ActivityNegotiate] {
-		env.OnActivity(ActivityNegotiate, mock.Anything, mock.Anything).Return(NegotiateOutput{
+	if !h.overridden[Negotiate.Name] {
+		env.OnActivity(Negotiate.Name, mock.Anything, mock.Anything).Return(NegotiateOutput{
 			Provider: "local", Pool: "local", Runtime: "containerd", Price: 400, Currency: "USD",
 		}, nil).Maybe()
 	}
-	if !h.overridden[ActivityPlace] {
-		env.OnActivity(ActivityPlace, mock.Anything, mock.Anything).Return(PlaceOutput{
-			Reservation: "r1", HoldID: "h1", Held: 500, Currency: "USD",
-		}, nil).Maybe()
+	if !h.overridden[Place.Name] {
+		env.OnActivity(Place.Name, mock.Anything, mock.Anything).Return(
+			func(context.Context, PlaceInput) (PlaceOutput, error) {
+				h.mu.Lock()
+				defer h.mu.Unlock()
+				h.placed = true
+				return PlaceOutput{Reservation: "r1", HoldID: "h1", Held: 500, Currency: "USD"}, nil
+			}).Maybe()
 	}
-	if !h.overridden[ActivityRelease] {
-		env.OnActivity(ActivityRelease, mock.Anything, mock.Anything).Return(
+	if !h.overridden[Release.Name] {
+		env.OnActivity(Release.Name, mock.Anything, mock.Anything).Return(
 			func(_ context.Context, in ReleaseInput) (ReleaseOutput, error) {
 				h.mu.Lock()
 				defer h.mu.Unlock()
 				h.released = append(h.released, in)
-				return ReleaseOutput{Refunded: in.Placement.Held}, nil
+				if h.placed {
+					return ReleaseOutput{Refunded: 500}, nil
+				}
+				return ReleaseOutput{}, nil
 			}).Maybe()
 	}
-	if !h.overridden[ActivityStartTask] {
-		env.OnActivity(ActivityStartTask, mock.Anything, mock.Anything).Return(
-			func(_ context.Context, in StartTaskInput) (StartTaskOutput, error) {
+	if !h.overridden[RunTask.Name] {
+		env.OnActivity(RunTask.Name, mock.Anything, mock.Anything).Return(
+			func(_ context.Context, in RunTaskInput) (RunTaskOutput, error) {
+				return RunTaskOutput{State: "exited", Outputs: []OutputArtifact{{Path: "out.json", SHA256: "cc"}}}, nil
+			}).Maybe()
+	}
+	if !h.overridden[SealResults.Name] {
+		env.OnActivity(SealResults.Name, mock.Anything, mock.Anything).Return(
+			func(_ context.Context, in SealResultsInput) (SealResultsOutput, error) {
 				h.mu.Lock()
 				defer h.mu.Unlock()
-				h.started = append(h.started, in.RunID)
-				return StartTaskOutput{RunID: in.RunID}, nil
+				h.sealed = append(h.sealed, in)
+				return SealResultsOutput{Ref: fmt.Sprintf("sha256:results%d", len(h.sealed))}, nil
 			}).Maybe()
 	}
-	if !h.overridden[ActivityWaitTask] {
-		env.OnActivity(ActivityWaitTask, mock.Anything, mock.Anything).Return(
-			func(_ context.Context, in WaitTaskInput) (WaitTaskOutput, error) {
-				return WaitTaskOutput{State: "exited", Outputs: []OutputArtifact{{Path: "out.json", SHA256: "cc"}}}, nil
-			}).Maybe()
-	}
-	if !h.overridden[ActivityStopTask] {
-		env.OnActivity(ActivityStopTask, mock.Anything, mock.Anything).Return(
+	if !h.overridden[StopTask.Name] {
+		env.OnActivity(StopTask.Name, mock.Anything, mock.Anything).Return(
 			func(_ context.Context, in StopTaskInput) (StopTaskOutput, error) {
 				h.mu.Lock()
 				defer h.mu.Unlock()
 				h.stopped = append(h.stopped, in.RunID)
-				return StopTaskOutput{Stopped: true}, nil
+				return StopTaskOutput{}, nil
 			}).Maybe()
 	}
-	if !h.overridden[ActivityVerify] {
-		env.OnActivity(ActivityVerify, mock.Anything, mock.Anything).Return(VerifyOutput{
+	if !h.overridden[Verify.Name] {
+		env.OnActivity(Verify.Name, mock.Anything, mock.Anything).Return(VerifyOutput{
 			Passed: true, Tests: []TestResult{{Name: "accuracy", Passed: true}},
 		}, nil).Maybe()
 	}
-	if !h.overridden[ActivitySettle] {
-		env.OnActivity(ActivitySettle, mock.Anything, mock.Anything).Return(
+	if !h.overridden[Settle.Name] {
+		env.OnActivity(Settle.Name, mock.Anything, mock.Anything).Return(
 			func(_ context.Context, in SettleInput) (SettleOutput, error) {
 				h.mu.Lock()
 				defer h.mu.Unlock()
@@ -157,8 +184,8 @@ func (h *harness) defaults() {
 				return SettleOutput{Paid: 400, Refunded: 100, Currency: "USD"}, nil
 			}).Maybe()
 	}
-	if !h.overridden[ActivityAttest] {
-		env.OnActivity(ActivityAttest, mock.Anything, mock.Anything).Return(
+	if !h.overridden[Attest.Name] {
+		env.OnActivity(Attest.Name, mock.Anything, mock.Anything).Return(
 			func(_ context.Context, in AttestInput) (AttestOutput, error) {
 				h.mu.Lock()
 				defer h.mu.Unlock()
@@ -185,6 +212,18 @@ func (h *harness) run() JobResult {
 	return res
 }
 
+// attempts lists the distinct run IDs RunTask was called with, in order (a
+// wait window's retry calls it again for the same run).
+func (h *harness) attempts() []string {
+	var out []string
+	for _, id := range h.started {
+		if !slices.Contains(out, id) {
+			out = append(out, id)
+		}
+	}
+	return out
+}
+
 func (h *harness) stages() []string {
 	var out []string
 	for _, a := range h.attests {
@@ -197,8 +236,8 @@ func TestJobDAGSettles(t *testing.T) {
 	h := newHarness(t, dagPlan())
 	var order []string
 	var mu sync.Mutex
-	h.on(ActivityWaitTask).Return(
-		func(_ context.Context, in WaitTaskInput) (WaitTaskOutput, error) {
+	h.on(RunTask.Name).Return(
+		func(_ context.Context, in RunTaskInput) (RunTaskOutput, error) {
 			mu.Lock()
 			order = append(order, in.Task)
 			mu.Unlock()
@@ -226,9 +265,10 @@ func TestJobDAGSettles(t *testing.T) {
 			t.Errorf("%s previous = %q, want %q", a.Stage, a.Previous, wantPrev)
 		}
 	}
-	exec := h.attests[4]
-	if len(exec.Subjects) != 4 {
-		t.Errorf("execution subjects %v", exec.Subjects)
+	// The execution and verification attestations name the sealed results,
+	// which hold every task with its outputs.
+	if exec := h.attests[4]; len(exec.Results) != 1 || len(h.sealed) != 1 || len(h.sealed[0].Tasks) != 4 {
+		t.Errorf("execution attestation results %v, sealed %+v", exec.Results, h.sealed)
 	}
 	pos := map[string]int{}
 	for i, n := range order {
@@ -257,7 +297,7 @@ func TestJobDAGSettles(t *testing.T) {
 // either finishes.
 func TestJobParallelBranches(t *testing.T) {
 	h := newHarness(t, dagPlan())
-	h.on(ActivityWaitTask).After(time.Minute).Return(
+	h.on(RunTask.Name).After(time.Minute).Return(
 		WaitTaskOutput{State: "exited"}, nil)
 	res := h.run()
 	if res.Status != StatusSettled {
@@ -272,7 +312,7 @@ func TestJobParallelBranches(t *testing.T) {
 
 func TestJobInvalidSpec(t *testing.T) {
 	h := newHarness(t, dagPlan())
-	h.on(ActivityCompile).Return(CompileOutput{},
+	h.on(Compile.Name).Return(CompileOutput{},
 		temporal.NewNonRetryableApplicationError("tasks.train: image missing", ErrTypeInvalidSpec, nil))
 	res := h.run()
 	if res.Status != StatusFailed || res.Class != ClassInvalidSpec || res.Stage != StageCompile {
@@ -285,7 +325,7 @@ func TestJobInvalidSpec(t *testing.T) {
 
 func TestJobPolicyRejected(t *testing.T) {
 	h := newHarness(t, dagPlan())
-	h.on(ActivityAdmit).Return(AdmitOutput{Allowed: false, Reason: "gpu quota"}, nil)
+	h.on(Admit.Name).Return(AdmitOutput{Allowed: false, Reason: "gpu quota"}, nil)
 	res := h.run()
 	if res.Status != StatusFailed || res.Class != ClassPolicy || !strings.Contains(res.Error, "gpu quota") {
 		t.Fatalf("got %+v", res)
@@ -301,14 +341,14 @@ func TestJobPolicyRejected(t *testing.T) {
 
 func TestJobNoOffers(t *testing.T) {
 	h := newHarness(t, dagPlan())
-	h.on(ActivityNegotiate).Return(NegotiateOutput{},
+	h.on(Negotiate.Name).Return(NegotiateOutput{},
 		temporal.NewNonRetryableApplicationError("no provider: gpu model H100 unavailable", ErrTypeNoOffers, nil))
 	res := h.run()
 	if res.Status != StatusFailed || res.Class != ClassNoOffers {
 		t.Fatalf("got %+v", res)
 	}
 	// The quota reservation is released; there is no escrow to refund.
-	if len(h.released) != 1 || h.released[0].Placement.HoldID != "" || res.Refunded != 0 {
+	if len(h.released) != 1 || h.placed || res.Refunded != 0 {
 		t.Errorf("released %+v refunded %d", h.released, res.Refunded)
 	}
 }
@@ -319,7 +359,7 @@ func TestJobControlActivityTimeout(t *testing.T) {
 	// test environment's timeouts run on wall-clock time, so the mock reports
 	// the timeout the server would).
 	attempts := 0
-	h.on(ActivityAdmit).Return(func(context.Context, AdmitInput) (AdmitOutput, error) {
+	h.on(Admit.Name).Return(func(context.Context, AdmitInput) (AdmitOutput, error) {
 		attempts++
 		return AdmitOutput{}, temporal.NewTimeoutError(enumspb.TIMEOUT_TYPE_START_TO_CLOSE, nil)
 	})
@@ -341,13 +381,13 @@ func TestJobTaskTimeoutRetriedThenFails(t *testing.T) {
 	h := newHarness(t, plan)
 	// The container never finishes: each wait window ends still running until
 	// the wait's schedule-to-close (max duration + margin) ends the attempt.
-	h.on(ActivityWaitTask).Return(WaitTaskOutput{}, temporal.NewApplicationError("still running", ErrTypeStillRunning))
+	h.on(RunTask.Name).Return(WaitTaskOutput{}, temporal.NewApplicationError("still running", ErrTypeStillRunning))
 	res := h.run()
 	if res.Status != StatusFailed || res.Class != ClassExecution {
 		t.Fatalf("got %+v", res)
 	}
-	if len(h.started) != 2 {
-		t.Errorf("attempts started %v, want 2", h.started)
+	if got := h.attempts(); len(got) != 2 {
+		t.Errorf("attempts started %v, want 2", got)
 	}
 	// Both attempts' containers are stopped by compensation, escrow released.
 	if len(h.stopped) != 2 || len(h.released) != 1 {
@@ -407,14 +447,14 @@ func TestJobCancelWhileAwaitingApproval(t *testing.T) {
 	if res.Status != StatusCancelled || res.Class != ClassCancelled {
 		t.Fatalf("got %+v", res)
 	}
-	if len(h.started) != 0 || len(h.released) != 1 || h.released[0].Placement.HoldID != "" {
+	if len(h.started) != 0 || len(h.released) != 1 || h.placed {
 		t.Errorf("nothing was placed: want only the quota released; released %+v started %v", h.released, h.started)
 	}
 }
 
 func TestJobCancelSignalMidExecution(t *testing.T) {
 	h := newHarness(t, dagPlan())
-	h.on(ActivityWaitTask).After(time.Hour).Return(WaitTaskOutput{State: "exited"}, nil)
+	h.on(RunTask.Name).After(time.Hour).Return(WaitTaskOutput{State: "exited"}, nil)
 	h.env.RegisterDelayedCallback(func() {
 		v, _ := h.env.QueryWorkflow(QueryTasks)
 		var ts map[string]TaskStatus
@@ -430,7 +470,7 @@ func TestJobCancelSignalMidExecution(t *testing.T) {
 
 func TestJobWorkflowCancelMidExecution(t *testing.T) {
 	h := newHarness(t, dagPlan())
-	h.on(ActivityWaitTask).After(time.Hour).Return(WaitTaskOutput{State: "exited"}, nil)
+	h.on(RunTask.Name).After(time.Hour).Return(WaitTaskOutput{State: "exited"}, nil)
 	h.env.RegisterDelayedCallback(func() { h.env.CancelWorkflow() }, 10*time.Minute)
 	res := h.run()
 	assertCancelledWithCompensation(t, h, res)
@@ -444,7 +484,7 @@ func assertCancelledWithCompensation(t *testing.T, h *harness, res JobResult) {
 	if len(h.stopped) != 1 || h.stopped[0] != "job-1.prepare.1" {
 		t.Errorf("stopped %v, want the running prepare container", h.stopped)
 	}
-	if len(h.released) != 1 || h.released[0].Placement.HoldID != "h1" {
+	if len(h.released) != 1 || !h.placed {
 		t.Errorf("released %+v", h.released)
 	}
 	if res.Refunded != 500 || len(h.settled) != 0 {
@@ -459,8 +499,8 @@ func TestJobTaskRetriedThenSucceeds(t *testing.T) {
 	plan := dagPlan()
 	plan.Tasks = []PlanTask{{Name: "train", Attempts: 3, Backoff: 10 * time.Second, MaxBackoff: 15 * time.Second}}
 	h := newHarness(t, plan)
-	h.on(ActivityWaitTask).Return(
-		func(_ context.Context, in WaitTaskInput) (WaitTaskOutput, error) {
+	h.on(RunTask.Name).Return(
+		func(_ context.Context, in RunTaskInput) (RunTaskOutput, error) {
 			if strings.HasSuffix(in.RunID, ".3") {
 				return WaitTaskOutput{State: "exited"}, nil
 			}
@@ -484,8 +524,8 @@ func TestJobTaskRetriedThenSucceeds(t *testing.T) {
 
 func TestJobTaskFailsCleanly(t *testing.T) {
 	h := newHarness(t, dagPlan())
-	h.on(ActivityWaitTask).Return(
-		func(_ context.Context, in WaitTaskInput) (WaitTaskOutput, error) {
+	h.on(RunTask.Name).Return(
+		func(_ context.Context, in RunTaskInput) (RunTaskOutput, error) {
 			if in.Task == "train-a" {
 				return WaitTaskOutput{State: "exited", ExitCode: 2, Reason: "bad data"}, nil
 			}
@@ -508,7 +548,7 @@ func TestJobTaskFailsCleanly(t *testing.T) {
 
 func TestJobStartErrorNonRetryable(t *testing.T) {
 	h := newHarness(t, dagPlan())
-	h.on(ActivityStartTask).Return(StartTaskOutput{},
+	h.on(RunTask.Name).Return(RunTaskOutput{},
 		temporal.NewNonRetryableApplicationError("image unavailable", ErrTypeExecution, nil))
 	res := h.run()
 	if res.Status != StatusFailed || res.Class != ClassExecution {
@@ -527,8 +567,8 @@ func TestJobWaitWindowReschedules(t *testing.T) {
 	plan.Tasks = []PlanTask{{Name: "train", Attempts: 1}}
 	h := newHarness(t, plan)
 	calls := 0
-	h.on(ActivityWaitTask).Return(
-		func(_ context.Context, in WaitTaskInput) (WaitTaskOutput, error) {
+	h.on(RunTask.Name).Return(
+		func(_ context.Context, in RunTaskInput) (RunTaskOutput, error) {
 			calls++
 			if calls < 3 {
 				return WaitTaskOutput{}, temporal.NewApplicationError("still running", ErrTypeStillRunning)
@@ -539,14 +579,17 @@ func TestJobWaitWindowReschedules(t *testing.T) {
 	if res.Status != StatusSettled || calls != 3 {
 		t.Fatalf("status %s after %d waits: %+v", res.Status, calls, res)
 	}
-	if len(h.started) != 1 {
-		t.Errorf("a wait window restarted the container: %v", h.started)
+	// Each window's retry re-attaches to the same run; no second attempt.
+	for _, id := range h.started {
+		if id != "job-1.train.1" {
+			t.Errorf("a wait window started another attempt: %v", h.started)
+		}
 	}
 }
 
 func TestJobVerificationFailedStillSettles(t *testing.T) {
 	h := newHarness(t, dagPlan())
-	h.on(ActivityVerify).Return(VerifyOutput{
+	h.on(Verify.Name).Return(VerifyOutput{
 		Passed: false, Tests: []TestResult{{Name: "accuracy", Passed: false, Detail: "0.4 < 0.9"}},
 	}, nil)
 	res := h.run()
@@ -566,23 +609,23 @@ func TestJobVerificationFailedStillSettles(t *testing.T) {
 
 func TestJobPlacementInsufficientFunds(t *testing.T) {
 	h := newHarness(t, dagPlan())
-	h.on(ActivityPlace).Return(PlaceOutput{},
+	h.on(Place.Name).Return(PlaceOutput{},
 		temporal.NewNonRetryableApplicationError("escrow hold: insufficient funds", ErrTypeInsufficient, nil))
 	res := h.run()
-	if res.Status != StatusFailed || res.Class != ClassPolicy || res.Stage != StagePlace {
+	if res.Status != StatusFailed || res.Class != ClassFunds || res.Stage != StagePlace {
 		t.Fatalf("got %+v", res)
 	}
-	if len(h.started) != 0 || len(h.released) != 1 || h.released[0].Placement.HoldID != "" {
+	if len(h.started) != 0 || len(h.released) != 1 || h.placed {
 		t.Errorf("started %v released %+v", h.started, h.released)
 	}
 }
 
 func TestJobCompensationRetriedUntilDone(t *testing.T) {
 	h := newHarness(t, dagPlan())
-	h.on(ActivityVerify).Return(VerifyOutput{},
+	h.on(Verify.Name).Return(VerifyOutput{},
 		temporal.NewNonRetryableApplicationError("verifier image missing", ErrTypeExecution, nil))
 	fails := 0
-	h.on(ActivityRelease).Return(
+	h.on(Release.Name).Return(
 		func(_ context.Context, in ReleaseInput) (ReleaseOutput, error) {
 			if fails < 2 {
 				fails++
@@ -603,7 +646,7 @@ func TestJobCompensationRetriedUntilDone(t *testing.T) {
 func TestJobAttestationRetriedWhileLogDown(t *testing.T) {
 	h := newHarness(t, dagPlan())
 	down := 3
-	h.on(ActivityAttest).Return(
+	h.on(Attest.Name).Return(
 		func(_ context.Context, in AttestInput) (AttestOutput, error) {
 			if in.Stage == "negotiation" && down > 0 {
 				down--
@@ -638,7 +681,7 @@ func TestJobQueriesAndSearchAttributes(t *testing.T) {
 			t.Errorf("cost %+v", c)
 		}
 	}, 30*time.Second)
-	h.on(ActivityWaitTask).After(time.Minute).Return(WaitTaskOutput{State: "exited"}, nil)
+	h.on(RunTask.Name).After(time.Minute).Return(WaitTaskOutput{State: "exited"}, nil)
 	h.env.OnUpsertTypedSearchAttributes(mock.Anything).Return(nil)
 	res := h.run()
 	if res.Status != StatusSettled {
@@ -652,7 +695,7 @@ func permanentErr(msg string) error {
 
 func TestJobAttestationPermanentFailureCompensates(t *testing.T) {
 	h := newHarness(t, dagPlan())
-	h.on(ActivityAttest).Return(func(_ context.Context, in AttestInput) (AttestOutput, error) {
+	h.on(Attest.Name).Return(func(_ context.Context, in AttestInput) (AttestOutput, error) {
 		if in.Stage == "placement" {
 			return AttestOutput{}, permanentErr("signing key unreadable")
 		}
@@ -664,14 +707,14 @@ func TestJobAttestationPermanentFailureCompensates(t *testing.T) {
 	if res.Status != StatusFailed || res.Class != ClassInternal || !strings.Contains(res.Error, "signing key unreadable") {
 		t.Fatalf("got %+v", res)
 	}
-	if len(h.released) != 1 || h.released[0].Placement.HoldID != "h1" || len(h.settled) != 0 {
+	if len(h.released) != 1 || !h.placed || len(h.settled) != 0 {
 		t.Errorf("released %+v settled %v", h.released, h.settled)
 	}
 }
 
 func TestJobSettlementAttestationFailureKeepsSettlement(t *testing.T) {
 	h := newHarness(t, dagPlan())
-	h.on(ActivityAttest).Return(func(_ context.Context, in AttestInput) (AttestOutput, error) {
+	h.on(Attest.Name).Return(func(_ context.Context, in AttestInput) (AttestOutput, error) {
 		if in.Stage == "settlement" {
 			return AttestOutput{}, permanentErr("log rejected entry")
 		}
@@ -688,7 +731,7 @@ func TestJobSettlementAttestationFailureKeepsSettlement(t *testing.T) {
 
 func TestJobSettleFailureCompensates(t *testing.T) {
 	h := newHarness(t, dagPlan())
-	h.on(ActivitySettle).Return(SettleOutput{}, permanentErr("ledger schema mismatch"))
+	h.on(Settle.Name).Return(SettleOutput{}, permanentErr("ledger schema mismatch"))
 	res := h.run()
 	if res.Status != StatusFailed || res.Class != ClassInternal || res.Stage != StageSettle {
 		t.Fatalf("got %+v", res)
@@ -700,9 +743,9 @@ func TestJobSettleFailureCompensates(t *testing.T) {
 
 func TestJobCompensationFailureReported(t *testing.T) {
 	h := newHarness(t, dagPlan())
-	h.on(ActivityWaitTask).After(time.Hour).Return(WaitTaskOutput{State: "exited"}, nil)
-	h.on(ActivityStopTask).Return(StopTaskOutput{}, permanentErr("containerd socket gone"))
-	h.on(ActivityRelease).Return(ReleaseOutput{}, permanentErr("ledger read-only"))
+	h.on(RunTask.Name).After(time.Hour).Return(WaitTaskOutput{State: "exited"}, nil)
+	h.on(StopTask.Name).Return(StopTaskOutput{}, permanentErr("containerd socket gone"))
+	h.on(Release.Name).Return(ReleaseOutput{}, permanentErr("ledger read-only"))
 	h.env.RegisterDelayedCallback(func() { h.env.SignalWorkflow(SignalCancel, "") }, 10*time.Minute)
 	res := h.run()
 	if res.Status != StatusCancelled {
@@ -717,7 +760,7 @@ func TestJobCancelDuringRetryBackoff(t *testing.T) {
 	plan := dagPlan()
 	plan.Tasks = []PlanTask{{Name: "train", Attempts: 3, Backoff: time.Hour}}
 	h := newHarness(t, plan)
-	h.on(ActivityWaitTask).Return(WaitTaskOutput{State: "exited", ExitCode: 1}, nil)
+	h.on(RunTask.Name).Return(WaitTaskOutput{State: "exited", ExitCode: 1}, nil)
 	h.env.RegisterDelayedCallback(func() { h.env.SignalWorkflow(SignalCancel, "") }, 10*time.Minute)
 	res := h.run()
 	if res.Status != StatusCancelled || res.Tasks["train"].State != TaskCancelled {
@@ -726,4 +769,11 @@ func TestJobCancelDuringRetryBackoff(t *testing.T) {
 	if len(h.started) != 1 || len(h.released) != 1 {
 		t.Errorf("started %v released %v", h.started, h.released)
 	}
+}
+
+func testLogOut() io.Writer {
+	if os.Getenv("ACCORD_TEST_LOG") != "" {
+		return os.Stderr
+	}
+	return io.Discard
 }

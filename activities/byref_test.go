@@ -1,0 +1,77 @@
+package activities
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"testing"
+
+	"github.com/accordmesh/accord/artifacts"
+	"github.com/accordmesh/accord/provenance/predicate"
+	"github.com/accordmesh/accord/workflows"
+)
+
+type captureAttestor struct{ got []workflows.AttestInput }
+
+func (c *captureAttestor) Attest(_ context.Context, in workflows.AttestInput) (workflows.AttestOutput, error) {
+	c.got = append(c.got, in)
+	return workflows.AttestOutput{Digest: "sha256:x"}, nil
+}
+
+// Sealed results come back as the execution predicate's tasks and as
+// subjects, so the workflow's history carries only their digest.
+func TestSealedResultsFeedTheAttestation(t *testing.T) {
+	ctx := context.Background()
+	att := &captureAttestor{}
+	a := &Activities{Artifacts: artifacts.Local{Dir: t.TempDir()}, Attestor: att}
+	tasks := map[string]workflows.TaskStatus{
+		"b": {State: workflows.TaskSucceeded, Outputs: []workflows.OutputArtifact{{Path: "m.json", SHA256: "22"}}},
+		"a": {State: workflows.TaskSucceeded, Outputs: []workflows.OutputArtifact{{Path: "x", SHA256: "11"}}},
+	}
+	sealed, err := a.SealResults(ctx, workflows.SealResultsInput{JobID: "job-1", Tasks: tasks})
+	if err != nil {
+		t.Fatal(err)
+	}
+	again, _ := a.SealResults(ctx, workflows.SealResultsInput{JobID: "job-1", Tasks: tasks})
+	if again.Ref != sealed.Ref {
+		t.Fatalf("sealing is not idempotent: %s then %s", sealed.Ref, again.Ref)
+	}
+	pred, _ := json.Marshal(predicate.Execution{Header: predicate.Header{JobID: "job-1"}, Runtime: "containerd"})
+	if _, err := a.Attest(ctx, workflows.AttestInput{JobID: "job-1", Stage: predicate.StageExecution, Predicate: pred, Results: []string{sealed.Ref}}); err != nil {
+		t.Fatal(err)
+	}
+	in := att.got[0]
+	if len(in.Subjects) != 2 || in.Subjects[0].Name != "a:x" || in.Subjects[1].Digest != "sha256:22" || len(in.Results) != 0 {
+		t.Fatalf("subjects %+v results %v", in.Subjects, in.Results)
+	}
+	var got predicate.Execution
+	if err := json.Unmarshal(in.Predicate, &got); err != nil || len(got.Tasks) != 2 || got.Runtime != "containerd" {
+		t.Fatalf("predicate %s: %v", in.Predicate, err)
+	}
+	// A result set that is not in the store is a permanent failure.
+	_, err = a.Attest(ctx, workflows.AttestInput{JobID: "job-1", Stage: predicate.StageVerification, Predicate: pred,
+		Results: []string{artifacts.Digest([]byte("nothing"))}})
+	if err == nil || !errors.Is(err, artifacts.ErrNotFound) {
+		t.Fatalf("missing results: %v", err)
+	}
+}
+
+// A plan passed by reference is read back from the store and checked
+// against its digest.
+func TestPlanByReference(t *testing.T) {
+	ctx := context.Background()
+	store := artifacts.Local{Dir: t.TempDir()}
+	a := &Activities{Artifacts: store}
+	plan, raw := quickstartPlan(t)
+	ref, err := store.Put(ctx, raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := a.plan(ctx, workflows.PlanInput{PlanRef: ref})
+	if err != nil || got.Name != plan.Name || len(got.Tasks) != len(plan.Tasks) {
+		t.Fatalf("plan by ref: %v", err)
+	}
+	if _, err := a.plan(ctx, workflows.PlanInput{PlanRef: "sha256:../../etc"}); !errors.Is(err, artifacts.ErrDigest) {
+		t.Fatalf("bad ref: %v", err)
+	}
+}

@@ -1,0 +1,77 @@
+package workflows
+
+import (
+	"encoding/json"
+	"fmt"
+
+	"go.temporal.io/sdk/workflow"
+)
+
+// attest queues a stage statement. It is signed and logged in the
+// background, chained to the previous stage's envelope, while the job moves
+// on: attestations stay in stage order but leave the critical path. A
+// failed attestation stops the job at the next stage boundary (the next
+// attest call) and every queued one is awaited before the job ends. They
+// run on a disconnected context: a finished stage is attested even when the
+// job is then cancelled. pred is the stage's predicate (package predicate);
+// results are sealed task results the activity adds to it.
+func (j *job) attest(ctx workflow.Context, stage string, subjects []Subject, pred any, results []string) error {
+	if err := j.attestErr(ctx); err != nil {
+		return err
+	}
+	b, err := json.Marshal(pred)
+	if err != nil {
+		return fail(ClassInternal, fmt.Errorf("encode %s predicate: %w", stage, err))
+	}
+	prev := j.attTail
+	f, set := workflow.NewFuture(ctx)
+	actx, _ := workflow.NewDisconnectedContext(ctx)
+	workflow.Go(actx, func(gctx workflow.Context) {
+		var previous string
+		if prev != nil {
+			if err := prev.Get(gctx, &previous); err != nil {
+				set.Set(nil, err)
+				return
+			}
+		}
+		out, err := Attest.Run(attestCtx(gctx), AttestInput{
+			JobID: j.in.JobID, Stage: stage, Previous: previous, Subjects: subjects, Predicate: b, Results: results,
+		})
+		if err != nil {
+			set.Set(nil, fmt.Errorf("attest %s: %w", stage, err))
+			return
+		}
+		j.atts = append(j.atts, AttestationRef{Stage: stage, Digest: out.Digest, LogIndex: out.LogIndex})
+		set.Set(out.Digest, nil)
+	})
+	j.attTail = f
+	return nil
+}
+
+// attestErr reports an attestation that already failed, without waiting.
+func (j *job) attestErr(ctx workflow.Context) error {
+	if j.attTail == nil || !j.attTail.IsReady() {
+		return nil
+	}
+	if err := j.attTail.Get(ctx, nil); err != nil {
+		return fail(ClassInternal, err)
+	}
+	return nil
+}
+
+// awaitAttestations waits for every queued attestation.
+func (j *job) awaitAttestations(ctx workflow.Context) error {
+	if j.attTail == nil {
+		return nil
+	}
+	dctx, _ := workflow.NewDisconnectedContext(ctx)
+	return j.attTail.Get(dctx, nil)
+}
+
+// rawOrNull keeps an absent record explicit in a predicate.
+func rawOrNull(b json.RawMessage) json.RawMessage {
+	if len(b) == 0 {
+		return json.RawMessage("null")
+	}
+	return b
+}

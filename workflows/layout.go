@@ -1,0 +1,176 @@
+package workflows
+
+import (
+	"time"
+
+	"go.temporal.io/sdk/temporal"
+	"go.temporal.io/sdk/workflow"
+)
+
+// The job workflow's layouts. A recorded history is evidence of released
+// behaviour: a change to the commands the workflow issues (which
+// activities, local or not, in what order, child workflows, timers) is made
+// only behind workflow.GetVersion(changeLayout, …), so that jobs in flight
+// during an upgrade replay the commands they started with. The rule and the
+// list live in docs/workflows.md; testdata/ keeps every layout's histories.
+const (
+	changeLayout = "job-layout"
+
+	// layout 0 (workflow.DefaultVersion): histories recorded before
+	// versioning: every activity on a task queue, the compiled plan in
+	// every input, StartTask and WaitTask per attempt, every task in the
+	// job workflow itself.
+	//
+	// layoutByRef (1): the plan and task results pass by reference
+	// (artifact store digests); compile, admit, negotiate, place, settle
+	// and result sealing are local activities; one RunTask per attempt;
+	// jobs of more than BatchSize tasks run their tasks in child workflows
+	// of BatchSize tasks each; verification is skipped when there are no
+	// tests.
+	layoutByRef workflow.Version = 1
+
+	layoutLatest = layoutByRef
+)
+
+// CurrentLayout is the layout new jobs run; recorded histories are named
+// after it (testdata/job_NAME_layoutN.json).
+const CurrentLayout = int(layoutLatest)
+
+// byRef reports whether the job runs layout 1 or later.
+func (j *job) byRef() bool { return j.layout >= layoutByRef }
+
+// DefaultWaitWindow is how long a task-waiting activity blocks before giving
+// its slot back and being rescheduled.
+const DefaultWaitWindow = 30 * time.Second
+
+// defaultTaskDuration bounds a task without max_duration.
+const defaultTaskDuration = 24 * time.Hour
+
+// Retry policies. Control-plane activities retry transient failures a few
+// times; attestations retry for as long as the log is down (never dropped);
+// compensations retry until they succeed.
+var (
+	controlRetry = &temporal.RetryPolicy{
+		InitialInterval:    500 * time.Millisecond,
+		BackoffCoefficient: 2,
+		MaximumInterval:    10 * time.Second,
+		MaximumAttempts:    5,
+		NonRetryableErrorTypes: []string{
+			ErrTypeInvalidSpec, ErrTypePolicy, ErrTypeNoOffers, ErrTypeInsufficient, ErrTypeExecution,
+		},
+	}
+	attestRetry = &temporal.RetryPolicy{
+		InitialInterval:    time.Second,
+		BackoffCoefficient: 2,
+		MaximumInterval:    time.Minute,
+	}
+	compensateRetry = &temporal.RetryPolicy{
+		InitialInterval:    time.Second,
+		BackoffCoefficient: 2,
+		MaximumInterval:    30 * time.Second,
+	}
+	startRetry = &temporal.RetryPolicy{
+		InitialInterval:        time.Second,
+		BackoffCoefficient:     2,
+		MaximumInterval:        15 * time.Second,
+		MaximumAttempts:        5,
+		NonRetryableErrorTypes: []string{ErrTypeExecution, ErrTypeInvalidSpec},
+	}
+	// waitRetry reschedules a waiting activity after each window
+	// (ErrTypeStillRunning) and after a lost worker (heartbeat timeout);
+	// ScheduleToClose bounds it.
+	waitRetry = &temporal.RetryPolicy{
+		InitialInterval:        200 * time.Millisecond,
+		BackoffCoefficient:     1,
+		MaximumInterval:        time.Second,
+		NonRetryableErrorTypes: []string{ErrTypeExecution, ErrTypeInvalidSpec},
+	}
+)
+
+// control runs a control-plane step: a local activity from layout 1 on (no
+// task-queue round trip for a step of milliseconds), an activity on the
+// control queue before.
+func control[I, O any](ctx workflow.Context, layout workflow.Version, a Activity[I, O], in I, timeout time.Duration) (O, error) {
+	if layout >= layoutByRef {
+		return a.RunLocal(localCtx(ctx, timeout), in)
+	}
+	return a.Run(controlCtx(ctx, timeout), in)
+}
+
+func localCtx(ctx workflow.Context, timeout time.Duration) workflow.Context {
+	return workflow.WithLocalActivityOptions(ctx, workflow.LocalActivityOptions{
+		StartToCloseTimeout:    timeout,
+		ScheduleToCloseTimeout: 3 * timeout,
+		RetryPolicy:            controlRetry,
+	})
+}
+
+func controlCtx(ctx workflow.Context, timeout time.Duration) workflow.Context {
+	return workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
+		TaskQueue:           TaskQueueControl,
+		StartToCloseTimeout: timeout,
+		RetryPolicy:         controlRetry,
+	})
+}
+
+func attestCtx(ctx workflow.Context) workflow.Context {
+	return workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
+		TaskQueue:              TaskQueueControl,
+		StartToCloseTimeout:    time.Minute,
+		ScheduleToCloseTimeout: 24 * time.Hour,
+		RetryPolicy:            attestRetry,
+	})
+}
+
+func compensateCtx(ctx workflow.Context) workflow.Context {
+	return workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
+		TaskQueue:              TaskQueueControl,
+		StartToCloseTimeout:    time.Minute,
+		ScheduleToCloseTimeout: 24 * time.Hour,
+		RetryPolicy:            compensateRetry,
+	})
+}
+
+func compensateCtxExec(ctx workflow.Context) workflow.Context {
+	return workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
+		TaskQueue:              TaskQueueExecution,
+		StartToCloseTimeout:    2 * time.Minute,
+		ScheduleToCloseTimeout: 24 * time.Hour,
+		RetryPolicy:            compensateRetry,
+	})
+}
+
+func startCtx(ctx workflow.Context) workflow.Context {
+	return workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
+		TaskQueue:           TaskQueueExecution,
+		StartToCloseTimeout: 10 * time.Minute, // image import and unpack
+		HeartbeatTimeout:    time.Minute,
+		RetryPolicy:         startRetry,
+	})
+}
+
+// waitCtx bounds a waiting activity (WaitTask, RunTask): each attempt holds
+// a slot for one window (plus image preparation and output collection);
+// the task's max duration bounds all of them together.
+func waitCtx(ctx workflow.Context, t PlanTask, window time.Duration) workflow.Context {
+	d := t.MaxDuration
+	if d <= 0 {
+		d = defaultTaskDuration
+	}
+	return workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
+		TaskQueue:              TaskQueueExecution,
+		StartToCloseTimeout:    window + 10*time.Minute,
+		HeartbeatTimeout:       10 * time.Second,
+		ScheduleToCloseTimeout: d + 20*time.Minute,
+		RetryPolicy:            waitRetry,
+	})
+}
+
+func verifyCtx(ctx workflow.Context) workflow.Context {
+	return workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
+		TaskQueue:           TaskQueueExecution,
+		StartToCloseTimeout: 30 * time.Minute,
+		HeartbeatTimeout:    time.Minute,
+		RetryPolicy:         startRetry,
+	})
+}
