@@ -1,0 +1,72 @@
+package integration
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/accordmesh/accord/workers"
+	"github.com/accordmesh/accord/workflows"
+)
+
+// Temporal's history warning thresholds: a history past either is logged by
+// the server and nears the hard limits (51,200 events, 50 MiB).
+const (
+	historyWarnEvents = 10_240
+	historyWarnBytes  = 10 << 20
+)
+
+// TestJobScale runs a spec of ACCORD_SCALE_TASKS no-op tasks (default
+// 5,000) to settlement on the embedded stack and reports the history it
+// took: the job's own and each JobBatch child's, every one under
+// Temporal's warning thresholds, and the bytes per task.
+func TestJobScale(t *testing.T) {
+	n := 5000
+	if v, err := strconv.Atoi(os.Getenv("ACCORD_SCALE_TASKS")); err == nil && v > 0 {
+		n = v
+	}
+	image := needStack(t)
+	home := newHome(t)
+	fund(t, home, "scale", 100_000)
+	st := startStack(t, home, 0, false)
+	defer st.Stop()
+	var tasks strings.Builder
+	for i := range n {
+		tasks.WriteString(trainerTask(fmt.Sprintf("t%05d", i), image, []string{"trainer", "prepare", "--samples", "1"},
+			"  resources: {cpu: 100m, memory: 32MiB, max_duration: 1m}\n"))
+	}
+	spec := writeSpec(t, t.TempDir(), specDoc{Name: "scale", Tenant: "scale", Tasks: tasks.String(), MaxPrice: 50_000})
+	start := time.Now()
+	sub, err := workers.Submit(context.Background(), st.Client, spec, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	res := result(t, st.Client, sub.JobID, 40*time.Minute)
+	elapsed := time.Since(start)
+	if res.Status != workflows.StatusSettled || res.TaskCounts[workflows.TaskSucceeded] != n {
+		t.Fatalf("job %s: %s %s, tasks %v", sub.JobID, res.Status, res.Error, res.TaskCounts)
+	}
+	if len(res.Attestations) != 7 {
+		t.Errorf("attestations %d, want 7", len(res.Attestations))
+	}
+	ledgerCheck(t, home)
+	ids := []string{sub.JobID}
+	for i := 0; i*workflows.BatchSize < n && n > workflows.BatchSize; i++ {
+		ids = append(ids, sub.JobID+".batch."+strconv.Itoa(i))
+	}
+	totalEvents, totalBytes := 0, 0
+	for _, id := range ids {
+		events, bytes := historySize(t, st.Client, id)
+		t.Logf("history %s: %d events, %d bytes", id, events, bytes)
+		if events > historyWarnEvents || bytes > historyWarnBytes {
+			t.Errorf("history %s: %d events, %d bytes: past Temporal's warning thresholds", id, events, bytes)
+		}
+		totalEvents, totalBytes = totalEvents+events, totalBytes+bytes
+	}
+	fmt.Printf("scale: %d tasks settled in %v (%.0f tasks/min); %d executions, %d events, %d bytes of history: %d bytes/task\n",
+		n, elapsed.Round(time.Second), float64(n)/elapsed.Minutes(), len(ids), totalEvents, totalBytes, totalBytes/n)
+}
