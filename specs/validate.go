@@ -112,8 +112,8 @@ func validate(s *Spec, e *errs, failedImports map[string]bool) {
 			if in.From == "" {
 				continue
 			}
-			src, out, ok := strings.Cut(in.From, ":")
-			if !ok || src == "" || out == "" {
+			src, out, problem := parseFrom(in.From)
+			if problem != "" {
 				continue // reported while decoding
 			}
 			fp := at(ip+".from", taskPos)
