@@ -14,20 +14,18 @@ import (
 	"github.com/accordmesh/accord/internal/atomicfile"
 )
 
-// leftovers lists the temporary files a write left in dir.
-func leftovers(t *testing.T, dir string) []string {
+// noLeftovers fails when a write left a temporary file in dir.
+func noLeftovers(t *testing.T, dir string) {
 	t.Helper()
 	ents, err := os.ReadDir(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
-	var out []string
 	for _, e := range ents {
 		if strings.Contains(e.Name(), ".tmp-") {
-			out = append(out, e.Name())
+			t.Fatalf("temporary file left: %s", e.Name())
 		}
 	}
-	return out
 }
 
 func readFile(t *testing.T, p string) string {
@@ -39,34 +37,33 @@ func readFile(t *testing.T, p string) string {
 	return string(b)
 }
 
+// holds fails unless p holds want with permissions perm.
+func holds(t *testing.T, p, want string, perm os.FileMode) {
+	t.Helper()
+	if got := readFile(t, p); got != want {
+		t.Fatalf("%s holds %.20q, want %.20q", p, got, want)
+	}
+	fi, err := os.Stat(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fi.Mode().Perm() != perm {
+		t.Fatalf("%s has mode %v, want %v (the umask must not apply)", p, fi.Mode().Perm(), perm)
+	}
+}
+
 func TestWriteFileCreatesAndReplaces(t *testing.T) {
 	dir := t.TempDir()
 	p := filepath.Join(dir, "f.json")
 	if err := atomicfile.WriteFile(p, []byte("one"), 0o640); err != nil {
 		t.Fatal(err)
 	}
-	if got := readFile(t, p); got != "one" {
-		t.Fatalf("content %q, want one", got)
-	}
-	fi, err := os.Stat(p)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if fi.Mode().Perm() != 0o640 {
-		t.Fatalf("mode %v, want 0640 (umask must not apply)", fi.Mode().Perm())
-	}
+	holds(t, p, "one", 0o640)
 	if err := atomicfile.WriteFile(p, []byte("two"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if got := readFile(t, p); got != "two" {
-		t.Fatalf("content %q, want two", got)
-	}
-	if fi, _ := os.Stat(p); fi.Mode().Perm() != 0o600 {
-		t.Fatalf("mode %v after replace, want 0600", fi.Mode().Perm())
-	}
-	if l := leftovers(t, dir); l != nil {
-		t.Fatalf("temporary files left: %v", l)
-	}
+	holds(t, p, "two", 0o600)
+	noLeftovers(t, dir)
 }
 
 func TestWriteStreams(t *testing.T) {
@@ -101,9 +98,7 @@ func TestWriteFailingFillKeepsOld(t *testing.T) {
 	if got := readFile(t, p); got != "old" {
 		t.Fatalf("content %q after a failed write, want old", got)
 	}
-	if l := leftovers(t, dir); l != nil {
-		t.Fatalf("temporary files left: %v", l)
-	}
+	noLeftovers(t, dir)
 }
 
 func TestWriteFailingRenameLeavesNoTemp(t *testing.T) {
@@ -117,9 +112,7 @@ func TestWriteFailingRenameLeavesNoTemp(t *testing.T) {
 	if err := atomicfile.WriteFile(p, []byte("data"), 0o600); err == nil || !strings.HasPrefix(err.Error(), "atomicfile: ") {
 		t.Fatalf("err %v, want an atomicfile rename error", err)
 	}
-	if l := leftovers(t, dir); l != nil {
-		t.Fatalf("temporary files left: %v", l)
-	}
+	noLeftovers(t, dir)
 }
 
 func TestWriteMissingDirectory(t *testing.T) {
@@ -143,15 +136,8 @@ func TestWriteNewFirstWins(t *testing.T) {
 	if err != nil || created {
 		t.Fatalf("second WriteNew: created %v, err %v; want false, nil", created, err)
 	}
-	if got := readFile(t, p); got != "first" {
-		t.Fatalf("content %q, want first", got)
-	}
-	if fi, _ := os.Stat(p); fi.Mode().Perm() != 0o644 {
-		t.Fatalf("mode %v, want 0644", fi.Mode().Perm())
-	}
-	if l := leftovers(t, dir); l != nil {
-		t.Fatalf("temporary files left: %v", l)
-	}
+	holds(t, p, "first", 0o644)
+	noLeftovers(t, dir)
 }
 
 func TestWriteNewRace(t *testing.T) {
@@ -186,7 +172,5 @@ func TestWriteNewRace(t *testing.T) {
 	if got := readFile(t, p); got != winners[0] {
 		t.Fatalf("file holds %.8q..., not the winner's whole content", got)
 	}
-	if l := leftovers(t, dir); l != nil {
-		t.Fatalf("temporary files left: %v", l)
-	}
+	noLeftovers(t, dir)
 }
