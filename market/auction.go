@@ -110,7 +110,7 @@ func Negotiate(ctx context.Context, plan *specs.Plan, providers []Provider, opts
 	}
 	switch b.Protocol {
 	case ProtocolAuction:
-		return clear(ctx, []*Buyer{b}, providers, opts)
+		return runAuction(ctx, []*Buyer{b}, providers, opts)
 	case ProtocolAlternating:
 		return bargain(ctx, b, providers)
 	default:
@@ -143,7 +143,7 @@ func Clear(ctx context.Context, plans []*specs.Plan, names []string, providers [
 		seen[b.Job] = true
 		buyers = append(buyers, b)
 	}
-	return clear(ctx, buyers, providers, opts)
+	return runAuction(ctx, buyers, providers, opts)
 }
 
 func profiles(ctx context.Context, providers []Provider) ([]Profile, error) {
@@ -182,12 +182,76 @@ func taskNames(b *Buyer) []string {
 	return s
 }
 
-func clear(ctx context.Context, buyers []*Buyer, providers []Provider, opts Options) (*Result, error) {
+// auction is one sealed-bid combinatorial clearing in progress: the jobs
+// and providers, the offers and bids gathered so far, and the
+// winner-determination instance the bids form.
+type auction struct {
+	buyers []*Buyer
+	profs  []Profile
+	opts   Options
+	res    *Result
+	// whole holds, by provider, its offers for single whole jobs.
+	whole [][]jobOffer
+	// groups holds, by job and co-location group, the offers for that group alone.
+	groups [][][]int
+	// The goods are jobs 0..J-1, then one per provider (its capacity is
+	// committed through at most one winning bid).
+	inst    *wdp.Instance
+	provIdx map[string]int
+}
+
+// jobOffer is an offer for one whole job.
+type jobOffer struct {
+	offer int // index into Result.Offers
+	job   int // index into buyers
+}
+
+// runAuction clears buyers against providers: offers for whole jobs and for
+// co-location groups, bids over them (single jobs, bundles of jobs on one
+// provider, and jobs split over providers), winner determination, then VCG
+// prices.
+func runAuction(ctx context.Context, buyers []*Buyer, providers []Provider, opts Options) (*Result, error) {
 	opts.defaults()
 	profs, err := profiles(ctx, providers)
 	if err != nil {
 		return nil, err
 	}
+	au, err := newAuction(buyers, profs, opts)
+	if err != nil {
+		return nil, err
+	}
+	for bi, b := range buyers {
+		dur := durations(b)
+		for pi := range profs {
+			if err := au.offer(bi, pi, dur); err != nil {
+				return nil, err
+			}
+		}
+	}
+	if len(au.res.Offers) == 0 {
+		return au.res, fmt.Errorf("%w: %d provider(s) excluded; see diagnostics", ErrNoOffers, len(profs))
+	}
+	for pi := range profs {
+		au.bundleBids(pi)
+	}
+	for bi := range buyers {
+		au.splitBid(bi)
+	}
+	if len(au.inst.Bids) == 0 {
+		return au.res, fmt.Errorf("%w: no bid fits a budget; see diagnostics", ErrNoAgreement)
+	}
+	if err := au.solve(ctx); err != nil {
+		return nil, err
+	}
+	au.diagnoseUnplaced()
+	if len(au.res.Awards) == 0 {
+		return au.res, fmt.Errorf("%w: no job placed", ErrNoAgreement)
+	}
+	return au.res, nil
+}
+
+// newAuction starts the result record; jobs must share a currency.
+func newAuction(buyers []*Buyer, profs []Profile, opts Options) (*auction, error) {
 	res := &Result{Protocol: ProtocolAuction, Offers: []Offer{}, Bids: []BidRecord{}, Winners: []int{}, Awards: []Award{}, Diagnostics: []Diagnostic{}}
 	for _, b := range buyers {
 		res.Jobs = append(res.Jobs, b.Job)
@@ -197,236 +261,246 @@ func clear(ctx context.Context, buyers []*Buyer, providers []Provider, opts Opti
 			return nil, fmt.Errorf("%w: jobs in different currencies (%s, %s) cannot clear together", ErrInvalid, res.Currency, b.Currency)
 		}
 	}
-	for _, p := range profs {
-		res.Providers = append(res.Providers, p.Name)
-	}
-	// Offers: whole jobs, and co-location groups of jobs that have several.
-	type jobOffer struct {
-		offer int
-		job   int
-	}
-	whole := make([][]jobOffer, len(profs))     // by provider
-	groupOffers := make([][][]int, len(buyers)) // job -> group -> offers
-	for bi, b := range buyers {
-		groupOffers[bi] = make([][]int, len(b.Groups))
-		dur := durations(b)
-		for pi := range profs {
-			p := &profs[pi]
-			if d := eligible(b, p); len(d) > 0 {
-				res.Diagnostics = append(res.Diagnostics, d...)
-				continue
-			}
-			free := p.Free.clone()
-			hw, diag := fit(b, p, taskNames(b), &free)
-			if len(diag) == 0 {
-				a, err := ask(p, hw, dur)
-				if err != nil {
-					return nil, err
-				}
-				if a > b.Budget {
-					res.Diagnostics = append(res.Diagnostics, Diagnostic{Provider: p.Name, Job: b.Job, Constraint: "budget",
-						Detail: fmt.Sprintf("ask %d exceeds budget %d %s", a, b.Budget, b.Currency)})
-				} else {
-					res.Offers = append(res.Offers, Offer{Provider: p.Name, Jobs: []string{b.Job}, Hardware: hw, Ask: a})
-					whole[pi] = append(whole[pi], jobOffer{len(res.Offers) - 1, bi})
-				}
-			}
-			if len(b.Groups) < 2 {
-				if len(diag) > 0 {
-					res.Diagnostics = append(res.Diagnostics, diag...)
-				}
-				continue
-			}
-			for gi, g := range b.Groups {
-				free := p.Free.clone()
-				hw, gd := fit(b, p, g, &free)
-				if len(gd) > 0 {
-					if len(diag) > 0 { // report only when the whole job did not fit either
-						res.Diagnostics = append(res.Diagnostics, gd...)
-					}
-					continue
-				}
-				a, err := ask(p, hw, dur)
-				if err != nil {
-					return nil, err
-				}
-				if a > b.Budget {
-					continue
-				}
-				res.Offers = append(res.Offers, Offer{Provider: p.Name, Jobs: []string{b.Job}, Group: g, Hardware: hw, Ask: a})
-				groupOffers[bi][gi] = append(groupOffers[bi][gi], len(res.Offers)-1)
-			}
-		}
-	}
-	if len(res.Offers) == 0 {
-		return res, fmt.Errorf("%w: %d provider(s) excluded; see diagnostics", ErrNoOffers, len(profs))
-	}
-	// Goods: jobs 0..J-1, then one per provider (its capacity is committed
-	// through at most one winning bid).
-	J := len(buyers)
-	provIdx := map[string]int{}
+	au := &auction{buyers: buyers, profs: profs, opts: opts, res: res,
+		whole: make([][]jobOffer, len(profs)), groups: make([][][]int, len(buyers)),
+		inst: &wdp.Instance{Goods: len(buyers) + len(profs)}, provIdx: map[string]int{}}
 	for pi, p := range profs {
-		provIdx[p.Name] = pi
+		res.Providers = append(res.Providers, p.Name)
+		au.provIdx[p.Name] = pi
 	}
-	inst := &wdp.Instance{Goods: J + len(profs)}
-	addBid := func(bidder string, provs []string, jobs []int, offers []int, askSum int64) {
-		var goods []int
-		var names []string
-		var value int64
-		for _, j := range jobs {
-			goods = append(goods, j)
-			names = append(names, buyers[j].Job)
-			value += buyers[j].Budget + 1
-		}
-		for _, p := range provs {
-			goods = append(goods, J+provIdx[p])
-		}
-		sur := value - askSum
-		if sur <= 0 {
-			return
-		}
-		res.Bids = append(res.Bids, BidRecord{Index: len(res.Bids), Bidder: bidder, Providers: provs, Jobs: names,
-			Goods: goods, Offers: offers, Ask: askSum, Surplus: sur})
-		inst.Bids = append(inst.Bids, wdp.Bid{Bidder: bidder, Goods: goods, Price: float64(sur)})
-	}
-	// Single-provider bundles of whole jobs, jointly fitted and priced.
-	for pi := range profs {
-		p := &profs[pi]
-		offs := whole[pi]
-		sort.SliceStable(offs, func(a, c int) bool {
-			return buyers[offs[a].job].Budget-res.Offers[offs[a].offer].Ask > buyers[offs[c].job].Budget-res.Offers[offs[c].offer].Ask
-		})
-		count := 0
-		var rec func(start int, chosen []jobOffer)
-		rec = func(start int, chosen []jobOffer) {
-			for i := start; i < len(offs) && count < opts.MaxBidsPerProvider; i++ {
-				set := append(chosen[:len(chosen):len(chosen)], offs[i])
-				if len(set) == 1 {
-					o := offs[i]
-					addBid(p.Name, []string{p.Name}, []int{o.job}, []int{o.offer}, res.Offers[o.offer].Ask)
-					count++
-				} else {
-					// Joint fit and price for the bundle.
-					free := p.Free.clone()
-					var hw []Hardware
-					ok := true
-					dur := map[string]time.Duration{}
-					var jobs []int
-					for _, o := range set {
-						b := buyers[o.job]
-						h, d := fit(b, p, taskNames(b), &free)
-						if len(d) > 0 {
-							ok = false
-							break
-						}
-						for k, v := range durations(b) {
-							dur[b.Job+"/"+k] = v
-						}
-						for _, x := range h {
-							x.Task = b.Job + "/" + x.Task
-							hw = append(hw, x)
-						}
-						jobs = append(jobs, o.job)
-					}
-					if !ok {
-						continue
-					}
-					a, err := ask(p, hw, dur)
-					if err != nil {
-						continue
-					}
-					var offers []int
-					var total int64
-					for _, o := range set {
-						offers = append(offers, o.offer)
-						total += buyers[o.job].Budget
-					}
-					if a > total {
-						continue
-					}
-					res.Offers = append(res.Offers, Offer{Provider: p.Name, Jobs: namesOf(buyers, jobs), Hardware: hw, Ask: a})
-					addBid(p.Name, []string{p.Name}, jobs, []int{len(res.Offers) - 1}, a)
-					count++
-				}
-				if len(set) < opts.MaxBundle {
-					rec(i+1, set)
-				}
-			}
-		}
-		rec(0, nil)
-	}
-	// Split placements: each co-location group on a different provider,
-	// the cheapest distinct providers per group (greedy, most constrained
-	// group first).
 	for bi, b := range buyers {
-		if len(b.Groups) < 2 {
+		au.groups[bi] = make([][]int, len(b.Groups))
+	}
+	return au, nil
+}
+
+// offer records provider pi's offers for job bi: the whole job, and each
+// co-location group alone when the job has several.
+func (au *auction) offer(bi, pi int, dur map[string]time.Duration) error {
+	b, p := au.buyers[bi], &au.profs[pi]
+	if d := eligible(b, p); len(d) > 0 {
+		au.res.Diagnostics = append(au.res.Diagnostics, d...)
+		return nil
+	}
+	misfit, err := au.offerWhole(bi, pi, dur)
+	if err != nil {
+		return err
+	}
+	if len(b.Groups) < 2 {
+		au.res.Diagnostics = append(au.res.Diagnostics, misfit...)
+		return nil
+	}
+	return au.offerGroups(bi, pi, dur, len(misfit) > 0)
+}
+
+// offerWhole records provider pi's offer for all of job bi, or returns why
+// the job does not fit it.
+func (au *auction) offerWhole(bi, pi int, dur map[string]time.Duration) (misfit []Diagnostic, err error) {
+	b, p := au.buyers[bi], &au.profs[pi]
+	free := p.Free.clone()
+	hw, misfit := fit(b, p, taskNames(b), &free)
+	if len(misfit) > 0 {
+		return misfit, nil
+	}
+	price, err := ask(p, hw, dur)
+	if err != nil {
+		return nil, err
+	}
+	if price > b.Budget {
+		au.res.Diagnostics = append(au.res.Diagnostics, Diagnostic{Provider: p.Name, Job: b.Job, Constraint: "budget",
+			Detail: fmt.Sprintf("ask %d exceeds budget %d %s", price, b.Budget, b.Currency)})
+		return nil, nil
+	}
+	au.res.Offers = append(au.res.Offers, Offer{Provider: p.Name, Jobs: []string{b.Job}, Hardware: hw, Ask: price})
+	au.whole[pi] = append(au.whole[pi], jobOffer{len(au.res.Offers) - 1, bi})
+	return nil, nil
+}
+
+// offerGroups records provider pi's offers for each co-location group of
+// job bi within budget. Groups that do not fit are diagnosed only when
+// report says the whole job did not fit either.
+func (au *auction) offerGroups(bi, pi int, dur map[string]time.Duration, report bool) error {
+	b, p := au.buyers[bi], &au.profs[pi]
+	for gi, g := range b.Groups {
+		free := p.Free.clone()
+		hw, misfit := fit(b, p, g, &free)
+		if len(misfit) > 0 {
+			if report {
+				au.res.Diagnostics = append(au.res.Diagnostics, misfit...)
+			}
 			continue
 		}
-		order := make([]int, len(b.Groups))
-		for i := range order {
-			order[i] = i
+		price, err := ask(p, hw, dur)
+		if err != nil {
+			return err
 		}
-		sort.SliceStable(order, func(x, y int) bool { return len(groupOffers[bi][order[x]]) < len(groupOffers[bi][order[y]]) })
-		used := map[string]bool{}
-		var offers []int
-		var provs []string
-		var total int64
-		ok := true
-		for _, gi := range order {
-			best := -1
-			for _, o := range groupOffers[bi][gi] {
-				if used[res.Offers[o].Provider] {
-					continue
-				}
-				if best < 0 || res.Offers[o].Ask < res.Offers[best].Ask {
-					best = o
-				}
-			}
-			if best < 0 {
-				ok = false
-				break
-			}
-			used[res.Offers[best].Provider] = true
-			offers = append(offers, best)
-			provs = append(provs, res.Offers[best].Provider)
-			total += res.Offers[best].Ask
+		if price > b.Budget {
+			continue
 		}
-		if ok && total <= b.Budget {
-			sort.Strings(provs)
-			addBid("split:"+b.Job, provs, []int{bi}, offers, total)
+		au.res.Offers = append(au.res.Offers, Offer{Provider: p.Name, Jobs: []string{b.Job}, Group: g, Hardware: hw, Ask: price})
+		au.groups[bi][gi] = append(au.groups[bi][gi], len(au.res.Offers)-1)
+	}
+	return nil
+}
+
+// addBid adds a bid for jobs on provs at askSum, unless it has no surplus.
+func (au *auction) addBid(bidder string, provs []string, jobs []int, offers []int, askSum int64) {
+	var goods []int
+	var names []string
+	var value int64
+	for _, j := range jobs {
+		goods = append(goods, j)
+		names = append(names, au.buyers[j].Job)
+		value += au.buyers[j].Budget + 1
+	}
+	for _, p := range provs {
+		goods = append(goods, len(au.buyers)+au.provIdx[p])
+	}
+	sur := value - askSum
+	if sur <= 0 {
+		return
+	}
+	au.res.Bids = append(au.res.Bids, BidRecord{Index: len(au.res.Bids), Bidder: bidder, Providers: provs, Jobs: names,
+		Goods: goods, Offers: offers, Ask: askSum, Surplus: sur})
+	au.inst.Bids = append(au.inst.Bids, wdp.Bid{Bidder: bidder, Goods: goods, Price: float64(sur)})
+}
+
+// bundleBids bids provider pi's whole-job offers alone and in bundles of up
+// to MaxBundle jobs, jointly fitted and priced, the jobs with the most
+// surplus first, at most MaxBidsPerProvider bids. A bundle that does not
+// fit is not extended.
+func (au *auction) bundleBids(pi int) {
+	p := &au.profs[pi]
+	offs := au.whole[pi]
+	surplus := func(o jobOffer) int64 { return au.buyers[o.job].Budget - au.res.Offers[o.offer].Ask }
+	sort.SliceStable(offs, func(a, c int) bool { return surplus(offs[a]) > surplus(offs[c]) })
+	count := 0
+	var rec func(start int, chosen []jobOffer)
+	rec = func(start int, chosen []jobOffer) {
+		for i := start; i < len(offs) && count < au.opts.MaxBidsPerProvider; i++ {
+			set := append(chosen[:len(chosen):len(chosen)], offs[i])
+			switch {
+			case len(set) == 1:
+				o := offs[i]
+				au.addBid(p.Name, []string{p.Name}, []int{o.job}, []int{o.offer}, au.res.Offers[o.offer].Ask)
+			case !au.bundle(p, set):
+				continue
+			}
+			count++
+			if len(set) < au.opts.MaxBundle {
+				rec(i+1, set)
+			}
 		}
 	}
-	if len(inst.Bids) == 0 {
-		return res, fmt.Errorf("%w: no bid fits a budget; see diagnostics", ErrNoAgreement)
+	rec(0, nil)
+}
+
+// bundle offers and bids the jobs of set together on p, reporting false
+// when they do not fit together or their joint ask exceeds their budgets.
+func (au *auction) bundle(p *Profile, set []jobOffer) bool {
+	free := p.Free.clone()
+	var hw []Hardware
+	dur := map[string]time.Duration{}
+	var jobs []int
+	var budget int64
+	for _, o := range set {
+		b := au.buyers[o.job]
+		h, misfit := fit(b, p, taskNames(b), &free)
+		if len(misfit) > 0 {
+			return false
+		}
+		for k, v := range durations(b) {
+			dur[b.Job+"/"+k] = v
+		}
+		for _, x := range h {
+			x.Task = b.Job + "/" + x.Task
+			hw = append(hw, x)
+		}
+		jobs = append(jobs, o.job)
+		budget += b.Budget
 	}
-	sol, err := wdp.Solve(ctx, inst, wdp.Options{TimeLimit: opts.TimeLimit})
+	price, err := ask(p, hw, dur)
+	if err != nil || price > budget {
+		return false
+	}
+	au.res.Offers = append(au.res.Offers, Offer{Provider: p.Name, Jobs: namesOf(au.buyers, jobs), Hardware: hw, Ask: price})
+	au.addBid(p.Name, []string{p.Name}, jobs, []int{len(au.res.Offers) - 1}, price)
+	return true
+}
+
+// splitBid bids job bi with each co-location group on a different
+// provider: the cheapest distinct provider per group, greedily, the group
+// with the fewest offers first.
+func (au *auction) splitBid(bi int) {
+	b, groups := au.buyers[bi], au.groups[bi]
+	if len(b.Groups) < 2 {
+		return
+	}
+	order := make([]int, len(b.Groups))
+	for i := range order {
+		order[i] = i
+	}
+	sort.SliceStable(order, func(x, y int) bool { return len(groups[order[x]]) < len(groups[order[y]]) })
+	used := map[string]bool{}
+	var offers []int
+	var provs []string
+	var total int64
+	for _, gi := range order {
+		best := -1
+		for _, o := range groups[gi] {
+			if used[au.res.Offers[o].Provider] {
+				continue
+			}
+			if best < 0 || au.res.Offers[o].Ask < au.res.Offers[best].Ask {
+				best = o
+			}
+		}
+		if best < 0 {
+			return
+		}
+		used[au.res.Offers[best].Provider] = true
+		offers = append(offers, best)
+		provs = append(provs, au.res.Offers[best].Provider)
+		total += au.res.Offers[best].Ask
+	}
+	if total <= b.Budget {
+		sort.Strings(provs)
+		au.addBid("split:"+b.Job, provs, []int{bi}, offers, total)
+	}
+}
+
+// solve determines the winners, the welfare, each winning provider's VCG
+// premium and the awards.
+func (au *auction) solve(ctx context.Context) error {
+	res := au.res
+	sol, err := wdp.Solve(ctx, au.inst, wdp.Options{TimeLimit: au.opts.TimeLimit})
 	if err != nil {
-		return nil, fmt.Errorf("market: winner determination: %w", err)
+		return fmt.Errorf("market: winner determination: %w", err)
 	}
 	res.Winners = sol.Winners
 	res.Optimal, res.Gap, res.Nodes = sol.Optimal, sol.Gap, sol.Nodes
 	for _, w := range sol.Winners {
 		res.Welfare += res.Bids[w].Surplus
 	}
-	prices, nodes, exact := providerPrices(ctx, inst, res, sol, profs, opts)
+	prices, nodes, exact := providerPrices(ctx, au.inst, res, sol, au.profs, au.opts)
 	res.Nodes += nodes
 	res.Optimal = res.Optimal && exact
-	res.Awards = awards(res, buyers, prices)
-	// Jobs that won nothing get a diagnostic too.
+	res.Awards = awards(res, au.buyers, prices)
+	return nil
+}
+
+// diagnoseUnplaced explains each job that won nothing.
+func (au *auction) diagnoseUnplaced() {
 	placed := map[string]bool{}
-	for _, a := range res.Awards {
+	for _, a := range au.res.Awards {
 		placed[a.Job] = true
 	}
-	for _, b := range buyers {
+	for _, b := range au.buyers {
 		if !placed[b.Job] {
-			res.Diagnostics = append(res.Diagnostics, Diagnostic{Job: b.Job, Constraint: "capacity",
+			au.res.Diagnostics = append(au.res.Diagnostics, Diagnostic{Job: b.Job, Constraint: "capacity",
 				Detail: "outbid: the welfare-maximising allocation gives the offering providers' capacity to other jobs"})
 		}
 	}
-	if len(res.Awards) == 0 {
-		return res, fmt.Errorf("%w: no job placed", ErrNoAgreement)
-	}
-	return res, nil
 }
 
 func namesOf(buyers []*Buyer, jobs []int) []string {

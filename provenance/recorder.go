@@ -13,6 +13,7 @@ import (
 	"sort"
 	"sync"
 
+	"github.com/accordmesh/accord/internal/atomicfile"
 	"github.com/accordmesh/accord/provenance/tlog"
 )
 
@@ -104,28 +105,11 @@ func (s *Store) create(a *Attestation) (created bool, err error) {
 	if err := os.MkdirAll(filepath.Dir(p), 0o700); err != nil {
 		return false, fmt.Errorf("provenance: store attestation: %w", err)
 	}
-	f, err := os.CreateTemp(filepath.Dir(p), "."+a.Stage+".tmp*")
+	created, err = atomicfile.WriteNew(p, append(b, '\n'), 0o600)
 	if err != nil {
 		return false, fmt.Errorf("provenance: store attestation: %w", err)
 	}
-	defer os.Remove(f.Name())
-	_, werr := f.Write(append(b, '\n'))
-	if werr == nil {
-		werr = f.Sync()
-	}
-	if cerr := f.Close(); werr == nil {
-		werr = cerr
-	}
-	if werr != nil {
-		return false, fmt.Errorf("provenance: store attestation: %w", werr)
-	}
-	if err := os.Link(f.Name(), p); err != nil {
-		if errors.Is(err, fs.ErrExist) {
-			return false, nil
-		}
-		return false, fmt.Errorf("provenance: store attestation: %w", err)
-	}
-	return true, nil
+	return created, nil
 }
 
 // List returns a job's stored attestations in stage order.

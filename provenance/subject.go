@@ -1,10 +1,6 @@
 package provenance
 
-import (
-	"strings"
-
-	ita "github.com/in-toto/attestation/go/v1"
-)
+import "strings"
 
 // JobSubjectPrefix names the statement subject that makes a job's
 // attestations searchable in any Rekor log by the job ID alone: Rekor
@@ -30,9 +26,4 @@ type Subject struct {
 func (s Subject) AsMap() map[string]any {
 	alg, hexd, _ := strings.Cut(s.Digest, ":")
 	return map[string]any{"name": s.Name, "digest": map[string]string{alg: hexd}}
-}
-
-func (s Subject) descriptor() *ita.ResourceDescriptor {
-	alg, hexd, _ := strings.Cut(s.Digest, ":")
-	return &ita.ResourceDescriptor{Name: s.Name, Digest: map[string]string{alg: hexd}}
 }

@@ -415,9 +415,8 @@ func (d *decoder) decodeInputs(t *Task, n *node, p string) {
 		case in.Path != "" && in.From != "":
 			d.e.add(f["from"].pos, "input %q has both path and from; give one", in.Name)
 		case in.From != "":
-			task, out, ok := strings.Cut(in.From, ":")
-			if !ok || task == "" || out == "" {
-				d.e.add(f["from"].pos, "from %q must be \"<task>:<output path>\"", in.From)
+			if _, _, problem := parseFrom(in.From); problem != "" {
+				d.e.add(f["from"].pos, "from %q %s", in.From, problem)
 			}
 		}
 		if v := f["target"]; v != nil && !strings.HasPrefix(in.Target, "/") {

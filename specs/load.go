@@ -200,6 +200,7 @@ func (l *loader) loadSpec(path string, stack []string, at Pos) *Spec {
 		l.imports(s, imp, append(stack, path), failed)
 	}
 	if !l.incomplete[path] {
+		resolve(s)
 		validate(s, &l.e, failed)
 	}
 	normalise(s)

@@ -6,203 +6,283 @@ import (
 	"strings"
 )
 
-// validate checks what needs the whole spec: required identity and budget,
-// references between tasks, data flow, co-location, tests and cycles.
-// References into imports that failed to load are not reported again.
-func validate(s *Spec, e *errs, failedImports map[string]bool) {
-	top := Pos{File: s.Source.File, Line: 1, Col: 1}
-	at := func(key string, fallback Pos) Pos {
-		if p, ok := s.Source.Positions[key]; ok {
-			return p
-		}
-		return fallback
-	}
-	switch {
-	case s.APIVersion == "":
-		e.add(top, "front matter needs \"accord: v1\" (the spec language version)")
-	case s.APIVersion != "v1":
-		e.add(at("accord", top), "accord %q is not a supported spec language version (use v1)", s.APIVersion)
-	}
-	switch {
-	case s.Name == "":
-		e.add(top, "front matter needs a name")
-	case !nameRE.MatchString(s.Name):
-		e.add(at("name", top), "name %q must be lower-case letters, digits and - (at most 63)", s.Name)
-	}
-	switch {
-	case s.Version == "":
-		e.add(top, "front matter needs a version (semantic version, e.g. 1.0.0)")
-	case !semverRE.MatchString(s.Version):
-		e.add(at("version", top), "version %q is not a semantic version (e.g. 1.2.3)", s.Version)
-	}
-	switch {
-	case s.Tenant == "":
-		e.add(top, "front matter needs a tenant")
-	case !tenantRE.MatchString(s.Tenant):
-		e.add(at("tenant", top), "tenant %q must be lower-case letters, digits, . _ or -", s.Tenant)
-	}
-	if len(s.Tasks) == 0 {
-		e.add(top, "spec has no tasks (add a \"## Tasks\" section with a yaml block)")
-	}
-	budget := at("budget", top)
-	if _, ok := s.Source.Positions["budget.max_price"]; !ok {
-		e.add(budget, "budget needs max_price (integer minor units, e.g. 500 for 5.00 USD)")
-	}
-	if _, ok := s.Source.Positions["budget.currency"]; !ok {
-		e.add(budget, "budget needs a currency (e.g. USD)")
-	}
-	if s.Negotiation.Reserve > s.Budget.MaxPrice && s.Budget.MaxPrice > 0 {
-		e.add(at("negotiation.reserve", top), "reserve %d is above budget.max_price %d", s.Negotiation.Reserve, s.Budget.MaxPrice)
-	}
-
-	tasks := make(map[string]*Task, len(s.Tasks))
-	names := make([]string, 0, len(s.Tasks))
-	outputs := make(map[string]map[string]bool, len(s.Tasks))
+// resolve fills in what a spec implies but does not spell out: each
+// input's default target, the order that data flow implies (a task waits
+// for the tasks whose outputs it reads) and each task's co-location group
+// (the first group that names it). It reports nothing; validate, which
+// runs after it, judges the result.
+func resolve(s *Spec) {
+	x := newIndex(s)
 	for i := range s.Tasks {
 		t := &s.Tasks[i]
-		tasks[t.Name] = t
-		names = append(names, t.Name)
-		outputs[t.Name] = make(map[string]bool, len(t.Outputs))
-		for _, o := range t.Outputs {
-			outputs[t.Name][o.Path] = true
+		deps := make(map[string]bool, len(t.DependsOn))
+		for _, d := range t.DependsOn {
+			deps[d] = true
 		}
-	}
-	hasOutput := func(t *Task, p string) bool { return outputs[t.Name][p] }
-	inFailed := func(name string) bool {
-		alias, _, ok := strings.Cut(name, ".")
-		return ok && failedImports[alias]
-	}
-	unknown := func(p Pos, what, name string) {
-		if !inFailed(name) {
-			e.add(p, "%s %q is not a task of this spec%s", what, name, suggestTask(name, names))
-		}
-	}
-	for i := range s.Tasks {
-		t := &s.Tasks[i]
-		tp := "tasks." + t.Name
-		taskPos := at(tp, top)
-		seen := map[string]bool{}
-		for j, dep := range t.DependsOn {
-			p := at(fmt.Sprintf("%s.depends_on[%d]", tp, j), taskPos)
-			switch {
-			case dep == t.Name:
-				e.add(p, "task %q depends on itself", t.Name)
-			case tasks[dep] == nil:
-				unknown(p, "depends_on", dep)
-			case seen[dep]:
-				e.add(p, "task %q lists %q in depends_on twice", t.Name, dep)
-			}
-			seen[dep] = true
-		}
-		inNames, targets := map[string]bool{}, map[string]bool{}
 		for j := range t.Inputs {
 			in := &t.Inputs[j]
-			ip := fmt.Sprintf("%s.inputs[%d]", tp, j)
-			if in.Name != "" && inNames[in.Name] {
-				e.add(at(ip+".name", taskPos), "task %q has two inputs named %q", t.Name, in.Name)
-			}
-			inNames[in.Name] = true
 			if in.Target == "" && in.Name != "" {
 				in.Target = "/in/" + in.Name
 			}
-			if in.Target != "" && targets[in.Target] {
-				e.add(at(ip+".target", at(ip, taskPos)), "task %q mounts two inputs at %s", t.Name, in.Target)
+			src, out, problem := parseFrom(in.From)
+			if problem == "" && src != t.Name && x.declares(src, out) && !deps[src] {
+				t.DependsOn = append(t.DependsOn, src)
+				deps[src] = true
 			}
-			targets[in.Target] = true
-			if in.From == "" {
-				continue
-			}
-			src, out, ok := strings.Cut(in.From, ":")
-			if !ok || src == "" || out == "" {
-				continue // reported while decoding
-			}
-			fp := at(ip+".from", taskPos)
-			up := tasks[src]
-			switch {
-			case src == t.Name:
-				e.add(fp, "input %q of task %q reads its own output", in.Name, t.Name)
-			case up == nil:
-				if !inFailed(src) {
-					e.add(fp, "from %q: there is no task %q%s", in.From, src, suggestTask(src, names))
-				}
-			case !hasOutput(up, out):
-				e.add(fp, "from %q: task %q has no output %q%s", in.From, src, out, suggest(out, outputPaths(up)))
-			default:
-				if !seen[src] {
-					t.DependsOn = append(t.DependsOn, src) // data flow implies order
-					seen[src] = true
-				}
-			}
-		}
-		outs := make(map[string]bool, len(t.Outputs))
-		for j, o := range t.Outputs {
-			if outs[o.Path] {
-				e.add(at(fmt.Sprintf("%s.outputs[%d]", tp, j), taskPos), "task %q lists output %q twice", t.Name, o.Path)
-			}
-			outs[o.Path] = true
 		}
 	}
+	grouped := map[string]bool{}
+	for _, g := range s.Placement.Colocate {
+		name := strings.Join(sortedSet(g), "+")
+		for _, n := range g {
+			if x.tasks[n] != nil && !grouped[n] {
+				grouped[n] = true
+				x.tasks[n].Group = name
+			}
+		}
+	}
+}
 
-	group := map[string]string{}
-	for i, g := range s.Placement.Colocate {
+// validate checks what needs the whole spec, once resolve has filled it
+// in: required identity and budget, references between tasks, data flow,
+// co-location, tests and cycles. References into imports that failed to
+// load are not reported again.
+func validate(s *Spec, e *errs, failedImports map[string]bool) {
+	v := &validator{s: s, e: e, failed: failedImports, top: Pos{File: s.Source.File, Line: 1, Col: 1}, index: newIndex(s)}
+	for _, t := range s.Tasks {
+		v.names = append(v.names, t.Name)
+	}
+	v.identity()
+	v.budget()
+	for i := range s.Tasks {
+		v.task(&s.Tasks[i])
+	}
+	v.colocation()
+	v.tests()
+	v.cycles()
+}
+
+// validator holds what validate's checks share.
+type validator struct {
+	s      *Spec
+	e      *errs
+	failed map[string]bool // aliases of imports that failed to load
+	top    Pos
+	names  []string // task names in spec order, for suggestions
+	index
+}
+
+// index finds a spec's tasks and their outputs by name.
+type index struct {
+	tasks   map[string]*Task
+	outputs map[string]map[string]bool // task name → declared output paths
+}
+
+func newIndex(s *Spec) index {
+	x := index{tasks: make(map[string]*Task, len(s.Tasks)), outputs: make(map[string]map[string]bool, len(s.Tasks))}
+	for i := range s.Tasks {
+		t := &s.Tasks[i]
+		x.tasks[t.Name] = t
+		x.outputs[t.Name] = make(map[string]bool, len(t.Outputs))
+		for _, o := range t.Outputs {
+			x.outputs[t.Name][o.Path] = true
+		}
+	}
+	return x
+}
+
+// declares reports whether the task named task declares the output path p.
+func (x index) declares(task, p string) bool { return x.outputs[task][p] }
+
+// at is the position recorded for a key, or fallback.
+func (v *validator) at(key string, fallback Pos) Pos {
+	if p, ok := v.s.Source.Positions[key]; ok {
+		return p
+	}
+	return fallback
+}
+
+// inFailed reports whether name is a task of an import that failed to load.
+func (v *validator) inFailed(name string) bool {
+	alias, _, ok := strings.Cut(name, ".")
+	return ok && v.failed[alias]
+}
+
+// unknown reports a reference to a task that does not exist.
+func (v *validator) unknown(p Pos, what, name string) {
+	if !v.inFailed(name) {
+		v.e.add(p, "%s %q is not a task of this spec%s", what, name, suggestTask(name, v.names))
+	}
+}
+
+func (v *validator) identity() {
+	s, top := v.s, v.top
+	switch {
+	case s.APIVersion == "":
+		v.e.add(top, "front matter needs \"accord: v1\" (the spec language version)")
+	case s.APIVersion != "v1":
+		v.e.add(v.at("accord", top), "accord %q is not a supported spec language version (use v1)", s.APIVersion)
+	}
+	switch {
+	case s.Name == "":
+		v.e.add(top, "front matter needs a name")
+	case !nameRE.MatchString(s.Name):
+		v.e.add(v.at("name", top), "name %q must be lower-case letters, digits and - (at most 63)", s.Name)
+	}
+	switch {
+	case s.Version == "":
+		v.e.add(top, "front matter needs a version (semantic version, e.g. 1.0.0)")
+	case !semverRE.MatchString(s.Version):
+		v.e.add(v.at("version", top), "version %q is not a semantic version (e.g. 1.2.3)", s.Version)
+	}
+	switch {
+	case s.Tenant == "":
+		v.e.add(top, "front matter needs a tenant")
+	case !tenantRE.MatchString(s.Tenant):
+		v.e.add(v.at("tenant", top), "tenant %q must be lower-case letters, digits, . _ or -", s.Tenant)
+	}
+	if len(s.Tasks) == 0 {
+		v.e.add(top, "spec has no tasks (add a \"## Tasks\" section with a yaml block)")
+	}
+}
+
+func (v *validator) budget() {
+	s := v.s
+	budget := v.at("budget", v.top)
+	if _, ok := s.Source.Positions["budget.max_price"]; !ok {
+		v.e.add(budget, "budget needs max_price (integer minor units, e.g. 500 for 5.00 USD)")
+	}
+	if _, ok := s.Source.Positions["budget.currency"]; !ok {
+		v.e.add(budget, "budget needs a currency (e.g. USD)")
+	}
+	if s.Negotiation.Reserve > s.Budget.MaxPrice && s.Budget.MaxPrice > 0 {
+		v.e.add(v.at("negotiation.reserve", v.top), "reserve %d is above budget.max_price %d", s.Negotiation.Reserve, s.Budget.MaxPrice)
+	}
+}
+
+// task checks one task's dependencies, inputs and outputs.
+func (v *validator) task(t *Task) {
+	tp := "tasks." + t.Name
+	taskPos := v.at(tp, v.top)
+	seen := map[string]bool{}
+	for j, dep := range t.DependsOn {
+		p := v.at(fmt.Sprintf("%s.depends_on[%d]", tp, j), taskPos)
+		switch {
+		case dep == t.Name:
+			v.e.add(p, "task %q depends on itself", t.Name)
+		case v.tasks[dep] == nil:
+			v.unknown(p, "depends_on", dep)
+		case seen[dep]:
+			v.e.add(p, "task %q lists %q in depends_on twice", t.Name, dep)
+		}
+		seen[dep] = true
+	}
+	inNames, targets := map[string]bool{}, map[string]bool{}
+	for j, in := range t.Inputs {
+		ip := fmt.Sprintf("%s.inputs[%d]", tp, j)
+		if in.Name != "" && inNames[in.Name] {
+			v.e.add(v.at(ip+".name", taskPos), "task %q has two inputs named %q", t.Name, in.Name)
+		}
+		inNames[in.Name] = true
+		if in.Target != "" && targets[in.Target] {
+			v.e.add(v.at(ip+".target", v.at(ip, taskPos)), "task %q mounts two inputs at %s", t.Name, in.Target)
+		}
+		targets[in.Target] = true
+		v.from(t, in, v.at(ip+".from", taskPos))
+	}
+	outs := make(map[string]bool, len(t.Outputs))
+	for j, o := range t.Outputs {
+		if outs[o.Path] {
+			v.e.add(v.at(fmt.Sprintf("%s.outputs[%d]", tp, j), taskPos), "task %q lists output %q twice", t.Name, o.Path)
+		}
+		outs[o.Path] = true
+	}
+}
+
+// from checks that an input of t reads a declared output of another task.
+func (v *validator) from(t *Task, in Input, fp Pos) {
+	src, out, problem := parseFrom(in.From)
+	if in.From == "" || problem != "" {
+		return // a host file, or reported while decoding
+	}
+	up := v.tasks[src]
+	switch {
+	case src == t.Name:
+		v.e.add(fp, "input %q of task %q reads its own output", in.Name, t.Name)
+	case up == nil:
+		if !v.inFailed(src) {
+			v.e.add(fp, "from %q: there is no task %q%s", in.From, src, suggestTask(src, v.names))
+		}
+	case !v.declares(src, out):
+		v.e.add(fp, "from %q: task %q has no output %q%s", in.From, src, out, suggest(out, outputPaths(up)))
+	}
+}
+
+// colocation checks that each group names existing tasks, at least two,
+// and that no task is in two groups (resolve gave each its first).
+func (v *validator) colocation() {
+	for i, g := range v.s.Placement.Colocate {
 		gp := fmt.Sprintf("placement.colocate[%d]", i)
 		if len(g) < 2 {
-			e.add(at(gp, top), "a colocate group needs at least two tasks")
+			v.e.add(v.at(gp, v.top), "a colocate group needs at least two tasks")
 		}
 		name := strings.Join(sortedSet(g), "+")
 		for j, n := range g {
-			p := at(fmt.Sprintf("%s[%d]", gp, j), at(gp, top))
-			if tasks[n] == nil {
-				unknown(p, "colocate", n)
-				continue
+			p := v.at(fmt.Sprintf("%s[%d]", gp, j), v.at(gp, v.top))
+			switch {
+			case v.tasks[n] == nil:
+				v.unknown(p, "colocate", n)
+			case v.tasks[n].Group != name:
+				v.e.add(p, "task %q is in two colocate groups", n)
 			}
-			if prev, ok := group[n]; ok && prev != name {
-				e.add(p, "task %q is in two colocate groups", n)
-				continue
-			}
-			group[n] = name
-			tasks[n].Group = name
 		}
 	}
+}
 
+// tests checks that each verification test is named once and checks
+// outputs its task declares.
+func (v *validator) tests() {
 	testNames := map[string]bool{}
-	for i, t := range s.Verification.Tests {
+	for i, t := range v.s.Verification.Tests {
 		tp := fmt.Sprintf("verification.tests[%d]", i)
-		p := at(tp, top)
+		p := v.at(tp, v.top)
 		if t.Name != "" && testNames[t.Name] {
-			e.add(at(tp+".name", p), "duplicate test name %q", t.Name)
+			v.e.add(v.at(tp+".name", p), "duplicate test name %q", t.Name)
 		}
 		testNames[t.Name] = true
-		task := tasks[t.Task]
+		task := v.tasks[t.Task]
 		if t.Task != "" && task == nil {
-			unknown(at(tp+".task", p), "test task", t.Task)
+			v.unknown(v.at(tp+".task", p), "test task", t.Task)
 			continue
 		}
 		if task == nil {
 			continue
 		}
 		for k := range t.ExpectOutputs {
-			if !hasOutput(task, k) {
-				e.add(at(tp+".expect_outputs."+k, p), "expect_outputs: task %q has no output %q%s", t.Task, k, suggest(k, outputPaths(task)))
+			if !v.declares(t.Task, k) {
+				v.e.add(v.at(tp+".expect_outputs."+k, p), "expect_outputs: task %q has no output %q%s", t.Task, k, suggest(k, outputPaths(task)))
 			}
 		}
 		for j, m := range t.Metrics {
-			if m.File != "" && !hasOutput(task, m.File) {
-				e.add(at(fmt.Sprintf("%s.metrics[%d].file", tp, j), p), "metrics file %q is not an output of task %q%s", m.File, t.Task, suggest(m.File, outputPaths(task)))
+			if m.File != "" && !v.declares(t.Task, m.File) {
+				v.e.add(v.at(fmt.Sprintf("%s.metrics[%d].file", tp, j), p), "metrics file %q is not an output of task %q%s", m.File, t.Task, suggest(m.File, outputPaths(task)))
 			}
 		}
 	}
+}
 
-	for _, c := range findCycles(s.Tasks, tasks) {
-		first := tasks[c[0]]
-		p := at("tasks."+first.Name, top)
+// cycles reports each dependency cycle at the dependency that starts it.
+func (v *validator) cycles() {
+	for _, c := range findCycles(v.s.Tasks, v.tasks) {
+		first := v.tasks[c[0]]
+		p := v.at("tasks."+first.Name, v.top)
 		for j, dep := range first.DependsOn {
 			if dep == c[1] {
-				p = at(fmt.Sprintf("tasks.%s.depends_on[%d]", first.Name, j), p)
+				p = v.at(fmt.Sprintf("tasks.%s.depends_on[%d]", first.Name, j), p)
 				break
 			}
 		}
-		e.add(p, "dependency cycle: %s", cycleString(c))
+		v.e.add(p, "dependency cycle: %s", cycleString(c))
 	}
 }
 

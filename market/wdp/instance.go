@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io"
 	"math"
-	"sort"
 )
 
 // Instance is a winner-determination problem: Goods goods numbered
@@ -115,10 +114,4 @@ func (in *Instance) Bidders() []string {
 		}
 	}
 	return out
-}
-
-func sortedCopy(s []int) []int {
-	c := append([]int(nil), s...)
-	sort.Ints(c)
-	return c
 }

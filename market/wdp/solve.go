@@ -577,7 +577,7 @@ func (s *search) run() {
 				if !ok {
 					return
 				}
-				w.node(t.lp, t.alive, t.fixed, t.fixedVal, t.depth, t.inherited, t.active)
+				w.node(t)
 			}
 		}()
 	}
@@ -704,138 +704,198 @@ func (w *worker) stillOpen(active []int) []int {
 	return out
 }
 
-// node explores the subproblem in which the bids in fixed are winners
-// (worth fixedVal) and only alive bids may still win, for the active
-// problems; lp is owned by it.
+// node explores the subproblem t: the bids in t.fixed are winners (worth
+// t.fixedVal), only alive bids may still win, for the active problems;
+// t.lp is owned by it.
 //
-// inherited is the parent's bound; when the search stops before this node
-// is solved, it is recorded in s.open so that the reported gap covers the
-// unexplored subtree.
-func (w *worker) node(lp *packLP, alive []bool, fixed []int, fixedVal float64, depth int, inherited float64, active []int) {
-	if !w.stopped.Load() && w.nodes&15 == 0 && w.ctx.Err() != nil {
-		w.stopped.Store(true)
-	}
-	if w.stopped.Load() {
-		w.leaveOpen(inherited)
+// t.inherited is the parent's bound; when the search stops before this
+// node is solved, it is recorded in s.open so that the reported gap covers
+// the unexplored subtree.
+func (w *worker) node(t task) {
+	if !w.enter(t) {
 		return
 	}
-	if inherited <= w.threshold(active)+PruneTol {
-		return // the incumbents improved since the parent was bounded
-	}
-	w.nodes++
-	w.meter.nodes.Add(1)
-	var bound float64
-	for {
-		copy(lp.alive, alive)
-		// The node is closed for every active problem once the LP bound
-		// is at or below their smallest incumbent: the LP may stop there.
-		lp.cutoff = w.threshold(active) + PruneTol - fixedVal
-		lp.solve(50 * (w.m + w.n))
-		bound = fixedVal + lp.dualBound(w.y)
-		if depth == 0 && len(w.probs) == 1 && w.m <= w.opts.GonumMaxRows {
-			w.crossCheck(lp, bound)
-		}
-		w.problemBounds(alive, active, bound)
-		active = w.stillOpen(active)
-		if len(active) == 0 {
-			return
-		}
-		// One problem left: its excluded bids leave the subtree.
-		killed := false
-		if len(active) == 1 {
-			for _, j := range w.probs[active[0]].excl {
-				if alive[j] {
-					if !killed {
-						alive = append([]bool(nil), alive...)
-						killed = true
-					}
-					alive[j] = false
-				}
-			}
-		}
-		if !killed {
-			break
-		}
+	bound, open := w.solveLP(&t)
+	if !open {
+		return
 	}
 	// A few problems left: search the subtree once per problem. Each
 	// then drops its excluded bids, which tightens its LP, and stops its
 	// LPs at its own incumbent; for so few, that saves more than sharing.
-	if len(active) > 1 && len(active) <= splitBelow {
-		bounds := make([]float64, len(active))
-		for i, k := range active {
-			bounds[i] = w.bound[k]
-		}
-		last := len(active) - 1
-		for i, k := range active {
-			sub := lp // the last problem takes this node's LP, the others a copy
-			if i < last {
-				sub = lp.clone()
-				if w.hungry() {
-					w.give(task{sub, alive, fixed, fixedVal, depth, bounds[i], []int{k}})
-					continue
-				}
-			}
-			w.node(sub, alive, fixed, fixedVal, depth, bounds[i], []int{k})
-		}
+	if len(t.active) > 1 && len(t.active) <= splitBelow {
+		w.splitProblems(t)
 		return
 	}
-	// Integral LP optimum: it is the best completion of this node.
-	frac := -1
+	frac, integral := w.branchCandidate(t)
+	if integral && !w.offerIntegral(&t) {
+		return
+	}
+	if !w.round(&t) {
+		return
+	}
+	w.fixByReducedCost(&t)
+	if frac < 0 || !t.alive[frac] {
+		if frac = w.rebranchCandidate(t); frac < 0 {
+			return // nothing left to add: fixed is this node's only packing
+		}
+	}
+	w.branch(t, frac, bound)
+}
+
+// enter counts node t, or reports false when the search has stopped (the
+// node is left open) or the incumbents improved since its parent was
+// bounded (the node is closed).
+func (w *worker) enter(t task) bool {
+	if !w.stopped.Load() && w.nodes&15 == 0 && w.ctx.Err() != nil {
+		w.stopped.Store(true)
+	}
+	if w.stopped.Load() {
+		w.leaveOpen(t.inherited)
+		return false
+	}
+	if t.inherited <= w.threshold(t.active)+PruneTol {
+		return false
+	}
+	w.nodes++
+	w.meter.nodes.Add(1)
+	return true
+}
+
+// solveLP bounds node t by its LP relaxation and drops the problems the
+// bound closes. With one problem left, the bids it excludes leave the
+// subtree and the LP is solved again. It returns the bound, and false when
+// no problem is left open.
+func (w *worker) solveLP(t *task) (bound float64, open bool) {
+	for {
+		copy(t.lp.alive, t.alive)
+		// The node is closed for every active problem once the LP bound
+		// is at or below their smallest incumbent: the LP may stop there.
+		t.lp.cutoff = w.threshold(t.active) + PruneTol - t.fixedVal
+		t.lp.solve(50 * (w.m + w.n))
+		bound = t.fixedVal + t.lp.dualBound(w.y)
+		if t.depth == 0 && len(w.probs) == 1 && w.m <= w.opts.GonumMaxRows {
+			w.crossCheck(t.lp, bound)
+		}
+		w.problemBounds(t.alive, t.active, bound)
+		t.active = w.stillOpen(t.active)
+		if len(t.active) == 0 {
+			return bound, false
+		}
+		if !w.dropExcluded(t) {
+			return bound, true
+		}
+	}
+}
+
+// dropExcluded takes the bids that t's one active problem excludes out of
+// the subtree (on a copy of t.alive), reporting whether there were any.
+func (w *worker) dropExcluded(t *task) bool {
+	if len(t.active) != 1 {
+		return false
+	}
+	killed := false
+	for _, j := range w.probs[t.active[0]].excl {
+		if t.alive[j] {
+			if !killed {
+				t.alive = append([]bool(nil), t.alive...)
+				killed = true
+			}
+			t.alive[j] = false
+		}
+	}
+	return killed
+}
+
+// splitProblems searches node t once per active problem, handing all but
+// the last to waiting workers when there are some.
+func (w *worker) splitProblems(t task) {
+	bounds := make([]float64, len(t.active))
+	for i, k := range t.active {
+		bounds[i] = w.bound[k]
+	}
+	last := len(t.active) - 1
+	for i, k := range t.active {
+		sub := t // the last problem takes this node's LP, the others a copy
+		sub.inherited, sub.active = bounds[i], []int{k}
+		if i < last {
+			sub.lp = t.lp.clone()
+			if w.hungry() {
+				w.give(sub)
+				continue
+			}
+		}
+		w.node(sub)
+	}
+}
+
+// branchCandidate returns the fractional bid to branch on (the one
+// closest to 1/2, preferring valuable ones; -1 when none), and whether the
+// LP optimum is integral.
+func (w *worker) branchCandidate(t task) (frac int, integral bool) {
+	frac, integral = -1, true
 	fscore := -1.0
-	integral := true
 	for j := 0; j < w.n; j++ {
-		if !alive[j] {
+		if !t.alive[j] {
 			continue
 		}
-		x := lp.x(j)
+		x := t.lp.x(j)
 		if x > IntegralityTol && x < 1-IntegralityTol {
 			integral = false
-			// Branch on the fractional bid closest to 1/2, preferring
-			// valuable ones.
-			sc := (0.5 - math.Abs(x-0.5)) * w.price[j]
-			if sc > fscore {
+			if sc := (0.5 - math.Abs(x-0.5)) * w.price[j]; sc > fscore {
 				frac, fscore = j, sc
 			}
 		}
 	}
-	if integral {
-		win := append([]int(nil), fixed...)
-		for j := 0; j < w.n; j++ {
-			if alive[j] && lp.x(j) > 1-IntegralityTol {
-				win = append(win, j)
-			}
-		}
-		if w.feasible(win) {
-			w.offer(win)
-			// The LP bound equals this value up to tolerance when the
-			// duals are exact; otherwise keep searching below.
-			if active = w.stillOpen(active); len(active) == 0 {
-				return
-			}
+	return frac, integral
+}
+
+// offerIntegral offers an integral LP optimum, the best completion of
+// node t, and reports whether any problem is still open. The LP bound
+// equals its value up to tolerance when the duals are exact; otherwise the
+// search goes on below.
+func (w *worker) offerIntegral(t *task) (open bool) {
+	win := append([]int(nil), t.fixed...)
+	for j := 0; j < w.n; j++ {
+		if t.alive[j] && t.lp.x(j) > 1-IntegralityTol {
+			win = append(win, j)
 		}
 	}
-	// LP-guided rounding for better incumbents.
-	order := w.rank(alive, func(j int) float64 { return lp.x(j) + 1e-3*w.price[j]/math.Sqrt(float64(len(w.cols[j]))) })
-	if len(active) == 1 {
-		w.offer(w.pack(order, fixed, active[0]))
+	if !w.feasible(win) {
+		return true
+	}
+	w.offer(win)
+	t.active = w.stillOpen(t.active)
+	return len(t.active) > 0
+}
+
+// round offers packings from LP-guided rounding, for better incumbents,
+// and reports whether any problem is still open.
+func (w *worker) round(t *task) (open bool) {
+	lp := t.lp
+	order := w.rank(t.alive, func(j int) float64 { return lp.x(j) + 1e-3*w.price[j]/math.Sqrt(float64(len(w.cols[j]))) })
+	if len(t.active) == 1 {
+		w.offer(w.pack(order, t.fixed, t.active[0]))
 	} else {
-		w.offer(w.pack(order, fixed, -1))
-		for _, k := range active {
+		w.offer(w.pack(order, t.fixed, -1))
+		for _, k := range t.active {
 			if w.probs[k].excl != nil {
-				w.offer(w.pack(order, fixed, k))
+				w.offer(w.pack(order, t.fixed, k))
 			}
 		}
 	}
-	if active = w.stillOpen(active); len(active) == 0 {
-		return
-	}
-	// Reduced-cost fixing: with dual-feasible y and D = Σ y, any packing
-	// using bid j is worth at most fixedVal + D - rc_j, which must beat the
-	// incumbent of every active problem that may use j. need1 is the
-	// largest margin bound - incumbent over the active problems (of
-	// problem top), need2 the largest over the others.
+	t.active = w.stillOpen(t.active)
+	return len(t.active) > 0
+}
+
+// fixByReducedCost takes out of t (on a copy of t.alive) the bids that
+// cannot be in a packing better than the incumbents. With dual-feasible y
+// and D = Σ y, any packing using bid j is worth at most fixedVal + D - rc_j,
+// which must beat the incumbent of every active problem that may use j.
+// need1 is the largest margin bound - incumbent over the active problems
+// (of problem top), need2 the largest over the others.
+func (w *worker) fixByReducedCost(t *task) {
 	need1, need2, top := math.Inf(-1), math.Inf(-1), -1
-	for _, k := range active {
+	for _, k := range t.active {
 		g := w.bound[k] - w.inc[k] - PruneTol
 		if g > need1 {
 			need1, need2, top = g, need1, k
@@ -843,9 +903,9 @@ func (w *worker) node(lp *packLP, alive []bool, fixed []int, fixedVal float64, d
 			need2 = g
 		}
 	}
-	alive = append([]bool(nil), alive...)
+	t.alive = append([]bool(nil), t.alive...)
 	for j := 0; j < w.n; j++ {
-		if !alive[j] {
+		if !t.alive[j] {
 			continue
 		}
 		rc := -w.price[j]
@@ -857,65 +917,57 @@ func (w *worker) node(lp *packLP, alive []bool, fixed []int, fixedVal float64, d
 			need = need2
 		}
 		if rc >= need {
-			alive[j] = false
+			t.alive[j] = false
 		}
 	}
-	if frac < 0 || !alive[frac] {
-		frac = -1
-		for j := 0; j < w.n; j++ {
-			if alive[j] {
-				x := lp.x(j)
-				sc := (0.5 - math.Abs(x-0.5) + 1e-6) * w.price[j]
-				if sc > fscore || frac < 0 {
-					frac, fscore = j, sc
-				}
+}
+
+// rebranchCandidate picks a bid to branch on when the fractional one was
+// fixed: the alive bid closest to 1/2, preferring valuable ones; -1 when
+// no bid is alive.
+func (w *worker) rebranchCandidate(t task) int {
+	frac, fscore := -1, 0.0
+	for j := 0; j < w.n; j++ {
+		if t.alive[j] {
+			sc := (0.5 - math.Abs(t.lp.x(j)-0.5) + 1e-6) * w.price[j]
+			if sc > fscore || frac < 0 {
+				frac, fscore = j, sc
 			}
 		}
-		if frac < 0 {
-			return // nothing left to add: fixed is this node's only packing
-		}
 	}
-	// Child x_frac = 1 first: a dive that finds incumbents. Problems that
-	// exclude frac have no packing there.
-	one := append([]bool(nil), alive...)
+	return frac
+}
+
+// branch searches node t's children on bid frac: x_frac = 1 first, a dive
+// that finds incumbents (problems that exclude frac have no packing
+// there), then x_frac = 0, which a waiting worker takes when there is one.
+// t.alive is this node's own copy.
+func (w *worker) branch(t task, frac int, bound float64) {
+	one := append([]bool(nil), t.alive...)
 	one[frac] = false
 	for _, k := range w.conflict[frac] {
 		one[k] = false
 	}
-	oneActive := active
+	oneActive := t.active
 	if o := w.owner[frac]; o >= 0 {
-		oneActive = make([]int, 0, len(active))
-		for _, k := range active {
+		oneActive = make([]int, 0, len(t.active))
+		for _, k := range t.active {
 			if k != o {
 				oneActive = append(oneActive, k)
 			}
 		}
 	}
-	alive[frac] = false // the x_frac = 0 child
+	t.alive[frac] = false
+	zero := task{t.lp, t.alive, t.fixed, t.fixedVal, t.depth + 1, bound, t.active}
 	if len(oneActive) > 0 {
-		// Cheap bound before the child's LP: the node's repaired duals
-		// stay dual-feasible for the child's bids, so fixing frac is worth
-		// at most p_frac plus Σ y over the goods the remaining bids use.
-		cheap := fixedVal + w.price[frac]
-		clear(w.used)
-		for j, ok := range one {
-			if ok {
-				for _, g := range w.cols[j] {
-					if !w.used[g] {
-						w.used[g] = true
-						cheap += w.y[g]
-					}
-				}
-			}
-		}
-		oneLP := lp.clone()
-		// A waiting worker takes the x_frac = 0 child, with this node's
-		// LP, while this one dives.
+		fixedVal := t.fixedVal + w.price[frac]
+		cheap := w.cheapBound(one, fixedVal)
+		oneLP := t.lp.clone() // before another worker may take t.lp
 		handed := w.hungry()
 		if handed {
-			w.give(task{lp, alive, fixed, fixedVal, depth + 1, bound, active})
+			w.give(zero)
 		}
-		w.node(oneLP, one, append(fixed[:len(fixed):len(fixed)], frac), fixedVal+w.price[frac], depth+1, math.Min(bound, cheap), oneActive)
+		w.node(task{oneLP, one, append(t.fixed[:len(t.fixed):len(t.fixed)], frac), fixedVal, t.depth + 1, math.Min(bound, cheap), oneActive})
 		if handed {
 			return
 		}
@@ -924,5 +976,24 @@ func (w *worker) node(lp *packLP, alive []bool, fixed []int, fixedVal float64, d
 			return
 		}
 	}
-	w.node(lp, alive, fixed, fixedVal, depth+1, bound, active)
+	w.node(zero)
+}
+
+// cheapBound bounds a child with the bids alive before its LP is solved:
+// the node's repaired duals stay dual-feasible for the child's bids, so it
+// is worth at most fixedVal plus Σ y over the goods those bids use.
+func (w *worker) cheapBound(alive []bool, fixedVal float64) float64 {
+	cheap := fixedVal
+	clear(w.used)
+	for j, ok := range alive {
+		if ok {
+			for _, g := range w.cols[j] {
+				if !w.used[g] {
+					w.used[g] = true
+					cheap += w.y[g]
+				}
+			}
+		}
+	}
+	return cheap
 }

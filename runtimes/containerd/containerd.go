@@ -36,6 +36,7 @@ import (
 	"github.com/containerd/containerd/v2/pkg/namespaces"
 	"github.com/containerd/errdefs"
 
+	"github.com/accordmesh/accord/internal/atomicfile"
 	"github.com/accordmesh/accord/runtimes"
 )
 
@@ -255,25 +256,15 @@ func (r *Runtime) writeStatus(st runtimes.Status) (runtimes.Status, error) {
 	if err != nil {
 		return st, fmt.Errorf("containerd: status: %w", err)
 	}
-	dir := r.taskDir(st.ID)
-	tmp, err := os.CreateTemp(dir, ".status-*")
+	created, err := atomicfile.WriteNew(filepath.Join(r.taskDir(st.ID), "status.json"), b, 0o600)
 	if err != nil {
 		return st, fmt.Errorf("containerd: status: %w", err)
 	}
-	defer os.Remove(tmp.Name())
-	if _, err := tmp.Write(b); err != nil {
-		tmp.Close()
-		return st, fmt.Errorf("containerd: status: %w", err)
-	}
-	if err := tmp.Close(); err != nil {
-		return st, fmt.Errorf("containerd: status: %w", err)
-	}
-	// Link fails if another observer won the race; its record stands.
-	if err := os.Link(tmp.Name(), filepath.Join(dir, "status.json")); err != nil {
+	if !created { // another observer won the race; its record stands
 		if prev, ok := r.readStatus(st.ID); ok {
 			return prev, nil
 		}
-		return st, fmt.Errorf("containerd: status: %w", err)
+		return st, fmt.Errorf("containerd: status: %s: status.json exists but is unreadable", st.ID)
 	}
 	return st, nil
 }

@@ -2,8 +2,6 @@ package containerd
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -173,27 +171,11 @@ func copyOutput(root *os.Root, name, dir string) (runtimes.Output, error) {
 	if !fi.Mode().IsRegular() {
 		return runtimes.Output{}, errors.New("not a regular file")
 	}
-	local := filepath.Join(dir, filepath.FromSlash(name))
-	if err := os.MkdirAll(filepath.Dir(local), 0o755); err != nil {
-		return runtimes.Output{}, err
-	}
-	dst, err := os.CreateTemp(filepath.Dir(local), ".collect-*")
+	local, err := runtimes.OutputPath(dir, name)
 	if err != nil {
 		return runtimes.Output{}, err
 	}
-	defer os.Remove(dst.Name())
-	h := sha256.New()
-	n, err := io.Copy(io.MultiWriter(dst, h), src)
-	if cerr := dst.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		return runtimes.Output{}, err
-	}
-	if err := os.Rename(dst.Name(), local); err != nil {
-		return runtimes.Output{}, err
-	}
-	return runtimes.Output{Path: name, Size: n, SHA256: hex.EncodeToString(h.Sum(nil)), Local: local}, nil
+	return runtimes.SaveOutput(local, name, src, runtimes.MaxOutputBytes)
 }
 
 func writeJSONFile(p string, v any) error {

@@ -2,16 +2,12 @@ package nomad
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
-	"os"
 	"path"
-	"path/filepath"
 	"sort"
 	"strconv"
 	"strings"
@@ -738,35 +734,20 @@ func (r *Runtime) Collect(ctx context.Context, id string, dir string) ([]runtime
 }
 
 func (r *Runtime) fetch(ctx context.Context, alloc *api.Allocation, rel, dir string) (runtimes.Output, error) {
-	local := filepath.Join(dir, filepath.FromSlash(rel))
-	if !strings.HasPrefix(local, filepath.Clean(dir)+string(filepath.Separator)) {
-		return runtimes.Output{}, fmt.Errorf("%w: output %q escapes %s", runtimes.ErrInvalid, rel, dir)
+	local, err := runtimes.OutputPath(dir, rel)
+	if err != nil {
+		return runtimes.Output{}, err
 	}
 	body, err := r.client.AllocFS().Cat(alloc, path.Join(allocOutDir, rel), (&api.QueryOptions{}).WithContext(ctx))
 	if err != nil {
 		return runtimes.Output{}, classify("read output "+rel, err)
 	}
 	defer body.Close()
-	if err := os.MkdirAll(filepath.Dir(local), 0o755); err != nil {
-		return runtimes.Output{}, fmt.Errorf("nomad: collect %s: %w", rel, err)
-	}
-	tmp, err := os.CreateTemp(filepath.Dir(local), ".collect-*")
+	o, err := runtimes.SaveOutput(local, rel, body, runtimes.MaxOutputBytes)
 	if err != nil {
 		return runtimes.Output{}, fmt.Errorf("nomad: collect %s: %w", rel, err)
 	}
-	defer os.Remove(tmp.Name())
-	h := sha256.New()
-	n, err := io.Copy(io.MultiWriter(tmp, h), body)
-	if cerr := tmp.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		return runtimes.Output{}, fmt.Errorf("nomad: collect %s: %w", rel, err)
-	}
-	if err := os.Rename(tmp.Name(), local); err != nil {
-		return runtimes.Output{}, fmt.Errorf("nomad: collect %s: %w", rel, err)
-	}
-	return runtimes.Output{Path: rel, Size: n, SHA256: hex.EncodeToString(h.Sum(nil)), Local: local}, nil
+	return o, nil
 }
 
 // Cleanup deregisters and purges the job, removing it and its allocations

@@ -28,6 +28,8 @@ import (
 	"github.com/opencontainers/go-digest"
 	specs "github.com/opencontainers/image-spec/specs-go"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+
+	"github.com/accordmesh/accord/internal/atomicfile"
 )
 
 // ErrInvalid reports an unusable file list or image name.
@@ -152,21 +154,16 @@ func Write(w io.Writer, img Image) (digest.Digest, error) {
 
 // WriteFile writes img to a file at p, atomically.
 func WriteFile(p string, img Image) (digest.Digest, error) {
-	tmp, err := os.CreateTemp(path.Dir(p), ".oci-*.tar")
-	if err != nil {
-		return "", fmt.Errorf("ocilayout: %w", err)
-	}
-	defer os.Remove(tmp.Name())
-	d, err := Write(tmp, img)
-	if err == nil {
-		err = tmp.Close()
-	} else {
-		tmp.Close()
+	var d digest.Digest
+	var werr error
+	err := atomicfile.Write(p, 0o600, func(w io.Writer) error {
+		d, werr = Write(w, img)
+		return werr
+	})
+	if werr != nil {
+		return "", werr
 	}
 	if err != nil {
-		return "", err
-	}
-	if err := os.Rename(tmp.Name(), p); err != nil {
 		return "", fmt.Errorf("ocilayout: %w", err)
 	}
 	return d, nil

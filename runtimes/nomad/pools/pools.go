@@ -24,6 +24,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/accordmesh/accord/internal/atomicfile"
 	"github.com/accordmesh/accord/runtimes"
 	"github.com/accordmesh/accord/runtimes/nomad"
 )
@@ -309,27 +310,7 @@ func (s *Store) lock(how int) (func(), error) {
 }
 
 func writeAtomic(path string, b []byte) error {
-	tmp, err := os.CreateTemp(filepath.Dir(path), ".pools-*")
-	if err != nil {
-		return fmt.Errorf("pools: write: %w", err)
-	}
-	defer os.Remove(tmp.Name())
-	if err := tmp.Chmod(0o600); err != nil {
-		tmp.Close()
-		return fmt.Errorf("pools: write: %w", err)
-	}
-	if _, err := tmp.Write(b); err != nil {
-		tmp.Close()
-		return fmt.Errorf("pools: write: %w", err)
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return fmt.Errorf("pools: write: %w", err)
-	}
-	if err := tmp.Close(); err != nil {
-		return fmt.Errorf("pools: write: %w", err)
-	}
-	if err := os.Rename(tmp.Name(), path); err != nil {
+	if err := atomicfile.WriteFile(path, b, 0o600); err != nil {
 		return fmt.Errorf("pools: write: %w", err)
 	}
 	return nil
