@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"slices"
-	"strings"
 
 	"github.com/accordmesh/accord/provenance/predicate"
 	"github.com/accordmesh/accord/specs"
@@ -63,7 +62,7 @@ func Summarize(p *specs.Plan) workflows.PlanSummary {
 		// A task also waits for every task whose outputs it consumes.
 		deps := append([]string(nil), t.DependsOn...)
 		for _, in := range t.Inputs {
-			if up, _, ok := strings.Cut(in.From, ":"); ok && !slices.Contains(deps, up) {
+			if up, _, err := specs.ParseFrom(in.From); err == nil && !slices.Contains(deps, up) {
 				deps = append(deps, up)
 			}
 		}

@@ -14,6 +14,7 @@ import (
 	"go.temporal.io/sdk/activity"
 	"go.temporal.io/sdk/temporal"
 
+	"github.com/accordmesh/accord/internal/atomicfile"
 	"github.com/accordmesh/accord/runtimes"
 	"github.com/accordmesh/accord/specs"
 	"github.com/accordmesh/accord/workflows"
@@ -196,9 +197,9 @@ func (a *Activities) taskSpec(jobID, runID string, t specs.Task) (runtimes.TaskS
 		}
 		src := in.Path
 		if in.From != "" {
-			up, p, ok := strings.Cut(in.From, ":")
-			if !ok {
-				return spec, permanent(workflows.ErrTypeInvalidSpec, fmt.Errorf("input %s: from %q is not task:path", in.Name, in.From))
+			up, p, err := specs.ParseFrom(in.From)
+			if err != nil {
+				return spec, permanent(workflows.ErrTypeInvalidSpec, fmt.Errorf("input %s: %w", in.Name, err))
 			}
 			src = filepath.Join(a.OutputsDir(jobID, up), filepath.FromSlash(p))
 		}
@@ -355,11 +356,7 @@ func (a *Activities) writeResult(jobID, runID string, out workflows.WaitTaskOutp
 		return fmt.Errorf("record result: %w", err)
 	}
 	b, _ := json.Marshal(out)
-	tmp := p + ".tmp"
-	if err := os.WriteFile(tmp, b, 0o644); err != nil {
-		return fmt.Errorf("record result: %w", err)
-	}
-	if err := os.Rename(tmp, p); err != nil {
+	if err := atomicfile.WriteFile(p, b, 0o644); err != nil {
 		return fmt.Errorf("record result: %w", err)
 	}
 	return nil

@@ -21,6 +21,8 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+
+	"github.com/accordmesh/accord/internal/atomicfile"
 )
 
 // Sentinel errors.
@@ -78,23 +80,8 @@ func (l Local) Put(_ context.Context, b []byte) (string, error) {
 	if err := os.MkdirAll(filepath.Dir(p), 0o700); err != nil {
 		return "", fmt.Errorf("artifacts: put: %w", err)
 	}
-	tmp, err := os.CreateTemp(filepath.Dir(p), ".put-*")
-	if err != nil {
-		return "", fmt.Errorf("artifacts: put: %w", err)
-	}
-	defer os.Remove(tmp.Name()) // no-op after the rename
-	if _, err := tmp.Write(b); err != nil {
-		tmp.Close()
-		return "", fmt.Errorf("artifacts: put: %w", err)
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return "", fmt.Errorf("artifacts: put: %w", err)
-	}
-	if err := tmp.Close(); err != nil {
-		return "", fmt.Errorf("artifacts: put: %w", err)
-	}
-	if err := os.Rename(tmp.Name(), p); err != nil {
+	// Content-addressed: whichever writer comes first wrote the same bytes.
+	if _, err := atomicfile.WriteNew(p, b, 0o600); err != nil {
 		return "", fmt.Errorf("artifacts: put: %w", err)
 	}
 	return d, nil
