@@ -37,7 +37,7 @@ func TestJobScale(t *testing.T) {
 	var tasks strings.Builder
 	for i := range n {
 		tasks.WriteString(trainerTask(fmt.Sprintf("t%05d", i), image, []string{"trainer", "prepare", "--samples", "1"},
-			"  resources: {cpu: 100m, memory: 32MiB, max_duration: 1m}\n"))
+			"  resources: {cpu: 1m, memory: 16MiB, max_duration: 1m}\n"))
 	}
 	spec := writeSpec(t, t.TempDir(), specDoc{Name: "scale", Tenant: "scale", Tasks: tasks.String(), MaxPrice: 50_000})
 	start := time.Now()
