@@ -209,7 +209,8 @@ func (r *runner) attempt(ctx workflow.Context, t PlanTask, attempt int) (WaitTas
 func (r *runner) startAndWait(ctx workflow.Context, t PlanTask, attempt int, runID string) (WaitTaskOutput, error) {
 	if r.layout >= layoutByRef {
 		return RunTask.Run(waitCtx(ctx, t, DefaultWaitWindow), RunTaskInput{
-			JobID: r.jobID, Task: t.Name, Attempt: attempt, RunID: runID, PlanInput: r.plan, Award: r.award, Window: DefaultWaitWindow,
+			JobID: r.jobID, Task: t.Name, Attempt: attempt, RunID: runID, PlanInput: r.plan,
+			Award: awardFor(r.award, []PlanTask{t}), Window: DefaultWaitWindow,
 		})
 	}
 	started, err := StartTask.Run(startCtx(ctx), StartTaskInput{
@@ -298,7 +299,7 @@ func (j *job) runBatches(ctx workflow.Context) error {
 
 // runBatch runs batch i as a child workflow and merges its results.
 func (j *job) runBatch(ctx workflow.Context, i int, tasks []PlanTask) (BatchResult, error) {
-	in := BatchInput{JobID: j.in.JobID, PlanInput: j.planIn, Award: j.award, Tasks: tasks, Upstream: map[string]string{}}
+	in := BatchInput{JobID: j.in.JobID, PlanInput: j.planIn, Award: awardFor(j.award, tasks), Tasks: tasks, Upstream: map[string]string{}}
 	for _, t := range tasks {
 		for _, d := range t.DependsOn {
 			if s, ok := j.tasks[d]; ok && s.State != TaskPending {
@@ -349,6 +350,26 @@ func JobBatch(ctx workflow.Context, in BatchInput) (BatchResult, error) {
 		return res, err
 	}
 	return res, nil
+}
+
+// awardFor is the award as the given tasks need it: the devices offered to
+// them alone, so no input grows with the size of the whole job.
+func awardFor(a NegotiateOutput, tasks []PlanTask) NegotiateOutput {
+	if len(a.Devices) == 0 {
+		return a
+	}
+	want := map[string]bool{}
+	for _, t := range tasks {
+		want[t.Name] = true
+	}
+	out := a
+	out.Devices = nil
+	for _, d := range a.Devices {
+		if want[d.Task] {
+			out.Devices = append(out.Devices, d)
+		}
+	}
+	return out
 }
 
 // chunk splits tasks (topologically sorted) into consecutive batches.

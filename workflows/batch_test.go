@@ -2,7 +2,9 @@ package workflows
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 )
@@ -26,6 +28,11 @@ func manyTasks(n, dep int) PlanSummary {
 func TestJobLargeRunsInBatches(t *testing.T) {
 	h := newHarness(t, manyTasks(2*BatchSize+100, BatchSize+100))
 	h.env.SetTestTimeout(2 * time.Minute)
+	// The negotiation record grows with the job; task inputs must not.
+	record, _ := json.Marshal(map[string]string{"offers": strings.Repeat("x", 64<<10)})
+	devices := []TaskDevices{{Task: "t0001", Node: "n1", GPUDevices: []string{"GPU-1"}}, {Task: "t0002", Node: "n2"}}
+	h.on(Negotiate.Name).Return(NegotiateOutput{Provider: "p", Runtime: "containerd", Price: 400, Currency: "USD",
+		Record: record, Devices: devices}, nil)
 	res := h.run()
 	if res.Status != StatusSettled {
 		t.Fatalf("status %s: %s", res.Status, res.Error)
@@ -51,6 +58,12 @@ func TestJobLargeRunsInBatches(t *testing.T) {
 	}
 	if len(h.settled) != 1 || h.settled[0].Usage == nil || h.settled[0].Tasks != nil {
 		t.Errorf("settle input must carry the usage total, not the tasks: %+v", h.settled)
+	}
+	if h.maxRunInput > 1024 {
+		t.Errorf("a RunTask input is %d bytes: it carries the negotiation record or every task's devices", h.maxRunInput)
+	}
+	if got := h.attests[2].Predicate; !strings.Contains(string(got), strings.Repeat("x", 64<<10)) {
+		t.Errorf("the negotiation attestation lost its record")
 	}
 }
 

@@ -279,10 +279,16 @@ func (j *job) negotiate(ctx workflow.Context) error {
 	}
 	j.award = award
 	j.cost.Price, j.cost.Currency = award.Price, award.Currency
-	return j.attest(ctx, predicate.StageNegotiation, nil, predicate.Negotiation{
+	err = j.attest(ctx, predicate.StageNegotiation, nil, predicate.Negotiation{
 		Header: j.header(), Provider: award.Provider, Pool: award.Pool, Runtime: award.Runtime,
 		Price: award.Price, Currency: award.Currency, Record: rawOrNull(award.Record),
 	}, nil)
+	if j.byRef() {
+		// The record (every offer and bid) is evidence for the attestation
+		// alone: later inputs carry the award without it.
+		j.award.Record = nil
+	}
+	return err
 }
 
 func (j *job) approval(ctx workflow.Context) error {

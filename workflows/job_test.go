@@ -2,6 +2,7 @@ package workflows
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -47,6 +48,8 @@ type harness struct {
 
 	mu       sync.Mutex
 	placed   bool
+	// maxRunInput is the largest RunTask input seen, in JSON bytes.
+	maxRunInput int
 	sealed   []SealResultsInput
 	attests  []AttestInput
 	started  []string
@@ -100,6 +103,9 @@ func newHarness(t *testing.T, plan PlanSummary) *harness {
 		h.mu.Lock()
 		defer h.mu.Unlock()
 		h.started = append(h.started, in.RunID)
+		if b, _ := json.Marshal(in); len(b) > h.maxRunInput {
+			h.maxRunInput = len(b)
+		}
 	})
 	h.plan = plan
 	return h
