@@ -319,3 +319,39 @@ func TestRuntimeStop(t *testing.T) {
 	}
 	contains(t, ok(t, home, "runtime", "stop"), "no containerd daemon running")
 }
+
+// TestRunStopsTheDaemonItStarted: accord run stops the private containerd
+// it started once its job is done, and leaves one it found running.
+func TestRunStopsTheDaemonItStarted(t *testing.T) {
+	if os.Getuid() != 0 {
+		t.Skip("needs root to run containerd")
+	}
+	if _, err := exec.LookPath("containerd"); err != nil {
+		t.Skip("needs the containerd binary")
+	}
+	spec := filepath.Join(t.TempDir(), "missing-image.md")
+	doc := "---\naccord: v1\nname: missing-image\nversion: 1.0.0\ntenant: demo\n---\n\n## Tasks\n\n```yaml\n" +
+		"train:\n  image: oci-archive:missing.tar\n  command: [\"/bin/true\"]\n  resources: {cpu: 1, memory: 64MiB, max_duration: 1m}\n  retry: {attempts: 1}\n```\n\n" +
+		"## Budget\n\n```yaml\nmax_price: 100\ncurrency: USD\n```\n"
+	if err := os.WriteFile(spec, []byte(doc), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	home := t.TempDir()
+	dir := containerd.DaemonDir(filepath.Join(home, "containerd"))
+	t.Cleanup(func() { containerd.StopDaemon(dir, time.Second) })
+	r := run(t, home, "run", spec, "--fund", "1.00")
+	if !strings.Contains(r.stdout, "job ") {
+		t.Fatalf("accord run did not run the job (exit %d):\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	if pid, running := containerd.RunningDaemon(dir); running {
+		t.Fatalf("accord run left its containerd (pid %d) running", pid)
+	}
+	d, err := containerd.StartDaemon(context.Background(), dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	run(t, home, "run", spec)
+	if pid, running := containerd.RunningDaemon(dir); !running || pid != d.PID {
+		t.Fatalf("accord run stopped a containerd it did not start (pid %d, running %v)", d.PID, running)
+	}
+}
