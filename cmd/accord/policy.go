@@ -202,11 +202,7 @@ func checkSigners(t policies.Tenant) error {
 	if !t.RequireSigned || len(t.Signers) > 0 {
 		return nil
 	}
-	home, err := cli.HomePath()
-	if err != nil {
-		return err
-	}
-	ts, err := provenance.LoadTrustStore(provenance.DefaultTrustPath(home))
+	ts, _, err := loadTrust()
 	if err != nil {
 		return err
 	}

@@ -149,11 +149,7 @@ func newKeysCmd() *cobra.Command {
 		Short: "List the trust store",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			home, err := cli.HomePath()
-			if err != nil {
-				return err
-			}
-			ts, err := provenance.LoadTrustStore(provenance.DefaultTrustPath(home))
+			ts, path, err := loadTrust()
 			if err != nil {
 				return err
 			}
@@ -169,7 +165,7 @@ func newKeysCmd() *cobra.Command {
 			}
 			return cli.Print(cmd, map[string]any{"keys": rows}, func(w cli.Writer) {
 				if len(rows) == 0 {
-					w.Printf("no trusted keys in %s (accord keys generate --trust spec:TENANT, or accord keys trust FILE --scope ...)\n", provenance.DefaultTrustPath(home))
+					w.Printf("no trusted keys in %s (accord keys generate --trust spec:TENANT, or accord keys trust FILE --scope ...)\n", path)
 				}
 				for _, r := range rows {
 					w.Printf("%s  %-20s %s\n", r.ID, r.Name, strings.Join(r.Scopes, ","))
@@ -179,6 +175,18 @@ func newKeysCmd() *cobra.Command {
 	}
 	keys.AddCommand(gen, trust, list)
 	return keys
+}
+
+// loadTrust reads the home's trust store (empty when there is none yet)
+// without creating anything, and returns it with its path.
+func loadTrust() (*provenance.TrustStore, string, error) {
+	home, err := cli.HomePath()
+	if err != nil {
+		return nil, "", err
+	}
+	path := provenance.DefaultTrustPath(home)
+	ts, err := provenance.LoadTrustStore(path)
+	return ts, path, err
 }
 
 func trustKey(home string, pemBytes []byte, name string, scopes []string) error {

@@ -28,7 +28,8 @@ func runtimeStopCmd() *cobra.Command {
 		Long: "stop ends the private containerd daemon that accord run, dev or worker started under\n" +
 			"$ACCORD_HOME/containerd (it outlives them by design, so that tasks survive a worker crash).\n" +
 			"Task processes already running keep running; stop workers first.",
-		Args: cobra.NoArgs,
+		Example: "  accord runtime stop\n  accord runtime stop --home /var/lib/accord --json",
+		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			home, err := cli.HomePath()
 			if err != nil {
