@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"io"
 	"io/fs"
 	"os"
 	"os/exec"
@@ -353,5 +354,73 @@ func TestRunStopsTheDaemonItStarted(t *testing.T) {
 	run(t, home, "run", spec)
 	if pid, running := containerd.RunningDaemon(dir); !running || pid != d.PID {
 		t.Fatalf("accord run stopped a containerd it did not start (pid %d, running %v)", d.PID, running)
+	}
+}
+
+// TestDevStopsTheDaemonOnSignal: accord dev stops the containerd it started
+// on SIGTERM (as on Ctrl-C), and keeps it with --keep-containerd.
+func TestDevStopsTheDaemonOnSignal(t *testing.T) {
+	if os.Getuid() != 0 {
+		t.Skip("needs root to run containerd")
+	}
+	if _, err := exec.LookPath("containerd"); err != nil {
+		t.Skip("needs the containerd binary")
+	}
+	for _, keep := range []bool{false, true} {
+		home := t.TempDir()
+		dir := containerd.DaemonDir(filepath.Join(home, "containerd"))
+		t.Cleanup(func() { containerd.StopDaemon(dir, time.Second) })
+		args := []string{"dev", "--port", "0", "--ui-port", "0", "--metrics-addr", "127.0.0.1:0", "--rekor-listen", ""}
+		if keep {
+			args = append(args, "--keep-containerd")
+		}
+		cmd := exec.Command(accordBin(t), args...)
+		cmd.Env = append(os.Environ(), "ACCORD_HOME="+home)
+		out, err := cmd.StdoutPipe()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		ready := make(chan bool, 1)
+		go func() {
+			b := make([]byte, 4096)
+			var seen strings.Builder
+			for {
+				n, err := out.Read(b)
+				seen.Write(b[:n])
+				if strings.Contains(seen.String(), "Ctrl-C stops") {
+					ready <- true
+					io.Copy(io.Discard, out)
+					return
+				}
+				if err != nil {
+					ready <- false
+					return
+				}
+			}
+		}()
+		select {
+		case ok := <-ready:
+			if !ok {
+				cmd.Wait()
+				t.Fatal("accord dev exited before it was up")
+			}
+		case <-time.After(90 * time.Second):
+			cmd.Process.Kill()
+			t.Fatal("accord dev did not come up in 90s")
+		}
+		pid, running := containerd.RunningDaemon(dir)
+		if !running {
+			t.Fatal("accord dev runs no containerd")
+		}
+		cmd.Process.Signal(syscall.SIGTERM)
+		if err := cmd.Wait(); err != nil {
+			t.Fatalf("accord dev after SIGTERM: %v", err)
+		}
+		if _, still := containerd.RunningDaemon(dir); still != keep {
+			t.Fatalf("--keep-containerd=%v: containerd %d running after dev stopped: %v", keep, pid, still)
+		}
 	}
 }
