@@ -14,6 +14,8 @@ import (
 	"time"
 
 	_ "modernc.org/sqlite" // database/sql driver "sqlite"
+
+	"github.com/accordmesh/accord/internal/names"
 )
 
 // Tenancy sentinels.
@@ -108,8 +110,11 @@ func (s *Store) Close() error { return s.db.Close() }
 
 // PutTenant creates or replaces a tenant.
 func (s *Store) PutTenant(ctx context.Context, t Tenant) error {
-	if t.Name == "" || strings.ContainsAny(t.Name, " */") {
-		return fmt.Errorf("policies: invalid tenant name %q", t.Name)
+	if err := names.Tenant(t.Name); err != nil {
+		return fmt.Errorf("policies: %w", err)
+	}
+	if err := names.Currency(t.Currency); err != nil {
+		return fmt.Errorf("policies: tenant %s: %w", t.Name, err)
 	}
 	if t.SpendQuota < 0 || t.GPUHoursQuota < 0 {
 		return fmt.Errorf("policies: tenant %s: negative quota", t.Name)

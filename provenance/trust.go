@@ -12,6 +12,8 @@ import (
 	"sort"
 	"strings"
 	"sync"
+
+	"github.com/accordmesh/accord/internal/names"
 )
 
 // Trust scopes: what a trusted key may sign.
@@ -148,7 +150,12 @@ func validScope(s string) error {
 	switch {
 	case s == ScopeStage, s == ScopeLog:
 		return nil
-	case strings.HasPrefix(s, ScopeSpecPrefix) && len(s) > len(ScopeSpecPrefix):
+	case s == ScopeSpecPrefix+"*":
+		return nil
+	case strings.HasPrefix(s, ScopeSpecPrefix):
+		if err := names.Tenant(strings.TrimPrefix(s, ScopeSpecPrefix)); err != nil {
+			return fmt.Errorf("provenance: trust scope %q: %w", s, err)
+		}
 		return nil
 	}
 	return fmt.Errorf("provenance: unknown trust scope %q (want stage, log, spec:<tenant> or spec:*)", s)

@@ -26,4 +26,4 @@ fi
 export ACCORD_HOME="${ACCORD_HOME:-$PWD/.cache/home}"
 # --fund tops the tenant up to 10.00 USD when its balance is lower (a local
 # demo ledger starts empty); the spec's budget is 5.00 USD.
-exec bin/accord run examples/quickstart.md --fund 1000 "$@"
+exec bin/accord run examples/quickstart.md --fund 10.00 "$@"

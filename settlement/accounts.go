@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+
+	"github.com/accordmesh/accord/internal/names"
 )
 
 // Account kinds. An account name is "<kind>:<name>".
@@ -89,16 +91,19 @@ func checkName(name string) error {
 	return nil
 }
 
-// checkCurrency accepts upper-case codes of 2 to 16 letters and digits,
-// starting with a letter: ISO 4217 codes and token symbols.
+// checkCurrency accepts the currency codes names.Currency does (the
+// spec's rule): ISO 4217 codes and token symbols.
 func checkCurrency(c string) error {
-	if len(c) < 2 || len(c) > 16 {
-		return fmt.Errorf("%w: %q (want 2-16 upper-case letters or digits)", ErrBadCurrency, c)
+	if err := names.Currency(c); err != nil {
+		return fmt.Errorf("%w: %v", ErrBadCurrency, err)
 	}
-	for i, r := range c {
-		if !(r >= 'A' && r <= 'Z' || i > 0 && r >= '0' && r <= '9') {
-			return fmt.Errorf("%w: %q (want 2-16 upper-case letters or digits)", ErrBadCurrency, c)
-		}
+	return nil
+}
+
+// checkTenant accepts tenant names names.Tenant does (the spec's rule).
+func checkTenant(t string) error {
+	if err := names.Tenant(t); err != nil {
+		return fmt.Errorf("%w: %v", ErrBadAccount, err)
 	}
 	return nil
 }

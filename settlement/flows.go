@@ -22,8 +22,8 @@ type DepositRequest struct {
 // Deposit moves Amount from the external world into the tenant's account.
 // Idempotent by "deposit/"+Key: a replay returns the original transaction.
 func (l *Ledger) Deposit(ctx context.Context, r DepositRequest) (*Transaction, error) {
-	if err := checkName(r.Tenant); err != nil {
-		return nil, fmt.Errorf("%w: tenant: %v", ErrBadAccount, err)
+	if err := checkTenant(r.Tenant); err != nil {
+		return nil, err
 	}
 	return l.fund(ctx, TxDeposit, TenantAccount(r.Tenant), r.Currency, r.Amount, r.Key, r)
 }
@@ -73,8 +73,8 @@ func (l *Ledger) fund(ctx context.Context, kind, account, currency string, amoun
 // must not already be below the new floor. Setting a value is naturally
 // idempotent.
 func (l *Ledger) SetFloor(ctx context.Context, tenant, currency string, floor int64) error {
-	if err := checkName(tenant); err != nil {
-		return fmt.Errorf("%w: tenant: %v", ErrBadAccount, err)
+	if err := checkTenant(tenant); err != nil {
+		return err
 	}
 	if err := checkCurrency(currency); err != nil {
 		return err

@@ -117,6 +117,19 @@ func ResolveDSN(dsn, home string) string {
 	return DefaultDSN(home)
 }
 
+// SQLitePath returns the file of an SQLite DSN ("sqlite:PATH", "file:PATH"
+// or a plain path, without its query), and false for a PostgreSQL DSN.
+func SQLitePath(dsn string) (string, bool) {
+	if strings.HasPrefix(dsn, "postgres://") || strings.HasPrefix(dsn, "postgresql://") {
+		return "", false
+	}
+	path := strings.TrimPrefix(strings.TrimPrefix(dsn, "sqlite:"), "file:")
+	if i := strings.IndexByte(path, '?'); i >= 0 {
+		path = path[:i]
+	}
+	return path, true
+}
+
 // Open opens (and creates, if needed) the ledger at dsn:
 //
 //   - "postgres://..." or "postgresql://...": PostgreSQL via pgx. Tables are
@@ -141,10 +154,7 @@ func Open(ctx context.Context, dsn string) (*Ledger, error) {
 		l.db.SetMaxIdleConns(16)
 	default:
 		l.dialect = dialectSQLite
-		path := strings.TrimPrefix(strings.TrimPrefix(dsn, "sqlite:"), "file:")
-		if i := strings.IndexByte(path, '?'); i >= 0 {
-			path = path[:i]
-		}
+		path, _ := SQLitePath(dsn)
 		if path == "" {
 			return nil, fmt.Errorf("settlement: open: empty SQLite path in %q", dsn)
 		}

@@ -12,9 +12,9 @@ import (
 type Balance struct {
 	Account  string `json:"account"`
 	Currency string `json:"currency"`
-	Balance  int64  `json:"balance"`
+	Balance  int64  `json:"balance_minor"`
 	// Floor is the lowest balance allowed; absent for external:world.
-	Floor *int64 `json:"floor,omitempty"`
+	Floor *int64 `json:"floor_minor,omitempty"`
 }
 
 // Balances returns the balances of an account ("tenant:acme") in every
@@ -66,16 +66,16 @@ type JobCost struct {
 	Currency string `json:"currency"`
 	State    string `json:"state"`
 	// Held is everything moved into escrow (all holds of the job).
-	Held        int64 `json:"held"`
-	ProviderPay int64 `json:"provider_pay"`
-	PlatformFee int64 `json:"platform_fee"`
-	Royalties   int64 `json:"royalties"`
+	Held        int64 `json:"held_minor"`
+	ProviderPay int64 `json:"provider_pay_minor"`
+	PlatformFee int64 `json:"platform_fee_minor"`
+	Royalties   int64 `json:"royalties_minor"`
 	// Refunded is escrow returned to the tenant (unused, SLA refund, release).
-	Refunded int64 `json:"refunded"`
+	Refunded int64 `json:"refunded_minor"`
 	// Slashed is the provider's bond paid to the tenant for a breach.
-	Slashed int64 `json:"slashed"`
+	Slashed int64 `json:"slashed_minor"`
 	// Cost is the tenant's net outflow: Held - Refunded - Slashed.
-	Cost int64 `json:"cost"`
+	Cost int64 `json:"cost_minor"`
 }
 
 // Statement is the per-job cost breakdown of a tenant or provider.

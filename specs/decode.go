@@ -9,6 +9,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/accordmesh/accord/internal/names"
 )
 
 // decoder turns a composed root node into a Spec, reporting every problem
@@ -239,11 +241,11 @@ func (d *decoder) stringMap(n *node, path, field string, keyRE *regexp.Regexp, k
 var (
 	nameRE      = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$`)
 	taskNameRE  = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]{0,62}$`)
-	tenantRE    = regexp.MustCompile(`^[a-z0-9][a-z0-9._-]{0,62}$`)
+	tenantRE    = names.TenantPattern
 	semverRE    = regexp.MustCompile(`^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)(-[0-9A-Za-z.-]+)?(\+[0-9A-Za-z.-]+)?$`)
 	labelKeyRE  = regexp.MustCompile(`^[A-Za-z0-9]([A-Za-z0-9._/-]{0,61}[A-Za-z0-9])?$`)
 	envKeyRE    = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
-	currencyRE  = regexp.MustCompile(`^[A-Z][A-Z0-9]{2,9}$`)
+	currencyRE  = names.CurrencyPattern
 	inputNameRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$`)
 	hexRE       = regexp.MustCompile(`^[0-9a-f]{64}$`)
 	// imageRE is an OCI reference (registry/path[:tag]) pinned by digest.

@@ -238,6 +238,11 @@ func parseYAML(file, src string, lineOff, colOff int, e *errs, incomplete *bool)
 		} else {
 			msg = strings.TrimPrefix(msg, "yaml: ")
 		}
+		if line, col, ok := tabIndent(src, p.Line-lineOff, msg); ok {
+			e.add(Pos{File: file, Line: lineOff + line, Col: colOff + col}, tabMessage)
+			*incomplete = true
+			return nil
+		}
 		e.add(p, "yaml: %s", msg)
 		*incomplete = true
 		return nil

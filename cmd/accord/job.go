@@ -20,7 +20,6 @@ import (
 	"github.com/accordmesh/accord/internal/cli"
 	"github.com/accordmesh/accord/runtimes/containerd"
 	"github.com/accordmesh/accord/settlement"
-	"github.com/accordmesh/accord/specs"
 	"github.com/accordmesh/accord/workers"
 	"github.com/accordmesh/accord/workers/stack"
 	"github.com/accordmesh/accord/workflows"
@@ -72,6 +71,7 @@ func devCmd() *cobra.Command {
 	var port, uiPort int
 	var lf localFlags
 	var metrics, rekorListen string
+	var keepContainerd bool
 	cmd := &cobra.Command{
 		Use:   "dev",
 		Short: "Run the local stack in the foreground: embedded Temporal, worker, containerd pool, transparency log",
@@ -90,7 +90,7 @@ func devCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			defer st.Stop()
+			defer stopStack(st, keepContainerd)
 			info := map[string]string{
 				"temporal_address": st.Server.Address(), "namespace": st.Server.Namespace(),
 				"metrics": st.MetricsAddr, "home": home, "status": "running",
@@ -126,6 +126,7 @@ func devCmd() *cobra.Command {
 	cmd.Flags().IntVar(&uiPort, "ui-port", 8233, "Temporal Web UI port (0: off)")
 	cmd.Flags().StringVar(&metrics, "metrics-addr", "127.0.0.1:9464", "Prometheus metrics listen address")
 	lf.add(cmd)
+	cmd.Flags().BoolVar(&keepContainerd, "keep-containerd", false, "leave the private containerd daemon running after Ctrl-C (accord runtime stop ends it)")
 	cmd.Flags().StringVar(&rekorListen, "rekor-listen", "127.0.0.1:3000", "serve the transparency log's Rekor v1 REST API here (empty: off)")
 	return cmd
 }
@@ -191,7 +192,7 @@ func workerCmd() *cobra.Command {
 }
 
 func runCmd() *cobra.Command {
-	var fund int64
+	var fund string
 	var lf localFlags
 	var metrics, jobID string
 	var autoApprove bool
@@ -206,6 +207,12 @@ func runCmd() *cobra.Command {
 			}
 			ctx, cancel := signalContext()
 			defer cancel()
+			if jobID == "" {
+				jobID = workers.NewJobID()
+			}
+			if err := prepareFunds(ctx, settlement.ResolveDSN(lf.ledgerDSN, home), args[0], jobID, fund); err != nil {
+				return err
+			}
 			out := cmd.OutOrStdout()
 			progress := !cli.JSON()
 			if progress {
@@ -219,15 +226,7 @@ func runCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			defer st.Stop()
-			if jobID == "" {
-				jobID = workers.NewJobID()
-			}
-			if fund > 0 {
-				if err := fundTenant(ctx, st.Local.Ledger, args[0], jobID, fund); err != nil {
-					return err
-				}
-			}
+			defer stopStack(st, false) // and the containerd daemon it started
 			sub, err := workers.Submit(ctx, st.Client, args[0], jobID)
 			if err != nil {
 				return err
@@ -252,7 +251,7 @@ func runCmd() *cobra.Command {
 			return printResult(cmd, res)
 		},
 	}
-	cmd.Flags().Int64Var(&fund, "fund", 0, "top the spec's tenant up to this many minor units first (local demo ledgers)")
+	cmd.Flags().StringVar(&fund, "fund", "", "top the spec's tenant up to this amount first, in major units of the budget's currency, e.g. 10.00 (local demo ledgers)")
 	cmd.Flags().StringVar(&metrics, "metrics-addr", "", "serve Prometheus metrics on this address while running")
 	cmd.Flags().StringVar(&jobID, "job-id", "", "job ID to use (default: generated)")
 	cmd.Flags().BoolVar(&autoApprove, "approve", false, "pass the spec's approval gate automatically")
@@ -267,28 +266,6 @@ func quietLogger(ctx context.Context) *slog.Logger {
 		return slog.Default()
 	}
 	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-}
-
-// fundTenant tops the spec's tenant up to amount in the budget's currency
-// when its balance is lower; the deposit is idempotent per job.
-func fundTenant(ctx context.Context, l *settlement.Ledger, specPath, jobID string, amount int64) error {
-	s, err := specs.Load(specPath)
-	if err != nil {
-		return cli.WithCode(cli.ExitInvalidSpec, err)
-	}
-	bal, err := l.Balance(ctx, settlement.TenantAccount(s.Tenant), s.Budget.Currency)
-	if err != nil {
-		return fmt.Errorf("fund tenant %s: %w", s.Tenant, err)
-	}
-	if bal >= amount {
-		return nil
-	}
-	if _, err := l.Deposit(ctx, settlement.DepositRequest{
-		Tenant: s.Tenant, Currency: s.Budget.Currency, Amount: amount - bal, Key: "accord-run/" + jobID,
-	}); err != nil {
-		return fmt.Errorf("fund tenant %s: %w", s.Tenant, err)
-	}
-	return nil
 }
 
 // progressPrinter prints each stage as it ends, with its elapsed time, and
@@ -350,9 +327,12 @@ func printResult(cmd *cobra.Command, res workflows.JobResult) error {
 			w.Printf(" (%s at %s: %s)", res.Class, res.Stage, res.Error)
 		}
 		w.Printf("\n")
+		if fundingFailure(res) {
+			w.Printf("  %s\n", fundingHint(res))
+		}
 		if res.Provider != "" {
 			w.Printf("  provider %s, price %s, paid %s, refunded %s\n", res.Provider,
-				money(res.Price, res.Currency), money(res.Paid, res.Currency), money(res.Refunded, res.Currency))
+				formatMoney(res.Price, res.Currency), formatMoney(res.Paid, res.Currency), formatMoney(res.Refunded, res.Currency))
 		}
 		for _, t := range res.Tests {
 			mark := "pass"
@@ -379,14 +359,6 @@ func printResult(cmd *cobra.Command, res workflows.JobResult) error {
 		return cli.WithCode(code, fmt.Errorf("job %s %s: %s", res.JobID, res.Status, res.Error))
 	}
 	return nil
-}
-
-func money(v int64, cur string) string {
-	sign := ""
-	if v < 0 {
-		sign, v = "-", -v
-	}
-	return fmt.Sprintf("%s%d.%02d %s", sign, v/100, v%100, cur)
 }
 
 func submitCmd() *cobra.Command {
@@ -445,8 +417,8 @@ func statusCmd() *cobra.Command {
 			}
 			return cli.Print(cmd, st, func(w cli.Writer) {
 				w.Printf("job %s: %s, stage %s (spec %s, tenant %s)\n", st.JobID, st.Status, st.Stage, st.Spec, st.Tenant)
-				w.Printf("  cost: price %s, held %s, paid %s\n", money(st.Cost.Price, st.Cost.Currency),
-					money(st.Cost.Held, st.Cost.Currency), money(st.Cost.Paid, st.Cost.Currency))
+				w.Printf("  cost: price %s, held %s, paid %s\n", formatMoney(st.Cost.Price, st.Cost.Currency),
+					formatMoney(st.Cost.Held, st.Cost.Currency), formatMoney(st.Cost.Paid, st.Cost.Currency))
 				names := make([]string, 0, len(st.Tasks))
 				for n := range st.Tasks {
 					names = append(names, n)
@@ -507,7 +479,7 @@ func logsCmd() *cobra.Command {
 		Short: "Print a job's task logs; -f follows running tasks",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			home, err := cli.Home()
+			home, err := cli.HomePath()
 			if err != nil {
 				return err
 			}

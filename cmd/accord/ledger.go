@@ -6,14 +6,17 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"strconv"
+	"os"
 	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/accordmesh/accord/internal/cli"
+	"github.com/accordmesh/accord/internal/names"
 	"github.com/accordmesh/accord/settlement"
+	"github.com/accordmesh/accord/settlement/money"
+	"github.com/accordmesh/accord/workers"
 )
 
 // ledgerDSN is --ledger-dsn, shared by the ledger and provider bond commands.
@@ -24,12 +27,24 @@ func addLedgerDSNFlag(c *cobra.Command) {
 		"ledger database: postgres://... or an SQLite path (default $"+settlement.DSNEnv+" or ledger.db under Accord's home)")
 }
 
-func openLedger(ctx context.Context) (*settlement.Ledger, error) {
-	home, err := cli.Home()
+// openLedger opens the ledger. A read-only command creates nothing: an
+// SQLite ledger that does not exist yet is an error naming the command
+// that creates it.
+func openLedger(ctx context.Context, readOnly bool) (*settlement.Ledger, error) {
+	home, err := cli.HomePath()
+	if !readOnly {
+		home, err = cli.Home()
+	}
 	if err != nil {
 		return nil, err
 	}
-	return settlement.Open(ctx, settlement.ResolveDSN(ledgerDSN, home))
+	dsn := settlement.ResolveDSN(ledgerDSN, home)
+	if path, ok := settlement.SQLitePath(dsn); ok && readOnly {
+		if _, err := os.Stat(path); err != nil {
+			return nil, fmt.Errorf("no ledger at %s yet (fund a tenant first: accord ledger deposit demo 5.00 --currency USD)", path)
+		}
+	}
+	return settlement.Open(ctx, dsn)
 }
 
 // usageErr classifies bad input as a usage error (exit 2).
@@ -42,14 +57,6 @@ func usageErr(err error) error {
 	return err
 }
 
-func parseAmount(s string) (int64, error) {
-	n, err := strconv.ParseInt(s, 10, 64)
-	if err != nil {
-		return 0, cli.WithCode(cli.ExitUsage, fmt.Errorf("amount %q: want an integer number of minor units", s))
-	}
-	return n, nil
-}
-
 func newKey() string {
 	var b [8]byte
 	rand.Read(b[:])
@@ -57,12 +64,12 @@ func newKey() string {
 }
 
 // withLedger opens the ledger for a command and closes it afterwards.
-func withLedger(cmd *cobra.Command, fn func(ctx context.Context, l *settlement.Ledger) error) error {
+func withLedger(cmd *cobra.Command, readOnly bool, fn func(ctx context.Context, l *settlement.Ledger) error) error {
 	ctx := cmd.Context()
 	if ctx == nil {
 		ctx = context.Background()
 	}
-	l, err := openLedger(ctx)
+	l, err := openLedger(ctx, readOnly)
 	if err != nil {
 		return err
 	}
@@ -83,7 +90,12 @@ func init() {
 		Short: "Print an account's balances (ACCOUNT is kind:name, e.g. tenant:acme, escrow:job-1)",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return withLedger(cmd, func(ctx context.Context, l *settlement.Ledger) error {
+			if currency != "" {
+				if err := names.Currency(currency); err != nil {
+					return cli.WithCode(cli.ExitUsage, err)
+				}
+			}
+			return withLedger(cmd, true, func(ctx context.Context, l *settlement.Ledger) error {
 				bs, err := l.Balances(ctx, args[0])
 				if err != nil {
 					return err
@@ -106,7 +118,7 @@ func init() {
 						w.Printf("%s: no balance\n", args[0])
 					}
 					for _, b := range bs {
-						w.Printf("%s\t%d %s\n", b.Account, b.Balance, b.Currency)
+						w.Printf("%s\t%s\n", b.Account, formatMoney(b.Balance, b.Currency))
 					}
 				})
 			})
@@ -119,22 +131,12 @@ func init() {
 		Short: "Per-job cost breakdown of a tenant or provider (tenant:NAME, provider:NAME, or NAME)",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return withLedger(cmd, func(ctx context.Context, l *settlement.Ledger) error {
+			return withLedger(cmd, true, func(ctx context.Context, l *settlement.Ledger) error {
 				st, err := statementFor(ctx, l, args[0])
 				if err != nil {
 					return err
 				}
-				return cli.Print(cmd, st, func(w cli.Writer) {
-					w.Printf("statement of %s\n", st.Account)
-					for _, b := range st.Balances {
-						w.Printf("  balance %s: %d %s\n", b.Account, b.Balance, b.Currency)
-					}
-					w.Printf("  %-24s %-9s %9s %9s %9s %9s %9s %9s %9s\n", "JOB", "STATE", "HELD", "PROVIDER", "FEE", "ROYALTY", "REFUND", "SLASHED", "COST")
-					for _, j := range st.Jobs {
-						w.Printf("  %-24s %-9s %9d %9d %9d %9d %9d %9d %9d %s\n", j.Job, j.State, j.Held, j.ProviderPay,
-							j.PlatformFee, j.Royalties, j.Refunded, j.Slashed, j.Cost, j.Currency)
-					}
-				})
+				return cli.Print(cmd, st, func(w cli.Writer) { printStatement(w, st) })
 			})
 		},
 	}
@@ -144,7 +146,7 @@ func init() {
 		Short: "Verify the ledger's invariants (exit 1 if any is broken)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			return withLedger(cmd, func(ctx context.Context, l *settlement.Ledger) error {
+			return withLedger(cmd, true, func(ctx context.Context, l *settlement.Ledger) error {
 				r, err := l.Check(ctx)
 				if err != nil {
 					return err
@@ -172,14 +174,14 @@ func init() {
 	var depCurrency, depKey string
 	deposit := &cobra.Command{
 		Use:   "deposit TENANT AMOUNT",
-		Short: "Credit a tenant with AMOUNT minor units from outside the ledger",
+		Short: "Credit a tenant with AMOUNT (major units: 5, 5.00 or \"5.00 USD\") from outside the ledger",
 		Args:  cobra.ExactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			amount, err := parseAmount(args[1])
+			amount, err := parseMoney(cmd, args[1], &depCurrency)
 			if err != nil {
 				return err
 			}
-			return withLedger(cmd, func(ctx context.Context, l *settlement.Ledger) error {
+			return withLedger(cmd, false, func(ctx context.Context, l *settlement.Ledger) error {
 				key := depKey
 				if key == "" {
 					key = newKey()
@@ -198,45 +200,48 @@ func init() {
 	var creditCurrency string
 	credit := &cobra.Command{
 		Use:   "credit TENANT LIMIT",
-		Short: "Let a tenant's balance go down to -LIMIT (0 removes the credit line)",
+		Short: "Let a tenant's balance go down to -LIMIT (major units, e.g. 20.00; 0 removes the credit line)",
 		Args:  cobra.ExactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			limit, err := parseAmount(args[1])
+			limit, err := parseMoney(cmd, args[1], &creditCurrency)
 			if err != nil {
 				return err
 			}
-			if limit < 0 {
-				return cli.WithCode(cli.ExitUsage, fmt.Errorf("credit limit %d is negative", limit))
-			}
 			tenant := strings.TrimPrefix(args[0], "tenant:")
-			return withLedger(cmd, func(ctx context.Context, l *settlement.Ledger) error {
+			return withLedger(cmd, false, func(ctx context.Context, l *settlement.Ledger) error {
 				if err := l.SetFloor(ctx, tenant, creditCurrency, -limit); err != nil {
 					return err
 				}
-				v := map[string]any{"account": settlement.TenantAccount(tenant), "currency": creditCurrency, "floor": -limit}
+				v := map[string]any{"account": settlement.TenantAccount(tenant), "currency": creditCurrency, "floor_minor": -limit}
 				return cli.Print(cmd, v, func(w cli.Writer) {
-					w.Printf("%s may go down to %d %s\n", settlement.TenantAccount(tenant), -limit, creditCurrency)
+					w.Printf("%s may go down to %s\n", settlement.TenantAccount(tenant), formatMoney(-limit, creditCurrency))
 				})
 			})
 		},
 	}
 	credit.Flags().StringVar(&creditCurrency, "currency", "USD", "currency code")
 
+	acceptAmounts(deposit)
+	acceptAmounts(credit)
 	ledger.AddCommand(balance, statement, check, deposit, credit)
 	root.AddCommand(ledger)
 
 	var bondCurrency, bondKey string
+	var bondCreate bool
 	bond := &cobra.Command{
 		Use:   "bond PROVIDER AMOUNT",
-		Short: "Deposit AMOUNT minor units into a provider's bond (slashed on SLA breach)",
+		Short: "Deposit AMOUNT (major units, e.g. 100.00) into a provider's bond (slashed on SLA breach)",
 		Args:  cobra.ExactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			amount, err := parseAmount(args[1])
+			amount, err := parseMoney(cmd, args[1], &bondCurrency)
 			if err != nil {
 				return err
 			}
 			provider := strings.TrimPrefix(args[0], "provider:")
-			return withLedger(cmd, func(ctx context.Context, l *settlement.Ledger) error {
+			return withLedger(cmd, false, func(ctx context.Context, l *settlement.Ledger) error {
+				if err := knownProvider(ctx, l, provider); err != nil && !bondCreate {
+					return cli.WithCode(cli.ExitUsage, err)
+				}
 				key := bondKey
 				if key == "" {
 					key = newKey()
@@ -251,6 +256,8 @@ func init() {
 	}
 	addLedgerDSNFlag(bond)
 	bond.Flags().StringVar(&bondCurrency, "currency", "USD", "currency code")
+	bond.Flags().BoolVar(&bondCreate, "create", false, "bond a provider Accord does not know yet (creates its accounts)")
+	acceptAmounts(bond)
 	bond.Flags().StringVar(&bondKey, "key", "", "idempotency key; a repeat with the same key posts nothing (default: a new random key)")
 	providerCommand().AddCommand(bond)
 }
@@ -289,7 +296,7 @@ func printFunding(ctx context.Context, cmd *cobra.Command, l *settlement.Ledger,
 	v := struct {
 		Account     string                  `json:"account"`
 		Currency    string                  `json:"currency"`
-		Balance     int64                   `json:"balance"`
+		Balance     int64                   `json:"balance_minor"`
 		Transaction *settlement.Transaction `json:"transaction"`
 	}{account, currency, bal, tx}
 	return cli.Print(cmd, v, func(w cli.Writer) {
@@ -297,6 +304,42 @@ func printFunding(ctx context.Context, cmd *cobra.Command, l *settlement.Ledger,
 		if tx.Replayed {
 			verb = "already posted"
 		}
-		w.Printf("%s %s (key %s); %s balance %d %s\n", tx.Kind, verb, tx.Key, account, bal, currency)
+		w.Printf("%s %s (key %s); %s balance %s\n", tx.Kind, verb, tx.Key, account, formatMoney(bal, currency))
 	})
+}
+
+func printStatement(w cli.Writer, st *settlement.Statement) {
+	w.Printf("statement of %s\n", st.Account)
+	for _, b := range st.Balances {
+		w.Printf("  balance %s: %s\n", b.Account, formatMoney(b.Balance, b.Currency))
+	}
+	if len(st.Jobs) == 0 {
+		w.Printf("  no jobs\n")
+		return
+	}
+	w.Printf("  %-24s %-9s %9s %9s %9s %9s %9s %9s %9s\n", "JOB", "STATE", "HELD", "PROVIDER", "FEE", "ROYALTY", "REFUND", "SLASHED", "COST")
+	for _, j := range st.Jobs {
+		n := func(v int64) string { return money.FormatNumber(v, j.Currency) }
+		w.Printf("  %-24s %-9s %9s %9s %9s %9s %9s %9s %9s %s\n", j.Job, j.State, n(j.Held), n(j.ProviderPay),
+			n(j.PlatformFee), n(j.Royalties), n(j.Refunded), n(j.Slashed), n(j.Cost), j.Currency)
+	}
+}
+
+// knownProvider accepts a provider that has ledger accounts, is an attached
+// pool, or is the local pool.
+func knownProvider(ctx context.Context, l *settlement.Ledger, name string) error {
+	if name == workers.LocalPoolName {
+		return nil
+	}
+	for _, acct := range []string{settlement.ProviderAccount(name), settlement.BondAccount(name)} {
+		if bs, err := l.Balances(ctx, acct); err == nil && len(bs) > 0 {
+			return nil
+		}
+	}
+	if st, err := poolStore(); err == nil {
+		if _, err := st.Get(name); err == nil {
+			return nil
+		}
+	}
+	return fmt.Errorf("unknown provider %q: not an attached pool (accord pool list) and no ledger account; pass --create to bond a new one", name)
 }

@@ -12,7 +12,10 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/accordmesh/accord/internal/cli"
+	"github.com/accordmesh/accord/internal/names"
 	"github.com/accordmesh/accord/policies"
+	"github.com/accordmesh/accord/provenance"
+	"github.com/accordmesh/accord/settlement/money"
 	"github.com/accordmesh/accord/specs"
 )
 
@@ -115,18 +118,56 @@ func policyInput(path string) (map[string]any, error) {
 }
 
 func newTenantPutCmd() *cobra.Command {
-	var t policies.Tenant
+	var currency, spendQuota, period string
+	var gpuHours float64
+	var requireSigned bool
+	var signers []string
 	c := &cobra.Command{
 		Use:   "put NAME",
-		Short: "Create or update a tenant",
-		Args:  cobra.ExactArgs(1),
+		Short: "Create a tenant, or update only the settings given",
+		Long: "put creates tenant NAME with the flags given and defaults for the rest, or, when it exists,\n" +
+			"changes only the flags given and keeps every other setting.",
+		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			t.Name = args[0]
+			if err := names.Tenant(args[0]); err != nil {
+				return cli.WithCode(cli.ExitUsage, err)
+			}
 			st, err := openTenants(cmd.Context())
 			if err != nil {
 				return err
 			}
 			defer st.Close()
+			t, err := st.Tenant(cmd.Context(), args[0])
+			if errors.Is(err, policies.ErrUnknownTenant) {
+				t, err = policies.Tenant{Name: args[0], Currency: "USD", Period: "month"}, nil
+			}
+			if err != nil {
+				return err
+			}
+			f := cmd.Flags()
+			if f.Changed("currency") {
+				t.Currency = currency
+			}
+			if f.Changed("spend-quota") {
+				if t.SpendQuota, err = parseMoney(cmd, spendQuota, &t.Currency); err != nil {
+					return err
+				}
+			}
+			if f.Changed("gpu-hours-quota") {
+				t.GPUHoursQuota = gpuHours
+			}
+			if f.Changed("period") {
+				t.Period = period
+			}
+			if f.Changed("require-signed") {
+				t.RequireSigned = requireSigned
+			}
+			if f.Changed("signer") {
+				t.Signers = signers
+			}
+			if err := checkSigners(t); err != nil {
+				return cli.WithCode(cli.ExitUsage, err)
+			}
 			if err := st.PutTenant(cmd.Context(), t); err != nil {
 				return cli.WithCode(cli.ExitUsage, err)
 			}
@@ -134,17 +175,91 @@ func newTenantPutCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			return cli.Print(cmd, got, func(w cli.Writer) { w.Printf("tenant %s saved\n", got.Name) })
+			return cli.Print(cmd, viewTenant(got, nil), func(w cli.Writer) {
+				w.Printf("tenant %s saved: %s\n", got.Name, describeTenant(got))
+			})
 		},
 	}
 	f := c.Flags()
-	f.StringVar(&t.Currency, "currency", "USD", "currency of the spend quota")
-	f.Int64Var(&t.SpendQuota, "spend-quota", 0, "spend per period in minor units (0: unlimited)")
-	f.Float64Var(&t.GPUHoursQuota, "gpu-hours-quota", 0, "GPU-hours per period (0: unlimited)")
-	f.StringVar(&t.Period, "period", "month", "quota period: day, week, month or none")
-	f.BoolVar(&t.RequireSigned, "require-signed", false, "reject specs not signed by a trusted key")
-	f.StringSliceVar(&t.Signers, "signer", nil, "fingerprint of a key trusted to sign this tenant's specs (repeatable)")
+	f.StringVar(&currency, "currency", "USD", "currency of the spend quota")
+	f.StringVar(&spendQuota, "spend-quota", "0", "spend per period in major units, e.g. 500 or 500.00 (0: unlimited)")
+	f.Float64Var(&gpuHours, "gpu-hours-quota", 0, "GPU-hours per period (0: unlimited)")
+	f.StringVar(&period, "period", "month", "quota period: day, week, month or none")
+	f.BoolVar(&requireSigned, "require-signed", false, "reject specs not signed by one of --signer (or a key trusted for spec:NAME)")
+	f.StringSliceVar(&signers, "signer", nil, "ID (sha256:...) of a key trusted to sign this tenant's specs (repeatable; see accord keys list)")
 	return c
+}
+
+// checkSigners validates a tenant's signer key IDs, and that a tenant that
+// requires signed specs can get one: it names signers, or the trust store
+// has a key for its specs.
+func checkSigners(t policies.Tenant) error {
+	for _, s := range t.Signers {
+		if err := names.KeyID(s); err != nil {
+			return fmt.Errorf("--signer: %w", err)
+		}
+	}
+	if !t.RequireSigned || len(t.Signers) > 0 {
+		return nil
+	}
+	ts, _, err := loadTrust()
+	if err != nil {
+		return err
+	}
+	if len(ts.KeysFor(provenance.ScopeSpecPrefix+t.Name)) == 0 {
+		return fmt.Errorf("--require-signed: tenant %s has no signer: pass --signer KEY_ID, or trust a key with accord keys trust FILE --scope spec:%s", t.Name, t.Name)
+	}
+	return nil
+}
+
+// tenantView is a tenant as the CLI prints it with --json: money in
+// integer minor units under names that say so.
+type tenantView struct {
+	Name            string     `json:"name"`
+	Currency        string     `json:"currency"`
+	SpendQuotaMinor int64      `json:"spend_quota_minor"`
+	GPUHoursQuota   float64    `json:"gpu_hours_quota"`
+	Period          string     `json:"period"`
+	RequireSigned   bool       `json:"require_signed"`
+	Signers         []string   `json:"signers"`
+	Usage           *usageView `json:"usage,omitempty"`
+}
+
+type usageView struct {
+	PeriodStart         string  `json:"period_start"`
+	SpendMinor          int64   `json:"spend_minor"`
+	SpendRemainingMinor int64   `json:"spend_remaining_minor"` // -1 when unlimited
+	GPUHours            float64 `json:"gpu_hours"`
+	GPUHoursRemaining   float64 `json:"gpu_hours_remaining"`
+}
+
+func viewTenant(t policies.Tenant, u *policies.Usage) tenantView {
+	v := tenantView{Name: t.Name, Currency: t.Currency, SpendQuotaMinor: t.SpendQuota, GPUHoursQuota: t.GPUHoursQuota,
+		Period: t.Period, RequireSigned: t.RequireSigned, Signers: append([]string{}, t.Signers...)}
+	if u != nil {
+		v.Usage = &usageView{PeriodStart: u.PeriodStart, SpendMinor: u.Spend, SpendRemainingMinor: u.SpendRemaining,
+			GPUHours: u.GPUHours, GPUHoursRemaining: u.GPUHoursRemaining}
+	}
+	return v
+}
+
+func describeTenant(t policies.Tenant) string {
+	spend := "unlimited"
+	if t.SpendQuota > 0 {
+		spend = formatMoney(t.SpendQuota, t.Currency)
+	}
+	gpu := "unlimited"
+	if t.GPUHoursQuota > 0 {
+		gpu = fmt.Sprintf("%.2f", t.GPUHoursQuota)
+	}
+	signed := "no"
+	if t.RequireSigned {
+		signed = "required"
+		if len(t.Signers) > 0 {
+			signed += " (" + strings.Join(t.Signers, ", ") + ")"
+		}
+	}
+	return fmt.Sprintf("spend %s, gpu-hours %s per %s, signing %s", spend, gpu, t.Period, signed)
 }
 
 func newTenantListCmd() *cobra.Command {
@@ -153,31 +268,44 @@ func newTenantListCmd() *cobra.Command {
 		Short: "List tenants with their quota usage",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			st, err := openTenants(cmd.Context())
+			rows := []tenantView{}
+			home, err := cli.HomePath()
 			if err != nil {
 				return err
 			}
-			defer st.Close()
-			ts, err := st.Tenants(cmd.Context())
-			if err != nil {
-				return err
-			}
-			type row struct {
-				policies.Tenant
-				Usage policies.Usage `json:"usage"`
-			}
-			rows := []row{}
-			for _, t := range ts {
-				u, err := st.Usage(cmd.Context(), t.Name)
+			if _, err := os.Stat(policies.StorePath(home)); err == nil { // reading creates no store
+				st, err := openTenants(cmd.Context())
 				if err != nil {
 					return err
 				}
-				rows = append(rows, row{t, u})
+				defer st.Close()
+				ts, err := st.Tenants(cmd.Context())
+				if err != nil {
+					return err
+				}
+				for _, t := range ts {
+					u, err := st.Usage(cmd.Context(), t.Name)
+					if err != nil {
+						return err
+					}
+					rows = append(rows, viewTenant(t, &u))
+				}
 			}
 			return cli.Print(cmd, map[string]any{"tenants": rows}, func(w cli.Writer) {
+				if len(rows) == 0 {
+					w.Printf("no tenants (create one: accord tenant put NAME --spend-quota 500.00 --currency USD)\n")
+				}
 				for _, r := range rows {
-					w.Printf("%-20s spend %d/%d %s  gpu-hours %.2f/%.2f  per %s  signed=%v\n", r.Name,
-						r.Usage.Spend, r.SpendQuota, r.Currency, r.Usage.GPUHours, r.GPUHoursQuota, r.Period, r.RequireSigned)
+					spend := "unlimited"
+					if r.SpendQuotaMinor > 0 {
+						spend = money.FormatNumber(r.SpendQuotaMinor, r.Currency)
+					}
+					gpu := "unlimited"
+					if r.GPUHoursQuota > 0 {
+						gpu = fmt.Sprintf("%.2f", r.GPUHoursQuota)
+					}
+					w.Printf("%-20s spend %s/%s %s  gpu-hours %.2f/%s  per %s  signed=%v\n", r.Name,
+						money.FormatNumber(r.Usage.SpendMinor, r.Currency), spend, r.Currency, r.Usage.GPUHours, gpu, r.Period, r.RequireSigned)
 				}
 			})
 		},

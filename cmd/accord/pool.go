@@ -23,7 +23,7 @@ func init() {
 }
 
 func poolStore() (*pools.Store, error) {
-	home, err := cli.Home()
+	home, err := cli.HomePath() // the store creates its directory when it writes
 	if err != nil {
 		return nil, err
 	}

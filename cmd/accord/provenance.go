@@ -32,7 +32,10 @@ func (f *logFlags) add(c *cobra.Command) {
 // open opens the log and the local provenance state. Writers fall back to a
 // read-only embedded log when a worker holds it.
 func (f *logFlags) open(ctx context.Context, write bool) (*provenance.Local, error) {
-	home, err := cli.Home()
+	home, err := cli.HomePath() // a reader creates nothing
+	if write {
+		home, err = cli.Home()
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -146,11 +149,7 @@ func newKeysCmd() *cobra.Command {
 		Short: "List the trust store",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			home, err := cli.Home()
-			if err != nil {
-				return err
-			}
-			ts, err := provenance.LoadTrustStore(provenance.DefaultTrustPath(home))
+			ts, path, err := loadTrust()
 			if err != nil {
 				return err
 			}
@@ -165,6 +164,9 @@ func newKeysCmd() *cobra.Command {
 				rows = append(rows, row{k.ID, k.Name, k.Scopes})
 			}
 			return cli.Print(cmd, map[string]any{"keys": rows}, func(w cli.Writer) {
+				if len(rows) == 0 {
+					w.Printf("no trusted keys in %s (accord keys generate --trust spec:TENANT, or accord keys trust FILE --scope ...)\n", path)
+				}
 				for _, r := range rows {
 					w.Printf("%s  %-20s %s\n", r.ID, r.Name, strings.Join(r.Scopes, ","))
 				}
@@ -173,6 +175,18 @@ func newKeysCmd() *cobra.Command {
 	}
 	keys.AddCommand(gen, trust, list)
 	return keys
+}
+
+// loadTrust reads the home's trust store (empty when there is none yet)
+// without creating anything, and returns it with its path.
+func loadTrust() (*provenance.TrustStore, string, error) {
+	home, err := cli.HomePath()
+	if err != nil {
+		return nil, "", err
+	}
+	path := provenance.DefaultTrustPath(home)
+	ts, err := provenance.LoadTrustStore(path)
+	return ts, path, err
 }
 
 func trustKey(home string, pemBytes []byte, name string, scopes []string) error {
@@ -239,7 +253,7 @@ func newReceiptCmd() *cobra.Command {
 				return cli.WithCode(cli.ExitUsage, errors.New("-o FILE is required"))
 			}
 			ctx := cmdContext(cmd)
-			loc, err := lf.open(ctx, true)
+			loc, err := lf.open(ctx, false)
 			if err != nil {
 				return err
 			}
@@ -285,7 +299,7 @@ func newAuditCmd() *cobra.Command {
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx := cmdContext(cmd)
-			home, err := cli.Home()
+			home, err := cli.HomePath()
 			if err != nil {
 				return err
 			}

@@ -39,6 +39,9 @@ type lintFile struct {
 	File   string      `json:"file"`
 	OK     bool        `json:"ok"`
 	Errors []lintError `json:"errors"`
+	// Warnings are findings that do not fail lint (an implausible budget,
+	// a missing image archive).
+	Warnings []lintError `json:"warnings,omitempty"`
 }
 
 // lintErrors turns a Load error into the JSON shape: each ErrorList entry,
@@ -49,10 +52,7 @@ func lintErrors(file string, err error) []lintError {
 		return out
 	}
 	if l := specs.Errors(err); l != nil {
-		for _, e := range l {
-			out = append(out, lintError{File: e.Pos.File, Line: e.Pos.Line, Col: e.Pos.Col, Message: e.Message})
-		}
-		return out
+		return lintList(l)
 	}
 	return append(out, lintError{File: file, Message: err.Error()})
 }
@@ -72,10 +72,14 @@ func newSpecLintCmd() *cobra.Command {
 			bad := 0
 			for _, f := range args {
 				s, err := specs.Load(f)
+				var p *specs.Plan
 				if err == nil {
-					_, err = specs.Compile(s)
+					p, err = specs.Compile(s)
 				}
 				lf := lintFile{File: f, OK: err == nil, Errors: lintErrors(f, err)}
+				if err == nil {
+					lf.Warnings = lintList(specs.Warnings(s, p))
+				}
 				if err != nil {
 					res.OK = false
 					bad++
@@ -84,6 +88,9 @@ func newSpecLintCmd() *cobra.Command {
 			}
 			if err := cli.Print(cmd, res, func(w cli.Writer) {
 				for _, f := range res.Files {
+					for _, e := range f.Warnings {
+						w.Printf("%s:%d:%d: warning: %s\n", e.File, e.Line, e.Col, e.Message)
+					}
 					if f.OK {
 						w.Printf("%s: ok\n", f.File)
 						continue
@@ -138,7 +145,7 @@ func newSpecCompileCmd() *cobra.Command {
 func printPlan(w cli.Writer, p *specs.Plan) {
 	w.Printf("%s %s (tenant %s)\n", p.Name, p.Version, p.Tenant)
 	w.Printf("document %s\ncontract %s\n", p.DocumentDigest, p.ContractDigest)
-	w.Printf("max cost %d %s (reference cost %d)\n", p.MaxCost, p.Currency, p.ReferenceCost)
+	w.Printf("max cost %s (reference cost %s)\n", formatMoney(p.MaxCost, p.Currency), formatMoney(p.ReferenceCost, p.Currency))
 	w.Printf("critical path %s (%s)\n", strings.Join(p.CriticalPath, " -> "), p.CriticalTime.Round(time.Second))
 	w.Printf("%-24s %5s %8s %10s %4s %9s  %s\n", "TASK", "LEVEL", "CPU", "MEMORY", "GPU", "MAX", "DEPENDS ON")
 	for _, t := range p.Tasks {
@@ -149,4 +156,13 @@ func printPlan(w cli.Writer, p *specs.Plan) {
 		w.Printf("%-23s%s %5d %7dm %9dMi %4d %9s  %s\n", t.Name, mark, t.Level, t.Resources.MilliCPU,
 			t.Resources.MemoryBytes>>20, t.Resources.GPU.Count, t.Resources.MaxDuration, strings.Join(t.DependsOn, ", "))
 	}
+}
+
+// lintList turns an ErrorList into the JSON shape.
+func lintList(l specs.ErrorList) []lintError {
+	out := []lintError{}
+	for _, e := range l {
+		out = append(out, lintError{File: e.Pos.File, Line: e.Pos.Line, Col: e.Pos.Col, Message: e.Message})
+	}
+	return out
 }

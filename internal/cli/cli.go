@@ -83,6 +83,19 @@ func JSON() bool { return jsonOut }
 
 // Home returns Accord's state directory, creating it if needed.
 func Home() (string, error) {
+	abs, err := HomePath()
+	if err != nil {
+		return "", err
+	}
+	if err := os.MkdirAll(abs, 0o700); err != nil {
+		return "", fmt.Errorf("cli: create home: %w", err)
+	}
+	return abs, nil
+}
+
+// HomePath returns Accord's state directory without creating it, for
+// commands that only read state.
+func HomePath() (string, error) {
 	dir := home
 	if dir == "" {
 		dir = os.Getenv("ACCORD_HOME")
@@ -97,9 +110,6 @@ func Home() (string, error) {
 	abs, err := filepath.Abs(dir)
 	if err != nil {
 		return "", fmt.Errorf("cli: home %q: %w", dir, err)
-	}
-	if err := os.MkdirAll(abs, 0o700); err != nil {
-		return "", fmt.Errorf("cli: create home: %w", err)
 	}
 	return abs, nil
 }

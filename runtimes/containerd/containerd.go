@@ -174,7 +174,7 @@ func New(ctx context.Context, opts Options) (*Runtime, error) {
 	}
 	r := &Runtime{opts: opts}
 	if opts.Address == "" {
-		d, err := StartDaemon(ctx, filepath.Join(dir, "daemon"))
+		d, err := StartDaemon(ctx, DaemonDir(dir))
 		if err != nil {
 			return nil, err
 		}
@@ -188,6 +188,16 @@ func New(ctx context.Context, opts Options) (*Runtime, error) {
 	}
 	r.client = c
 	return r, nil
+}
+
+// StartedDaemon returns the private daemon New started, or nil when it
+// used an existing socket or found the daemon already running. A command
+// that started it stops it with StopDaemon(d.Dir, grace) when done.
+func (r *Runtime) StartedDaemon() *Daemon {
+	if r.daemon == nil || !r.daemon.Started {
+		return nil
+	}
+	return r.daemon
 }
 
 // Name implements runtimes.Runtime.

@@ -23,6 +23,26 @@ type Daemon struct {
 	Dir     string // holds config.toml, root/, state/, containerd.pid, containerd.log
 	Address string // gRPC socket
 	PID     int
+	// Started is true when this StartDaemon call started the daemon, false
+	// when it found one running; whoever started it may stop it.
+	Started bool
+}
+
+// DaemonDir is where New keeps the private daemon of a runtime whose state
+// directory is stateDir; pass it to StopDaemon.
+func DaemonDir(stateDir string) string { return filepath.Join(stateDir, "daemon") }
+
+// RunningDaemon returns the PID of the private daemon in dir, if one runs.
+func RunningDaemon(dir string) (int, bool) {
+	dir, err := filepath.Abs(dir)
+	if err != nil {
+		return 0, false
+	}
+	pid, err := readPID(filepath.Join(dir, "containerd.pid"))
+	if err != nil || !isContainerd(pid) {
+		return 0, false
+	}
+	return pid, true
 }
 
 // maxSocketPath keeps socket paths under the 108-byte sun_path limit, with
@@ -134,6 +154,7 @@ func StartDaemon(ctx context.Context, dir string) (*Daemon, error) {
 	for {
 		if answers(d.Address) {
 			slog.Debug("containerd: private daemon started", "pid", d.PID, "address", d.Address)
+			d.Started = true
 			return d, nil
 		}
 		select {

@@ -44,3 +44,42 @@ func TestManagedDaemonLifecycle(t *testing.T) {
 		t.Fatalf("restart: %+v %v", d2, err)
 	}
 }
+
+// TestStartedDaemonStops checks what accord run, accord dev and accord
+// runtime stop rely on: the runtime that started a daemon says so, one that
+// found it running does not, and StopDaemon by directory ends it.
+func TestStartedDaemonStops(t *testing.T) {
+	need(t)
+	ctx := context.Background()
+	state := t.TempDir()
+	r, err := New(ctx, Options{StateDir: state})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { StopDaemon(DaemonDir(state), time.Second) })
+	d := r.StartedDaemon()
+	if d == nil || d.Dir != DaemonDir(state) {
+		t.Fatalf("StartedDaemon = %+v, want the daemon in %s", d, DaemonDir(state))
+	}
+	r.Close()
+	again, err := New(ctx, Options{StateDir: state})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if again.StartedDaemon() != nil {
+		t.Fatal("a runtime that reused the daemon claims to have started it")
+	}
+	again.Close()
+	if pid, ok := RunningDaemon(DaemonDir(state)); !ok || pid != d.PID {
+		t.Fatalf("RunningDaemon = %d, %v; want %d", pid, ok, d.PID)
+	}
+	if err := StopDaemon(DaemonDir(state), 5*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	if alive(d.PID) {
+		t.Fatalf("daemon %d still running", d.PID)
+	}
+	if _, ok := RunningDaemon(DaemonDir(state)); ok {
+		t.Fatal("RunningDaemon after stop")
+	}
+}

@@ -166,6 +166,11 @@ func Open(ctx context.Context, dir string, o Options) (*Log, error) {
 	if o.Origin == "" {
 		o.Origin = DefaultOrigin
 	}
+	if o.ReadOnly { // a reader creates nothing: no log yet is an error
+		if _, err := os.Stat(filepath.Join(dir, "log.json")); err != nil {
+			return nil, fmt.Errorf("embedded: no log in %s (nothing attested yet?): %w", dir, err)
+		}
+	}
 	if err := os.MkdirAll(filepath.Join(dir, "tiles"), 0o700); err != nil {
 		return nil, fmt.Errorf("embedded: create %s: %w", dir, err)
 	}

@@ -16,6 +16,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -106,6 +107,9 @@ func (s *Store) Path() string { return s.path }
 
 // List returns the attached pools, sorted by name.
 func (s *Store) List() ([]Pool, error) {
+	if _, err := os.Stat(s.path); errors.Is(err, fs.ErrNotExist) {
+		return nil, nil // nothing attached; reading creates no lock file
+	}
 	var out []Pool
 	err := s.read(func(f *file) {
 		for _, p := range f.Pools {

@@ -4,13 +4,13 @@ import (
 	"bytes"
 	"fmt"
 	"os"
-	"regexp"
 	"sort"
 	"strings"
 	"time"
 
 	"gopkg.in/yaml.v3"
 
+	"github.com/accordmesh/accord/internal/names"
 	"github.com/accordmesh/accord/runtimes"
 )
 
@@ -33,8 +33,6 @@ type Pricing struct {
 	Minimum       int64            `json:"minimum,omitempty" yaml:"minimum"`
 }
 
-var currencyCode = regexp.MustCompile(`^[A-Z]{3}$`)
-
 // LoadPricing reads and validates a price list.
 func LoadPricing(path string) (*Pricing, error) {
 	b, err := os.ReadFile(path)
@@ -55,8 +53,8 @@ func LoadPricing(path string) (*Pricing, error) {
 
 // Validate checks currency and that no rate is negative or missing.
 func (p *Pricing) Validate() error {
-	if !currencyCode.MatchString(p.Currency) {
-		return fmt.Errorf("%w: pricing currency %q (want an ISO 4217 code such as USD)", ErrInvalid, p.Currency)
+	if err := names.Currency(p.Currency); err != nil {
+		return fmt.Errorf("%w: pricing: %v", ErrInvalid, err)
 	}
 	if len(p.GPUHour) == 0 && p.CPUCoreHour == 0 && p.MemoryGiBHour == 0 {
 		return fmt.Errorf("%w: pricing sets no rate", ErrInvalid)
