@@ -65,6 +65,9 @@ type TaskDevices = workflows.TaskDevices
 // Ledger holds, releases and settles a job's money. Every call is
 // idempotent by job ID (and attempt).
 type Ledger interface {
+	// Cover reports, without holding anything, an error wrapping
+	// ErrInsufficient when the tenant cannot fund a hold of amount.
+	Cover(ctx context.Context, tenant, currency string, amount int64) error
 	Hold(ctx context.Context, req HoldRequest) (held int64, holdID string, record any, err error)
 	Release(ctx context.Context, jobID string) (refunded int64, err error)
 	Settle(ctx context.Context, req SettleRequest) (paid, refunded int64, record any, err error)
@@ -140,8 +143,9 @@ type Activities struct {
 	JobsDir string
 	Log     *slog.Logger
 
-	mu       sync.Mutex
-	prepared map[string]string // prepareKey -> image digest
+	mu        sync.Mutex
+	prepared  map[string]string      // prepareKey -> image digest
+	preparing map[string]*sync.Mutex // prepareKey -> held while preparing
 }
 
 // RegisterControl registers the control-plane activities on w (task queue

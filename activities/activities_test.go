@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -30,6 +31,7 @@ type fakeRuntime struct {
 	starts   int
 	cleanups int
 	stops    int
+	prepares atomic.Int32
 }
 
 type fakeTask struct {
@@ -43,6 +45,8 @@ func newFake() *fakeRuntime { return &fakeRuntime{tasks: map[string]*fakeTask{}}
 
 func (f *fakeRuntime) Name() string { return "fake" }
 func (f *fakeRuntime) Prepare(_ context.Context, image string) (string, error) {
+	f.prepares.Add(1)
+	time.Sleep(time.Millisecond)
 	if strings.Contains(image, "missing") {
 		return "", runtimes.ErrImage
 	}
@@ -354,7 +358,17 @@ func TestRuntimeErrCancelledIsRetryable(t *testing.T) {
 	}
 }
 
-type fakeLedger struct{ released, settled int }
+type fakeLedger struct {
+	released, settled int
+	short             bool // Cover reports insufficient funds
+}
+
+func (f *fakeLedger) Cover(_ context.Context, tenant, currency string, amount int64) error {
+	if f.short {
+		return fmt.Errorf("%w: tenant %s cannot escrow %d %s", ErrInsufficient, tenant, amount, currency)
+	}
+	return nil
+}
 
 func (f *fakeLedger) Hold(context.Context, HoldRequest) (int64, string, any, error) {
 	return 0, "", nil, nil

@@ -119,6 +119,18 @@ func (s SettlementLedger) Hold(ctx context.Context, r HoldRequest) (int64, strin
 	return esc.Amount, settlement.Key(r.JobID, "hold", 1), esc, nil
 }
 
+// Cover implements Ledger: read-only.
+func (s SettlementLedger) Cover(ctx context.Context, tenant, currency string, amount int64) error {
+	c, err := s.L.CanCover(ctx, tenant, currency, amount)
+	if err != nil {
+		return err
+	}
+	if err := c.Err(); err != nil {
+		return fmt.Errorf("%w: %w", ErrInsufficient, err)
+	}
+	return nil
+}
+
 // Release implements Ledger: idempotent; a never-held or released job
 // posts nothing.
 func (s SettlementLedger) Release(ctx context.Context, jobID string) (int64, error) {

@@ -4,10 +4,13 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"strings"
+	"sync"
 	"testing"
 
 	"github.com/accordmesh/accord/artifacts"
 	"github.com/accordmesh/accord/provenance/predicate"
+	"github.com/accordmesh/accord/specs"
 	"github.com/accordmesh/accord/workflows"
 )
 
@@ -73,5 +76,53 @@ func TestPlanByReference(t *testing.T) {
 	}
 	if _, err := a.plan(ctx, workflows.PlanInput{PlanRef: "sha256:../../etc"}); !errors.Is(err, artifacts.ErrDigest) {
 		t.Fatalf("bad ref: %v", err)
+	}
+}
+
+type countingAdmitter struct{ calls int }
+
+func (c *countingAdmitter) Admit(context.Context, string, *specs.Plan, []byte, []byte) (bool, string, any, error) {
+	c.calls++
+	return true, "", nil, nil
+}
+
+// A tenant that cannot escrow the budget fails admission with its own
+// class, before the admitter reserves any quota.
+func TestAdmitChecksFundsFirst(t *testing.T) {
+	plan, raw := quickstartPlan(t)
+	adm := &countingAdmitter{}
+	a := &Activities{Admitter: adm, Ledger: &fakeLedger{short: true}}
+	_, err := a.Admit(context.Background(), workflows.AdmitInput{JobID: "job-1", SpecPath: "../examples/quickstart.md",
+		PlanInput: workflows.PlanInput{PlanJSON: raw}})
+	if appErrType(err) != workflows.ErrTypeInsufficient || !strings.Contains(err.Error(), plan.Tenant) {
+		t.Fatalf("admit without funds: %v", err)
+	}
+	if adm.calls != 0 {
+		t.Errorf("the admitter ran (and reserved quota) for a job that cannot pay")
+	}
+	a.Ledger = &fakeLedger{}
+	if out, err := a.Admit(context.Background(), workflows.AdmitInput{JobID: "job-1", SpecPath: "../examples/quickstart.md",
+		PlanInput: workflows.PlanInput{PlanJSON: raw}}); err != nil || !out.Allowed || adm.calls != 1 {
+		t.Fatalf("admit with funds: %+v %v", out, err)
+	}
+}
+
+// The tasks of a large job start together: their image is prepared once.
+func TestPrepareOncePerImage(t *testing.T) {
+	rt := newFake()
+	a := &Activities{}
+	var wg sync.WaitGroup
+	for range 32 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if _, _, err := a.prepare(context.Background(), rt, "registry.example/trainer@sha256:1"); err != nil {
+				t.Error(err)
+			}
+		}()
+	}
+	wg.Wait()
+	if n := rt.prepares.Load(); n != 1 {
+		t.Errorf("image prepared %d times, want once", n)
 	}
 }

@@ -86,6 +86,16 @@ func (a *Activities) Admit(ctx context.Context, in workflows.AdmitInput) (workfl
 	if err != nil {
 		return workflows.AdmitOutput{}, err
 	}
+	// A job whose budget the tenant cannot escrow fails here, before the
+	// admitter reserves quota and before anything is negotiated.
+	if a.Ledger != nil {
+		if err := a.Ledger.Cover(ctx, plan.Tenant, plan.Spec.Budget.Currency, plan.Spec.Budget.MaxPrice); err != nil {
+			if errors.Is(err, ErrInsufficient) {
+				return workflows.AdmitOutput{}, permanent(workflows.ErrTypeInsufficient, err)
+			}
+			return workflows.AdmitOutput{}, fmt.Errorf("admit %s: funds: %w", in.JobID, err)
+		}
+	}
 	allowed, reason, rec, err := a.Admitter.Admit(ctx, in.JobID, plan, doc, sig)
 	if err != nil {
 		return workflows.AdmitOutput{}, fmt.Errorf("admit %s: %w", in.JobID, err)

@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"time"
 
 	"go.temporal.io/sdk/activity"
@@ -137,6 +138,10 @@ func prepareKey(rt runtimes.Runtime, image string) string {
 // importing an archive for every task would dominate short jobs.
 func (a *Activities) prepare(ctx context.Context, rt runtimes.Runtime, image string) (digest string, cached bool, err error) {
 	key := prepareKey(rt, image)
+	// One preparation per image at a time: the many tasks of a large job
+	// start together and would otherwise all import the same archive.
+	unlock := a.lockImage(key)
+	defer unlock()
 	a.mu.Lock()
 	d, ok := a.prepared[key]
 	a.mu.Unlock()
@@ -158,6 +163,22 @@ func (a *Activities) prepare(ctx context.Context, rt runtimes.Runtime, image str
 		a.mu.Unlock()
 	}
 	return d, false, nil
+}
+
+// lockImage serialises preparations of one image version.
+func (a *Activities) lockImage(key string) (unlock func()) {
+	a.mu.Lock()
+	if a.preparing == nil {
+		a.preparing = map[string]*sync.Mutex{}
+	}
+	m, ok := a.preparing[key]
+	if !ok {
+		m = &sync.Mutex{}
+		a.preparing[key] = m
+	}
+	a.mu.Unlock()
+	m.Lock()
+	return m.Unlock
 }
 
 func (a *Activities) forget(image string) {
