@@ -152,6 +152,7 @@ func TestUsageErrors(t *testing.T) {
 		{"auction", "solve", "a.json", "b.json"}, // one file
 		{},                                       // no command
 		{"--json", "auction", "bogus"},
+		{"help", "auction", "bogus"}, // no such help topic
 	} {
 		r := run(t, "", args...)
 		if r.code != cli.ExitUsage {

@@ -131,6 +131,23 @@ var completionExamples = map[string]string{
 	"powershell": "NAME completion powershell | Out-String | Invoke-Expression",
 }
 
+// strictHelp makes `help TOPIC` a usage error when TOPIC names no command
+// (cobra prints "Unknown help topic" and exits 0).
+func strictHelp(root, help *cobra.Command) {
+	if help.Run == nil {
+		return
+	}
+	run := help.Run
+	help.Run = nil
+	help.RunE = func(c *cobra.Command, args []string) error {
+		if _, rest, err := root.Find(args); len(args) > 0 && (err != nil || len(rest) > 0) {
+			return Usagef("unknown help topic %q; commands: %s", strings.Join(args, " "), subcommands(root))
+		}
+		run(c, args)
+		return nil
+	}
+}
+
 // exampleCompletion gives cobra's generated completion commands examples,
 // like every other command.
 func exampleCompletion(root *cobra.Command) {
@@ -143,6 +160,7 @@ func exampleCompletion(root *cobra.Command) {
 			}
 		case "help":
 			c.Example = "  " + root.Name() + " help auction solve"
+			strictHelp(root, c)
 		}
 	}
 }
