@@ -5,9 +5,10 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"os"
 	"runtime"
-	"sort"
+	"slices"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -101,12 +102,7 @@ func printSolution(w cli.Writer, in *wdp.Instance, r *wdp.Report) {
 		b := in.Bids[i]
 		w.Printf("  %-16s bid %-5d goods %v for %g\n", b.Bidder, i, b.Goods, b.Price)
 	}
-	bidders := make([]string, 0, len(r.Payments))
-	for b := range r.Payments {
-		bidders = append(bidders, b)
-	}
-	sort.Strings(bidders)
-	for _, b := range bidders {
+	for _, b := range slices.Sorted(maps.Keys(r.Payments)) {
 		w.Printf("  %s pays %g\n", b, r.Payments[b])
 	}
 }

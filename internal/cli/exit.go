@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+
+	"github.com/accordmesh/accord/workflows"
 )
 
 // Exit codes distinguish failure classes so that scripts can branch on them.
@@ -23,17 +25,18 @@ const (
 )
 
 // Failure classes, as JSON errors name them ({"error": {"class": ...}}).
-// Each exit code has one class; not_found refines exit code 1.
+// Each exit code has one class; not_found refines exit code 1. A job's
+// classes are the workflow's own.
 const (
 	ClassError        = "error"
 	ClassNotFound     = "not_found"
 	ClassUsage        = "usage"
-	ClassInvalidSpec  = "invalid_spec"
-	ClassPolicy       = "policy"
-	ClassNoOffers     = "no_offers"
-	ClassExecution    = "execution"
-	ClassVerification = "verification"
-	ClassCancelled    = "cancelled"
+	ClassInvalidSpec  = workflows.ClassInvalidSpec
+	ClassPolicy       = workflows.ClassPolicy
+	ClassNoOffers     = workflows.ClassNoOffers
+	ClassExecution    = workflows.ClassExecution
+	ClassVerification = workflows.ClassVerification
+	ClassCancelled    = workflows.ClassCancelled
 )
 
 // ExitCodeInfo is one row of the exit-code table.
