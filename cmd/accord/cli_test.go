@@ -193,7 +193,7 @@ func TestJSONErrors(t *testing.T) {
 		msg   string
 	}{
 		{[]string{"--json", "auction", "solve", malformed}, cli.ExitUsage, cli.ClassUsage, "2:12: invalid character"},
-		{[]string{"--json", "auction", "solve", huge}, cli.ExitUsage, cli.ClassUsage, "price must be a number in 0..1e+15"},
+		{[]string{"--json", "auction", "solve", huge}, cli.ExitUsage, cli.ClassUsage, "price 1e+308 is above the most a bid may offer"},
 		{[]string{"--json", "pool", "detach", "nosuch"}, cli.ExitError, cli.ClassNotFound, "no such pool"},
 		{[]string{"--json", "receipt", "export", "job-nope", "-o", filepath.Join(dir, "r.json")}, cli.ExitError, cli.ClassNotFound, "not found"},
 		{[]string{"--json", "auction", "solve", filepath.Join(dir, "nosuch.json")}, cli.ExitError, cli.ClassNotFound, "no such file"},

@@ -17,7 +17,7 @@ func TestDecodeErrorsSayWhere(t *testing.T) {
 		"truncated":     {"{\"goods\": 2,\n \"bids\": [", "2:11: unexpected end of input"},
 		"wrong type":    {"{\"goods\": \"two\"}", "1:16: goods: want int, got string"},
 		"inf price":     {`{"goods": 1, "bids": [{"bidder": "a", "goods": [0], "price": 1e309}]}`, "bids.price: number out of range"},
-		"huge price":    {`{"goods": 1, "bids": [{"bidder": "a", "goods": [0], "price": 1e308}]}`, "bid 0: price must be a number in 0..1e+15"},
+		"huge price":    {`{"goods": 1, "bids": [{"bidder": "a", "goods": [0], "price": 1e308}]}`, "bid 0: price 1e+308 is above the most a bid may offer, 1e+15"},
 		"trailing data": {"{\"goods\": 1}\n{}", "2:1: trailing data"},
 	} {
 		_, err := Decode(strings.NewReader(c.in))
@@ -28,5 +28,14 @@ func TestDecodeErrorsSayWhere(t *testing.T) {
 	in, err := Decode(strings.NewReader(`{"goods": 1, "bids": [{"bidder": "a", "goods": [0], "price": 1e15}]}`))
 	if err != nil || in.Bids[0].Price != MaxPrice {
 		t.Fatalf("price at the bound: %v", err)
+	}
+	// Instances built in code may hold large prices, but not a sum that
+	// overflows.
+	big := &Instance{Goods: 2, Bids: []Bid{{"a", []int{0}, 1e308}, {"b", []int{1}, 1e308}}}
+	if err := big.Validate(); !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), "bid 1: prices sum to more than a float64 holds") {
+		t.Fatalf("overflowing sum: %v", err)
+	}
+	if err := (&Instance{Goods: 1, Bids: []Bid{{"a", []int{0}, 1e18}}}).Validate(); err != nil {
+		t.Fatalf("a large finite price: %v", err)
 	}
 }

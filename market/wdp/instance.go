@@ -44,12 +44,13 @@ func (in *Instance) Validate() error {
 	if in.Goods < 0 || in.Goods > MaxGoods {
 		return fmt.Errorf("%w: goods must be in 0..%d, got %d", ErrInvalid, MaxGoods, in.Goods)
 	}
+	total := 0.0
 	for i, b := range in.Bids {
 		if b.Bidder == "" {
 			return fmt.Errorf("%w: bid %d: empty bidder", ErrInvalid, i)
 		}
-		if math.IsNaN(b.Price) || b.Price < 0 || b.Price > MaxPrice {
-			return fmt.Errorf("%w: bid %d: price must be a number in 0..%g, got %v", ErrInvalid, i, MaxPrice, b.Price)
+		if math.IsNaN(b.Price) || math.IsInf(b.Price, 0) || b.Price < 0 {
+			return fmt.Errorf("%w: bid %d: price must be a finite number >= 0, got %v", ErrInvalid, i, b.Price)
 		}
 		if len(b.Goods) == 0 {
 			return fmt.Errorf("%w: bid %d: empty bundle", ErrInvalid, i)
@@ -64,6 +65,9 @@ func (in *Instance) Validate() error {
 			}
 			seen[g] = true
 		}
+		if total += b.Price; math.IsInf(total, 0) {
+			return fmt.Errorf("%w: bid %d: prices sum to more than a float64 holds", ErrInvalid, i)
+		}
 	}
 	return nil
 }
@@ -72,9 +76,10 @@ func (in *Instance) Validate() error {
 // input (a device, an endless pipe) cannot exhaust memory.
 const MaxInstanceBytes = 64 << 20
 
-// MaxPrice bounds a bid's price. Prices above it are absurd for a market and
-// their sums lose the solver's tolerances (float64 spacing at 1e15 is 0.125),
-// and far above it (1e308) they overflow to +Inf.
+// MaxPrice bounds a bid's price in the file format (Decode). Prices above it
+// are absurd for a market, their sums lose the solver's tolerances (float64
+// spacing at 1e15 is 0.125), and far above it (1e308) they overflow to +Inf.
+// Validate, for instances built in code, only requires a finite total.
 const MaxPrice = 1e15
 
 // Decode reads an instance in the JSON file format and validates it.
@@ -103,6 +108,11 @@ func Decode(r io.Reader) (*Instance, error) {
 	}
 	if err := in.Validate(); err != nil {
 		return nil, err
+	}
+	for i, b := range in.Bids {
+		if b.Price > MaxPrice {
+			return nil, fmt.Errorf("%w: bid %d: price %g is above the most a bid may offer, %g", ErrInvalid, i, b.Price, MaxPrice)
+		}
 	}
 	return &in, nil
 }
