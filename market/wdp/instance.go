@@ -106,13 +106,13 @@ func Decode(r io.Reader) (*Instance, error) {
 		line, col := position(data, dec.InputOffset())
 		return nil, fmt.Errorf("%w: %d:%d: trailing data after the instance object", ErrInvalid, line, col)
 	}
-	if err := in.Validate(); err != nil {
-		return nil, err
-	}
 	for i, b := range in.Bids {
 		if b.Price > MaxPrice {
 			return nil, fmt.Errorf("%w: bid %d: price %g is above the most a bid may offer, %g", ErrInvalid, i, b.Price, MaxPrice)
 		}
+	}
+	if err := in.Validate(); err != nil {
+		return nil, err
 	}
 	return &in, nil
 }
