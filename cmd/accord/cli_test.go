@@ -197,6 +197,8 @@ func TestJSONErrors(t *testing.T) {
 		{[]string{"--json", "pool", "detach", "nosuch"}, cli.ExitError, cli.ClassNotFound, "no such pool"},
 		{[]string{"--json", "receipt", "export", "job-nope", "-o", filepath.Join(dir, "r.json")}, cli.ExitError, cli.ClassNotFound, "not found"},
 		{[]string{"--json", "auction", "solve", filepath.Join(dir, "nosuch.json")}, cli.ExitError, cli.ClassNotFound, "no such file"},
+		{[]string{"--json", "spec", "sign", filepath.Join(dir, "nosuch.md"), "--key", "k"}, cli.ExitError, cli.ClassNotFound, "no such file"},
+		{[]string{"--json", "token", "create", "--tenant", "nosuch"}, cli.ExitError, cli.ClassNotFound, "unknown tenant"},
 		{[]string{"--bogus", "--json", "version"}, cli.ExitUsage, cli.ClassUsage, "unknown flag: --bogus"},
 		{[]string{"status", "job-x", "--json"}, cli.ExitError, cli.ClassError, "accord dev"},
 	} {

@@ -3,9 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
-	"io/fs"
 	"os"
 	"path/filepath"
 	"slices"
@@ -67,11 +65,11 @@ func newPolicyTestCmd() *cobra.Command {
 			}
 			p, err := policies.Load(args[0])
 			if err != nil {
-				return inputErr(err)
+				return cli.InputErr(err)
 			}
 			vars, err := policyInput(input, st)
 			if err != nil {
-				return inputErr(err)
+				return cli.InputErr(err)
 			}
 			if tenant == "" {
 				tenant = p.Tenant
@@ -102,15 +100,6 @@ func newPolicyTestCmd() *cobra.Command {
 	c.Flags().StringVar(&tenant, "tenant", "", "tenant the subject belongs to (default: the policy's)")
 	c.MarkFlagRequired("input")
 	return c
-}
-
-// inputErr classifies an input file's error: a missing file is not_found,
-// one that does not fit the command a usage error.
-func inputErr(err error) error {
-	if errors.Is(err, fs.ErrNotExist) {
-		return err
-	}
-	return cli.Usage(err)
 }
 
 // policyInput reads --input for stage: a spec gives the admission
@@ -236,9 +225,6 @@ func newTokenCreateCmd() *cobra.Command {
 			}
 			defer st.Close()
 			tok, err := st.CreateToken(cmd.Context(), p)
-			if errors.Is(err, policies.ErrUnknownTenant) {
-				return cli.WithCode(cli.ExitUsage, err)
-			}
 			if err != nil {
 				return err
 			}

@@ -137,7 +137,7 @@ func newKeysTrustCmd() *cobra.Command {
 			}
 			pemBytes, err := os.ReadFile(args[0])
 			if err != nil {
-				return cli.WithCode(cli.ExitUsage, err)
+				return cli.InputErr(err)
 			}
 			if len(scopes) == 0 {
 				return cli.WithCode(cli.ExitUsage, errors.New("--scope is required"))
@@ -220,11 +220,11 @@ func newSpecSignCmd() *cobra.Command {
 			}
 			doc, err := os.ReadFile(args[0])
 			if err != nil {
-				return cli.WithCode(cli.ExitUsage, err)
+				return cli.InputErr(err)
 			}
 			k, err := provenance.LoadKey(keyPath)
 			if err != nil {
-				return cli.WithCode(cli.ExitUsage, err)
+				return cli.InputErr(err)
 			}
 			sig, err := provenance.SignSpec(cmdContext(cmd), doc, filepath.Base(args[0]), k)
 			if err != nil {
@@ -433,7 +433,7 @@ func receiptFor(ctx context.Context, lf *logFlags, arg string) (*provenance.Rece
 	if _, err := os.Stat(arg); err == nil {
 		r, err := provenance.ReadReceipt(arg)
 		if err != nil {
-			return nil, nil, cli.Usage(err)
+			return nil, nil, cli.InputErr(err)
 		}
 		return r, nil, nil
 	}

@@ -85,6 +85,16 @@ func Usage(err error) error { return WithCode(ExitUsage, err) }
 // Usagef is Usage(fmt.Errorf(format, a...)).
 func Usagef(format string, a ...any) error { return Usage(fmt.Errorf(format, a...)) }
 
+// InputErr classifies the failure to read an input the command line names:
+// a missing file is not_found (exit 1), one that does not fit is a usage
+// error.
+func InputErr(err error) error {
+	if errors.Is(err, fs.ErrNotExist) {
+		return err
+	}
+	return Usage(err)
+}
+
 // NotFound marks err as naming something that does not exist (exit 1,
 // class not_found).
 func NotFound(err error) error {
