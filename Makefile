@@ -18,8 +18,10 @@ all: build
 # Area makefiles come before the rules that read their variables.
 include $(sort $(wildcard mk/*.mk))
 
+# The commit is stamped with -X for builds where Go's own VCS stamp is missing.
+COMMIT    := $(shell git rev-parse --short HEAD 2>/dev/null)
 build:
-	$(GO) build -o $(BIN) ./cmd/accord
+	$(GO) build -ldflags "-X main.commit=$(COMMIT)" -o $(BIN) ./cmd/accord
 
 # deps installs the Debian packages listed in scripts/deps/*.txt (root, idempotent).
 deps:

@@ -31,6 +31,37 @@ const (
 	StageAudit     Stage = "audit"
 )
 
+// Stages lists every stage, in the order a job meets them.
+var Stages = []Stage{StageAdmission, StagePlacement, StageAudit}
+
+// ParseStage returns the stage named s, or an error naming the valid ones.
+func ParseStage(s string) (Stage, error) {
+	for _, st := range Stages {
+		if string(st) == s {
+			return st, nil
+		}
+	}
+	names := make([]string, len(Stages))
+	for i, st := range Stages {
+		names[i] = string(st)
+	}
+	return "", fmt.Errorf("policies: unknown stage %q (want one of: %s)", s, strings.Join(names, ", "))
+}
+
+// Variables returns the names of the variables rules of stage st may read.
+func (st Stage) Variables() []string {
+	env, ok := envs[st]
+	if !ok {
+		return nil
+	}
+	var names []string
+	for _, v := range env.Variables() {
+		names = append(names, v.Name())
+	}
+	sort.Strings(names)
+	return names
+}
+
 // Policy is one compiled policy file.
 type Policy struct {
 	Name    string

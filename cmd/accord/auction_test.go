@@ -13,8 +13,6 @@ import (
 	"github.com/accordmesh/accord/internal/cli"
 )
 
-func init() { cli.AddGlobalFlags(root) }
-
 // accord runs the CLI in-process and returns its stdout.
 func accord(t *testing.T, args ...string) (string, error) {
 	t.Helper()
@@ -84,7 +82,49 @@ func TestAuctionSolveJSON(t *testing.T) {
 	if err := os.WriteFile(bad, []byte(`{"goods": 1, "bids": [{"bidder": "a", "goods": [3], "price": 1}]}`), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := accord(t, "auction", "solve", bad); err == nil || cli.ExitCode(err) != cli.ExitUsage || !strings.Contains(err.Error(), bad) {
+	if _, err := accord(t, "auction", "solve", bad, "--threads", "1"); err == nil || cli.ExitCode(err) != cli.ExitUsage || !strings.Contains(err.Error(), bad) {
 		t.Fatalf("out-of-range good: %v", err)
+	}
+}
+
+// TestAuctionSolveOddInput runs the binary on inputs a newcomer may feed it:
+// an empty object, malformed JSON, an empty file, standard input.
+func TestAuctionSolveOddInput(t *testing.T) {
+	dir := t.TempDir()
+	write := func(name, body string) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte(body), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	for _, c := range []struct {
+		file, want string
+	}{
+		{write("empty-object.json", "{}"), "no goods or no bids"},
+		{write("no-bids.json", `{"goods": 3, "bids": []}`), "no goods or no bids"},
+		{write("malformed.json", "{\"goods\": 2,\n  \"bids\": [}\n"), "malformed.json: wdp: invalid instance: 2:12: invalid character '}'"},
+		{write("empty.json", ""), "empty input"},
+	} {
+		r := run(t, "", "auction", "solve", c.file)
+		if r.code != cli.ExitUsage || !strings.Contains(r.stderr, c.want) || strings.Contains(r.stderr, "EOF") {
+			t.Errorf("%s: exit %d, stderr %q; want usage error containing %q", filepath.Base(c.file), r.code, r.stderr, c.want)
+		}
+	}
+	inst := `{"goods": 2, "bids": [
+		{"bidder": "alice", "goods": [0], "price": 7},
+		{"bidder": "carol", "goods": [0, 1], "price": 10},
+		{"bidder": "bob", "goods": [1], "price": 5}]}`
+	r := run(t, inst, "auction", "solve", "-", "--vcg")
+	if r.code != 0 || !strings.Contains(r.stdout, "objective 12") {
+		t.Fatalf("solve -: exit %d\nstdout %s\nstderr %s", r.code, r.stdout, r.stderr)
+	}
+	for _, want := range []string{"alice            bid 0     goods [0] for 7", "bob              bid 2     goods [1] for 5", "alice pays 5", "bob pays 3"} {
+		if !strings.Contains(r.stdout, want) {
+			t.Errorf("solve -: stdout lacks %q:\n%s", want, r.stdout)
+		}
+	}
+	if r := run(t, "", "auction", "solve", "-"); r.code != cli.ExitUsage || !strings.Contains(r.stderr, "standard input: wdp: invalid instance: empty input") {
+		t.Errorf("solve - with nothing: exit %d, stderr %q", r.code, r.stderr)
 	}
 }

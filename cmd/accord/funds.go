@@ -12,11 +12,6 @@ import (
 	"github.com/accordmesh/accord/workflows"
 )
 
-// classInsufficientFunds is the failure class of a job whose tenant cannot
-// fund its escrow (the workflow's admission produces it; accord run checks
-// before it starts the stack).
-const classInsufficientFunds = "insufficient_funds"
-
 // prepareFunds readies the ledger for `accord run`: it tops the spec's
 // tenant up to fund (major units of the budget's currency, "" for none) and
 // fails, naming the balance, the escrow needed and the command that funds
@@ -48,7 +43,7 @@ func prepareFunds(ctx context.Context, dsn, specPath, jobID, fund string) error 
 		return err
 	}
 	if !c.OK {
-		return insufficientFunds(c)
+		return cli.WithCode(cli.ExitFunds, insufficientFunds(c))
 	}
 	return nil
 }
@@ -88,7 +83,7 @@ func fundTenant(ctx context.Context, l *settlement.Ledger, tenant, currency, job
 // insufficient_funds, or (from workflows that predate it) the ledger's
 // error in its message.
 func fundingFailure(res workflows.JobResult) bool {
-	return res.Class == classInsufficientFunds ||
+	return res.Class == workflows.ClassFunds ||
 		res.Status == workflows.StatusFailed && strings.Contains(res.Error, settlement.ErrInsufficientFunds.Error())
 }
 

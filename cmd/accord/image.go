@@ -8,12 +8,14 @@ import (
 )
 
 func init() {
-	image := &cobra.Command{Use: "image", Short: "Build workload images"}
+	image := &cobra.Command{Use: "image", Short: "Build workload images", Example: `  accord image build`}
 	var opts images.Options
 	build := &cobra.Command{
 		Use:   "build",
 		Short: "Build the example trainer image into an OCI archive (no registry or engine needed)",
-		Args:  cobra.NoArgs,
+		Example: `  accord image build
+  accord image build --out /tmp/trainer.tar --busybox ''`,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			path, d, err := images.BuildTrainer(cmd.Context(), opts)
 			if err != nil {

@@ -35,28 +35,39 @@ type temporalFlags struct {
 }
 
 func (f *temporalFlags) add(cmd *cobra.Command) {
-	addr := os.Getenv("ACCORD_TEMPORAL_ADDRESS")
-	if addr == "" {
-		addr = defaultTemporalAddress
-	}
-	ns := os.Getenv("ACCORD_NAMESPACE")
-	if ns == "" {
-		ns = "default"
-	}
 	fl := cmd.Flags()
-	fl.StringVar(&f.address, "temporal-address", addr, "Temporal frontend host:port ($ACCORD_TEMPORAL_ADDRESS; accord dev serves "+defaultTemporalAddress+")")
-	fl.StringVar(&f.namespace, "namespace", ns, "Temporal namespace ($ACCORD_NAMESPACE)")
-	fl.StringVar(&f.tlsCA, "tls-ca", "", "CA certificate file to verify the Temporal server")
-	fl.StringVar(&f.tlsCert, "tls-cert", "", "client certificate file for mTLS")
-	fl.StringVar(&f.tlsKey, "tls-key", "", "client key file for mTLS")
-	fl.StringVar(&f.tlsSNI, "tls-server-name", "", "server name to verify (enables TLS)")
+	fl.StringVar(&f.address, "temporal-address", envOr("ACCORD_TEMPORAL_ADDRESS", defaultTemporalAddress), "Temporal frontend host:port ($ACCORD_TEMPORAL_ADDRESS; accord dev serves "+defaultTemporalAddress+")")
+	fl.StringVar(&f.namespace, "namespace", envOr("ACCORD_NAMESPACE", "default"), "Temporal namespace ($ACCORD_NAMESPACE)")
+	fl.StringVar(&f.tlsCA, "tls-ca", os.Getenv("ACCORD_TLS_CA"), "CA certificate file to verify the Temporal server ($ACCORD_TLS_CA)")
+	fl.StringVar(&f.tlsCert, "tls-cert", os.Getenv("ACCORD_TLS_CERT"), "client certificate file for mTLS ($ACCORD_TLS_CERT)")
+	fl.StringVar(&f.tlsKey, "tls-key", os.Getenv("ACCORD_TLS_KEY"), "client key file for mTLS ($ACCORD_TLS_KEY)")
+	fl.StringVar(&f.tlsSNI, "tls-server-name", os.Getenv("ACCORD_TLS_SERVER_NAME"), "server name to verify, enables TLS ($ACCORD_TLS_SERVER_NAME)")
+}
+
+// envOr returns the environment variable name, or def when it is empty:
+// the environment sets flag defaults (deploy/config/accord.env).
+func envOr(name, def string) string {
+	if v := os.Getenv(name); v != "" {
+		return v
+	}
+	return def
 }
 
 func (f *temporalFlags) dial(ctx context.Context) (client.Client, error) {
-	return workers.Dial(ctx, workers.ClientOptions{
-		Address: f.address, Namespace: f.namespace,
+	return f.dialWith(ctx, nil)
+}
+
+// dialWith dials with a metrics handler (nil: none); when nothing answers,
+// the error says how to start a server.
+func (f *temporalFlags) dialWith(ctx context.Context, metrics client.MetricsHandler) (client.Client, error) {
+	c, err := workers.Dial(ctx, workers.ClientOptions{
+		Address: f.address, Namespace: f.namespace, Metrics: metrics,
 		TLSCA: f.tlsCA, TLSCert: f.tlsCert, TLSKey: f.tlsKey, TLSServerName: f.tlsSNI,
 	})
+	if err != nil && !errors.Is(err, workers.ErrConfig) {
+		return nil, fmt.Errorf("%w (is `accord dev` running? start it with `accord dev`, or pass --temporal-address)", err)
+	}
+	return c, err
 }
 
 func init() {
@@ -75,7 +86,10 @@ func devCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "dev",
 		Short: "Run the local stack in the foreground: embedded Temporal, worker, containerd pool, transparency log",
-		Args:  cobra.NoArgs,
+		Example: `  accord dev
+  accord dev --port 7234 --ui-port 0 --rekor-listen ''
+  accord dev --ledger-dsn postgres://accord@localhost/accord`,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			home, err := cli.Home()
 			if err != nil {
@@ -124,7 +138,7 @@ func devCmd() *cobra.Command {
 	}
 	cmd.Flags().IntVar(&port, "port", 7233, "frontend port of the embedded Temporal server")
 	cmd.Flags().IntVar(&uiPort, "ui-port", 8233, "Temporal Web UI port (0: off)")
-	cmd.Flags().StringVar(&metrics, "metrics-addr", "127.0.0.1:9464", "Prometheus metrics listen address")
+	cmd.Flags().StringVar(&metrics, "metrics-addr", envOr("ACCORD_METRICS_ADDR", "127.0.0.1:9464"), "Prometheus metrics listen address ($ACCORD_METRICS_ADDR)")
 	lf.add(cmd)
 	cmd.Flags().BoolVar(&keepContainerd, "keep-containerd", false, "leave the private containerd daemon running after Ctrl-C (accord runtime stop ends it)")
 	cmd.Flags().StringVar(&rekorListen, "rekor-listen", "127.0.0.1:3000", "serve the transparency log's Rekor v1 REST API here (empty: off)")
@@ -139,7 +153,9 @@ func workerCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "worker",
 		Short: "Run a worker against a Temporal cluster (job workflow and activities)",
-		Args:  cobra.NoArgs,
+		Example: `  accord worker --temporal-address temporal.example.com:7233 --namespace accord
+  accord worker --queues accord-execution --tls-ca ca.pem --tls-cert client.pem --tls-key client.key`,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			home, err := cli.Home()
 			if err != nil {
@@ -148,10 +164,7 @@ func workerCmd() *cobra.Command {
 			ctx, cancel := signalContext()
 			defer cancel()
 			m := workers.NewMetrics()
-			c, err := workers.Dial(ctx, workers.ClientOptions{
-				Address: tf.address, Namespace: tf.namespace, Metrics: m.Handler(),
-				TLSCA: tf.tlsCA, TLSCert: tf.tlsCert, TLSKey: tf.tlsKey, TLSServerName: tf.tlsSNI,
-			})
+			c, err := tf.dialWith(ctx, m.Handler())
 			if err != nil {
 				return err
 			}
@@ -185,8 +198,8 @@ func workerCmd() *cobra.Command {
 		},
 	}
 	tf.add(cmd)
-	cmd.Flags().StringSliceVar(&queues, "queues", []string{workflows.TaskQueueControl, workflows.TaskQueueExecution}, "task queues to poll")
-	cmd.Flags().StringVar(&metrics, "metrics-addr", "127.0.0.1:9464", "Prometheus metrics listen address (empty: off)")
+	cmd.Flags().StringSliceVar(&queues, "queues", strings.Split(envOr("ACCORD_QUEUES", workflows.TaskQueueControl+","+workflows.TaskQueueExecution), ","), "task queues to poll ($ACCORD_QUEUES)")
+	cmd.Flags().StringVar(&metrics, "metrics-addr", envOr("ACCORD_METRICS_ADDR", "127.0.0.1:9464"), "Prometheus metrics listen address, empty: off ($ACCORD_METRICS_ADDR)")
 	lf.add(cmd)
 	return cmd
 }
@@ -199,7 +212,9 @@ func runCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "run SPEC",
 		Short: "Run one spec end to end in this process and print its receipt summary",
-		Args:  cobra.ExactArgs(1),
+		Example: `  accord run examples/quickstart.md --fund 50000
+  accord run examples/llm-finetune.md --approve --json`,
+		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			home, err := cli.Home()
 			if err != nil {
@@ -368,7 +383,9 @@ func submitCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "submit SPEC",
 		Short: "Submit a spec as a durable job",
-		Args:  cobra.ExactArgs(1),
+		Example: `  accord submit examples/quickstart.md
+  accord submit examples/quickstart.md --wait --json`,
+		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx, cancel := signalContext()
 			defer cancel()
@@ -403,7 +420,9 @@ func statusCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "status JOB",
 		Short: "Show a job's stage, tasks and cost so far",
-		Args:  cobra.ExactArgs(1),
+		Example: `  accord status job-20261125t200134-fb81bb43
+  accord status job-20261125t200134-fb81bb43 --json`,
+		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx := cmd.Context()
 			c, err := tf.dial(ctx)
@@ -441,7 +460,9 @@ func listCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "list",
 		Short: "List jobs, filtered by tenant, status or spec",
-		Args:  cobra.NoArgs,
+		Example: `  accord list
+  accord list --tenant demo --status settled --limit 10`,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx := cmd.Context()
 			c, err := tf.dial(ctx)
@@ -477,7 +498,9 @@ func logsCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "logs JOB",
 		Short: "Print a job's task logs; -f follows running tasks",
-		Args:  cobra.ExactArgs(1),
+		Example: `  accord logs job-20261125t200134-fb81bb43
+  accord logs job-20261125t200134-fb81bb43 -f`,
+		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			home, err := cli.HomePath()
 			if err != nil {
@@ -555,9 +578,10 @@ func cancelCmd() *cobra.Command {
 	var tf temporalFlags
 	var reason string
 	cmd := &cobra.Command{
-		Use:   "cancel JOB",
-		Short: "Cancel a job: stop its containers and refund its escrow",
-		Args:  cobra.ExactArgs(1),
+		Use:     "cancel JOB",
+		Short:   "Cancel a job: stop its containers and refund its escrow",
+		Example: `  accord cancel job-20261125t200134-fb81bb43 --reason 'wrong dataset'`,
+		Args:    cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return signalJob(cmd, &tf, args[0], func(ctx context.Context, c client.Client) error {
 				return workers.Cancel(ctx, c, args[0], reason)
@@ -573,9 +597,10 @@ func approveCmd() *cobra.Command {
 	var tf temporalFlags
 	var approver string
 	cmd := &cobra.Command{
-		Use:   "approve JOB",
-		Short: "Pass a job's approval gate",
-		Args:  cobra.ExactArgs(1),
+		Use:     "approve JOB",
+		Short:   "Pass a job's approval gate",
+		Example: `  accord approve job-20261125t200134-fb81bb43 --as alice`,
+		Args:    cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if approver == "" {
 				approver = os.Getenv("USER")

@@ -81,14 +81,24 @@ func init() {
 	ledger := &cobra.Command{
 		Use:   "ledger",
 		Short: "Inspect and fund the settlement ledger",
+		Example: `  accord ledger deposit demo 500.00
+  accord ledger statement tenant:demo
+  accord ledger check --ledger-dsn postgres://accord@localhost/accord`,
 	}
 	addLedgerDSNFlag(ledger)
+	ledger.AddCommand(ledgerBalanceCmd(), ledgerStatementCmd(), ledgerCheckCmd(), ledgerDepositCmd(), ledgerCreditCmd())
+	root.AddCommand(ledger)
+	providerCommand().AddCommand(providerBondCmd())
+}
 
+func ledgerBalanceCmd() *cobra.Command {
 	var currency string
 	balance := &cobra.Command{
 		Use:   "balance ACCOUNT",
 		Short: "Print an account's balances (ACCOUNT is kind:name, e.g. tenant:acme, escrow:job-1)",
-		Args:  cobra.ExactArgs(1),
+		Example: `  accord ledger balance tenant:demo
+  accord ledger balance escrow:job-20261125t200134-fb81bb43 --currency USD`,
+		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if currency != "" {
 				if err := names.Currency(currency); err != nil {
@@ -125,11 +135,16 @@ func init() {
 		},
 	}
 	balance.Flags().StringVar(&currency, "currency", "", "only this currency")
+	return balance
+}
 
+func ledgerStatementCmd() *cobra.Command {
 	statement := &cobra.Command{
 		Use:   "statement TENANT|PROVIDER",
 		Short: "Per-job cost breakdown of a tenant or provider (tenant:NAME, provider:NAME, or NAME)",
-		Args:  cobra.ExactArgs(1),
+		Example: `  accord ledger statement tenant:demo
+  accord ledger statement provider:local --json`,
+		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return withLedger(cmd, true, func(ctx context.Context, l *settlement.Ledger) error {
 				st, err := statementFor(ctx, l, args[0])
@@ -140,11 +155,15 @@ func init() {
 			})
 		},
 	}
+	return statement
+}
 
+func ledgerCheckCmd() *cobra.Command {
 	check := &cobra.Command{
-		Use:   "check",
-		Short: "Verify the ledger's invariants (exit 1 if any is broken)",
-		Args:  cobra.NoArgs,
+		Use:     "check",
+		Short:   "Verify the ledger's invariants (exit 1 if any is broken)",
+		Example: `  accord ledger check`,
+		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return withLedger(cmd, true, func(ctx context.Context, l *settlement.Ledger) error {
 				r, err := l.Check(ctx)
@@ -170,12 +189,17 @@ func init() {
 			})
 		},
 	}
+	return check
+}
 
+func ledgerDepositCmd() *cobra.Command {
 	var depCurrency, depKey string
 	deposit := &cobra.Command{
 		Use:   "deposit TENANT AMOUNT",
 		Short: "Credit a tenant with AMOUNT (major units: 5, 5.00 or \"5.00 USD\") from outside the ledger",
-		Args:  cobra.ExactArgs(2),
+		Example: `  accord ledger deposit demo 500.00
+  accord ledger deposit demo "500 EUR" --currency EUR --key payment-4711`,
+		Args: cobra.ExactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			amount, err := parseMoney(cmd, args[1], &depCurrency)
 			if err != nil {
@@ -194,14 +218,20 @@ func init() {
 			})
 		},
 	}
+	acceptAmounts(deposit)
 	deposit.Flags().StringVar(&depCurrency, "currency", "USD", "currency code")
 	deposit.Flags().StringVar(&depKey, "key", "", "idempotency key (e.g. a payment reference); a repeat with the same key posts nothing (default: a new random key)")
+	return deposit
+}
 
+func ledgerCreditCmd() *cobra.Command {
 	var creditCurrency string
 	credit := &cobra.Command{
 		Use:   "credit TENANT LIMIT",
 		Short: "Let a tenant's balance go down to -LIMIT (major units, e.g. 20.00; 0 removes the credit line)",
-		Args:  cobra.ExactArgs(2),
+		Example: `  accord ledger credit demo 1000.00
+  accord ledger credit demo 0`,
+		Args: cobra.ExactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			limit, err := parseMoney(cmd, args[1], &creditCurrency)
 			if err != nil {
@@ -220,18 +250,18 @@ func init() {
 		},
 	}
 	credit.Flags().StringVar(&creditCurrency, "currency", "USD", "currency code")
-
-	acceptAmounts(deposit)
 	acceptAmounts(credit)
-	ledger.AddCommand(balance, statement, check, deposit, credit)
-	root.AddCommand(ledger)
+	return credit
+}
 
+func providerBondCmd() *cobra.Command {
 	var bondCurrency, bondKey string
 	var bondCreate bool
 	bond := &cobra.Command{
-		Use:   "bond PROVIDER AMOUNT",
-		Short: "Deposit AMOUNT (major units, e.g. 100.00) into a provider's bond (slashed on SLA breach)",
-		Args:  cobra.ExactArgs(2),
+		Use:     "bond PROVIDER AMOUNT",
+		Short:   "Deposit AMOUNT (major units, e.g. 100.00) into a provider's bond (slashed on SLA breach)",
+		Example: `  accord provider bond local 1000.00 --currency USD`,
+		Args:    cobra.ExactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			amount, err := parseMoney(cmd, args[1], &bondCurrency)
 			if err != nil {
@@ -259,7 +289,7 @@ func init() {
 	bond.Flags().BoolVar(&bondCreate, "create", false, "bond a provider Accord does not know yet (creates its accounts)")
 	acceptAmounts(bond)
 	bond.Flags().StringVar(&bondKey, "key", "", "idempotency key; a repeat with the same key posts nothing (default: a new random key)")
-	providerCommand().AddCommand(bond)
+	return bond
 }
 
 // providerCommand returns the "accord provider" group, creating it if no
@@ -270,7 +300,7 @@ func providerCommand() *cobra.Command {
 			return c
 		}
 	}
-	c := &cobra.Command{Use: "provider", Short: "Manage compute providers"}
+	c := &cobra.Command{Use: "provider", Short: "Manage compute providers", Example: `  accord provider bond local 100000 --currency USD`}
 	root.AddCommand(c)
 	return c
 }

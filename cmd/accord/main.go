@@ -5,26 +5,33 @@
 package main
 
 import (
-	"fmt"
 	"os"
 
 	"github.com/spf13/cobra"
 
 	"github.com/accordmesh/accord/internal/cli"
+	"github.com/accordmesh/accord/policies"
+	"github.com/accordmesh/accord/provenance"
+	"github.com/accordmesh/accord/runtimes/nomad/pools"
+	"github.com/accordmesh/accord/workers"
 )
 
 // root is the top-level command; files in this package add their commands to it.
 var root = &cobra.Command{
-	Use:           "accord",
-	Short:         "Run Markdown specs as verified, paid-for compute jobs",
+	Use:   "accord",
+	Short: "Run Markdown specs as verified, paid-for compute jobs",
+	Example: `  accord run examples/quickstart.md --fund 50000
+  accord spec lint examples/*.md
+  accord help run`,
 	SilenceUsage:  true,
 	SilenceErrors: true,
 }
 
+// Errors that mean "no such thing" exit 1 with class not_found.
+func init() {
+	cli.RegisterNotFound(workers.ErrNoJob, provenance.ErrNotFound, pools.ErrNotFound, policies.ErrUnknownTenant)
+}
+
 func main() {
-	cli.AddGlobalFlags(root)
-	if err := root.Execute(); err != nil {
-		fmt.Fprintln(os.Stderr, "accord:", err)
-		os.Exit(cli.ExitCode(err))
-	}
+	os.Exit(cli.Main(root, os.Args[1:]))
 }

@@ -10,7 +10,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -18,41 +17,11 @@ import (
 	"github.com/accordmesh/accord/runtimes/containerd"
 )
 
-var (
-	binOnce sync.Once
-	binPath string
-	binErr  error
-)
+// accordBin is the binary TestMain built.
+func accordBin(*testing.T) string { return bin }
 
-// accordBin builds the accord binary once per test run.
-func accordBin(t *testing.T) string {
-	t.Helper()
-	binOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "accord-bin-")
-		if err != nil {
-			binErr = err
-			return
-		}
-		binPath = filepath.Join(dir, "accord")
-		out, err := exec.Command("go", "build", "-o", binPath, ".").CombinedOutput()
-		if err != nil {
-			binErr = errors.New(string(out))
-		}
-	})
-	if binErr != nil {
-		t.Fatalf("build accord: %v", binErr)
-	}
-	return binPath
-}
-
-// result is one run of the binary.
-type result struct {
-	stdout, stderr string
-	code           int
-}
-
-// run runs the binary with ACCORD_HOME=home and returns what it printed.
-func run(t *testing.T, home string, args ...string) result {
+// runIn runs the binary with ACCORD_HOME=home and returns what it printed.
+func runIn(t *testing.T, home string, args ...string) result {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
@@ -74,7 +43,7 @@ func run(t *testing.T, home string, args ...string) result {
 // ok runs the binary and fails the test unless it exits 0.
 func ok(t *testing.T, home string, args ...string) string {
 	t.Helper()
-	r := run(t, home, args...)
+	r := runIn(t, home, args...)
 	if r.code != 0 {
 		t.Fatalf("accord %s: exit %d\n%s%s", strings.Join(args, " "), r.code, r.stdout, r.stderr)
 	}
@@ -85,7 +54,7 @@ func ok(t *testing.T, home string, args ...string) string {
 // stderr containing want.
 func fails(t *testing.T, home, want string, args ...string) result {
 	t.Helper()
-	r := run(t, home, args...)
+	r := runIn(t, home, args...)
 	if r.code == 0 || !strings.Contains(r.stderr, want) {
 		t.Fatalf("accord %s: exit %d, stderr %q; want a failure mentioning %q", strings.Join(args, " "), r.code, r.stderr, want)
 	}
@@ -248,7 +217,7 @@ func TestReadOnlyCommandsWriteNothing(t *testing.T) {
 		{"logs", "job-nope"},
 		{"runtime", "stop"},
 	} {
-		r := run(t, home, args...)
+		r := runIn(t, home, args...)
 		name := strings.Join(args, " ")
 		if want, ok := empty[name]; ok && (r.code != 0 || !strings.Contains(r.stdout, want)) {
 			t.Errorf("accord %s: exit %d, %q; want %q", name, r.code, r.stdout, want)
@@ -340,7 +309,7 @@ func TestRunStopsTheDaemonItStarted(t *testing.T) {
 	home := t.TempDir()
 	dir := containerd.DaemonDir(filepath.Join(home, "containerd"))
 	t.Cleanup(func() { containerd.StopDaemon(dir, time.Second) })
-	r := run(t, home, "run", spec, "--fund", "1.00")
+	r := runIn(t, home, "run", spec, "--fund", "1.00")
 	if !strings.Contains(r.stdout, "job ") {
 		t.Fatalf("accord run did not run the job (exit %d):\n%s%s", r.code, r.stdout, r.stderr)
 	}
@@ -351,7 +320,7 @@ func TestRunStopsTheDaemonItStarted(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	run(t, home, "run", spec)
+	runIn(t, home, "run", spec)
 	if pid, running := containerd.RunningDaemon(dir); !running || pid != d.PID {
 		t.Fatalf("accord run stopped a containerd it did not start (pid %d, running %v)", d.PID, running)
 	}

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 
 	"github.com/spf13/cobra"
@@ -20,11 +21,12 @@ import (
 )
 
 func init() {
-	policy := &cobra.Command{Use: "policy", Short: "Try admission, placement and audit policies"}
+	policy := &cobra.Command{Use: "policy", Short: "Try admission, placement and audit policies", Example: `  accord policy test policy.yaml --input examples/quickstart.md`}
 	policy.AddCommand(newPolicyTestCmd())
-	tenant := &cobra.Command{Use: "tenant", Short: "Manage tenants, their quotas and trusted signers"}
+	tenant := &cobra.Command{Use: "tenant", Short: "Manage tenants, their quotas and trusted signers", Example: `  accord tenant put demo --spend-quota 1000.00
+  accord tenant list`}
 	tenant.AddCommand(newTenantPutCmd(), newTenantListCmd())
-	token := &cobra.Command{Use: "token", Short: "Issue API tokens for accord serve"}
+	token := &cobra.Command{Use: "token", Short: "Issue API tokens for accord serve", Example: `  accord token create --tenant demo`}
 	token.AddCommand(newTokenCreateCmd())
 	root.AddCommand(policy, tenant, token)
 }
@@ -56,20 +58,27 @@ func newPolicyTestCmd() *cobra.Command {
 			"--stage against --input: a JSON object of the stage's variables (spec, plan, tenant, signer, images\n" +
 			"for admission; spec, provider for placement; job, stages, attestations for audit), or a spec (.md),\n" +
 			"from which the admission variables are built with an unlimited quota. Exits 4 when denied.",
+		Example: `  accord policy test policies/gpu-cap.yaml --input examples/quickstart.md
+  accord policy test policies/eu-only.yaml --stage placement --input bid.json
+  accord policy test policies/audit.yaml --stage audit --input job.json --json`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			st, err := policies.ParseStage(stage)
+			if err != nil {
+				return cli.Usagef("--stage: %w", err)
+			}
 			p, err := policies.Load(args[0])
 			if err != nil {
-				return cli.WithCode(cli.ExitUsage, err)
+				return cli.InputErr(err)
 			}
-			vars, err := policyInput(input)
+			vars, err := policyInput(input, st)
 			if err != nil {
-				return cli.WithCode(cli.ExitUsage, err)
+				return cli.InputErr(err)
 			}
 			if tenant == "" {
 				tenant = p.Tenant
 			}
-			res := (&policies.Set{Policies: []*policies.Policy{p}}).Evaluate(policies.Stage(stage), tenant, vars)
+			res := (&policies.Set{Policies: []*policies.Policy{p}}).Evaluate(st, tenant, vars)
 			if err := cli.Print(cmd, res, func(w cli.Writer) {
 				for _, d := range res.Decisions {
 					verdict := "allow"
@@ -97,8 +106,14 @@ func newPolicyTestCmd() *cobra.Command {
 	return c
 }
 
-func policyInput(path string) (map[string]any, error) {
+// policyInput reads --input for stage: a spec gives the admission
+// variables; a JSON object may hold only the stage's variables.
+func policyInput(path string, stage policies.Stage) (map[string]any, error) {
 	if strings.HasSuffix(path, ".md") {
+		if stage != policies.StageAdmission {
+			return nil, fmt.Errorf("--input %s is a spec, which gives the admission variables; --stage %s wants a JSON object of %s",
+				path, stage, strings.Join(stage.Variables(), ", "))
+		}
 		plan, err := specs.LoadPlan(path)
 		if err != nil {
 			return nil, err
@@ -114,6 +129,12 @@ func policyInput(path string) (map[string]any, error) {
 	if err := json.Unmarshal(data, &vars); err != nil {
 		return nil, fmt.Errorf("%s: want a JSON object of variables: %w", path, err)
 	}
+	known := stage.Variables()
+	for name := range vars {
+		if !slices.Contains(known, name) {
+			return nil, fmt.Errorf("%s: variable %q is not one of the %s stage's: %s", path, name, stage, strings.Join(known, ", "))
+		}
+	}
 	return vars, nil
 }
 
@@ -127,6 +148,9 @@ func newTenantPutCmd() *cobra.Command {
 		Short: "Create a tenant, or update only the settings given",
 		Long: "put creates tenant NAME with the flags given and defaults for the rest, or, when it exists,\n" +
 			"changes only the flags given and keeps every other setting.",
+		Example: `  accord tenant put demo --spend-quota 1000.00 --currency USD --period month
+  accord tenant put demo --gpu-hours-quota 5          # changes only the GPU-hour quota
+  accord tenant put demo --require-signed --signer sha256:9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if err := names.Tenant(args[0]); err != nil {
@@ -266,7 +290,9 @@ func newTenantListCmd() *cobra.Command {
 	return &cobra.Command{
 		Use:   "list",
 		Short: "List tenants with their quota usage",
-		Args:  cobra.NoArgs,
+		Example: `  accord tenant list
+  accord tenant list --json`,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			rows := []tenantView{}
 			home, err := cli.HomePath()
@@ -318,7 +344,9 @@ func newTokenCreateCmd() *cobra.Command {
 	c := &cobra.Command{
 		Use:   "create --tenant T [--role tenant|auditor|admin]",
 		Short: "Issue an API token (printed once; only its hash is stored)",
-		Args:  cobra.NoArgs,
+		Example: `  accord token create --tenant demo --name ci
+  accord token create --tenant '*' --role auditor`,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			p.Role = policies.Role(role)
 			st, err := openTenants(cmd.Context())
@@ -327,9 +355,6 @@ func newTokenCreateCmd() *cobra.Command {
 			}
 			defer st.Close()
 			tok, err := st.CreateToken(cmd.Context(), p)
-			if errors.Is(err, policies.ErrUnknownTenant) {
-				return cli.WithCode(cli.ExitUsage, err)
-			}
 			if err != nil {
 				return err
 			}

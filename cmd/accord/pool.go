@@ -17,7 +17,8 @@ import (
 )
 
 func init() {
-	poolCmd := &cobra.Command{Use: "pool", Short: "Attach, list and detach compute pools (Nomad clusters)"}
+	poolCmd := &cobra.Command{Use: "pool", Short: "Attach, list and detach compute pools (Nomad clusters)", Example: `  accord pool attach nomad gpu-east --address http://127.0.0.1:4646
+  accord pool list`}
 	poolCmd.AddCommand(poolAttachCmd(), poolListCmd(), poolDetachCmd())
 	root.AddCommand(poolCmd)
 }
@@ -37,7 +38,9 @@ func poolAttachCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "attach nomad NAME --address URL",
 		Short: "Attach a Nomad cluster as a pool (validated by contacting it)",
-		Args:  cobra.ExactArgs(2),
+		Example: `  accord pool attach nomad gpu-east --address http://127.0.0.1:4646 --pricing prices.yaml
+  accord pool attach nomad gpu-west --address https://nomad.example.com:4646 --token "$NOMAD_TOKEN" --datacenter dc1,dc2`,
+		Args: cobra.ExactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if args[0] != pools.KindNomad {
 				return cli.WithCode(cli.ExitUsage, fmt.Errorf("unknown pool kind %q (have %q)", args[0], pools.KindNomad))
@@ -89,7 +92,9 @@ func poolListCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "list",
 		Short: "List pools with capacity, free GPUs by model and health",
-		Args:  cobra.NoArgs,
+		Example: `  accord pool list
+  accord pool list --json`,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			st, err := poolStore()
 			if err != nil {
@@ -149,7 +154,9 @@ func poolDetachCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "detach NAME",
 		Short: "Detach a pool (refuses while tasks run there unless --drain)",
-		Args:  cobra.ExactArgs(1),
+		Example: `  accord pool detach gpu-east
+  accord pool detach gpu-east --drain --timeout 2h`,
+		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			st, err := poolStore()
 			if err != nil {
@@ -158,9 +165,6 @@ func poolDetachCmd() *cobra.Command {
 			ctx, cancel := context.WithTimeout(cmd.Context(), timeout)
 			defer cancel()
 			if err := pools.Detach(ctx, st, args[0], drain, 5*time.Second); err != nil {
-				if errors.Is(err, pools.ErrNotFound) {
-					return cli.WithCode(cli.ExitUsage, err)
-				}
 				return err
 			}
 			out := struct {

@@ -64,15 +64,27 @@ func init() {
 }
 
 func newKeysCmd() *cobra.Command {
-	keys := &cobra.Command{Use: "keys", Short: "Signing keys and the trust store"}
+	keys := &cobra.Command{
+		Use:   "keys",
+		Short: "Signing keys and the trust store",
+		Example: `  accord keys generate --trust spec:demo
+  accord keys trust auditor.pub --scope log
+  accord keys list`,
+	}
+	keys.AddCommand(newKeysGenerateCmd(), newKeysTrustCmd(), newKeysListCmd())
+	return keys
+}
 
+func newKeysGenerateCmd() *cobra.Command {
 	var alg, out string
 	var force bool
 	var trustScopes []string
 	gen := &cobra.Command{
 		Use:   "generate",
 		Short: "Generate a signing key (PEM; the public half goes to FILE.pub)",
-		Args:  cobra.NoArgs,
+		Example: `  accord keys generate
+  accord keys generate --alg ed25519 -o alice.key --trust spec:demo`,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			home, err := cli.Home()
 			if err != nil {
@@ -109,13 +121,18 @@ func newKeysCmd() *cobra.Command {
 	gen.Flags().StringVarP(&out, "output", "o", "", "private key file (default keys/signing.key under Accord's home)")
 	gen.Flags().BoolVar(&force, "force", false, "replace an existing key file")
 	gen.Flags().StringSliceVar(&trustScopes, "trust", nil, "also trust the key for these scopes (stage, log, spec:<tenant>, spec:*)")
+	return gen
+}
 
+func newKeysTrustCmd() *cobra.Command {
 	var scopes []string
 	var name string
 	trust := &cobra.Command{
 		Use:   "trust PUBLIC_KEY_FILE",
 		Short: "Trust a public key (PEM) for scopes: stage, log, spec:<tenant>, spec:*",
-		Args:  cobra.ExactArgs(1),
+		Example: `  accord keys trust alice.key.pub --scope spec:demo --name alice
+  accord keys trust log.pub --scope log`,
+		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			home, err := cli.Home()
 			if err != nil {
@@ -123,7 +140,7 @@ func newKeysCmd() *cobra.Command {
 			}
 			pemBytes, err := os.ReadFile(args[0])
 			if err != nil {
-				return cli.WithCode(cli.ExitUsage, err)
+				return cli.InputErr(err)
 			}
 			if len(scopes) == 0 {
 				return cli.WithCode(cli.ExitUsage, errors.New("--scope is required"))
@@ -143,11 +160,15 @@ func newKeysCmd() *cobra.Command {
 	}
 	trust.Flags().StringSliceVar(&scopes, "scope", nil, "scopes the key may sign for")
 	trust.Flags().StringVar(&name, "name", "", "a label for the key")
+	return trust
+}
 
+func newKeysListCmd() *cobra.Command {
 	list := &cobra.Command{
-		Use:   "list",
-		Short: "List the trust store",
-		Args:  cobra.NoArgs,
+		Use:     "list",
+		Short:   "List the trust store",
+		Example: `  accord keys list`,
+		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ts, path, err := loadTrust()
 			if err != nil {
@@ -173,8 +194,7 @@ func newKeysCmd() *cobra.Command {
 			})
 		},
 	}
-	keys.AddCommand(gen, trust, list)
-	return keys
+	return list
 }
 
 // loadTrust reads the home's trust store (empty when there is none yet)
@@ -204,20 +224,21 @@ func trustKey(home string, pemBytes []byte, name string, scopes []string) error 
 func newSpecSignCmd() *cobra.Command {
 	var keyPath, out string
 	c := &cobra.Command{
-		Use:   "sign FILE",
-		Short: "Sign a spec document's digest (DSSE); writes FILE.sig",
-		Args:  cobra.ExactArgs(1),
+		Use:     "sign FILE",
+		Short:   "Sign a spec document's digest (DSSE); writes FILE.sig",
+		Example: `  accord spec sign examples/quickstart.md --key alice.key`,
+		Args:    cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if keyPath == "" {
 				return cli.WithCode(cli.ExitUsage, errors.New("--key is required"))
 			}
 			doc, err := os.ReadFile(args[0])
 			if err != nil {
-				return cli.WithCode(cli.ExitUsage, err)
+				return cli.InputErr(err)
 			}
 			k, err := provenance.LoadKey(keyPath)
 			if err != nil {
-				return cli.WithCode(cli.ExitUsage, err)
+				return cli.InputErr(err)
 			}
 			sig, err := provenance.SignSpec(cmdContext(cmd), doc, filepath.Base(args[0]), k)
 			if err != nil {
@@ -241,16 +262,17 @@ func newSpecSignCmd() *cobra.Command {
 }
 
 func newReceiptCmd() *cobra.Command {
-	receipt := &cobra.Command{Use: "receipt", Short: "Job receipts: attestations with their log proofs"}
+	receipt := &cobra.Command{Use: "receipt", Short: "Job receipts: attestations with their log proofs", Example: `  accord receipt export job-20261125t200134-fb81bb43 -o receipt.json`}
 	var lf logFlags
 	var out string
 	export := &cobra.Command{
-		Use:   "export JOB",
-		Short: "Write a job's receipt (every envelope with its log entry, proofs and the log key)",
-		Args:  cobra.ExactArgs(1),
+		Use:     "export JOB",
+		Short:   "Write a job's receipt (every envelope with its log entry, proofs and the log key)",
+		Example: `  accord receipt export job-20261125t200134-fb81bb43 -o receipt.json`,
+		Args:    cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if out == "" {
-				return cli.WithCode(cli.ExitUsage, errors.New("-o FILE is required"))
+				return cli.Usagef("-o FILE is required (see accord receipt export --help)")
 			}
 			ctx := cmdContext(cmd)
 			loc, err := lf.open(ctx, false)
@@ -259,9 +281,6 @@ func newReceiptCmd() *cobra.Command {
 			}
 			defer loc.Close(ctx)
 			r, err := provenance.BuildReceipt(ctx, args[0], loc.Store, loc.Log)
-			if errors.Is(err, provenance.ErrNotFound) {
-				return cli.WithCode(cli.ExitUsage, err)
-			}
 			if err != nil {
 				return err
 			}
@@ -285,14 +304,26 @@ func newReceiptCmd() *cobra.Command {
 }
 
 func newAuditCmd() *cobra.Command {
-	audit := &cobra.Command{Use: "audit", Short: "Verify receipts and search the transparency log"}
+	audit := &cobra.Command{
+		Use:   "audit",
+		Short: "Verify receipts and search the transparency log",
+		Example: `  accord audit verify receipt.json
+  accord audit search --job job-20261125t200134-fb81bb43`,
+	}
+	audit.AddCommand(newAuditVerifyCmd(), newAuditSearchCmd())
+	return audit
+}
 
+func newAuditVerifyCmd() *cobra.Command {
 	var vf logFlags
 	var online, allowIncomplete bool
 	var trustPath string
 	verify := &cobra.Command{
 		Use:   "verify FILE|JOB",
 		Short: "Verify a receipt offline (signatures, proofs, checkpoints, the stage chain, amounts)",
+		Example: `  accord audit verify receipt.json
+  accord audit verify job-20261125t200134-fb81bb43 --online
+  accord audit verify receipt.json --trust auditor-trust.json --json`,
 		Long: "Verify a receipt file, or the receipt of a job in Accord's home, against the trust store.\n" +
 			"Offline unless --online, which also proves the receipt's checkpoints consistent with the log's\n" +
 			"current one. Exit status 7 when the audit fails; each problem names its stage.",
@@ -310,23 +341,12 @@ func newAuditCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			var r *provenance.Receipt
-			var loc *provenance.Local
-			if _, statErr := os.Stat(args[0]); statErr == nil {
-				if r, err = provenance.ReadReceipt(args[0]); err != nil {
-					return cli.WithCode(cli.ExitUsage, err)
-				}
-			} else {
-				if loc, err = vf.open(ctx, false); err != nil {
-					return err
-				}
+			r, loc, err := receiptFor(ctx, &vf, args[0])
+			if err != nil {
+				return err
+			}
+			if loc != nil {
 				defer loc.Close(ctx)
-				if r, err = provenance.BuildReceipt(ctx, args[0], loc.Store, loc.Log); err != nil {
-					if errors.Is(err, provenance.ErrNotFound) {
-						return cli.WithCode(cli.ExitUsage, fmt.Errorf("%s is neither a receipt file nor a job with attestations: %w", args[0], err))
-					}
-					return err
-				}
 			}
 			rep, _ := provenance.Verify(ctx, r, trust, provenance.VerifyOptions{AllowIncomplete: allowIncomplete})
 			if online {
@@ -363,14 +383,20 @@ func newAuditCmd() *cobra.Command {
 	verify.Flags().BoolVar(&online, "online", false, "also check consistency with the log's current checkpoint")
 	verify.Flags().BoolVar(&allowIncomplete, "allow-incomplete", false, "accept a chain that stops before settlement (job still running)")
 	verify.Flags().StringVar(&trustPath, "trust", "", "trust store file (default trust.json under Accord's home)")
+	return verify
+}
 
+func newAuditSearchCmd() *cobra.Command {
 	var sf logFlags
 	var q provenance.SearchQuery
 	var signer, since, until string
 	search := &cobra.Command{
 		Use:   "search",
 		Short: "Search the log by job ID, spec digest, artifact digest, signer key, time range",
-		Args:  cobra.NoArgs,
+		Example: `  accord audit search --job job-20261125t200134-fb81bb43
+  accord audit search --spec-digest sha256:6cd22b495c60a5dfe01ce648e3976e991a905766280030395c9a41347b7ee692
+  accord audit search --signer alice.key.pub --since 24h`,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx := cmdContext(cmd)
 			var err error
@@ -412,9 +438,32 @@ func newAuditCmd() *cobra.Command {
 	search.Flags().StringVar(&signer, "signer", "", "signer: public key PEM file or a trusted key ID (sha256:<hex>)")
 	search.Flags().StringVar(&since, "since", "", "only entries integrated at or after (RFC 3339, or a duration like 24h ago)")
 	search.Flags().StringVar(&until, "until", "", "only entries integrated at or before (RFC 3339, or a duration)")
+	return search
+}
 
-	audit.AddCommand(verify, search)
-	return audit
+// receiptFor reads the receipt file arg or, when no such file exists,
+// builds the receipt of job arg from the log (returning the opened log).
+func receiptFor(ctx context.Context, lf *logFlags, arg string) (*provenance.Receipt, *provenance.Local, error) {
+	if _, err := os.Stat(arg); err == nil {
+		r, err := provenance.ReadReceipt(arg)
+		if err != nil {
+			return nil, nil, cli.InputErr(err)
+		}
+		return r, nil, nil
+	}
+	loc, err := lf.open(ctx, false)
+	if err != nil {
+		return nil, nil, err
+	}
+	r, err := provenance.BuildReceipt(ctx, arg, loc.Store, loc.Log)
+	if err != nil {
+		loc.Close(ctx)
+		if errors.Is(err, provenance.ErrNotFound) {
+			return nil, nil, fmt.Errorf("%s is neither a receipt file nor a job with attestations: %w", arg, err)
+		}
+		return nil, nil, err
+	}
+	return r, loc, nil
 }
 
 // parseTime accepts RFC 3339 or a Go duration meaning "that long ago".

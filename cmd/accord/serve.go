@@ -27,6 +27,8 @@ func serveCmd() *cobra.Command {
 	c := &cobra.Command{
 		Use:   "serve",
 		Short: "Serve Accord's HTTP API with per-tenant tokens",
+		Example: `  accord serve
+  accord serve --listen 0.0.0.0:8480 --temporal-address temporal.example.com:7233`,
 		Long: "serve exposes submit, status, list, cancel, approve, receipts and audit search over HTTP\n" +
 			"(routes under /v1, bearer tokens from `accord token create`). A tenant token sees and acts on\n" +
 			"its own tenant's jobs only; auditor tokens are read-only. Jobs run on the Temporal cluster\n" +

@@ -22,6 +22,8 @@ func newSpecCmd() *cobra.Command {
 	c := &cobra.Command{
 		Use:   "spec",
 		Short: "Check and compile Markdown specs",
+		Example: `  accord spec lint examples/*.md
+  accord spec compile examples/quickstart.md`,
 	}
 	c.AddCommand(newSpecLintCmd(), newSpecCompileCmd())
 	return c
@@ -61,6 +63,8 @@ func newSpecLintCmd() *cobra.Command {
 	return &cobra.Command{
 		Use:   "lint FILE...",
 		Short: "Report every problem in each spec as file:line:col: message",
+		Example: `  accord spec lint examples/quickstart.md
+  accord spec lint examples/*.md --json`,
 		Long: "lint parses, composes and validates each spec and reports all problems at once.\n" +
 			"It exits with code 3 if any file has a problem.",
 		Args: cobra.MinimumNArgs(1),
@@ -118,6 +122,8 @@ func newSpecCompileCmd() *cobra.Command {
 	return &cobra.Command{
 		Use:   "compile FILE",
 		Short: "Print the execution plan of a spec",
+		Example: `  accord spec compile examples/quickstart.md
+  accord spec compile examples/llm-finetune.md --json`,
 		Long: "compile loads a spec and prints its plan: tasks in topological order with\n" +
 			"resource, trust and data-flow annotations, the critical path, the maximum cost\n" +
 			"and both digests. With --json the plan is one JSON object.",

@@ -4,7 +4,6 @@ package cli
 
 import (
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -15,58 +14,23 @@ import (
 	"k8s.io/klog/v2"
 )
 
-// Exit codes distinguish failure classes so that scripts can branch on them.
-const (
-	ExitOK           = 0
-	ExitError        = 1 // anything not classified below
-	ExitUsage        = 2 // bad flags or arguments
-	ExitInvalidSpec  = 3 // the spec does not parse or validate
-	ExitPolicy       = 4 // admission policy rejected the job
-	ExitNoOffers     = 5 // no provider could bid
-	ExitExecution    = 6 // a task failed to run to a zero exit
-	ExitVerification = 7 // acceptance tests failed
-	ExitCancelled    = 8 // the job was cancelled
-)
-
-// ExitError carries an exit code through cobra's error return.
-type ExitErr struct {
-	Code int
-	Err  error
-}
-
-func (e *ExitErr) Error() string { return e.Err.Error() }
-func (e *ExitErr) Unwrap() error { return e.Err }
-
-// WithCode wraps err so that the process exits with code.
-func WithCode(code int, err error) error {
-	if err == nil {
-		return nil
-	}
-	return &ExitErr{Code: code, Err: err}
-}
-
-// ExitCode returns the process exit code for err.
-func ExitCode(err error) int {
-	var e *ExitErr
-	if errors.As(err, &e) {
-		return e.Code
-	}
-	return ExitError
-}
-
 var (
+	printed bool // a result went to stdout as JSON
 	jsonOut bool
 	home    string
 	verbose bool
 )
 
-// AddGlobalFlags installs the flags every command has.
+// AddGlobalFlags installs the flags every command has (once; Setup calls it).
 func AddGlobalFlags(root *cobra.Command) {
 	pf := root.PersistentFlags()
+	if pf.Lookup("json") != nil {
+		return
+	}
 	pf.BoolVar(&jsonOut, "json", false, "print results as JSON (the last line of stdout is one JSON object)")
 	pf.StringVar(&home, "home", "", "Accord's state directory (default $ACCORD_HOME or ~/.accord)")
 	pf.BoolVarP(&verbose, "verbose", "v", false, "debug logging on stderr")
-	root.PersistentPreRun = func(cmd *cobra.Command, _ []string) {
+	root.PersistentPreRunE = func(cmd *cobra.Command, _ []string) error {
 		level := slog.LevelInfo
 		if verbose {
 			level = slog.LevelDebug
@@ -75,6 +39,15 @@ func AddGlobalFlags(root *cobra.Command) {
 		// Libraries underneath (Tessera) log through klog; route it into
 		// slog so it follows -v instead of interleaving with progress output.
 		klog.SetSlogLogger(slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: klogLevel(verbose)})))
+		// cobra checks these after this hook, as plain errors; they are
+		// usage errors.
+		if err := cmd.ValidateRequiredFlags(); err != nil {
+			return Usagef("%w (see %s --help)", err, cmd.CommandPath())
+		}
+		if err := cmd.ValidateFlagGroups(); err != nil {
+			return Usagef("%w (see %s --help)", err, cmd.CommandPath())
+		}
+		return nil
 	}
 }
 
@@ -128,6 +101,7 @@ func Print(cmd *cobra.Command, v any, human func(Writer)) error {
 		if err != nil {
 			return fmt.Errorf("cli: encode result: %w", err)
 		}
+		printed = true
 		_, err = fmt.Fprintf(out, "%s\n", b)
 		return err
 	}

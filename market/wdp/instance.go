@@ -1,10 +1,14 @@
 package wdp
 
 import (
+	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"math"
+	"reflect"
+	"strings"
 )
 
 // Instance is a winner-determination problem: Goods goods numbered
@@ -39,6 +43,7 @@ func (in *Instance) Validate() error {
 	if in.Goods < 0 || in.Goods > MaxGoods {
 		return fmt.Errorf("%w: goods must be in 0..%d, got %d", ErrInvalid, MaxGoods, in.Goods)
 	}
+	total := 0.0
 	for i, b := range in.Bids {
 		if b.Bidder == "" {
 			return fmt.Errorf("%w: bid %d: empty bidder", ErrInvalid, i)
@@ -59,26 +64,86 @@ func (in *Instance) Validate() error {
 			}
 			seen[g] = true
 		}
+		if total += b.Price; math.IsInf(total, 0) {
+			return fmt.Errorf("%w: bid %d: prices sum to more than a float64 holds", ErrInvalid, i)
+		}
 	}
 	return nil
 }
 
+// MaxInstanceBytes bounds what Decode reads, so that a hostile or mistaken
+// input (a device, an endless pipe) cannot exhaust memory.
+const MaxInstanceBytes = 64 << 20
+
+// MaxPrice bounds a bid's price in the file format (Decode). Prices above it
+// are absurd for a market, their sums lose the solver's tolerances (float64
+// spacing at 1e15 is 0.125), and far above it (1e308) they overflow to +Inf.
+// Validate, for instances built in code, only requires a finite total.
+const MaxPrice = 1e15
+
 // Decode reads an instance in the JSON file format and validates it.
-// Unknown fields are rejected so that typos do not pass silently.
+// Unknown fields are rejected so that typos do not pass silently; syntax
+// errors name their line and column.
 func Decode(r io.Reader) (*Instance, error) {
-	dec := json.NewDecoder(r)
+	data, err := io.ReadAll(io.LimitReader(r, MaxInstanceBytes+1))
+	if err != nil {
+		return nil, fmt.Errorf("wdp: read instance: %w", err)
+	}
+	if len(data) > MaxInstanceBytes {
+		return nil, fmt.Errorf("%w: larger than %d bytes", ErrInvalid, MaxInstanceBytes)
+	}
+	if len(bytes.TrimSpace(data)) == 0 {
+		return nil, fmt.Errorf("%w: empty input (want {\"goods\": N, \"bids\": [...]})", ErrInvalid)
+	}
+	dec := json.NewDecoder(bytes.NewReader(data))
 	dec.DisallowUnknownFields()
 	var in Instance
 	if err := dec.Decode(&in); err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrInvalid, err)
+		return nil, fmt.Errorf("%w: %s", ErrInvalid, jsonError(data, err))
 	}
 	if dec.More() {
-		return nil, fmt.Errorf("%w: trailing data after the instance object", ErrInvalid)
+		line, col := position(data, dec.InputOffset())
+		return nil, fmt.Errorf("%w: %d:%d: trailing data after the instance object", ErrInvalid, line, col)
+	}
+	for i, b := range in.Bids {
+		if b.Price > MaxPrice {
+			return nil, fmt.Errorf("%w: bid %d: price %g is above the most a bid may offer, %g", ErrInvalid, i, b.Price, MaxPrice)
+		}
 	}
 	if err := in.Validate(); err != nil {
 		return nil, err
 	}
 	return &in, nil
+}
+
+// jsonError describes a decoding error with its line and column.
+func jsonError(data []byte, err error) string {
+	var syn *json.SyntaxError
+	var typ *json.UnmarshalTypeError
+	switch {
+	case errors.As(err, &syn):
+		line, col := position(data, syn.Offset-1) // Offset is just past the bad byte
+		return fmt.Sprintf("%d:%d: %v", line, col, syn)
+	case errors.As(err, &typ):
+		line, col := position(data, typ.Offset)
+		if strings.HasPrefix(typ.Value, "number") && typ.Type.Kind() == reflect.Float64 {
+			return fmt.Sprintf("%d:%d: %s: number out of range (prices are at most %g)", line, col, typ.Field, MaxPrice)
+		}
+		return fmt.Sprintf("%d:%d: %s: want %s, got %s", line, col, typ.Field, typ.Type, typ.Value)
+	case errors.Is(err, io.ErrUnexpectedEOF):
+		line, col := position(data, int64(len(data)))
+		return fmt.Sprintf("%d:%d: unexpected end of input", line, col)
+	}
+	return err.Error()
+}
+
+// position converts a byte offset into a 1-based line and column.
+func position(data []byte, off int64) (line, col int) {
+	off = min(max(off, 0), int64(len(data)))
+	before := data[:off]
+	line = bytes.Count(before, []byte("\n")) + 1
+	col = int(off) - (bytes.LastIndexByte(before, '\n') + 1) + 1
+	return line, col
 }
 
 // Value returns the total price of the given bids and whether they are
