@@ -92,3 +92,13 @@ func TestGPUSpecHasCDIDevices(t *testing.T) {
 		t.Fatal("an unknown CDI device was accepted")
 	}
 }
+
+// The kernel refuses a CFS quota under 1 ms per period ("cpu.cfs_quota_us:
+// invalid argument"): small requests are raised to it.
+func TestCFSQuotaFloor(t *testing.T) {
+	for milli, want := range map[int64]int64{1: 1_000, 9: 1_000, 10: 1_000, 250: 25_000, 1500: 150_000} {
+		if got := cfsQuota(milli); got != want {
+			t.Errorf("cfsQuota(%dm) = %d, want %d", milli, got, want)
+		}
+	}
+}

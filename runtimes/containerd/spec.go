@@ -18,6 +18,13 @@ import (
 // cfsPeriod is the CFS period the CPU quota is expressed in (100 ms, the kernel default).
 const cfsPeriod = 100_000
 
+// minCFSQuota is the smallest CFS quota the kernel accepts (1 ms per
+// period): a request under 10m CPU runs at 10m rather than failing to start.
+const minCFSQuota = 1_000
+
+// cfsQuota is the CFS quota, in µs per cfsPeriod, of a CPU request.
+func cfsQuota(milliCPU int64) int64 { return max(milliCPU*cfsPeriod/1000, minCFSQuota) }
+
 // defaultGPUVendor prefixes GPU device names given without a CDI kind.
 const defaultGPUVendor = "nvidia.com/gpu"
 
@@ -65,7 +72,7 @@ func (r *Runtime) specOpts(img containerd.Image, spec runtimes.TaskSpec, outHost
 		}
 	}
 	if res.MilliCPU > 0 {
-		opts = append(opts, oci.WithCPUCFS(res.MilliCPU*cfsPeriod/1000, cfsPeriod))
+		opts = append(opts, oci.WithCPUCFS(cfsQuota(res.MilliCPU), cfsPeriod))
 	}
 	pids := res.Pids
 	if pids == 0 {
