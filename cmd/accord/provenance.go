@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
@@ -276,6 +277,9 @@ func newReceiptCmd() *cobra.Command {
 			}
 			ctx := cmdContext(cmd)
 			loc, err := lf.open(ctx, false)
+			if errors.Is(err, fs.ErrNotExist) {
+				return fmt.Errorf("job %s not found: nothing has been attested in this home yet: %w", args[0], fs.ErrNotExist)
+			}
 			if err != nil {
 				return err
 			}

@@ -13,7 +13,8 @@ import (
 )
 
 func init() {
-	rt := &cobra.Command{Use: "runtime", Short: "Manage the private containerd daemon under Accord's home"}
+	rt := &cobra.Command{Use: "runtime", Short: "Manage the private containerd daemon under Accord's home",
+		Example: `  accord runtime stop          # end the private containerd a crashed worker left running`}
 	rt.AddCommand(runtimeStopCmd())
 	root.AddCommand(rt)
 }
