@@ -1,11 +1,13 @@
-// Package workers wires Accord's Temporal side together: the client to a
-// Temporal cluster (embedded or external, with TLS), one worker process
-// hosting the job workflow and its activities on per-concern task queues,
-// the local components the activities call, and Prometheus metrics.
+// Package workers starts Accord's worker processes: the client to a
+// Temporal cluster (embedded or external, with TLS), one worker per task
+// queue hosting the job workflow and its activities, sized by Tuning, and
+// the Prometheus metrics the workflow records.
 //
-// The embedded Temporal server lives in workers/devserver and the
-// all-in-one local stack in workers/stack, so that linking this package
-// does not pull in the server.
+// Its neighbours each do one other job: workers/jobclient submits and
+// follows jobs, workers/apijobs serves them to the HTTP API, workers/local
+// opens the single-host components the activities call, workers/devserver
+// embeds the Temporal server and workers/stack runs them all in one
+// process (so that linking this package does not pull in the server).
 package workers
 
 import (

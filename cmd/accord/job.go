@@ -22,6 +22,8 @@ import (
 	"github.com/accordmesh/accord/settlement"
 	"github.com/accordmesh/accord/specs"
 	"github.com/accordmesh/accord/workers"
+	"github.com/accordmesh/accord/workers/jobclient"
+	"github.com/accordmesh/accord/workers/local"
 	"github.com/accordmesh/accord/workers/stack"
 	"github.com/accordmesh/accord/workflows"
 )
@@ -163,12 +165,12 @@ func workerCmd() *cobra.Command {
 				defer stop()
 				metrics = addr
 			}
-			local, err := workers.OpenLocal(ctx, lf.options(home))
+			host, err := local.Open(ctx, lf.options(home))
 			if err != nil {
 				return err
 			}
-			defer local.Close()
-			w, err := workers.Start(c, local.Activities, workers.Options{Queues: queues})
+			defer host.Close()
+			w, err := workers.Start(c, host.Activities, workers.Options{Queues: queues})
 			if err != nil {
 				return err
 			}
@@ -221,14 +223,14 @@ func runCmd() *cobra.Command {
 			}
 			defer st.Stop()
 			if jobID == "" {
-				jobID = workers.NewJobID()
+				jobID = jobclient.NewJobID()
 			}
 			if fund > 0 {
 				if err := fundTenant(ctx, st.Local.Ledger, args[0], jobID, fund); err != nil {
 					return err
 				}
 			}
-			sub, err := workers.Submit(ctx, st.Client, args[0], jobID)
+			sub, err := jobclient.Submit(ctx, st.Client, args[0], jobID)
 			if err != nil {
 				return err
 			}
@@ -237,13 +239,13 @@ func runCmd() *cobra.Command {
 			}
 			go func() { // Ctrl-C cancels the job (compensations run) rather than abandoning it
 				<-ctx.Done()
-				_ = workers.Cancel(context.Background(), st.Client, sub.JobID, "interrupted")
+				_ = jobclient.Cancel(context.Background(), st.Client, sub.JobID, "interrupted")
 			}()
 			p := &progressPrinter{w: out, on: progress}
-			res, err := workers.Watch(context.WithoutCancel(ctx), st.Client, sub.JobID, 100*time.Millisecond, func(s workflows.JobStatus) {
+			res, err := jobclient.Watch(context.WithoutCancel(ctx), st.Client, sub.JobID, 100*time.Millisecond, func(s workflows.JobStatus) {
 				p.update(s)
 				if autoApprove && s.Status == workflows.StatusAwaitingApproval && !s.Approved {
-					_ = workers.Approve(context.Background(), st.Client, sub.JobID, "accord run --approve")
+					_ = jobclient.Approve(context.Background(), st.Client, sub.JobID, "accord run --approve")
 				}
 			})
 			if err != nil {
@@ -375,7 +377,7 @@ func printResult(cmd *cobra.Command, res workflows.JobResult) error {
 	if err != nil {
 		return err
 	}
-	if code := workers.ExitCode(res); code != cli.ExitOK {
+	if code := jobclient.ExitCode(res); code != cli.ExitOK {
 		return cli.WithCode(code, fmt.Errorf("job %s %s: %s", res.JobID, res.Status, res.Error))
 	}
 	return nil
@@ -405,7 +407,7 @@ func submitCmd() *cobra.Command {
 				return err
 			}
 			defer c.Close()
-			sub, err := workers.Submit(ctx, c, args[0], jobID)
+			sub, err := jobclient.Submit(ctx, c, args[0], jobID)
 			if err != nil {
 				return err
 			}
@@ -413,7 +415,7 @@ func submitCmd() *cobra.Command {
 				return cli.Print(cmd, map[string]string{"job_id": sub.JobID, "status": workflows.StatusPending, "spec": sub.Spec, "tenant": sub.Tenant},
 					func(w cli.Writer) { w.Printf("submitted %s (spec %s, tenant %s)\n", sub.JobID, sub.Spec, sub.Tenant) })
 			}
-			res, err := workers.Watch(ctx, c, sub.JobID, 500*time.Millisecond, nil)
+			res, err := jobclient.Watch(ctx, c, sub.JobID, 500*time.Millisecond, nil)
 			if err != nil {
 				return err
 			}
@@ -439,7 +441,7 @@ func statusCmd() *cobra.Command {
 				return err
 			}
 			defer c.Close()
-			st, err := workers.Status(ctx, c, args[0])
+			st, err := jobclient.Status(ctx, c, args[0])
 			if err != nil {
 				return err
 			}
@@ -465,7 +467,7 @@ func statusCmd() *cobra.Command {
 
 func listCmd() *cobra.Command {
 	var tf temporalFlags
-	var f workers.Filter
+	var f jobclient.Filter
 	cmd := &cobra.Command{
 		Use:   "list",
 		Short: "List jobs, filtered by tenant, status or spec",
@@ -477,12 +479,12 @@ func listCmd() *cobra.Command {
 				return err
 			}
 			defer c.Close()
-			jobs, err := workers.List(ctx, c, f)
+			jobs, err := jobclient.List(ctx, c, f)
 			if err != nil {
 				return err
 			}
 			if jobs == nil {
-				jobs = []workers.JobSummary{}
+				jobs = []jobclient.JobSummary{}
 			}
 			return cli.Print(cmd, map[string]any{"jobs": jobs, "count": len(jobs)}, func(w cli.Writer) {
 				for _, j := range jobs {
@@ -523,7 +525,7 @@ func logsCmd() *cobra.Command {
 			shown := map[string]bool{}
 			var rt *containerd.Runtime
 			for {
-				st, err := workers.Status(ctx, c, jobID)
+				st, err := jobclient.Status(ctx, c, jobID)
 				if err != nil {
 					return err
 				}
@@ -588,7 +590,7 @@ func cancelCmd() *cobra.Command {
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return signalJob(cmd, &tf, args[0], func(ctx context.Context, c client.Client) error {
-				return workers.Cancel(ctx, c, args[0], reason)
+				return jobclient.Cancel(ctx, c, args[0], reason)
 			}, "cancelling")
 		},
 	}
@@ -609,7 +611,7 @@ func approveCmd() *cobra.Command {
 				approver = os.Getenv("USER")
 			}
 			return signalJob(cmd, &tf, args[0], func(ctx context.Context, c client.Client) error {
-				return workers.Approve(ctx, c, args[0], approver)
+				return jobclient.Approve(ctx, c, args[0], approver)
 			}, "approved")
 		},
 	}
@@ -626,12 +628,12 @@ func signalJob(cmd *cobra.Command, tf *temporalFlags, jobID string, send func(co
 	}
 	defer c.Close()
 	if err := send(ctx, c); err != nil {
-		if errors.Is(err, workers.ErrNoJob) {
+		if errors.Is(err, jobclient.ErrNoJob) {
 			return err
 		}
 		return fmt.Errorf("%s %s: %w", verb, jobID, err)
 	}
-	st, err := workers.Status(ctx, c, jobID)
+	st, err := jobclient.Status(ctx, c, jobID)
 	if err != nil {
 		st = workflows.JobStatus{JobID: jobID, Status: workflows.StatusRunning}
 	}

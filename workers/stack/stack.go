@@ -18,6 +18,7 @@ import (
 
 	"github.com/accordmesh/accord/workers"
 	"github.com/accordmesh/accord/workers/devserver"
+	"github.com/accordmesh/accord/workers/local"
 	"github.com/accordmesh/accord/workflows"
 )
 
@@ -44,7 +45,7 @@ type Options struct {
 	UIPort int
 	// NoWorker starts only the server (tests that run the worker elsewhere).
 	NoWorker bool
-	Local    workers.LocalOptions
+	Local    local.Options
 	Logger   *slog.Logger
 }
 
@@ -53,7 +54,7 @@ type Stack struct {
 	Server      *devserver.Server
 	Client      client.Client
 	Worker      *workers.Worker
-	Local       *workers.Local
+	Local       *local.Host
 	Metrics     *workers.Metrics
 	MetricsAddr string
 	UI          *UI
@@ -108,7 +109,7 @@ func Start(ctx context.Context, o Options) (*Stack, error) {
 	}
 	lo := o.Local
 	lo.Home, lo.Logger = o.Home, o.Logger
-	if s.Local, err = workers.OpenLocal(ctx, lo); err != nil {
+	if s.Local, err = local.Open(ctx, lo); err != nil {
 		s.Stop()
 		return nil, err
 	}

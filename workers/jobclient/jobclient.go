@@ -1,4 +1,9 @@
-package workers
+// Package jobclient is the client side of Accord's jobs on a Temporal
+// cluster: submit a spec as a job workflow, read its status (by query while
+// it runs, from its result once it ends), watch its progress, list jobs by
+// search attributes, cancel it, pass its approval gate, and map a result to
+// the CLI's exit code.
+package jobclient
 
 import (
 	"context"
@@ -24,7 +29,7 @@ import (
 )
 
 // ErrNoJob reports an unknown job ID.
-var ErrNoJob = errors.New("workers: no such job")
+var ErrNoJob = errors.New("jobclient: no such job")
 
 // NewJobID returns a fresh job ID: job-<UTC time>-<random hex>, no dots
 // (run IDs append .task.attempt).
@@ -48,11 +53,11 @@ type Submission struct {
 func Submit(ctx context.Context, c client.Client, specPath, jobID string) (Submission, error) {
 	abs, err := filepath.Abs(specPath)
 	if err != nil {
-		return Submission{}, fmt.Errorf("workers: spec path: %w", err)
+		return Submission{}, fmt.Errorf("jobclient: spec path: %w", err)
 	}
 	doc, err := os.ReadFile(abs)
 	if err != nil {
-		return Submission{}, cli.WithCode(cli.ExitInvalidSpec, fmt.Errorf("workers: read spec: %w", err))
+		return Submission{}, cli.WithCode(cli.ExitInvalidSpec, fmt.Errorf("jobclient: read spec: %w", err))
 	}
 	s, err := specs.Load(abs)
 	if err != nil {
@@ -62,7 +67,7 @@ func Submit(ctx context.Context, c client.Client, specPath, jobID string) (Submi
 		jobID = NewJobID()
 	}
 	if strings.ContainsAny(jobID, "./ ") {
-		return Submission{}, cli.WithCode(cli.ExitUsage, fmt.Errorf("workers: job ID %q must not contain '.', '/' or spaces", jobID))
+		return Submission{}, cli.WithCode(cli.ExitUsage, fmt.Errorf("jobclient: job ID %q must not contain '.', '/' or spaces", jobID))
 	}
 	run, err := c.ExecuteWorkflow(ctx, client.StartWorkflowOptions{
 		ID:                    jobID,
@@ -77,7 +82,7 @@ func Submit(ctx context.Context, c client.Client, specPath, jobID string) (Submi
 		JobID: jobID, SpecPath: abs, DocumentDigest: provenance.Digest(doc),
 	})
 	if err != nil {
-		return Submission{}, fmt.Errorf("workers: start job: %w", err)
+		return Submission{}, fmt.Errorf("jobclient: start job: %w", err)
 	}
 	return Submission{JobID: jobID, RunID: run.GetRunID(), Spec: s.Name, Tenant: s.Tenant}, nil
 }
@@ -92,11 +97,11 @@ func Status(ctx context.Context, c client.Client, jobID string) (workflows.JobSt
 	if desc.WorkflowExecutionInfo.GetStatus() == enumspb.WORKFLOW_EXECUTION_STATUS_RUNNING {
 		v, err := c.QueryWorkflow(ctx, jobID, "", workflows.QueryStatus)
 		if err != nil {
-			return workflows.JobStatus{}, fmt.Errorf("workers: query %s: %w", jobID, err)
+			return workflows.JobStatus{}, fmt.Errorf("jobclient: query %s: %w", jobID, err)
 		}
 		var st workflows.JobStatus
 		if err := v.Get(&st); err != nil {
-			return workflows.JobStatus{}, fmt.Errorf("workers: decode status: %w", err)
+			return workflows.JobStatus{}, fmt.Errorf("jobclient: decode status: %w", err)
 		}
 		return st, nil
 	}
@@ -223,7 +228,7 @@ func List(ctx context.Context, c client.Client, f Filter) ([]JobSummary, error) 
 			continue
 		}
 		if strings.ContainsAny(v, `'"\`) {
-			return nil, cli.WithCode(cli.ExitUsage, fmt.Errorf("workers: filter value %q has quotes", v))
+			return nil, cli.WithCode(cli.ExitUsage, fmt.Errorf("jobclient: filter value %q has quotes", v))
 		}
 		q = append(q, fmt.Sprintf("%s = '%s'", attr, v))
 	}
@@ -237,7 +242,7 @@ func List(ctx context.Context, c client.Client, f Filter) ([]JobSummary, error) 
 			Query: strings.Join(q, " AND "), PageSize: int32(min(f.Limit, 1000)), NextPageToken: token,
 		})
 		if err != nil {
-			return nil, fmt.Errorf("workers: list jobs: %w", err)
+			return nil, fmt.Errorf("jobclient: list jobs: %w", err)
 		}
 		for _, e := range resp.Executions {
 			s := JobSummary{JobID: e.GetExecution().GetWorkflowId(), Started: e.GetStartTime().AsTime()}
