@@ -11,8 +11,10 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -137,26 +139,31 @@ func Result(ctx context.Context, c client.Client, jobID string) (workflows.JobRe
 
 // Watch reports the job's status each time it changes (stage, task states)
 // until the job ends, then returns its result. Polls by query every period.
+// When ctx ends first it returns ctx's error and no result.
 func Watch(ctx context.Context, c client.Client, jobID string, period time.Duration, fn func(workflows.JobStatus)) (workflows.JobResult, error) {
-	done := make(chan struct{})
-	var res workflows.JobResult
-	var rerr error
+	type outcome struct {
+		res workflows.JobResult
+		err error
+	}
+	// Buffered: the waiter never blocks (nor leaks) when Watch has returned
+	// on ctx, and the result is only ever read after it arrives.
+	done := make(chan outcome, 1)
 	go func() {
-		defer close(done)
-		res, rerr = Result(ctx, c, jobID)
+		res, err := Result(ctx, c, jobID)
+		done <- outcome{res, err}
 	}()
 	t := time.NewTicker(period)
 	defer t.Stop()
 	last := ""
 	for {
 		select {
-		case <-done:
-			if fn != nil && rerr == nil {
-				fn(StatusOf(res))
+		case o := <-done:
+			if fn != nil && o.err == nil {
+				fn(StatusOf(o.res))
 			}
-			return res, rerr
+			return o.res, o.err
 		case <-ctx.Done():
-			return res, ctx.Err()
+			return workflows.JobResult{}, ctx.Err()
 		case <-t.C:
 			if fn == nil {
 				continue
@@ -177,10 +184,14 @@ func Watch(ctx context.Context, c client.Client, jobID string, period time.Durat
 	}
 }
 
+// statusKey identifies what Watch reports: the status, the stage and each
+// task's state and attempt, in task-name order so that unchanged progress
+// has the same key.
 func statusKey(st workflows.JobStatus) string {
 	var b strings.Builder
 	b.WriteString(st.Status + "/" + st.Stage)
-	for name, t := range st.Tasks {
+	for _, name := range slices.Sorted(maps.Keys(st.Tasks)) {
+		t := st.Tasks[name]
 		fmt.Fprintf(&b, "/%s=%s:%d", name, t.State, t.Attempt)
 	}
 	return b.String()
