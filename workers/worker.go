@@ -96,10 +96,8 @@ type Options struct {
 	// Queues to poll; default both workflows.TaskQueueControl and
 	// workflows.TaskQueueExecution.
 	Queues []string
-	// WaitWindow overrides the workflow's WaitTask window (tests).
-	WaitWindow int64
-	// MaxConcurrentActivities per queue (default 200).
-	MaxConcurrentActivities int
+	// Tuning sizes each queue's worker; zero fields take DefaultTuning's.
+	Tuning Tuning
 }
 
 // Worker is a running worker process: one Temporal worker per task queue,
@@ -110,31 +108,24 @@ type Worker struct {
 
 // Start starts polling. The control queue hosts the job workflow and the
 // control-plane activities; the execution queue hosts container activities.
+// It sets the process-wide sticky workflow cache size first, so the
+// workers it starts share a cache of o.Tuning's size.
 func Start(c client.Client, acts *activities.Activities, o Options) (*Worker, error) {
 	queues := o.Queues
 	if len(queues) == 0 {
 		queues = []string{workflows.TaskQueueControl, workflows.TaskQueueExecution}
 	}
-	if o.MaxConcurrentActivities == 0 {
-		o.MaxConcurrentActivities = 200
+	tun := o.Tuning.withDefaults()
+	if err := tun.Validate(); err != nil {
+		return nil, err
 	}
+	worker.SetStickyWorkflowCacheSize(tun.StickyCacheSize)
 	w := &Worker{}
 	for _, q := range queues {
-		tw := worker.New(c, q, worker.Options{
-			MaxConcurrentActivityExecutionSize: o.MaxConcurrentActivities,
-			// Let a graceful stop finish short activities; long waits return
-			// to Temporal and resume on the next worker anyway.
-			WorkerStopTimeout: 0,
-		})
-		switch q {
-		case workflows.TaskQueueControl:
-			tw.RegisterWorkflowWithOptions(workflows.Job, workflow.RegisterOptions{Name: workflows.JobWorkflowName})
-			acts.RegisterControl(tw)
-		case workflows.TaskQueueExecution:
-			acts.RegisterExecution(tw)
-		default:
+		tw := worker.New(c, q, tun.WorkerOptions())
+		if err := register(tw, q, acts); err != nil {
 			w.Stop()
-			return nil, fmt.Errorf("%w: unknown task queue %q", ErrConfig, q)
+			return nil, err
 		}
 		if err := tw.Start(); err != nil {
 			w.Stop()
@@ -143,6 +134,21 @@ func Start(c client.Client, acts *activities.Activities, o Options) (*Worker, er
 		w.workers = append(w.workers, tw)
 	}
 	return w, nil
+}
+
+// register registers what queue q hosts on tw: the job workflow and the
+// control-plane activities, or the container activities.
+func register(tw worker.Worker, queue string, acts *activities.Activities) error {
+	switch queue {
+	case workflows.TaskQueueControl:
+		tw.RegisterWorkflowWithOptions(workflows.Job, workflow.RegisterOptions{Name: workflows.JobWorkflowName})
+		acts.RegisterControl(tw)
+	case workflows.TaskQueueExecution:
+		acts.RegisterExecution(tw)
+	default:
+		return fmt.Errorf("%w: unknown task queue %q", ErrConfig, queue)
+	}
+	return nil
 }
 
 // Stop stops polling and waits for running activity attempts to return.

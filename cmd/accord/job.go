@@ -66,6 +66,18 @@ func init() {
 	root.AddCommand(devCmd(), workerCmd(), runCmd(), submitCmd(), statusCmd(), listCmd(), logsCmd(), cancelCmd(), approveCmd())
 }
 
+// tuning completes the worker tuning flags from their environment
+// variables ($ACCORD_WORKER_*) and checks them.
+func tuning(cmd *cobra.Command, t *workers.Tuning) error {
+	if err := t.FromEnv(cmd.Flags(), os.Getenv); err != nil {
+		return cli.WithCode(cli.ExitUsage, err)
+	}
+	if err := t.Validate(); err != nil {
+		return cli.WithCode(cli.ExitUsage, err)
+	}
+	return nil
+}
+
 func signalContext() (context.Context, context.CancelFunc) {
 	return signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 }
@@ -74,6 +86,7 @@ func devCmd() *cobra.Command {
 	var port, uiPort int
 	var lf localFlags
 	var metrics, rekorListen string
+	tun := workers.DefaultTuning()
 	cmd := &cobra.Command{
 		Use:   "dev",
 		Short: "Run the local stack in the foreground: embedded Temporal, worker, containerd pool, transparency log",
@@ -83,11 +96,14 @@ func devCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
+			if err := tuning(cmd, &tun); err != nil {
+				return err
+			}
 			ctx, cancel := signalContext()
 			defer cancel()
 			st, err := stack.Start(ctx, stack.Options{
 				Home: home, FrontendPort: port, MetricsAddr: metrics, UIPort: uiPort,
-				Local: lf.options(""),
+				Local: lf.options(""), Tuning: tun,
 			})
 			if err != nil {
 				return err
@@ -129,6 +145,7 @@ func devCmd() *cobra.Command {
 	cmd.Flags().StringVar(&metrics, "metrics-addr", "127.0.0.1:9464", "Prometheus metrics listen address")
 	lf.add(cmd)
 	cmd.Flags().StringVar(&rekorListen, "rekor-listen", "127.0.0.1:3000", "serve the transparency log's Rekor v1 REST API here (empty: off)")
+	tun.AddFlags(cmd.Flags())
 	return cmd
 }
 
@@ -137,6 +154,7 @@ func workerCmd() *cobra.Command {
 	var queues []string
 	var lf localFlags
 	var metrics string
+	tun := workers.DefaultTuning()
 	cmd := &cobra.Command{
 		Use:   "worker",
 		Short: "Run a worker against a Temporal cluster (job workflow and activities)",
@@ -144,6 +162,9 @@ func workerCmd() *cobra.Command {
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			home, err := cli.Home()
 			if err != nil {
+				return err
+			}
+			if err := tuning(cmd, &tun); err != nil {
 				return err
 			}
 			ctx, cancel := signalContext()
@@ -170,7 +191,7 @@ func workerCmd() *cobra.Command {
 				return err
 			}
 			defer host.Close()
-			w, err := workers.Start(c, host.Activities, workers.Options{Queues: queues})
+			w, err := workers.Start(c, host.Activities, workers.Options{Queues: queues, Tuning: tun})
 			if err != nil {
 				return err
 			}
@@ -189,6 +210,7 @@ func workerCmd() *cobra.Command {
 	cmd.Flags().StringSliceVar(&queues, "queues", []string{workflows.TaskQueueControl, workflows.TaskQueueExecution}, "task queues to poll")
 	cmd.Flags().StringVar(&metrics, "metrics-addr", "127.0.0.1:9464", "Prometheus metrics listen address (empty: off)")
 	lf.add(cmd)
+	tun.AddFlags(cmd.Flags())
 	return cmd
 }
 
@@ -197,6 +219,7 @@ func runCmd() *cobra.Command {
 	var lf localFlags
 	var metrics, jobID string
 	var autoApprove bool
+	tun := workers.DefaultTuning()
 	cmd := &cobra.Command{
 		Use:   "run SPEC",
 		Short: "Run one spec end to end in this process and print its receipt summary",
@@ -204,6 +227,9 @@ func runCmd() *cobra.Command {
 		RunE: func(cmd *cobra.Command, args []string) error {
 			home, err := cli.Home()
 			if err != nil {
+				return err
+			}
+			if err := tuning(cmd, &tun); err != nil {
 				return err
 			}
 			ctx, cancel := signalContext()
@@ -216,7 +242,7 @@ func runCmd() *cobra.Command {
 			t0 := time.Now()
 			st, err := stack.Start(context.WithoutCancel(ctx), stack.Options{
 				Home: home, MetricsAddr: metrics, Logger: quietLogger(ctx),
-				Local: lf.options(""),
+				Local: lf.options(""), Tuning: tun,
 			})
 			if err != nil {
 				return err
@@ -259,6 +285,7 @@ func runCmd() *cobra.Command {
 	cmd.Flags().StringVar(&jobID, "job-id", "", "job ID to use (default: generated)")
 	cmd.Flags().BoolVar(&autoApprove, "approve", false, "pass the spec's approval gate automatically")
 	lf.add(cmd)
+	tun.AddFlags(cmd.Flags())
 	return cmd
 }
 

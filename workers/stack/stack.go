@@ -46,7 +46,9 @@ type Options struct {
 	// NoWorker starts only the server (tests that run the worker elsewhere).
 	NoWorker bool
 	Local    local.Options
-	Logger   *slog.Logger
+	// Tuning sizes the worker; zero fields take workers.DefaultTuning's.
+	Tuning workers.Tuning
+	Logger *slog.Logger
 }
 
 // Stack is a running local stack.
@@ -113,7 +115,7 @@ func Start(ctx context.Context, o Options) (*Stack, error) {
 		s.Stop()
 		return nil, err
 	}
-	if s.Worker, err = workers.Start(s.Client, s.Local.Activities, workers.Options{}); err != nil {
+	if s.Worker, err = workers.Start(s.Client, s.Local.Activities, workers.Options{Tuning: o.Tuning}); err != nil {
 		s.Stop()
 		return nil, err
 	}
