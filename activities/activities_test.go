@@ -17,7 +17,7 @@ import (
 	"go.temporal.io/sdk/temporal"
 
 	"github.com/accordmesh/accord/market"
-	"github.com/accordmesh/accord/policies"
+	"github.com/accordmesh/accord/market/broker"
 	"github.com/accordmesh/accord/runtimes"
 	"github.com/accordmesh/accord/specs"
 	"github.com/accordmesh/accord/workflows"
@@ -209,21 +209,31 @@ func localProvider(cpu int64) market.Provider {
 	}}
 }
 
+// The adapter carries the broker's award over and turns "no offers" into
+// the activity's no-offers outcome (the broker's own cases are tested in
+// market/broker).
 func TestMarketNegotiator(t *testing.T) {
 	plan, raw := quickstartPlan(t)
-	m := MarketNegotiator{
+	m := MarketNegotiator{Broker: broker.Broker{
 		Providers:      func(context.Context) ([]market.Provider, error) { return []market.Provider{localProvider(4000)}, nil },
 		DefaultRuntime: "containerd",
-	}
+		Assign: func(_ context.Context, provider string, plan *specs.Plan) ([]broker.TaskDevices, error) {
+			return []broker.TaskDevices{{Task: plan.Tasks[0].Name, Node: provider + "-n1"}}, nil
+		},
+	}}
 	aw, err := m.Negotiate(context.Background(), "job-1", plan)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if aw.Provider != "local" || aw.Runtime != "containerd" || aw.Price <= 0 || aw.Price > plan.Spec.Budget.MaxPrice || aw.Currency != "USD" {
+	if aw.Provider != "local" || aw.Pool != "local" || aw.Runtime != "containerd" || aw.Price <= 0 || aw.Price > plan.Spec.Budget.MaxPrice ||
+		aw.Currency != "USD" || len(aw.Devices) != 1 || aw.Devices[0].Node != "local-n1" {
 		t.Errorf("award %+v", aw)
 	}
+	if _, ok := aw.Record.(*market.Result); !ok {
+		t.Errorf("record %T, want *market.Result", aw.Record)
+	}
 	// A provider too small for the task cannot bid: no offers, with the reason.
-	m.Providers = func(context.Context) ([]market.Provider, error) { return []market.Provider{localProvider(100)}, nil }
+	m.Broker.Providers = func(context.Context) ([]market.Provider, error) { return []market.Provider{localProvider(100)}, nil }
 	a := &Activities{Negotiator: m}
 	_, err = a.Negotiate(context.Background(), workflows.NegotiateInput{JobID: "job-1", PlanInput: workflows.PlanInput{PlanJSON: raw}})
 	if appErrType(err) != workflows.ErrTypeNoOffers || !strings.Contains(err.Error(), "local") {
@@ -407,66 +417,6 @@ func TestReleaseAndSettleQuota(t *testing.T) {
 		Tasks: map[string]workflows.TaskStatus{"train": {Usage: workflows.Usage{WallSeconds: 2}}}})
 	if err != nil || st.Paid != 100 || q.consumed["job-2"] != 100 {
 		t.Fatalf("settle: %+v %v consumed %v", st, err, q.consumed)
-	}
-}
-
-// The tenant's placement rules run on every provider before the market:
-// an excluded provider is a "policy" diagnostic naming the rule, and when
-// every provider is excluded the job has no offers and says which rule.
-func TestMarketNegotiatorPlacementPolicy(t *testing.T) {
-	plan, raw := quickstartPlan(t)
-	pol, err := policies.Parse("deny-local.yaml", []byte(`policy: deny-local
-version: 1
-rules:
-  - name: not-local
-    on: placement
-    expr: provider.name != "local"
-    message: the local pool may not run this tenant's jobs
-`))
-	if err != nil {
-		t.Fatal(err)
-	}
-	set := &policies.Set{Policies: []*policies.Policy{pol}}
-	other := localProvider(4000).(*market.Static)
-	other.P.Name, other.P.Region = "remote", "eu-west-1"
-	m := MarketNegotiator{
-		Providers: func(context.Context) ([]market.Provider, error) {
-			return []market.Provider{localProvider(4000), other}, nil
-		},
-		DefaultRuntime: "containerd",
-		Placement:      set.PlacementFilter,
-	}
-	aw, err := m.Negotiate(context.Background(), "job-1", plan)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if aw.Provider != "remote" {
-		t.Fatalf("award went to %s, want remote", aw.Provider)
-	}
-	res := aw.Record.(*market.Result)
-	var found bool
-	for _, d := range res.Diagnostics {
-		if d.Provider == "local" && d.Constraint == "policy" && strings.Contains(d.Detail, "deny-local/not-local") {
-			found = true
-		}
-	}
-	if !found {
-		t.Errorf("no policy diagnostic for local: %+v", res.Diagnostics)
-	}
-	// Only the local pool: excluded, no offers, the reason names the rule.
-	m.Providers = func(context.Context) ([]market.Provider, error) { return []market.Provider{localProvider(4000)}, nil }
-	a := &Activities{Negotiator: m}
-	_, err = a.Negotiate(context.Background(), workflows.NegotiateInput{JobID: "job-1", PlanInput: workflows.PlanInput{PlanJSON: raw}})
-	if appErrType(err) != workflows.ErrTypeNoOffers || !strings.Contains(err.Error(), "deny-local/not-local") || !strings.Contains(err.Error(), "local") {
-		t.Errorf("activity error type %q: %v", appErrType(err), err)
-	}
-}
-
-func TestProviderView(t *testing.T) {
-	v := ProviderView(market.Profile{Name: "p", Region: "eu-west-1", TEE: []string{"sev-snp"}, Reputation: 0.5,
-		Free: market.Capacity{GPUs: []market.GPUPool{{Model: "H100", MemoryBytes: 80 << 30, Count: 2}}}})
-	if v.Name != "p" || v.Region != "eu-west-1" || v.TEE != "sev-snp" || v.Reputation != 0.5 || len(v.GPUs) != 2 || v.GPUs[1].Model != "H100" {
-		t.Errorf("view %+v", v)
 	}
 }
 

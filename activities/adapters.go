@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	"github.com/accordmesh/accord/market"
+	"github.com/accordmesh/accord/market/broker"
 	"github.com/accordmesh/accord/policies"
 	"github.com/accordmesh/accord/provenance"
 	"github.com/accordmesh/accord/settlement"
@@ -202,125 +203,27 @@ func (r RecorderAttestor) Attest(ctx context.Context, in workflows.AttestInput) 
 	return out, nil
 }
 
-// MarketNegotiator is the Negotiator over package market: the sealed-bid
-// combinatorial auction with VCG prices (or alternating offers when the spec
-// asks) among the providers, each of which maps to a runtime kind on this
-// worker. The tenant's placement policies are applied to every provider's
-// profile before the market runs.
+// MarketNegotiator is the Negotiator over market/broker: it turns the
+// broker's award into the activity's and its "no offers" or "no agreement"
+// into ErrNoOffers, which the negotiate activity reports as a job outcome.
 type MarketNegotiator struct {
-	// Providers returns the sellers at negotiation time.
-	Providers func(ctx context.Context) ([]market.Provider, error)
-	// Runtime maps a winning provider to the runtime kind that executes its
-	// tasks; nil or an unknown provider means DefaultRuntime.
-	Runtime        map[string]string
-	DefaultRuntime string
-	// RuntimeFor, when set, maps providers missing from Runtime (pools
-	// attached while the worker runs) to their runtime kind; "" means none.
-	RuntimeFor func(provider string) string
-	// Placement is the tenant's placement policy for a spec (usually
-	// policies.Set.PlacementFilter); nil admits every provider.
-	Placement func(spec *specs.Spec) func(policies.ProviderView) (bool, string)
-	// Assign names the exact devices a winning provider gives each task
-	// (nil, or a nil return, means the runtime chooses).
-	Assign func(ctx context.Context, provider string, plan *specs.Plan) ([]TaskDevices, error)
+	Broker broker.Broker
 }
 
-// Negotiate implements Negotiator. It is a pure function of the plan, the
-// policies and the providers' current profiles, so a retry is harmless. No
-// offers or no agreement wraps ErrNoOffers with the market's diagnostics,
-// including the providers the placement policies excluded and why.
+// Negotiate implements Negotiator; a retry is harmless (see broker.Broker).
 func (m MarketNegotiator) Negotiate(ctx context.Context, jobID string, plan *specs.Plan) (Award, error) {
-	provs, err := m.Providers(ctx)
-	if err != nil {
-		return Award{}, fmt.Errorf("activities: providers: %w", err)
-	}
-	provs, excluded, err := m.filter(ctx, jobID, plan, provs)
-	if err != nil {
-		return Award{}, err
-	}
-	if len(provs) == 0 && len(excluded) > 0 {
-		return Award{}, fmt.Errorf("%w: every provider was excluded by placement policy: %s", ErrNoOffers, explain(excluded))
-	}
-	res, err := market.Negotiate(ctx, plan, provs, market.Options{Job: jobID})
-	if res != nil {
-		res.Diagnostics = append(res.Diagnostics, excluded...)
-	}
+	aw, err := m.Broker.Negotiate(ctx, jobID, plan)
 	if errors.Is(err, market.ErrNoOffers) || errors.Is(err, market.ErrNoAgreement) {
-		var why []market.Diagnostic
-		if res != nil {
-			why = res.Diagnostics
-		} else {
-			why = excluded
-		}
-		return Award{}, fmt.Errorf("%w: %w: %s", ErrNoOffers, err, explain(why))
+		return Award{}, fmt.Errorf("%w: %w", ErrNoOffers, err)
 	}
 	if err != nil {
 		return Award{}, err
 	}
-	if len(res.Awards) == 0 {
-		return Award{}, fmt.Errorf("%w: the market cleared no award", ErrNoOffers)
-	}
-	aw := res.Awards[0]
-	rt := m.Runtime[aw.Provider]
-	if rt == "" && m.RuntimeFor != nil {
-		rt = m.RuntimeFor(aw.Provider)
-	}
-	if rt == "" {
-		rt = m.DefaultRuntime
-	}
-	out := Award{Provider: aw.Provider, Pool: aw.Provider, Runtime: rt, Price: aw.Price, Currency: res.Currency, Record: res}
-	if m.Assign != nil {
-		if out.Devices, err = m.Assign(ctx, aw.Provider, plan); err != nil {
-			return Award{}, fmt.Errorf("activities: assign devices on %s: %w", aw.Provider, err)
-		}
+	out := Award{Provider: aw.Provider, Pool: aw.Provider, Runtime: aw.Runtime, Price: aw.Price, Currency: aw.Currency, Record: aw.Result}
+	for _, d := range aw.Devices {
+		out.Devices = append(out.Devices, TaskDevices{Task: d.Task, Node: d.Node, GPUDevices: d.GPUDevices})
 	}
 	return out, nil
-}
-
-// filter reads every provider's profile once and keeps those the tenant's
-// placement rules allow; the others come back as diagnostics with
-// constraint "policy" and the rules' reasons.
-func (m MarketNegotiator) filter(ctx context.Context, jobID string, plan *specs.Plan, provs []market.Provider) ([]market.Provider, []market.Diagnostic, error) {
-	if m.Placement == nil || plan.Spec == nil {
-		return provs, nil, nil
-	}
-	allow := m.Placement(plan.Spec)
-	var kept []market.Provider
-	var excluded []market.Diagnostic
-	for _, pr := range provs {
-		p, err := pr.Profile(ctx)
-		if err != nil {
-			return nil, nil, fmt.Errorf("activities: provider profile: %w", err)
-		}
-		if ok, why := allow(ProviderView(p)); !ok {
-			excluded = append(excluded, market.Diagnostic{Provider: p.Name, Job: jobID, Constraint: "policy", Detail: why})
-			continue
-		}
-		kept = append(kept, &market.Static{P: p})
-	}
-	return kept, excluded, nil
-}
-
-// ProviderView is what a placement rule sees of a provider's profile.
-func ProviderView(p market.Profile) policies.ProviderView {
-	v := policies.ProviderView{Name: p.Name, Pool: p.Name, Region: p.Region, Reputation: p.Reputation}
-	if len(p.TEE) > 0 {
-		v.TEE = p.TEE[0]
-	}
-	for _, g := range p.Free.GPUs {
-		for range g.Count {
-			v.GPUs = append(v.GPUs, policies.GPUView{Model: g.Model, MemoryBytes: g.MemoryBytes})
-		}
-	}
-	return v
-}
-
-func explain(ds []market.Diagnostic) string {
-	var why []string
-	for _, d := range ds {
-		why = append(why, fmt.Sprintf("%s: %s (%s)", d.Provider, d.Detail, d.Constraint))
-	}
-	return strings.Join(why, "; ")
 }
 
 // readSigned reads the submitted spec document and its detached signature

@@ -13,7 +13,7 @@ import (
 	"github.com/accordmesh/accord/internal/apiserver"
 	"github.com/accordmesh/accord/policies"
 	"github.com/accordmesh/accord/provenance"
-	"github.com/accordmesh/accord/workers"
+	"github.com/accordmesh/accord/workers/apijobs"
 )
 
 // TestAPIServeEndToEnd drives `accord serve`'s handler over the real stack:
@@ -45,7 +45,7 @@ func TestAPIServeEndToEnd(t *testing.T) {
 	fund(t, home, "team-a", 1000)
 
 	prov := &provenance.Local{Home: home, Log: st.Local.Log, Store: provenance.NewStore(provenance.DefaultStoreDir(home))}
-	srv := httptest.NewServer(apiserver.New(&workers.APIJobs{Client: st.Client, Home: home, Prov: prov}, store))
+	srv := httptest.NewServer(apiserver.New(&apijobs.Jobs{Client: st.Client, Home: home, Prov: prov}, store))
 	defer srv.Close()
 
 	call := func(tok, method, path string, body any, out any) int {

@@ -18,7 +18,7 @@ import (
 	"go.temporal.io/sdk/workflow"
 	"google.golang.org/protobuf/proto"
 
-	"github.com/accordmesh/accord/workers"
+	"github.com/accordmesh/accord/workers/jobclient"
 	"github.com/accordmesh/accord/workflows"
 )
 
@@ -68,7 +68,7 @@ func TestJobBenchOverhead(t *testing.T) {
 	const concurrency = 4
 
 	// Warm up: image import, first SQLite pages, log files.
-	warm, err := workers.Submit(ctx, st.Client, spec, "")
+	warm, err := jobclient.Submit(ctx, st.Client, spec, "")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -82,12 +82,12 @@ func TestJobBenchOverhead(t *testing.T) {
 	start := time.Now()
 	runAll(t, n, concurrency, func(i int) error {
 		t0 := time.Now()
-		sub, err := workers.Submit(ctx, st.Client, spec, "")
+		sub, err := jobclient.Submit(ctx, st.Client, spec, "")
 		if err != nil {
 			return err
 		}
 		ids[i] = sub.JobID
-		res, err := workers.Result(ctx, st.Client, sub.JobID)
+		res, err := jobclient.Result(ctx, st.Client, sub.JobID)
 		if err != nil {
 			return err
 		}

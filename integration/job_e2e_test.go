@@ -16,6 +16,8 @@ import (
 	"github.com/accordmesh/accord/provenance"
 	"github.com/accordmesh/accord/settlement"
 	"github.com/accordmesh/accord/workers"
+	"github.com/accordmesh/accord/workers/jobclient"
+	"github.com/accordmesh/accord/workers/local"
 	"github.com/accordmesh/accord/workflows"
 )
 
@@ -52,7 +54,7 @@ func TestJobDAGEndToEnd(t *testing.T) {
 	defer st.Stop()
 	spec := dagSpec(t, t.TempDir(), image)
 	ctx := context.Background()
-	sub, err := workers.Submit(ctx, st.Client, spec, "")
+	sub, err := jobclient.Submit(ctx, st.Client, spec, "")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -114,7 +116,7 @@ func TestJobApprovalGate(t *testing.T) {
 		Tasks:    trainerTask("train", image, []string{"trainer", "train", "--samples", "200", "--epochs", "10"}, "  outputs: [metrics.json]\n"),
 		Approval: "required: true\napprovers: [alice]\n"})
 	ctx := context.Background()
-	sub, err := workers.Submit(ctx, st.Client, spec, "")
+	sub, err := jobclient.Submit(ctx, st.Client, spec, "")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -126,18 +128,18 @@ func TestJobApprovalGate(t *testing.T) {
 	if s.Stage != workflows.StageApproval || s.Cost.Held != 0 || s.Tasks["train"].State != workflows.TaskPending {
 		t.Fatalf("before approval: %+v", s)
 	}
-	jobs, err := workers.List(ctx, st.Client, workers.Filter{Status: workflows.StatusAwaitingApproval})
+	jobs, err := jobclient.List(ctx, st.Client, jobclient.Filter{Status: workflows.StatusAwaitingApproval})
 	if err != nil || len(jobs) != 1 || jobs[0].JobID != sub.JobID {
 		t.Errorf("list --status awaiting_approval: %+v %v", jobs, err)
 	}
-	if err := workers.Approve(ctx, st.Client, sub.JobID, "alice"); err != nil {
+	if err := jobclient.Approve(ctx, st.Client, sub.JobID, "alice"); err != nil {
 		t.Fatal(err)
 	}
 	res := result(t, st.Client, sub.JobID, 3*time.Minute)
 	if res.Status != workflows.StatusSettled {
 		t.Fatalf("after approval: %+v", res)
 	}
-	jobs, err = workers.List(ctx, st.Client, workers.Filter{Tenant: "gated", Status: workflows.StatusSettled, Spec: "gated"})
+	jobs, err = jobclient.List(ctx, st.Client, jobclient.Filter{Tenant: "gated", Status: workflows.StatusSettled, Spec: "gated"})
 	if err != nil || len(jobs) != 1 {
 		t.Errorf("list by tenant/status/spec: %+v %v", jobs, err)
 	}
@@ -160,7 +162,7 @@ func TestJobCancelMidExecution(t *testing.T) {
 	defer st.Stop()
 	spec := writeSpec(t, t.TempDir(), specDoc{Name: "cancel", Tenant: "cancel", Tasks: longTask(image)})
 	ctx := context.Background()
-	sub, err := workers.Submit(ctx, st.Client, spec, "")
+	sub, err := jobclient.Submit(ctx, st.Client, spec, "")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -168,7 +170,7 @@ func TestJobCancelMidExecution(t *testing.T) {
 		return jobStatus(t, st.Client, sub.JobID).Tasks["train"].State == workflows.TaskRunning
 	})
 	time.Sleep(2 * time.Second) // let the container get going
-	if err := workers.Cancel(ctx, st.Client, sub.JobID, "test"); err != nil {
+	if err := jobclient.Cancel(ctx, st.Client, sub.JobID, "test"); err != nil {
 		t.Fatal(err)
 	}
 	res := result(t, st.Client, sub.JobID, 2*time.Minute)
@@ -203,12 +205,12 @@ func TestJobRetryThenFail(t *testing.T) {
 		Tasks: trainerTask("train", image, []string{"trainer", "eval", "--model", "/nonexistent.json", "--data", "/nonexistent.csv"},
 			"  retry: {attempts: 3, backoff: 1s}\n")})
 	ctx := context.Background()
-	sub, err := workers.Submit(ctx, st.Client, spec, "")
+	sub, err := jobclient.Submit(ctx, st.Client, spec, "")
 	if err != nil {
 		t.Fatal(err)
 	}
 	res := result(t, st.Client, sub.JobID, 3*time.Minute)
-	if res.Status != workflows.StatusFailed || res.Class != workflows.ClassExecution || workers.ExitCode(res) != 6 {
+	if res.Status != workflows.StatusFailed || res.Class != workflows.ClassExecution || jobclient.ExitCode(res) != 6 {
 		t.Fatalf("%+v", res)
 	}
 	tr := res.Tasks["train"]
@@ -249,11 +251,11 @@ func TestJobWorkerProcess(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	local, err := workers.OpenLocal(ctx, workers.LocalOptions{Home: home})
+	host, err := local.Open(ctx, local.Options{Home: home})
 	if err != nil {
 		t.Fatal(err)
 	}
-	w, err := workers.Start(c, local.Activities, workers.Options{})
+	w, err := workers.Start(c, host.Activities, workers.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -292,7 +294,7 @@ func TestJobWorkerKilled(t *testing.T) {
 			"  outputs: [metrics.json]\n  resources: {cpu: 500m, memory: 128MiB, max_duration: 10m}\n")})
 	ctx := context.Background()
 	w1 := startWorkerProcess(t, home, st.Server.Address())
-	sub, err := workers.Submit(ctx, st.Client, spec, "")
+	sub, err := jobclient.Submit(ctx, st.Client, spec, "")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -359,7 +361,7 @@ func TestJobServerRestart(t *testing.T) {
 		Tasks: trainerTask("train", image, []string{"trainer", "train", "--samples", "20000", "--epochs", "12000"},
 			"  outputs: [metrics.json]\n  resources: {cpu: 500m, memory: 128MiB, max_duration: 10m}\n")})
 	ctx := context.Background()
-	sub, err := workers.Submit(ctx, st.Client, spec, "")
+	sub, err := jobclient.Submit(ctx, st.Client, spec, "")
 	if err != nil {
 		st.Stop()
 		t.Fatal(err)

@@ -27,7 +27,7 @@ import (
 
 	"github.com/accordmesh/accord/runtimes/containerd"
 	"github.com/accordmesh/accord/settlement"
-	"github.com/accordmesh/accord/workers"
+	"github.com/accordmesh/accord/workers/jobclient"
 	"github.com/accordmesh/accord/workers/stack"
 	"github.com/accordmesh/accord/workflows"
 )
@@ -199,7 +199,7 @@ func jobStatus(t *testing.T, c client.Client, jobID string) workflows.JobStatus 
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	st, err := workers.Status(ctx, c, jobID)
+	st, err := jobclient.Status(ctx, c, jobID)
 	if err != nil {
 		return workflows.JobStatus{}
 	}
@@ -210,7 +210,7 @@ func result(t *testing.T, c client.Client, jobID string, timeout time.Duration) 
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
-	res, err := workers.Result(ctx, c, jobID)
+	res, err := jobclient.Result(ctx, c, jobID)
 	if err != nil {
 		t.Fatalf("result of %s: %v", jobID, err)
 	}

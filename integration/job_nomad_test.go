@@ -19,7 +19,7 @@ import (
 	"github.com/accordmesh/accord/runtimes/nomad/nomadtest"
 	"github.com/accordmesh/accord/runtimes/nomad/pools"
 	"github.com/accordmesh/accord/settlement"
-	"github.com/accordmesh/accord/workers"
+	"github.com/accordmesh/accord/workers/jobclient"
 	"github.com/accordmesh/accord/workflows"
 )
 
@@ -124,7 +124,7 @@ func TestJobNomadPool(t *testing.T) {
 	st := startStack(t, home, 0, false)
 	defer st.Stop()
 	spec := llmFinetuneForPool(t, t.TempDir(), image)
-	sub, err := workers.Submit(ctx, st.Client, spec, "")
+	sub, err := jobclient.Submit(ctx, st.Client, spec, "")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -12,7 +12,7 @@ import (
 	"github.com/accordmesh/accord/policies"
 	"github.com/accordmesh/accord/provenance"
 	"github.com/accordmesh/accord/settlement"
-	"github.com/accordmesh/accord/workers"
+	"github.com/accordmesh/accord/workers/jobclient"
 	"github.com/accordmesh/accord/workflows"
 )
 
@@ -103,7 +103,7 @@ func TestJobPolicy(t *testing.T) {
 	}
 	run := func(spec string) workflows.JobResult {
 		t.Helper()
-		sub, err := workers.Submit(ctx, st.Client, spec, "")
+		sub, err := jobclient.Submit(ctx, st.Client, spec, "")
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -112,7 +112,7 @@ func TestJobPolicy(t *testing.T) {
 
 	t.Run("placement excludes every provider", func(t *testing.T) {
 		res := run(writeSpec(t, dir, specDoc{Name: "fenced-job", Tenant: "fenced", Tasks: task("train")}))
-		if res.Status != workflows.StatusFailed || res.Class != workflows.ClassNoOffers || workers.ExitCode(res) == 0 {
+		if res.Status != workflows.StatusFailed || res.Class != workflows.ClassNoOffers || jobclient.ExitCode(res) == 0 {
 			t.Fatalf("result %s/%s: %s", res.Status, res.Class, res.Error)
 		}
 		if !strings.Contains(res.Error, "deny-local/not-local") || !strings.Contains(res.Error, "local") {

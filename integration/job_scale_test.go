@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/accordmesh/accord/workers"
+	"github.com/accordmesh/accord/workers/jobclient"
 	"github.com/accordmesh/accord/workflows"
 )
 
@@ -36,12 +36,12 @@ func TestJobScale(t *testing.T) {
 	defer st.Stop()
 	var tasks strings.Builder
 	for i := range n {
-		tasks.WriteString(trainerTask(fmt.Sprintf("t%05d", i), image, []string{"trainer", "prepare", "--samples", "1"},
+		tasks.WriteString(trainerTask(fmt.Sprintf("t%05d", i), image, []string{"trainer", "prepare", "--samples", "2"},
 			"  resources: {cpu: 1m, memory: 16MiB, max_duration: 1m}\n"))
 	}
 	spec := writeSpec(t, t.TempDir(), specDoc{Name: "scale", Tenant: "scale", Tasks: tasks.String(), MaxPrice: 50_000})
 	start := time.Now()
-	sub, err := workers.Submit(context.Background(), st.Client, spec, "")
+	sub, err := jobclient.Submit(context.Background(), st.Client, spec, "")
 	if err != nil {
 		t.Fatal(err)
 	}

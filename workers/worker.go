@@ -1,11 +1,13 @@
-// Package workers wires Accord's Temporal side together: the client to a
-// Temporal cluster (embedded or external, with TLS), one worker process
-// hosting the job workflow and its activities on per-concern task queues,
-// the local components the activities call, and Prometheus metrics.
+// Package workers starts Accord's worker processes: the client to a
+// Temporal cluster (embedded or external, with TLS), one worker per task
+// queue hosting the job workflow and its activities, sized by Tuning, and
+// the Prometheus metrics the workflow records.
 //
-// The embedded Temporal server lives in workers/devserver and the
-// all-in-one local stack in workers/stack, so that linking this package
-// does not pull in the server.
+// Its neighbours each do one other job: workers/jobclient submits and
+// follows jobs, workers/apijobs serves them to the HTTP API, workers/local
+// opens the single-host components the activities call, workers/devserver
+// embeds the Temporal server and workers/stack runs them all in one
+// process (so that linking this package does not pull in the server).
 package workers
 
 import (
@@ -93,10 +95,8 @@ type Options struct {
 	// Queues to poll; default both workflows.TaskQueueControl and
 	// workflows.TaskQueueExecution.
 	Queues []string
-	// WaitWindow overrides the workflow's WaitTask window (tests).
-	WaitWindow int64
-	// MaxConcurrentActivities per queue (default 200).
-	MaxConcurrentActivities int
+	// Tuning sizes each queue's worker; zero fields take DefaultTuning's.
+	Tuning Tuning
 }
 
 // Worker is a running worker process: one Temporal worker per task queue,
@@ -107,31 +107,24 @@ type Worker struct {
 
 // Start starts polling. The control queue hosts the job workflow and the
 // control-plane activities; the execution queue hosts container activities.
+// It sets the process-wide sticky workflow cache size first, so the
+// workers it starts share a cache of o.Tuning's size.
 func Start(c client.Client, acts *activities.Activities, o Options) (*Worker, error) {
 	queues := o.Queues
 	if len(queues) == 0 {
 		queues = []string{workflows.TaskQueueControl, workflows.TaskQueueExecution}
 	}
-	if o.MaxConcurrentActivities == 0 {
-		o.MaxConcurrentActivities = 200
+	tun := o.Tuning.withDefaults()
+	if err := tun.Validate(); err != nil {
+		return nil, err
 	}
+	worker.SetStickyWorkflowCacheSize(tun.StickyCacheSize)
 	w := &Worker{}
 	for _, q := range queues {
-		tw := worker.New(c, q, worker.Options{
-			MaxConcurrentActivityExecutionSize: o.MaxConcurrentActivities,
-			// Let a graceful stop finish short activities; long waits return
-			// to Temporal and resume on the next worker anyway.
-			WorkerStopTimeout: 0,
-		})
-		switch q {
-		case workflows.TaskQueueControl:
-			workflows.Register(tw)
-			acts.RegisterControl(tw)
-		case workflows.TaskQueueExecution:
-			acts.RegisterExecution(tw)
-		default:
+		tw := worker.New(c, q, tun.WorkerOptions())
+		if err := register(tw, q, acts); err != nil {
 			w.Stop()
-			return nil, fmt.Errorf("%w: unknown task queue %q", ErrConfig, q)
+			return nil, err
 		}
 		if err := tw.Start(); err != nil {
 			w.Stop()
@@ -140,6 +133,21 @@ func Start(c client.Client, acts *activities.Activities, o Options) (*Worker, er
 		w.workers = append(w.workers, tw)
 	}
 	return w, nil
+}
+
+// register registers what queue q hosts on tw: the job workflow and the
+// control-plane activities, or the container activities.
+func register(tw worker.Worker, queue string, acts *activities.Activities) error {
+	switch queue {
+	case workflows.TaskQueueControl:
+		workflows.Register(tw)
+		acts.RegisterControl(tw)
+	case workflows.TaskQueueExecution:
+		acts.RegisterExecution(tw)
+	default:
+		return fmt.Errorf("%w: unknown task queue %q", ErrConfig, queue)
+	}
+	return nil
 }
 
 // Stop stops polling and waits for running activity attempts to return.

@@ -21,6 +21,8 @@ import (
 	"github.com/accordmesh/accord/runtimes/containerd"
 	"github.com/accordmesh/accord/settlement"
 	"github.com/accordmesh/accord/workers"
+	"github.com/accordmesh/accord/workers/jobclient"
+	"github.com/accordmesh/accord/workers/local"
 	"github.com/accordmesh/accord/workers/stack"
 	"github.com/accordmesh/accord/workflows"
 )
@@ -74,6 +76,18 @@ func init() {
 	root.AddCommand(devCmd(), workerCmd(), runCmd(), submitCmd(), statusCmd(), listCmd(), logsCmd(), cancelCmd(), approveCmd())
 }
 
+// tuning completes the worker tuning flags from their environment
+// variables ($ACCORD_WORKER_*) and checks them.
+func tuning(cmd *cobra.Command, t *workers.Tuning) error {
+	if err := t.FromEnv(cmd.Flags(), os.Getenv); err != nil {
+		return cli.WithCode(cli.ExitUsage, err)
+	}
+	if err := t.Validate(); err != nil {
+		return cli.WithCode(cli.ExitUsage, err)
+	}
+	return nil
+}
+
 func signalContext() (context.Context, context.CancelFunc) {
 	return signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 }
@@ -83,6 +97,7 @@ func devCmd() *cobra.Command {
 	var lf localFlags
 	var metrics, rekorListen string
 	var keepContainerd bool
+	tun := workers.DefaultTuning()
 	cmd := &cobra.Command{
 		Use:   "dev",
 		Short: "Run the local stack in the foreground: embedded Temporal, worker, containerd pool, transparency log",
@@ -95,11 +110,14 @@ func devCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
+			if err := tuning(cmd, &tun); err != nil {
+				return err
+			}
 			ctx, cancel := signalContext()
 			defer cancel()
 			st, err := stack.Start(ctx, stack.Options{
 				Home: home, FrontendPort: port, MetricsAddr: metrics, UIPort: uiPort,
-				Local: lf.options(""),
+				Local: lf.options(""), Tuning: tun,
 			})
 			if err != nil {
 				return err
@@ -142,6 +160,7 @@ func devCmd() *cobra.Command {
 	lf.add(cmd)
 	cmd.Flags().BoolVar(&keepContainerd, "keep-containerd", false, "leave the private containerd daemon running after Ctrl-C (accord runtime stop ends it)")
 	cmd.Flags().StringVar(&rekorListen, "rekor-listen", "127.0.0.1:3000", "serve the transparency log's Rekor v1 REST API here (empty: off)")
+	tun.AddFlags(cmd.Flags())
 	return cmd
 }
 
@@ -150,6 +169,7 @@ func workerCmd() *cobra.Command {
 	var queues []string
 	var lf localFlags
 	var metrics string
+	tun := workers.DefaultTuning()
 	cmd := &cobra.Command{
 		Use:   "worker",
 		Short: "Run a worker against a Temporal cluster (job workflow and activities)",
@@ -159,6 +179,9 @@ func workerCmd() *cobra.Command {
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			home, err := cli.Home()
 			if err != nil {
+				return err
+			}
+			if err := tuning(cmd, &tun); err != nil {
 				return err
 			}
 			ctx, cancel := signalContext()
@@ -177,12 +200,12 @@ func workerCmd() *cobra.Command {
 				defer stop()
 				metrics = addr
 			}
-			local, err := workers.OpenLocal(ctx, lf.options(home))
+			host, err := local.Open(ctx, lf.options(home))
 			if err != nil {
 				return err
 			}
-			defer local.Close()
-			w, err := workers.Start(c, local.Activities, workers.Options{Queues: queues})
+			defer host.Close()
+			w, err := workers.Start(c, host.Activities, workers.Options{Queues: queues, Tuning: tun})
 			if err != nil {
 				return err
 			}
@@ -201,6 +224,7 @@ func workerCmd() *cobra.Command {
 	cmd.Flags().StringSliceVar(&queues, "queues", strings.Split(envOr("ACCORD_QUEUES", workflows.TaskQueueControl+","+workflows.TaskQueueExecution), ","), "task queues to poll ($ACCORD_QUEUES)")
 	cmd.Flags().StringVar(&metrics, "metrics-addr", envOr("ACCORD_METRICS_ADDR", "127.0.0.1:9464"), "Prometheus metrics listen address, empty: off ($ACCORD_METRICS_ADDR)")
 	lf.add(cmd)
+	tun.AddFlags(cmd.Flags())
 	return cmd
 }
 
@@ -209,6 +233,7 @@ func runCmd() *cobra.Command {
 	var lf localFlags
 	var metrics, jobID string
 	var autoApprove bool
+	tun := workers.DefaultTuning()
 	cmd := &cobra.Command{
 		Use:   "run SPEC",
 		Short: "Run one spec end to end in this process and print its receipt summary",
@@ -220,10 +245,13 @@ func runCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
+			if err := tuning(cmd, &tun); err != nil {
+				return err
+			}
 			ctx, cancel := signalContext()
 			defer cancel()
 			if jobID == "" {
-				jobID = workers.NewJobID()
+				jobID = jobclient.NewJobID()
 			}
 			if err := prepareFunds(ctx, settlement.ResolveDSN(lf.ledgerDSN, home), args[0], jobID, fund); err != nil {
 				return err
@@ -236,13 +264,13 @@ func runCmd() *cobra.Command {
 			t0 := time.Now()
 			st, err := stack.Start(context.WithoutCancel(ctx), stack.Options{
 				Home: home, MetricsAddr: metrics, Logger: quietLogger(ctx),
-				Local: lf.options(""),
+				Local: lf.options(""), Tuning: tun,
 			})
 			if err != nil {
 				return err
 			}
 			defer stopStack(st, false) // and the containerd daemon it started
-			sub, err := workers.Submit(ctx, st.Client, args[0], jobID)
+			sub, err := jobclient.Submit(ctx, st.Client, args[0], jobID)
 			if err != nil {
 				return err
 			}
@@ -251,13 +279,13 @@ func runCmd() *cobra.Command {
 			}
 			go func() { // Ctrl-C cancels the job (compensations run) rather than abandoning it
 				<-ctx.Done()
-				_ = workers.Cancel(context.Background(), st.Client, sub.JobID, "interrupted")
+				_ = jobclient.Cancel(context.Background(), st.Client, sub.JobID, "interrupted")
 			}()
 			p := &progressPrinter{w: out, on: progress}
-			res, err := workers.Watch(context.WithoutCancel(ctx), st.Client, sub.JobID, 100*time.Millisecond, func(s workflows.JobStatus) {
+			res, err := jobclient.Watch(context.WithoutCancel(ctx), st.Client, sub.JobID, 100*time.Millisecond, func(s workflows.JobStatus) {
 				p.update(s)
 				if autoApprove && s.Status == workflows.StatusAwaitingApproval && !s.Approved {
-					_ = workers.Approve(context.Background(), st.Client, sub.JobID, "accord run --approve")
+					_ = jobclient.Approve(context.Background(), st.Client, sub.JobID, "accord run --approve")
 				}
 			})
 			if err != nil {
@@ -271,6 +299,7 @@ func runCmd() *cobra.Command {
 	cmd.Flags().StringVar(&jobID, "job-id", "", "job ID to use (default: generated)")
 	cmd.Flags().BoolVar(&autoApprove, "approve", false, "pass the spec's approval gate automatically")
 	lf.add(cmd)
+	tun.AddFlags(cmd.Flags())
 	return cmd
 }
 
@@ -370,7 +399,7 @@ func printResult(cmd *cobra.Command, res workflows.JobResult) error {
 	if err != nil {
 		return err
 	}
-	if code := workers.ExitCode(res); code != cli.ExitOK {
+	if code := jobclient.ExitCode(res); code != cli.ExitOK {
 		return cli.WithCode(code, fmt.Errorf("job %s %s: %s", res.JobID, res.Status, res.Error))
 	}
 	return nil
@@ -394,7 +423,7 @@ func submitCmd() *cobra.Command {
 				return err
 			}
 			defer c.Close()
-			sub, err := workers.Submit(ctx, c, args[0], jobID)
+			sub, err := jobclient.Submit(ctx, c, args[0], jobID)
 			if err != nil {
 				return err
 			}
@@ -402,7 +431,7 @@ func submitCmd() *cobra.Command {
 				return cli.Print(cmd, map[string]string{"job_id": sub.JobID, "status": workflows.StatusPending, "spec": sub.Spec, "tenant": sub.Tenant},
 					func(w cli.Writer) { w.Printf("submitted %s (spec %s, tenant %s)\n", sub.JobID, sub.Spec, sub.Tenant) })
 			}
-			res, err := workers.Watch(ctx, c, sub.JobID, 500*time.Millisecond, nil)
+			res, err := jobclient.Watch(ctx, c, sub.JobID, 500*time.Millisecond, nil)
 			if err != nil {
 				return err
 			}
@@ -430,7 +459,7 @@ func statusCmd() *cobra.Command {
 				return err
 			}
 			defer c.Close()
-			st, err := workers.Status(ctx, c, args[0])
+			st, err := jobclient.Status(ctx, c, args[0])
 			if err != nil {
 				return err
 			}
@@ -456,7 +485,7 @@ func statusCmd() *cobra.Command {
 
 func listCmd() *cobra.Command {
 	var tf temporalFlags
-	var f workers.Filter
+	var f jobclient.Filter
 	cmd := &cobra.Command{
 		Use:   "list",
 		Short: "List jobs, filtered by tenant, status or spec",
@@ -470,12 +499,12 @@ func listCmd() *cobra.Command {
 				return err
 			}
 			defer c.Close()
-			jobs, err := workers.List(ctx, c, f)
+			jobs, err := jobclient.List(ctx, c, f)
 			if err != nil {
 				return err
 			}
 			if jobs == nil {
-				jobs = []workers.JobSummary{}
+				jobs = []jobclient.JobSummary{}
 			}
 			return cli.Print(cmd, map[string]any{"jobs": jobs, "count": len(jobs)}, func(w cli.Writer) {
 				for _, j := range jobs {
@@ -518,7 +547,7 @@ func logsCmd() *cobra.Command {
 			shown := map[string]bool{}
 			var rt *containerd.Runtime
 			for {
-				st, err := workers.Status(ctx, c, jobID)
+				st, err := jobclient.Status(ctx, c, jobID)
 				if err != nil {
 					return err
 				}
@@ -584,7 +613,7 @@ func cancelCmd() *cobra.Command {
 		Args:    cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return signalJob(cmd, &tf, args[0], func(ctx context.Context, c client.Client) error {
-				return workers.Cancel(ctx, c, args[0], reason)
+				return jobclient.Cancel(ctx, c, args[0], reason)
 			}, "cancelling")
 		},
 	}
@@ -606,7 +635,7 @@ func approveCmd() *cobra.Command {
 				approver = os.Getenv("USER")
 			}
 			return signalJob(cmd, &tf, args[0], func(ctx context.Context, c client.Client) error {
-				return workers.Approve(ctx, c, args[0], approver)
+				return jobclient.Approve(ctx, c, args[0], approver)
 			}, "approved")
 		},
 	}
@@ -623,12 +652,12 @@ func signalJob(cmd *cobra.Command, tf *temporalFlags, jobID string, send func(co
 	}
 	defer c.Close()
 	if err := send(ctx, c); err != nil {
-		if errors.Is(err, workers.ErrNoJob) {
+		if errors.Is(err, jobclient.ErrNoJob) {
 			return err
 		}
 		return fmt.Errorf("%s %s: %w", verb, jobID, err)
 	}
-	st, err := workers.Status(ctx, c, jobID)
+	st, err := jobclient.Status(ctx, c, jobID)
 	if err != nil {
 		st = workflows.JobStatus{JobID: jobID, Status: workflows.StatusRunning}
 	}

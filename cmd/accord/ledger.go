@@ -14,9 +14,9 @@ import (
 
 	"github.com/accordmesh/accord/internal/cli"
 	"github.com/accordmesh/accord/internal/names"
+	"github.com/accordmesh/accord/market/providers"
 	"github.com/accordmesh/accord/settlement"
 	"github.com/accordmesh/accord/settlement/money"
-	"github.com/accordmesh/accord/workers"
 )
 
 // ledgerDSN is --ledger-dsn, shared by the ledger and provider bond commands.
@@ -358,7 +358,7 @@ func printStatement(w cli.Writer, st *settlement.Statement) {
 // knownProvider accepts a provider that has ledger accounts, is an attached
 // pool, or is the local pool.
 func knownProvider(ctx context.Context, l *settlement.Ledger, name string) error {
-	if name == workers.LocalPoolName {
+	if name == providers.LocalPoolName {
 		return nil
 	}
 	for _, acct := range []string{settlement.ProviderAccount(name), settlement.BondAccount(name)} {

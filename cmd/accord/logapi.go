@@ -13,7 +13,7 @@ import (
 
 	"github.com/accordmesh/accord/provenance/tlog"
 	"github.com/accordmesh/accord/provenance/tlog/rekorapi"
-	"github.com/accordmesh/accord/workers"
+	"github.com/accordmesh/accord/workers/local"
 )
 
 // localFlags select the components a local worker opens: dev, run and
@@ -31,8 +31,8 @@ func (f *localFlags) add(cmd *cobra.Command) {
 
 // options are the worker's local options; the Rekor v1 backend replaces the
 // embedded log when --rekor-url is set.
-func (f *localFlags) options(home string) workers.LocalOptions {
-	o := workers.LocalOptions{Home: home, ContainerdAddress: f.containerd, LedgerDSN: f.ledgerDSN}
+func (f *localFlags) options(home string) local.Options {
+	o := local.Options{Home: home, ContainerdAddress: f.containerd, LedgerDSN: f.ledgerDSN}
 	if f.rekorURL != "" {
 		o.LogKind, o.LogURL = tlog.KindRekor, f.rekorURL
 	}

@@ -13,7 +13,7 @@ import (
 	"github.com/accordmesh/accord/policies"
 	"github.com/accordmesh/accord/provenance"
 	"github.com/accordmesh/accord/runtimes/nomad/pools"
-	"github.com/accordmesh/accord/workers"
+	"github.com/accordmesh/accord/workers/jobclient"
 )
 
 // root is the top-level command; files in this package add their commands to it.
@@ -29,7 +29,7 @@ var root = &cobra.Command{
 
 // Errors that mean "no such thing" exit 1 with class not_found.
 func init() {
-	cli.RegisterNotFound(workers.ErrNoJob, provenance.ErrNotFound, pools.ErrNotFound, policies.ErrUnknownTenant)
+	cli.RegisterNotFound(jobclient.ErrNoJob, provenance.ErrNotFound, pools.ErrNotFound, policies.ErrUnknownTenant)
 }
 
 func main() {

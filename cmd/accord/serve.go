@@ -15,7 +15,7 @@ import (
 	"github.com/accordmesh/accord/internal/cli"
 	"github.com/accordmesh/accord/provenance"
 	"github.com/accordmesh/accord/provenance/tlog"
-	"github.com/accordmesh/accord/workers"
+	"github.com/accordmesh/accord/workers/apijobs"
 )
 
 func init() { root.AddCommand(serveCmd()) }
@@ -60,7 +60,7 @@ func serveCmd() *cobra.Command {
 				return err
 			}
 			defer prov.Close(context.Background())
-			return serveAPI(ctx, cmd, listen, apiserver.New(&workers.APIJobs{Client: tc, Home: home, Prov: prov}, store))
+			return serveAPI(ctx, cmd, listen, apiserver.New(&apijobs.Jobs{Client: tc, Home: home, Prov: prov}, store))
 		},
 	}
 	tf.add(c)

@@ -18,6 +18,7 @@ import (
 
 	"github.com/accordmesh/accord/workers"
 	"github.com/accordmesh/accord/workers/devserver"
+	"github.com/accordmesh/accord/workers/local"
 	"github.com/accordmesh/accord/workflows"
 )
 
@@ -44,8 +45,10 @@ type Options struct {
 	UIPort int
 	// NoWorker starts only the server (tests that run the worker elsewhere).
 	NoWorker bool
-	Local    workers.LocalOptions
-	Logger   *slog.Logger
+	Local    local.Options
+	// Tuning sizes the worker; zero fields take workers.DefaultTuning's.
+	Tuning workers.Tuning
+	Logger *slog.Logger
 }
 
 // Stack is a running local stack.
@@ -53,7 +56,7 @@ type Stack struct {
 	Server      *devserver.Server
 	Client      client.Client
 	Worker      *workers.Worker
-	Local       *workers.Local
+	Local       *local.Host
 	Metrics     *workers.Metrics
 	MetricsAddr string
 	UI          *UI
@@ -108,11 +111,11 @@ func Start(ctx context.Context, o Options) (*Stack, error) {
 	}
 	lo := o.Local
 	lo.Home, lo.Logger = o.Home, o.Logger
-	if s.Local, err = workers.OpenLocal(ctx, lo); err != nil {
+	if s.Local, err = local.Open(ctx, lo); err != nil {
 		s.Stop()
 		return nil, err
 	}
-	if s.Worker, err = workers.Start(s.Client, s.Local.Activities, workers.Options{}); err != nil {
+	if s.Worker, err = workers.Start(s.Client, s.Local.Activities, workers.Options{Tuning: o.Tuning}); err != nil {
 		s.Stop()
 		return nil, err
 	}

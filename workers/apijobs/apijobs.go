@@ -1,4 +1,7 @@
-package workers
+// Package apijobs adapts the job client to the HTTP API: Jobs implements
+// apiserver.Jobs over a Temporal client, storing uploaded specs under
+// Accord's home and reading receipts and audit hits from provenance.
+package apijobs
 
 import (
 	"context"
@@ -13,21 +16,22 @@ import (
 	"github.com/accordmesh/accord/internal/apiserver"
 	"github.com/accordmesh/accord/provenance"
 	"github.com/accordmesh/accord/specs"
+	"github.com/accordmesh/accord/workers/jobclient"
 )
 
-// APIJobs implements apiserver.Jobs over a Temporal client: the job system
+// Jobs implements apiserver.Jobs over a Temporal client: the job system
 // behind `accord serve`.
-type APIJobs struct {
+type Jobs struct {
 	Client client.Client
 	Home   string            // uploaded specs are kept under Home/uploads
 	Prov   *provenance.Local // receipts and audit search
 }
 
-var _ apiserver.Jobs = (*APIJobs)(nil)
+var _ apiserver.Jobs = (*Jobs)(nil)
 
 // SpecTenant parses the document alone (an uploaded spec has no siblings to
 // extend or import) and returns its tenant.
-func (a *APIJobs) SpecTenant(_ context.Context, name string, document []byte) (string, error) {
+func (a *Jobs) SpecTenant(_ context.Context, name string, document []byte) (string, error) {
 	s, err := specs.Parse(filepath.Base(name), document)
 	if err != nil {
 		return "", err
@@ -37,22 +41,22 @@ func (a *APIJobs) SpecTenant(_ context.Context, name string, document []byte) (s
 
 // Submit stores the document (and its signature beside it, where the admit
 // stage looks for it) under a content-addressed name and starts the job.
-func (a *APIJobs) Submit(ctx context.Context, req apiserver.SubmitRequest) (apiserver.Job, error) {
+func (a *Jobs) Submit(ctx context.Context, req apiserver.SubmitRequest) (apiserver.Job, error) {
 	doc := []byte(req.Document)
 	dir := filepath.Join(a.Home, "uploads", provenance.Digest(doc)[len("sha256:"):])
 	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return apiserver.Job{}, fmt.Errorf("workers: store upload: %w", err)
+		return apiserver.Job{}, fmt.Errorf("apijobs: store upload: %w", err)
 	}
 	path := filepath.Join(dir, filepath.Base(req.Name))
 	if err := os.WriteFile(path, doc, 0o600); err != nil {
-		return apiserver.Job{}, fmt.Errorf("workers: store upload: %w", err)
+		return apiserver.Job{}, fmt.Errorf("apijobs: store upload: %w", err)
 	}
 	if len(req.Signature) > 0 {
 		if err := os.WriteFile(path+provenance.SpecSignatureExt, req.Signature, 0o600); err != nil {
-			return apiserver.Job{}, fmt.Errorf("workers: store signature: %w", err)
+			return apiserver.Job{}, fmt.Errorf("apijobs: store signature: %w", err)
 		}
 	}
-	sub, err := Submit(ctx, a.Client, path, "")
+	sub, err := jobclient.Submit(ctx, a.Client, path, "")
 	if err != nil {
 		return apiserver.Job{}, fmt.Errorf("%w: %v", apiserver.ErrInvalid, err)
 	}
@@ -60,9 +64,9 @@ func (a *APIJobs) Submit(ctx context.Context, req apiserver.SubmitRequest) (apis
 }
 
 // Get returns a job's status.
-func (a *APIJobs) Get(ctx context.Context, jobID string) (apiserver.Job, error) {
-	st, err := Status(ctx, a.Client, jobID)
-	if errors.Is(err, ErrNoJob) {
+func (a *Jobs) Get(ctx context.Context, jobID string) (apiserver.Job, error) {
+	st, err := jobclient.Status(ctx, a.Client, jobID)
+	if errors.Is(err, jobclient.ErrNoJob) {
 		return apiserver.Job{}, apiserver.ErrNotFound
 	}
 	if err != nil && st.JobID == "" {
@@ -73,8 +77,8 @@ func (a *APIJobs) Get(ctx context.Context, jobID string) (apiserver.Job, error) 
 }
 
 // List lists jobs by search attributes.
-func (a *APIJobs) List(ctx context.Context, f apiserver.ListFilter) ([]apiserver.Job, error) {
-	rows, err := List(ctx, a.Client, Filter{Tenant: f.Tenant, Status: f.Status, Spec: f.Spec})
+func (a *Jobs) List(ctx context.Context, f apiserver.ListFilter) ([]apiserver.Job, error) {
+	rows, err := jobclient.List(ctx, a.Client, jobclient.Filter{Tenant: f.Tenant, Status: f.Status, Spec: f.Spec})
 	if err != nil {
 		return nil, err
 	}
@@ -86,17 +90,17 @@ func (a *APIJobs) List(ctx context.Context, f apiserver.ListFilter) ([]apiserver
 }
 
 // Cancel asks the job to cancel.
-func (a *APIJobs) Cancel(ctx context.Context, jobID string) error {
-	return Cancel(ctx, a.Client, jobID, "cancelled through the API")
+func (a *Jobs) Cancel(ctx context.Context, jobID string) error {
+	return jobclient.Cancel(ctx, a.Client, jobID, "cancelled through the API")
 }
 
 // Approve passes the job's approval gate.
-func (a *APIJobs) Approve(ctx context.Context, jobID, by string) error {
-	return Approve(ctx, a.Client, jobID, by)
+func (a *Jobs) Approve(ctx context.Context, jobID, by string) error {
+	return jobclient.Approve(ctx, a.Client, jobID, by)
 }
 
 // Receipt builds the job's receipt from the attestation store and the log.
-func (a *APIJobs) Receipt(ctx context.Context, jobID string) (json.RawMessage, error) {
+func (a *Jobs) Receipt(ctx context.Context, jobID string) (json.RawMessage, error) {
 	r, err := provenance.BuildReceipt(ctx, jobID, a.Prov.Store, a.Prov.Log)
 	if errors.Is(err, provenance.ErrNotFound) {
 		return nil, apiserver.ErrNotFound
@@ -109,7 +113,7 @@ func (a *APIJobs) Receipt(ctx context.Context, jobID string) (json.RawMessage, e
 
 // AuditSearch searches the log; each hit carries its job's tenant so the
 // server can filter by the caller's scope.
-func (a *APIJobs) AuditSearch(ctx context.Context, q apiserver.AuditQuery) ([]apiserver.AuditHit, error) {
+func (a *Jobs) AuditSearch(ctx context.Context, q apiserver.AuditQuery) ([]apiserver.AuditHit, error) {
 	hits, err := provenance.Search(ctx, a.Prov.Log, provenance.SearchQuery{
 		JobID: q.JobID, SpecDigest: q.SpecDigest, Artifact: q.ArtifactDigest, Since: q.Since, Until: q.Until,
 	})
@@ -124,7 +128,7 @@ func (a *APIJobs) AuditSearch(ctx context.Context, q apiserver.AuditQuery) ([]ap
 	for _, h := range hits {
 		t, ok := tenants[h.JobID]
 		if !ok {
-			if st, err := Status(ctx, a.Client, h.JobID); err == nil || st.Tenant != "" {
+			if st, err := jobclient.Status(ctx, a.Client, h.JobID); err == nil || st.Tenant != "" {
 				t = st.Tenant
 			}
 			tenants[h.JobID] = t

@@ -1,4 +1,10 @@
-package workers
+// Package providers holds the market's sellers that price real hardware:
+// LocalPool, this host's containerd capacity at reference rates, and
+// PoolProvider, an attached Nomad pool's live inventory at its price list.
+// AssignDevices names the exact node and GPUs an attached pool gives each
+// task of an award. Mapping a provider to the runtime that executes its
+// tasks is the worker's business (workers/local), not this package's.
+package providers
 
 import (
 	"bufio"
@@ -39,7 +45,7 @@ func (p *LocalPool) Profile(context.Context) (market.Profile, error) {
 	}
 	var fs syscall.Statfs_t
 	if err := syscall.Statfs(p.Home, &fs); err != nil {
-		return market.Profile{}, fmt.Errorf("workers: statfs %s: %w", p.Home, err)
+		return market.Profile{}, fmt.Errorf("providers: statfs %s: %w", p.Home, err)
 	}
 	capa := market.Capacity{
 		MilliCPU:    int64(runtime.NumCPU()) * 1000,
@@ -55,7 +61,7 @@ func (p *LocalPool) Profile(context.Context) (market.Profile, error) {
 func memTotal() (int64, error) {
 	f, err := os.Open("/proc/meminfo")
 	if err != nil {
-		return 0, fmt.Errorf("workers: meminfo: %w", err)
+		return 0, fmt.Errorf("providers: meminfo: %w", err)
 	}
 	defer f.Close()
 	sc := bufio.NewScanner(f)
@@ -64,10 +70,10 @@ func memTotal() (int64, error) {
 		if len(fields) >= 2 && fields[0] == "MemTotal:" {
 			kb, err := strconv.ParseInt(fields[1], 10, 64)
 			if err != nil {
-				return 0, fmt.Errorf("workers: meminfo: %w", err)
+				return 0, fmt.Errorf("providers: meminfo: %w", err)
 			}
 			return kb << 10, nil
 		}
 	}
-	return 0, fmt.Errorf("workers: no MemTotal in /proc/meminfo")
+	return 0, fmt.Errorf("providers: no MemTotal in /proc/meminfo")
 }

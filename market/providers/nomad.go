@@ -1,4 +1,4 @@
-package workers
+package providers
 
 import (
 	"context"
@@ -8,20 +8,13 @@ import (
 	"strings"
 	"time"
 
-	"github.com/accordmesh/accord/activities"
 	"github.com/accordmesh/accord/market"
+	"github.com/accordmesh/accord/market/broker"
 	"github.com/accordmesh/accord/runtimes"
 	"github.com/accordmesh/accord/runtimes/nomad"
 	"github.com/accordmesh/accord/runtimes/nomad/pools"
 	"github.com/accordmesh/accord/specs"
 )
-
-// poolRuntimePrefix prefixes the runtime kind of an attached pool: the
-// pool "lab" executes as runtime "pool:lab" in activities.Activities.
-const poolRuntimePrefix = "pool:"
-
-// PoolRuntime is the runtime kind under which pool name's runtime runs.
-func PoolRuntime(name string) string { return poolRuntimePrefix + name }
 
 // unmeteredDiskPerNode is the disk a pool's profile offers per schedulable
 // node. The Nomad inventory does not track disk, so the market does not
@@ -41,7 +34,7 @@ type PoolProvider struct {
 func (p *PoolProvider) Profile(ctx context.Context) (market.Profile, error) {
 	c, err := pools.Capacity(ctx, p.Pool)
 	if err != nil {
-		return market.Profile{}, fmt.Errorf("workers: pool %s inventory: %w", p.Pool.Name, err)
+		return market.Profile{}, fmt.Errorf("providers: pool %s inventory: %w", p.Pool.Name, err)
 	}
 	return poolProfile(p.Pool, c), nil
 }
@@ -133,9 +126,10 @@ func gpuKey(pr *pools.Pricing, model string) (string, int64, bool) {
 	return "", 0, false
 }
 
-// poolProviders lists the attached pools that can sell: not draining and
-// priced. A pool that cannot be read is left out of this negotiation.
-func poolProviders(store *pools.Store, log *slog.Logger) []market.Provider {
+// Pools lists the attached pools that can sell: not draining and priced.
+// A pool that cannot be read is left out of this negotiation, and one that
+// cannot be reached offers nothing instead of failing it.
+func Pools(store *pools.Store, log *slog.Logger) []market.Provider {
 	ps, err := store.List()
 	if err != nil {
 		log.Warn("pools unreadable; negotiating without them", "error", err)
@@ -167,12 +161,13 @@ func (r *reachable) Profile(ctx context.Context) (market.Profile, error) {
 	return prof, nil
 }
 
-// assignDevices names, for an award on pool name, the node and GPU
+// AssignDevices names, for an award on an attached pool, the node and GPU
 // instances each task gets, from a fresh snapshot: tasks are picked in plan
 // order and each pick is taken out of the snapshot, so tasks that run at
-// the same time never share a GPU. Other providers assign nothing.
-func assignDevices(store *pools.Store) func(ctx context.Context, provider string, plan *specs.Plan) ([]activities.TaskDevices, error) {
-	return func(ctx context.Context, provider string, plan *specs.Plan) ([]activities.TaskDevices, error) {
+// the same time never share a GPU. Other providers assign nothing. It has
+// broker.Broker's Assign signature.
+func AssignDevices(store *pools.Store) func(ctx context.Context, provider string, plan *specs.Plan) ([]broker.TaskDevices, error) {
+	return func(ctx context.Context, provider string, plan *specs.Plan) ([]broker.TaskDevices, error) {
 		if provider == LocalPoolName {
 			return nil, nil
 		}
@@ -184,7 +179,7 @@ func assignDevices(store *pools.Store) func(ctx context.Context, provider string
 		if err != nil {
 			return nil, err
 		}
-		var out []activities.TaskDevices
+		var out []broker.TaskDevices
 		for _, t := range plan.Tasks {
 			r := runtimes.Resources{
 				MilliCPU: t.Resources.MilliCPU, MemoryBytes: t.Resources.MemoryBytes, DiskBytes: t.Resources.DiskBytes,
@@ -199,7 +194,7 @@ func assignDevices(store *pools.Store) func(ctx context.Context, provider string
 			if err != nil {
 				return nil, fmt.Errorf("task %s: %w", t.Name, err)
 			}
-			out = append(out, activities.TaskDevices{Task: t.Name, Node: off.Choice.NodeID, GPUDevices: off.Choice.GPUIDs()})
+			out = append(out, broker.TaskDevices{Task: t.Name, Node: off.Choice.NodeID, GPUDevices: off.Choice.GPUIDs()})
 			take(&c, off.Choice)
 		}
 		return out, nil
@@ -226,48 +221,4 @@ func take(c *nomad.Capacity, ch nomad.Choice) {
 		}
 	}
 	c.Nodes = nodes
-}
-
-// poolTracker records a pool's runs in the pool store so that `accord pool
-// detach` refuses while they run; other runtimes are not tracked.
-type poolTracker struct{ store *pools.Store }
-
-func (t poolTracker) TaskStarted(_ context.Context, kind, runID string) error {
-	if name, ok := strings.CutPrefix(kind, poolRuntimePrefix); ok {
-		return t.store.TaskStarted(name, runID)
-	}
-	return nil
-}
-
-func (t poolTracker) TaskFinished(_ context.Context, kind, runID string) error {
-	if name, ok := strings.CutPrefix(kind, poolRuntimePrefix); ok {
-		return t.store.TaskFinished(name, runID)
-	}
-	return nil
-}
-
-// poolRuntimeFor is the runtime kind of an attached pool, "" for others.
-func poolRuntimeFor(store *pools.Store, provider string) string {
-	if provider == LocalPoolName {
-		return ""
-	}
-	if _, err := store.Get(provider); err != nil {
-		return ""
-	}
-	return PoolRuntime(provider)
-}
-
-// openPoolRuntime opens the runtime of an attached pool by its kind.
-func openPoolRuntime(store *pools.Store) func(ctx context.Context, kind string) (runtimes.Runtime, error) {
-	return func(ctx context.Context, kind string) (runtimes.Runtime, error) {
-		name, ok := strings.CutPrefix(kind, poolRuntimePrefix)
-		if !ok {
-			return nil, fmt.Errorf("%w: runtime %q", runtimes.ErrNotFound, kind)
-		}
-		p, err := store.Get(name)
-		if err != nil {
-			return nil, fmt.Errorf("%w: %w", runtimes.ErrNotFound, err)
-		}
-		return p.Runtime(ctx)
-	}
 }

@@ -1,4 +1,10 @@
-package workers
+// Package local opens the components a single Accord host runs behind its
+// activities: the containerd runtime (a private daemon if none is given),
+// the ledger, tenancy and CEL policies, the transparency log, the worker's
+// signing key (trusted for stage attestations), and the market's sellers
+// (this host's pool, configured providers and attached Nomad pools). Open
+// returns them wired into an activities.Activities for workers.Start.
+package local
 
 import (
 	"context"
@@ -11,6 +17,8 @@ import (
 	"github.com/accordmesh/accord/activities"
 	"github.com/accordmesh/accord/artifacts"
 	"github.com/accordmesh/accord/market"
+	"github.com/accordmesh/accord/market/broker"
+	"github.com/accordmesh/accord/market/providers"
 	"github.com/accordmesh/accord/policies"
 	"github.com/accordmesh/accord/provenance"
 	"github.com/accordmesh/accord/provenance/tlog"
@@ -21,8 +29,11 @@ import (
 	"github.com/accordmesh/accord/settlement"
 )
 
-// LocalOptions configure the components of a single-host Accord.
-type LocalOptions struct {
+// ErrConfig reports unusable options.
+var ErrConfig = errors.New("local: invalid configuration")
+
+// Options configure the components of a single-host Accord.
+type Options struct {
 	// Home is Accord's state directory.
 	Home string
 	// ContainerdAddress is an existing containerd socket; empty starts a
@@ -47,8 +58,8 @@ type LocalOptions struct {
 	Logger          *slog.Logger
 }
 
-// Local is the set of real components one host runs.
-type Local struct {
+// Host is the set of real components one host runs.
+type Host struct {
 	Activities *activities.Activities
 	Ledger     *settlement.Ledger
 	Log        tlog.Log
@@ -57,11 +68,11 @@ type Local struct {
 	closers    []func() error
 }
 
-// OpenLocal opens every component under o.Home: the containerd runtime
+// Open opens every component under o.Home: the containerd runtime
 // (starting a private daemon if needed), the ledger, tenancy and policies,
 // the transparency log and the worker's signing key, which it adds to the
 // trust store for stage attestations (and the log's key for checkpoints).
-func OpenLocal(ctx context.Context, o LocalOptions) (*Local, error) {
+func Open(ctx context.Context, o Options) (*Host, error) {
 	if o.Home == "" {
 		return nil, fmt.Errorf("%w: no home directory", ErrConfig)
 	}
@@ -71,14 +82,14 @@ func OpenLocal(ctx context.Context, o LocalOptions) (*Local, error) {
 	if o.MarginBP == 0 {
 		o.MarginBP = 2000
 	}
-	l := &Local{}
-	fail := func(err error) (*Local, error) {
+	l := &Host{}
+	fail := func(err error) (*Host, error) {
 		l.Close()
 		return nil, err
 	}
 	rt, err := containerd.New(ctx, containerd.Options{StateDir: filepath.Join(o.Home, "containerd"), Address: o.ContainerdAddress})
 	if err != nil {
-		return fail(fmt.Errorf("workers: containerd: %w", err))
+		return fail(fmt.Errorf("local: containerd: %w", err))
 	}
 	l.Runtime = rt
 	dsn := o.LedgerDSN
@@ -86,11 +97,11 @@ func OpenLocal(ctx context.Context, o LocalOptions) (*Local, error) {
 		dsn = settlement.ResolveDSN("", o.Home)
 	}
 	if l.Ledger, err = settlement.Open(ctx, dsn); err != nil {
-		return fail(fmt.Errorf("workers: ledger: %w", err))
+		return fail(fmt.Errorf("local: ledger: %w", err))
 	}
 	l.closers = append(l.closers, l.Ledger.Close)
 	if l.Store, err = policies.OpenStore(ctx, policies.StorePath(o.Home)); err != nil {
-		return fail(fmt.Errorf("workers: tenancy: %w", err))
+		return fail(fmt.Errorf("local: tenancy: %w", err))
 	}
 	l.closers = append(l.closers, l.Store.Close)
 	pdir := o.PoliciesDir
@@ -99,14 +110,14 @@ func OpenLocal(ctx context.Context, o LocalOptions) (*Local, error) {
 	}
 	set, err := policies.LoadDir(pdir)
 	if err != nil {
-		return fail(fmt.Errorf("workers: policies: %w", err))
+		return fail(fmt.Errorf("local: policies: %w", err))
 	}
 	kind := o.LogKind
 	if kind == "" {
 		kind = tlog.KindEmbedded
 	}
 	if l.Log, err = tlog.Open(ctx, tlog.Config{Kind: kind, Home: o.Home, URL: o.LogURL}); err != nil {
-		return fail(fmt.Errorf("workers: transparency log: %w", err))
+		return fail(fmt.Errorf("local: transparency log: %w", err))
 	}
 	switch c := l.Log.(type) {
 	case interface{ Close(context.Context) error }:
@@ -116,12 +127,12 @@ func OpenLocal(ctx context.Context, o LocalOptions) (*Local, error) {
 	}
 	key, err := provenance.LoadOrCreateKey(filepath.Join(o.Home, "keys", "worker.key"), provenance.AlgECDSAP256)
 	if err != nil {
-		return fail(fmt.Errorf("workers: signing key: %w", err))
+		return fail(fmt.Errorf("local: signing key: %w", err))
 	}
 	if err := trustLocal(ctx, o.Home, key, l.Log); err != nil {
 		return fail(err)
 	}
-	provs, err := providers(o)
+	provs, err := sellers(o)
 	if err != nil {
 		return fail(err)
 	}
@@ -129,19 +140,22 @@ func OpenLocal(ctx context.Context, o LocalOptions) (*Local, error) {
 	l.Activities = &activities.Activities{
 		Compiler: activities.SpecCompiler{},
 		Admitter: activities.PolicyAdmitter{A: &policies.Admitter{Policies: set, Store: l.Store, AutoCreate: true, Verify: specVerifier(o.Home)}},
-		Negotiator: activities.MarketNegotiator{
+		Negotiator: activities.MarketNegotiator{Broker: broker.Broker{
 			// Attached pools are read at each negotiation, so a pool attached
 			// or detached while the worker runs takes effect at once.
 			Providers: func(context.Context) ([]market.Provider, error) {
-				return append(append([]market.Provider(nil), provs...), poolProviders(poolStore, o.Logger)...), nil
+				return append(append([]market.Provider(nil), provs...), providers.Pools(poolStore, o.Logger)...), nil
 			},
-			Runtime:        map[string]string{LocalPoolName: rt.Name()},
+			Runtime:        map[string]string{providers.LocalPoolName: rt.Name()},
 			RuntimeFor:     func(provider string) string { return poolRuntimeFor(poolStore, provider) },
 			DefaultRuntime: rt.Name(),
 			Placement:      set.PlacementFilter,
-			Assign:         assignDevices(poolStore),
-		},
-		Ledger:      activities.SettlementLedger{L: l.Ledger, MarginBP: o.MarginBP, FeeBP: o.FeeBP},
+			Assign:         providers.AssignDevices(poolStore),
+		}},
+		Ledger: activities.SettlementLedger{L: l.Ledger, MarginBP: o.MarginBP, FeeBP: o.FeeBP},
+		// The admitter reserves quota; a failed or cancelled job releases
+		// its reservation and a settled one replaces it by what it spent.
+		Quota:       l.Store,
 		Artifacts:   artifacts.Local{Dir: artifacts.DefaultDir(o.Home)},
 		Attestor:    activities.RecorderAttestor{R: provenance.NewRecorder(l.Log, key, provenance.NewStore(provenance.DefaultStoreDir(o.Home)))},
 		Runtimes:    map[string]runtimes.Runtime{rt.Name(): rt},
@@ -156,13 +170,13 @@ func OpenLocal(ctx context.Context, o LocalOptions) (*Local, error) {
 	return l, nil
 }
 
-// providers is the local pool plus any configured providers.
-func providers(o LocalOptions) ([]market.Provider, error) {
+// sellers is the local pool plus any configured providers.
+func sellers(o Options) ([]market.Provider, error) {
 	cur := o.Currency
 	if cur == "" {
 		cur = "USD"
 	}
-	out := []market.Provider{&LocalPool{Home: o.Home, Pricing: DefaultLocalPricing(cur)}}
+	out := []market.Provider{&providers.LocalPool{Home: o.Home, Pricing: providers.DefaultLocalPricing(cur)}}
 	path := o.ProvidersFile
 	if path == "" {
 		path = filepath.Join(o.Home, "providers.yaml")
@@ -172,7 +186,7 @@ func providers(o LocalOptions) ([]market.Provider, error) {
 	}
 	more, err := market.LoadProviders(path)
 	if err != nil {
-		return nil, fmt.Errorf("workers: providers: %w", err)
+		return nil, fmt.Errorf("local: providers: %w", err)
 	}
 	return append(out, more...), nil
 }
@@ -183,27 +197,27 @@ func trustLocal(ctx context.Context, home string, key *provenance.Key, l tlog.Lo
 	path := provenance.DefaultTrustPath(home)
 	ts, err := provenance.LoadTrustStore(path)
 	if err != nil {
-		return fmt.Errorf("workers: trust store: %w", err)
+		return fmt.Errorf("local: trust store: %w", err)
 	}
 	if _, err := ts.Add(key.PublicPEM(), "local worker", provenance.ScopeStage); err != nil {
-		return fmt.Errorf("workers: trust worker key: %w", err)
+		return fmt.Errorf("local: trust worker key: %w", err)
 	}
 	logPEM, err := l.PublicKey(ctx)
 	if err != nil {
-		return fmt.Errorf("workers: log key: %w", err)
+		return fmt.Errorf("local: log key: %w", err)
 	}
 	if _, err := ts.Add(logPEM, "local log", provenance.ScopeLog); err != nil {
-		return fmt.Errorf("workers: trust log key: %w", err)
+		return fmt.Errorf("local: trust log key: %w", err)
 	}
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
-		return fmt.Errorf("workers: trust store: %w", err)
+		return fmt.Errorf("local: trust store: %w", err)
 	}
 	return ts.Save(path)
 }
 
 // Close closes the components (not the containerd daemon, which outlives
 // the process so that running tasks survive a worker restart).
-func (l *Local) Close() error {
+func (l *Host) Close() error {
 	var errs []error
 	for i := len(l.closers) - 1; i >= 0; i-- {
 		errs = append(errs, l.closers[i]())

@@ -1,4 +1,9 @@
-package workers
+// Package jobclient is the client side of Accord's jobs on a Temporal
+// cluster: submit a spec as a job workflow, read its status (by query while
+// it runs, from its result once it ends), watch its progress, list jobs by
+// search attributes, cancel it, pass its approval gate, and map a result to
+// the CLI's exit code.
+package jobclient
 
 import (
 	"context"
@@ -6,8 +11,10 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -24,7 +31,7 @@ import (
 )
 
 // ErrNoJob reports an unknown job ID.
-var ErrNoJob = errors.New("workers: no such job")
+var ErrNoJob = errors.New("jobclient: no such job")
 
 // NewJobID returns a fresh job ID: job-<UTC time>-<random hex>, no dots
 // (run IDs append .task.attempt).
@@ -48,11 +55,11 @@ type Submission struct {
 func Submit(ctx context.Context, c client.Client, specPath, jobID string) (Submission, error) {
 	abs, err := filepath.Abs(specPath)
 	if err != nil {
-		return Submission{}, fmt.Errorf("workers: spec path: %w", err)
+		return Submission{}, fmt.Errorf("jobclient: spec path: %w", err)
 	}
 	doc, err := os.ReadFile(abs)
 	if err != nil {
-		return Submission{}, cli.WithCode(cli.ExitInvalidSpec, fmt.Errorf("workers: read spec: %w", err))
+		return Submission{}, cli.WithCode(cli.ExitInvalidSpec, fmt.Errorf("jobclient: read spec: %w", err))
 	}
 	s, err := specs.Load(abs)
 	if err != nil {
@@ -62,7 +69,7 @@ func Submit(ctx context.Context, c client.Client, specPath, jobID string) (Submi
 		jobID = NewJobID()
 	}
 	if strings.ContainsAny(jobID, "./ ") {
-		return Submission{}, cli.WithCode(cli.ExitUsage, fmt.Errorf("workers: job ID %q must not contain '.', '/' or spaces", jobID))
+		return Submission{}, cli.WithCode(cli.ExitUsage, fmt.Errorf("jobclient: job ID %q must not contain '.', '/' or spaces", jobID))
 	}
 	run, err := c.ExecuteWorkflow(ctx, client.StartWorkflowOptions{
 		ID:                    jobID,
@@ -77,7 +84,7 @@ func Submit(ctx context.Context, c client.Client, specPath, jobID string) (Submi
 		JobID: jobID, SpecPath: abs, DocumentDigest: provenance.Digest(doc),
 	})
 	if err != nil {
-		return Submission{}, fmt.Errorf("workers: start job: %w", err)
+		return Submission{}, fmt.Errorf("jobclient: start job: %w", err)
 	}
 	return Submission{JobID: jobID, RunID: run.GetRunID(), Spec: s.Name, Tenant: s.Tenant}, nil
 }
@@ -92,11 +99,11 @@ func Status(ctx context.Context, c client.Client, jobID string) (workflows.JobSt
 	if desc.WorkflowExecutionInfo.GetStatus() == enumspb.WORKFLOW_EXECUTION_STATUS_RUNNING {
 		v, err := c.QueryWorkflow(ctx, jobID, "", workflows.QueryStatus)
 		if err != nil {
-			return workflows.JobStatus{}, fmt.Errorf("workers: query %s: %w", jobID, err)
+			return workflows.JobStatus{}, fmt.Errorf("jobclient: query %s: %w", jobID, err)
 		}
 		var st workflows.JobStatus
 		if err := v.Get(&st); err != nil {
-			return workflows.JobStatus{}, fmt.Errorf("workers: decode status: %w", err)
+			return workflows.JobStatus{}, fmt.Errorf("jobclient: decode status: %w", err)
 		}
 		return st, nil
 	}
@@ -132,26 +139,31 @@ func Result(ctx context.Context, c client.Client, jobID string) (workflows.JobRe
 
 // Watch reports the job's status each time it changes (stage, task states)
 // until the job ends, then returns its result. Polls by query every period.
+// When ctx ends first it returns ctx's error and no result.
 func Watch(ctx context.Context, c client.Client, jobID string, period time.Duration, fn func(workflows.JobStatus)) (workflows.JobResult, error) {
-	done := make(chan struct{})
-	var res workflows.JobResult
-	var rerr error
+	type outcome struct {
+		res workflows.JobResult
+		err error
+	}
+	// Buffered: the waiter never blocks (nor leaks) when Watch has returned
+	// on ctx, and the result is only ever read after it arrives.
+	done := make(chan outcome, 1)
 	go func() {
-		defer close(done)
-		res, rerr = Result(ctx, c, jobID)
+		res, err := Result(ctx, c, jobID)
+		done <- outcome{res, err}
 	}()
 	t := time.NewTicker(period)
 	defer t.Stop()
 	last := ""
 	for {
 		select {
-		case <-done:
-			if fn != nil && rerr == nil {
-				fn(StatusOf(res))
+		case o := <-done:
+			if fn != nil && o.err == nil {
+				fn(StatusOf(o.res))
 			}
-			return res, rerr
+			return o.res, o.err
 		case <-ctx.Done():
-			return res, ctx.Err()
+			return workflows.JobResult{}, ctx.Err()
 		case <-t.C:
 			if fn == nil {
 				continue
@@ -172,10 +184,14 @@ func Watch(ctx context.Context, c client.Client, jobID string, period time.Durat
 	}
 }
 
+// statusKey identifies what Watch reports: the status, the stage and each
+// task's state and attempt, in task-name order so that unchanged progress
+// has the same key.
 func statusKey(st workflows.JobStatus) string {
 	var b strings.Builder
 	b.WriteString(st.Status + "/" + st.Stage)
-	for name, t := range st.Tasks {
+	for _, name := range slices.Sorted(maps.Keys(st.Tasks)) {
+		t := st.Tasks[name]
 		fmt.Fprintf(&b, "/%s=%s:%d", name, t.State, t.Attempt)
 	}
 	return b.String()
@@ -223,7 +239,7 @@ func List(ctx context.Context, c client.Client, f Filter) ([]JobSummary, error) 
 			continue
 		}
 		if strings.ContainsAny(v, `'"\`) {
-			return nil, cli.WithCode(cli.ExitUsage, fmt.Errorf("workers: filter value %q has quotes", v))
+			return nil, cli.WithCode(cli.ExitUsage, fmt.Errorf("jobclient: filter value %q has quotes", v))
 		}
 		q = append(q, fmt.Sprintf("%s = '%s'", attr, v))
 	}
@@ -237,7 +253,7 @@ func List(ctx context.Context, c client.Client, f Filter) ([]JobSummary, error) 
 			Query: strings.Join(q, " AND "), PageSize: int32(min(f.Limit, 1000)), NextPageToken: token,
 		})
 		if err != nil {
-			return nil, fmt.Errorf("workers: list jobs: %w", err)
+			return nil, fmt.Errorf("jobclient: list jobs: %w", err)
 		}
 		for _, e := range resp.Executions {
 			s := JobSummary{JobID: e.GetExecution().GetWorkflowId(), Started: e.GetStartTime().AsTime()}
@@ -293,6 +309,8 @@ func ExitCode(res workflows.JobResult) int {
 		return cli.ExitExecution
 	case workflows.ClassVerification:
 		return cli.ExitVerification
+	case workflows.ClassFunds:
+		return cli.ExitFunds
 	}
 	return cli.ExitError
 }

@@ -1,0 +1,167 @@
+// Package broker runs one job's negotiation for a worker: it reads the
+// sellers, drops those the tenant's placement policies exclude (keeping
+// why, as "policy" diagnostics), clears the market among the rest, and
+// turns the winning award into what execution needs: the runtime kind that
+// runs the provider's tasks and the exact devices the provider gives each
+// task.
+//
+// It is a pure function of the plan, the policies and the providers'
+// current profiles, so a retried negotiation is harmless. When no provider
+// can or may sell, the error wraps market.ErrNoOffers (or
+// market.ErrNoAgreement) with the diagnostics in its message. The broker
+// knows nothing of Temporal; activities.MarketNegotiator adapts it.
+package broker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/accordmesh/accord/market"
+	"github.com/accordmesh/accord/policies"
+	"github.com/accordmesh/accord/specs"
+)
+
+// TaskDevices is the node and GPU instance IDs a provider gives one task.
+type TaskDevices struct {
+	Task       string
+	Node       string
+	GPUDevices []string
+}
+
+// Award is a negotiation's outcome: the winning provider, the runtime kind
+// that runs its tasks, the price, and the market's full record.
+type Award struct {
+	Provider string
+	Runtime  string
+	Price    int64
+	Currency string
+	Result   *market.Result
+	// Devices are the exact node and GPUs per task when the provider names
+	// them (Nomad pools); empty lets the runtime choose.
+	Devices []TaskDevices
+}
+
+// Broker negotiates on behalf of a worker.
+type Broker struct {
+	// Providers returns the sellers at negotiation time.
+	Providers func(ctx context.Context) ([]market.Provider, error)
+	// Runtime maps a winning provider to the runtime kind that executes its
+	// tasks; nil or an unknown provider means DefaultRuntime.
+	Runtime        map[string]string
+	DefaultRuntime string
+	// RuntimeFor, when set, maps providers missing from Runtime (pools
+	// attached while the worker runs) to their runtime kind; "" means none.
+	RuntimeFor func(provider string) string
+	// Placement is the tenant's placement policy for a spec (usually
+	// policies.Set.PlacementFilter); nil admits every provider.
+	Placement func(spec *specs.Spec) func(policies.ProviderView) (bool, string)
+	// Assign names the exact devices a winning provider gives each task
+	// (nil, or a nil return, means the runtime chooses).
+	Assign func(ctx context.Context, provider string, plan *specs.Plan) ([]TaskDevices, error)
+}
+
+// Negotiate clears the market for one job among the providers its
+// placement policies allow. No offers or no agreement wraps
+// market.ErrNoOffers or market.ErrNoAgreement with the market's
+// diagnostics, including the providers the placement policies excluded and
+// why.
+func (b Broker) Negotiate(ctx context.Context, jobID string, plan *specs.Plan) (Award, error) {
+	provs, err := b.Providers(ctx)
+	if err != nil {
+		return Award{}, fmt.Errorf("broker: providers: %w", err)
+	}
+	provs, excluded, err := b.filter(ctx, jobID, plan, provs)
+	if err != nil {
+		return Award{}, err
+	}
+	if len(provs) == 0 && len(excluded) > 0 {
+		return Award{}, fmt.Errorf("%w: every provider was excluded by placement policy: %s", market.ErrNoOffers, explain(excluded))
+	}
+	res, err := market.Negotiate(ctx, plan, provs, market.Options{Job: jobID})
+	if res != nil {
+		res.Diagnostics = append(res.Diagnostics, excluded...)
+	}
+	if errors.Is(err, market.ErrNoOffers) || errors.Is(err, market.ErrNoAgreement) {
+		why := excluded
+		if res != nil {
+			why = res.Diagnostics
+		}
+		return Award{}, fmt.Errorf("%w: %s", err, explain(why))
+	}
+	if err != nil {
+		return Award{}, err
+	}
+	if len(res.Awards) == 0 {
+		return Award{}, fmt.Errorf("%w: the market cleared no award", market.ErrNoOffers)
+	}
+	aw := res.Awards[0]
+	out := Award{Provider: aw.Provider, Runtime: b.runtime(aw.Provider), Price: aw.Price, Currency: res.Currency, Result: res}
+	if b.Assign != nil {
+		if out.Devices, err = b.Assign(ctx, aw.Provider, plan); err != nil {
+			return Award{}, fmt.Errorf("broker: assign devices on %s: %w", aw.Provider, err)
+		}
+	}
+	return out, nil
+}
+
+// runtime is the runtime kind that executes provider's tasks.
+func (b Broker) runtime(provider string) string {
+	rt := b.Runtime[provider]
+	if rt == "" && b.RuntimeFor != nil {
+		rt = b.RuntimeFor(provider)
+	}
+	if rt == "" {
+		rt = b.DefaultRuntime
+	}
+	return rt
+}
+
+// filter reads every provider's profile once and keeps those the tenant's
+// placement rules allow; the others come back as diagnostics with
+// constraint "policy" and the rules' reasons.
+func (b Broker) filter(ctx context.Context, jobID string, plan *specs.Plan, provs []market.Provider) ([]market.Provider, []market.Diagnostic, error) {
+	if b.Placement == nil || plan.Spec == nil {
+		return provs, nil, nil
+	}
+	allow := b.Placement(plan.Spec)
+	var kept []market.Provider
+	var excluded []market.Diagnostic
+	for _, pr := range provs {
+		p, err := pr.Profile(ctx)
+		if err != nil {
+			return nil, nil, fmt.Errorf("broker: provider profile: %w", err)
+		}
+		if ok, why := allow(ProviderView(p)); !ok {
+			excluded = append(excluded, market.Diagnostic{Provider: p.Name, Job: jobID, Constraint: "policy", Detail: why})
+			continue
+		}
+		kept = append(kept, &market.Static{P: p})
+	}
+	return kept, excluded, nil
+}
+
+// ProviderView is what a placement rule sees of a provider's profile.
+func ProviderView(p market.Profile) policies.ProviderView {
+	v := policies.ProviderView{Name: p.Name, Pool: p.Name, Region: p.Region, Reputation: p.Reputation}
+	if len(p.TEE) > 0 {
+		v.TEE = p.TEE[0]
+	}
+	for _, g := range p.Free.GPUs {
+		for range g.Count {
+			v.GPUs = append(v.GPUs, policies.GPUView{Model: g.Model, MemoryBytes: g.MemoryBytes})
+		}
+	}
+	return v
+}
+
+// explain renders diagnostics for an error message: "provider: detail
+// (constraint)", joined by "; ".
+func explain(ds []market.Diagnostic) string {
+	var why []string
+	for _, d := range ds {
+		why = append(why, fmt.Sprintf("%s: %s (%s)", d.Provider, d.Detail, d.Constraint))
+	}
+	return strings.Join(why, "; ")
+}

@@ -1,0 +1,138 @@
+package broker
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"testing"
+
+	"github.com/accordmesh/accord/market"
+	"github.com/accordmesh/accord/policies"
+	"github.com/accordmesh/accord/specs"
+)
+
+func quickstartPlan(t *testing.T) *specs.Plan {
+	t.Helper()
+	s, err := specs.Load("../../examples/quickstart.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	plan, err := specs.Compile(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return plan
+}
+
+func localProvider(cpu int64) *market.Static {
+	return &market.Static{P: market.Profile{
+		Name: "local", Region: "local", Reputation: 1,
+		Free:    market.Capacity{MilliCPU: cpu, MemoryBytes: 8 << 30, DiskBytes: 64 << 30},
+		Pricing: market.Pricing{Currency: "USD", CPUHour: 4, MemoryGiBHour: 1},
+	}}
+}
+
+func sellers(ps ...market.Provider) func(context.Context) ([]market.Provider, error) {
+	return func(context.Context) ([]market.Provider, error) { return ps, nil }
+}
+
+func TestNegotiate(t *testing.T) {
+	plan := quickstartPlan(t)
+	b := Broker{Providers: sellers(localProvider(4000)), DefaultRuntime: "containerd"}
+	aw, err := b.Negotiate(context.Background(), "job-1", plan)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if aw.Provider != "local" || aw.Runtime != "containerd" || aw.Price <= 0 || aw.Price > plan.Spec.Budget.MaxPrice ||
+		aw.Currency != "USD" || aw.Result == nil || len(aw.Result.Awards) != 1 {
+		t.Errorf("award %+v", aw)
+	}
+	// A provider too small for the task cannot bid: no offers, with the reason.
+	b.Providers = sellers(localProvider(100))
+	_, err = b.Negotiate(context.Background(), "job-1", plan)
+	if !errors.Is(err, market.ErrNoOffers) || !strings.Contains(err.Error(), "local") {
+		t.Errorf("small provider: %v, want ErrNoOffers naming local", err)
+	}
+}
+
+// The runtime kind comes from Runtime, then RuntimeFor, then the default;
+// Assign's devices reach the award, and its failure fails the negotiation.
+func TestNegotiateRuntimeAndDevices(t *testing.T) {
+	plan := quickstartPlan(t)
+	b := Broker{
+		Providers:      sellers(localProvider(4000)),
+		DefaultRuntime: "containerd",
+		RuntimeFor:     func(p string) string { return "pool:" + p },
+		Assign: func(_ context.Context, provider string, plan *specs.Plan) ([]TaskDevices, error) {
+			return []TaskDevices{{Task: plan.Tasks[0].Name, Node: provider + "-n1", GPUDevices: []string{"g0"}}}, nil
+		},
+	}
+	aw, err := b.Negotiate(context.Background(), "job-1", plan)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if aw.Runtime != "pool:local" || len(aw.Devices) != 1 || aw.Devices[0].Node != "local-n1" || aw.Devices[0].Task != plan.Tasks[0].Name {
+		t.Errorf("award %+v", aw)
+	}
+	b.Runtime = map[string]string{"local": "containerd-2"}
+	if aw, err = b.Negotiate(context.Background(), "job-1", plan); err != nil || aw.Runtime != "containerd-2" {
+		t.Errorf("runtime %q, %v; want containerd-2 from Runtime", aw.Runtime, err)
+	}
+	boom := errors.New("inventory unreachable")
+	b.Assign = func(context.Context, string, *specs.Plan) ([]TaskDevices, error) { return nil, boom }
+	if _, err := b.Negotiate(context.Background(), "job-1", plan); !errors.Is(err, boom) {
+		t.Errorf("assign failure: %v", err)
+	}
+}
+
+// The tenant's placement rules run on every provider before the market:
+// an excluded provider is a "policy" diagnostic naming the rule, and when
+// every provider is excluded the job has no offers and says which rule.
+func TestNegotiatePlacementPolicy(t *testing.T) {
+	plan := quickstartPlan(t)
+	pol, err := policies.Parse("deny-local.yaml", []byte(`policy: deny-local
+version: 1
+rules:
+  - name: not-local
+    on: placement
+    expr: provider.name != "local"
+    message: the local pool may not run this tenant's jobs
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	set := &policies.Set{Policies: []*policies.Policy{pol}}
+	other := localProvider(4000)
+	other.P.Name, other.P.Region = "remote", "eu-west-1"
+	b := Broker{Providers: sellers(localProvider(4000), other), DefaultRuntime: "containerd", Placement: set.PlacementFilter}
+	aw, err := b.Negotiate(context.Background(), "job-1", plan)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if aw.Provider != "remote" {
+		t.Fatalf("award went to %s, want remote", aw.Provider)
+	}
+	var found bool
+	for _, d := range aw.Result.Diagnostics {
+		if d.Provider == "local" && d.Constraint == "policy" && strings.Contains(d.Detail, "deny-local/not-local") {
+			found = true
+		}
+	}
+	if !found {
+		t.Errorf("no policy diagnostic for local: %+v", aw.Result.Diagnostics)
+	}
+	// Only the local pool: excluded, no offers, the reason names the rule.
+	b.Providers = sellers(localProvider(4000))
+	_, err = b.Negotiate(context.Background(), "job-1", plan)
+	if !errors.Is(err, market.ErrNoOffers) || !strings.Contains(err.Error(), "deny-local/not-local") || !strings.Contains(err.Error(), "local") {
+		t.Errorf("all excluded: %v", err)
+	}
+}
+
+func TestProviderView(t *testing.T) {
+	v := ProviderView(market.Profile{Name: "p", Region: "eu-west-1", TEE: []string{"sev-snp"}, Reputation: 0.5,
+		Free: market.Capacity{GPUs: []market.GPUPool{{Model: "H100", MemoryBytes: 80 << 30, Count: 2}}}})
+	if v.Name != "p" || v.Region != "eu-west-1" || v.TEE != "sev-snp" || v.Reputation != 0.5 || len(v.GPUs) != 2 || v.GPUs[1].Model != "H100" {
+		t.Errorf("view %+v", v)
+	}
+}
