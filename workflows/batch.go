@@ -264,6 +264,7 @@ func (j *job) runBatches(ctx workflow.Context) error {
 	deps := batchDeps(batches)
 	done := make([]bool, len(batches))
 	refs := make([]string, len(batches))
+	var usage Usage
 	ectx, cancel := workflow.WithCancel(ctx)
 	defer cancel()
 	var firstErr error
@@ -285,6 +286,7 @@ func (j *job) runBatches(ctx workflow.Context) error {
 				return
 			}
 			refs[i] = res.Ref
+			usage = addUsage(usage, res.Usage)
 		})
 	}
 	if err := workflow.Await(ctx, func() bool { return !slices.Contains(done, false) }); err != nil || ctx.Err() != nil {
@@ -293,7 +295,7 @@ func (j *job) runBatches(ctx workflow.Context) error {
 	if firstErr != nil {
 		return firstErr
 	}
-	j.results, j.usage = refs, sumUsage(j.tasks)
+	j.results, j.usage = refs, usage
 	return nil
 }
 
@@ -337,7 +339,7 @@ func JobBatch(ctx workflow.Context, in BatchInput) (BatchResult, error) {
 		r.tasks[t.Name] = TaskStatus{State: TaskPending}
 	}
 	err := r.run(ctx, in.Tasks)
-	res := BatchResult{Tasks: r.tasks, Compensated: r.comp}
+	res := BatchResult{Tasks: brief(r.tasks), Usage: sumUsage(r.tasks), Compensated: r.comp}
 	if err != nil {
 		var f *failure
 		res.Class, res.Failure = ClassInternal, err.Error()
@@ -350,6 +352,22 @@ func JobBatch(ctx workflow.Context, in BatchInput) (BatchResult, error) {
 		return res, err
 	}
 	return res, nil
+}
+
+// maxReason bounds a task's failure reason in a batch's result.
+const maxReason = 512
+
+// brief keeps what the job needs of each task's status to schedule and
+// report it; outputs, usage and times stay in the sealed results.
+func brief(tasks map[string]TaskStatus) map[string]TaskStatus {
+	out := make(map[string]TaskStatus, len(tasks))
+	for name, t := range tasks {
+		if len(t.Reason) > maxReason {
+			t.Reason = t.Reason[:maxReason]
+		}
+		out[name] = TaskStatus{State: t.State, Attempt: t.Attempt, RunID: t.RunID, ExitCode: t.ExitCode, Reason: t.Reason}
+	}
+	return out
 }
 
 // awardFor is the award as the given tasks need it: the devices offered to
@@ -417,13 +435,17 @@ func allDone(done []bool, which []int) bool {
 func sumUsage(tasks map[string]TaskStatus) Usage {
 	var u Usage
 	for _, name := range sortedKeys(tasks) { // a fixed order keeps float sums deterministic
-		t := tasks[name].Usage
-		u.WallSeconds += t.WallSeconds
-		u.CPUSeconds += t.CPUSeconds
-		u.MemGBSeconds += t.MemGBSeconds
-		u.GPUSeconds += t.GPUSeconds
-		u.PeakMemBytes = max(u.PeakMemBytes, t.PeakMemBytes)
+		u = addUsage(u, tasks[name].Usage)
 	}
+	return u
+}
+
+func addUsage(u, t Usage) Usage {
+	u.WallSeconds += t.WallSeconds
+	u.CPUSeconds += t.CPUSeconds
+	u.MemGBSeconds += t.MemGBSeconds
+	u.GPUSeconds += t.GPUSeconds
+	u.PeakMemBytes = max(u.PeakMemBytes, t.PeakMemBytes)
 	return u
 }
 

@@ -57,7 +57,10 @@ func TestJobLargeRunsInBatches(t *testing.T) {
 		t.Errorf("result lists %d tasks, counts %v", len(res.Tasks), res.TaskCounts)
 	}
 	if len(h.settled) != 1 || h.settled[0].Usage == nil || h.settled[0].Tasks != nil {
-		t.Errorf("settle input must carry the usage total, not the tasks: %+v", h.settled)
+		t.Fatalf("settle input must carry the usage total, not the tasks: %+v", h.settled)
+	}
+	if u := h.settled[0].Usage; u.WallSeconds != float64(n) {
+		t.Errorf("settled usage %+v, want %d wall seconds (one per task)", u, n)
 	}
 	if h.maxRunInput > 1024 {
 		t.Errorf("a RunTask input is %d bytes: it carries the negotiation record or every task's devices", h.maxRunInput)

@@ -459,10 +459,13 @@ type BatchInput struct {
 	Upstream map[string]string `json:"upstream,omitempty"`
 }
 
-// BatchResult reports a batch: every task's status, the digest of the
-// sealed results when all succeeded, else the failure and its class.
+// BatchResult reports a batch: every task's status in brief (state,
+// attempt, exit code, reason: the rest is in the sealed results), their total
+// usage, the digest of the sealed results when all succeeded, else the
+// failure and its class.
 type BatchResult struct {
 	Tasks       map[string]TaskStatus `json:"tasks"`
+	Usage       Usage                 `json:"usage"`
 	Ref         string                `json:"ref,omitempty"`
 	Failure     string                `json:"failure,omitempty"`
 	Class       string                `json:"class,omitempty"`

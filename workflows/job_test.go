@@ -155,7 +155,8 @@ func (h *harness) defaults() {
 	if !h.overridden[RunTask.Name] {
 		env.OnActivity(RunTask.Name, mock.Anything, mock.Anything).Return(
 			func(_ context.Context, in RunTaskInput) (RunTaskOutput, error) {
-				return RunTaskOutput{State: "exited", Outputs: []OutputArtifact{{Path: "out.json", SHA256: "cc"}}}, nil
+				return RunTaskOutput{State: "exited", Outputs: []OutputArtifact{{Path: "out.json", SHA256: "cc"}},
+					Usage: Usage{WallSeconds: 1}}, nil
 			}).Maybe()
 	}
 	if !h.overridden[SealResults.Name] {
