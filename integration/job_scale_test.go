@@ -1,15 +1,20 @@
 package integration
 
 import (
+	"bufio"
 	"context"
 	"fmt"
+	"math"
 	"os"
+	"runtime"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/accordmesh/accord/workers/jobclient"
+	"github.com/accordmesh/accord/workers/local"
+	"github.com/accordmesh/accord/workers/stack"
 	"github.com/accordmesh/accord/workflows"
 )
 
@@ -32,16 +37,26 @@ func TestJobScale(t *testing.T) {
 	image := needStack(t)
 	home := newHome(t)
 	fund(t, home, "scale", 100_000)
-	st := startStack(t, home, 0, false)
+	// The local pool reserves every task's CPU and memory at once; no-op
+	// tasks use a fraction of either, so the pool offers what the job asks
+	// (--overcommit), and the workflow still runs at most 256 at a time.
+	const milliCPU, memBytes = 1, 16 << 20
+	over := math.Max(float64(n*milliCPU)/float64(runtime.NumCPU()*1000), float64(n*memBytes)/float64(hostMemory(t)))
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	st, err := stack.Start(ctx, stack.Options{Home: home, Local: local.Options{Overcommit: math.Max(1, 1.25*over)}})
+	if err != nil {
+		t.Fatal(err)
+	}
 	defer st.Stop()
 	var tasks strings.Builder
 	for i := range n {
 		tasks.WriteString(trainerTask(fmt.Sprintf("t%05d", i), image, []string{"trainer", "prepare", "--samples", "2"},
-			"  resources: {cpu: 1m, memory: 16MiB, max_duration: 1m}\n"))
+			fmt.Sprintf("  resources: {cpu: %dm, memory: %dMiB, max_duration: 1m}\n", milliCPU, memBytes>>20)))
 	}
 	spec := writeSpec(t, t.TempDir(), specDoc{Name: "scale", Tenant: "scale", Tasks: tasks.String(), MaxPrice: 50_000})
 	start := time.Now()
-	sub, err := jobclient.Submit(context.Background(), st.Client, spec, "")
+	sub, err := jobclient.Submit(ctx, st.Client, spec, "")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -69,4 +84,23 @@ func TestJobScale(t *testing.T) {
 	}
 	fmt.Printf("scale: %d tasks settled in %v (%.0f tasks/min); %d executions, %d events, %d bytes of history: %d bytes/task\n",
 		n, elapsed.Round(time.Second), float64(n)/elapsed.Minutes(), len(ids), totalEvents, totalBytes, totalBytes/n)
+}
+
+// hostMemory is MemTotal from /proc/meminfo, in bytes.
+func hostMemory(t *testing.T) int64 {
+	t.Helper()
+	f, err := os.Open("/proc/meminfo")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		var kb int64
+		if _, err := fmt.Sscanf(sc.Text(), "MemTotal: %d kB", &kb); err == nil {
+			return kb << 10
+		}
+	}
+	t.Fatal("no MemTotal in /proc/meminfo")
+	return 0
 }

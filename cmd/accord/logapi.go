@@ -20,6 +20,7 @@ import (
 // worker share them.
 type localFlags struct {
 	containerd, ledgerDSN, rekorURL string
+	overcommit                      float64
 }
 
 func (f *localFlags) add(cmd *cobra.Command) {
@@ -27,12 +28,13 @@ func (f *localFlags) add(cmd *cobra.Command) {
 	fl.StringVar(&f.containerd, "containerd", "", "existing containerd socket (default: a private daemon under the home directory)")
 	fl.StringVar(&f.ledgerDSN, "ledger-dsn", "", "ledger database (default SQLite under the home directory; postgres://... for PostgreSQL)")
 	fl.StringVar(&f.rekorURL, "rekor-url", "", "log attestations to this Rekor v1 server instead of the embedded log")
+	fl.Float64Var(&f.overcommit, "overcommit", 1, "offer this many times the host's CPUs and memory in the local pool (tasks keep their own limits)")
 }
 
 // options are the worker's local options; the Rekor v1 backend replaces the
 // embedded log when --rekor-url is set.
 func (f *localFlags) options(home string) local.Options {
-	o := local.Options{Home: home, ContainerdAddress: f.containerd, LedgerDSN: f.ledgerDSN}
+	o := local.Options{Home: home, ContainerdAddress: f.containerd, LedgerDSN: f.ledgerDSN, Overcommit: f.overcommit}
 	if f.rekorURL != "" {
 		o.LogKind, o.LogURL = tlog.KindRekor, f.rekorURL
 	}

@@ -29,6 +29,11 @@ const LocalPoolName = "local"
 type LocalPool struct {
 	Home    string
 	Pricing market.Pricing
+	// Overcommit, when above 1, offers that many times the host's CPUs and
+	// memory: the operator's choice for tasks that reserve more than they
+	// use (containers keep their own limits; the host is shared). 0 or 1
+	// offers the hardware as it is.
+	Overcommit float64
 }
 
 // DefaultLocalPricing prices the local pool at the specs' reference rates
@@ -39,6 +44,9 @@ func DefaultLocalPricing(currency string) market.Pricing {
 
 // Profile implements market.Provider from the host's current resources.
 func (p *LocalPool) Profile(context.Context) (market.Profile, error) {
+	if p.Overcommit != 0 && !(p.Overcommit >= 1) { // also refuses NaN
+		return market.Profile{}, fmt.Errorf("providers: overcommit %g: must be at least 1", p.Overcommit)
+	}
 	mem, err := memTotal()
 	if err != nil {
 		return market.Profile{}, err
@@ -51,6 +59,10 @@ func (p *LocalPool) Profile(context.Context) (market.Profile, error) {
 		MilliCPU:    int64(runtime.NumCPU()) * 1000,
 		MemoryBytes: mem,
 		DiskBytes:   int64(fs.Bavail) * int64(fs.Bsize),
+	}
+	if p.Overcommit > 1 {
+		capa.MilliCPU = int64(float64(capa.MilliCPU) * p.Overcommit)
+		capa.MemoryBytes = int64(float64(capa.MemoryBytes) * p.Overcommit)
 	}
 	return market.Profile{
 		Name: LocalPoolName, Region: "local", Reputation: 1,

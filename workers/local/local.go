@@ -55,6 +55,9 @@ type Options struct {
 	Currency string
 	// FeeBP is the platform fee; MarginBP the escrow margin over the price.
 	FeeBP, MarginBP int64
+	// Overcommit multiplies the CPUs and memory the local pool offers
+	// (providers.LocalPool.Overcommit); 0 or 1 offers the host as it is.
+	Overcommit float64
 	Logger          *slog.Logger
 }
 
@@ -176,7 +179,7 @@ func sellers(o Options) ([]market.Provider, error) {
 	if cur == "" {
 		cur = "USD"
 	}
-	out := []market.Provider{&providers.LocalPool{Home: o.Home, Pricing: providers.DefaultLocalPricing(cur)}}
+	out := []market.Provider{&providers.LocalPool{Home: o.Home, Pricing: providers.DefaultLocalPricing(cur), Overcommit: o.Overcommit}}
 	path := o.ProvidersFile
 	if path == "" {
 		path = filepath.Join(o.Home, "providers.yaml")
