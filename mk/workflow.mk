@@ -1,6 +1,6 @@
 # Durable jobs (workflows/, activities/, workers/): `make run` and the
 # orchestration-overhead benchmark.
-.PHONY: run bench-workflow record-histories
+.PHONY: run bench-workflow record-histories scale-workflow
 
 # run builds accord, makes sure containerd and runc are present (installing
 # them when root), builds the example image and runs the quickstart through
@@ -19,7 +19,18 @@ bench-workflow: $(TRAINER_TAR)
 	ACCORD_BENCH_JOBS=$(WORKFLOW_BENCH_N) $(GO) test -count=1 -timeout 60m -run '^TestJobBenchOverhead$$' -v ./integration/ 2>&1 \
 		| grep -E '^(=== RUN|--- |bench|PASS|FAIL|ok)|overhead|ratio|jobs/min'
 
-# record-histories re-records the workflow histories the replay tests use
-# (workflows/testdata/*.json) from real runs on the embedded stack.
+# scale-workflow: a spec of SCALE_TASKS no-op tasks (default 5,000) to
+# settlement on the embedded stack, with the history of the job and of each
+# batch child, and bytes per task. Needs root, containerd and runc.
+SCALE_TASKS ?= 5000
+scale-workflow: $(TRAINER_TAR)
+	ACCORD_SCALE_TASKS=$(SCALE_TASKS) $(GO) test -count=1 -timeout 90m -run '^TestJobScale$$' -v ./integration/ 2>&1 \
+		| grep -E '^(=== RUN|--- |PASS|FAIL|ok)|history |scale:'
+
+# record-histories adds the current layout's histories that the replay tests
+# use (workflows/testdata/job_NAME_layoutN.json, listed in histories.sha256)
+# from real runs on the embedded stack. It never overwrites one: a change to
+# the workflow's commands needs a new layout first (docs/workflows.md).
 record-histories: $(TRAINER_TAR)
-	ACCORD_RECORD_HISTORIES=1 $(GO) test -count=1 -timeout 30m -run '^TestJob' ./integration/
+	ACCORD_RECORD_HISTORIES=1 $(GO) test -count=1 -timeout 30m \
+		-run '^TestJob(DAGEndToEnd|ApprovalGate|CancelMidExecution|RetryThenFail)$$' ./integration/
