@@ -208,11 +208,7 @@ func totalUsage(in workflows.SettleInput) workflows.Usage {
 	}
 	var u workflows.Usage
 	for _, t := range in.Tasks {
-		u.WallSeconds += t.Usage.WallSeconds
-		u.CPUSeconds += t.Usage.CPUSeconds
-		u.MemGBSeconds += t.Usage.MemGBSeconds
-		u.GPUSeconds += t.Usage.GPUSeconds
-		u.PeakMemBytes = max(u.PeakMemBytes, t.Usage.PeakMemBytes)
+		u = u.Add(t.Usage)
 	}
 	return u
 }

@@ -112,6 +112,17 @@ type Usage struct {
 	GPUSeconds   float64 `json:"gpu_seconds,omitempty"`
 }
 
+// Add is the usage of two runs together: quantities add up, the peak
+// memory is the larger peak.
+func (u Usage) Add(v Usage) Usage {
+	u.WallSeconds += v.WallSeconds
+	u.CPUSeconds += v.CPUSeconds
+	u.MemGBSeconds += v.MemGBSeconds
+	u.GPUSeconds += v.GPUSeconds
+	u.PeakMemBytes = max(u.PeakMemBytes, v.PeakMemBytes)
+	return u
+}
+
 // Output is one collected output file.
 type Output struct {
 	Path   string // relative to the output directory

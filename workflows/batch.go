@@ -286,7 +286,7 @@ func (j *job) runBatches(ctx workflow.Context) error {
 				return
 			}
 			refs[i] = res.Ref
-			usage = addUsage(usage, res.Usage)
+			usage = usage.Add(res.Usage)
 		})
 	}
 	if err := workflow.Await(ctx, func() bool { return !slices.Contains(done, false) }); err != nil || ctx.Err() != nil {
@@ -435,17 +435,8 @@ func allDone(done []bool, which []int) bool {
 func sumUsage(tasks map[string]TaskStatus) Usage {
 	var u Usage
 	for _, name := range sortedKeys(tasks) { // a fixed order keeps float sums deterministic
-		u = addUsage(u, tasks[name].Usage)
+		u = u.Add(tasks[name].Usage)
 	}
-	return u
-}
-
-func addUsage(u, t Usage) Usage {
-	u.WallSeconds += t.WallSeconds
-	u.CPUSeconds += t.CPUSeconds
-	u.MemGBSeconds += t.MemGBSeconds
-	u.GPUSeconds += t.GPUSeconds
-	u.PeakMemBytes = max(u.PeakMemBytes, t.PeakMemBytes)
 	return u
 }
 
