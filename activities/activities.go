@@ -136,6 +136,9 @@ type Activities struct {
 	// (and tests run even where the award's runtime cannot mount the
 	// collected outputs, as on Nomad); empty means the award's runtime.
 	VerifyRuntime string
+	// TestDuration bounds each acceptance-test container (default
+	// DefaultTestDuration).
+	TestDuration time.Duration
 	// Tracker, when set, is told which runs start and end on which runtime
 	// (pools refuse to detach while tasks run there).
 	Tracker TaskTracker
@@ -168,6 +171,7 @@ func (a *Activities) RegisterExecution(w worker.ActivityRegistry) {
 	workflows.WaitTask.Register(w, a.WaitTask)
 	workflows.RunTask.Register(w, a.RunTask)
 	workflows.StopTask.Register(w, a.StopTask)
+	workflows.StopTests.Register(w, a.StopTests)
 	workflows.Verify.Register(w, a.Verify)
 }
 

@@ -7,9 +7,11 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/accordmesh/accord/artifacts"
 	"github.com/accordmesh/accord/provenance/predicate"
+	"github.com/accordmesh/accord/runtimes"
 	"github.com/accordmesh/accord/specs"
 	"github.com/accordmesh/accord/workflows"
 )
@@ -124,5 +126,61 @@ func TestPrepareOncePerImage(t *testing.T) {
 	wg.Wait()
 	if n := rt.prepares.Load(); n != 1 {
 		t.Errorf("image prepared %d times, want once", n)
+	}
+}
+
+// StopTests, the compensation for Verify, stops and removes the job's test
+// containers and is a no-op the second time; test containers are bounded.
+func TestStopTestsAndTestDuration(t *testing.T) {
+	ctx := context.Background()
+	rt := newFake()
+	a := &Activities{Runtimes: map[string]runtimes.Runtime{"fake": rt}, JobsDir: t.TempDir()}
+	if _, err := rt.Start(ctx, runtimes.TaskSpec{ID: testRunID("job-1", 1)}); err != nil {
+		t.Fatal(err)
+	}
+	in := workflows.StopTestsInput{JobID: "job-1", Runtime: "fake", Tests: 3}
+	if _, err := a.StopTests(ctx, in); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := rt.Status(ctx, testRunID("job-1", 1)); !errors.Is(err, runtimes.ErrNotFound) || rt.stops != 1 {
+		t.Fatalf("test container still there (%v), %d stops", err, rt.stops)
+	}
+	if _, err := a.StopTests(ctx, in); err != nil || rt.stops != 1 {
+		t.Fatalf("second StopTests: %v, %d stops", err, rt.stops)
+	}
+	if a.testDuration() != DefaultTestDuration || DefaultTestDuration <= 0 {
+		t.Errorf("test containers unbounded: %v", a.testDuration())
+	}
+}
+
+// An acceptance-test container runs under a time limit.
+func TestTestContainerIsBounded(t *testing.T) {
+	plan, raw := quickstartPlan(t)
+	if len(plan.Spec.Verification.Tests) == 0 || len(plan.Spec.Verification.Tests[0].Command) == 0 {
+		t.Fatal("the quickstart's first test runs a command")
+	}
+	rt := newFake()
+	a := &Activities{Runtimes: map[string]runtimes.Runtime{"fake": rt}, JobsDir: t.TempDir(), TestDuration: 3 * time.Minute}
+	in := workflows.VerifyInput{JobID: "job-1", PlanInput: workflows.PlanInput{PlanJSON: raw}, Award: workflows.NegotiateOutput{Runtime: "fake"},
+		Tasks: map[string]workflows.TaskStatus{"train": {State: workflows.TaskSucceeded}}}
+	done := make(chan error, 1)
+	go func() { _, err := a.Verify(context.Background(), in); done <- err }()
+	id := testRunID("job-1", 0)
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		if tk, err := rt.get(id); err == nil {
+			if d := tk.spec.Resources.MaxDuration; d != 3*time.Minute {
+				t.Errorf("test container max duration %v, want 3m", d)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("no test container started")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	rt.finish(id, 0, nil)
+	if err := <-done; err != nil {
+		t.Fatal(err)
 	}
 }

@@ -53,7 +53,8 @@ func Summarize(p *specs.Plan) workflows.PlanSummary {
 	if p.Spec != nil {
 		s.ApprovalRequired = p.Spec.Approval.Required
 		s.ApprovalAbove = p.Spec.Approval.AbovePrice
-		s.HasTests = len(p.Spec.Verification.Tests) > 0
+		s.Tests = len(p.Spec.Verification.Tests)
+		s.HasTests = s.Tests > 0
 		if s.Currency == "" {
 			s.Currency = p.Spec.Budget.Currency
 		}

@@ -5,12 +5,14 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"math"
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/accordmesh/accord/runtimes"
 	"github.com/accordmesh/accord/specs"
@@ -92,11 +94,7 @@ func (a *Activities) runTest(ctx context.Context, in workflows.VerifyInput, plan
 }
 
 func (a *Activities) runTestContainer(ctx context.Context, in workflows.VerifyInput, plan *specs.Plan, n int, t specs.Test, outputs string) (int, string, error) {
-	kind := a.VerifyRuntime
-	if kind == "" {
-		kind = in.Award.Runtime
-	}
-	rt, err := a.runtime(ctx, kind)
+	rt, err := a.verifyRuntime(ctx, in.Award.Runtime)
 	if err != nil {
 		return 0, "", err
 	}
@@ -106,7 +104,7 @@ func (a *Activities) runTestContainer(ctx context.Context, in workflows.VerifyIn
 			image = task.Image
 		}
 	}
-	id := fmt.Sprintf("%s.verify.%d", in.JobID, n)
+	id := testRunID(in.JobID, n)
 	stop := heartbeat(ctx, "verifying "+t.Name)
 	defer stop()
 	if _, _, err := a.prepare(ctx, rt, image); err != nil {
@@ -118,7 +116,7 @@ func (a *Activities) runTestContainer(ctx context.Context, in workflows.VerifyIn
 	spec := runtimes.TaskSpec{
 		ID: id, Image: image, Command: t.Command, OutputDir: "/verify",
 		Inputs:    []runtimes.Mount{{Source: outputs, Target: "/out"}},
-		Resources: runtimes.Resources{MilliCPU: 1000, MemoryBytes: 256 << 20},
+		Resources: runtimes.Resources{MilliCPU: 1000, MemoryBytes: 256 << 20, MaxDuration: a.testDuration()},
 		Labels:    map[string]string{"accord.job": in.JobID, "accord.test": t.Name},
 	}
 	if _, err := rt.Start(ctx, spec); err != nil {
@@ -193,4 +191,52 @@ func compare(v float64, op string, bound float64) bool {
 		return v != bound
 	}
 	return false
+}
+
+// DefaultTestDuration bounds one acceptance-test container: a test that runs
+// longer is killed and fails, so a tenant's test cannot hold a provider's
+// machine unpaid.
+const DefaultTestDuration = 10 * time.Minute
+
+func (a *Activities) testDuration() time.Duration {
+	if a.TestDuration > 0 {
+		return a.TestDuration
+	}
+	return DefaultTestDuration
+}
+
+// testRunID names acceptance test n's container: <job>.verify.<n>.
+func testRunID(jobID string, n int) string { return fmt.Sprintf("%s.verify.%d", jobID, n) }
+
+// verifyRuntime is where acceptance tests run: the worker's own runtime
+// when it has one, else the award's.
+func (a *Activities) verifyRuntime(ctx context.Context, award string) (runtimes.Runtime, error) {
+	kind := a.VerifyRuntime
+	if kind == "" {
+		kind = award
+	}
+	return a.runtime(ctx, kind)
+}
+
+// StopTests stops and removes a job's acceptance-test containers: the
+// compensation for Verify. Idempotent: a container that is gone is skipped.
+func (a *Activities) StopTests(ctx context.Context, in workflows.StopTestsInput) (workflows.StopTestsOutput, error) {
+	rt, err := a.verifyRuntime(ctx, in.Runtime)
+	if err != nil {
+		return workflows.StopTestsOutput{}, err
+	}
+	for n := range in.Tests {
+		id := testRunID(in.JobID, n)
+		if err := rt.Stop(ctx, id, stopGrace); errors.Is(err, runtimes.ErrNotFound) {
+			continue
+		} else if err != nil {
+			return workflows.StopTestsOutput{}, runtimeErr(ctx, "stop "+id, err)
+		}
+		a.saveLog(ctx, rt, in.JobID, id)
+		if err := rt.Cleanup(ctx, id); err != nil {
+			return workflows.StopTestsOutput{}, runtimeErr(ctx, "cleanup "+id, err)
+		}
+		a.logger(ctx, in.JobID).Info("test stopped", "id", id)
+	}
+	return workflows.StopTestsOutput{}, nil
 }

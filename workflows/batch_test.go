@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -136,5 +137,28 @@ func TestChunkAndBatchDeps(t *testing.T) {
 	// t0600..t0999 (batch 1) need t0000..t0399 (batch 0); t1000.. need batch 0.
 	if fmt.Sprint(deps) != "[[] [0] [0]]" {
 		t.Errorf("deps %v", deps)
+	}
+}
+
+// Layout 2: a verification cancelled midway stops its test containers
+// before the escrow is released; a passing one leaves them to Verify.
+func TestJobCancelDuringVerifyStopsTests(t *testing.T) {
+	h := newHarness(t, dagPlan())
+	h.on(Verify.Name).After(time.Hour).Return(VerifyOutput{Passed: true}, nil)
+	h.env.RegisterDelayedCallback(func() { h.env.SignalWorkflow(SignalCancel, "too slow") }, 30*time.Minute)
+	res := h.run()
+	if res.Status != StatusCancelled || res.Stage != StageVerify {
+		t.Fatalf("got %s at %s: %s", res.Status, res.Stage, res.Error)
+	}
+	if len(h.stoppedTests) != 1 || h.stoppedTests[0].Tests != 1 || h.stoppedTests[0].Runtime != "containerd" {
+		t.Fatalf("StopTests calls %+v", h.stoppedTests)
+	}
+	if !slices.Contains(res.Compensated, "stop-tests") || !slices.Contains(res.Compensated, "release") {
+		t.Errorf("compensated %v", res.Compensated)
+	}
+
+	ok := newHarness(t, dagPlan())
+	if res := ok.run(); res.Status != StatusSettled || len(ok.stoppedTests) != 0 {
+		t.Errorf("a passing verification ran StopTests: %+v", ok.stoppedTests)
 	}
 }

@@ -353,7 +353,7 @@ func (j *job) outputSubjects() []Subject {
 
 // verify runs the acceptance tests (layout 1 skips the activity when the
 // spec has none) and attests the outcome.
-func (j *job) verify(ctx workflow.Context) (bool, error) {
+func (j *job) verify(ctx workflow.Context) (passed bool, err error) {
 	j.enter(ctx, StageVerify)
 	ver := VerifyOutput{Passed: true}
 	if !j.byRef() || j.plan.HasTests {
@@ -361,7 +361,9 @@ func (j *job) verify(ctx workflow.Context) (bool, error) {
 		if !j.byRef() {
 			in.Tasks = j.tasks
 		}
-		var err error
+		if j.layout >= layoutStopTests {
+			defer j.stopTests(ctx, &err)
+		}
 		if ver, err = Verify.Run(verifyCtx(ctx), in); err != nil {
 			return false, classify(ctx, err, ClassVerification)
 		}
@@ -370,6 +372,22 @@ func (j *job) verify(ctx workflow.Context) (bool, error) {
 	return ver.Passed, j.attest(ctx, predicate.StageVerification, j.outputSubjects(), predicate.Verification{
 		Header: j.header(), Passed: ver.Passed, Tests: ver.Tests,
 	}, j.results)
+}
+
+// stopTests is the compensation for a failed or cancelled verification:
+// its test containers must not run on, unpaid.
+func (j *job) stopTests(ctx workflow.Context, err *error) {
+	if *err == nil || j.plan.Tests == 0 {
+		return
+	}
+	dctx, _ := workflow.NewDisconnectedContext(ctx)
+	if _, cerr := StopTests.Run(compensateCtxExec(dctx), StopTestsInput{
+		JobID: j.in.JobID, Runtime: j.award.Runtime, Tests: j.plan.Tests,
+	}); cerr != nil {
+		*err = errors.Join(*err, fmt.Errorf("compensation stop tests: %w", cerr))
+		return
+	}
+	j.comp = append(j.comp, "stop-tests")
 }
 
 // settle pays (or refunds, per the SLA) even when verification failed, so

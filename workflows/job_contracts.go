@@ -200,8 +200,10 @@ type PlanSummary struct {
 	Currency         string     `json:"currency"`
 	ApprovalRequired bool       `json:"approval_required,omitempty"`
 	ApprovalAbove    int64      `json:"approval_above,omitempty"`
-	// HasTests tells the workflow whether there is anything to verify.
+	// HasTests tells the workflow whether there is anything to verify;
+	// Tests is how many acceptance tests there are (layout 2).
 	HasTests bool `json:"has_tests,omitempty"`
+	Tests    int  `json:"tests,omitempty"`
 }
 
 // PlanInput names the compiled plan an activity works on: PlanRef, the
@@ -376,6 +378,18 @@ type StopTaskInput struct {
 
 type StopTaskOutput struct{}
 
+// StopTestsInput / StopTestsOutput: compensation for Verify (layout 2): stop
+// and remove the acceptance-test containers <job>.verify.<n>, n < Tests, on
+// the worker's verification runtime (Runtime is the award's, used when the
+// worker has none of its own). Idempotent: a missing container is a no-op.
+type StopTestsInput struct {
+	JobID   string `json:"job_id"`
+	Runtime string `json:"runtime"`
+	Tests   int    `json:"tests"`
+}
+
+type StopTestsOutput struct{}
+
 // VerifyInput / VerifyOutput: acceptance tests over the collected outputs.
 type VerifyInput struct {
 	JobID string `json:"job_id"`
@@ -484,6 +498,7 @@ var (
 	WaitTask    = Activity[WaitTaskInput, WaitTaskOutput]{Name: "WaitTask"}
 	RunTask     = Activity[RunTaskInput, RunTaskOutput]{Name: "RunTask"}
 	StopTask    = Activity[StopTaskInput, StopTaskOutput]{Name: "StopTask"}
+	StopTests   = Activity[StopTestsInput, StopTestsOutput]{Name: "StopTests"}
 	SealResults = Activity[SealResultsInput, SealResultsOutput]{Name: "SealResults"}
 	Verify      = Activity[VerifyInput, VerifyOutput]{Name: "Verify"}
 	Settle      = Activity[SettleInput, SettleOutput]{Name: "Settle"}

@@ -33,6 +33,7 @@ func releaseAct(context.Context, ReleaseInput) (ReleaseOutput, error)       { pa
 func runAct(context.Context, RunTaskInput) (RunTaskOutput, error)           { panic("mocked") }
 func sealAct(context.Context, SealResultsInput) (SealResultsOutput, error)  { panic("mocked") }
 func stopAct(context.Context, StopTaskInput) (StopTaskOutput, error)        { panic("mocked") }
+func stopTestsAct(context.Context, StopTestsInput) (StopTestsOutput, error) { panic("mocked") }
 func verifyAct(context.Context, VerifyInput) (VerifyOutput, error)          { panic("mocked") }
 func settleAct(context.Context, SettleInput) (SettleOutput, error)          { panic("mocked") }
 func attestAct(context.Context, AttestInput) (AttestOutput, error)          { panic("mocked") }
@@ -46,22 +47,24 @@ type harness struct {
 	plan       PlanSummary
 	overridden map[string]bool
 
-	mu       sync.Mutex
-	placed   bool
+	mu     sync.Mutex
+	placed bool
 	// maxRunInput is the largest RunTask input seen, in JSON bytes.
 	maxRunInput int
-	sealed   []SealResultsInput
-	attests  []AttestInput
-	started  []string
-	released []ReleaseInput
-	stopped  []string
-	settled  []SettleInput
+	sealed      []SealResultsInput
+	attests     []AttestInput
+	started     []string
+	released    []ReleaseInput
+	stopped     []string
+	// stoppedTests counts StopTests calls.
+	stoppedTests []StopTestsInput
+	settled      []SettleInput
 }
 
 func dagPlan() PlanSummary {
 	return PlanSummary{
 		Name: "dag", Version: "1", Tenant: "acme", DocumentDigest: "sha256:aa", ContractDigest: "sha256:bb",
-		MaxCost: 1000, Currency: "USD", HasTests: true,
+		MaxCost: 1000, Currency: "USD", HasTests: true, Tests: 1,
 		Tasks: []PlanTask{
 			{Name: "prepare", Attempts: 1},
 			{Name: "train-a", DependsOn: []string{"prepare"}, Attempts: 1},
@@ -86,6 +89,7 @@ func newHarness(t *testing.T, plan PlanSummary) *harness {
 	RunTask.Register(env, runAct)
 	SealResults.Register(env, sealAct)
 	StopTask.Register(env, stopAct)
+	StopTests.Register(env, stopTestsAct)
 	Verify.Register(env, verifyAct)
 	Settle.Register(env, settleAct)
 	Attest.Register(env, attestAct)
@@ -175,6 +179,15 @@ func (h *harness) defaults() {
 				defer h.mu.Unlock()
 				h.stopped = append(h.stopped, in.RunID)
 				return StopTaskOutput{}, nil
+			}).Maybe()
+	}
+	if !h.overridden[StopTests.Name] {
+		env.OnActivity(StopTests.Name, mock.Anything, mock.Anything).Return(
+			func(_ context.Context, in StopTestsInput) (StopTestsOutput, error) {
+				h.mu.Lock()
+				defer h.mu.Unlock()
+				h.stoppedTests = append(h.stoppedTests, in)
+				return StopTestsOutput{}, nil
 			}).Maybe()
 	}
 	if !h.overridden[Verify.Name] {

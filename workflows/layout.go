@@ -29,7 +29,12 @@ const (
 	// tests.
 	layoutByRef workflow.Version = 1
 
-	layoutLatest = layoutByRef
+	// layoutStopTests (2): a verification that fails or is cancelled stops
+	// its acceptance-test containers (StopTests), as execution stops its
+	// task containers.
+	layoutStopTests workflow.Version = 2
+
+	layoutLatest = layoutStopTests
 )
 
 // CurrentLayout is the layout new jobs run; recorded histories are named
