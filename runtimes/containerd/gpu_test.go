@@ -54,7 +54,7 @@ func TestGPUSpecHasCDIDevices(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			task := runtimes.TaskSpec{ID: "gpu", Image: "x", Command: []string{"nvidia-smi"}, Resources: tc.res}
-			opts, err := r.specOpts(nil, task, "/tmp/out")
+			opts, err := r.specOpts(nil, task, "/tmp/task")
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -87,7 +87,7 @@ func TestGPUSpecHasCDIDevices(t *testing.T) {
 		})
 	}
 	task := runtimes.TaskSpec{ID: "gpu", Image: "x", Resources: runtimes.Resources{GPUs: 1, GPUDevices: []string{"7"}}}
-	opts, _ := r.specOpts(nil, task, "/tmp/out")
+	opts, _ := r.specOpts(nil, task, "/tmp/task")
 	if _, err := oci.GenerateSpec(context.Background(), nil, &containers.Container{ID: "gpu"}, opts...); err == nil {
 		t.Fatal("an unknown CDI device was accepted")
 	}

@@ -116,17 +116,15 @@ func (r *Runtime) create(ctx context.Context, spec runtimes.TaskSpec) (container
 		return nil, err
 	}
 	dir := r.taskDir(spec.ID)
-	outHost := filepath.Join(dir, "out")
-	opts, err := r.specOpts(img, spec, outHost)
+	opts, err := r.specOpts(img, spec, dir)
 	if err != nil {
 		return nil, err
 	}
-	if err := os.MkdirAll(outHost, 0o755); err != nil {
-		return nil, fmt.Errorf("containerd: task dir: %w", err)
+	if err := r.mountOutput(spec, filepath.Join(dir, "out")); err != nil {
+		return nil, err
 	}
-	// Writable by any user an image may run as.
-	if err := os.Chmod(outHost, 0o777); err != nil {
-		return nil, fmt.Errorf("containerd: task dir: %w", err)
+	if err := r.mountInputs(spec, dir); err != nil {
+		return nil, err
 	}
 	if err := writeJSONFile(filepath.Join(dir, "spec.json"), record{Spec: spec}); err != nil {
 		return nil, err
@@ -141,7 +139,7 @@ func (r *Runtime) create(ctx context.Context, spec runtimes.TaskSpec) (container
 	c, err := r.client.NewContainer(ctx, spec.ID,
 		containerd.WithImage(img),
 		containerd.WithSnapshotter(r.opts.Snapshotter),
-		containerd.WithNewSnapshot(spec.ID, img),
+		containerd.WithUserNSRemappedSnapshot(spec.ID, img, idMap(r.opts.UserNSBase), idMap(r.opts.UserNSBase)),
 		containerd.WithContainerLabels(labels),
 		containerd.WithNewSpec(opts...))
 	if errdefs.IsAlreadyExists(err) {
@@ -416,6 +414,9 @@ func (r *Runtime) Cleanup(ctx context.Context, id string) error {
 			return err
 		}
 	}
+	if err := unmountUnder(r.taskDir(id)); err != nil {
+		return err
+	}
 	if err := os.RemoveAll(r.taskDir(id)); err != nil {
 		return fmt.Errorf("containerd: remove task dir: %w", err)
 	}
@@ -467,6 +468,9 @@ func (r *Runtime) Purge(ctx context.Context) error {
 	}
 	if err := r.client.NamespaceService().Delete(ctx, r.opts.Namespace); err != nil && !errdefs.IsNotFound(err) {
 		return convert(err, "delete namespace "+r.opts.Namespace)
+	}
+	if err := unmountUnder(filepath.Join(r.opts.StateDir, "tasks")); err != nil {
+		return err
 	}
 	if err := os.RemoveAll(filepath.Join(r.opts.StateDir, "tasks")); err != nil {
 		return fmt.Errorf("containerd: %w", err)
