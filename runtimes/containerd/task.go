@@ -13,7 +13,6 @@ import (
 	containerd "github.com/containerd/containerd/v2/client"
 	"github.com/containerd/containerd/v2/core/containers"
 	"github.com/containerd/containerd/v2/core/images"
-	"github.com/containerd/containerd/v2/pkg/cio"
 	"github.com/containerd/containerd/v2/pkg/identifiers"
 	"github.com/containerd/errdefs"
 
@@ -75,7 +74,7 @@ func (r *Runtime) Start(ctx context.Context, spec runtimes.TaskSpec) (runtimes.S
 		if st, ok := r.readStatus(spec.ID); ok { // stopped while pending
 			return st, nil
 		}
-		t, err = c.NewTask(ctx, cio.LogFile(filepath.Join(r.taskDir(spec.ID), "task.log")))
+		t, err = c.NewTask(ctx, logCreator(filepath.Join(r.taskDir(spec.ID), "task.log"), r.opts.LogBytes))
 		if errdefs.IsAlreadyExists(err) {
 			t, err = c.Task(ctx, nil)
 		} else if err != nil && permanent(ctx, err) {
