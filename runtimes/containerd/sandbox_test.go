@@ -230,3 +230,37 @@ func TestOpenSandboxOptions(t *testing.T) {
 		t.Fatalf("options %+v", o)
 	}
 }
+
+// TestConcurrentRemap starts tasks of one image at once: they race to
+// create the image's remapped snapshot, and each must start.
+func TestConcurrentRemap(t *testing.T) {
+	r := newRuntime(t)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if _, err := r.Prepare(ctx, busybox(t)); err != nil {
+		t.Fatal(err)
+	}
+	const n = 4
+	errs := make(chan error, n)
+	for i := range n {
+		go func() {
+			_, err := r.Start(ctx, sh(t, fmt.Sprintf("race-%d", i), "true"))
+			errs <- err
+		}()
+	}
+	for range n {
+		if err := <-errs; err != nil {
+			t.Error(err)
+		}
+	}
+	for i := range n {
+		id := fmt.Sprintf("race-%d", i)
+		if st, err := r.Wait(ctx, id); err != nil || st.State != runtimes.StateExited || st.ExitCode != 0 {
+			t.Errorf("%s: %+v %v", id, st, err)
+		}
+		if err := r.Cleanup(ctx, id); err != nil {
+			t.Fatal(err)
+		}
+	}
+	assertClean(t, r)
+}

@@ -138,7 +138,7 @@ func (r *Runtime) create(ctx context.Context, spec runtimes.TaskSpec) (container
 	c, err := r.client.NewContainer(ctx, spec.ID,
 		containerd.WithImage(img),
 		containerd.WithSnapshotter(r.opts.Snapshotter),
-		containerd.WithUserNSRemappedSnapshot(spec.ID, img, idMap(r.opts.UserNSBase), idMap(r.opts.UserNSBase)),
+		r.withRemappedSnapshot(spec.ID, img),
 		containerd.WithContainerLabels(labels),
 		containerd.WithNewSpec(opts...))
 	if errdefs.IsAlreadyExists(err) {
