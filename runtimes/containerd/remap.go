@@ -12,6 +12,7 @@ import (
 
 	containerd "github.com/containerd/containerd/v2/client"
 	"github.com/containerd/containerd/v2/core/containers"
+	"github.com/containerd/containerd/v2/core/images"
 	"github.com/containerd/containerd/v2/core/mount"
 	"github.com/containerd/containerd/v2/core/snapshots"
 	"github.com/containerd/errdefs"
@@ -53,8 +54,23 @@ func (r *Runtime) withRemappedSnapshot(id string, img containerd.Image) containe
 			break
 		}
 		c.Snapshotter, c.SnapshotKey, c.Image = r.opts.Snapshotter, id, img.Name()
+		return r.keepRemapped(ctx, client, img, remapped)
+	}
+}
+
+// keepRemapped makes img reference its remapped copy, so that the copy
+// lives as long as the image instead of being collected, and made again,
+// whenever no container uses it.
+func (r *Runtime) keepRemapped(ctx context.Context, client *containerd.Client, img containerd.Image, remapped string) error {
+	label := "containerd.io/gc.ref.snapshot." + r.opts.Snapshotter + "/accord-userns"
+	if img.Labels()[label] == remapped {
 		return nil
 	}
+	_, err := client.ImageService().Update(ctx, images.Image{Name: img.Name(), Labels: map[string]string{label: remapped}}, "labels."+label)
+	if err != nil && !errdefs.IsNotFound(err) {
+		return fmt.Errorf("containerd: label image %s: %w", img.Name(), err)
+	}
+	return nil
 }
 
 // remap commits, as remapped, a copy of the committed snapshot parent

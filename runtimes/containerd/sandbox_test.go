@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"github.com/containerd/containerd/v2/core/containers"
+	"github.com/containerd/containerd/v2/core/images"
+	"github.com/containerd/containerd/v2/core/snapshots"
 	"github.com/containerd/containerd/v2/pkg/namespaces"
 	"github.com/containerd/containerd/v2/pkg/oci"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
@@ -263,4 +265,28 @@ func TestConcurrentRemap(t *testing.T) {
 		}
 	}
 	assertClean(t, r)
+	// The image keeps its remapped copy through a garbage collection,
+	// forced by deleting another image synchronously.
+	nctx := r.ctx(ctx)
+	img, err := r.resolveImage(nctx, busybox(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	is := r.client.ImageService()
+	if _, err := is.Create(nctx, images.Image{Name: "accord.local/gc-trigger:1", Target: img.Target()}); err != nil {
+		t.Fatal(err)
+	}
+	if err := is.Delete(nctx, "accord.local/gc-trigger:1", images.SynchronousDelete()); err != nil {
+		t.Fatal(err)
+	}
+	copies := 0
+	err = r.client.SnapshotService(r.opts.Snapshotter).Walk(nctx, func(_ context.Context, info snapshots.Info) error {
+		if strings.HasPrefix(info.Name, "accord-userns-") {
+			copies++
+		}
+		return nil
+	})
+	if err != nil || copies != 1 {
+		t.Fatalf("%d remapped copies after GC (%v), want 1", copies, err)
+	}
 }
