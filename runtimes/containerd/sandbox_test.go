@@ -28,15 +28,7 @@ func TestSandboxSpec(t *testing.T) {
 	r := &Runtime{opts: Options{Pids: DefaultPids, UserNSBase: DefaultUserNSBase, TmpBytes: 8 << 20}}
 	task := runtimes.TaskSpec{ID: "t", Image: "x", Command: []string{"true"},
 		Inputs: []runtimes.Mount{{Source: "/data/set", Target: "/in/set"}}}
-	opts, err := r.specOpts(nil, task, "/state/tasks/t")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx := namespaces.WithNamespace(context.Background(), "accord-test")
-	spec, err := oci.GenerateSpec(ctx, nil, &containers.Container{ID: task.ID}, opts...)
-	if err != nil {
-		t.Fatal(err)
-	}
+	spec := generateSpec(t, r, task, "/state/tasks/t")
 	var nss []specs.LinuxNamespaceType
 	for _, ns := range spec.Linux.Namespaces {
 		if ns.Path != "" {
@@ -93,6 +85,22 @@ func TestSandboxSpec(t *testing.T) {
 	if m := mounts["/in/set"]; m.Source != "/state/tasks/t/in/0" || !slices.Contains(m.Options, "ro") {
 		t.Errorf("input %+v, want the read-only view", m)
 	}
+}
+
+// generateSpec builds the OCI spec a task in taskDir would run with; no
+// daemon is needed.
+func generateSpec(t *testing.T, r *Runtime, task runtimes.TaskSpec, taskDir string) *specs.Spec {
+	t.Helper()
+	opts, err := r.specOpts(nil, task, taskDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := namespaces.WithNamespace(context.Background(), "accord-test")
+	spec, err := oci.GenerateSpec(ctx, nil, &containers.Container{ID: task.ID}, opts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return spec
 }
 
 // sandboxProbe runs in the task; each line is "name result".
