@@ -19,12 +19,14 @@
 package containerd
 
 import (
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -80,6 +82,15 @@ type Options struct {
 	// CDISpecDirs, when set, replaces the directories searched for CDI
 	// device specs (default /etc/cdi and /var/run/cdi).
 	CDISpecDirs []string
+	// UserNSBase is the host uid and gid that root in a task's user
+	// namespace maps to (default DefaultUserNSBase); 65536 ids from it
+	// are used.
+	UserNSBase uint32
+	// TmpBytes bounds /tmp (default DefaultTmpBytes); OutputBytes bounds
+	// the output directory of a task that sets no Resources.DiskBytes
+	// (default DefaultOutputBytes); LogBytes bounds task.log (default
+	// DefaultLogBytes).
+	TmpBytes, OutputBytes, LogBytes int64
 }
 
 // Runtime is the containerd implementation of runtimes.Runtime.
@@ -98,27 +109,35 @@ func init() {
 // open is the registered factory. Options: state_dir (default
 // $ACCORD_HOME/containerd, else ~/.accord/containerd), address (empty: a
 // managed daemon), namespace, snapshotter, pids, plain_http and
-// cdi_spec_dirs (comma-separated).
+// cdi_spec_dirs (comma-separated), userns_base, tmp_bytes, output_bytes
+// and log_bytes.
 func open(ctx context.Context, o map[string]string) (runtimes.Runtime, error) {
-	for k := range o {
-		switch k {
-		case "state_dir", "address", "namespace", "snapshotter", "pids", "plain_http", "cdi_spec_dirs":
-		default:
-			return nil, fmt.Errorf("%w: unknown containerd option %q", runtimes.ErrInvalid, k)
-		}
-	}
 	opts := Options{
 		StateDir:    o["state_dir"],
 		Address:     o["address"],
 		Namespace:   o["namespace"],
 		Snapshotter: o["snapshotter"],
 	}
-	if v := o["pids"]; v != "" {
-		n, err := strconv.ParseInt(v, 10, 64)
-		if err != nil {
-			return nil, fmt.Errorf("containerd: option pids: %w", err)
+	ints := map[string]*int64{"pids": &opts.Pids, "tmp_bytes": &opts.TmpBytes,
+		"output_bytes": &opts.OutputBytes, "log_bytes": &opts.LogBytes}
+	for k, v := range o {
+		switch k {
+		case "state_dir", "address", "namespace", "snapshotter", "plain_http", "cdi_spec_dirs":
+		case "pids", "tmp_bytes", "output_bytes", "log_bytes":
+			n, err := strconv.ParseInt(v, 10, 64)
+			if err != nil || n < 0 {
+				return nil, fmt.Errorf("%w: containerd option %s: %q is not a count", runtimes.ErrInvalid, k, v)
+			}
+			*ints[k] = n
+		case "userns_base":
+			n, err := strconv.ParseUint(v, 10, 32)
+			if err != nil || n == 0 || n > math.MaxUint32-userNSSize {
+				return nil, fmt.Errorf("%w: containerd option userns_base: %q is not a host uid above 0", runtimes.ErrInvalid, v)
+			}
+			opts.UserNSBase = uint32(n)
+		default:
+			return nil, fmt.Errorf("%w: unknown containerd option %q", runtimes.ErrInvalid, k)
 		}
-		opts.Pids = n
 	}
 	if v := o["plain_http"]; v != "" {
 		opts.PlainHTTP = strings.Split(v, ",")
@@ -164,6 +183,10 @@ func New(ctx context.Context, opts Options) (*Runtime, error) {
 	if opts.Pids == 0 {
 		opts.Pids = DefaultPids
 	}
+	opts.UserNSBase = cmp.Or(opts.UserNSBase, DefaultUserNSBase)
+	opts.TmpBytes = cmp.Or(opts.TmpBytes, DefaultTmpBytes)
+	opts.OutputBytes = cmp.Or(opts.OutputBytes, DefaultOutputBytes)
+	opts.LogBytes = cmp.Or(opts.LogBytes, DefaultLogBytes)
 	if err := os.MkdirAll(filepath.Join(dir, "tasks"), 0o700); err != nil {
 		return nil, fmt.Errorf("containerd: state dir: %w", err)
 	}

@@ -8,7 +8,6 @@ import (
 	"testing"
 
 	"github.com/containerd/containerd/v2/core/containers"
-	"github.com/containerd/containerd/v2/pkg/namespaces"
 	"github.com/containerd/containerd/v2/pkg/oci"
 
 	"github.com/accordmesh/accord/runtimes"
@@ -42,7 +41,7 @@ func TestGPUSpecHasCDIDevices(t *testing.T) {
 	if err := configureCDI([]string{dir}); err != nil {
 		t.Fatal(err)
 	}
-	r := &Runtime{opts: Options{Pids: DefaultPids}}
+	r := &Runtime{opts: Options{Pids: DefaultPids, UserNSBase: DefaultUserNSBase}}
 	for _, tc := range []struct {
 		name  string
 		res   runtimes.Resources
@@ -54,15 +53,7 @@ func TestGPUSpecHasCDIDevices(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			task := runtimes.TaskSpec{ID: "gpu", Image: "x", Command: []string{"nvidia-smi"}, Resources: tc.res}
-			opts, err := r.specOpts(nil, task, "/tmp/out")
-			if err != nil {
-				t.Fatal(err)
-			}
-			ctx := namespaces.WithNamespace(context.Background(), "accord-test")
-			spec, err := oci.GenerateSpec(ctx, nil, &containers.Container{ID: task.ID}, opts...)
-			if err != nil {
-				t.Fatal(err)
-			}
+			spec := generateSpec(t, r, task, "/tmp/task")
 			var nodes []string
 			for _, d := range spec.Linux.Devices {
 				nodes = append(nodes, d.Path)
@@ -87,7 +78,7 @@ func TestGPUSpecHasCDIDevices(t *testing.T) {
 		})
 	}
 	task := runtimes.TaskSpec{ID: "gpu", Image: "x", Resources: runtimes.Resources{GPUs: 1, GPUDevices: []string{"7"}}}
-	opts, _ := r.specOpts(nil, task, "/tmp/out")
+	opts, _ := r.specOpts(nil, task, "/tmp/task")
 	if _, err := oci.GenerateSpec(context.Background(), nil, &containers.Container{ID: "gpu"}, opts...); err == nil {
 		t.Fatal("an unknown CDI device was accepted")
 	}

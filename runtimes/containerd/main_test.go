@@ -78,11 +78,16 @@ func need(t testing.TB) {
 }
 
 // newRuntime opens a runtime on the shared daemon with its own state dir
-// (hence its own namespace), purged when the test ends.
-func newRuntime(t testing.TB) *Runtime {
+// (hence its own namespace), purged when the test ends; with changes the
+// options first.
+func newRuntime(t testing.TB, with ...func(*Options)) *Runtime {
 	t.Helper()
 	need(t)
-	r, err := New(context.Background(), Options{StateDir: t.TempDir(), Address: shared.Address})
+	opts := Options{StateDir: t.TempDir(), Address: shared.Address}
+	for _, f := range with {
+		f(&opts)
+	}
+	r, err := New(context.Background(), opts)
 	if err != nil {
 		t.Fatal(err)
 	}

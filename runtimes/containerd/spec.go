@@ -3,6 +3,7 @@ package containerd
 import (
 	"fmt"
 	"path"
+	"path/filepath"
 	"sort"
 	"strings"
 
@@ -28,11 +29,13 @@ func cfsQuota(milliCPU int64) int64 { return max(milliCPU*cfsPeriod/1000, minCFS
 // defaultGPUVendor prefixes GPU device names given without a CDI kind.
 const defaultGPUVendor = "nvidia.com/gpu"
 
-// specOpts turns a task into OCI spec options: image config (when img is
-// not nil), command, env, limits, the output bind mount, read-only inputs
-// and CDI devices. outHost is the host directory mounted at the output dir.
-func (r *Runtime) specOpts(img containerd.Image, spec runtimes.TaskSpec, outHost string) ([]oci.SpecOpts, error) {
-	var opts []oci.SpecOpts
+// specOpts turns a task into OCI spec options: the sandbox, image config
+// (when img is not nil), command, env, limits, the output bind mount,
+// read-only inputs and CDI devices. Under taskDir, out is the host
+// directory mounted at the output dir and in/N the view of input N (see
+// mountOutput and mountInputs).
+func (r *Runtime) specOpts(img containerd.Image, spec runtimes.TaskSpec, taskDir string) ([]oci.SpecOpts, error) {
+	opts := r.sandboxOpts()
 	if img != nil {
 		if len(spec.Command) > 0 {
 			opts = append(opts, oci.WithImageConfigArgs(img, spec.Command))
@@ -81,15 +84,15 @@ func (r *Runtime) specOpts(img containerd.Image, spec runtimes.TaskSpec, outHost
 	opts = append(opts, oci.WithPidsLimit(pids))
 
 	mounts := []specs.Mount{{
-		Destination: outDir, Type: "bind", Source: outHost,
-		Options: []string{"rbind", "rw"},
+		Destination: outDir, Type: "bind", Source: filepath.Join(taskDir, "out"),
+		Options: []string{"rbind", "rw", "nosuid", "nodev"},
 	}}
-	for _, in := range spec.Inputs {
+	for i, in := range spec.Inputs {
 		if !path.IsAbs(in.Target) || !strings.HasPrefix(in.Source, "/") {
 			return nil, fmt.Errorf("%w: input mount %q → %q must use absolute paths", runtimes.ErrInvalid, in.Source, in.Target)
 		}
 		mounts = append(mounts, specs.Mount{
-			Destination: in.Target, Type: "bind", Source: in.Source,
+			Destination: in.Target, Type: "bind", Source: inputView(taskDir, i),
 			Options: []string{"rbind", "ro", "nosuid", "nodev"},
 		})
 	}

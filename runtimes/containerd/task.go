@@ -13,7 +13,6 @@ import (
 	containerd "github.com/containerd/containerd/v2/client"
 	"github.com/containerd/containerd/v2/core/containers"
 	"github.com/containerd/containerd/v2/core/images"
-	"github.com/containerd/containerd/v2/pkg/cio"
 	"github.com/containerd/containerd/v2/pkg/identifiers"
 	"github.com/containerd/errdefs"
 
@@ -75,7 +74,7 @@ func (r *Runtime) Start(ctx context.Context, spec runtimes.TaskSpec) (runtimes.S
 		if st, ok := r.readStatus(spec.ID); ok { // stopped while pending
 			return st, nil
 		}
-		t, err = c.NewTask(ctx, cio.LogFile(filepath.Join(r.taskDir(spec.ID), "task.log")))
+		t, err = c.NewTask(ctx, logCreator(filepath.Join(r.taskDir(spec.ID), "task.log"), r.opts.LogBytes))
 		if errdefs.IsAlreadyExists(err) {
 			t, err = c.Task(ctx, nil)
 		} else if err != nil && permanent(ctx, err) {
@@ -116,17 +115,15 @@ func (r *Runtime) create(ctx context.Context, spec runtimes.TaskSpec) (container
 		return nil, err
 	}
 	dir := r.taskDir(spec.ID)
-	outHost := filepath.Join(dir, "out")
-	opts, err := r.specOpts(img, spec, outHost)
+	opts, err := r.specOpts(img, spec, dir)
 	if err != nil {
 		return nil, err
 	}
-	if err := os.MkdirAll(outHost, 0o755); err != nil {
-		return nil, fmt.Errorf("containerd: task dir: %w", err)
+	if err := r.mountOutput(spec, filepath.Join(dir, "out")); err != nil {
+		return nil, err
 	}
-	// Writable by any user an image may run as.
-	if err := os.Chmod(outHost, 0o777); err != nil {
-		return nil, fmt.Errorf("containerd: task dir: %w", err)
+	if err := r.mountInputs(spec, dir); err != nil {
+		return nil, err
 	}
 	if err := writeJSONFile(filepath.Join(dir, "spec.json"), record{Spec: spec}); err != nil {
 		return nil, err
@@ -141,7 +138,7 @@ func (r *Runtime) create(ctx context.Context, spec runtimes.TaskSpec) (container
 	c, err := r.client.NewContainer(ctx, spec.ID,
 		containerd.WithImage(img),
 		containerd.WithSnapshotter(r.opts.Snapshotter),
-		containerd.WithNewSnapshot(spec.ID, img),
+		r.withRemappedSnapshot(spec.ID, img),
 		containerd.WithContainerLabels(labels),
 		containerd.WithNewSpec(opts...))
 	if errdefs.IsAlreadyExists(err) {
@@ -416,6 +413,9 @@ func (r *Runtime) Cleanup(ctx context.Context, id string) error {
 			return err
 		}
 	}
+	if err := unmountUnder(r.taskDir(id)); err != nil {
+		return err
+	}
 	if err := os.RemoveAll(r.taskDir(id)); err != nil {
 		return fmt.Errorf("containerd: remove task dir: %w", err)
 	}
@@ -467,6 +467,9 @@ func (r *Runtime) Purge(ctx context.Context) error {
 	}
 	if err := r.client.NamespaceService().Delete(ctx, r.opts.Namespace); err != nil && !errdefs.IsNotFound(err) {
 		return convert(err, "delete namespace "+r.opts.Namespace)
+	}
+	if err := unmountUnder(filepath.Join(r.opts.StateDir, "tasks")); err != nil {
+		return err
 	}
 	if err := os.RemoveAll(filepath.Join(r.opts.StateDir, "tasks")); err != nil {
 		return fmt.Errorf("containerd: %w", err)
