@@ -25,6 +25,7 @@ import (
 
 	"github.com/accordmesh/accord/artifacts"
 	"github.com/accordmesh/accord/runtimes"
+	"github.com/accordmesh/accord/settlement/sla"
 	"github.com/accordmesh/accord/specs"
 	"github.com/accordmesh/accord/workflows"
 )
@@ -57,6 +58,8 @@ type Award struct {
 	// Devices are the exact node and GPUs the provider gives each task, when
 	// it names them (Nomad pools); empty lets the runtime choose.
 	Devices []TaskDevices
+	// SLA are the money terms the provider agreed to (nil: none recorded).
+	SLA *sla.Terms
 }
 
 // TaskDevices is the node and GPU instance IDs a provider offered a task.
@@ -88,11 +91,15 @@ type SettleRequest struct {
 	Usage     workflows.Usage
 	Succeeded bool
 	Outcome   Outcome
+	// SLA are the terms the provider agreed to in negotiation (the award's);
+	// nil holds it to the spec's terms with no stake at risk.
+	SLA *sla.Terms
 }
 
-// Outcome is the measured timing of the job (workflow time).
+// Outcome is the measured timing of the job (workflow time): when it was
+// placed (zero: Started) and when execution started and finished.
 type Outcome struct {
-	Started, Finished time.Time
+	Placed, Started, Finished time.Time
 }
 
 // Quota holds tenants' quota reservations made at admission: released when

@@ -29,6 +29,7 @@ func localProvider(cpu int64) *market.Static {
 		Name: "local", Region: "local", Reputation: 1,
 		Free:    market.Capacity{MilliCPU: cpu, MemoryBytes: 8 << 30, DiskBytes: 64 << 30},
 		Pricing: market.Pricing{Currency: "USD", CPUHour: 4, MemoryGiBHour: 1},
+		SLA:     market.SLAOffer{MaxRefundPercent: 100, MaxSlashPercent: 100, Stake: 300},
 	}}
 }
 
