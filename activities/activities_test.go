@@ -233,6 +233,9 @@ func TestMarketNegotiator(t *testing.T) {
 	if _, ok := aw.Record.(*market.Result); !ok {
 		t.Errorf("record %T, want *market.Result", aw.Record)
 	}
+	if aw.SLA == nil || aw.SLA.Stake != 300 || aw.SLA.RefundPercent != plan.Spec.Settlement.SLA.RefundPercent {
+		t.Errorf("agreed SLA %+v", aw.SLA)
+	}
 	// A provider too small for the task cannot bid: no offers, with the reason.
 	m.Broker.Providers = func(context.Context) ([]market.Provider, error) { return []market.Provider{localProvider(100)}, nil }
 	a := &Activities{Negotiator: m}

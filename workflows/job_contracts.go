@@ -7,6 +7,7 @@ import (
 
 	"github.com/accordmesh/accord/provenance/predicate"
 	"github.com/accordmesh/accord/runtimes"
+	"github.com/accordmesh/accord/settlement/sla"
 )
 
 // The contract of the job workflow: task queues, names, and one input and one
@@ -262,6 +263,9 @@ type NegotiateOutput struct {
 	// Devices are the node and GPU instance IDs the provider offered each
 	// task (Nomad pools); empty when the runtime chooses.
 	Devices []TaskDevices `json:"devices,omitempty"`
+	// SLA are the money terms the provider agreed to in negotiation; the
+	// settle stage holds it to them (absent: the spec's, with no stake).
+	SLA *sla.Terms `json:"sla,omitempty"`
 }
 
 // TaskDevices is the node and GPU instance IDs offered for one task.

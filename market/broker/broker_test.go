@@ -56,6 +56,30 @@ func TestNegotiate(t *testing.T) {
 	}
 }
 
+// The award carries the agreed SLA terms; a spec asking for terms no
+// provider accepts (issue 19's bond-draining SLA) gets no offer, and the
+// error names the sla constraint.
+func TestNegotiateSLATerms(t *testing.T) {
+	plan := quickstartPlan(t)
+	b := Broker{Providers: sellers(localProvider(4000)), DefaultRuntime: "containerd"}
+	aw, err := b.Negotiate(context.Background(), "job-1", plan)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req := plan.Spec.Settlement.SLA
+	if aw.SLA == nil || aw.SLA.RefundPercent != req.RefundPercent || aw.SLA.SlashPercent != req.SlashPercent || aw.SLA.Stake != 300 {
+		t.Fatalf("agreed terms %+v for request %+v", aw.SLA, req)
+	}
+	plan.Spec.Settlement.SLA.SlashPercent = 100
+	strict := localProvider(4000)
+	strict.P.SLA.MaxSlashPercent = 50
+	b.Providers = sellers(strict)
+	_, err = b.Negotiate(context.Background(), "job-1", plan)
+	if !errors.Is(err, market.ErrNoOffers) || !strings.Contains(err.Error(), "(sla)") {
+		t.Fatalf("slash above the offer: %v, want ErrNoOffers naming sla", err)
+	}
+}
+
 // The runtime kind comes from Runtime, then RuntimeFor, then the default;
 // Assign's devices reach the award, and its failure fails the negotiation.
 func TestNegotiateRuntimeAndDevices(t *testing.T) {

@@ -1,0 +1,151 @@
+package market
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/accordmesh/accord/settlement/sla"
+	"github.com/accordmesh/accord/specs"
+)
+
+func slaPlan(req specs.SLA) *specs.Plan {
+	pl := plan("job", 10000, task("t", 1000, gib, 0, ""))
+	pl.Spec.Settlement.SLA = req
+	return pl
+}
+
+func slaDiags(res *Result) []Diagnostic {
+	var out []Diagnostic
+	if res == nil {
+		return nil
+	}
+	for _, d := range res.Diagnostics {
+		if d.Constraint == "sla" {
+			out = append(out, d)
+		}
+	}
+	return out
+}
+
+// TestSLAOfferMustCoverRequest: only providers whose SLA offer covers the
+// spec's requested terms bid; the others are excluded with constraint sla,
+// and the award carries the agreed terms (the spec's, with the winner's
+// stake and test-slash flag).
+func TestSLAOfferMustCoverRequest(t *testing.T) {
+	ctx := context.Background()
+	req := specs.SLA{Deadline: time.Hour, MaxDuration: 30 * time.Minute, RefundPercent: 50, SlashPercent: 20, Stake: 100}
+	none := provider("none", 10, 0) // zero offer: accepts no refund, no slash
+	lowRefund := provider("low-refund", 10, 0)
+	lowRefund.P.SLA = SLAOffer{MaxRefundPercent: 40, MaxSlashPercent: 100, Stake: 1000}
+	smallStake := provider("small-stake", 10, 0)
+	smallStake.P.SLA = SLAOffer{MaxRefundPercent: 100, MaxSlashPercent: 100, Stake: 99}
+	slow := provider("slow", 10, 0)
+	slow.P.SLA = SLAOffer{MaxRefundPercent: 100, MaxSlashPercent: 100, Stake: 1000, MinDeadline: 2 * time.Hour}
+	ok := provider("ok", 50, 0) // dearer, but the only one that agrees
+	ok.P.SLA = SLAOffer{MaxRefundPercent: 50, MaxSlashPercent: 20, Stake: 500, SlashOnTests: true}
+	for _, protocol := range []string{ProtocolAuction, ProtocolAlternating} {
+		pl := slaPlan(req)
+		pl.Spec.Negotiation.Protocol = protocol
+		res, err := Negotiate(ctx, pl, []Provider{none, lowRefund, smallStake, slow, ok}, Options{})
+		if err != nil {
+			t.Fatalf("%s: %v", protocol, err)
+		}
+		if len(res.Awards) != 1 || res.Awards[0].Provider != "ok" {
+			t.Fatalf("%s: awards %+v", protocol, res.Awards)
+		}
+		want := sla.Terms{Deadline: time.Hour, MaxDuration: 30 * time.Minute, RefundPercent: 50, SlashPercent: 20, Stake: 500, SlashOnTests: true}
+		if got := res.Awards[0].SLA; got == nil || *got != want {
+			t.Fatalf("%s: agreed terms %+v, want %+v", protocol, got, want)
+		}
+		excluded := map[string]bool{}
+		for _, d := range slaDiags(res) {
+			excluded[d.Provider] = true
+		}
+		for _, name := range []string{"none", "low-refund", "small-stake", "slow"} {
+			if !excluded[name] {
+				t.Errorf("%s: %s not excluded with constraint sla: %+v", protocol, name, res.Diagnostics)
+			}
+		}
+		if excluded["ok"] {
+			t.Errorf("%s: ok excluded: %+v", protocol, res.Diagnostics)
+		}
+	}
+}
+
+// TestSLAAttackFindsNoOffer is issue 19's attack at negotiation: a spec
+// asking sla: {deadline: 1ms, refund_percent: 100, slash_percent: 100} gets
+// no offer from providers that did not agree to such terms, and the
+// no-offer error names the sla constraint.
+func TestSLAAttackFindsNoOffer(t *testing.T) {
+	ctx := context.Background()
+	attack := specs.SLA{Deadline: time.Millisecond, RefundPercent: 100, SlashPercent: 100}
+	bonded := provider("bonded", 10, 0)
+	bonded.P.SLA = SLAOffer{MaxRefundPercent: 100, MaxSlashPercent: 100, Stake: 500, MinDeadline: time.Minute}
+	cautious := provider("cautious", 10, 0)
+	cautious.P.SLA = SLAOffer{MaxRefundPercent: 20, MaxSlashPercent: 10, Stake: 500}
+	res, err := Negotiate(ctx, slaPlan(attack), []Provider{bonded, cautious}, Options{})
+	if !errors.Is(err, ErrNoOffers) {
+		t.Fatalf("attack negotiated: %v %+v", err, res)
+	}
+	if d := slaDiags(res); len(d) < 2 || !strings.Contains(d[0].Detail, "deadline") {
+		t.Fatalf("diagnostics %+v", res.Diagnostics)
+	}
+	// Without money at stake a short deadline is only a label.
+	res, err = Negotiate(ctx, slaPlan(specs.SLA{Deadline: time.Millisecond}), []Provider{bonded}, Options{})
+	if err != nil || res.Awards[0].SLA.Stake != 0 {
+		t.Fatalf("no-money deadline: %v %+v", err, res)
+	}
+}
+
+// A provider that accepts a slash percentage but stakes nothing agrees to
+// lose nothing: the agreed stake is 0.
+func TestSLANoStakeAgreesToNothing(t *testing.T) {
+	p := provider("p", 10, 0)
+	p.P.SLA = SLAOffer{MaxRefundPercent: 100, MaxSlashPercent: 100}
+	res, err := Negotiate(context.Background(), slaPlan(specs.SLA{MaxDuration: time.Hour, RefundPercent: 100, SlashPercent: 100}), []Provider{p}, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := res.Awards[0].SLA; got.Stake != 0 || got.SlashPercent != 100 || got.RefundPercent != 100 {
+		t.Fatalf("agreed %+v", got)
+	}
+}
+
+func TestLoadProvidersSLA(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "providers.yaml")
+	yml := `providers:
+  - name: bonded
+    region: eu-west
+    reputation: 0.8
+    free: {cpu_millis: 8000, memory_bytes: 34359738368}
+    pricing: {currency: EUR, cpu_hour: 10}
+    sla: {max_refund_percent: 50, max_slash_percent: 25, stake: 2000, slash_on_tests: true, min_deadline: 10m}
+`
+	if err := os.WriteFile(path, []byte(yml), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	ps, err := LoadProviders(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, _ := ps[0].Profile(context.Background())
+	want := SLAOffer{MaxRefundPercent: 50, MaxSlashPercent: 25, Stake: 2000, SlashOnTests: true, MinDeadline: 10 * time.Minute}
+	if p.SLA != want {
+		t.Fatalf("sla %+v, want %+v", p.SLA, want)
+	}
+	for _, bad := range []string{"max_refund_percent: 101", "max_slash_percent: -1", "stake: -5", "min_deadline: -1s"} {
+		y := strings.Replace(yml, "sla: {max_refund_percent: 50", "sla: {"+bad+", max_refund_percent: 50", 1)
+		y = strings.Replace(y, ", max_refund_percent: 50", "", strings.Count(bad, "max_refund_percent"))
+		if err := os.WriteFile(path, []byte(y), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := LoadProviders(path); !errors.Is(err, ErrInvalid) {
+			t.Errorf("%s: err %v, want ErrInvalid", bad, err)
+		}
+	}
+}
