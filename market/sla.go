@@ -27,17 +27,15 @@ func slaDiagnostics(b *Buyer, p *Profile) []Diagnostic {
 	if req.RefundPercent == 0 && req.SlashPercent == 0 {
 		return d // no money at stake: any deadline is only a label
 	}
-	for _, t := range []struct {
-		name string
-		v    any
-		ok   bool
-	}{
-		{"deadline", req.Deadline, req.Deadline == 0 || req.Deadline >= off.MinDeadline && req.Deadline > p.StartDelay},
-		{"max_duration", req.MaxDuration, req.MaxDuration == 0 || req.MaxDuration >= off.MinDeadline},
-	} {
-		if !t.ok {
-			add("sla.%s %v shorter than the provider accepts (min_deadline %v, start delay %v)", t.name, t.v, off.MinDeadline, p.StartDelay)
-		}
+	// The tenant's own code may run each task for its declared
+	// max_duration: a provider is never held to finish sooner than that.
+	if floor := max(off.MinDeadline, p.StartDelay+b.CriticalTime); req.Deadline > 0 && req.Deadline < floor {
+		add("sla.deadline %v shorter than the provider can be held to: min_deadline %v, start delay %v + critical path %v by the tasks' max_duration",
+			req.Deadline, off.MinDeadline, p.StartDelay, b.CriticalTime)
+	}
+	if floor := max(off.MinDeadline, b.CriticalTime); req.MaxDuration > 0 && req.MaxDuration < floor {
+		add("sla.max_duration %v shorter than the provider can be held to: min_deadline %v, critical path %v by the tasks' max_duration",
+			req.MaxDuration, off.MinDeadline, b.CriticalTime)
 	}
 	return d
 }

@@ -149,3 +149,30 @@ func TestLoadProvidersSLA(t *testing.T) {
 		}
 	}
 }
+
+// The tenant's own code may run for its declared max_duration, so a
+// deadline or maximum duration shorter than the critical path (plus the
+// provider's start delay) would make a breach the tenant's choice: no
+// provider is held to it.
+func TestSLADeadlineCoversCriticalPath(t *testing.T) {
+	ctx := context.Background()
+	p := provider("p", 10, 0)
+	p.P.SLA = SLAOffer{MaxRefundPercent: 100, MaxSlashPercent: 100, Stake: 100}
+	p.P.StartDelay = time.Minute
+	for _, c := range []struct {
+		req specs.SLA
+		ok  bool
+	}{
+		{specs.SLA{Deadline: 61 * time.Minute, MaxDuration: time.Hour, RefundPercent: 10}, true},
+		{specs.SLA{Deadline: 60 * time.Minute, RefundPercent: 10}, false},   // start delay + 1h critical path
+		{specs.SLA{MaxDuration: 59 * time.Minute, SlashPercent: 10}, false}, // shorter than the task may run
+		{specs.SLA{Deadline: time.Minute, MaxDuration: time.Second}, true},  // no money at stake
+	} {
+		pl := slaPlan(c.req)
+		pl.CriticalTime = time.Hour
+		res, err := Negotiate(ctx, pl, []Provider{p}, Options{})
+		if c.ok != (err == nil) || !c.ok && len(slaDiags(res)) != 1 {
+			t.Errorf("%+v: %v %+v", c.req, err, res)
+		}
+	}
+}
