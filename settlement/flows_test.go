@@ -116,12 +116,30 @@ func TestSettleKnownAnswer(t *testing.T) {
 	})
 }
 
+// bondedLedger is a ledger where tenant acme holds 10,000 and provider
+// gpu-co a bond of 5,000.
+func bondedLedger(t *testing.T, dsn string) *Ledger {
+	l := openLedger(t, dsn)
+	fund(t, l, "acme", 10_000)
+	bond(t, l, "gpu-co", 5_000)
+	return l
+}
+
+// holdAndSettle holds 1,000 for r.Job and settles it with r.
+func holdAndSettle(t *testing.T, l *Ledger, r SettleRequest) *Settlement {
+	t.Helper()
+	hold(t, l, r.Job, 1000, 0, 1000)
+	s, err := l.Settle(context.Background(), r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
 func TestSLABreachRefundsAndSlashes(t *testing.T) {
 	eachBackend(t, func(t *testing.T, dsn string) {
 		ctx := context.Background()
-		l := openLedger(t, dsn)
-		fund(t, l, "acme", 10_000)
-		bond(t, l, "gpu-co", 5_000)
+		l := bondedLedger(t, dsn)
 		terms := SLATerms{MaxDuration: time.Hour, RefundPercent: 25, SlashPercent: 10, Stake: 1000}
 
 		hold(t, l, "job-late", 1000, 0, 1000)
@@ -142,12 +160,8 @@ func TestSLABreachRefundsAndSlashes(t *testing.T) {
 		// A failed pay-on-success job refunds everything; its failing
 		// tenant-written tests breach the SLA but slash nothing: the
 		// provider did not agree to test-based slashing.
-		hold(t, l, "job-bad", 1000, 0, 1000)
-		s, err = l.Settle(ctx, SettleRequest{Job: "job-bad", Attempt: 1, Succeeded: false, PayOnSuccess: true,
+		s = holdAndSettle(t, l, SettleRequest{Job: "job-bad", Attempt: 1, Succeeded: false, PayOnSuccess: true,
 			Price: 1000, FeeBP: 500, SLA: terms, Outcome: Outcome{Duration: time.Minute, VerificationFailed: true}})
-		if err != nil {
-			t.Fatal(err)
-		}
 		if !s.SLA.Breached || s.Charge != 0 || s.ProviderPay != 0 || s.PlatformFee != 0 || s.Refund != 1000 || s.Slashed != 0 {
 			t.Fatalf("failed settlement = %+v", s)
 		}
@@ -155,12 +169,8 @@ func TestSLABreachRefundsAndSlashes(t *testing.T) {
 		// Where the provider agreed to test-based slashing, it is slashed.
 		onTests := terms
 		onTests.SlashOnTests = true
-		hold(t, l, "job-bad-2", 1000, 0, 1000)
-		s, err = l.Settle(ctx, SettleRequest{Job: "job-bad-2", Attempt: 1, Succeeded: false, PayOnSuccess: true,
+		s = holdAndSettle(t, l, SettleRequest{Job: "job-bad-2", Attempt: 1, Succeeded: false, PayOnSuccess: true,
 			Price: 1000, SLA: onTests, Outcome: Outcome{Duration: time.Minute, VerificationFailed: true}})
-		if err != nil {
-			t.Fatal(err)
-		}
 		if s.Refund != 1000 || s.Slashed != 100 {
 			t.Fatalf("failed settlement with test slashing = %+v", s)
 		}
@@ -178,22 +188,14 @@ func TestSLABreachRefundsAndSlashes(t *testing.T) {
 // the provider agreed: none with no stake, the stake at most otherwise.
 func TestSLAAttackCannotDrainBond(t *testing.T) {
 	eachBackend(t, func(t *testing.T, dsn string) {
-		ctx := context.Background()
-		l := openLedger(t, dsn)
-		fund(t, l, "acme", 10_000)
-		bond(t, l, "gpu-co", 5_000)
+		l := bondedLedger(t, dsn)
 		placed := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 		out := Outcome{Placed: placed, Finished: placed.Add(time.Second), Duration: time.Second}
 		for i, c := range []struct {
 			stake, slashed int64
 		}{{0, 0}, {200, 200}} {
-			job := fmt.Sprintf("attack-%d", i)
-			hold(t, l, job, 1000, 0, 1000)
-			s, err := l.Settle(ctx, SettleRequest{Job: job, Attempt: 1, Succeeded: true, PayOnSuccess: true, Price: 1000,
+			s := holdAndSettle(t, l, SettleRequest{Job: fmt.Sprintf("attack-%d", i), Attempt: 1, Succeeded: true, PayOnSuccess: true, Price: 1000,
 				SLA: SLATerms{Deadline: time.Millisecond, RefundPercent: 100, SlashPercent: 100, Stake: c.stake}, Outcome: out})
-			if err != nil {
-				t.Fatal(err)
-			}
 			if !s.SLA.Breached || s.Slashed != c.slashed {
 				t.Fatalf("stake %d: slashed %d, want %d (%+v)", c.stake, s.Slashed, c.slashed, s)
 			}
