@@ -25,6 +25,7 @@ import (
 
 	"github.com/accordmesh/accord/artifacts"
 	"github.com/accordmesh/accord/runtimes"
+	"github.com/accordmesh/accord/settlement/sla"
 	"github.com/accordmesh/accord/specs"
 	"github.com/accordmesh/accord/workflows"
 )
@@ -57,6 +58,8 @@ type Award struct {
 	// Devices are the exact node and GPUs the provider gives each task, when
 	// it names them (Nomad pools); empty lets the runtime choose.
 	Devices []TaskDevices
+	// SLA are the money terms the provider agreed to (nil: none recorded).
+	SLA *sla.Terms
 }
 
 // TaskDevices is the node and GPU instance IDs a provider offered a task.
@@ -68,6 +71,9 @@ type Ledger interface {
 	// Cover reports, without holding anything, an error wrapping
 	// ErrInsufficient when the tenant cannot fund a hold of amount.
 	Cover(ctx context.Context, tenant, currency string, amount int64) error
+	// CheckShares refuses royalties and the platform fee that add up to
+	// more than the price.
+	CheckShares(plan *specs.Plan) error
 	Hold(ctx context.Context, req HoldRequest) (held int64, holdID string, record any, err error)
 	Release(ctx context.Context, jobID string) (refunded int64, err error)
 	Settle(ctx context.Context, req SettleRequest) (paid, refunded int64, record any, err error)
@@ -88,11 +94,15 @@ type SettleRequest struct {
 	Usage     workflows.Usage
 	Succeeded bool
 	Outcome   Outcome
+	// SLA are the terms the provider agreed to in negotiation (the award's);
+	// nil holds it to the spec's terms with no stake at risk.
+	SLA *sla.Terms
 }
 
-// Outcome is the measured timing of the job (workflow time).
+// Outcome is the measured timing of the job (workflow time): when it was
+// placed (zero: Started) and when execution started and finished.
 type Outcome struct {
-	Started, Finished time.Time
+	Placed, Started, Finished time.Time
 }
 
 // Quota holds tenants' quota reservations made at admission: released when

@@ -206,6 +206,7 @@ func localProvider(cpu int64) market.Provider {
 		Name: "local", Region: "local", Reputation: 1,
 		Free:    market.Capacity{MilliCPU: cpu, MemoryBytes: 8 << 30, DiskBytes: 64 << 30},
 		Pricing: market.Pricing{Currency: "USD", CPUHour: 4, MemoryGiBHour: 1},
+		SLA:     market.SLAOffer{MaxRefundPercent: 100, MaxSlashPercent: 100, Stake: 300},
 	}}
 }
 
@@ -231,6 +232,9 @@ func TestMarketNegotiator(t *testing.T) {
 	}
 	if _, ok := aw.Record.(*market.Result); !ok {
 		t.Errorf("record %T, want *market.Result", aw.Record)
+	}
+	if aw.SLA == nil || aw.SLA.Stake != 300 || aw.SLA.RefundPercent != plan.Spec.Settlement.SLA.RefundPercent {
+		t.Errorf("agreed SLA %+v", aw.SLA)
 	}
 	// A provider too small for the task cannot bid: no offers, with the reason.
 	m.Broker.Providers = func(context.Context) ([]market.Provider, error) { return []market.Provider{localProvider(100)}, nil }
@@ -370,8 +374,11 @@ func TestRuntimeErrCancelledIsRetryable(t *testing.T) {
 
 type fakeLedger struct {
 	released, settled int
-	short             bool // Cover reports insufficient funds
+	short             bool  // Cover reports insufficient funds
+	shares            error // CheckShares' answer
 }
+
+func (f *fakeLedger) CheckShares(*specs.Plan) error { return f.shares }
 
 func (f *fakeLedger) Cover(_ context.Context, tenant, currency string, amount int64) error {
 	if f.short {

@@ -155,15 +155,15 @@ func (s SettlementLedger) Settle(ctx context.Context, r SettleRequest) (int64, i
 		return 0, 0, nil, err
 	}
 	sp := r.Plan.Spec
+	placed := r.Outcome.Placed
+	if placed.IsZero() {
+		placed = r.Outcome.Started // execution starts as soon as the job is placed
+	}
 	req := settlement.SettleRequest{
 		Job: r.JobID, Attempt: 1, Succeeded: r.Succeeded, PayOnSuccess: sp.Settlement.PayOnSuccess,
-		Price: r.Price, Usage: u, FeeBP: s.FeeBP,
-		SLA: settlement.SLATerms{
-			Deadline: sp.Settlement.SLA.Deadline, MaxDuration: sp.Settlement.SLA.MaxDuration,
-			RefundPercent: sp.Settlement.SLA.RefundPercent, SlashPercent: sp.Settlement.SLA.SlashPercent,
-		},
+		Price: r.Price, Usage: u, FeeBP: s.FeeBP, SLA: agreedTerms(r),
 		Outcome: settlement.Outcome{
-			Submitted: r.Outcome.Started, Finished: r.Outcome.Finished,
+			Placed: placed, Finished: r.Outcome.Finished,
 			Duration: r.Outcome.Finished.Sub(r.Outcome.Started), VerificationFailed: !r.Succeeded,
 		},
 	}
@@ -178,6 +178,29 @@ func (s SettlementLedger) Settle(ctx context.Context, r SettleRequest) (int64, i
 		return 0, 0, nil, err
 	}
 	return st.Payable, st.Refund, st, nil
+}
+
+// agreedTerms are the SLA terms the provider agreed to in negotiation. A
+// request without them (a job negotiated before awards carried terms) is
+// held to the spec's deadline, duration and refund with no stake, so that
+// nothing the provider did not agree to is ever slashed.
+func agreedTerms(r SettleRequest) settlement.SLATerms {
+	if r.SLA != nil {
+		return *r.SLA
+	}
+	t := r.Plan.Spec.Settlement.SLA
+	return settlement.SLATerms{Deadline: t.Deadline, MaxDuration: t.MaxDuration, RefundPercent: t.RefundPercent, SlashPercent: t.SlashPercent}
+}
+
+// CheckShares reports a spec whose royalties and the platform fee add up to
+// more than 100 % of a charge (settlement.CheckShares), so that admission
+// refuses it before anything runs rather than settlement after.
+func (s SettlementLedger) CheckShares(plan *specs.Plan) error {
+	var roy []settlement.Royalty
+	for _, ro := range plan.Spec.Settlement.Royalties {
+		roy = append(roy, settlement.Royalty{Account: ro.Account, BasisPoints: int64(ro.BasisPoints)})
+	}
+	return settlement.CheckShares(s.FeeBP, roy)
 }
 
 // RecorderAttestor is the Attestor over provenance.Recorder.
@@ -219,7 +242,7 @@ func (m MarketNegotiator) Negotiate(ctx context.Context, jobID string, plan *spe
 	if err != nil {
 		return Award{}, err
 	}
-	out := Award{Provider: aw.Provider, Pool: aw.Provider, Runtime: aw.Runtime, Price: aw.Price, Currency: aw.Currency, Record: aw.Result}
+	out := Award{Provider: aw.Provider, Pool: aw.Provider, Runtime: aw.Runtime, Price: aw.Price, Currency: aw.Currency, Record: aw.Result, SLA: aw.SLA}
 	for _, d := range aw.Devices {
 		out.Devices = append(out.Devices, TaskDevices{Task: d.Task, Node: d.Node, GPUDevices: d.GPUDevices})
 	}

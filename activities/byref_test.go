@@ -102,6 +102,12 @@ func TestAdmitChecksFundsFirst(t *testing.T) {
 	if adm.calls != 0 {
 		t.Errorf("the admitter ran (and reserved quota) for a job that cannot pay")
 	}
+	// Shares over 100 % are an invalid spec, refused before any quota too.
+	a.Ledger = &fakeLedger{shares: errors.New("royalties and fee exceed the price")}
+	if _, err := a.Admit(context.Background(), workflows.AdmitInput{JobID: "job-1", SpecPath: "../examples/quickstart.md",
+		PlanInput: workflows.PlanInput{PlanJSON: raw}}); appErrType(err) != workflows.ErrTypeInvalidSpec || adm.calls != 0 {
+		t.Fatalf("admit with shares over 100%%: %v (admitter calls %d)", err, adm.calls)
+	}
 	a.Ledger = &fakeLedger{}
 	if out, err := a.Admit(context.Background(), workflows.AdmitInput{JobID: "job-1", SpecPath: "../examples/quickstart.md",
 		PlanInput: workflows.PlanInput{PlanJSON: raw}}); err != nil || !out.Allowed || adm.calls != 1 {

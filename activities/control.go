@@ -87,9 +87,13 @@ func (a *Activities) Admit(ctx context.Context, in workflows.AdmitInput) (workfl
 	if err != nil {
 		return workflows.AdmitOutput{}, err
 	}
-	// A job whose budget the tenant cannot escrow fails here, before the
-	// admitter reserves quota and before anything is negotiated.
+	// A job whose royalties and fee exceed 100 %, or whose budget the tenant
+	// cannot escrow, fails here: before the admitter reserves quota, before
+	// anything is negotiated, never at settle.
 	if a.Ledger != nil {
+		if err := a.Ledger.CheckShares(plan); err != nil {
+			return workflows.AdmitOutput{}, permanent(workflows.ErrTypeInvalidSpec, err)
+		}
 		if err := a.Ledger.Cover(ctx, plan.Tenant, plan.Spec.Budget.Currency, plan.Spec.Budget.MaxPrice); err != nil {
 			if errors.Is(err, ErrInsufficient) {
 				return workflows.AdmitOutput{}, permanent(workflows.ErrTypeInsufficient, err)
@@ -123,7 +127,7 @@ func (a *Activities) Negotiate(ctx context.Context, in workflows.NegotiateInput)
 	a.logger(ctx, in.JobID).Info("awarded", "provider", aw.Provider, "price", aw.Price, "currency", aw.Currency)
 	return workflows.NegotiateOutput{
 		Provider: aw.Provider, Pool: aw.Pool, Runtime: aw.Runtime, Price: aw.Price, Currency: aw.Currency,
-		Record: record(aw.Record), Devices: aw.Devices,
+		Record: record(aw.Record), Devices: aw.Devices, SLA: aw.SLA,
 	}, nil
 }
 
@@ -187,7 +191,7 @@ func (a *Activities) Settle(ctx context.Context, in workflows.SettleInput) (work
 	u := totalUsage(in)
 	paid, refunded, rec, err := a.Ledger.Settle(ctx, SettleRequest{
 		JobID: in.JobID, Provider: in.Award.Provider, Plan: plan, Price: in.Award.Price, Usage: u, Succeeded: in.Verified,
-		Outcome: Outcome{Started: in.Started, Finished: in.Finished},
+		SLA: in.Award.SLA, Outcome: Outcome{Placed: in.Placed, Started: in.Started, Finished: in.Finished},
 	})
 	if err != nil {
 		return workflows.SettleOutput{}, fmt.Errorf("settle %s: %w", in.JobID, err)

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/accordmesh/accord/market/wdp"
+	"github.com/accordmesh/accord/settlement/sla"
 	"github.com/accordmesh/accord/specs"
 )
 
@@ -76,6 +77,9 @@ type Award struct {
 	Hardware []Hardware `json:"hardware"`
 	Ask      int64      `json:"ask"`
 	Price    int64      `json:"price"` // what the job pays this provider, minor units
+	// SLA are the money terms the provider agreed to for the job: the
+	// spec's, with the provider's stake and test-slash flag.
+	SLA *sla.Terms `json:"sla,omitempty"`
 }
 
 // Result is the whole record of a negotiation, JSON-serialisable; the
@@ -486,6 +490,7 @@ func (au *auction) solve(ctx context.Context) error {
 	res.Nodes += nodes
 	res.Optimal = res.Optimal && exact
 	res.Awards = awards(res, au.buyers, prices)
+	withSLA(res.Awards, au.buyers, au.profs)
 	return nil
 }
 

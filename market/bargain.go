@@ -200,5 +200,6 @@ func bargain(ctx context.Context, b *Buyer, providers []Provider) (*Result, erro
 	res.Winners = []int{0}
 	res.Welfare = b.Budget - o.Ask
 	res.Awards = []Award{{Job: b.Job, Provider: o.Provider, Hardware: o.Hardware, Ask: o.Ask, Price: d.price}}
+	withSLA(res.Awards, []*Buyer{b}, profs)
 	return res, nil
 }

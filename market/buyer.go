@@ -25,6 +25,9 @@ type Buyer struct {
 	Negotiation specs.Negotiation
 	// CriticalTime is the plan's critical-path duration.
 	CriticalTime time.Duration
+	// SLA is the service level and money terms the spec asks a provider to
+	// be held to (settlement.sla).
+	SLA specs.SLA
 }
 
 // MaxMoney is the largest amount (minor units) the market accepts: the
@@ -55,7 +58,8 @@ func NewBuyer(job string, plan *specs.Plan) (*Buyer, error) {
 	}
 	b := &Buyer{Job: job, Budget: s.Budget.MaxPrice, Currency: s.Budget.Currency,
 		Deadline: s.Budget.Deadline, Preference: s.Budget.Preference, Placement: s.Placement,
-		Protocol: s.Negotiation.Protocol, Negotiation: s.Negotiation, CriticalTime: plan.CriticalTime}
+		Protocol: s.Negotiation.Protocol, Negotiation: s.Negotiation, CriticalTime: plan.CriticalTime,
+		SLA: s.Settlement.SLA}
 	if b.Protocol == "" {
 		b.Protocol = ProtocolAuction
 	}
@@ -137,7 +141,7 @@ type Diagnostic struct {
 	Provider   string `json:"provider"`
 	Job        string `json:"job"`
 	Task       string `json:"task,omitempty"`
-	Constraint string `json:"constraint"` // region, residency, allow, deny, tee, attestation, gpu, cpu, memory, disk, currency, deadline, budget, capacity
+	Constraint string `json:"constraint"` // region, residency, allow, deny, tee, attestation, gpu, cpu, memory, disk, currency, deadline, sla, budget, capacity
 	Detail     string `json:"detail"`
 }
 
@@ -182,7 +186,7 @@ func eligible(b *Buyer, p *Profile) []Diagnostic {
 	if b.Deadline > 0 && p.StartDelay+b.CriticalTime > b.Deadline {
 		add("deadline", "start delay %v + critical path %v exceeds deadline %v", p.StartDelay, b.CriticalTime, b.Deadline)
 	}
-	return d
+	return append(d, slaDiagnostics(b, p)...)
 }
 
 // fit assigns hardware to tasks on a copy of free capacity, most demanding

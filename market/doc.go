@@ -60,7 +60,15 @@
 //
 // When a provider cannot offer, a Diagnostic names the provider, the job,
 // the task where relevant and the constraint (region, residency, allow,
-// deny, tee, attestation, currency, deadline, cpu, memory, disk, gpu,
-// budget, capacity). Negotiate returns ErrNoOffers or ErrNoAgreement with
+// deny, tee, attestation, currency, deadline, sla, cpu, memory, disk, gpu,
+// budget, capacity).
+//
+// # SLA terms
+//
+// A provider's SLAOffer says which money terms it accepts to be held to: the
+// largest refund and slash percentages, the stake of its bond at risk per
+// job, whether failing tenant tests slash, and the shortest deadline. A
+// spec's settlement.sla is matched only with offers that cover it (a "sla"
+// diagnostic otherwise), and each Award carries the agreed sla.Terms. Negotiate returns ErrNoOffers or ErrNoAgreement with
 // the Result, so callers can show why.
 package market

@@ -14,18 +14,19 @@ import (
 // specs, compiled by the specs package, against a small simulated market.
 func TestNegotiateExampleSpecs(t *testing.T) {
 	const gib = int64(1) << 30
+	sla := market.SLAOffer{MaxRefundPercent: 50, MaxSlashPercent: 50, Stake: 1000}
 	provs := []market.Provider{
 		&market.Static{P: market.Profile{Name: "cpu-eu", Region: "eu-west-1", Jurisdictions: []string{"EU"}, Reputation: 0.9,
 			Free:    market.Capacity{MilliCPU: 64000, MemoryBytes: 256 * gib, DiskBytes: 1 << 40},
-			Pricing: market.Pricing{Currency: "EUR", CPUHour: 2, MemoryGiBHour: 1, DiskGiBHour: 0}}},
+			Pricing: market.Pricing{Currency: "EUR", CPUHour: 2, MemoryGiBHour: 1, DiskGiBHour: 0}, SLA: sla}},
 		&market.Static{P: market.Profile{Name: "gpu-eu", Region: "eu-central-1", Jurisdictions: []string{"EU"}, Reputation: 0.8,
 			TEE: []string{"sev-snp", "nvidia-cc"}, Attestation: true,
 			Free: market.Capacity{MilliCPU: 64000, MemoryBytes: 512 * gib, DiskBytes: 1 << 40,
 				GPUs: []market.GPUPool{{Model: "h100", MemoryBytes: 80 * gib, Count: 8}, {Model: "a100", MemoryBytes: 40 * gib, Count: 8}}},
-			Pricing: market.Pricing{Currency: "EUR", CPUHour: 3, MemoryGiBHour: 1, GPUHour: map[string]int64{"h100": 250, "a100": 120}}}},
+			Pricing: market.Pricing{Currency: "EUR", CPUHour: 3, MemoryGiBHour: 1, GPUHour: map[string]int64{"h100": 250, "a100": 120}}, SLA: sla}},
 		&market.Static{P: market.Profile{Name: "cpu-eu-usd", Region: "eu-west-1", Jurisdictions: []string{"EU"}, Reputation: 0.7,
 			Free:    market.Capacity{MilliCPU: 16000, MemoryBytes: 64 * gib, DiskBytes: 1 << 40},
-			Pricing: market.Pricing{Currency: "USD", CPUHour: 2, MemoryGiBHour: 1}}},
+			Pricing: market.Pricing{Currency: "USD", CPUHour: 2, MemoryGiBHour: 1}, SLA: sla}},
 	}
 	files, _ := filepath.Glob("../examples/*.md")
 	if len(files) == 0 {

@@ -212,10 +212,18 @@ func TestBargainConvergesAndDeadline(t *testing.T) {
 	}
 }
 
+// loadYAML writes yml to a providers file and loads it.
+func loadYAML(t *testing.T, yml string) ([]Provider, error) {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "providers.yaml")
+	if err := os.WriteFile(path, []byte(yml), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return LoadProviders(path)
+}
+
 func TestLoadProviders(t *testing.T) {
-	dir := t.TempDir()
-	path := filepath.Join(dir, "providers.yaml")
-	yml := `providers:
+	ps, err := loadYAML(t, `providers:
   - name: gpu-eu
     region: eu-west
     jurisdictions: [EU]
@@ -225,11 +233,8 @@ func TestLoadProviders(t *testing.T) {
     free: {cpu_millis: 8000, memory_bytes: 34359738368, gpus: [{model: h100, memory_bytes: 85899345920, count: 2}]}
     pricing: {currency: EUR, cpu_hour: 10, memory_gib_hour: 1, gpu_hour: {h100: 250}, surge: 0.5, reserve: 20}
     strategy: {name: markup, markup: 0.1, concession: boulware}
-`
-	if err := os.WriteFile(path, []byte(yml), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	ps, err := LoadProviders(path)
+    sla: {max_refund_percent: 50, max_slash_percent: 25, stake: 2000, slash_on_tests: true, min_deadline: 10m}
+`)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -237,10 +242,10 @@ func TestLoadProviders(t *testing.T) {
 	if p.Name != "gpu-eu" || p.StartDelay != 90*time.Second || p.Free.GPUs[0].Count != 2 || p.Pricing.GPUHour["h100"] != 250 {
 		t.Fatalf("profile %+v", p)
 	}
-	if err := os.WriteFile(path, []byte("providers:\n  - name: x\n    reputaton: 2\n"), 0o600); err != nil {
-		t.Fatal(err)
+	if want := (SLAOffer{MaxRefundPercent: 50, MaxSlashPercent: 25, Stake: 2000, SlashOnTests: true, MinDeadline: 10 * time.Minute}); p.SLA != want {
+		t.Fatalf("sla %+v, want %+v", p.SLA, want)
 	}
-	if _, err := LoadProviders(path); !errors.Is(err, ErrInvalid) {
+	if _, err := loadYAML(t, "providers:\n  - name: x\n    reputaton: 2\n"); !errors.Is(err, ErrInvalid) {
 		t.Fatalf("typo in a field: err %v, want ErrInvalid", err)
 	}
 }

@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/accordmesh/accord/settlement/sla"
 )
 
 // Provider is a seller: a pool of machines that can bid for jobs. The
@@ -36,6 +38,30 @@ type Profile struct {
 	Total    Capacity `json:"total" yaml:"total"`
 	Pricing  Pricing  `json:"pricing" yaml:"pricing"`
 	Strategy Strategy `json:"strategy" yaml:"strategy"`
+	// SLA is the money terms the provider accepts to be held to; the zero
+	// value accepts no refund and no slash.
+	SLA SLAOffer `json:"sla" yaml:"sla"`
+}
+
+// SLAOffer is the money terms a provider accepts to be held to. A job whose
+// spec asks for more (settlement.sla) gets no offer from it: a Diagnostic
+// with constraint "sla". The terms agreed for a job are the spec's, with
+// this Stake and SlashOnTests (Award.SLA).
+type SLAOffer struct {
+	// MaxRefundPercent is the largest sla.refund_percent accepted (0..100).
+	MaxRefundPercent int `json:"max_refund_percent" yaml:"max_refund_percent"`
+	// MaxSlashPercent is the largest sla.slash_percent accepted (0..100).
+	MaxSlashPercent int `json:"max_slash_percent" yaml:"max_slash_percent"`
+	// Stake is the most of the provider's bond at risk per job, in minor
+	// units: a slash takes at most the slash percentage of it. Zero means
+	// nothing is ever slashed, whatever percentage is accepted.
+	Stake int64 `json:"stake,omitempty" yaml:"stake"`
+	// SlashOnTests accepts that a failing tenant-written acceptance test
+	// slashes the stake; without it such a failure only refunds.
+	SlashOnTests bool `json:"slash_on_tests,omitempty" yaml:"slash_on_tests"`
+	// MinDeadline is the shortest sla.deadline or sla.max_duration accepted
+	// when a refund or slash is at stake; zero accepts any.
+	MinDeadline time.Duration `json:"min_deadline_ns,omitempty" yaml:"min_deadline"`
 }
 
 // Capacity is an amount of compute.
@@ -110,6 +136,9 @@ func (p *Profile) Validate() error {
 	case p.Pricing.Currency == "":
 		return fmt.Errorf("%w: provider %s: pricing without a currency", ErrInvalid, p.Name)
 	}
+	if err := p.SLA.validate(); err != nil {
+		return fmt.Errorf("%w: provider %s: %v", ErrInvalid, p.Name, err)
+	}
 	for _, g := range p.Free.GPUs {
 		if g.Count < 0 || g.MemoryBytes < 0 || g.Model == "" {
 			return fmt.Errorf("%w: provider %s: bad GPU pool %+v", ErrInvalid, p.Name, g)
@@ -127,6 +156,18 @@ func (p *Profile) Validate() error {
 	}
 	if _, err := concession(p.Strategy.Concession); err != nil {
 		return fmt.Errorf("%w: provider %s: %v", ErrInvalid, p.Name, err)
+	}
+	return nil
+}
+
+func (o SLAOffer) validate() error {
+	switch {
+	case o.MaxRefundPercent < 0 || o.MaxRefundPercent > 100 || o.MaxSlashPercent < 0 || o.MaxSlashPercent > 100:
+		return fmt.Errorf("sla percentages outside 0..100")
+	case o.Stake < 0 || o.Stake > sla.MaxStake:
+		return fmt.Errorf("sla stake %d outside 0..%d", o.Stake, sla.MaxStake)
+	case o.MinDeadline < 0:
+		return fmt.Errorf("negative sla min_deadline")
 	}
 	return nil
 }

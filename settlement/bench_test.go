@@ -37,7 +37,7 @@ func BenchmarkSettle(b *testing.B) {
 					r := settleReq(fmt.Sprintf("job-%d", next.Add(1)-1))
 					r.Usage = Usage{WallMillis: 60_000, CPUMillis: 120_000, GPUMillis: 60_000}
 					r.Rates = Rates{WallPerHour: 60, CPUPerHour: 30, GPUPerHour: 60}
-					r.SLA = SLATerms{MaxDuration: time.Second, SlashPercent: 1}
+					r.SLA = SLATerms{MaxDuration: time.Second, SlashPercent: 1, Stake: 100}
 					r.Outcome = Outcome{Duration: 2 * time.Second}
 					if _, err := l.Settle(ctx, r); err != nil {
 						b.Error(err)

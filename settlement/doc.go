@@ -38,10 +38,18 @@
 //   - [Ledger.Hold] at placement: the negotiated price plus a margin, at
 //     most the budget cap, from tenant to escrow; [ErrInsufficientFunds]
 //     when the tenant cannot fund it (key job/hold/attempt).
-//   - [Meter] and [EvaluateSLA] are pure functions.
+//   - [Meter], [EvaluateSLA], [SlashAmount] and [CheckShares] are pure
+//     functions. EvaluateSLA judges a breach from attested facts only
+//     (placement time, end of execution, execution time, whether the
+//     acceptance tests failed) against the terms the provider agreed in
+//     negotiation (package sla): failing tests refund, and slash only under
+//     SlashOnTests; a slash is a percentage of the agreed per-job stake,
+//     never more than the bond holds.
 //   - [Ledger.Settle] pays provider, platform fee and royalties from the
 //     escrow, refunds the rest, applies SLA refunds and bond slashing, and
-//     returns the postings (key job/settle/attempt).
+//     returns the postings (key job/settle/attempt). Fee and royalties over
+//     100 % are refused here too, but admission should have refused them
+//     first ([CheckShares]).
 //   - [Ledger.Release] is the compensation: the whole escrow back to the
 //     tenant; harmless on a job that was never held or already released
 //     (key job/release/attempt).

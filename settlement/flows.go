@@ -287,8 +287,9 @@ type SettleRequest struct {
 	FeeBP int64 `json:"fee_bp"`
 	// Royalties to model owners, in basis points of the payable amount.
 	Royalties []Royalty `json:"royalties,omitempty"`
-	SLA       SLATerms  `json:"sla"`
-	Outcome   Outcome   `json:"outcome"`
+	// SLA are the terms the provider agreed to in negotiation.
+	SLA     SLATerms `json:"sla"`
+	Outcome Outcome  `json:"outcome"`
 }
 
 // Payment is one amount paid out of escrow.
@@ -325,7 +326,8 @@ type Settlement struct {
 	Royalties   []Payment `json:"royalties,omitempty"`
 	// Refund is the escrow returned to the tenant (Held - Payable).
 	Refund int64 `json:"refund"`
-	// Slashed is taken from the provider's bond and paid to the tenant.
+	// Slashed is taken from the provider's bond and paid to the tenant: at
+	// most the agreed stake.
 	Slashed     int64       `json:"slashed"`
 	Transaction Transaction `json:"transaction"`
 }
@@ -343,15 +345,24 @@ func (r SettleRequest) validate() error {
 	if err := checkRates(r.Rates); err != nil {
 		return err
 	}
-	if err := r.SLA.validate(); err != nil {
+	if err := validateTerms(r.SLA); err != nil {
 		return err
 	}
-	total := r.FeeBP
-	if r.FeeBP < 0 || r.FeeBP > 10_000 {
-		return fmt.Errorf("%w: fee %d bp outside [0, 10000]", ErrBadRequest, r.FeeBP)
+	return CheckShares(r.FeeBP, r.Royalties)
+}
+
+// CheckShares reports a platform fee and royalties that cannot be paid out
+// of a charge: any share outside [0, 10000] basis points, a royalty account
+// that is malformed or listed twice, or shares that add up to more than
+// 10000 (100 %). Admission calls it with the platform's fee so that such a
+// job is refused before it runs; Settle checks again.
+func CheckShares(feeBP int64, royalties []Royalty) error {
+	if feeBP < 0 || feeBP > 10_000 {
+		return fmt.Errorf("%w: fee %d bp outside [0, 10000]", ErrBadRequest, feeBP)
 	}
+	total := feeBP
 	seen := map[string]bool{}
-	for _, ro := range r.Royalties {
+	for _, ro := range royalties {
 		acct := OwnerAccount(ro.Account)
 		if _, _, err := ParseAccount(acct); err != nil {
 			return fmt.Errorf("%w: royalty: %v", ErrBadRequest, err)
@@ -375,8 +386,8 @@ func (r SettleRequest) validate() error {
 // auction price plus metered usage, at most the escrow; nothing for a failed
 // pay-on-success job) less the SLA refund is split into the platform fee,
 // royalties and the provider's pay; the rest of the escrow goes back to the
-// tenant; on SLA breach SlashPercent of the provider's bond is moved to the
-// tenant. Afterwards the escrow is zero and the job is settled.
+// tenant; on SLA breach SlashPercent of the agreed stake (at most what the
+// provider's bond holds) is moved to the tenant. Afterwards the escrow is zero and the job is settled.
 //
 // Idempotent by Key(Job, "settle", Attempt): a replay returns the original
 // settlement with Transaction.Replayed set. Settling a job that is not held
@@ -426,12 +437,12 @@ func (l *Ledger) Settle(ctx context.Context, r SettleRequest) (*Settlement, erro
 			s.ProviderPay -= p.Amount
 		}
 		s.Refund = held - s.Payable
-		if verdict.SlashPercent > 0 {
+		if SlashAmount(verdict, MaxAmount) > 0 {
 			bond, err := l.balanceTx(ctx, tx, BondAccount(j.Provider), j.Currency, true)
 			if err != nil {
 				return nil, nil, err
 			}
-			s.Slashed = pct(max(bond, 0), verdict.SlashPercent)
+			s.Slashed = SlashAmount(verdict, bond)
 		}
 		c := j.Currency
 		ps := []Posting{

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"reflect"
 	"testing"
 	"time"
@@ -115,13 +116,31 @@ func TestSettleKnownAnswer(t *testing.T) {
 	})
 }
 
+// bondedLedger is a ledger where tenant acme holds 10,000 and provider
+// gpu-co a bond of 5,000.
+func bondedLedger(t *testing.T, dsn string) *Ledger {
+	l := openLedger(t, dsn)
+	fund(t, l, "acme", 10_000)
+	bond(t, l, "gpu-co", 5_000)
+	return l
+}
+
+// holdAndSettle holds 1,000 for r.Job and settles it with r.
+func holdAndSettle(t *testing.T, l *Ledger, r SettleRequest) *Settlement {
+	t.Helper()
+	hold(t, l, r.Job, 1000, 0, 1000)
+	s, err := l.Settle(context.Background(), r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
 func TestSLABreachRefundsAndSlashes(t *testing.T) {
 	eachBackend(t, func(t *testing.T, dsn string) {
 		ctx := context.Background()
-		l := openLedger(t, dsn)
-		fund(t, l, "acme", 10_000)
-		bond(t, l, "gpu-co", 5_000)
-		terms := SLATerms{MaxDuration: time.Hour, RefundPercent: 25, SlashPercent: 10}
+		l := bondedLedger(t, dsn)
+		terms := SLATerms{MaxDuration: time.Hour, RefundPercent: 25, SlashPercent: 10, Stake: 1000}
 
 		hold(t, l, "job-late", 1000, 0, 1000)
 		s, err := l.Settle(ctx, SettleRequest{Job: "job-late", Attempt: 1, Succeeded: true, PayOnSuccess: true,
@@ -129,28 +148,60 @@ func TestSLABreachRefundsAndSlashes(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		// 10% of the agreed stake, not of the bond.
 		if !s.SLA.Breached || s.Charge != 1000 || s.SLARefund != 250 || s.Payable != 750 ||
-			s.PlatformFee != 37 || s.ProviderPay != 713 || s.Refund != 250 || s.Slashed != 500 {
+			s.PlatformFee != 37 || s.ProviderPay != 713 || s.Refund != 250 || s.Slashed != 100 {
 			t.Fatalf("breached settlement = %+v", s)
 		}
-		if got := mustBalance(t, l, "bond:gpu-co", "USD"); got != 4500 {
-			t.Fatalf("bond = %d, want 4500", got)
+		if got := mustBalance(t, l, "bond:gpu-co", "USD"); got != 4900 {
+			t.Fatalf("bond = %d, want 4900", got)
 		}
 
-		// A failed pay-on-success job refunds everything; its failed
-		// verification breaches the SLA, so the bond is slashed again.
-		hold(t, l, "job-bad", 1000, 0, 1000)
-		s, err = l.Settle(ctx, SettleRequest{Job: "job-bad", Attempt: 1, Succeeded: false, PayOnSuccess: true,
+		// A failed pay-on-success job refunds everything; its failing
+		// tenant-written tests breach the SLA but slash nothing: the
+		// provider did not agree to test-based slashing.
+		s = holdAndSettle(t, l, SettleRequest{Job: "job-bad", Attempt: 1, Succeeded: false, PayOnSuccess: true,
 			Price: 1000, FeeBP: 500, SLA: terms, Outcome: Outcome{Duration: time.Minute, VerificationFailed: true}})
-		if err != nil {
-			t.Fatal(err)
-		}
-		if s.Charge != 0 || s.ProviderPay != 0 || s.PlatformFee != 0 || s.Refund != 1000 || s.Slashed != 450 {
+		if !s.SLA.Breached || s.Charge != 0 || s.ProviderPay != 0 || s.PlatformFee != 0 || s.Refund != 1000 || s.Slashed != 0 {
 			t.Fatalf("failed settlement = %+v", s)
 		}
-		// 10000 - 1000 + 250 + 500 - 1000 + 1000 + 450
-		if got := mustBalance(t, l, "tenant:acme", "USD"); got != 10_200 {
-			t.Fatalf("tenant = %d, want 10200", got)
+
+		// Where the provider agreed to test-based slashing, it is slashed.
+		onTests := terms
+		onTests.SlashOnTests = true
+		s = holdAndSettle(t, l, SettleRequest{Job: "job-bad-2", Attempt: 1, Succeeded: false, PayOnSuccess: true,
+			Price: 1000, SLA: onTests, Outcome: Outcome{Duration: time.Minute, VerificationFailed: true}})
+		if s.Refund != 1000 || s.Slashed != 100 {
+			t.Fatalf("failed settlement with test slashing = %+v", s)
+		}
+		// 10000 - 1000 + 250 + 100 - 1000 + 1000 - 1000 + 1000 + 100
+		if got := mustBalance(t, l, "tenant:acme", "USD"); got != 9450 {
+			t.Fatalf("tenant = %d, want 9450", got)
+		}
+		mustCheck(t, l)
+	})
+}
+
+// TestSLAAttackCannotDrainBond is issue 19's attack: a spec asking
+// sla: {deadline: 1ms, refund_percent: 100, slash_percent: 100} used to pay
+// the tenant the provider's whole bond. A slash is now bounded by the stake
+// the provider agreed: none with no stake, the stake at most otherwise.
+func TestSLAAttackCannotDrainBond(t *testing.T) {
+	eachBackend(t, func(t *testing.T, dsn string) {
+		l := bondedLedger(t, dsn)
+		placed := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+		out := Outcome{Placed: placed, Finished: placed.Add(time.Second), Duration: time.Second}
+		for i, c := range []struct {
+			stake, slashed int64
+		}{{0, 0}, {200, 200}} {
+			s := holdAndSettle(t, l, SettleRequest{Job: fmt.Sprintf("attack-%d", i), Attempt: 1, Succeeded: true, PayOnSuccess: true, Price: 1000,
+				SLA: SLATerms{Deadline: time.Millisecond, RefundPercent: 100, SlashPercent: 100, Stake: c.stake}, Outcome: out})
+			if !s.SLA.Breached || s.Slashed != c.slashed {
+				t.Fatalf("stake %d: slashed %d, want %d (%+v)", c.stake, s.Slashed, c.slashed, s)
+			}
+		}
+		if got := mustBalance(t, l, "bond:gpu-co", "USD"); got != 4800 {
+			t.Fatalf("bond = %d, want 4800: the attack took more than the agreed stake", got)
 		}
 		mustCheck(t, l)
 	})
@@ -199,7 +250,7 @@ func TestReplaysPostNothing(t *testing.T) {
 		bnd := BondRequest{Provider: "p", Currency: "USD", Amount: 100, Key: "b-1"}
 		hr := HoldRequest{Job: "job-1", Tenant: "acme", Provider: "p", Currency: "USD", Price: 1000, MarginBP: 1000, Cap: 5000, Attempt: 1}
 		sr := SettleRequest{Job: "job-1", Attempt: 1, Succeeded: true, Price: 900, FeeBP: 100,
-			SLA: SLATerms{MaxDuration: time.Second, SlashPercent: 50}, Outcome: Outcome{Duration: time.Minute}}
+			SLA: SLATerms{MaxDuration: time.Second, SlashPercent: 50, Stake: 100}, Outcome: Outcome{Duration: time.Minute}}
 		ops := []func() (*Transaction, error){
 			func() (*Transaction, error) { return l.Deposit(ctx, dep) },
 			func() (*Transaction, error) { return l.DepositBond(ctx, bnd) },

@@ -77,31 +77,85 @@ func TestHoldAmount(t *testing.T) {
 }
 
 func TestEvaluateSLA(t *testing.T) {
-	sub := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
-	terms := SLATerms{Deadline: time.Hour, MaxDuration: 30 * time.Minute, RefundPercent: 20, SlashPercent: 5}
+	placed := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	terms := SLATerms{Deadline: time.Hour, MaxDuration: 30 * time.Minute, RefundPercent: 20, SlashPercent: 5, Stake: 1000}
+	onTests := terms
+	onTests.SlashOnTests = true
 	cases := []struct {
 		name     string
+		terms    SLATerms
 		o        Outcome
 		breached bool
 		reasons  int
+		slash    int // applied slash percent
 	}{
-		{"met", Outcome{Submitted: sub, Finished: sub.Add(59 * time.Minute), Duration: 30 * time.Minute}, false, 0},
-		{"late", Outcome{Submitted: sub, Finished: sub.Add(61 * time.Minute), Duration: time.Minute}, true, 1},
-		{"slow", Outcome{Duration: 31 * time.Minute}, true, 1},
-		{"unverified", Outcome{VerificationFailed: true}, true, 1},
-		{"everything", Outcome{Submitted: sub, Finished: sub.Add(2 * time.Hour), Duration: time.Hour, VerificationFailed: true}, true, 3},
+		{"met", terms, Outcome{Placed: placed, Finished: placed.Add(59 * time.Minute), Duration: 30 * time.Minute}, false, 0, 0},
+		{"late", terms, Outcome{Placed: placed, Finished: placed.Add(61 * time.Minute), Duration: time.Minute}, true, 1, 5},
+		{"slow", terms, Outcome{Duration: 31 * time.Minute}, true, 1, 5},
+		// A failing tenant-written test refunds but slashes only under
+		// SlashOnTests.
+		{"tests failed", terms, Outcome{VerificationFailed: true}, true, 1, 0},
+		{"tests failed, slash agreed", onTests, Outcome{VerificationFailed: true}, true, 1, 5},
+		{"everything", terms, Outcome{Placed: placed, Finished: placed.Add(2 * time.Hour), Duration: time.Hour, VerificationFailed: true}, true, 3, 5},
+		// No stake agreed: nothing to slash whatever the percentage.
+		{"no stake", SLATerms{MaxDuration: time.Second, RefundPercent: 20, SlashPercent: 100}, Outcome{Duration: time.Minute}, true, 1, 0},
 	}
 	for _, c := range cases {
-		r, err := EvaluateSLA(terms, c.o)
+		r, err := EvaluateSLA(c.terms, c.o)
 		if err != nil || r.Breached != c.breached || len(r.Reasons) != c.reasons {
 			t.Errorf("%s: %+v, %v", c.name, r, err)
 		}
-		if r.Breached && (r.RefundPercent != 20 || r.SlashPercent != 5) || !r.Breached && (r.RefundPercent != 0 || r.SlashPercent != 0) {
-			t.Errorf("%s: percentages %+v", c.name, r)
+		wantRefund := 0
+		if c.breached {
+			wantRefund = c.terms.RefundPercent
+		}
+		if r.RefundPercent != wantRefund || r.SlashPercent != c.slash {
+			t.Errorf("%s: percentages %+v, want refund %d slash %d", c.name, r, wantRefund, c.slash)
 		}
 	}
 	if _, err := EvaluateSLA(SLATerms{RefundPercent: 120}, Outcome{}); !errors.Is(err, ErrBadRequest) {
 		t.Errorf("refund over 100%%: %v", err)
+	}
+	if _, err := EvaluateSLA(SLATerms{Stake: -1}, Outcome{}); !errors.Is(err, ErrBadRequest) {
+		t.Errorf("negative stake: %v", err)
+	}
+}
+
+func TestSlashAmountBoundedByStake(t *testing.T) {
+	for _, c := range []struct {
+		v          SLAResult
+		bond, want int64
+	}{
+		{SLAResult{SlashPercent: 100, Stake: 200}, 1_000_000, 200}, // never the bond beyond the stake
+		{SLAResult{SlashPercent: 50, Stake: 200}, 1_000_000, 100},
+		{SLAResult{SlashPercent: 100, Stake: 200}, 150, 150}, // never more than the bond holds
+		{SLAResult{SlashPercent: 100}, 1_000_000, 0},         // no stake agreed
+		{SLAResult{SlashPercent: 100, Stake: 200}, -5, 0},
+	} {
+		if got := SlashAmount(c.v, c.bond); got != c.want {
+			t.Errorf("SlashAmount(%+v, %d) = %d, want %d", c.v, c.bond, got, c.want)
+		}
+	}
+}
+
+func TestCheckShares(t *testing.T) {
+	ok := []Royalty{{Account: "a", BasisPoints: 3000}, {Account: "b", BasisPoints: 2000}}
+	if err := CheckShares(5000, ok); err != nil {
+		t.Errorf("exactly 100%%: %v", err)
+	}
+	for name, c := range map[string]struct {
+		fee int64
+		roy []Royalty
+	}{
+		"over 100%":     {5001, ok},
+		"fee over 100%": {10_001, nil},
+		"negative fee":  {-1, nil},
+		"duplicate":     {0, []Royalty{{Account: "a", BasisPoints: 1}, {Account: "owner:a", BasisPoints: 1}}},
+		"negative":      {0, []Royalty{{Account: "a", BasisPoints: -1}}},
+	} {
+		if err := CheckShares(c.fee, c.roy); !errors.Is(err, ErrBadRequest) {
+			t.Errorf("%s: %v", name, err)
+		}
 	}
 }
 

@@ -172,7 +172,7 @@ func runRandom(t *testing.T, l *Ledger, rng *rand.Rand, steps int) {
 				Rates: Rates{WallPerHour: rng.Int64N(100), CPUPerHour: rng.Int64N(50), MemGBPerHour: rng.Int64N(10), GPUPerHour: rng.Int64N(400)},
 				FeeBP: rng.Int64N(1500), Royalties: roy,
 				SLA: SLATerms{MaxDuration: time.Duration(1+rng.IntN(60)) * time.Minute,
-					RefundPercent: rng.IntN(101), SlashPercent: rng.IntN(101)},
+					RefundPercent: rng.IntN(101), SlashPercent: rng.IntN(101), Stake: rng.Int64N(2000), SlashOnTests: rng.IntN(2) == 0},
 				Outcome: Outcome{Duration: time.Duration(rng.IntN(90)) * time.Minute, VerificationFailed: rng.IntN(8) == 0}}
 			call := func() (*Transaction, error) {
 				s, err := l.Settle(ctx, r)
@@ -185,6 +185,9 @@ func runRandom(t *testing.T, l *Ledger, rng *rand.Rand, steps int) {
 				}
 				if paid != s.Held || s.Charge > s.Held || s.ProviderPay < 0 || s.Payable != s.Charge-s.SLARefund {
 					t.Fatalf("settlement does not add up: %+v", s)
+				}
+				if s.Slashed > r.SLA.Stake {
+					t.Fatalf("slashed %d beyond the agreed stake %d", s.Slashed, r.SLA.Stake)
 				}
 				if !r.Succeeded && r.PayOnSuccess && s.Charge != 0 {
 					t.Fatalf("failed pay-on-success job charged %d", s.Charge)

@@ -3,28 +3,29 @@ package settlement
 import (
 	"fmt"
 	"time"
+
+	"github.com/accordmesh/accord/settlement/sla"
 )
 
-// SLATerms are the service level a provider agreed to (the spec's
-// settlement.sla): zero Deadline or MaxDuration means no such term.
-type SLATerms struct {
-	// Deadline bounds the time from submission to finish.
-	Deadline time.Duration `json:"deadline_ns,omitempty"`
-	// MaxDuration bounds the execution time.
-	MaxDuration time.Duration `json:"max_duration_ns,omitempty"`
-	// RefundPercent of the charge goes back to the tenant on breach.
-	RefundPercent int `json:"refund_percent,omitempty"`
-	// SlashPercent of the provider's bond goes to the tenant on breach.
-	SlashPercent int `json:"slash_percent,omitempty"`
-}
+// SLATerms are the service-level terms the provider agreed to in
+// negotiation (see package sla): never the tenant's request alone.
+type SLATerms = sla.Terms
 
-// Outcome is what happened, measured by the workflow.
+// Outcome is what a breach is judged from: attested facts only, none of
+// which the tenant controls.
 type Outcome struct {
-	Submitted time.Time     `json:"submitted"`
-	Finished  time.Time     `json:"finished"`
-	Duration  time.Duration `json:"duration_ns"`
-	// VerificationFailed is true when the job ran but its acceptance tests
-	// failed; a failed verification always breaches the SLA.
+	// Placed is when the provider took the job (the placement stage); the
+	// deadline runs from it, so time spent queued or awaiting approval
+	// does not count against the provider.
+	Placed time.Time `json:"placed"`
+	// Finished is when execution ended (the execution stage), before the
+	// tenant's acceptance tests ran.
+	Finished time.Time `json:"finished"`
+	// Duration is the execution's wall time.
+	Duration time.Duration `json:"duration_ns"`
+	// VerificationFailed is true when the job ran but the tenant-written
+	// acceptance tests failed. It refunds the tenant; it slashes only under
+	// terms with SlashOnTests.
 	VerificationFailed bool `json:"verification_failed,omitempty"`
 }
 
@@ -33,43 +34,62 @@ type SLAResult struct {
 	Breached      bool     `json:"breached"`
 	Reasons       []string `json:"reasons,omitempty"`
 	RefundPercent int      `json:"refund_percent"` // applied: the terms' value on breach, else 0
-	SlashPercent  int      `json:"slash_percent"`
+	SlashPercent  int      `json:"slash_percent"`  // applied: of Stake
+	// Stake is the agreed stake the slash applies to (0 when nothing is
+	// slashed).
+	Stake int64 `json:"stake,omitempty"`
 }
 
-func (t SLATerms) validate() error {
-	if t.Deadline < 0 || t.MaxDuration < 0 {
-		return fmt.Errorf("%w: negative SLA duration", ErrBadRequest)
-	}
-	if t.RefundPercent < 0 || t.RefundPercent > 100 || t.SlashPercent < 0 || t.SlashPercent > 100 {
-		return fmt.Errorf("%w: SLA percentages must be within [0, 100]", ErrBadRequest)
+func validateTerms(t SLATerms) error {
+	if err := t.Validate(); err != nil {
+		return fmt.Errorf("%w: %v", ErrBadRequest, err)
 	}
 	return nil
 }
 
-// EvaluateSLA compares an outcome with the terms. The SLA is breached when
-// the job finished later than Deadline after submission (both times must be
-// set), ran longer than MaxDuration, or failed verification. It is a pure
-// function: replaying it gives the same verdict.
+// EvaluateSLA compares an outcome with the agreed terms. The provider breaches
+// the SLA when execution ended later than Deadline after placement (both
+// times must be set) or ran longer than MaxDuration; a breach refunds
+// RefundPercent of the charge and slashes SlashPercent of the agreed Stake.
+// Failed acceptance tests also refund, but slash only when the provider
+// agreed to it (SlashOnTests). It is a pure function: replaying it gives the
+// same verdict.
 func EvaluateSLA(t SLATerms, o Outcome) (SLAResult, error) {
-	if err := t.validate(); err != nil {
+	if err := validateTerms(t); err != nil {
 		return SLAResult{}, err
 	}
 	var r SLAResult
-	if t.Deadline > 0 && !o.Submitted.IsZero() && !o.Finished.IsZero() {
-		if took := o.Finished.Sub(o.Submitted); took > t.Deadline {
-			r.Reasons = append(r.Reasons, fmt.Sprintf("finished %s after submission, deadline %s", took, t.Deadline))
+	providerFault := false
+	if t.Deadline > 0 && !o.Placed.IsZero() && !o.Finished.IsZero() {
+		if took := o.Finished.Sub(o.Placed); took > t.Deadline {
+			r.Reasons = append(r.Reasons, fmt.Sprintf("finished %s after placement, deadline %s", took, t.Deadline))
+			providerFault = true
 		}
 	}
 	if t.MaxDuration > 0 && o.Duration > t.MaxDuration {
 		r.Reasons = append(r.Reasons, fmt.Sprintf("ran %s, max duration %s", o.Duration, t.MaxDuration))
+		providerFault = true
 	}
 	if o.VerificationFailed {
-		r.Reasons = append(r.Reasons, "verification failed")
+		r.Reasons = append(r.Reasons, "acceptance tests failed")
 	}
-	if len(r.Reasons) > 0 {
-		r.Breached = true
-		r.RefundPercent = t.RefundPercent
-		r.SlashPercent = t.SlashPercent
+	if len(r.Reasons) == 0 {
+		return r, nil
+	}
+	r.Breached = true
+	r.RefundPercent = t.RefundPercent
+	if (providerFault || t.SlashOnTests) && t.Stake > 0 {
+		r.SlashPercent, r.Stake = t.SlashPercent, t.Stake
 	}
 	return r, nil
+}
+
+// SlashAmount is what a verdict takes from a provider's bond holding bond:
+// SlashPercent of the agreed stake, never more than the bond holds and
+// never the bond beyond the stake.
+func SlashAmount(v SLAResult, bond int64) int64 {
+	if v.SlashPercent <= 0 || v.Stake <= 0 || bond <= 0 {
+		return 0
+	}
+	return min(pct(v.Stake, v.SlashPercent), bond)
 }

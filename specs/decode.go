@@ -293,7 +293,7 @@ var (
 	testKeys      = []string{"name", "task", "image", "command", "expect_exit", "expect_outputs", "metrics"}
 	metricKeys    = []string{"file", "metric", "op", "value"}
 	settleKeys    = []string{"pay_on_success", "sla", "royalties"}
-	slaKeys       = []string{"deadline", "max_duration", "refund_percent", "slash_percent"}
+	slaKeys       = []string{"deadline", "max_duration", "refund_percent", "slash_percent", "stake"}
 	royaltyKeys   = []string{"account", "basis_points"}
 	approvalKeys  = []string{"required", "above_price", "approvers"}
 )
@@ -709,6 +709,7 @@ func (d *decoder) decodeSettlement(st *Settlement, n *node) {
 		x, _ := d.integer(v, "slash_percent", 0, 100)
 		st.SLA.SlashPercent = int(x)
 	}
+	st.SLA.Stake = d.money(sf["stake"], "sla.stake")
 	total := 0
 	seen := map[string]Pos{}
 	for i, it := range d.list(f["royalties"], "royalties") {
@@ -716,12 +717,18 @@ func (d *decoder) decodeSettlement(st *Settlement, n *node) {
 		d.at(rp, it)
 		rf := d.fields(it, rp, "a royalty", royaltyKeys)
 		r := Royalty{Account: d.str(rf["account"], "account")}
-		if r.Account == "" {
+		owner := strings.TrimPrefix(r.Account, "owner:") // the ledger's owner account
+		switch {
+		case r.Account == "":
 			d.e.add(it.pos, "royalty needs an account")
-		} else if p, dup := seen[r.Account]; dup {
-			d.e.add(rf["account"].pos, "duplicate royalty account %q (first at %s)", r.Account, p)
-		} else {
-			seen[r.Account] = rf["account"].pos
+		case !validAccount(owner):
+			d.e.add(rf["account"].pos, "royalty account %q must be 1 to 200 bytes with no spaces or control characters", r.Account)
+		default:
+			if p, dup := seen[owner]; dup {
+				d.e.add(rf["account"].pos, "duplicate royalty account %q (first at %s)", r.Account, p)
+			} else {
+				seen[owner] = rf["account"].pos
+			}
 		}
 		if v := rf["basis_points"]; v != nil {
 			x, _ := d.integer(v, "basis_points", 1, 10000)
@@ -735,6 +742,20 @@ func (d *decoder) decodeSettlement(st *Settlement, n *node) {
 	if total > 10000 {
 		d.e.add(f["royalties"].pos, "royalties add up to %d basis points, more than 10000 (100%%)", total)
 	}
+}
+
+// validAccount is the ledger's rule for an account name: printable, no
+// spaces, 1 to 200 bytes.
+func validAccount(name string) bool {
+	if name == "" || len(name) > 200 {
+		return false
+	}
+	for _, r := range name {
+		if r <= ' ' || r == 0x7f {
+			return false
+		}
+	}
+	return true
 }
 
 func (d *decoder) decodeApproval(a *Approval, n *node) {

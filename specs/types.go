@@ -161,12 +161,16 @@ type Settlement struct {
 	Royalties    []Royalty `json:"royalties,omitempty"`
 }
 
-// SLA is the service level the provider promises.
+// SLA is the service level the tenant asks a provider to be held to. Only
+// providers whose offered terms cover it bid (market.SLAOffer).
 type SLA struct {
-	Deadline      time.Duration `json:"deadline_ns,omitempty"`
-	MaxDuration   time.Duration `json:"max_duration_ns,omitempty"`
-	RefundPercent int           `json:"refund_percent,omitempty"` // of the price, to the tenant on breach
-	SlashPercent  int           `json:"slash_percent,omitempty"`  // of the provider's bond on breach
+	Deadline      time.Duration `json:"deadline_ns,omitempty"`     // from placement to the end of execution
+	MaxDuration   time.Duration `json:"max_duration_ns,omitempty"` // of execution
+	RefundPercent int           `json:"refund_percent,omitempty"`  // of the charge, to the tenant on breach
+	SlashPercent  int           `json:"slash_percent,omitempty"`   // of the provider's per-job stake on breach
+	// Stake is the least per-job stake (minor units) a provider must put
+	// at risk to bid; 0 asks for none.
+	Stake int64 `json:"stake,omitempty"`
 }
 
 // Royalty pays a share of the settled price to a model owner.

@@ -73,6 +73,7 @@ type job struct {
 	comp      []string
 	paid      int64
 	refunded  int64
+	placedAt  time.Time
 	execStart time.Time
 	execEnd   time.Time
 }
@@ -314,6 +315,7 @@ func (j *job) place(ctx workflow.Context) error {
 		return classify(ctx, err, ClassInternal)
 	}
 	j.placement = pl
+	j.placedAt = workflow.Now(ctx)
 	j.cost.Held = pl.Held
 	return j.attest(ctx, predicate.StagePlacement, nil, predicate.Placement{
 		Header: j.header(), Provider: j.award.Provider, Pool: j.award.Pool, Node: pl.Node,
@@ -398,7 +400,8 @@ func (j *job) settle(ctx workflow.Context, verified bool) error {
 	if err := j.awaitAttestations(ctx); err != nil {
 		return fail(ClassInternal, err)
 	}
-	in := SettleInput{JobID: j.in.JobID, PlanInput: j.planIn, Award: j.award, Verified: verified, Started: j.execStart, Finished: j.execEnd}
+	in := SettleInput{JobID: j.in.JobID, PlanInput: j.planIn, Award: j.award, Verified: verified,
+		Placed: j.placedAt, Started: j.execStart, Finished: j.execEnd}
 	if j.byRef() {
 		u := j.usage
 		in.Usage = &u

@@ -7,6 +7,7 @@ import (
 
 	"github.com/accordmesh/accord/provenance/predicate"
 	"github.com/accordmesh/accord/runtimes"
+	"github.com/accordmesh/accord/settlement/sla"
 )
 
 // The contract of the job workflow: task queues, names, and one input and one
@@ -264,6 +265,9 @@ type NegotiateOutput struct {
 	// Devices are the node and GPU instance IDs the provider offered each
 	// task (Nomad pools); empty when the runtime chooses.
 	Devices []TaskDevices `json:"devices,omitempty"`
+	// SLA are the money terms the provider agreed to in negotiation; the
+	// settle stage holds it to them (absent: the spec's, with no stake).
+	SLA *sla.Terms `json:"sla,omitempty"`
 }
 
 // TaskDevices is the node and GPU instance IDs offered for one task.
@@ -420,6 +424,7 @@ type SettleInput struct {
 	Usage    *Usage                `json:"usage,omitempty"`
 	Tasks    map[string]TaskStatus `json:"tasks,omitempty"`
 	Verified bool                  `json:"verified"`
+	Placed   time.Time             `json:"placed,omitzero"` // escrow held: the SLA deadline's clock starts
 	Started  time.Time             `json:"started"`
 	Finished time.Time             `json:"finished"`
 }

@@ -20,6 +20,7 @@ import (
 
 	"github.com/accordmesh/accord/market"
 	"github.com/accordmesh/accord/policies"
+	"github.com/accordmesh/accord/settlement/sla"
 	"github.com/accordmesh/accord/specs"
 )
 
@@ -41,6 +42,8 @@ type Award struct {
 	// Devices are the exact node and GPUs per task when the provider names
 	// them (Nomad pools); empty lets the runtime choose.
 	Devices []TaskDevices
+	// SLA are the money terms the provider agreed to (the market award's).
+	SLA *sla.Terms
 }
 
 // Broker negotiates on behalf of a worker.
@@ -97,7 +100,7 @@ func (b Broker) Negotiate(ctx context.Context, jobID string, plan *specs.Plan) (
 		return Award{}, fmt.Errorf("%w: the market cleared no award", market.ErrNoOffers)
 	}
 	aw := res.Awards[0]
-	out := Award{Provider: aw.Provider, Runtime: b.runtime(aw.Provider), Price: aw.Price, Currency: res.Currency, Result: res}
+	out := Award{Provider: aw.Provider, Runtime: b.runtime(aw.Provider), Price: aw.Price, Currency: res.Currency, Result: res, SLA: aw.SLA}
 	if b.Assign != nil {
 		if out.Devices, err = b.Assign(ctx, aw.Provider, plan); err != nil {
 			return Award{}, fmt.Errorf("broker: assign devices on %s: %w", aw.Provider, err)

@@ -29,6 +29,7 @@ func localProvider(cpu int64) *market.Static {
 		Name: "local", Region: "local", Reputation: 1,
 		Free:    market.Capacity{MilliCPU: cpu, MemoryBytes: 8 << 30, DiskBytes: 64 << 30},
 		Pricing: market.Pricing{Currency: "USD", CPUHour: 4, MemoryGiBHour: 1},
+		SLA:     market.SLAOffer{MaxRefundPercent: 100, MaxSlashPercent: 100, Stake: 300},
 	}}
 }
 
@@ -52,6 +53,30 @@ func TestNegotiate(t *testing.T) {
 	_, err = b.Negotiate(context.Background(), "job-1", plan)
 	if !errors.Is(err, market.ErrNoOffers) || !strings.Contains(err.Error(), "local") {
 		t.Errorf("small provider: %v, want ErrNoOffers naming local", err)
+	}
+}
+
+// The award carries the agreed SLA terms; a spec asking for terms no
+// provider accepts (issue 19's bond-draining SLA) gets no offer, and the
+// error names the sla constraint.
+func TestNegotiateSLATerms(t *testing.T) {
+	plan := quickstartPlan(t)
+	b := Broker{Providers: sellers(localProvider(4000)), DefaultRuntime: "containerd"}
+	aw, err := b.Negotiate(context.Background(), "job-1", plan)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req := plan.Spec.Settlement.SLA
+	if aw.SLA == nil || aw.SLA.RefundPercent != req.RefundPercent || aw.SLA.SlashPercent != req.SlashPercent || aw.SLA.Stake != 300 {
+		t.Fatalf("agreed terms %+v for request %+v", aw.SLA, req)
+	}
+	plan.Spec.Settlement.SLA.SlashPercent = 100
+	strict := localProvider(4000)
+	strict.P.SLA.MaxSlashPercent = 50
+	b.Providers = sellers(strict)
+	_, err = b.Negotiate(context.Background(), "job-1", plan)
+	if !errors.Is(err, market.ErrNoOffers) || !strings.Contains(err.Error(), "(sla)") {
+		t.Fatalf("slash above the offer: %v, want ErrNoOffers naming sla", err)
 	}
 }
 

@@ -15,6 +15,7 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/accordmesh/accord/market"
 )
@@ -34,6 +35,22 @@ type LocalPool struct {
 	// use (containers keep their own limits; the host is shared). 0 or 1
 	// offers the hardware as it is.
 	Overcommit float64
+	// SLA is the money terms the pool accepts; nil means DefaultSLA.
+	SLA *market.SLAOffer
+}
+
+// DefaultMinDeadline is the shortest SLA deadline or maximum duration the
+// operator's pools accept by default: a spec cannot make a breach certain
+// by asking for one shorter than a container takes to start.
+const DefaultMinDeadline = time.Minute
+
+// DefaultSLA is what the operator's own pools (LocalPool and attached Nomad
+// pools) accept unless configured: any refund and any slash percentage a
+// spec asks, but no stake at risk (so nothing is ever slashed from a bond),
+// no slashing on failing tenant tests, and no SLA deadline or maximum
+// duration under DefaultMinDeadline.
+func DefaultSLA() market.SLAOffer {
+	return market.SLAOffer{MaxRefundPercent: 100, MaxSlashPercent: 100, MinDeadline: DefaultMinDeadline}
 }
 
 // DefaultLocalPricing prices the local pool at the specs' reference rates
@@ -64,9 +81,13 @@ func (p *LocalPool) Profile(context.Context) (market.Profile, error) {
 		capa.MilliCPU = int64(float64(capa.MilliCPU) * p.Overcommit)
 		capa.MemoryBytes = int64(float64(capa.MemoryBytes) * p.Overcommit)
 	}
+	terms := DefaultSLA()
+	if p.SLA != nil {
+		terms = *p.SLA
+	}
 	return market.Profile{
 		Name: LocalPoolName, Region: "local", Reputation: 1,
-		Free: capa, Total: capa, Pricing: p.Pricing,
+		Free: capa, Total: capa, Pricing: p.Pricing, SLA: terms,
 	}, nil
 }
 

@@ -50,7 +50,7 @@ func poolProfile(p pools.Pool, c nomad.Capacity) market.Profile {
 		region = "nomad"
 	}
 	prof := market.Profile{
-		Name: p.Name, Region: region, Reputation: 1,
+		Name: p.Name, Region: region, Reputation: 1, SLA: DefaultSLA(),
 		Pricing: market.Pricing{
 			Currency: pr.Currency, CPUHour: pr.CPUCoreHour, MemoryGiBHour: pr.MemoryGiBHour,
 			Reserve: pr.Minimum, GPUHour: map[string]int64{},

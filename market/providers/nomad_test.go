@@ -23,7 +23,8 @@ func TestPoolProfile(t *testing.T) {
 	if err := prof.Validate(); err != nil {
 		t.Fatal(err)
 	}
-	if prof.Name != "lab" || prof.Region != "eu-west-1" || prof.Pricing.Currency != "EUR" || prof.Pricing.Reserve != 7 {
+	// An attached pool is the operator's: it stakes nothing by default.
+	if prof.Name != "lab" || prof.Region != "eu-west-1" || prof.Pricing.Currency != "EUR" || prof.Pricing.Reserve != 7 || prof.SLA != DefaultSLA() {
 		t.Errorf("profile %+v", prof)
 	}
 	// Only schedulable nodes offer capacity: 4000 MHz at 2000 MHz/core.
