@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"math"
 	"math/bits"
+
+	"github.com/accordmesh/accord/provenance/predicate"
 )
 
 // millisPerHour converts a per-hour rate applied to millisecond quantities.
@@ -15,21 +17,14 @@ const maxSeconds = 1e12
 
 // Usage is what a job consumed, in integer milli-units: milliseconds of wall
 // time, CPU-milliseconds, GB-milliseconds of memory and GPU-milliseconds.
-type Usage struct {
-	WallMillis  int64 `json:"wall_ms"`
-	CPUMillis   int64 `json:"cpu_ms"`
-	MemGBMillis int64 `json:"mem_gb_ms"`
-	GPUMillis   int64 `json:"gpu_ms"`
-}
+// It is the settlement predicate's MeteredUsage: one definition, so the
+// audit recomputes charges from exactly what settlement used.
+type Usage = predicate.MeteredUsage
 
 // Rates are a provider's prices in minor units per hour of each quantity:
 // per wall-clock hour, per CPU-hour, per GB-hour of memory, per GPU-hour.
-type Rates struct {
-	WallPerHour  int64 `json:"wall_per_hour"`
-	CPUPerHour   int64 `json:"cpu_per_hour"`
-	MemGBPerHour int64 `json:"mem_gb_per_hour"`
-	GPUPerHour   int64 `json:"gpu_per_hour"`
-}
+// They are the settlement predicate's Rates (one definition).
+type Rates = predicate.Rates
 
 // Charges is metered usage priced at a provider's rates.
 type Charges struct {
