@@ -190,3 +190,35 @@ func TestTestContainerIsBounded(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// cancelOnCollect is a runtime whose output collection is cut short, as by
+// a worker shutting down or a lost heartbeat.
+type cancelOnCollect struct {
+	*fakeRuntime
+	cancel context.CancelFunc
+}
+
+func (c cancelOnCollect) Collect(ctx context.Context, id, dir string) ([]runtimes.Output, error) {
+	c.cancel()
+	return nil, ctx.Err()
+}
+
+// A collection cut short is retried, not recorded as the task's failure.
+func TestCollectCutShortIsRetried(t *testing.T) {
+	fake := newFake()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	rt := cancelOnCollect{fake, cancel}
+	a := &Activities{Runtimes: map[string]runtimes.Runtime{"fake": rt}, JobsDir: t.TempDir()}
+	if _, err := fake.Start(ctx, runtimes.TaskSpec{ID: "job-1.train.1"}); err != nil {
+		t.Fatal(err)
+	}
+	fake.finish("job-1.train.1", 0, nil)
+	_, err := a.wait(ctx, workflows.WaitTaskInput{JobID: "job-1", Task: "train", RunID: "job-1.train.1", Runtime: "fake"}, "")
+	if err == nil || appErrType(err) == workflows.ErrTypeExecution {
+		t.Fatalf("collection cut short: %v (must be a retryable error)", err)
+	}
+	if out, ok := a.readResult("job-1", "job-1.train.1"); ok {
+		t.Fatalf("recorded %+v for a run whose outputs were never collected", out)
+	}
+}

@@ -256,11 +256,13 @@ func (a *Activities) wait(ctx context.Context, in workflows.WaitTaskInput, image
 	if window <= 0 {
 		window = workflows.DefaultWaitWindow
 	}
+	// Heartbeat through the wait, the output collection and the log copy:
+	// a slow collection must not look like a lost worker.
 	stop := heartbeat(ctx, "running "+in.RunID)
+	defer stop()
 	wctx, cancel := context.WithTimeout(ctx, window)
 	st, err := rt.Wait(wctx, in.RunID)
 	cancel()
-	stop()
 	if err != nil {
 		if ctx.Err() != nil {
 			return workflows.WaitTaskOutput{}, ctx.Err()
@@ -279,6 +281,11 @@ func (a *Activities) wait(ctx context.Context, in workflows.WaitTaskInput, image
 	}
 	if st.State == runtimes.StateExited && st.ExitCode == 0 {
 		outs, err := rt.Collect(ctx, in.RunID, a.OutputsDir(in.JobID, in.Task))
+		if err != nil && ctx.Err() != nil {
+			// Cut short (a worker shutting down, a lost heartbeat): nothing
+			// is recorded, and the retry collects from the exited container.
+			return workflows.WaitTaskOutput{}, fmt.Errorf("collect %s: %w", in.RunID, err)
+		}
 		if err != nil {
 			// A successful run that did not produce its declared outputs failed.
 			out.State, out.ExitCode, out.Reason = string(runtimes.StateFailed), -1, "collect outputs: "+err.Error()

@@ -163,9 +163,10 @@ func waitCtx(ctx workflow.Context, t PlanTask, window time.Duration) workflow.Co
 		d = defaultTaskDuration
 	}
 	return workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
-		TaskQueue:              TaskQueueExecution,
-		StartToCloseTimeout:    window + 10*time.Minute,
-		HeartbeatTimeout:       10 * time.Second,
+		TaskQueue:           TaskQueueExecution,
+		StartToCloseTimeout: window + 10*time.Minute,
+		HeartbeatTimeout:    30 * time.Second, // a loaded host's heartbeats come late
+
 		ScheduleToCloseTimeout: d + 20*time.Minute,
 		RetryPolicy:            waitRetry,
 	})
