@@ -13,6 +13,10 @@ import (
 	"unicode"
 )
 
+// ErrTokenRequest reports a token that cannot be made as asked: an
+// unknown role, a bad name or TTL.
+var ErrTokenRequest = errors.New("policies: invalid token request")
+
 // DefaultTokenTTL is how long a token lives when its creator names no TTL.
 const DefaultTokenTTL = 90 * 24 * time.Hour
 
@@ -92,7 +96,7 @@ func (s *Store) CreateToken(ctx context.Context, p Principal, opts ...TokenOptio
 		f(&o)
 	}
 	if o.ttl <= 0 || o.ttl > MaxTokenTTL {
-		return "", fmt.Errorf("policies: token TTL %s: want more than 0 and at most %s", o.ttl, MaxTokenTTL)
+		return "", fmt.Errorf("%w: TTL %s: want more than 0 and at most %s", ErrTokenRequest, o.ttl, MaxTokenTTL)
 	}
 	if err := s.checkPrincipal(ctx, &p); err != nil {
 		return "", err
@@ -150,13 +154,13 @@ func (s *Store) checkPrincipal(ctx context.Context, p *Principal) error {
 	case RoleAdmin:
 		p.Tenant = "*"
 	default:
-		return fmt.Errorf("policies: unknown role %q", p.Role)
+		return fmt.Errorf("%w: unknown role %q", ErrTokenRequest, p.Role)
 	}
 	if p.Role == RoleTenant && p.Tenant == "*" {
-		return fmt.Errorf("policies: a tenant token needs one tenant")
+		return fmt.Errorf("%w: a tenant token needs one tenant", ErrTokenRequest)
 	}
 	if len(p.Name) > maxTokenName || strings.ContainsFunc(p.Name, func(r rune) bool { return unicode.IsSpace(r) || !unicode.IsPrint(r) }) {
-		return fmt.Errorf("policies: token name must be at most %d printable characters without spaces", maxTokenName)
+		return fmt.Errorf("%w: name must be at most %d printable characters without spaces", ErrTokenRequest, maxTokenName)
 	}
 	return nil
 }
