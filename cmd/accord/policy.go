@@ -52,6 +52,24 @@ func openTenants(ctx context.Context) (*policies.Store, error) {
 	return policies.OpenStore(ctx, policies.StorePath(home))
 }
 
+// readTenants calls read with the tenancy store when one exists; reading
+// creates no store.
+func readTenants(ctx context.Context, read func(*policies.Store) error) error {
+	home, err := cli.HomePath()
+	if err != nil {
+		return err
+	}
+	if _, err := os.Stat(policies.StorePath(home)); err != nil {
+		return nil
+	}
+	st, err := openTenants(ctx)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	return read(st)
+}
+
 func newPolicyTestCmd() *cobra.Command {
 	var input, stage, tenant string
 	c := &cobra.Command{
@@ -298,16 +316,7 @@ func newTenantListCmd() *cobra.Command {
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			rows := []tenantView{}
-			home, err := cli.HomePath()
-			if err != nil {
-				return err
-			}
-			if _, err := os.Stat(policies.StorePath(home)); err == nil { // reading creates no store
-				st, err := openTenants(cmd.Context())
-				if err != nil {
-					return err
-				}
-				defer st.Close()
+			err := readTenants(cmd.Context(), func(st *policies.Store) error {
 				ts, err := st.Tenants(cmd.Context())
 				if err != nil {
 					return err
@@ -319,6 +328,10 @@ func newTenantListCmd() *cobra.Command {
 					}
 					rows = append(rows, viewTenant(t, &u))
 				}
+				return nil
+			})
+			if err != nil {
+				return err
 			}
 			return cli.Print(cmd, map[string]any{"tenants": rows}, func(w cli.Writer) {
 				if len(rows) == 0 {
@@ -424,23 +437,15 @@ func newTokenListCmd() *cobra.Command {
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			rows := []tokenView{}
-			home, err := cli.HomePath()
-			if err != nil {
-				return err
-			}
-			if _, err := os.Stat(policies.StorePath(home)); err == nil { // reading creates no store
-				st, err := openTenants(cmd.Context())
-				if err != nil {
-					return err
-				}
-				defer st.Close()
+			err := readTenants(cmd.Context(), func(st *policies.Store) error {
 				all, err := st.Tokens(cmd.Context())
-				if err != nil {
-					return err
-				}
 				for _, t := range all {
 					rows = append(rows, viewToken(t))
 				}
+				return err
+			})
+			if err != nil {
+				return err
 			}
 			return cli.Print(cmd, map[string]any{"tokens": rows}, func(w cli.Writer) {
 				if len(rows) == 0 {
