@@ -88,3 +88,19 @@ func TestTokenExpiryListed(t *testing.T) {
 	}
 	contains(t, ok(t, home, "token", "list"), "EXPIRED")
 }
+
+// TestServeRejectsBadLimits: serve checks its limits before it dials
+// anything.
+func TestServeRejectsBadLimits(t *testing.T) {
+	home := t.TempDir()
+	for _, args := range [][]string{
+		{"serve", "--rate-limit", "-1"},
+		{"serve", "--rate-burst", "0"},
+		{"serve", "--max-upload", "10"},
+		{"serve", "--upload-retention", "-1h"},
+	} {
+		if r := runIn(t, home, args...); r.code != 2 {
+			t.Errorf("accord %s: exit %d, want 2\n%s", strings.Join(args, " "), r.code, r.stderr)
+		}
+	}
+}
