@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -172,7 +173,7 @@ func TestApproverIdentity(t *testing.T) {
 }
 
 func TestHTTPServerLimits(t *testing.T) {
-	l := Limits{ReadHeaderTimeout: 200 * time.Millisecond, ReadTimeout: time.Second, WriteTimeout: time.Second,
+	l := Limits{ReadHeaderTimeout: 200 * time.Millisecond, ReadTimeout: 10 * time.Second, WriteTimeout: time.Second,
 		IdleTimeout: time.Second, MaxHeaderBytes: 1024}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -188,15 +189,13 @@ func TestHTTPServerLimits(t *testing.T) {
 	}
 	defer conn.Close()
 	fmt.Fprintf(conn, "GET / HTTP/1.1\r\nHost: x\r\n") // and never the end of the headers
+	// The server answers 408 or just closes; either way it must not wait
+	// for the rest of the headers.
 	conn.SetReadDeadline(time.Now().Add(5 * time.Second))
-	start := time.Now()
-	if _, err := bufio.NewReader(conn).ReadString('\n'); err == nil {
-		// the server may answer 408 before closing; it must not wait
-	} else if ne, ok := err.(net.Error); ok && ne.Timeout() {
-		t.Fatal("a connection with unfinished headers was held open")
-	}
-	if time.Since(start) > 3*time.Second {
-		t.Fatal("slow headers were not cut off by ReadHeaderTimeout")
+	_, err = io.ReadAll(bufio.NewReader(conn))
+	var ne net.Error
+	if errors.As(err, &ne) && ne.Timeout() {
+		t.Fatal("a connection with unfinished headers was held open past ReadHeaderTimeout")
 	}
 
 	req, _ := http.NewRequest("GET", "http://"+ln.Addr().String()+"/", nil)

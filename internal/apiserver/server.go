@@ -252,7 +252,7 @@ func (s *Server) submit(w http.ResponseWriter, r *http.Request, p policies.Princ
 	if err := json.NewDecoder(r.Body).Decode(&req); err != nil {
 		var mbe *http.MaxBytesError
 		if !errors.As(err, &mbe) {
-			err = Public(ErrBadRequest, "body: want a JSON object {name, document, signature}: %v", err)
+			err = &PublicError{Kind: ErrBadRequest, Message: "body: want a JSON object {name, document, signature}"}
 		}
 		s.fail(w, r, err)
 		return
