@@ -69,6 +69,19 @@ func TestUploadsStandAlone(t *testing.T) {
 	}
 }
 
+func TestRelativeHomeRefused(t *testing.T) {
+	a := &Jobs{Home: "relative"}
+	if _, err := a.store("job-1", "s.md", []byte("x"), nil); !errors.Is(err, ErrHome) {
+		t.Fatalf("store under a relative home: %v, want ErrHome", err)
+	}
+	if _, err := a.SweepUploads(context.Background(), time.Hour); !errors.Is(err, ErrHome) {
+		t.Fatalf("sweep under a relative home: %v, want ErrHome", err)
+	}
+	if _, err := os.Stat("relative"); !errors.Is(err, os.ErrNotExist) {
+		t.Fatal("a relative home was created in the working directory")
+	}
+}
+
 func TestSweepUploads(t *testing.T) {
 	ctx := context.Background()
 	home := t.TempDir()

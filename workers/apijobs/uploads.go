@@ -22,13 +22,26 @@ const DefaultUploadRetention = 24 * time.Hour
 // job that uses the upload. Upload names never start with a dot.
 const markers = ".jobs"
 
-func (a *Jobs) uploadsDir() string { return filepath.Join(a.Home, "uploads") }
+// ErrHome reports a Jobs without an absolute Home: uploads would land
+// relative to the server's working directory.
+var ErrHome = errors.New("apijobs: Home must be an absolute path")
+
+func (a *Jobs) uploadsDir() (string, error) {
+	if !filepath.IsAbs(a.Home) {
+		return "", fmt.Errorf("%w, not %q", ErrHome, a.Home)
+	}
+	return filepath.Join(a.Home, "uploads"), nil
+}
 
 // store writes an upload and its job's marker, and returns the spec's path.
 func (a *Jobs) store(jobID, name string, doc, sig []byte) (string, error) {
+	uploads, err := a.uploadsDir()
+	if err != nil {
+		return "", err
+	}
 	a.uploads.Lock()
 	defer a.uploads.Unlock()
-	dir := filepath.Join(a.uploadsDir(), strings.TrimPrefix(provenance.Digest(doc), "sha256:"))
+	dir := filepath.Join(uploads, strings.TrimPrefix(provenance.Digest(doc), "sha256:"))
 	if err := os.MkdirAll(filepath.Join(dir, markers), 0o700); err != nil {
 		return "", fmt.Errorf("apijobs: store upload: %w", err)
 	}
@@ -64,7 +77,11 @@ func (a *Jobs) unmark(path, jobID string) {
 // older than retention. It returns how many uploads it removed; an upload
 // whose jobs cannot be checked is kept for the next sweep.
 func (a *Jobs) SweepUploads(ctx context.Context, retention time.Duration) (int, error) {
-	entries, err := os.ReadDir(a.uploadsDir())
+	uploads, err := a.uploadsDir()
+	if err != nil {
+		return 0, err
+	}
+	entries, err := os.ReadDir(uploads)
 	if errors.Is(err, os.ErrNotExist) {
 		return 0, nil
 	}
@@ -77,7 +94,7 @@ func (a *Jobs) SweepUploads(ctx context.Context, retention time.Duration) (int, 
 		if !e.IsDir() {
 			continue
 		}
-		gone, err := a.sweepUpload(ctx, filepath.Join(a.uploadsDir(), e.Name()), retention)
+		gone, err := a.sweepUpload(ctx, filepath.Join(uploads, e.Name()), retention)
 		if err != nil {
 			errs = append(errs, err)
 		}
