@@ -251,7 +251,7 @@ func TestJobWorkerProcess(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	host, err := local.Open(ctx, local.Options{Home: home})
+	host, err := local.Open(ctx, local.Options{Home: home, AutoCreateTenants: true}) // as accord dev
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -28,6 +28,7 @@ import (
 	"github.com/accordmesh/accord/runtimes/containerd"
 	"github.com/accordmesh/accord/settlement"
 	"github.com/accordmesh/accord/workers/jobclient"
+	"github.com/accordmesh/accord/workers/local"
 	"github.com/accordmesh/accord/workers/stack"
 	"github.com/accordmesh/accord/workflows"
 )
@@ -80,7 +81,8 @@ func startStack(t *testing.T, home string, port int, noWorker bool) *stack.Stack
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	st, err := stack.Start(ctx, stack.Options{Home: home, FrontendPort: port, NoWorker: noWorker})
+	st, err := stack.Start(ctx, stack.Options{Home: home, FrontendPort: port, NoWorker: noWorker,
+		Local: local.Options{AutoCreateTenants: true}}) // as accord dev
 	if err != nil {
 		t.Fatalf("start stack: %v", err)
 	}

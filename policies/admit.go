@@ -23,7 +23,9 @@ type Admitter struct {
 	Store    *Store
 	Verify   SpecVerifier
 	// AutoCreate admits tenants that do not exist yet by creating them with
-	// no quota (the local single-user stack); servers leave it false.
+	// no quota: only the local single-user stack (`accord run`, `accord
+	// dev`) sets it. Servers and workers leave it false, so a job for an
+	// unknown tenant is denied at admission.
 	AutoCreate bool
 }
 
@@ -58,9 +60,13 @@ func (a *Admitter) Admit(ctx context.Context, req AdmitRequest) (Admission, erro
 	plan := req.Plan
 	ad := Admission{JobID: req.JobID, Tenant: plan.Tenant, Currency: plan.Currency, GPUHours: GPUHours(plan)}
 	t, err := a.Store.Tenant(ctx, plan.Tenant)
-	if errors.Is(err, ErrUnknownTenant) && a.AutoCreate {
-		t = Tenant{Name: plan.Tenant, Currency: plan.Currency, Period: "month"}
-		err = a.Store.PutTenant(ctx, t)
+	if errors.Is(err, ErrUnknownTenant) {
+		if a.AutoCreate {
+			t = Tenant{Name: plan.Tenant, Currency: plan.Currency, Period: "month"}
+			err = a.Store.PutTenant(ctx, t)
+		} else {
+			err = fmt.Errorf("%w: %q is not a tenant here; an operator creates it with `accord tenant put %s`", ErrUnknownTenant, plan.Tenant, plan.Tenant)
+		}
 	}
 	if err != nil {
 		return deny(ad, err)

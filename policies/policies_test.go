@@ -321,8 +321,12 @@ func TestAdmitter(t *testing.T) {
 		t.Fatalf("second job over quota: %v, want the CEL quota rule to deny", err)
 	}
 	// Unknown tenants are rejected unless AutoCreate.
-	if _, err := a.Admit(ctx, AdmitRequest{JobID: "job-x", Plan: plan("nobody", 0, 1, digestImage, nil, "")}); !errors.Is(err, ErrUnknownTenant) {
-		t.Fatalf("unknown tenant: %v", err)
+	if ad, err := a.Admit(ctx, AdmitRequest{JobID: "job-x", Plan: plan("nobody", 0, 1, digestImage, nil, "")}); !errors.Is(err, ErrUnknownTenant) ||
+		ad.Allowed || !strings.Contains(err.Error(), "accord tenant put nobody") {
+		t.Fatalf("unknown tenant: %+v %v, want a denial saying how to create it", ad, err)
+	}
+	if _, err := s.Tenant(ctx, "nobody"); !errors.Is(err, ErrUnknownTenant) {
+		t.Fatalf("a denied job created its tenant: %v", err)
 	}
 	a.AutoCreate = true
 	if _, err := a.Admit(ctx, AdmitRequest{JobID: "job-x", Plan: plan("nobody", 0, 1, digestImage, nil, "")}); err != nil {

@@ -2,10 +2,7 @@ package policies
 
 import (
 	"context"
-	"crypto/rand"
-	"crypto/sha256"
 	"database/sql"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"path/filepath"
@@ -24,6 +21,8 @@ var (
 	ErrQuotaExceeded = errors.New("policies: quota exceeded")
 	ErrUnsigned      = errors.New("policies: spec must be signed by a key trusted for the tenant")
 	ErrBadToken      = errors.New("policies: invalid token")
+	ErrTokenExpired  = errors.New("policies: token expired")
+	ErrNoSuchToken   = errors.New("policies: no such token")
 )
 
 // Role is what a token may do.
@@ -60,7 +59,21 @@ type Usage struct {
 type Principal struct {
 	Tenant string `json:"tenant"` // "*" for admins and organisation-wide auditors
 	Role   Role   `json:"role"`
-	Name   string `json:"name"`
+	// Name is the holder's identity: what approvals record and what a
+	// spec's approval.approvers names. CreateToken fills it when empty.
+	Name string `json:"name"`
+	// ID names the token (tok_ and 12 hex digits) in listings and
+	// revocations; it is not a secret.
+	ID string `json:"id,omitempty"`
+}
+
+// Identity is who acts with the token: its name, or tenant/ID for a token
+// created without one.
+func (p Principal) Identity() string {
+	if p.Name != "" {
+		return p.Name
+	}
+	return p.Tenant + "/" + p.ID
 }
 
 // CanRead reports whether p may see jobs of tenant.
@@ -102,7 +115,12 @@ func OpenStore(ctx context.Context, path string) (*Store, error) {
 		db.Close()
 		return nil, fmt.Errorf("policies: schema: %w", err)
 	}
-	return &Store{db: db, now: time.Now}, nil
+	s := &Store{db: db, now: time.Now}
+	if err := s.migrateTokens(ctx); err != nil {
+		db.Close()
+		return nil, err
+	}
+	return s, nil
 }
 
 // Close closes the database.
@@ -308,56 +326,6 @@ func affected(res sql.Result, err error, op, jobID string) error {
 		return fmt.Errorf("policies: %s %s: no reservation", op, jobID)
 	}
 	return nil
-}
-
-// CreateToken makes a new API token for a principal and returns it; only
-// its sha256 is stored.
-func (s *Store) CreateToken(ctx context.Context, p Principal) (string, error) {
-	switch p.Role {
-	case RoleTenant, RoleAuditor:
-		if p.Tenant != "*" {
-			if _, err := s.Tenant(ctx, p.Tenant); err != nil {
-				return "", err
-			}
-		}
-	case RoleAdmin:
-		p.Tenant = "*"
-	default:
-		return "", fmt.Errorf("policies: unknown role %q", p.Role)
-	}
-	if p.Role == RoleTenant && p.Tenant == "*" {
-		return "", fmt.Errorf("policies: a tenant token needs one tenant")
-	}
-	buf := make([]byte, 24)
-	if _, err := rand.Read(buf); err != nil {
-		return "", fmt.Errorf("policies: token: %w", err)
-	}
-	tok := "acc_" + hex.EncodeToString(buf)
-	_, err := s.db.ExecContext(ctx, `INSERT INTO tokens VALUES (?,?,?,?,?)`, tokenHash(tok), p.Tenant, string(p.Role), p.Name, s.now().UTC().Format(time.RFC3339))
-	if err != nil {
-		return "", fmt.Errorf("policies: store token: %w", err)
-	}
-	return tok, nil
-}
-
-// Authenticate returns the principal a token belongs to.
-func (s *Store) Authenticate(ctx context.Context, token string) (Principal, error) {
-	var p Principal
-	var role string
-	err := s.db.QueryRowContext(ctx, `SELECT tenant, role, name FROM tokens WHERE hash = ?`, tokenHash(token)).Scan(&p.Tenant, &role, &p.Name)
-	if errors.Is(err, sql.ErrNoRows) {
-		return p, ErrBadToken
-	}
-	if err != nil {
-		return p, fmt.Errorf("policies: authenticate: %w", err)
-	}
-	p.Role = Role(role)
-	return p, nil
-}
-
-func tokenHash(tok string) string {
-	sum := sha256.Sum256([]byte(tok))
-	return hex.EncodeToString(sum[:])
 }
 
 func milli(h float64) int64 { return int64(h*1000 + 0.5) }

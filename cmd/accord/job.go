@@ -117,7 +117,7 @@ func devCmd() *cobra.Command {
 			defer cancel()
 			st, err := stack.Start(ctx, stack.Options{
 				Home: home, FrontendPort: port, MetricsAddr: metrics, UIPort: uiPort,
-				Local: lf.options(""), Tuning: tun,
+				Local: lf.stackOptions(), Tuning: tun,
 			})
 			if err != nil {
 				return err
@@ -264,7 +264,7 @@ func runCmd() *cobra.Command {
 			t0 := time.Now()
 			st, err := stack.Start(context.WithoutCancel(ctx), stack.Options{
 				Home: home, MetricsAddr: metrics, Logger: quietLogger(ctx),
-				Local: lf.options(""), Tuning: tun,
+				Local: lf.stackOptions(), Tuning: tun,
 			})
 			if err != nil {
 				return err

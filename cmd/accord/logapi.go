@@ -41,6 +41,14 @@ func (f *localFlags) options(home string) local.Options {
 	return o
 }
 
+// stackOptions are the single-user stack's options (`accord run`, `accord
+// dev`): the only place where unknown tenants are created on first use.
+func (f *localFlags) stackOptions() local.Options {
+	o := f.options("")
+	o.AutoCreateTenants = true
+	return o
+}
+
 // serveRekorAPI serves l's Rekor v1 REST subset (what rekor-cli needs) on
 // addr until the returned stop is called.
 func serveRekorAPI(addr string, l tlog.Log) (string, func(), error) {

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -26,8 +27,10 @@ func init() {
 	tenant := &cobra.Command{Use: "tenant", Short: "Manage tenants, their quotas and trusted signers", Example: `  accord tenant put demo --spend-quota 1000.00
   accord tenant list`}
 	tenant.AddCommand(newTenantPutCmd(), newTenantListCmd())
-	token := &cobra.Command{Use: "token", Short: "Issue API tokens for accord serve", Example: `  accord token create --tenant demo`}
-	token.AddCommand(newTokenCreateCmd())
+	token := &cobra.Command{Use: "token", Short: "Issue, list and revoke API tokens for accord serve", Example: `  accord token create --tenant demo --name alice@example.com --ttl 720h
+  accord token list
+  accord token revoke tok_0123456789ab`}
+	token.AddCommand(newTokenCreateCmd(), newTokenListCmd(), newTokenRevokeCmd())
 	root.AddCommand(policy, tenant, token)
 }
 
@@ -47,6 +50,24 @@ func openTenants(ctx context.Context) (*policies.Store, error) {
 		return nil, err
 	}
 	return policies.OpenStore(ctx, policies.StorePath(home))
+}
+
+// readTenants calls read with the tenancy store when one exists; reading
+// creates no store.
+func readTenants(ctx context.Context, read func(*policies.Store) error) error {
+	home, err := cli.HomePath()
+	if err != nil {
+		return err
+	}
+	if _, err := os.Stat(policies.StorePath(home)); err != nil {
+		return nil
+	}
+	st, err := openTenants(ctx)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	return read(st)
 }
 
 func newPolicyTestCmd() *cobra.Command {
@@ -295,16 +316,7 @@ func newTenantListCmd() *cobra.Command {
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			rows := []tenantView{}
-			home, err := cli.HomePath()
-			if err != nil {
-				return err
-			}
-			if _, err := os.Stat(policies.StorePath(home)); err == nil { // reading creates no store
-				st, err := openTenants(cmd.Context())
-				if err != nil {
-					return err
-				}
-				defer st.Close()
+			err := readTenants(cmd.Context(), func(st *policies.Store) error {
 				ts, err := st.Tenants(cmd.Context())
 				if err != nil {
 					return err
@@ -316,6 +328,10 @@ func newTenantListCmd() *cobra.Command {
 					}
 					rows = append(rows, viewTenant(t, &u))
 				}
+				return nil
+			})
+			if err != nil {
+				return err
 			}
 			return cli.Print(cmd, map[string]any{"tenants": rows}, func(w cli.Writer) {
 				if len(rows) == 0 {
@@ -341,11 +357,17 @@ func newTenantListCmd() *cobra.Command {
 func newTokenCreateCmd() *cobra.Command {
 	var p policies.Principal
 	var role string
+	var ttl time.Duration
 	c := &cobra.Command{
-		Use:   "create --tenant T [--role tenant|auditor|admin]",
+		Use:   "create --tenant T [--role tenant|auditor|admin] [--name WHO] [--ttl 720h]",
 		Short: "Issue an API token (printed once; only its hash is stored)",
-		Example: `  accord token create --tenant demo --name ci
-  accord token create --tenant '*' --role auditor`,
+		Long: "create issues a bearer token for accord serve. The token is printed once; the server keeps only\n" +
+			"its sha256 and a public ID (tok_...) that `accord token list` shows and `accord token revoke`\n" +
+			"takes. --name is the holder's identity, recorded on approvals and matched against a spec's\n" +
+			"approval.approvers (default TENANT/ID). The token expires after --ttl (default 90 days).",
+		Example: `  accord token create --tenant demo --name alice@example.com
+  accord token create --tenant demo --name ci --ttl 720h
+  accord token create --tenant '*' --role auditor --json`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			p.Role = policies.Role(role)
@@ -354,17 +376,118 @@ func newTokenCreateCmd() *cobra.Command {
 				return err
 			}
 			defer st.Close()
-			tok, err := st.CreateToken(cmd.Context(), p)
+			tok, err := st.CreateToken(cmd.Context(), p, policies.WithTTL(ttl))
+			switch {
+			case errors.Is(err, policies.ErrUnknownTenant):
+				return cli.NotFound(err)
+			case errors.Is(err, policies.ErrTokenRequest):
+				return cli.Usage(err)
+			case err != nil:
+				return err
+			}
+			info, err := st.Token(cmd.Context(), policies.TokenID(tok))
 			if err != nil {
 				return err
 			}
-			return cli.Print(cmd, map[string]string{"token": tok, "tenant": p.Tenant, "role": role}, func(w cli.Writer) {
+			return cli.Print(cmd, tokenCreated{tokenView: viewToken(info), Token: tok}, func(w cli.Writer) {
 				w.Printf("%s\n", tok)
 			})
 		},
 	}
 	c.Flags().StringVar(&p.Tenant, "tenant", "", `tenant the token acts for ("*" for an organisation-wide auditor)`)
 	c.Flags().StringVar(&role, "role", "tenant", "tenant, auditor or admin")
-	c.Flags().StringVar(&p.Name, "name", "", "who holds the token (recorded on approvals)")
+	c.Flags().StringVar(&p.Name, "name", "", "the holder's identity, recorded on approvals (default TENANT/ID)")
+	c.Flags().DurationVar(&ttl, "ttl", policies.DefaultTokenTTL, "how long the token is valid, e.g. 720h")
 	return c
+}
+
+// tokenView is a token as the CLI shows it: never its secret.
+type tokenView struct {
+	ID       string `json:"id"`
+	Tenant   string `json:"tenant"`
+	Role     string `json:"role"`
+	Name     string `json:"name"`
+	Created  string `json:"created"`
+	Expires  string `json:"expires"`
+	LastUsed string `json:"last_used,omitempty"`
+	Expired  bool   `json:"expired"`
+}
+
+// tokenCreated adds the secret, shown once, when a token is created.
+type tokenCreated struct {
+	tokenView
+	Token string `json:"token"`
+}
+
+func viewToken(t policies.TokenInfo) tokenView {
+	v := tokenView{ID: t.ID, Tenant: t.Tenant, Role: string(t.Role), Name: t.Name,
+		Created: t.Created.Format(time.RFC3339), Expires: t.Expires.Format(time.RFC3339), Expired: !time.Now().Before(t.Expires)}
+	if !t.LastUsed.IsZero() {
+		v.LastUsed = t.LastUsed.Format(time.RFC3339)
+	}
+	return v
+}
+
+func newTokenListCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "list",
+		Short: "List API tokens (IDs, never secrets)",
+		Example: `  accord token list
+  accord token list --json`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			rows := []tokenView{}
+			err := readTenants(cmd.Context(), func(st *policies.Store) error {
+				all, err := st.Tokens(cmd.Context())
+				for _, t := range all {
+					rows = append(rows, viewToken(t))
+				}
+				return err
+			})
+			if err != nil {
+				return err
+			}
+			return cli.Print(cmd, map[string]any{"tokens": rows}, func(w cli.Writer) {
+				if len(rows) == 0 {
+					w.Printf("no tokens (issue one: accord token create --tenant NAME)\n")
+				}
+				for _, r := range rows {
+					state := "expires " + r.Expires
+					if r.Expired {
+						state = "EXPIRED " + r.Expires
+					}
+					used := "never used"
+					if r.LastUsed != "" {
+						used = "last used " + r.LastUsed
+					}
+					w.Printf("%s  %-12s %-8s %-24s created %s  %s  %s\n", r.ID, r.Tenant, r.Role, r.Name, r.Created, state, used)
+				}
+			})
+		},
+	}
+}
+
+func newTokenRevokeCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "revoke ID",
+		Short: "Revoke an API token at once",
+		Example: `  accord token revoke tok_0123456789ab
+  accord token revoke tok_0123456789ab --json`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			st, err := openTenants(cmd.Context())
+			if err != nil {
+				return err
+			}
+			defer st.Close()
+			if err := st.RevokeToken(cmd.Context(), args[0]); errors.Is(err, policies.ErrNoSuchToken) {
+				return cli.NotFound(fmt.Errorf("%w (see accord token list)", err))
+			} else if err != nil {
+				return err
+			}
+			return cli.Print(cmd, map[string]string{"id": args[0], "status": "revoked"}, func(w cli.Writer) {
+				w.Printf("token %s revoked\n", args[0])
+			})
+		},
+	}
 }

@@ -3,6 +3,14 @@
 // bearer tokens. A tenant sees and acts on its own jobs only; auditors have
 // read-only tokens. The job operations themselves are behind the Jobs
 // interface, which the workflow client implements.
+//
+// The API is built to face the public: request bodies are bounded (an
+// upload limit), each token (and each address without a valid token) has
+// a token-bucket rate limit answered with 429 and Retry-After, expired and
+// revoked tokens get 401, error bodies carry a fixed message per class of
+// error or a PublicError's (never a path or an internal detail, which go
+// to the log), and NewHTTPServer bounds what a slow or idle connection can
+// hold.
 package apiserver
 
 import (
@@ -12,18 +20,15 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
+	"net"
 	"net/http"
+	"strconv"
 	"strings"
 	"time"
+	"unicode"
 
 	"github.com/accordmesh/accord/policies"
-)
-
-// Sentinels the Jobs implementation returns; the server maps them to status codes.
-var (
-	ErrNotFound = errors.New("apiserver: job not found")
-	ErrConflict = errors.New("apiserver: job is not in a state that allows this")
-	ErrInvalid  = errors.New("apiserver: invalid request")
 )
 
 // Job is what the API shows of a job.
@@ -42,7 +47,7 @@ type Job struct {
 
 // SubmitRequest is the body of POST /v1/jobs.
 type SubmitRequest struct {
-	Name      string `json:"name"`                // file name, for error positions
+	Name      string `json:"name"`                // a plain file name, for error positions (default spec.md)
 	Document  string `json:"document"`            // the spec's exact Markdown
 	Signature []byte `json:"signature,omitempty"` // DSSE envelope (base64 in JSON)
 }
@@ -74,9 +79,12 @@ type AuditHit struct {
 	Time     int64  `json:"integrated_time"`
 }
 
-// Jobs is what the server needs from the job system.
+// Jobs is what the server needs from the job system. Errors about the
+// caller's request wrap the sentinels, as a PublicError where the caller
+// should see why; any other error is answered "internal error".
 type Jobs interface {
 	// SpecTenant parses a submitted document far enough to name its tenant.
+	// It reads no other file: an upload stands alone.
 	SpecTenant(ctx context.Context, name string, document []byte) (string, error)
 	Submit(ctx context.Context, req SubmitRequest) (Job, error)
 	Get(ctx context.Context, jobID string) (Job, error)
@@ -109,19 +117,47 @@ var Routes = []Route{
 	{"GET", "/v1/audit/search", false},
 }
 
-// maxBody bounds a request body: a spec is at most 4 MiB, plus JSON overhead.
-const maxBody = 6 << 20
+// DefaultMaxUpload bounds a request body: a spec is at most 4 MiB, plus
+// its signature and JSON's escaping.
+const DefaultMaxUpload = 6 << 20
+
+// maxNameLen bounds an upload's file name.
+const maxNameLen = 128
 
 // Server is the HTTP API.
 type Server struct {
-	jobs Jobs
-	auth Authenticator
-	mux  *http.ServeMux
+	jobs      Jobs
+	auth      Authenticator
+	mux       *http.ServeMux
+	maxUpload int64
+	limit     *limiter
+	log       *slog.Logger
 }
 
+// Option configures a Server.
+type Option func(*Server)
+
+// WithMaxUpload bounds request bodies to n bytes (default DefaultMaxUpload);
+// a larger body is answered 413.
+func WithMaxUpload(n int64) Option { return func(s *Server) { s.maxUpload = n } }
+
+// WithRateLimit allows each token rate requests a second in bursts of
+// burst (default DefaultRate, DefaultBurst); rate 0 turns the limit off.
+func WithRateLimit(rate float64, burst int) Option {
+	return func(s *Server) { s.limit = newLimiter(rate, burst) }
+}
+
+// WithLogger sets where failed requests are logged in detail (default
+// slog.Default()).
+func WithLogger(l *slog.Logger) Option { return func(s *Server) { s.log = l } }
+
 // New returns the API handler.
-func New(jobs Jobs, auth Authenticator) *Server {
-	s := &Server{jobs: jobs, auth: auth, mux: http.NewServeMux()}
+func New(jobs Jobs, auth Authenticator, opts ...Option) *Server {
+	s := &Server{jobs: jobs, auth: auth, mux: http.NewServeMux(), maxUpload: DefaultMaxUpload,
+		limit: newLimiter(DefaultRate, DefaultBurst), log: slog.Default()}
+	for _, o := range opts {
+		o(s)
+	}
 	handlers := map[string]func(http.ResponseWriter, *http.Request, policies.Principal){
 		"POST /v1/jobs":              s.submit,
 		"GET /v1/jobs":               s.list,
@@ -148,26 +184,53 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.mux.Serve
 
 func (s *Server) authed(rt Route, h func(http.ResponseWriter, *http.Request, policies.Principal)) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		tok, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-		if !ok || tok == "" {
-			writeErr(w, http.StatusUnauthorized, "missing bearer token")
-			return
-		}
-		p, err := s.auth.Authenticate(r.Context(), tok)
-		if err != nil {
-			if !errors.Is(err, policies.ErrBadToken) {
-				slog.Error("authenticate", "err", err)
-			}
-			writeErr(w, http.StatusUnauthorized, "invalid token")
+		r.Body = http.MaxBytesReader(w, r.Body, s.maxUpload)
+		p, ok := s.authenticate(w, r)
+		if !ok {
 			return
 		}
 		if rt.Write && p.Role == policies.RoleAuditor {
 			writeErr(w, http.StatusForbidden, "auditor tokens are read-only")
 			return
 		}
-		r.Body = http.MaxBytesReader(w, r.Body, maxBody)
 		h(w, r, p)
 	})
+}
+
+// authenticate checks the bearer token and the rate limit: the token's
+// own, or, for a missing or bad token, the caller's address's, so that
+// guessing tokens is as slow as using one.
+func (s *Server) authenticate(w http.ResponseWriter, r *http.Request) (policies.Principal, bool) {
+	tok, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+	var p policies.Principal
+	var err error
+	if ok && tok != "" {
+		p, err = s.auth.Authenticate(r.Context(), tok)
+	}
+	key := "token:" + p.ID
+	if err != nil || p.ID == "" {
+		host, _, _ := net.SplitHostPort(r.RemoteAddr)
+		key = "addr:" + host
+	}
+	if allowed, wait := s.limit.allow(key); !allowed {
+		w.Header().Set("Retry-After", strconv.Itoa(int(math.Ceil(wait.Seconds()))))
+		writeErr(w, http.StatusTooManyRequests, "rate limit exceeded; retry later")
+		return p, false
+	}
+	switch {
+	case !ok || tok == "":
+		writeErr(w, http.StatusUnauthorized, "missing bearer token")
+	case errors.Is(err, policies.ErrTokenExpired):
+		writeErr(w, http.StatusUnauthorized, "token expired")
+	case err != nil:
+		if !errors.Is(err, policies.ErrBadToken) {
+			s.log.Error("authenticate", "err", err)
+		}
+		writeErr(w, http.StatusUnauthorized, "invalid token")
+	default:
+		return p, true
+	}
+	return p, false
 }
 
 // job loads a job the principal may see; others' jobs are "not found" so
@@ -178,7 +241,7 @@ func (s *Server) job(w http.ResponseWriter, r *http.Request, p policies.Principa
 		err = ErrNotFound
 	}
 	if err != nil {
-		s.fail(w, err)
+		s.fail(w, r, err)
 		return Job{}, false
 	}
 	return j, true
@@ -187,15 +250,23 @@ func (s *Server) job(w http.ResponseWriter, r *http.Request, p policies.Principa
 func (s *Server) submit(w http.ResponseWriter, r *http.Request, p policies.Principal) {
 	var req SubmitRequest
 	if err := json.NewDecoder(r.Body).Decode(&req); err != nil {
-		writeErr(w, http.StatusBadRequest, "body: "+err.Error())
+		var mbe *http.MaxBytesError
+		if !errors.As(err, &mbe) {
+			err = &PublicError{Kind: ErrBadRequest, Message: "body: want a JSON object {name, document, signature}"}
+		}
+		s.fail(w, r, err)
 		return
 	}
 	if req.Name == "" {
 		req.Name = "spec.md"
 	}
+	if err := CheckName(req.Name); err != nil {
+		s.fail(w, r, err)
+		return
+	}
 	tenant, err := s.jobs.SpecTenant(r.Context(), req.Name, []byte(req.Document))
 	if err != nil {
-		writeErr(w, http.StatusUnprocessableEntity, err.Error())
+		s.fail(w, r, err)
 		return
 	}
 	if !p.CanWrite(tenant) {
@@ -204,7 +275,7 @@ func (s *Server) submit(w http.ResponseWriter, r *http.Request, p policies.Princ
 	}
 	j, err := s.jobs.Submit(r.Context(), req)
 	if err != nil {
-		s.fail(w, err)
+		s.fail(w, r, err)
 		return
 	}
 	writeJSON(w, http.StatusCreated, j)
@@ -222,7 +293,7 @@ func (s *Server) list(w http.ResponseWriter, r *http.Request, p policies.Princip
 	}
 	jobs, err := s.jobs.List(r.Context(), f)
 	if err != nil {
-		s.fail(w, err)
+		s.fail(w, r, err)
 		return
 	}
 	out := []Job{}
@@ -245,10 +316,7 @@ func (s *Server) cancel(w http.ResponseWriter, r *http.Request, p policies.Princ
 }
 
 func (s *Server) approve(w http.ResponseWriter, r *http.Request, p policies.Principal) {
-	by := p.Name
-	if by == "" {
-		by = p.Tenant
-	}
+	by := p.Identity()
 	s.act(w, r, p, func(ctx context.Context, id string) error { return s.jobs.Approve(ctx, id, by) }, "approved")
 }
 
@@ -262,7 +330,7 @@ func (s *Server) act(w http.ResponseWriter, r *http.Request, p policies.Principa
 		return
 	}
 	if err := do(r.Context(), j.JobID); err != nil {
-		s.fail(w, err)
+		s.fail(w, r, err)
 		return
 	}
 	writeJSON(w, http.StatusAccepted, map[string]string{"job_id": j.JobID, "status": what})
@@ -275,7 +343,7 @@ func (s *Server) receipt(w http.ResponseWriter, r *http.Request, p policies.Prin
 	}
 	rec, err := s.jobs.Receipt(r.Context(), j.JobID)
 	if err != nil {
-		s.fail(w, err)
+		s.fail(w, r, err)
 		return
 	}
 	w.Header().Set("Content-Type", "application/json")
@@ -298,7 +366,7 @@ func (s *Server) auditSearch(w http.ResponseWriter, r *http.Request, p policies.
 	}
 	hits, err := s.jobs.AuditSearch(r.Context(), aq)
 	if err != nil {
-		s.fail(w, err)
+		s.fail(w, r, err)
 		return
 	}
 	out := []AuditHit{}
@@ -310,23 +378,18 @@ func (s *Server) auditSearch(w http.ResponseWriter, r *http.Request, p policies.
 	writeJSON(w, http.StatusOK, map[string]any{"entries": out})
 }
 
-func (s *Server) fail(w http.ResponseWriter, err error) {
-	switch {
-	case errors.Is(err, ErrNotFound):
-		writeErr(w, http.StatusNotFound, "job not found")
-	case errors.Is(err, ErrConflict):
-		writeErr(w, http.StatusConflict, err.Error())
-	case errors.Is(err, ErrInvalid):
-		writeErr(w, http.StatusUnprocessableEntity, err.Error())
-	default:
-		var mbe *http.MaxBytesError
-		if errors.As(err, &mbe) {
-			writeErr(w, http.StatusRequestEntityTooLarge, err.Error())
-			return
-		}
-		slog.Error("api request failed", "err", err)
-		writeErr(w, http.StatusInternalServerError, "internal error")
+// CheckName accepts an upload's file name: a plain name (no directory,
+// not hidden, printable, at most 128 bytes), since it names a file in the
+// server's upload store and appears in error positions.
+func CheckName(name string) error {
+	bad := name == "" || len(name) > maxNameLen || strings.HasPrefix(name, ".") ||
+		strings.ContainsFunc(name, func(r rune) bool {
+			return r == '/' || r == '\\' || r == ':' || !unicode.IsPrint(r) || unicode.IsSpace(r)
+		})
+	if bad {
+		return Public(ErrBadRequest, "name: want a plain file name such as job.md (no directory, not hidden, at most %d bytes)", maxNameLen)
 	}
+	return nil
 }
 
 func writeJSON(w http.ResponseWriter, code int, v any) {

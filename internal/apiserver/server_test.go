@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
@@ -16,16 +17,17 @@ import (
 
 // fakeJobs is an in-memory job system for the API's unit tests.
 type fakeJobs struct {
-	mu       sync.Mutex
-	jobs     map[string]Job
-	actions  []string
-	sequence int
+	mu        sync.Mutex
+	jobs      map[string]Job
+	actions   []string
+	sequence  int
+	submitErr error // what Submit fails with, when set
 }
 
-func (f *fakeJobs) SpecTenant(_ context.Context, _ string, doc []byte) (string, error) {
+func (f *fakeJobs) SpecTenant(_ context.Context, name string, doc []byte) (string, error) {
 	t, ok := strings.CutPrefix(strings.TrimSpace(string(doc)), "tenant: ")
 	if !ok {
-		return "", fmt.Errorf("spec.md:1:1: missing tenant")
+		return "", Public(ErrInvalid, "%s:1:1: missing tenant", name)
 	}
 	return t, nil
 }
@@ -34,6 +36,9 @@ func (f *fakeJobs) Submit(ctx context.Context, req SubmitRequest) (Job, error) {
 	t, _ := f.SpecTenant(ctx, req.Name, []byte(req.Document))
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	if f.submitErr != nil {
+		return Job{}, f.submitErr
+	}
 	f.sequence++
 	j := Job{JobID: fmt.Sprintf("job-%d", f.sequence), Tenant: t, Status: "running"}
 	f.jobs[j.JobID] = j
@@ -82,11 +87,15 @@ func (f *fakeJobs) AuditSearch(context.Context, AuditQuery) ([]AuditHit, error) 
 
 type fixture struct {
 	srv                        *httptest.Server
+	api                        *Server
+	store                      *policies.Store
 	jobs                       *fakeJobs
 	tokA, tokB, auditor, admin string
 }
 
-func setup(t *testing.T) fixture {
+// setup serves the API over a fake job system and a real token store;
+// failed requests are logged nowhere unless opts say otherwise.
+func setup(t *testing.T, opts ...Option) fixture {
 	t.Helper()
 	ctx := context.Background()
 	store, err := policies.OpenStore(ctx, filepath.Join(t.TempDir(), "t.db"))
@@ -110,13 +119,14 @@ func setup(t *testing.T) fixture {
 		"job-a": {JobID: "job-a", Tenant: "a", Status: "running"},
 		"job-b": {JobID: "job-b", Tenant: "b", Status: "running"},
 	}}
-	f := fixture{jobs: jobs,
+	f := fixture{jobs: jobs, store: store,
 		tokA:    tok(policies.Principal{Tenant: "a", Role: policies.RoleTenant, Name: "alice"}),
 		tokB:    tok(policies.Principal{Tenant: "b", Role: policies.RoleTenant, Name: "bob"}),
 		auditor: tok(policies.Principal{Tenant: "*", Role: policies.RoleAuditor, Name: "audit"}),
 		admin:   tok(policies.Principal{Role: policies.RoleAdmin, Name: "root"}),
 	}
-	f.srv = httptest.NewServer(New(jobs, store))
+	f.api = New(jobs, store, append([]Option{WithLogger(slog.New(slog.DiscardHandler))}, opts...)...)
+	f.srv = httptest.NewServer(f.api)
 	t.Cleanup(f.srv.Close)
 	return f
 }
@@ -193,7 +203,7 @@ func TestCrossTenantDenied(t *testing.T) {
 }
 
 func TestBadTokens(t *testing.T) {
-	f := setup(t)
+	f := setup(t, WithRateLimit(0, 0))
 	for _, rt := range Routes {
 		for _, tok := range []string{"", "acc_nope", f.tokA + "0"} {
 			if code, _ := f.call(t, tok, rt.Method, path(rt, "job-a"), ""); code != http.StatusUnauthorized {

@@ -1,6 +1,13 @@
 // Package apijobs adapts the job client to the HTTP API: Jobs implements
 // apiserver.Jobs over a Temporal client, storing uploaded specs under
 // Accord's home and reading receipts and audit hits from provenance.
+//
+// An uploaded spec stands alone: it is parsed with specs.ParseStandalone,
+// so `extends` and `imports` are refused (400) and nothing in it is ever
+// resolved against the server's files. Uploads live in
+// Home/uploads/<document sha256>/ with a marker per job that uses them;
+// SweepUploads removes them once every such job has finished and a
+// retention has passed.
 package apijobs
 
 import (
@@ -8,8 +15,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"os"
-	"path/filepath"
+	"strings"
+	"sync"
+	"time"
 
 	"go.temporal.io/sdk/client"
 
@@ -25,40 +33,64 @@ type Jobs struct {
 	Client client.Client
 	Home   string            // uploaded specs are kept under Home/uploads
 	Prov   *provenance.Local // receipts and audit search
+
+	// uploads serialises Submit's writes with SweepUploads's removals.
+	uploads sync.Mutex
+	// closed reports when a job finished (tests replace it); nil asks
+	// Temporal.
+	closed func(ctx context.Context, jobID string) (time.Time, bool, error)
 }
 
 var _ apiserver.Jobs = (*Jobs)(nil)
 
-// SpecTenant parses the document alone (an uploaded spec has no siblings to
-// extend or import) and returns its tenant.
+// SpecTenant parses the document alone and returns its tenant. An upload
+// has no siblings on the server: extends and imports are refused before
+// any file is read.
 func (a *Jobs) SpecTenant(_ context.Context, name string, document []byte) (string, error) {
-	s, err := specs.Parse(filepath.Base(name), document)
+	s, err := parseUpload(name, document)
 	if err != nil {
 		return "", err
 	}
 	return s.Tenant, nil
 }
 
-// Submit stores the document (and its signature beside it, where the admit
-// stage looks for it) under a content-addressed name and starts the job.
+// parseUpload parses an uploaded spec as specs.ParseStandalone does and
+// maps its errors to the API's: the caller sees the problems in its own
+// document, positioned in it, and nothing of the server.
+func parseUpload(name string, document []byte) (*specs.Spec, error) {
+	if err := apiserver.CheckName(name); err != nil {
+		return nil, err
+	}
+	s, err := specs.ParseStandalone(name, document)
+	var list specs.ErrorList
+	switch {
+	case errors.Is(err, specs.ErrNotStandalone):
+		return nil, apiserver.Public(apiserver.ErrBadRequest, "%s", strings.TrimPrefix(err.Error(), "specs: "))
+	case errors.As(err, &list):
+		return nil, apiserver.Public(apiserver.ErrInvalid, "%s", list.Error())
+	case err != nil:
+		return nil, fmt.Errorf("apijobs: parse upload: %w", err)
+	}
+	return s, nil
+}
+
+// Submit checks that the document stands alone, stores it (and its
+// signature beside it, where the admit stage looks for it) under a
+// content-addressed name with a marker for the job, and starts the job.
 func (a *Jobs) Submit(ctx context.Context, req apiserver.SubmitRequest) (apiserver.Job, error) {
 	doc := []byte(req.Document)
-	dir := filepath.Join(a.Home, "uploads", provenance.Digest(doc)[len("sha256:"):])
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return apiserver.Job{}, fmt.Errorf("apijobs: store upload: %w", err)
+	if _, err := parseUpload(req.Name, doc); err != nil {
+		return apiserver.Job{}, err
 	}
-	path := filepath.Join(dir, filepath.Base(req.Name))
-	if err := os.WriteFile(path, doc, 0o600); err != nil {
-		return apiserver.Job{}, fmt.Errorf("apijobs: store upload: %w", err)
-	}
-	if len(req.Signature) > 0 {
-		if err := os.WriteFile(path+provenance.SpecSignatureExt, req.Signature, 0o600); err != nil {
-			return apiserver.Job{}, fmt.Errorf("apijobs: store signature: %w", err)
-		}
-	}
-	sub, err := jobclient.Submit(ctx, a.Client, path, "")
+	jobID := jobclient.NewJobID()
+	path, err := a.store(jobID, req.Name, doc, req.Signature)
 	if err != nil {
-		return apiserver.Job{}, fmt.Errorf("%w: %v", apiserver.ErrInvalid, err)
+		return apiserver.Job{}, err
+	}
+	sub, err := jobclient.Submit(ctx, a.Client, path, jobID)
+	if err != nil {
+		a.unmark(path, jobID)
+		return apiserver.Job{}, fmt.Errorf("apijobs: submit: %w", err)
 	}
 	return apiserver.Job{JobID: sub.JobID, Tenant: sub.Tenant, Spec: sub.Spec, Status: "pending"}, nil
 }
@@ -91,12 +123,21 @@ func (a *Jobs) List(ctx context.Context, f apiserver.ListFilter) ([]apiserver.Jo
 
 // Cancel asks the job to cancel.
 func (a *Jobs) Cancel(ctx context.Context, jobID string) error {
-	return jobclient.Cancel(ctx, a.Client, jobID, "cancelled through the API")
+	return finished(jobclient.Cancel(ctx, a.Client, jobID, "cancelled through the API"))
 }
 
-// Approve passes the job's approval gate.
+// Approve passes the job's approval gate; by is the approver's identity.
 func (a *Jobs) Approve(ctx context.Context, jobID, by string) error {
-	return jobclient.Approve(ctx, a.Client, jobID, by)
+	return finished(jobclient.Approve(ctx, a.Client, jobID, by))
+}
+
+// finished maps the error of a signal to a job that exists (the server
+// has read it) but takes no more signals.
+func finished(err error) error {
+	if errors.Is(err, jobclient.ErrNoJob) {
+		return apiserver.Public(apiserver.ErrConflict, "the job has finished")
+	}
+	return err
 }
 
 // Receipt builds the job's receipt from the attestation store and the log.
@@ -118,7 +159,7 @@ func (a *Jobs) AuditSearch(ctx context.Context, q apiserver.AuditQuery) ([]apise
 		JobID: q.JobID, SpecDigest: q.SpecDigest, Artifact: q.ArtifactDigest, Since: q.Since, Until: q.Until,
 	})
 	if errors.Is(err, provenance.ErrEmptyQuery) {
-		return nil, fmt.Errorf("%w: %v", apiserver.ErrInvalid, err)
+		return nil, apiserver.Public(apiserver.ErrInvalid, "audit search needs job_id, spec_digest or artifact_digest")
 	}
 	if err != nil {
 		return nil, err

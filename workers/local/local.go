@@ -58,7 +58,11 @@ type Options struct {
 	// Overcommit multiplies the CPUs and memory the local pool offers
 	// (providers.LocalPool.Overcommit); 0 or 1 offers the host as it is.
 	Overcommit float64
-	Logger          *slog.Logger
+	// AutoCreateTenants admits jobs of unknown tenants by creating them
+	// with no quota: the single-user stack (`accord run`, `accord dev`)
+	// only. A shared worker leaves it false and denies such jobs.
+	AutoCreateTenants bool
+	Logger            *slog.Logger
 }
 
 // Host is the set of real components one host runs.
@@ -142,7 +146,7 @@ func Open(ctx context.Context, o Options) (*Host, error) {
 	poolStore := pools.Open(o.Home)
 	l.Activities = &activities.Activities{
 		Compiler: activities.SpecCompiler{},
-		Admitter: activities.PolicyAdmitter{A: &policies.Admitter{Policies: set, Store: l.Store, AutoCreate: true, Verify: specVerifier(o.Home)}},
+		Admitter: activities.PolicyAdmitter{A: &policies.Admitter{Policies: set, Store: l.Store, AutoCreate: o.AutoCreateTenants, Verify: specVerifier(o.Home)}},
 		Negotiator: activities.MarketNegotiator{Broker: broker.Broker{
 			// Attached pools are read at each negotiation, so a pool attached
 			// or detached while the worker runs takes effect at once.
