@@ -158,6 +158,10 @@ func Watch(ctx context.Context, c client.Client, jobID string, period time.Durat
 	for {
 		select {
 		case o := <-done:
+			if ctx.Err() != nil {
+				// Cancelled: the waiter's answer is the cancellation's, not the job's.
+				return workflows.JobResult{}, ctx.Err()
+			}
 			if fn != nil && o.err == nil {
 				fn(StatusOf(o.res))
 			}
