@@ -45,7 +45,7 @@ func TestJobScale(t *testing.T) {
 	over := math.Max(float64(n*milliCPU)/float64(runtime.NumCPU()*1000), float64(n*memBytes)/float64(hostMemory(t)))
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	st, err := stack.Start(ctx, stack.Options{Home: home, Local: local.Options{Overcommit: math.Max(1, 1.25*over)}})
+	st, err := stack.Start(ctx, stack.Options{Home: home, Local: local.Options{Overcommit: math.Max(1, 1.25*over), AutoCreateTenants: true}})
 	if err != nil {
 		t.Fatal(err)
 	}

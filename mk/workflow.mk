@@ -16,16 +16,20 @@ run: build $(RUN_PREREQS)
 BENCH_TARGETS += bench-workflow
 WORKFLOW_BENCH_N ?= 1000
 bench-workflow: $(TRAINER_TAR)
-	ACCORD_BENCH_JOBS=$(WORKFLOW_BENCH_N) $(GO) test -count=1 -timeout 60m -run '^TestJobBenchOverhead$$' -v ./integration/ 2>&1 \
-		| grep -E '^(=== RUN|--- |bench|PASS|FAIL|ok)|overhead|ratio|jobs/min'
+	@mkdir -p .cache; ACCORD_BENCH_JOBS=$(WORKFLOW_BENCH_N) $(GO) test -count=1 -timeout 60m -run '^TestJobBenchOverhead$$' -v ./integration/ \
+		> .cache/bench-workflow.log 2>&1; rc=$$?; \
+		grep -E '^(=== RUN|--- |bench|PASS|FAIL|ok)|overhead|ratio|jobs/min|history' .cache/bench-workflow.log; \
+		[ $$rc = 0 ] || echo "bench-workflow failed: see .cache/bench-workflow.log"; exit $$rc
 
 # scale-workflow: a spec of SCALE_TASKS no-op tasks (default 5,000) to
 # settlement on the embedded stack, with the history of the job and of each
 # batch child, and bytes per task. Needs root, containerd and runc.
 SCALE_TASKS ?= 5000
 scale-workflow: $(TRAINER_TAR)
-	ACCORD_SCALE_TASKS=$(SCALE_TASKS) $(GO) test -count=1 -timeout 90m -run '^TestJobScale$$' -v ./integration/ 2>&1 \
-		| grep -E '^(=== RUN|--- |PASS|FAIL|ok)|history |scale:'
+	@mkdir -p .cache; ACCORD_SCALE_TASKS=$(SCALE_TASKS) $(GO) test -count=1 -timeout 90m -run '^TestJobScale$$' -v ./integration/ \
+		> .cache/scale-workflow.log 2>&1; rc=$$?; \
+		grep -E '^(=== RUN|--- |PASS|FAIL|ok)|history |scale:|job_scale_test' .cache/scale-workflow.log; \
+		[ $$rc = 0 ] || echo "scale-workflow failed: see .cache/scale-workflow.log"; exit $$rc
 
 # record-histories adds the current layout's histories that the replay tests
 # use (workflows/testdata/job_NAME_layoutN.json, listed in histories.sha256)
