@@ -41,7 +41,7 @@ func TestJobScale(t *testing.T) {
 	// The local pool reserves every task's CPU and memory at once; no-op
 	// tasks use a fraction of either, so the pool offers what the job asks
 	// (--overcommit), and the workflow still runs at most 256 at a time.
-	const milliCPU, memBytes = 1, 16 << 20
+	const milliCPU, memBytes = 1, 32 << 20 // runc init runs inside the memory limit: 16 MiB is too tight for it
 	over := math.Max(float64(n*milliCPU)/float64(runtime.NumCPU()*1000), float64(n*memBytes)/float64(hostMemory(t)))
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
