@@ -28,7 +28,7 @@ SCALE_TASKS ?= 5000
 scale-workflow: $(TRAINER_TAR)
 	@mkdir -p .cache; ACCORD_SCALE_TASKS=$(SCALE_TASKS) $(GO) test -count=1 -timeout 90m -run '^TestJobScale$$' -v ./integration/ \
 		> .cache/scale-workflow.log 2>&1; rc=$$?; \
-		grep -E '^(=== RUN|--- |PASS|FAIL|ok)|history |scale:|job_scale_test' .cache/scale-workflow.log; \
+		grep -E '^(=== RUN|--- |PASS|FAIL|ok)|^ +job_scale_test|^scale:' .cache/scale-workflow.log; \
 		[ $$rc = 0 ] || echo "scale-workflow failed: see .cache/scale-workflow.log"; exit $$rc
 
 # record-histories adds the current layout's histories that the replay tests
