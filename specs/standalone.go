@@ -32,3 +32,18 @@ func ParseStandalone(file string, data []byte) (*Spec, error) {
 		return nil, ErrNotStandalone
 	}, file)
 }
+
+// HostInputs lists, as "task T: input I: path P" lines, every task input
+// the spec gives as a host path. Host paths are for operators running their
+// own specs; a spec that came from a tenant must name none.
+func HostInputs(s *Spec) []string {
+	var out []string
+	for _, t := range s.Tasks {
+		for _, in := range t.Inputs {
+			if in.Path != "" {
+				out = append(out, fmt.Sprintf("task %s: input %s: path %s", t.Name, in.Name, in.Path))
+			}
+		}
+	}
+	return out
+}
