@@ -157,6 +157,7 @@ type Activities struct {
 	Log     *slog.Logger
 
 	mu        sync.Mutex
+	plans     map[string]*specs.Plan // plan digest -> decoded plan, read-only
 	prepared  map[string]string      // prepareKey -> image digest
 	preparing map[string]*sync.Mutex // prepareKey -> held while preparing
 }
@@ -248,12 +249,34 @@ func (a *Activities) plan(ctx context.Context, in workflows.PlanInput) (*specs.P
 	if a.Artifacts == nil {
 		return nil, permanent(workflows.ErrTypeInvalidSpec, errors.New("plan by reference but no artifact store"))
 	}
+	a.mu.Lock()
+	p, ok := a.plans[in.PlanRef]
+	a.mu.Unlock()
+	if ok {
+		return p, nil
+	}
 	raw, err := a.Artifacts.Get(ctx, in.PlanRef, maxBlob)
 	if err != nil {
 		return nil, blobErr("plan", err)
 	}
-	return decodePlan(raw)
+	if p, err = decodePlan(raw); err != nil {
+		return nil, err
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if len(a.plans) >= maxCachedPlans {
+		clear(a.plans) // plans are small in number and cheap to read again
+	}
+	if a.plans == nil {
+		a.plans = map[string]*specs.Plan{}
+	}
+	a.plans[in.PlanRef] = p
+	return p, nil
 }
+
+// maxCachedPlans bounds the decoded plans kept: every attempt of a large
+// job's tasks reads the same plan, which can be megabytes of JSON.
+const maxCachedPlans = 32
 
 // results reads sealed task results back, merged.
 func (a *Activities) results(ctx context.Context, refs []string) (map[string]workflows.TaskStatus, error) {

@@ -222,3 +222,34 @@ func TestCollectCutShortIsRetried(t *testing.T) {
 		t.Fatalf("recorded %+v for a run whose outputs were never collected", out)
 	}
 }
+
+// countingStore counts reads.
+type countingStore struct {
+	artifacts.Store
+	gets int
+}
+
+func (c *countingStore) Get(ctx context.Context, d string, limit int64) ([]byte, error) {
+	c.gets++
+	return c.Store.Get(ctx, d, limit)
+}
+
+// The tasks of a large job read one plan: it is decoded once, not per task.
+func TestPlanReadOnce(t *testing.T) {
+	ctx := context.Background()
+	store := &countingStore{Store: artifacts.Local{Dir: t.TempDir()}}
+	_, raw := quickstartPlan(t)
+	ref, err := store.Put(ctx, raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := &Activities{Artifacts: store}
+	for range 5 {
+		if _, err := a.plan(ctx, workflows.PlanInput{PlanRef: ref}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if store.gets != 1 {
+		t.Errorf("plan read %d times, want once", store.gets)
+	}
+}
