@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -139,10 +140,12 @@ func TestJobApprovalGate(t *testing.T) {
 	if res.Status != workflows.StatusSettled {
 		t.Fatalf("after approval: %+v", res)
 	}
-	jobs, err = jobclient.List(ctx, st.Client, jobclient.Filter{Tenant: "gated", Status: workflows.StatusSettled, Spec: "gated"})
-	if err != nil || len(jobs) != 1 {
-		t.Errorf("list by tenant/status/spec: %+v %v", jobs, err)
-	}
+	// Visibility follows the workflow's last search-attribute update a
+	// moment after the result: poll.
+	waitFor(t, 30*time.Second, "the settled job listed by tenant, status and spec", func() bool {
+		jobs, err = jobclient.List(ctx, st.Client, jobclient.Filter{Tenant: "gated", Status: workflows.StatusSettled, Spec: "gated"})
+		return err == nil && len(jobs) == 1
+	})
 	recordHistory(t, st.Client, sub.JobID, "job_approval")
 }
 
@@ -298,9 +301,11 @@ func TestJobWorkerKilled(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 3*time.Minute, "task running", func() bool {
+	// RunTask starts the container and then waits in one activity: wait
+	// until the container's process runs, not merely until it is scheduled.
+	waitFor(t, 3*time.Minute, "task container running", func() bool {
 		return jobStatus(t, st.Client, sub.JobID).Tasks["train"].State == workflows.TaskRunning &&
-			countActivities(t, st.Client, sub.JobID, workflows.RunTask.Name) > 0
+			processRunning("trainer", "--epochs", "12000")
 	})
 	time.Sleep(time.Second)
 	killedAt := time.Now()
@@ -388,4 +393,28 @@ func TestJobServerRestart(t *testing.T) {
 		t.Errorf("task %+v did not run through the restart", tr)
 	}
 	ledgerCheck(t, home)
+}
+
+// processRunning reports whether a host process's command line holds all of
+// args (a container's process is visible from the host's /proc).
+func processRunning(args ...string) bool {
+	cmdlines, _ := filepath.Glob("/proc/[0-9]*/cmdline")
+	for _, p := range cmdlines {
+		b, err := os.ReadFile(p)
+		if err != nil {
+			continue
+		}
+		words := strings.Split(string(b), "\x00")
+		all := true
+		for _, a := range args {
+			if !slices.Contains(words, a) {
+				all = false
+				break
+			}
+		}
+		if all {
+			return true
+		}
+	}
+	return false
 }
