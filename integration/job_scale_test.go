@@ -1,7 +1,6 @@
 package integration
 
 import (
-	"bufio"
 	"context"
 	"fmt"
 	"math"
@@ -12,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/accordmesh/accord/market/providers"
 	"github.com/accordmesh/accord/workers/jobclient"
 	"github.com/accordmesh/accord/workers/local"
 	"github.com/accordmesh/accord/workers/stack"
@@ -42,7 +42,11 @@ func TestJobScale(t *testing.T) {
 	// tasks use a fraction of either, so the pool offers what the job asks
 	// (--overcommit), and the workflow still runs at most 256 at a time.
 	const milliCPU, memBytes = 1, 32 << 20 // runc init runs inside the memory limit: 16 MiB is too tight for it
-	over := math.Max(float64(n*milliCPU)/float64(runtime.NumCPU()*1000), float64(n*memBytes)/float64(hostMemory(t)))
+	mem, err := providers.MemTotal()
+	if err != nil {
+		t.Fatal(err)
+	}
+	over := math.Max(float64(n*milliCPU)/float64(runtime.NumCPU()*1000), float64(n*memBytes)/float64(mem))
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	st, err := stack.Start(ctx, stack.Options{Home: home, Local: local.Options{Overcommit: math.Max(1, 1.25*over), AutoCreateTenants: true}})
@@ -85,23 +89,4 @@ func TestJobScale(t *testing.T) {
 	}
 	fmt.Printf("scale: %d tasks settled in %v (%.0f tasks/min); %d executions, %d events, %d bytes of history: %d bytes/task\n",
 		n, elapsed.Round(time.Second), float64(n)/elapsed.Minutes(), len(ids), totalEvents, totalBytes, totalBytes/n)
-}
-
-// hostMemory is MemTotal from /proc/meminfo, in bytes.
-func hostMemory(t *testing.T) int64 {
-	t.Helper()
-	f, err := os.Open("/proc/meminfo")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		var kb int64
-		if _, err := fmt.Sscanf(sc.Text(), "MemTotal: %d kB", &kb); err == nil {
-			return kb << 10
-		}
-	}
-	t.Fatal("no MemTotal in /proc/meminfo")
-	return 0
 }

@@ -64,7 +64,7 @@ func (p *LocalPool) Profile(context.Context) (market.Profile, error) {
 	if p.Overcommit != 0 && !(p.Overcommit >= 1) { // also refuses NaN
 		return market.Profile{}, fmt.Errorf("providers: overcommit %g: must be at least 1", p.Overcommit)
 	}
-	mem, err := memTotal()
+	mem, err := MemTotal()
 	if err != nil {
 		return market.Profile{}, err
 	}
@@ -91,7 +91,8 @@ func (p *LocalPool) Profile(context.Context) (market.Profile, error) {
 	}, nil
 }
 
-func memTotal() (int64, error) {
+// MemTotal is the host's memory in bytes (MemTotal in /proc/meminfo).
+func MemTotal() (int64, error) {
 	f, err := os.Open("/proc/meminfo")
 	if err != nil {
 		return 0, fmt.Errorf("providers: meminfo: %w", err)
