@@ -53,6 +53,7 @@ func Summarize(p *specs.Plan) workflows.PlanSummary {
 	if p.Spec != nil {
 		s.ApprovalRequired = p.Spec.Approval.Required
 		s.ApprovalAbove = p.Spec.Approval.AbovePrice
+		s.Approvers = p.Spec.Approval.Approvers
 		s.Tests = len(p.Spec.Verification.Tests)
 		s.HasTests = s.Tests > 0
 		if s.Currency == "" {

@@ -2,6 +2,7 @@ package integration
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -133,7 +134,11 @@ func TestJobApprovalGate(t *testing.T) {
 	if err != nil || len(jobs) != 1 || jobs[0].JobID != sub.JobID {
 		t.Errorf("list --status awaiting_approval: %+v %v", jobs, err)
 	}
-	if err := jobclient.Approve(ctx, st.Client, sub.JobID, "alice"); err != nil {
+	// Only a listed approver passes the gate; the refusal says why.
+	if err := jobclient.Approve(ctx, st.Client, sub.JobID, workflows.ApproveInput{By: "mallory"}); !errors.Is(err, jobclient.ErrNotApprover) {
+		t.Fatalf("mallory's approval: %v, want ErrNotApprover", err)
+	}
+	if err := jobclient.Approve(ctx, st.Client, sub.JobID, workflows.ApproveInput{By: "alice", Reason: "test"}); err != nil {
 		t.Fatal(err)
 	}
 	res := result(t, st.Client, sub.JobID, 3*time.Minute)

@@ -140,8 +140,9 @@ func TestChunkAndBatchDeps(t *testing.T) {
 	}
 }
 
-// Layout 2: a verification cancelled midway stops its test containers
-// before the escrow is released; a passing one leaves them to Verify.
+// Layout 2: a verification cancelled midway stops its test containers; a
+// passing one leaves them to Verify. Layout 3: the executed work is then
+// settled, not refunded.
 func TestJobCancelDuringVerifyStopsTests(t *testing.T) {
 	h := newHarness(t, dagPlan())
 	h.on(Verify.Name).After(time.Hour).Return(VerifyOutput{Passed: true}, nil)
@@ -153,8 +154,11 @@ func TestJobCancelDuringVerifyStopsTests(t *testing.T) {
 	if len(h.stoppedTests) != 1 || h.stoppedTests[0].Tests != 1 || h.stoppedTests[0].Runtime != "containerd" {
 		t.Fatalf("StopTests calls %+v", h.stoppedTests)
 	}
-	if !slices.Contains(res.Compensated, "stop-tests") || !slices.Contains(res.Compensated, "release") {
+	if !slices.Contains(res.Compensated, "stop-tests") || !slices.Contains(res.Compensated, "settle-work") {
 		t.Errorf("compensated %v", res.Compensated)
+	}
+	if len(h.settled) != 1 || !h.settled[0].Verified || len(h.released) != 0 || res.Paid != 400 {
+		t.Errorf("settled %v released %v paid %d: want the work paid", h.settled, h.released, res.Paid)
 	}
 
 	ok := newHarness(t, dagPlan())

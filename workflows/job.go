@@ -39,6 +39,9 @@ func Job(ctx workflow.Context, in JobInput) (JobResult, error) {
 	if err := j.registerHandlers(ctx); err != nil {
 		return JobResult{}, err
 	}
+	if err := j.registerApproval(ctx); err != nil {
+		return JobResult{}, err
+	}
 	ctx, j.cancel = workflow.WithCancel(ctx)
 	j.listenSignals(ctx)
 
@@ -53,29 +56,30 @@ type job struct {
 	log    interface{ Info(string, ...interface{}) }
 	cancel workflow.CancelFunc
 
-	status    string
-	stage     string
-	plan      PlanSummary
-	planIn    PlanInput
-	award     NegotiateOutput
-	placement PlaceOutput
-	tasks     map[string]TaskStatus
-	results   []string // sealed task results (layout 1)
-	usage     Usage    // total metered usage (layout 1)
-	stages    map[string]StageTiming
-	cost      Cost
-	tests     []TestResult
-	approved  bool
-	cancelled bool
-	attTail   workflow.Future // the last queued attestation: its envelope digest
-	atts      []AttestationRef
-	settled   bool
-	comp      []string
-	paid      int64
-	refunded  int64
-	placedAt  time.Time
-	execStart time.Time
-	execEnd   time.Time
+	status     string
+	stage      string
+	plan       PlanSummary
+	planIn     PlanInput
+	award      NegotiateOutput
+	placement  PlaceOutput
+	tasks      map[string]TaskStatus
+	results    []string // sealed task results (layout 1)
+	usage      Usage    // total metered usage (layout 1)
+	stages     map[string]StageTiming
+	cost       Cost
+	tests      []TestResult
+	approved   bool
+	approvedBy *predicate.Approval // the accepted approval (layout 3)
+	cancelled  bool
+	attTail    workflow.Future // the last queued attestation: its envelope digest
+	atts       []AttestationRef
+	settled    bool
+	comp       []string
+	paid       int64
+	refunded   int64
+	placedAt   time.Time
+	execStart  time.Time
+	execEnd    time.Time
 }
 
 // failure is a classified job failure.
@@ -146,6 +150,11 @@ func (j *job) listenSignals(ctx workflow.Context) {
 			sel.AddReceive(approveCh, func(c workflow.ReceiveChannel, _ bool) {
 				var who string
 				c.Receive(ctx, &who)
+				if j.layout >= layoutApprovers {
+					// A signal cannot be refused: approvals are updates.
+					j.log.Info("approve signal ignored: approvals are checked updates", "job_id", j.in.JobID)
+					return
+				}
 				j.approved = true
 			})
 			sel.AddReceive(cancelCh, func(c workflow.ReceiveChannel, _ bool) {
@@ -256,12 +265,21 @@ func (j *job) admit(ctx workflow.Context) error {
 
 // release is the compensation for admission and placement: one idempotent
 // activity releases the quota reservation and refunds any escrow (releasing
-// a never-held escrow posts nothing).
+// a never-held escrow posts nothing). From layout 3 on, work that finished
+// executing is settled instead (settleWork), and refunded only when that
+// settlement is refused for good.
 func (j *job) release(ctx workflow.Context, err *error) {
 	if *err == nil {
 		return
 	}
 	dctx, _ := workflow.NewDisconnectedContext(ctx)
+	if j.layout >= layoutApprovers && !j.execEnd.IsZero() && !j.settled {
+		serr := j.settleWork(dctx, *err)
+		if serr == nil {
+			return
+		}
+		*err = errors.Join(*err, fmt.Errorf("compensation settle: %w", serr))
+	}
 	out, cerr := Release.Run(compensateCtx(dctx), ReleaseInput{JobID: j.in.JobID, Reason: (*err).Error()})
 	if cerr != nil {
 		*err = errors.Join(*err, fmt.Errorf("compensation release: %w", cerr))
@@ -270,6 +288,40 @@ func (j *job) release(ctx workflow.Context, err *error) {
 	j.refunded += out.Refunded
 	j.cost.Held = 0
 	j.comp = append(j.comp, "release")
+}
+
+// settleWork pays for a job's executed work after a later failure or
+// cancellation (the tests failed to run, the tenant cancelled during
+// verification, the ledger was down at settle): the metered usage under
+// the agreed terms, as an unverified-but-not-failed job. Like settle, it
+// needs every earlier attestation logged. It retries like
+// every compensation, so a ledger that is down for a while delays the
+// payment instead of refunding it; the ledger's key makes it idempotent
+// with an earlier settle attempt.
+func (j *job) settleWork(ctx workflow.Context, cause error) error {
+	// Money moves only on logged evidence: without the earlier stages'
+	// attestations the work cannot be shown to have run, so it is refunded.
+	if err := j.awaitAttestations(ctx); err != nil {
+		return err
+	}
+	u := j.usage
+	st, err := Settle.Run(compensateCtx(ctx), SettleInput{
+		JobID: j.in.JobID, PlanInput: j.planIn, Award: j.award, Verified: true, Usage: &u,
+		Placed: j.placedAt, Started: j.execStart, Finished: j.execEnd,
+	})
+	if err != nil {
+		return err
+	}
+	j.paid, j.refunded = st.Paid, st.Refunded
+	j.cost.Paid, j.cost.Held = st.Paid, 0
+	j.settled = true
+	j.comp = append(j.comp, "settle-work")
+	if err := j.attest(ctx, predicate.StageSettlement, nil, predicate.Settlement{
+		Header: j.header(), Paid: st.Paid, Refunded: st.Refunded, Currency: st.Currency, Record: rawOrNull(st.Record),
+	}, nil); err != nil {
+		j.log.Info("settlement attestation failed", "job_id", j.in.JobID, "error", err, "cause", cause)
+	}
+	return nil
 }
 
 func (j *job) negotiate(ctx workflow.Context) error {
@@ -292,19 +344,6 @@ func (j *job) negotiate(ctx workflow.Context) error {
 	return err
 }
 
-func (j *job) approval(ctx workflow.Context) error {
-	if !j.plan.ApprovalRequired || j.plan.ApprovalAbove > 0 && j.award.Price <= j.plan.ApprovalAbove {
-		return nil
-	}
-	j.enter(ctx, StageApproval)
-	j.setStatus(ctx, StatusAwaitingApproval)
-	if err := workflow.Await(ctx, func() bool { return j.approved }); err != nil {
-		return fail(ClassCancelled, errors.New("cancelled while awaiting approval"))
-	}
-	j.setStatus(ctx, StatusRunning)
-	return nil
-}
-
 // place reserves and holds escrow; from here on failures compensate.
 func (j *job) place(ctx workflow.Context) error {
 	j.enter(ctx, StagePlace)
@@ -320,6 +359,7 @@ func (j *job) place(ctx workflow.Context) error {
 	return j.attest(ctx, predicate.StagePlacement, nil, predicate.Placement{
 		Header: j.header(), Provider: j.award.Provider, Pool: j.award.Pool, Node: pl.Node,
 		Reservation: pl.Reservation, HoldID: pl.HoldID, Held: pl.Held, Currency: pl.Currency, Record: rawOrNull(pl.Record),
+		Approval: j.approvedBy,
 	}, nil)
 }
 

@@ -29,9 +29,12 @@ const (
 	BatchWorkflowName = "accord.JobBatch"
 )
 
-// Signal and query names.
+// Signal, update and query names. From layout 3 on an approval is the
+// update UpdateApprove, checked by the workflow before it is accepted; the
+// approve signal is what earlier layouts wait for.
 const (
 	SignalApprove = "approve"
+	UpdateApprove = "approve"
 	SignalCancel  = "cancel"
 	QueryStage    = "stage"
 	QueryTasks    = "tasks"
@@ -92,6 +95,12 @@ const (
 	ErrTypeInsufficient = "AccordInsufficientFunds"
 	ErrTypeExecution    = "AccordExecution"
 	ErrTypeStillRunning = "AccordStillRunning"
+	// ErrTypeNotApprover rejects an approval from an identity that is not
+	// in the spec's approval.approvers.
+	ErrTypeNotApprover = "AccordNotApprover"
+	// ErrTypeNotAwaitingApproval rejects an approval of a job that is not
+	// at its approval gate (not there yet, already approved, or past it).
+	ErrTypeNotAwaitingApproval = "AccordNotAwaitingApproval"
 )
 
 // Task states reported by the tasks query.
@@ -112,6 +121,22 @@ type JobInput struct {
 	SpecPath       string `json:"spec_path"`
 	DocumentDigest string `json:"document_digest,omitempty"`
 }
+
+// ApproveInput is the approve update's argument: who approves (the
+// identity of the caller's token or key, set by the API or CLI, never by
+// the caller's own words) and why.
+type ApproveInput struct {
+	By     string `json:"by"`
+	Reason string `json:"reason,omitempty"`
+}
+
+// ApproveOutput is the approve update's result.
+type ApproveOutput struct {
+	Approver string `json:"approver"`
+}
+
+// MaxApprovalReason bounds an approval's reason, in bytes.
+const MaxApprovalReason = 1024
 
 // JobResult is the workflow's result.
 type JobResult struct {
@@ -201,6 +226,9 @@ type PlanSummary struct {
 	Currency         string     `json:"currency"`
 	ApprovalRequired bool       `json:"approval_required,omitempty"`
 	ApprovalAbove    int64      `json:"approval_above,omitempty"`
+	// Approvers are the identities that may pass the approval gate
+	// (layout 3).
+	Approvers []string `json:"approvers,omitempty"`
 	// HasTests tells the workflow whether there is anything to verify;
 	// Tests is how many acceptance tests there are (layout 2).
 	HasTests bool `json:"has_tests,omitempty"`

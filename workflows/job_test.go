@@ -21,6 +21,8 @@ import (
 	tlog "go.temporal.io/sdk/log"
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/testsuite"
+
+	"github.com/accordmesh/accord/provenance/predicate"
 )
 
 // Activity signatures for registration in the test environment; every call
@@ -415,9 +417,29 @@ func TestJobTaskTimeoutRetriedThenFails(t *testing.T) {
 	}
 }
 
+// approve sends the approve update; wantType is the rejection's error
+// type, or "" when the approval must be accepted.
+func (h *harness) approve(by, wantType string) {
+	t := h.t
+	h.env.UpdateWorkflow(UpdateApprove, "", &testsuite.TestUpdateCallback{
+		OnReject: func(err error) {
+			var app *temporal.ApplicationError
+			if wantType == "" || !errors.As(err, &app) || app.Type() != wantType {
+				t.Errorf("approval by %q rejected with %v, want %q", by, err, wantType)
+			}
+		},
+		OnAccept: func() {
+			if wantType != "" {
+				t.Errorf("approval by %q accepted, want a rejection of type %s", by, wantType)
+			}
+		},
+		OnComplete: func(any, error) {},
+	}, ApproveInput{By: by, Reason: "budget ok"})
+}
+
 func TestJobApprovalGate(t *testing.T) {
 	plan := dagPlan()
-	plan.ApprovalRequired, plan.ApprovalAbove = true, 100
+	plan.ApprovalRequired, plan.ApprovalAbove, plan.Approvers = true, 100, []string{"alice", "bob"}
 	h := newHarness(t, plan)
 	h.env.RegisterDelayedCallback(func() {
 		v, err := h.env.QueryWorkflow(QueryStatus)
@@ -433,15 +455,49 @@ func TestJobApprovalGate(t *testing.T) {
 		if len(h.started) != 0 {
 			t.Errorf("tasks started before approval: %v", h.started)
 		}
-		h.env.SignalWorkflow(SignalApprove, "alice")
+		h.approve("mallory", ErrTypeNotApprover)
+		h.approve("", ErrTypeNotApprover)
+		h.env.SignalWorkflow(SignalApprove, "alice") // a signal is not an approval
 	}, time.Hour)
+	h.env.RegisterDelayedCallback(func() {
+		h.approve("alice", "")
+	}, 2*time.Hour)
+	h.env.RegisterDelayedCallback(func() {
+		h.approve("bob", ErrTypeNotAwaitingApproval)
+	}, 2*time.Hour+time.Second)
 	res := h.run()
 	if res.Status != StatusSettled {
 		t.Fatalf("got %+v", res)
 	}
 	ap := res.Stages[StageApproval]
-	if ap.End.Sub(ap.Start) < time.Hour {
-		t.Errorf("approval stage lasted %v, want ≥ 1h (the wait)", ap.End.Sub(ap.Start))
+	if ap.End.Sub(ap.Start) < 2*time.Hour {
+		t.Errorf("approval stage lasted %v, want ≥ 2h (the signal did not pass the gate)", ap.End.Sub(ap.Start))
+	}
+	var placement predicate.Placement
+	for _, a := range h.attests {
+		if a.Stage == predicate.StagePlacement {
+			_ = json.Unmarshal(a.Predicate, &placement)
+		}
+	}
+	if placement.Approval == nil || placement.Approval.By != "alice" || placement.Approval.Reason != "budget ok" {
+		t.Errorf("placement attestation's approval: %+v", placement.Approval)
+	}
+}
+
+func TestJobApprovalBeforeGateRejected(t *testing.T) {
+	plan := dagPlan()
+	plan.ApprovalRequired, plan.Approvers = true, []string{"alice"}
+	h := newHarness(t, plan)
+	h.on(Negotiate.Name).After(time.Hour).Return(NegotiateOutput{
+		Provider: "local", Runtime: "containerd", Price: 400, Currency: "USD",
+	}, nil)
+	h.env.RegisterDelayedCallback(func() {
+		h.approve("alice", ErrTypeNotAwaitingApproval)
+	}, time.Minute)
+	h.env.RegisterDelayedCallback(func() { h.env.SignalWorkflow(SignalCancel, "nobody approved") }, 3*time.Hour)
+	res := h.run()
+	if res.Status != StatusCancelled || h.placed {
+		t.Fatalf("an approval before the gate passed it: %+v", res)
 	}
 }
 
@@ -642,8 +698,7 @@ func TestJobPlacementInsufficientFunds(t *testing.T) {
 
 func TestJobCompensationRetriedUntilDone(t *testing.T) {
 	h := newHarness(t, dagPlan())
-	h.on(Verify.Name).Return(VerifyOutput{},
-		temporal.NewNonRetryableApplicationError("verifier image missing", ErrTypeExecution, nil))
+	h.on(RunTask.Name).Return(RunTaskOutput{State: "exited", ExitCode: 1, Reason: "crashed"}, nil)
 	fails := 0
 	h.on(Release.Name).Return(
 		func(_ context.Context, in ReleaseInput) (ReleaseOutput, error) {
@@ -655,11 +710,43 @@ func TestJobCompensationRetriedUntilDone(t *testing.T) {
 			return ReleaseOutput{Refunded: 500}, nil
 		})
 	res := h.run()
-	if res.Status != StatusFailed || res.Class != ClassExecution || res.Stage != StageVerify {
+	if res.Status != StatusFailed || res.Class != ClassExecution || res.Stage != StageExecute {
 		t.Fatalf("got %+v", res)
 	}
 	if fails != 2 || len(h.released) != 1 || res.Refunded != 500 {
 		t.Errorf("release attempts %d, released %v, refunded %d", fails, h.released, res.Refunded)
+	}
+}
+
+// Work that finished executing is paid even when what follows fails: a
+// verifier that cannot run, a ledger down at settle (retried, not
+// refunded).
+func TestJobWorkDoneIsPaid(t *testing.T) {
+	h := newHarness(t, dagPlan())
+	h.on(Verify.Name).Return(VerifyOutput{},
+		temporal.NewNonRetryableApplicationError("verifier image missing", ErrTypeExecution, nil))
+	fails := 0
+	h.on(Settle.Name).Return(
+		func(_ context.Context, in SettleInput) (SettleOutput, error) {
+			if fails < 3 {
+				fails++
+				return SettleOutput{}, errors.New("ledger down")
+			}
+			h.settled = append(h.settled, in)
+			return SettleOutput{Paid: 300, Refunded: 200, Currency: "USD"}, nil
+		})
+	res := h.run()
+	if res.Status != StatusFailed || res.Class != ClassExecution || res.Stage != StageVerify {
+		t.Fatalf("got %+v", res)
+	}
+	if len(h.settled) != 1 || !h.settled[0].Verified || h.settled[0].Usage == nil || h.settled[0].Usage.WallSeconds != 4 {
+		t.Fatalf("settled %+v, want the metered work of 4 tasks, unjudged", h.settled)
+	}
+	if len(h.released) != 0 || res.Paid != 300 || res.Refunded != 200 || !slices.Contains(res.Compensated, "settle-work") {
+		t.Errorf("released %v, result %+v", h.released, res)
+	}
+	if got := h.stages(); got[len(got)-1] != predicate.StageSettlement {
+		t.Errorf("attestations %v: want the settlement last", got)
 	}
 }
 
@@ -756,7 +843,9 @@ func TestJobSettleFailureCompensates(t *testing.T) {
 	if res.Status != StatusFailed || res.Class != ClassInternal || res.Stage != StageSettle {
 		t.Fatalf("got %+v", res)
 	}
-	if len(h.released) != 1 {
+	// The work-done settlement is refused for good too: then, and only
+	// then, the escrow is refunded.
+	if len(h.released) != 1 || !strings.Contains(res.Error, "compensation settle") {
 		t.Errorf("released %v", h.released)
 	}
 }

@@ -34,7 +34,15 @@ const (
 	// task containers.
 	layoutStopTests workflow.Version = 2
 
-	layoutLatest = layoutStopTests
+	// layoutApprovers (3): an approval is the approve update, accepted
+	// only at the gate and only from an identity in approval.approvers,
+	// and recorded in the placement attestation (the approve signal is
+	// ignored). A failure or cancellation after execution finished settles
+	// the metered work under the agreed terms instead of refunding the
+	// whole escrow.
+	layoutApprovers workflow.Version = 3
+
+	layoutLatest = layoutApprovers
 )
 
 // CurrentLayout is the layout new jobs run; recorded histories are named

@@ -232,15 +232,19 @@ func runCmd() *cobra.Command {
 	var fund string
 	var lf localFlags
 	var metrics, jobID string
-	var autoApprove bool
+	var autoApprove, approveTried bool
+	var approveAs string
 	tun := workers.DefaultTuning()
 	cmd := &cobra.Command{
 		Use:   "run SPEC",
 		Short: "Run one spec end to end in this process and print its receipt summary",
 		Example: `  accord run examples/quickstart.md --fund 50000
-  accord run examples/llm-finetune.md --approve --json`,
+  accord run examples/llm-finetune.md --approve --as alice@acme.example --json`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if approveAs == "" {
+				approveAs = os.Getenv("USER")
+			}
 			home, err := cli.Home()
 			if err != nil {
 				return err
@@ -284,8 +288,12 @@ func runCmd() *cobra.Command {
 			p := &progressPrinter{w: out, on: progress}
 			res, err := jobclient.Watch(context.WithoutCancel(ctx), st.Client, sub.JobID, 100*time.Millisecond, func(s workflows.JobStatus) {
 				p.update(s)
-				if autoApprove && s.Status == workflows.StatusAwaitingApproval && !s.Approved {
-					_ = jobclient.Approve(context.Background(), st.Client, sub.JobID, "accord run --approve")
+				if autoApprove && s.Status == workflows.StatusAwaitingApproval && !s.Approved && !approveTried {
+					approveTried = true
+					in := workflows.ApproveInput{By: approveAs, Reason: "accord run --approve"}
+					if err := jobclient.Approve(context.Background(), st.Client, sub.JobID, in); err != nil {
+						slog.Warn("approval refused; the job waits at its gate (accord approve, or Ctrl-C to cancel)", "job_id", sub.JobID, "err", err)
+					}
 				}
 			})
 			if err != nil {
@@ -297,7 +305,8 @@ func runCmd() *cobra.Command {
 	cmd.Flags().StringVar(&fund, "fund", "", "top the spec's tenant up to this amount first, in major units of the budget's currency, e.g. 10.00 (local demo ledgers)")
 	cmd.Flags().StringVar(&metrics, "metrics-addr", "", "serve Prometheus metrics on this address while running")
 	cmd.Flags().StringVar(&jobID, "job-id", "", "job ID to use (default: generated)")
-	cmd.Flags().BoolVar(&autoApprove, "approve", false, "pass the spec's approval gate automatically")
+	cmd.Flags().BoolVar(&autoApprove, "approve", false, "pass the spec's approval gate as --as when the job reaches it")
+	cmd.Flags().StringVar(&approveAs, "as", "", "identity --approve approves as; must be in the spec's approval.approvers (default $USER)")
 	lf.add(cmd)
 	tun.AddFlags(cmd.Flags())
 	return cmd
@@ -624,23 +633,29 @@ func cancelCmd() *cobra.Command {
 
 func approveCmd() *cobra.Command {
 	var tf temporalFlags
-	var approver string
+	var approver, reason string
 	cmd := &cobra.Command{
-		Use:     "approve JOB",
-		Short:   "Pass a job's approval gate",
-		Example: `  accord approve job-20261125t200134-fb81bb43 --as alice`,
+		Use:   "approve JOB",
+		Short: "Pass a job's approval gate",
+		Long: "Approve a job waiting at its approval gate. The job's workflow accepts the approval only\n" +
+			"at the gate and only from an identity its spec names in approval.approvers; the approver\n" +
+			"and the reason are recorded in the job's placement attestation. Through the HTTP API the\n" +
+			"identity is the token's; here, with direct access to Temporal, it is --as.",
+		Example: `  accord approve job-20261125t200134-fb81bb43 --as alice@acme.example --reason "within Q4 budget"`,
 		Args:    cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if approver == "" {
 				approver = os.Getenv("USER")
 			}
+			in := workflows.ApproveInput{By: approver, Reason: reason}
 			return signalJob(cmd, &tf, args[0], func(ctx context.Context, c client.Client) error {
-				return jobclient.Approve(ctx, c, args[0], approver)
-			}, "approved")
+				return jobclient.Approve(ctx, c, args[0], in)
+			}, "approve")
 		},
 	}
 	tf.add(cmd)
-	cmd.Flags().StringVar(&approver, "as", "", "approver name (default $USER)")
+	cmd.Flags().StringVar(&approver, "as", "", "approver identity, as the spec's approval.approvers names it (default $USER)")
+	cmd.Flags().StringVar(&reason, "reason", "", "why the job is approved (recorded in the attestation)")
 	return cmd
 }
 

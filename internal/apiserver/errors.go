@@ -15,6 +15,7 @@ var (
 	ErrConflict   = errors.New("apiserver: job is not in a state that allows this")
 	ErrInvalid    = errors.New("apiserver: invalid request")
 	ErrBadRequest = errors.New("apiserver: bad request")
+	ErrForbidden  = errors.New("apiserver: forbidden")
 )
 
 // PublicError is an error about the caller's own request whose Message is
@@ -49,6 +50,8 @@ func statusOf(err error) (int, string) {
 		return http.StatusUnprocessableEntity, "the request is not valid"
 	case errors.Is(err, ErrBadRequest):
 		return http.StatusBadRequest, "bad request"
+	case errors.Is(err, ErrForbidden):
+		return http.StatusForbidden, "not allowed"
 	}
 	return http.StatusInternalServerError, "internal error"
 }

@@ -90,7 +90,7 @@ type Jobs interface {
 	Get(ctx context.Context, jobID string) (Job, error)
 	List(ctx context.Context, f ListFilter) ([]Job, error)
 	Cancel(ctx context.Context, jobID string) error
-	Approve(ctx context.Context, jobID, by string) error
+	Approve(ctx context.Context, jobID, by, reason string) error
 	Receipt(ctx context.Context, jobID string) (json.RawMessage, error)
 	AuditSearch(ctx context.Context, q AuditQuery) ([]AuditHit, error)
 }
@@ -315,9 +315,25 @@ func (s *Server) cancel(w http.ResponseWriter, r *http.Request, p policies.Princ
 	s.act(w, r, p, func(ctx context.Context, id string) error { return s.jobs.Cancel(ctx, id) }, "cancel requested")
 }
 
+// approve passes the gate as the token's identity; an optional body
+// {"reason": "..."} says why. The job's workflow checks the identity
+// against the spec's approvers.
 func (s *Server) approve(w http.ResponseWriter, r *http.Request, p policies.Principal) {
+	var req struct {
+		Reason string `json:"reason"`
+	}
+	if r.ContentLength != 0 {
+		if err := json.NewDecoder(r.Body).Decode(&req); err != nil && !errors.Is(err, io.EOF) {
+			var mbe *http.MaxBytesError
+			if !errors.As(err, &mbe) {
+				err = &PublicError{Kind: ErrBadRequest, Message: "body: want nothing or a JSON object {reason}"}
+			}
+			s.fail(w, r, err)
+			return
+		}
+	}
 	by := p.Identity()
-	s.act(w, r, p, func(ctx context.Context, id string) error { return s.jobs.Approve(ctx, id, by) }, "approved")
+	s.act(w, r, p, func(ctx context.Context, id string) error { return s.jobs.Approve(ctx, id, by, req.Reason) }, "approved")
 }
 
 func (s *Server) act(w http.ResponseWriter, r *http.Request, p policies.Principal, do func(context.Context, string) error, what string) {

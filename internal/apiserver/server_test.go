@@ -75,7 +75,7 @@ func (f *fakeJobs) record(a string) error {
 }
 
 func (f *fakeJobs) Cancel(_ context.Context, id string) error { return f.record("cancel " + id) }
-func (f *fakeJobs) Approve(_ context.Context, id, by string) error {
+func (f *fakeJobs) Approve(_ context.Context, id, by, _ string) error {
 	return f.record("approve " + id + " by " + by)
 }
 func (f *fakeJobs) Receipt(_ context.Context, id string) (json.RawMessage, error) {

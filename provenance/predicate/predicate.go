@@ -95,6 +95,16 @@ type Placement struct {
 	Held        int64           `json:"held"`
 	Currency    string          `json:"currency"`
 	Record      json.RawMessage `json:"record,omitempty"`
+	// Approval is who passed the job's approval gate, if it had one.
+	Approval *Approval `json:"approval,omitempty"`
+}
+
+// Approval is an accepted approval: an identity named in the spec's
+// approval.approvers, its reason, and when the workflow accepted it.
+type Approval struct {
+	By     string    `json:"by"`
+	Reason string    `json:"reason,omitempty"`
+	At     time.Time `json:"at"`
 }
 
 // Execution: what ran (SLSA-provenance-like), per task.

@@ -25,6 +25,7 @@ import (
 	"github.com/accordmesh/accord/provenance"
 	"github.com/accordmesh/accord/specs"
 	"github.com/accordmesh/accord/workers/jobclient"
+	"github.com/accordmesh/accord/workflows"
 )
 
 // Jobs implements apiserver.Jobs over a Temporal client: the job system
@@ -134,9 +135,18 @@ func (a *Jobs) Cancel(ctx context.Context, jobID string) error {
 	return finished(jobclient.Cancel(ctx, a.Client, jobID, "cancelled through the API"))
 }
 
-// Approve passes the job's approval gate; by is the approver's identity.
-func (a *Jobs) Approve(ctx context.Context, jobID, by string) error {
-	return finished(jobclient.Approve(ctx, a.Client, jobID, by))
+// Approve asks to pass the job's approval gate; by is the identity of the
+// caller's token, never a name the caller chose. The workflow's refusal
+// (not an approver, not at the gate) is the caller's to read.
+func (a *Jobs) Approve(ctx context.Context, jobID, by, reason string) error {
+	err := jobclient.Approve(ctx, a.Client, jobID, workflows.ApproveInput{By: by, Reason: reason})
+	switch {
+	case errors.Is(err, jobclient.ErrNotApprover):
+		return apiserver.Public(apiserver.ErrForbidden, "%s", strings.TrimPrefix(err.Error(), jobclient.ErrNotApprover.Error()+": "))
+	case errors.Is(err, jobclient.ErrNotAwaitingApproval):
+		return apiserver.Public(apiserver.ErrConflict, "%s", strings.TrimPrefix(err.Error(), jobclient.ErrNotAwaitingApproval.Error()+": "))
+	}
+	return finished(err)
 }
 
 // finished maps the error of a signal to a job that exists (the server

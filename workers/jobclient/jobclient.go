@@ -209,12 +209,44 @@ func Cancel(ctx context.Context, c client.Client, jobID, reason string) error {
 	return nil
 }
 
-// Approve passes a job's approval gate.
-func Approve(ctx context.Context, c client.Client, jobID, approver string) error {
-	if err := c.SignalWorkflow(ctx, jobID, "", workflows.SignalApprove, approver); err != nil {
-		return notFound(jobID, err)
+// Approval refusals: the workflow's validator refused the approval.
+var (
+	// ErrNotApprover: the identity is not in the spec's approval.approvers.
+	ErrNotApprover = errors.New("jobclient: not an approver of this job")
+	// ErrNotAwaitingApproval: the job is not at its approval gate.
+	ErrNotAwaitingApproval = errors.New("jobclient: job is not awaiting approval")
+)
+
+// Approve asks to pass a job's approval gate as in.By. The job's workflow
+// decides: it accepts an approval only at the gate and only from an
+// identity in approval.approvers, and otherwise the error wraps
+// ErrNotApprover or ErrNotAwaitingApproval with the workflow's reason. A
+// job started before approvals were checked (layout < 3) has no approve
+// update and gets the approve signal it waits for.
+func Approve(ctx context.Context, c client.Client, jobID string, in workflows.ApproveInput) error {
+	h, err := c.UpdateWorkflow(ctx, client.UpdateWorkflowOptions{
+		WorkflowID: jobID, UpdateName: workflows.UpdateApprove, Args: []any{in},
+		WaitForStage: client.WorkflowUpdateStageCompleted,
+	})
+	if err == nil {
+		var out workflows.ApproveOutput
+		err = h.Get(ctx, &out)
 	}
-	return nil
+	var app *temporal.ApplicationError
+	switch {
+	case err == nil:
+		return nil
+	case errors.As(err, &app) && app.Type() == workflows.ErrTypeNotApprover:
+		return fmt.Errorf("%w: %s", ErrNotApprover, app.Message())
+	case errors.As(err, &app) && app.Type() == workflows.ErrTypeNotAwaitingApproval:
+		return fmt.Errorf("%w: %s", ErrNotAwaitingApproval, app.Message())
+	case strings.Contains(err.Error(), "unknown update"):
+		if err := c.SignalWorkflow(ctx, jobID, "", workflows.SignalApprove, in.By); err != nil {
+			return notFound(jobID, err)
+		}
+		return nil
+	}
+	return notFound(jobID, err)
 }
 
 // Filter selects jobs for List; empty fields match everything.
