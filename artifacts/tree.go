@@ -340,3 +340,24 @@ func typeName(m fs.FileMode) string {
 	}
 	return "special file"
 }
+
+// Stat returns a stored artifact's kind and size: a file's bytes, or the
+// sum of a tree's files.
+func (l Local) Stat(ctx context.Context, digest string) (kind string, size int64, err error) {
+	kind, err = l.Kind(ctx, digest)
+	if err != nil {
+		return "", 0, err
+	}
+	if kind == KindTree {
+		t, err := l.ReadTree(ctx, digest)
+		if err != nil {
+			return "", 0, err
+		}
+		return kind, t.Size(), nil
+	}
+	fi, err := os.Stat(l.path(digest[len("sha256:"):]))
+	if err != nil {
+		return "", 0, fmt.Errorf("artifacts: stat %s: %w", digest, err)
+	}
+	return kind, fi.Size(), nil
+}
