@@ -276,6 +276,9 @@ func (l Local) PutTree(ctx context.Context, dir string, limit int64) (digest str
 		}
 		return nil
 	})
+	if errors.Is(err, ErrRefused) || errors.Is(err, ErrTooLarge) {
+		return "", err // already says what and where
+	}
 	if err != nil {
 		return "", fmt.Errorf("artifacts: put tree: %w", err)
 	}
