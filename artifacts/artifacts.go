@@ -8,6 +8,13 @@
 // atomic and idempotent (a blob that exists is not written again); reads are
 // bounded and verified, so a corrupted or substituted file is an error, never
 // data.
+//
+// Tenants' inputs are artifacts too (`accord data push`, POST /v1/data): a
+// file is one blob, a directory is a tree manifest blob (tree.go) listing
+// file blobs. Content addressing is not access control (output digests are
+// public in the transparency log), so a tenant may use a digest only when it
+// was granted it (grants.go), and a provider copies an input out of the
+// store, verifying every blob, before it mounts it (materialize.go).
 package artifacts
 
 import (
@@ -31,6 +38,9 @@ var (
 	ErrDigest   = errors.New("artifacts: invalid digest")
 	ErrTooLarge = errors.New("artifacts: blob too large")
 	ErrCorrupt  = errors.New("artifacts: content does not match its digest")
+	ErrManifest = errors.New("artifacts: invalid tree manifest")
+	ErrRefused  = errors.New("artifacts: refused")
+	ErrNotOwned = errors.New("artifacts: digest not granted to tenant")
 )
 
 // Store is a content-addressed blob store.
@@ -60,9 +70,14 @@ func hexOf(digest string) (string, error) {
 	return h, nil
 }
 
-// Local is a Store in a directory: blobs live at Dir/sha256/<hex>.
+// Local is a Store in a directory: blobs live at Dir/sha256/<hex[:2]>/<hex>,
+// grants at Dir/grants/<tenant>/<hex>.
 type Local struct {
 	Dir string
+	// Progress, when set, is called with the running count of bytes that
+	// PutReader (and PutTree, across its files) has stored, for progress
+	// lines on long pushes.
+	Progress func(stored int64)
 }
 
 // DefaultDir is the local store under an Accord home.

@@ -11,6 +11,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/accordmesh/accord/artifacts"
 	"github.com/accordmesh/accord/internal/apiserver"
 	"github.com/accordmesh/accord/internal/cli"
 	"github.com/accordmesh/accord/provenance"
@@ -30,13 +31,16 @@ func serveCmd() *cobra.Command {
 		Short: "Serve Accord's HTTP API with per-tenant tokens",
 		Example: `  accord serve
   accord serve --listen 0.0.0.0:8480 --temporal-address temporal.example.com:7233
-  accord serve --rate-limit 5 --rate-burst 10 --max-upload 1048576 --upload-retention 72h`,
+  accord serve --rate-limit 5 --rate-burst 10 --max-upload 1048576 --upload-retention 72h
+  accord serve --max-data 10737418240   # tenants may POST /v1/data files of up to 10 GiB`,
 		Long: "serve exposes submit, status, list, cancel, approve, receipts and audit search over HTTP\n" +
 			"(routes under /v1, bearer tokens from `accord token create`). A tenant token sees and acts on\n" +
 			"its own tenant's jobs only; auditor tokens are read-only. Jobs run on the Temporal cluster\n" +
 			"named by --temporal-address (`accord dev` serves one locally).\n\n" +
 			"Each token may make --rate-limit requests a second (bursts of --rate-burst); more are answered\n" +
-			"429 with Retry-After. Request bodies are limited to --max-upload bytes (413). Uploaded specs\n" +
+			"429 with Retry-After. Request bodies are limited to --max-upload bytes (413); POST /v1/data\n" +
+			"(a tenant's input file into the artifact store under --home, granted to the token's tenant)\n" +
+			"to --max-data bytes, and must arrive at 256 KiB/s on average after a minute. Uploaded specs\n" +
 			"must stand alone (no extends or imports) and are removed --upload-retention after their last\n" +
 			"job finished, by a sweep every hour. Connections have read, write, idle and header timeouts.",
 		Args: cobra.NoArgs,
@@ -73,7 +77,9 @@ func serveCmd() *cobra.Command {
 			if o.retention > 0 {
 				go sweepUploads(ctx, jobs, o.retention)
 			}
-			h := apiserver.New(jobs, store, apiserver.WithRateLimit(o.rate, o.burst), apiserver.WithMaxUpload(o.maxUpload))
+			data := artifacts.Local{Dir: artifacts.DefaultDir(home)}
+			h := apiserver.New(jobs, store, apiserver.WithRateLimit(o.rate, o.burst), apiserver.WithMaxUpload(o.maxUpload),
+				apiserver.WithData(data, o.maxData))
 			return serveAPI(ctx, cmd, listen, h)
 		},
 	}
@@ -89,6 +95,7 @@ type serveOptions struct {
 	rate      float64
 	burst     int
 	maxUpload int64
+	maxData   int64
 	retention time.Duration
 }
 
@@ -97,6 +104,7 @@ func (o *serveOptions) add(c *cobra.Command) {
 	f.Float64Var(&o.rate, "rate-limit", apiserver.DefaultRate, "requests a second each token may make (0: no limit)")
 	f.IntVar(&o.burst, "rate-burst", apiserver.DefaultBurst, "requests a token may make at once above --rate-limit")
 	f.Int64Var(&o.maxUpload, "max-upload", apiserver.DefaultMaxUpload, "largest request body in bytes (a spec is at most 4 MiB)")
+	f.Int64Var(&o.maxData, "max-data", apiserver.DefaultMaxData, "largest POST /v1/data body (a tenant's input file) in bytes")
 	f.DurationVar(&o.retention, "upload-retention", apijobs.DefaultUploadRetention, "keep an uploaded spec this long after its last job finished (0: keep forever)")
 }
 
@@ -108,6 +116,8 @@ func (o *serveOptions) check() error {
 		return cli.Usagef("--rate-burst %d: want 1 or more", o.burst)
 	case o.maxUpload < 1<<10:
 		return cli.Usagef("--max-upload %d: want at least 1024 bytes", o.maxUpload)
+	case o.maxData < 1:
+		return cli.Usagef("--max-data %d: want at least 1 byte", o.maxData)
 	case o.retention < 0:
 		return cli.Usagef("--upload-retention %s: want 0 (keep forever) or more", o.retention)
 	}

@@ -97,6 +97,7 @@ func TestServeRejectsBadLimits(t *testing.T) {
 		{"serve", "--rate-limit", "-1"},
 		{"serve", "--rate-burst", "0"},
 		{"serve", "--max-upload", "10"},
+		{"serve", "--max-data", "0"},
 		{"serve", "--upload-retention", "-1h"},
 	} {
 		if r := runIn(t, home, args...); r.code != 2 {

@@ -1,11 +1,13 @@
 // Package apiserver is Accord's HTTP API (`accord serve`): submit, status,
-// list, cancel, approve, receipts and audit search, behind per-tenant
+// list, cancel, approve, receipts, audit search and data uploads (a
+// tenant's input files into the artifact store), behind per-tenant
 // bearer tokens. A tenant sees and acts on its own jobs only; auditors have
 // read-only tokens. The job operations themselves are behind the Jobs
 // interface, which the workflow client implements.
 //
 // The API is built to face the public: request bodies are bounded (an
-// upload limit), each token (and each address without a valid token) has
+// upload limit; data uploads have their own, and a minimum pace instead of
+// the read timeout), each token (and each address without a valid token) has
 // a token-bucket rate limit answered with 429 and Retry-After, expired and
 // revoked tokens get 401, error bodies carry a fixed message per class of
 // error or a PublicError's (never a path or an internal detail, which go
@@ -115,6 +117,7 @@ var Routes = []Route{
 	{"POST", "/v1/jobs/{id}/approve", true},
 	{"GET", "/v1/jobs/{id}/receipt", false},
 	{"GET", "/v1/audit/search", false},
+	{"POST", "/v1/data", true},
 }
 
 // DefaultMaxUpload bounds a request body: a spec is at most 4 MiB, plus
@@ -132,6 +135,10 @@ type Server struct {
 	maxUpload int64
 	limit     *limiter
 	log       *slog.Logger
+	data      Data
+	maxData   int64
+	dataGrace time.Duration
+	dataRate  int64
 }
 
 // Option configures a Server.
@@ -154,7 +161,8 @@ func WithLogger(l *slog.Logger) Option { return func(s *Server) { s.log = l } }
 // New returns the API handler.
 func New(jobs Jobs, auth Authenticator, opts ...Option) *Server {
 	s := &Server{jobs: jobs, auth: auth, mux: http.NewServeMux(), maxUpload: DefaultMaxUpload,
-		limit: newLimiter(DefaultRate, DefaultBurst), log: slog.Default()}
+		limit: newLimiter(DefaultRate, DefaultBurst), log: slog.Default(),
+		maxData: DefaultMaxData, dataGrace: DefaultDataGrace, dataRate: DefaultDataRate}
 	for _, o := range opts {
 		o(s)
 	}
@@ -166,13 +174,18 @@ func New(jobs Jobs, auth Authenticator, opts ...Option) *Server {
 		"POST /v1/jobs/{id}/approve": s.approve,
 		"GET /v1/jobs/{id}/receipt":  s.receipt,
 		"GET /v1/audit/search":       s.auditSearch,
+		"POST /v1/data":              s.pushData,
 	}
 	for _, r := range Routes {
 		h := handlers[r.Method+" "+r.Path]
 		if h == nil {
 			panic("apiserver: no handler for " + r.Method + " " + r.Path)
 		}
-		s.mux.Handle(r.Method+" "+r.Path, s.authed(r, h))
+		limit := s.maxUpload
+		if r.Path == "/v1/data" {
+			limit = s.maxData // raw input files, not specs
+		}
+		s.mux.Handle(r.Method+" "+r.Path, s.authed(r, limit, h))
 	}
 	s.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
@@ -182,9 +195,9 @@ func New(jobs Jobs, auth Authenticator, opts ...Option) *Server {
 
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.mux.ServeHTTP(w, r) }
 
-func (s *Server) authed(rt Route, h func(http.ResponseWriter, *http.Request, policies.Principal)) http.Handler {
+func (s *Server) authed(rt Route, limit int64, h func(http.ResponseWriter, *http.Request, policies.Principal)) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		r.Body = http.MaxBytesReader(w, r.Body, s.maxUpload)
+		r.Body = http.MaxBytesReader(w, r.Body, limit)
 		p, ok := s.authenticate(w, r)
 		if !ok {
 			return

@@ -12,6 +12,7 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/accordmesh/accord/artifacts"
 	"github.com/accordmesh/accord/policies"
 )
 
@@ -90,6 +91,7 @@ type fixture struct {
 	api                        *Server
 	store                      *policies.Store
 	jobs                       *fakeJobs
+	data                       artifacts.Local
 	tokA, tokB, auditor, admin string
 }
 
@@ -119,13 +121,13 @@ func setup(t *testing.T, opts ...Option) fixture {
 		"job-a": {JobID: "job-a", Tenant: "a", Status: "running"},
 		"job-b": {JobID: "job-b", Tenant: "b", Status: "running"},
 	}}
-	f := fixture{jobs: jobs, store: store,
+	f := fixture{jobs: jobs, store: store, data: artifacts.Local{Dir: t.TempDir()},
 		tokA:    tok(policies.Principal{Tenant: "a", Role: policies.RoleTenant, Name: "alice"}),
 		tokB:    tok(policies.Principal{Tenant: "b", Role: policies.RoleTenant, Name: "bob"}),
 		auditor: tok(policies.Principal{Tenant: "*", Role: policies.RoleAuditor, Name: "audit"}),
 		admin:   tok(policies.Principal{Role: policies.RoleAdmin, Name: "root"}),
 	}
-	f.api = New(jobs, store, append([]Option{WithLogger(slog.New(slog.DiscardHandler))}, opts...)...)
+	f.api = New(jobs, store, append([]Option{WithLogger(slog.New(slog.DiscardHandler)), WithData(f.data, DefaultMaxData)}, opts...)...)
 	f.srv = httptest.NewServer(f.api)
 	t.Cleanup(f.srv.Close)
 	return f
@@ -154,7 +156,13 @@ func (f fixture) call(t *testing.T, token, method, path string, body string) (in
 	return resp.StatusCode, b.String()
 }
 
-func path(rt Route, job string) string { return strings.ReplaceAll(rt.Path, "{id}", job) }
+// path fills a route's job ID; a data upload goes to the job's tenant.
+func path(rt Route, job string) string {
+	if rt.Path == "/v1/data" {
+		return rt.Path + "?tenant=" + strings.TrimPrefix(job, "job-")
+	}
+	return strings.ReplaceAll(rt.Path, "{id}", job)
+}
 
 func submitBody(tenant string) string {
 	b, _ := json.Marshal(SubmitRequest{Name: "s.md", Document: "tenant: " + tenant})
