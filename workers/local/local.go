@@ -235,13 +235,18 @@ func (l *Host) Close() error {
 
 // specVerifier checks spec signatures against the home's trust store, read
 // on each admission so that `accord keys trust` takes effect without a
-// worker restart.
+// worker restart. The signature must cover every file the plan was
+// compiled from.
 func specVerifier(home string) policies.SpecVerifier {
-	return func(ctx context.Context, doc, sig []byte, tenant string) (string, error) {
+	return func(ctx context.Context, s policies.SignedSpec) (string, error) {
 		ts, err := provenance.LoadTrustStore(provenance.DefaultTrustPath(home))
 		if err != nil {
 			return "", err
 		}
-		return provenance.VerifySpecSignature(ctx, doc, sig, ts, tenant)
+		b, err := provenance.SpecBundleOf(s.Document, s.Documents)
+		if err != nil {
+			return "", err
+		}
+		return provenance.VerifySpecSignature(ctx, s.Signature, b, ts, s.Tenant, s.Now)
 	}
 }
