@@ -24,11 +24,13 @@ import (
 type logFlags struct {
 	kind     string
 	rekorURL string
+	insecure bool
 }
 
 func (f *logFlags) add(c *cobra.Command) {
 	c.Flags().StringVar(&f.kind, "log", tlog.KindEmbedded, "transparency log: embedded (under Accord's home) or rekor")
-	c.Flags().StringVar(&f.rekorURL, "rekor-url", "", "Rekor v1 server URL (implies --log rekor)")
+	c.Flags().StringVar(&f.rekorURL, "rekor-url", "", "Rekor v1 server URL (implies --log rekor; its key must be trusted: accord keys trust FILE --scope log)")
+	c.Flags().BoolVar(&f.insecure, "insecure", false, "allow a plain http:// --rekor-url (no TLS: only a log on this machine or a test)")
 }
 
 // open opens the log and the local provenance state. Writers fall back to a
@@ -41,7 +43,7 @@ func (f *logFlags) open(ctx context.Context, write bool) (*provenance.Local, err
 	if err != nil {
 		return nil, err
 	}
-	cfg := tlog.Config{Kind: f.kind, Home: home, URL: f.rekorURL, ReadOnly: !write}
+	cfg := tlog.Config{Kind: f.kind, Home: home, URL: f.rekorURL, ReadOnly: !write, Insecure: f.insecure}
 	if f.rekorURL != "" {
 		cfg.Kind = tlog.KindRekor
 	}
