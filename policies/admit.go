@@ -54,7 +54,7 @@ type Admitter struct {
 type AdmitRequest struct {
 	JobID     string
 	Plan      *specs.Plan
-	Document  []byte // the exact spec bytes (what a signature covers)
+	Document  []byte // the root document's exact bytes (a signature covers them and Plan.Documents)
 	Signature []byte // DSSE envelope, or nil
 }
 
