@@ -12,6 +12,7 @@ import (
 	"github.com/accordmesh/accord/policies"
 	"github.com/accordmesh/accord/provenance"
 	"github.com/accordmesh/accord/settlement"
+	"github.com/accordmesh/accord/specs"
 	"github.com/accordmesh/accord/workers/jobclient"
 	"github.com/accordmesh/accord/workflows"
 )
@@ -143,7 +144,17 @@ func TestJobPolicy(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		sig, err := provenance.SignSpec(ctx, doc, "signed-job", key)
+		loaded, err := specs.Load(spec)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, err := provenance.SpecBundleOf(doc, loaded.Source.Documents)
+		if err != nil {
+			t.Fatal(err)
+		}
+		now := time.Now()
+		sig, err := provenance.SignSpec(ctx, key, provenance.SpecBundlePredicate{Name: "signed-job", Tenant: "signed",
+			DocumentDigest: b.DocumentDigest, SignedAt: now, NotAfter: now.Add(time.Hour)})
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -65,7 +65,7 @@ func TestRekorStackRestart(t *testing.T) {
 		begin := time.Now()
 		svc("start", envf)
 		t.Logf("stack up in %v", time.Since(begin).Round(time.Millisecond))
-		l, err := rekorv1.New(readEnv(t, envf)["ACCORD_TEST_REKOR_URL"])
+		l, err := rekorv1.New(readEnv(t, envf)["ACCORD_TEST_REKOR_URL"], rekorv1.WithInsecure()) // loopback, plain HTTP
 		if err != nil {
 			t.Fatal(err)
 		}

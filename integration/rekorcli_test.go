@@ -59,7 +59,7 @@ func TestRekorCLIAgainstEmbeddedLog(t *testing.T) {
 func TestRekorCLIAgainstRekorServer(t *testing.T) {
 	cli := rekorCLI(t)
 	url := rekorURL(t)
-	l, err := rekorv1.New(url)
+	l, err := rekorv1.New(url, rekorv1.WithInsecure()) // loopback, plain HTTP
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -72,7 +72,7 @@ func TestRekorCLIAgainstRekorServer(t *testing.T) {
 // untouched.
 func TestRekorCLIThroughProxy(t *testing.T) {
 	cli := rekorCLI(t)
-	l, err := rekorv1.New(rekorURL(t))
+	l, err := rekorv1.New(rekorURL(t), rekorv1.WithInsecure())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -5,15 +5,33 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"time"
 
 	"github.com/accordmesh/accord/specs"
 )
 
+// SignedSpec is a spec as admission sees it, with its detached signature.
+type SignedSpec struct {
+	Tenant string
+	// Document is the root document's exact bytes.
+	Document []byte
+	// Documents are every file composed into the spec as it was loaded and
+	// compiled (Plan.Documents: the root first, then what it extends and
+	// imports): the signature must cover exactly these.
+	Documents []specs.Document
+	// Signature is the DSSE envelope (`accord spec sign`).
+	Signature []byte
+	// Now is the admission time, against which the signature's expiry is
+	// checked.
+	Now time.Time
+}
+
 // SpecVerifier checks a detached spec signature (a DSSE envelope over the
-// document digest) against the keys trusted to sign the tenant's specs and
-// returns the fingerprint of the key that signed.
-// provenance.VerifySpecSignature over the trust store is the real one.
-type SpecVerifier func(ctx context.Context, document, signature []byte, tenant string) (keyID string, err error)
+// composed spec: every file by digest, the tenant and an expiry) against the
+// keys trusted to sign the tenant's specs and returns the fingerprint of
+// the key that signed. provenance.VerifySpecSignature over the trust store
+// is the real one.
+type SpecVerifier func(ctx context.Context, s SignedSpec) (keyID string, err error)
 
 // Admitter is the admit stage: signature requirement, CEL admission rules,
 // then the quota reservation — in that order, so nothing is reserved for a
@@ -27,13 +45,16 @@ type Admitter struct {
 	// dev`) sets it. Servers and workers leave it false, so a job for an
 	// unknown tenant is denied at admission.
 	AutoCreate bool
+	// Now is the admission clock (default time.Now); admission runs in an
+	// activity, so reading the clock here is allowed.
+	Now func() time.Time
 }
 
 // AdmitRequest is one job to admit.
 type AdmitRequest struct {
 	JobID     string
 	Plan      *specs.Plan
-	Document  []byte // the exact spec bytes (what a signature covers)
+	Document  []byte // the root document's exact bytes (a signature covers them and Plan.Documents)
 	Signature []byte // DSSE envelope, or nil
 }
 
@@ -74,7 +95,11 @@ func (a *Admitter) Admit(ctx context.Context, req AdmitRequest) (Admission, erro
 	// Signature first: an unsigned or wrongly signed spec reserves nothing.
 	sig := builtin("signature")
 	if len(req.Signature) > 0 && a.Verify != nil {
-		keyID, verr := a.Verify(ctx, req.Document, req.Signature, t.Name)
+		now := time.Now
+		if a.Now != nil {
+			now = a.Now
+		}
+		keyID, verr := a.Verify(ctx, SignedSpec{Tenant: t.Name, Document: req.Document, Documents: plan.Documents, Signature: req.Signature, Now: now()})
 		if verr == nil && len(t.Signers) > 0 && !slices.Contains(t.Signers, keyID) {
 			verr = fmt.Errorf("key %s is not among tenant %s's signers", keyID, t.Name)
 		}

@@ -254,9 +254,13 @@ func TestAdmitter(t *testing.T) {
 	s := openStore(t)
 	set := mustParse(t, guardrails)
 	trusted := []string{"k1", "k3"} // the trust store's keys for tenant ml
-	verify := func(_ context.Context, doc, sig []byte, tenant string) (string, error) {
+	verify := func(_ context.Context, ss SignedSpec) (string, error) {
 		// The fake signature is "signed-by:<key>:<doc>".
-		rest, ok := strings.CutPrefix(string(sig), "signed-by:")
+		doc := ss.Document
+		if ss.Now.IsZero() || ss.Tenant != "ml" {
+			return "", fmt.Errorf("verifier called without the admission time or tenant: %+v", ss)
+		}
+		rest, ok := strings.CutPrefix(string(ss.Signature), "signed-by:")
 		if !ok {
 			return "", errors.New("malformed signature")
 		}

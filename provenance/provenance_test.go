@@ -454,40 +454,4 @@ func TestKeysAndTrust(t *testing.T) {
 	}
 }
 
-func TestSpecSignature(t *testing.T) {
-	ctx := context.Background()
-	doc := []byte("# Train\n\nA spec.\n")
-	signer, _ := provenance.GenerateKey(provenance.AlgEd25519)
-	outsider, _ := provenance.GenerateKey("")
-	ts := provenance.NewTrustStore()
-	if _, err := ts.Add(signer.PublicPEM(), "alice", "spec:acme"); err != nil {
-		t.Fatal(err)
-	}
-	sig, err := provenance.SignSpec(ctx, doc, "train.md", signer)
-	if err != nil {
-		t.Fatal(err)
-	}
-	id, err := provenance.VerifySpecSignature(ctx, doc, sig, ts, "acme")
-	if err != nil || id != signer.ID() {
-		t.Fatalf("verify: %s %v", id, err)
-	}
-	if _, err := provenance.VerifySpecSignature(ctx, append(doc, ' '), sig, ts, "acme"); !errors.Is(err, provenance.ErrDigest) {
-		t.Fatalf("edited doc: %v", err)
-	}
-	if _, err := provenance.VerifySpecSignature(ctx, doc, sig, ts, "globex"); !errors.Is(err, provenance.ErrUntrusted) {
-		t.Fatalf("other tenant: %v", err)
-	}
-	bad, _ := provenance.SignSpec(ctx, doc, "train.md", outsider)
-	if _, err := provenance.VerifySpecSignature(ctx, doc, bad, ts, "acme"); !errors.Is(err, provenance.ErrSignature) {
-		t.Fatalf("outsider: %v", err)
-	}
-	if _, err := provenance.VerifySpecSignature(ctx, doc, []byte("{"), ts, "acme"); !errors.Is(err, provenance.ErrBadEnvelope) {
-		t.Fatalf("junk sig: %v", err)
-	}
-	ts.Add(outsider.PublicPEM(), "ops", "spec:*")
-	if _, err := provenance.VerifySpecSignature(ctx, doc, bad, ts, "globex"); err != nil {
-		t.Fatalf("spec:* key: %v", err)
-	}
-}
-
 var _ tlog.Log = (*embedded.Log)(nil)

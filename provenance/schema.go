@@ -32,12 +32,12 @@ var stageDescriptions = map[string]string{
 // PredicateSchema returns the JSON schema (draft 2020-12) of a stage's
 // predicate, generated from its Go type.
 func PredicateSchema(stage string) ([]byte, error) {
-	if stage == "spec-signature" {
-		s := schemaOf(reflect.TypeOf(SpecSignaturePredicate{}))
+	if stage == "spec-bundle" {
+		s := schemaOf(reflect.TypeOf(SpecBundlePredicate{}))
 		s["$schema"] = "https://json-schema.org/draft/2020-12/schema"
-		s["$id"] = SpecSignaturePredicateType
+		s["$id"] = SpecBundlePredicateType
 		s["title"] = "Accord spec signature predicate v1"
-		s["description"] = "A spec author's signature over the exact bytes of a spec document (subject: the document digest)."
+		s["description"] = "A spec author's signature over a whole composed spec for one tenant, until not_after: the root document and every file it extends or imports, by digest, paths relative to the root document's directory (subjects: the same files)."
 		return json.MarshalIndent(s, "", "  ")
 	}
 	v, ok := StagePredicates[stage]

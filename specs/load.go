@@ -90,6 +90,36 @@ func load(read func(string) ([]byte, error), path string) (*Spec, error) {
 	return s, nil
 }
 
+// Composed returns the files composed into a spec besides its root
+// document, from docs as Load lists them (Source.Documents or
+// Plan.Documents: the root first). Each is named by its path relative to
+// the root's directory, slash-separated, so a signature made on one machine
+// checks on another; the list is sorted by path. A spec signature covers
+// these files.
+func Composed(docs []Document) ([]Document, error) {
+	if len(docs) == 0 {
+		return nil, errors.New("specs: no documents")
+	}
+	dir, err := filepath.Abs(filepath.Dir(docs[0].File))
+	if err != nil {
+		return nil, fmt.Errorf("specs: composed files: %w", err)
+	}
+	out := make([]Document, 0, len(docs)-1)
+	for _, d := range docs[1:] {
+		abs, err := filepath.Abs(d.File)
+		if err != nil {
+			return nil, fmt.Errorf("specs: composed files: %w", err)
+		}
+		rel, err := filepath.Rel(dir, abs)
+		if err != nil {
+			return nil, fmt.Errorf("specs: composed files: %w", err)
+		}
+		out = append(out, Document{File: filepath.ToSlash(rel), Digest: d.Digest})
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].File < out[j].File })
+	return out, nil
+}
+
 func digestBytes(b []byte) string {
 	h := sha256.Sum256(b)
 	return "sha256:" + hex.EncodeToString(h[:])

@@ -21,13 +21,15 @@ import (
 type localFlags struct {
 	containerd, ledgerDSN, rekorURL string
 	overcommit                      float64
+	insecure                        bool
 }
 
 func (f *localFlags) add(cmd *cobra.Command) {
 	fl := cmd.Flags()
 	fl.StringVar(&f.containerd, "containerd", "", "existing containerd socket (default: a private daemon under the home directory)")
 	fl.StringVar(&f.ledgerDSN, "ledger-dsn", "", "ledger database (default SQLite under the home directory; postgres://... for PostgreSQL)")
-	fl.StringVar(&f.rekorURL, "rekor-url", "", "log attestations to this Rekor v1 server instead of the embedded log")
+	fl.StringVar(&f.rekorURL, "rekor-url", "", "log attestations to this Rekor v1 server instead of the embedded log (its key must be trusted: accord keys trust FILE --scope log)")
+	fl.BoolVar(&f.insecure, "insecure", false, "allow a plain http:// --rekor-url (no TLS: only a log on this machine or a test)")
 	fl.Float64Var(&f.overcommit, "overcommit", 1, "offer this many times the host's CPUs and memory in the local pool (tasks keep their own limits)")
 }
 
@@ -36,7 +38,7 @@ func (f *localFlags) add(cmd *cobra.Command) {
 func (f *localFlags) options(home string) local.Options {
 	o := local.Options{Home: home, ContainerdAddress: f.containerd, LedgerDSN: f.ledgerDSN, Overcommit: f.overcommit}
 	if f.rekorURL != "" {
-		o.LogKind, o.LogURL = tlog.KindRekor, f.rekorURL
+		o.LogKind, o.LogURL, o.LogInsecure = tlog.KindRekor, f.rekorURL, f.insecure
 	}
 	return o
 }
@@ -50,13 +52,14 @@ func (f *localFlags) stackOptions() local.Options {
 }
 
 // serveRekorAPI serves l's Rekor v1 REST subset (what rekor-cli needs) on
-// addr until the returned stop is called.
+// addr until the returned stop is called. It is read-only: uploads answer
+// 405, since only the worker, which holds the log directly, writes to it.
 func serveRekorAPI(addr string, l tlog.Log) (string, func(), error) {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return "", nil, fmt.Errorf("rekor api: %w", err)
 	}
-	srv := &http.Server{Handler: rekorapi.NewHandler(l), ReadHeaderTimeout: 10 * time.Second}
+	srv := &http.Server{Handler: rekorapi.NewHandler(l, rekorapi.WithReadOnly()), ReadHeaderTimeout: 10 * time.Second}
 	go func() {
 		if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
 			slog.Error("rekor api", "err", err)

@@ -17,17 +17,20 @@ import (
 	"github.com/accordmesh/accord/provenance/tlog"
 	"github.com/accordmesh/accord/provenance/tlog/embedded"
 	_ "github.com/accordmesh/accord/provenance/tlog/rekorv1" // --log rekor / --rekor-url
+	"github.com/accordmesh/accord/specs"
 )
 
 // logFlags select the transparency log for receipt and audit commands.
 type logFlags struct {
 	kind     string
 	rekorURL string
+	insecure bool
 }
 
 func (f *logFlags) add(c *cobra.Command) {
 	c.Flags().StringVar(&f.kind, "log", tlog.KindEmbedded, "transparency log: embedded (under Accord's home) or rekor")
-	c.Flags().StringVar(&f.rekorURL, "rekor-url", "", "Rekor v1 server URL (implies --log rekor)")
+	c.Flags().StringVar(&f.rekorURL, "rekor-url", "", "Rekor v1 server URL (implies --log rekor; its key must be trusted: accord keys trust FILE --scope log)")
+	c.Flags().BoolVar(&f.insecure, "insecure", false, "allow a plain http:// --rekor-url (no TLS: only a log on this machine or a test)")
 }
 
 // open opens the log and the local provenance state. Writers fall back to a
@@ -40,7 +43,7 @@ func (f *logFlags) open(ctx context.Context, write bool) (*provenance.Local, err
 	if err != nil {
 		return nil, err
 	}
-	cfg := tlog.Config{Kind: f.kind, Home: home, URL: f.rekorURL, ReadOnly: !write}
+	cfg := tlog.Config{Kind: f.kind, Home: home, URL: f.rekorURL, ReadOnly: !write, Insecure: f.insecure}
 	if f.rekorURL != "" {
 		cfg.Kind = tlog.KindRekor
 	}
@@ -224,16 +227,33 @@ func trustKey(home string, pemBytes []byte, name string, scopes []string) error 
 
 func newSpecSignCmd() *cobra.Command {
 	var keyPath, out string
+	var expires time.Duration
 	c := &cobra.Command{
-		Use:     "sign FILE",
-		Short:   "Sign a spec document's digest (DSSE); writes FILE.sig",
-		Example: `  accord spec sign examples/quickstart.md --key alice.key`,
-		Args:    cobra.ExactArgs(1),
+		Use:   "sign FILE",
+		Short: "Sign a whole composed spec (every extends and imports file by digest) for its tenant, with an expiry; writes FILE.sig",
+		Long: "sign loads and validates the spec, then signs a DSSE envelope over its tenant, the digest of\n" +
+			"FILE and of every file it extends or imports (recursively, paths relative to FILE's directory),\n" +
+			"the signing time and an expiry. Admission refuses the signature once any of those files\n" +
+			"changes, one is added or removed, or it has expired.",
+		Example: `  accord spec sign examples/quickstart.md --key alice.key
+  accord spec sign examples/batch-inference.md --key alice.key --expires 168h --json`,
+		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if keyPath == "" {
 				return cli.WithCode(cli.ExitUsage, errors.New("--key is required"))
 			}
+			if expires <= 0 || expires > provenance.MaxSpecSignatureTTL {
+				return cli.Usagef("--expires %s: want more than 0 and at most %s", expires, provenance.MaxSpecSignatureTTL)
+			}
+			s, err := specs.Load(args[0])
+			if err != nil {
+				return cli.InputErr(err)
+			}
 			doc, err := os.ReadFile(args[0])
+			if err != nil {
+				return cli.InputErr(err)
+			}
+			b, err := provenance.SpecBundleOf(doc, s.Source.Documents)
 			if err != nil {
 				return cli.InputErr(err)
 			}
@@ -241,7 +261,11 @@ func newSpecSignCmd() *cobra.Command {
 			if err != nil {
 				return cli.InputErr(err)
 			}
-			sig, err := provenance.SignSpec(cmdContext(cmd), doc, filepath.Base(args[0]), k)
+			now := time.Now().UTC().Truncate(time.Second)
+			sig, err := provenance.SignSpec(cmdContext(cmd), k, provenance.SpecBundlePredicate{
+				Name: filepath.Base(args[0]), Tenant: s.Tenant, DocumentDigest: b.DocumentDigest, Files: b.Files,
+				SignedAt: now, NotAfter: now.Add(expires),
+			})
 			if err != nil {
 				return err
 			}
@@ -251,14 +275,24 @@ func newSpecSignCmd() *cobra.Command {
 			if err := os.WriteFile(out, append(sig, '\n'), 0o644); err != nil {
 				return err
 			}
-			res := map[string]any{"document_digest": provenance.Digest(doc), "key_id": k.ID(), "signature": out}
+			files := make([]string, len(b.Files))
+			for i, f := range b.Files {
+				files[i] = f.Path
+			}
+			notAfter := now.Add(expires).Format(time.RFC3339)
+			res := map[string]any{"document_digest": b.DocumentDigest, "tenant": s.Tenant, "files": b.Files,
+				"not_after": notAfter, "key_id": k.ID(), "signature": out}
 			return cli.Print(cmd, res, func(w cli.Writer) {
-				w.Printf("signed %s (%s) with %s → %s\n", args[0], provenance.Digest(doc), k.ID(), out)
+				w.Printf("signed %s (%s) for tenant %s with %s, valid until %s → %s\n", args[0], b.DocumentDigest, s.Tenant, k.ID(), notAfter, out)
+				if len(files) > 0 {
+					w.Printf("covers also: %s\n", strings.Join(files, ", "))
+				}
 			})
 		},
 	}
 	c.Flags().StringVar(&keyPath, "key", "", "private key file (PEM)")
 	c.Flags().StringVarP(&out, "output", "o", "", "signature file (default FILE.sig)")
+	c.Flags().DurationVar(&expires, "expires", provenance.DefaultSpecSignatureTTL, "how long the signature stays valid (at most 8784h)")
 	return c
 }
 

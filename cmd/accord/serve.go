@@ -64,7 +64,7 @@ func serveCmd() *cobra.Command {
 				return err
 			}
 			defer store.Close()
-			cfg := tlog.Config{Kind: lf.kind, Home: home, URL: lf.rekorURL, ReadOnly: true}
+			cfg := tlog.Config{Kind: lf.kind, Home: home, URL: lf.rekorURL, ReadOnly: true, Insecure: lf.insecure}
 			if lf.rekorURL != "" {
 				cfg.Kind = tlog.KindRekor
 			}

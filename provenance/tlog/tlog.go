@@ -126,6 +126,8 @@ type Config struct {
 	URL string
 	// ReadOnly opens for reading only (CLI queries next to a running worker).
 	ReadOnly bool
+	// Insecure allows a plain http:// URL (KindRekor; --insecure).
+	Insecure bool
 }
 
 // Opener opens one kind of backend.

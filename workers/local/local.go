@@ -42,8 +42,11 @@ type Options struct {
 	// LedgerDSN defaults to the SQLite ledger under Home.
 	LedgerDSN string
 	// LogKind is the transparency log backend (default embedded); LogURL is
-	// the Rekor server for tlog.KindRekor.
+	// the Rekor server for tlog.KindRekor, whose key must be in the trust
+	// store for scope log (provenance.TrustLog). LogInsecure allows an
+	// http:// LogURL.
 	LogKind, LogURL string
+	LogInsecure     bool
 	// PoliciesDir holds CEL policy files (default Home/policies; missing is
 	// an empty policy set).
 	PoliciesDir string
@@ -123,7 +126,7 @@ func Open(ctx context.Context, o Options) (*Host, error) {
 	if kind == "" {
 		kind = tlog.KindEmbedded
 	}
-	if l.Log, err = tlog.Open(ctx, tlog.Config{Kind: kind, Home: o.Home, URL: o.LogURL}); err != nil {
+	if l.Log, err = tlog.Open(ctx, tlog.Config{Kind: kind, Home: o.Home, URL: o.LogURL, Insecure: o.LogInsecure}); err != nil {
 		return fail(fmt.Errorf("local: transparency log: %w", err))
 	}
 	switch c := l.Log.(type) {
@@ -136,7 +139,7 @@ func Open(ctx context.Context, o Options) (*Host, error) {
 	if err != nil {
 		return fail(fmt.Errorf("local: signing key: %w", err))
 	}
-	if err := trustLocal(ctx, o.Home, key, l.Log); err != nil {
+	if err := trustLocal(ctx, o.Home, key, l.Log, o.LogURL); err != nil {
 		return fail(err)
 	}
 	provs, err := sellers(o)
@@ -199,8 +202,9 @@ func sellers(o Options) ([]market.Provider, error) {
 }
 
 // trustLocal makes a local stack's receipts verifiable: the worker key may
-// sign stage attestations and the log key checkpoints. Idempotent.
-func trustLocal(ctx context.Context, home string, key *provenance.Key, l tlog.Log) error {
+// sign stage attestations and the embedded log's key checkpoints; another
+// log's key must already be trusted (provenance.TrustLog). Idempotent.
+func trustLocal(ctx context.Context, home string, key *provenance.Key, l tlog.Log, logURL string) error {
 	path := provenance.DefaultTrustPath(home)
 	ts, err := provenance.LoadTrustStore(path)
 	if err != nil {
@@ -209,12 +213,8 @@ func trustLocal(ctx context.Context, home string, key *provenance.Key, l tlog.Lo
 	if _, err := ts.Add(key.PublicPEM(), "local worker", provenance.ScopeStage); err != nil {
 		return fmt.Errorf("local: trust worker key: %w", err)
 	}
-	logPEM, err := l.PublicKey(ctx)
-	if err != nil {
-		return fmt.Errorf("local: log key: %w", err)
-	}
-	if _, err := ts.Add(logPEM, "local log", provenance.ScopeLog); err != nil {
-		return fmt.Errorf("local: trust log key: %w", err)
+	if err := provenance.TrustLog(ctx, l, ts, logURL); err != nil {
+		return fmt.Errorf("local: %w", err)
 	}
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return fmt.Errorf("local: trust store: %w", err)
@@ -235,13 +235,18 @@ func (l *Host) Close() error {
 
 // specVerifier checks spec signatures against the home's trust store, read
 // on each admission so that `accord keys trust` takes effect without a
-// worker restart.
+// worker restart. The signature must cover every file the plan was
+// compiled from.
 func specVerifier(home string) policies.SpecVerifier {
-	return func(ctx context.Context, doc, sig []byte, tenant string) (string, error) {
+	return func(ctx context.Context, s policies.SignedSpec) (string, error) {
 		ts, err := provenance.LoadTrustStore(provenance.DefaultTrustPath(home))
 		if err != nil {
 			return "", err
 		}
-		return provenance.VerifySpecSignature(ctx, doc, sig, ts, tenant)
+		b, err := provenance.SpecBundleOf(s.Document, s.Documents)
+		if err != nil {
+			return "", err
+		}
+		return provenance.VerifySpecSignature(ctx, s.Signature, b, ts, s.Tenant, s.Now)
 	}
 }

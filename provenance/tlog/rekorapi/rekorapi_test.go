@@ -188,7 +188,7 @@ func newServer(t *testing.T, opts ...Option) (*fakeLog, *httptest.Server) {
 func TestRoundTripThroughRekorClient(t *testing.T) {
 	ctx := context.Background()
 	f, srv := newServer(t)
-	l, err := rekorv1.New(srv.URL)
+	l, err := rekorv1.New(srv.URL, rekorv1.WithInsecure())
 	if err != nil {
 		t.Fatal(err)
 	}

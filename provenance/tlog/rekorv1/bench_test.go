@@ -33,7 +33,7 @@ func BenchmarkAppend(b *testing.B) {
 		if url == "" {
 			b.Skip("ACCORD_TEST_REKOR_URL not set: make bench-rekor starts the stack")
 		}
-		l, err := rekorv1.New(url)
+		l, err := rekorv1.New(url, rekorv1.WithInsecure()) // the test stack is on loopback
 		if err != nil {
 			b.Fatal(err)
 		}

@@ -66,6 +66,11 @@ const DefaultTimeout = 30 * time.Second
 // ErrBadURL: the Rekor URL is not an absolute http(s) URL.
 var ErrBadURL = errors.New("rekorv1: bad Rekor URL")
 
+// ErrInsecureURL: a plain http:// Rekor URL without WithInsecure. Without
+// TLS anyone on the path can answer for the log, so plain HTTP is an
+// explicit choice even on loopback.
+var ErrInsecureURL = errors.New("rekorv1: plain-http Rekor URL")
+
 // Option configures New.
 type Option func(*options)
 
@@ -74,6 +79,7 @@ type options struct {
 	timeout   time.Duration
 	userAgent string
 	retries   uint
+	insecure  bool
 }
 
 // WithEntryKind selects the entry kind Upload creates: KindIntoto (the
@@ -85,6 +91,9 @@ func WithTimeout(d time.Duration) Option { return func(o *options) { o.timeout =
 
 // WithUserAgent sets the User-Agent header.
 func WithUserAgent(ua string) Option { return func(o *options) { o.userAgent = ua } }
+
+// WithInsecure allows an http:// URL (a log on this machine, or a test).
+func WithInsecure() Option { return func(o *options) { o.insecure = true } }
 
 // WithRetries lets the HTTP client retry transient failures itself (default
 // 0: callers retry).
@@ -99,8 +108,9 @@ type rekorLog struct {
 }
 
 // New returns a tlog.Log that talks to the Rekor v1 server at rekorURL
-// (e.g. "https://rekor.sigstore.dev" or "http://127.0.0.1:3000"). It does not
-// contact the server.
+// (e.g. "https://rekor.sigstore.dev"; "http://127.0.0.1:3000" only with
+// WithInsecure). It does not contact the server, and it does not decide
+// whether the log's key is trusted: provenance.CheckLogKey does.
 func New(rekorURL string, opts ...Option) (tlog.Log, error) {
 	o := options{kind: KindIntoto, timeout: DefaultTimeout, userAgent: "accord-rekorv1"}
 	for _, opt := range opts {
@@ -112,6 +122,9 @@ func New(rekorURL string, opts ...Option) (tlog.Log, error) {
 	}
 	if (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 		return nil, fmt.Errorf("%w: %q: want http(s)://host[:port]", ErrBadURL, rekorURL)
+	}
+	if u.Scheme == "http" && !o.insecure {
+		return nil, fmt.Errorf("%w: %s is not TLS, so anyone on the way can answer for the log; use https://, or pass --insecure to accept plain HTTP (a log on this machine, a test)", ErrInsecureURL, u.Redacted())
 	}
 	if u.Path == "/" {
 		u.Path = ""
@@ -440,6 +453,10 @@ func init() {
 		if cfg.URL == "" {
 			return nil, fmt.Errorf("%w: no Rekor URL (--rekor-url)", ErrBadURL)
 		}
-		return New(cfg.URL)
+		var opts []Option
+		if cfg.Insecure {
+			opts = append(opts, WithInsecure())
+		}
+		return New(cfg.URL, opts...)
 	})
 }

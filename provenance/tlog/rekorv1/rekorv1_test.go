@@ -29,7 +29,7 @@ func TestNewRejectsBadURLs(t *testing.T) {
 			t.Errorf("New(%q) = %v, want ErrBadURL", u, err)
 		}
 	}
-	if _, err := New("http://127.0.0.1:1", WithEntryKind("rekord")); err == nil {
+	if _, err := New("http://127.0.0.1:1", WithEntryKind("rekord"), WithInsecure()); err == nil {
 		t.Error("New with kind rekord succeeded")
 	}
 	l, err := New("https://rekor.example/")
@@ -38,6 +38,29 @@ func TestNewRejectsBadURLs(t *testing.T) {
 	}
 	if l.Kind() != tlog.KindRekor {
 		t.Errorf("Kind = %q", l.Kind())
+	}
+}
+
+// Plain HTTP, loopback included, needs --insecure (WithInsecure,
+// tlog.Config.Insecure); the refusal names the flag.
+func TestNewRefusesPlainHTTP(t *testing.T) {
+	for _, u := range []string{"http://rekor.example", "http://127.0.0.1:3000", "http://[::1]:3000/"} {
+		_, err := New(u)
+		if !errors.Is(err, ErrInsecureURL) || !strings.Contains(err.Error(), "--insecure") {
+			t.Errorf("New(%q) = %v, want ErrInsecureURL naming --insecure", u, err)
+		}
+		if _, err := tlog.Open(context.Background(), tlog.Config{Kind: tlog.KindRekor, URL: u}); !errors.Is(err, ErrInsecureURL) {
+			t.Errorf("Open(%q) = %v, want ErrInsecureURL", u, err)
+		}
+		if _, err := New(u, WithInsecure()); err != nil {
+			t.Errorf("New(%q, WithInsecure()) = %v", u, err)
+		}
+		if _, err := tlog.Open(context.Background(), tlog.Config{Kind: tlog.KindRekor, URL: u, Insecure: true}); err != nil {
+			t.Errorf("Open(%q, Insecure) = %v", u, err)
+		}
+	}
+	if _, err := New("http://user:secret@rekor.example"); err == nil || strings.Contains(err.Error(), "secret") {
+		t.Errorf("refusal leaks the URL's password: %v", err)
 	}
 }
 
@@ -51,7 +74,7 @@ func TestErrorClassification(t *testing.T) {
 	}
 	dead := "http://" + ln.Addr().String()
 	ln.Close()
-	l, err := New(dead, WithTimeout(2*time.Second))
+	l, err := New(dead, WithTimeout(2*time.Second), WithInsecure())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -70,7 +93,7 @@ func TestErrorClassification(t *testing.T) {
 		_, _ = w.Write([]byte(`{"code":1,"message":"synthetic"}`))
 	}))
 	defer srv.Close()
-	l, err = New(srv.URL)
+	l, err = New(srv.URL, WithInsecure())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -101,7 +124,7 @@ func TestBadInputNeverReachesTheServer(t *testing.T) {
 		w.WriteHeader(500)
 	}))
 	defer srv.Close()
-	l, err := New(srv.URL)
+	l, err := New(srv.URL, WithInsecure())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -154,7 +177,7 @@ func rekorURL(t testing.TB) string {
 
 func TestRealRekor(t *testing.T) {
 	ctx := context.Background()
-	l, err := New(rekorURL(t))
+	l, err := New(rekorURL(t), WithInsecure())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -274,7 +297,7 @@ func TestRealRekor(t *testing.T) {
 
 func TestRealRekorDSSEKind(t *testing.T) {
 	ctx := context.Background()
-	l, err := New(rekorURL(t), WithEntryKind(KindDSSE))
+	l, err := New(rekorURL(t), WithEntryKind(KindDSSE), WithInsecure())
 	if err != nil {
 		t.Fatal(err)
 	}
