@@ -7,6 +7,8 @@
 package local
 
 import (
+	"time"
+
 	"context"
 	"errors"
 	"fmt"
@@ -65,7 +67,10 @@ type Options struct {
 	// with no quota: the single-user stack (`accord run`, `accord dev`)
 	// only. A shared worker leaves it false and denies such jobs.
 	AutoCreateTenants bool
-	Logger            *slog.Logger
+	// TestDuration bounds each acceptance-test container (default
+	// activities.DefaultTestDuration).
+	TestDuration time.Duration
+	Logger       *slog.Logger
 }
 
 // Host is the set of real components one host runs.
@@ -173,6 +178,7 @@ func Open(ctx context.Context, o Options) (*Host, error) {
 		// Acceptance tests run here, on this host's containerd, whoever
 		// executed the tasks.
 		VerifyRuntime: rt.Name(),
+		TestDuration:  o.TestDuration,
 		Tracker:       poolTracker{store: poolStore},
 		JobsDir:       filepath.Join(o.Home, "jobs"),
 		Log:           o.Logger,
