@@ -21,6 +21,7 @@ import (
 type localFlags struct {
 	containerd, ledgerDSN, rekorURL string
 	overcommit                      float64
+	hostInputs                      []string
 }
 
 func (f *localFlags) add(cmd *cobra.Command) {
@@ -29,12 +30,17 @@ func (f *localFlags) add(cmd *cobra.Command) {
 	fl.StringVar(&f.ledgerDSN, "ledger-dsn", "", "ledger database (default SQLite under the home directory; postgres://... for PostgreSQL)")
 	fl.StringVar(&f.rekorURL, "rekor-url", "", "log attestations to this Rekor v1 server instead of the embedded log")
 	fl.Float64Var(&f.overcommit, "overcommit", 1, "offer this many times the host's CPUs and memory in the local pool (tasks keep their own limits)")
+	def := "none: specs use artifacts (accord data push) and registry images"
+	if cmd.Name() == "run" {
+		def = "the spec's directory"
+	}
+	fl.StringArrayVar(&f.hostInputs, "host-inputs", nil, "directory under which specs may mount host path inputs and import oci-archive: images (repeatable; default "+def+")")
 }
 
 // options are the worker's local options; the Rekor v1 backend replaces the
 // embedded log when --rekor-url is set.
 func (f *localFlags) options(home string) local.Options {
-	o := local.Options{Home: home, ContainerdAddress: f.containerd, LedgerDSN: f.ledgerDSN, Overcommit: f.overcommit}
+	o := local.Options{Home: home, ContainerdAddress: f.containerd, LedgerDSN: f.ledgerDSN, Overcommit: f.overcommit, HostInputs: f.hostInputs}
 	if f.rekorURL != "" {
 		o.LogKind, o.LogURL = tlog.KindRekor, f.rekorURL
 	}
