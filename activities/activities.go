@@ -154,7 +154,17 @@ type Activities struct {
 	Tracker TaskTracker
 	// JobsDir holds per-job directories: collected outputs and task logs.
 	JobsDir string
-	Log     *slog.Logger
+	// Inputs fetches the artifacts tenants name as inputs and images
+	// (artifact: sha256:…); nil refuses such tasks.
+	Inputs InputStore
+	// InputsDir is where artifacts are materialized (default "inputs"
+	// beside JobsDir).
+	InputsDir string
+	// HostInputs are the absolute directories under which a task may mount
+	// a host path input or import an oci-archive: image: the operator's
+	// --host-inputs. Empty allows no host path at all (a shared worker).
+	HostInputs []string
+	Log        *slog.Logger
 
 	mu        sync.Mutex
 	plans     map[string]*specs.Plan // plan digest -> decoded plan, read-only

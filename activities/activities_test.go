@@ -143,11 +143,21 @@ func (f *fakeRuntime) Cleanup(_ context.Context, id string) error {
 	return nil
 }
 
+// testImage stands for the quickstart's trainer archive: the fake runtime
+// runs no image, and a registry reference needs no --host-inputs root.
+const testImage = "registry.example/trainer@sha256:1111111111111111111111111111111111111111111111111111111111111111"
+
 func quickstartPlan(t *testing.T) (*specs.Plan, json.RawMessage) {
 	t.Helper()
 	plan, _, err := SpecCompiler{}.Compile(context.Background(), "../examples/quickstart.md")
 	if err != nil {
 		t.Fatalf("compile quickstart: %v", err)
+	}
+	for i := range plan.Tasks {
+		plan.Tasks[i].Image = testImage
+	}
+	for i := range plan.Spec.Tasks {
+		plan.Spec.Tasks[i].Image = testImage
 	}
 	raw, _ := json.Marshal(plan)
 	return plan, raw
@@ -312,7 +322,7 @@ func TestStopTaskIdempotent(t *testing.T) {
 
 func TestStartPermanentErrors(t *testing.T) {
 	plan, _ := quickstartPlan(t)
-	plan.Tasks[0].Image = "oci-archive:/missing.tar"
+	plan.Tasks[0].Image = "registry.example/missing@sha256:" + strings.Repeat("2", 64)
 	raw, _ := json.Marshal(plan)
 	a := &Activities{Runtimes: map[string]runtimes.Runtime{"fake": newFake()}, JobsDir: t.TempDir()}
 	_, err := a.StartTask(context.Background(), workflows.StartTaskInput{JobID: "job-1", Task: "train", RunID: "job-1.train.1", PlanInput: workflows.PlanInput{PlanJSON: raw}, Award: workflows.NegotiateOutput{Runtime: "fake"}})

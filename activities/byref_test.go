@@ -214,7 +214,7 @@ func TestCollectCutShortIsRetried(t *testing.T) {
 		t.Fatal(err)
 	}
 	fake.finish("job-1.train.1", 0, nil)
-	_, err := a.wait(ctx, workflows.WaitTaskInput{JobID: "job-1", Task: "train", RunID: "job-1.train.1", Runtime: "fake"}, "")
+	_, err := a.wait(ctx, workflows.WaitTaskInput{JobID: "job-1", Task: "train", RunID: "job-1.train.1", Runtime: "fake"}, "", nil)
 	if err == nil || appErrType(err) == workflows.ErrTypeExecution {
 		t.Fatalf("collection cut short: %v (must be a retryable error)", err)
 	}

@@ -46,7 +46,7 @@ func (a *Activities) resultPath(jobID, runID string) string {
 // the runtime re-attaches to an existing container with the same run ID
 // instead of starting a second one.
 func (a *Activities) StartTask(ctx context.Context, in workflows.StartTaskInput) (workflows.StartTaskOutput, error) {
-	digest, err := a.start(ctx, in)
+	digest, _, err := a.start(ctx, in)
 	if err != nil {
 		return workflows.StartTaskOutput{}, err
 	}
@@ -61,7 +61,7 @@ func (a *Activities) RunTask(ctx context.Context, in workflows.RunTaskInput) (wo
 	if out, ok := a.readResult(in.JobID, in.RunID); ok {
 		return out, nil
 	}
-	digest, err := a.start(ctx, workflows.StartTaskInput{
+	digest, task, err := a.start(ctx, workflows.StartTaskInput{
 		JobID: in.JobID, Task: in.Task, Attempt: in.Attempt, RunID: in.RunID, PlanInput: in.PlanInput, Award: in.Award,
 	})
 	if err != nil {
@@ -69,25 +69,31 @@ func (a *Activities) RunTask(ctx context.Context, in workflows.RunTaskInput) (wo
 	}
 	return a.wait(ctx, workflows.WaitTaskInput{
 		JobID: in.JobID, Task: in.Task, RunID: in.RunID, Runtime: in.Award.Runtime, Window: in.Window,
-	}, digest)
+	}, digest, task.Outputs)
 }
 
 // start prepares the image and starts (or re-attaches to) one attempt,
-// returning the image digest.
-func (a *Activities) start(ctx context.Context, in workflows.StartTaskInput) (string, error) {
+// returning the image digest and the plan's task.
+func (a *Activities) start(ctx context.Context, in workflows.StartTaskInput) (string, specs.PlanTask, error) {
 	plan, err := a.plan(ctx, in.PlanInput)
 	if err != nil {
-		return "", err
+		return "", specs.PlanTask{}, err
 	}
+	task, ok := findTask(plan, in.Task)
+	if !ok {
+		return "", task, permanent(workflows.ErrTypeInvalidSpec, fmt.Errorf("no task %q in plan", in.Task))
+	}
+	digest, err := a.startTask(ctx, in, plan.Tenant, task)
+	return digest, task, err
+}
+
+// startTask resolves the task's image and inputs and starts the attempt.
+func (a *Activities) startTask(ctx context.Context, in workflows.StartTaskInput, tenant string, task specs.PlanTask) (string, error) {
 	rt, err := a.runtime(ctx, in.Award.Runtime)
 	if err != nil {
 		return "", err
 	}
-	task, ok := findTask(plan, in.Task)
-	if !ok {
-		return "", permanent(workflows.ErrTypeInvalidSpec, fmt.Errorf("no task %q in plan", in.Task))
-	}
-	spec, err := a.taskSpec(in.JobID, in.RunID, task.Task)
+	spec, err := a.taskSpec(ctx, tenant, in.JobID, in.RunID, task.Task)
 	if err != nil {
 		return "", err
 	}
@@ -98,7 +104,7 @@ func (a *Activities) start(ctx context.Context, in workflows.StartTaskInput) (st
 	}
 	digest, cached, err := a.prepare(ctx, rt, spec.Image)
 	if err != nil {
-		return "", runtimeErr(ctx, "prepare "+spec.Image, err)
+		return "", runtimeErr(ctx, "prepare "+task.Image, err)
 	}
 	if a.Tracker != nil {
 		if err := a.Tracker.TaskStarted(ctx, in.Award.Runtime, in.RunID); err != nil {
@@ -191,12 +197,17 @@ func (a *Activities) forget(image string) {
 	}
 }
 
-// taskSpec builds the runtime's description of one attempt. Inputs from
-// upstream tasks are their collected output files.
-func (a *Activities) taskSpec(jobID, runID string, t specs.Task) (runtimes.TaskSpec, error) {
+// taskSpec builds the runtime's description of one attempt: the image and
+// every input resolved (inputSource, resolveImage), so nothing the tenant
+// names is mounted or imported unchecked.
+func (a *Activities) taskSpec(ctx context.Context, tenant, jobID, runID string, t specs.Task) (runtimes.TaskSpec, error) {
+	image, err := a.resolveImage(ctx, tenant, t.Image)
+	if err != nil {
+		return runtimes.TaskSpec{}, err
+	}
 	spec := runtimes.TaskSpec{
 		ID:         runID,
-		Image:      t.Image,
+		Image:      image,
 		Command:    append(append([]string(nil), t.Command...), t.Args...),
 		Env:        t.Env,
 		WorkingDir: t.WorkingDir,
@@ -216,16 +227,9 @@ func (a *Activities) taskSpec(jobID, runID string, t specs.Task) (runtimes.TaskS
 		if target == "" {
 			target = "/in/" + in.Name
 		}
-		src := in.Path
-		if in.From != "" {
-			up, p, err := specs.ParseFrom(in.From)
-			if err != nil {
-				return spec, permanent(workflows.ErrTypeInvalidSpec, fmt.Errorf("input %s: %w", in.Name, err))
-			}
-			src = filepath.Join(a.OutputsDir(jobID, up), filepath.FromSlash(p))
-		}
-		if _, err := os.Stat(src); err != nil {
-			return spec, permanent(workflows.ErrTypeExecution, fmt.Errorf("input %s: %w", in.Name, err))
+		src, err := a.inputSource(ctx, tenant, jobID, in)
+		if err != nil {
+			return spec, err
 		}
 		spec.Inputs = append(spec.Inputs, runtimes.Mount{Source: src, Target: target})
 	}
@@ -243,11 +247,13 @@ func (a *Activities) WaitTask(ctx context.Context, in workflows.WaitTaskInput) (
 	if out, ok := a.readResult(in.JobID, in.RunID); ok {
 		return out, nil
 	}
-	return a.wait(ctx, in, "")
+	return a.wait(ctx, in, "", nil)
 }
 
 // wait waits for a run, collects and records its result, and cleans it up.
-func (a *Activities) wait(ctx context.Context, in workflows.WaitTaskInput, imageDigest string) (workflows.WaitTaskOutput, error) {
+// An output the spec pins (declared, with sha256) that was collected with
+// another digest fails the run.
+func (a *Activities) wait(ctx context.Context, in workflows.WaitTaskInput, imageDigest string, declared []specs.Output) (workflows.WaitTaskOutput, error) {
 	rt, err := a.runtime(ctx, in.Runtime)
 	if err != nil {
 		return workflows.WaitTaskOutput{}, err
@@ -292,6 +298,11 @@ func (a *Activities) wait(ctx context.Context, in workflows.WaitTaskInput, image
 		}
 		for _, o := range outs {
 			out.Outputs = append(out.Outputs, workflows.OutputArtifact{Path: o.Path, SHA256: o.SHA256, Size: o.Size})
+		}
+		if err == nil {
+			if bad := pinMismatch(declared, out.Outputs); bad != "" {
+				out.State, out.ExitCode, out.Reason = string(runtimes.StateFailed), -1, bad
+			}
 		}
 	}
 	a.saveLog(ctx, rt, in.JobID, in.RunID)
@@ -388,6 +399,24 @@ func (a *Activities) writeResult(jobID, runID string, out workflows.WaitTaskOutp
 		return fmt.Errorf("record result: %w", err)
 	}
 	return nil
+}
+
+// pinMismatch describes the first collected output whose digest differs
+// from the sha256 the spec pins for it, or "" when all pins hold.
+func pinMismatch(declared []specs.Output, got []workflows.OutputArtifact) string {
+	digests := make(map[string]string, len(got))
+	for _, o := range got {
+		digests[o.Path] = o.SHA256
+	}
+	for _, o := range declared {
+		if o.SHA256 == "" {
+			continue
+		}
+		if d, ok := digests[o.Path]; ok && d != strings.TrimPrefix(o.SHA256, "sha256:") {
+			return fmt.Sprintf("output %s: content is sha256:%s, but the spec pins %s", o.Path, d, o.SHA256)
+		}
+	}
+	return ""
 }
 
 func findTask(p *specs.Plan, name string) (specs.PlanTask, bool) {

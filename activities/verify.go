@@ -107,6 +107,10 @@ func (a *Activities) runTestContainer(ctx context.Context, in workflows.VerifyIn
 	id := testRunID(in.JobID, n)
 	stop := heartbeat(ctx, "verifying "+t.Name)
 	defer stop()
+	image, err = a.resolveImage(ctx, plan.Tenant, image)
+	if err != nil {
+		return 0, "", err
+	}
 	if _, _, err := a.prepare(ctx, rt, image); err != nil {
 		return 0, "", runtimeErr(ctx, "prepare verifier "+image, err)
 	}
@@ -149,9 +153,15 @@ func fileDigest(path string) (string, error) {
 	return hex.EncodeToString(h.Sum(nil)), nil
 }
 
-// readMetric reads the number at a dotted path in a JSON file.
+// MaxMetricFile bounds the JSON output a metric threshold reads: the file
+// is the tenant's (or the provider's) to write, and a metrics file is small.
+const MaxMetricFile = 1 << 20
+
+// readMetric reads the number at a dotted path in a JSON file of at most
+// MaxMetricFile bytes; a larger file, or one that is not a regular file,
+// is refused unread.
 func readMetric(path, metric string) (float64, error) {
-	b, err := os.ReadFile(path)
+	b, err := readBounded(path, MaxMetricFile)
 	if err != nil {
 		return 0, err
 	}
@@ -173,6 +183,30 @@ func readMetric(path, metric string) (float64, error) {
 		return 0, fmt.Errorf("not a number: %v", v)
 	}
 	return f, nil
+}
+
+// readBounded reads the regular file at path, refusing one over max bytes.
+func readBounded(path string, max int64) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, errors.Unwrap(err)
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, err
+	}
+	if !fi.Mode().IsRegular() {
+		return nil, errors.New("not a regular file")
+	}
+	b, err := io.ReadAll(io.LimitReader(f, max+1))
+	if err != nil {
+		return nil, err
+	}
+	if int64(len(b)) > max {
+		return nil, fmt.Errorf("larger than the %d-byte limit for metric files", max)
+	}
+	return b, nil
 }
 
 func compare(v float64, op string, bound float64) bool {

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/accordmesh/accord/artifacts"
 	"github.com/accordmesh/accord/internal/apiserver"
 	"github.com/accordmesh/accord/policies"
 	"github.com/accordmesh/accord/provenance"
@@ -45,17 +46,22 @@ func TestAPIServeEndToEnd(t *testing.T) {
 	fund(t, home, "team-a", 1000)
 
 	prov := &provenance.Local{Home: home, Log: st.Local.Log, Store: provenance.NewStore(provenance.DefaultStoreDir(home))}
-	srv := httptest.NewServer(apiserver.New(&apijobs.Jobs{Client: st.Client, Home: home, Prov: prov}, store))
+	data := artifacts.Local{Dir: artifacts.DefaultDir(home)}
+	srv := httptest.NewServer(apiserver.New(&apijobs.Jobs{Client: st.Client, Home: home, Prov: prov}, store,
+		apiserver.WithData(data, 1<<30)))
 	defer srv.Close()
 
 	call := func(tok, method, path string, body any, out any) int {
 		t.Helper()
 		var rd *strings.Reader
-		if body != nil {
-			b, _ := json.Marshal(body)
-			rd = strings.NewReader(string(b))
-		} else {
+		switch b := body.(type) {
+		case nil:
 			rd = strings.NewReader("")
+		case []byte: // a data upload, as it is
+			rd = strings.NewReader(string(b))
+		default:
+			j, _ := json.Marshal(b)
+			rd = strings.NewReader(string(j))
 		}
 		req, _ := http.NewRequestWithContext(ctx, method, srv.URL+path, rd)
 		req.Header.Set("Authorization", "Bearer "+tok)
@@ -70,8 +76,17 @@ func TestAPIServeEndToEnd(t *testing.T) {
 		return resp.StatusCode
 	}
 
+	// A tenant's image is an artifact it pushed, never a path on the server.
+	tar, err := os.ReadFile(image)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var pushed apiserver.DataResponse
+	if code := call(tokA, "POST", "/v1/data", tar, &pushed); code != http.StatusCreated {
+		t.Fatalf("push the image: %d", code)
+	}
 	path := writeSpec(t, t.TempDir(), specDoc{Name: "api-job", Tenant: "team-a",
-		Tasks: trainerTask("train", image, []string{"/bin/trainer", "train", "--samples", "300", "--epochs", "5"},
+		Tasks: artifactTask("train", pushed.Digest, []string{"/bin/trainer", "train", "--samples", "300", "--epochs", "5"},
 			"  outputs: [metrics.json, model.json]\n  resources: {cpu: 250m, memory: 128MiB, max_duration: 5m}\n")})
 	doc, err := os.ReadFile(path)
 	if err != nil {

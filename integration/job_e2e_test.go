@@ -259,7 +259,7 @@ func TestJobWorkerProcess(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	host, err := local.Open(ctx, local.Options{Home: home, AutoCreateTenants: true}) // as accord dev
+	host, err := local.Open(ctx, local.Options{Home: home, AutoCreateTenants: true, HostInputs: hostInputs()}) // as accord dev --host-inputs
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -75,6 +75,10 @@ func needStack(t *testing.T) string {
 	return trainerPath
 }
 
+// hostInputs are the --host-inputs roots of the tests' workers: the
+// trainer archive's directory (specs name it as oci-archive: images).
+func hostInputs() []string { return []string{filepath.Join(repoRoot(), "examples", "images")} }
+
 // startStack starts the embedded server with a file database under home
 // and, unless noWorker, the in-process worker.
 func startStack(t *testing.T, home string, port int, noWorker bool) *stack.Stack {
@@ -82,7 +86,7 @@ func startStack(t *testing.T, home string, port int, noWorker bool) *stack.Stack
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	st, err := stack.Start(ctx, stack.Options{Home: home, FrontendPort: port, NoWorker: noWorker,
-		Local: local.Options{AutoCreateTenants: true}}) // as accord dev
+		Local: local.Options{AutoCreateTenants: true, HostInputs: hostInputs()}}) // as accord dev --host-inputs
 	if err != nil {
 		t.Fatalf("start stack: %v", err)
 	}
@@ -182,6 +186,12 @@ func trainerTask(name, image string, cmd []string, extra string) string {
 		q[i] = fmt.Sprintf("%q", c)
 	}
 	return fmt.Sprintf("%s:\n  image: oci-archive:%s\n  command: [%s]\n%s", name, image, strings.Join(q, ", "), extra)
+}
+
+// artifactTask renders one task of the trainer image pushed to the
+// artifact store as digest.
+func artifactTask(name, digest string, cmd []string, extra string) string {
+	return strings.Replace(trainerTask(name, "", cmd, extra), "image: oci-archive:", "image: artifact:"+digest, 1)
 }
 
 // waitFor polls cond until it holds or the timeout passes.

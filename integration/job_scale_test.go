@@ -49,7 +49,7 @@ func TestJobScale(t *testing.T) {
 	over := math.Max(float64(n*milliCPU)/float64(runtime.NumCPU()*1000), float64(n*memBytes)/float64(mem))
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	st, err := stack.Start(ctx, stack.Options{Home: home, Local: local.Options{Overcommit: math.Max(1, 1.25*over), AutoCreateTenants: true}})
+	st, err := stack.Start(ctx, stack.Options{Home: home, Local: local.Options{Overcommit: math.Max(1, 1.25*over), AutoCreateTenants: true, HostInputs: hostInputs()}})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -168,9 +168,12 @@ func Compile(s *Spec) (*Plan, error) {
 // pinned, where it must run, and how each input is pinned.
 func trust(s *Spec, t *Task) []string {
 	var out []string
-	if strings.HasPrefix(t.Image, "oci-archive:") {
+	switch {
+	case strings.HasPrefix(t.Image, "oci-archive:"):
 		out = append(out, "image:local-archive")
-	} else {
+	case strings.HasPrefix(t.Image, ArtifactImagePrefix):
+		out = append(out, "image:artifact")
+	default:
 		out = append(out, "image:digest-pinned")
 	}
 	if s.Placement.TEE != "" {
@@ -181,6 +184,8 @@ func trust(s *Spec, t *Task) []string {
 	}
 	for _, in := range t.Inputs {
 		switch {
+		case in.Artifact != "":
+			out = append(out, "input:"+in.Name+":artifact")
 		case in.SHA256 != "":
 			out = append(out, "input:"+in.Name+":sha256")
 		case in.From != "":

@@ -283,7 +283,7 @@ var (
 	resourceKeys  = []string{"cpu", "memory", "disk", "gpu", "max_duration"}
 	gpuKeys       = []string{"count", "model", "memory"}
 	retryKeys     = []string{"attempts", "backoff", "max_backoff"}
-	inputKeys     = []string{"name", "path", "from", "target", "sha256"}
+	inputKeys     = []string{"name", "path", "from", "artifact", "target", "sha256"}
 	outputKeys    = []string{"path", "sha256"}
 	defaultsKeys  = []string{"resources", "retry"}
 	placementKeys = []string{"regions", "residency", "allow_providers", "deny_providers", "tee", "require_attestation", "colocate"}
@@ -343,7 +343,7 @@ func (d *decoder) decodeTasks(s *Spec, tasks, defaults *node) {
 		if v := f["image"]; v != nil {
 			t.Image = d.str(v, "image")
 			if t.Image != "" && !validImage(t.Image) {
-				d.e.add(v.pos, "image %q must be an OCI reference pinned by digest (name@sha256:<64 hex>) or oci-archive:PATH", t.Image)
+				d.e.add(v.pos, "image %q must be an OCI reference pinned by digest (name@sha256:<64 hex>), artifact:sha256:<64 hex> or oci-archive:PATH", t.Image)
 			} else if ap, ok := strings.CutPrefix(t.Image, "oci-archive:"); ok {
 				t.Image = "oci-archive:" + d.rebase(ap, v)
 			}
@@ -389,6 +389,9 @@ func withDefaults(n *node, df map[string]*node) *node {
 }
 
 func validImage(s string) bool {
+	if dg, ok := strings.CutPrefix(s, ArtifactImagePrefix); ok {
+		return validDigest(dg)
+	}
 	if p, ok := strings.CutPrefix(s, "oci-archive:"); ok {
 		return p != "" && !strings.ContainsAny(p, "\x00\n")
 	}
@@ -411,16 +414,13 @@ func (d *decoder) decodeInputs(t *Task, n *node, p string) {
 		} else if !inputNameRE.MatchString(in.Name) || in.Name == ".." {
 			d.e.add(f["name"].pos, "input name %q must be letters, digits, . _ or -", in.Name)
 		}
-		switch {
-		case in.Path == "" && in.From == "":
-			d.e.add(it.pos, "input %q needs path (a host file) or from (\"task:output\")", in.Name)
-		case in.Path != "" && in.From != "":
-			d.e.add(f["from"].pos, "input %q has both path and from; give one", in.Name)
-		case in.From != "":
-			if _, _, problem := parseFrom(in.From); problem != "" {
-				d.e.add(f["from"].pos, "from %q %s", in.From, problem)
+		if v := f["artifact"]; v != nil {
+			in.Artifact = d.str(v, "artifact")
+			if in.Artifact != "" && !validDigest(in.Artifact) {
+				d.e.add(v.pos, "artifact %q must be sha256:<64 lower-case hex digits> (the digest accord data push prints)", in.Artifact)
 			}
 		}
+		d.checkInputSource(in, it, f)
 		if v := f["target"]; v != nil && !strings.HasPrefix(in.Target, "/") {
 			d.e.add(v.pos, "target %q must be an absolute path inside the container", in.Target)
 		}
@@ -429,6 +429,33 @@ func (d *decoder) decodeInputs(t *Task, n *node, p string) {
 		}
 		t.Inputs = append(t.Inputs, in)
 	}
+}
+
+// checkInputSource reports an input that names no source, or more than one
+// of path, from and artifact.
+func (d *decoder) checkInputSource(in Input, it *node, f map[string]*node) {
+	var given []string
+	for _, k := range []string{"path", "from", "artifact"} {
+		if f[k] != nil {
+			given = append(given, k)
+		}
+	}
+	switch {
+	case len(given) == 0:
+		d.e.add(it.pos, "input %q needs one of artifact (sha256:… from accord data push), from (\"task:output\") or path (a host file, for operators)", in.Name)
+	case len(given) > 1:
+		d.e.add(f[given[1]].pos, "input %q has both %s and %s; give one", in.Name, given[0], given[1])
+	case in.From != "":
+		if _, _, problem := parseFrom(in.From); problem != "" {
+			d.e.add(f["from"].pos, "from %q %s", in.From, problem)
+		}
+	}
+}
+
+// validDigest reports whether s is "sha256:<64 lower-case hex>".
+func validDigest(s string) bool {
+	h, ok := strings.CutPrefix(s, "sha256:")
+	return ok && hexRE.MatchString(h)
 }
 
 func (d *decoder) digest(n *node, field string) string {
@@ -646,7 +673,7 @@ func (d *decoder) decodeVerification(vf *Verification, n *node) {
 			d.e.add(it.pos, "test %q needs the task whose outputs it checks", t.Name)
 		}
 		if v := tf["image"]; v != nil && !validImage(t.Image) {
-			d.e.add(v.pos, "image %q must be an OCI reference pinned by digest (name@sha256:<64 hex>) or oci-archive:PATH", t.Image)
+			d.e.add(v.pos, "image %q must be an OCI reference pinned by digest (name@sha256:<64 hex>), artifact:sha256:<64 hex> or oci-archive:PATH", t.Image)
 		} else if ap, ok := strings.CutPrefix(t.Image, "oci-archive:"); ok {
 			t.Image = "oci-archive:" + d.rebase(ap, v)
 		}

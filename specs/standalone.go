@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"path/filepath"
+	"strings"
 )
 
 // ErrNotStandalone reports a spec that must stand alone (one uploaded to a
@@ -33,16 +34,27 @@ func ParseStandalone(file string, data []byte) (*Spec, error) {
 	}, file)
 }
 
-// HostInputs lists, as "task T: input I: path P" lines, every task input
-// the spec gives as a host path. Host paths are for operators running their
-// own specs; a spec that came from a tenant must name none.
+// HostInputs lists, as "task T: input I: path P" and "task T: image
+// oci-archive:P" lines, every host path the spec mounts or imports: task
+// inputs given as a path and images (of tasks and of tests) given as an
+// oci-archive file. Host paths are for operators running their own specs;
+// a spec that came from a tenant must name none (its inputs and images are
+// artifacts: accord data push, then artifact: sha256:…).
 func HostInputs(s *Spec) []string {
 	var out []string
 	for _, t := range s.Tasks {
+		if strings.HasPrefix(t.Image, "oci-archive:") {
+			out = append(out, fmt.Sprintf("task %s: image %s", t.Name, t.Image))
+		}
 		for _, in := range t.Inputs {
 			if in.Path != "" {
 				out = append(out, fmt.Sprintf("task %s: input %s: path %s", t.Name, in.Name, in.Path))
 			}
+		}
+	}
+	for _, t := range s.Verification.Tests {
+		if strings.HasPrefix(t.Image, "oci-archive:") {
+			out = append(out, fmt.Sprintf("test %s: image %s", t.Name, t.Image))
 		}
 	}
 	return out

@@ -48,7 +48,7 @@ type Pos struct {
 // Task is one container to run.
 type Task struct {
 	Name       string            `json:"name"`
-	Image      string            `json:"image"` // OCI reference with @sha256 digest, or "oci-archive:PATH"
+	Image      string            `json:"image"` // OCI reference with @sha256 digest, "artifact:sha256:<hex>" or "oci-archive:PATH"
 	Command    []string          `json:"command,omitempty"`
 	Args       []string          `json:"args,omitempty"`
 	Env        map[string]string `json:"env,omitempty"`
@@ -62,15 +62,23 @@ type Task struct {
 	Group string `json:"group,omitempty"`
 }
 
-// Input is a read-only file or directory made visible to a task: a host path,
-// or an output of an upstream task ("task:path"), optionally pinned by digest.
+// Input is a read-only file or directory made visible to a task: exactly
+// one of an artifact the tenant pushed ("sha256:<hex>"), an output of an
+// upstream task ("task:path"), or a host path (operators only: a worker
+// mounts host paths only under its --host-inputs roots). SHA256 pins the
+// content of a path or from input.
 type Input struct {
-	Name   string `json:"name"`
-	Path   string `json:"path,omitempty"` // host path
-	From   string `json:"from,omitempty"` // "<task>:<output path>"
-	Target string `json:"target"`         // path inside the container
-	SHA256 string `json:"sha256,omitempty"`
+	Name     string `json:"name"`
+	Path     string `json:"path,omitempty"`     // host path
+	From     string `json:"from,omitempty"`     // "<task>:<output path>"
+	Artifact string `json:"artifact,omitempty"` // "sha256:<hex>" in the artifact store
+	Target   string `json:"target"`             // path inside the container
+	SHA256   string `json:"sha256,omitempty"`
 }
+
+// ArtifactImagePrefix marks an image given as an OCI archive stored in the
+// artifact store: "artifact:sha256:<hex>".
+const ArtifactImagePrefix = "artifact:"
 
 // Output is a file a task must produce in its output directory.
 type Output struct {

@@ -102,6 +102,7 @@ func devCmd() *cobra.Command {
 		Use:   "dev",
 		Short: "Run the local stack in the foreground: embedded Temporal, worker, containerd pool, transparency log",
 		Example: `  accord dev
+  accord dev --host-inputs examples    # then: accord submit examples/quickstart.md (its oci-archive image)
   accord dev --port 7234 --ui-port 0 --rekor-listen ''
   accord dev --ledger-dsn postgres://accord@localhost/accord`,
 		Args: cobra.NoArgs,
@@ -174,7 +175,8 @@ func workerCmd() *cobra.Command {
 		Use:   "worker",
 		Short: "Run a worker against a Temporal cluster (job workflow and activities)",
 		Example: `  accord worker --temporal-address temporal.example.com:7233 --namespace accord
-  accord worker --queues accord-execution --tls-ca ca.pem --tls-cert client.pem --tls-key client.key`,
+  accord worker --queues accord-execution --tls-ca ca.pem --tls-cert client.pem --tls-key client.key
+  accord worker --host-inputs /srv/accord/images    # operators' own specs may import archives from here`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			home, err := cli.Home()
@@ -239,7 +241,8 @@ func runCmd() *cobra.Command {
 		Use:   "run SPEC",
 		Short: "Run one spec end to end in this process and print its receipt summary",
 		Example: `  accord run examples/quickstart.md --fund 50000
-  accord run examples/llm-finetune.md --approve --as alice@acme.example --json`,
+  accord run examples/llm-finetune.md --approve --as alice@acme.example --json
+  accord run job.md --host-inputs /data/corpus --host-inputs .    # inputs outside the spec's directory`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if approveAs == "" {
@@ -259,6 +262,9 @@ func runCmd() *cobra.Command {
 			}
 			if err := prepareFunds(ctx, settlement.ResolveDSN(lf.ledgerDSN, home), args[0], jobID, fund); err != nil {
 				return err
+			}
+			if len(lf.hostInputs) == 0 { // the operator's own spec: its directory holds its files
+				lf.hostInputs = []string{filepath.Dir(args[0])}
 			}
 			out := cmd.OutOrStdout()
 			progress := !cli.JSON()
@@ -572,8 +578,7 @@ func logsCmd() *cobra.Command {
 						if shown[run] {
 							continue
 						}
-						if b, err := os.ReadFile(filepath.Join(logsDir, run+".log")); err == nil {
-							fmt.Fprintf(cmd.OutOrStdout(), "==> %s <==\n%s", run, b)
+						if streamLog(cmd.OutOrStdout(), run, filepath.Join(logsDir, run+".log")) {
 							shown[run] = true
 							continue
 						}
@@ -678,4 +683,23 @@ func signalJob(cmd *cobra.Command, tf *temporalFlags, jobID string, send func(co
 	}
 	return cli.Print(cmd, map[string]string{"job_id": jobID, "status": st.Status, "stage": st.Stage},
 		func(w cli.Writer) { w.Printf("%s %s (now %s, stage %s)\n", verb, jobID, st.Status, st.Stage) })
+}
+
+// streamLog copies a finished run's saved log to w under a header, without
+// holding it in memory (a task writes as much log as it likes); false when
+// there is no such log file.
+func streamLog(w io.Writer, run, path string) bool {
+	if fi, err := os.Lstat(path); err != nil || !fi.Mode().IsRegular() {
+		return false // not a fifo or device that would block or never end
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return false
+	}
+	defer f.Close()
+	fmt.Fprintf(w, "==> %s <==\n", run)
+	if _, err := io.Copy(w, f); err != nil {
+		fmt.Fprintf(w, "\n(log cut short: %v)\n", err)
+	}
+	return true
 }

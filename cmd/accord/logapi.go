@@ -22,6 +22,7 @@ type localFlags struct {
 	containerd, ledgerDSN, rekorURL string
 	overcommit                      float64
 	insecure                        bool
+	hostInputs                      []string
 }
 
 func (f *localFlags) add(cmd *cobra.Command) {
@@ -31,12 +32,17 @@ func (f *localFlags) add(cmd *cobra.Command) {
 	fl.StringVar(&f.rekorURL, "rekor-url", "", "log attestations to this Rekor v1 server instead of the embedded log (its key must be trusted: accord keys trust FILE --scope log)")
 	fl.BoolVar(&f.insecure, "insecure", false, "allow a plain http:// --rekor-url (no TLS: only a log on this machine or a test)")
 	fl.Float64Var(&f.overcommit, "overcommit", 1, "offer this many times the host's CPUs and memory in the local pool (tasks keep their own limits)")
+	def := "none: specs use artifacts (accord data push) and registry images"
+	if cmd.Name() == "run" {
+		def = "the spec's directory"
+	}
+	fl.StringArrayVar(&f.hostInputs, "host-inputs", nil, "directory under which specs may mount host path inputs and import oci-archive: images (repeatable; default "+def+")")
 }
 
 // options are the worker's local options; the Rekor v1 backend replaces the
 // embedded log when --rekor-url is set.
 func (f *localFlags) options(home string) local.Options {
-	o := local.Options{Home: home, ContainerdAddress: f.containerd, LedgerDSN: f.ledgerDSN, Overcommit: f.overcommit}
+	o := local.Options{Home: home, ContainerdAddress: f.containerd, LedgerDSN: f.ledgerDSN, Overcommit: f.overcommit, HostInputs: f.hostInputs}
 	if f.rekorURL != "" {
 		o.LogKind, o.LogURL, o.LogInsecure = tlog.KindRekor, f.rekorURL, f.insecure
 	}

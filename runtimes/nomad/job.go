@@ -4,7 +4,9 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path"
@@ -12,6 +14,7 @@ import (
 	"regexp"
 	"sort"
 	"strings"
+	"syscall"
 	"time"
 	"unicode/utf8"
 
@@ -259,12 +262,20 @@ func addInputs(cfg Config, task *api.Task, spec runtimes.TaskSpec) error {
 		if err != nil {
 			return fmt.Errorf("%w: task %s: input %s: %v", runtimes.ErrInvalid, spec.ID, m.Source, err)
 		}
+		if !info.IsDir() && !info.Mode().IsRegular() {
+			return fmt.Errorf("%w: task %s: input %s is not a regular file or directory", runtimes.ErrInvalid, spec.ID, m.Source)
+		}
 		base := fmt.Sprintf("local/accord-in/%d", i)
 		files := map[string]string{} // relative dest → host path
 		if info.IsDir() {
 			err = filepath.WalkDir(m.Source, func(p string, d fs.DirEntry, err error) error {
 				if err != nil || d.IsDir() {
 					return err
+				}
+				if !d.Type().IsRegular() {
+					// A symlink could point anywhere on the worker; a fifo
+					// or device would block or never end.
+					return fmt.Errorf("%s is not a regular file", p)
 				}
 				rel, _ := filepath.Rel(m.Source, p)
 				files[filepath.ToSlash(rel)] = p
@@ -285,14 +296,14 @@ func addInputs(cfg Config, task *api.Task, spec runtimes.TaskSpec) error {
 		}
 		sort.Strings(rels)
 		for _, rel := range rels {
-			b, err := os.ReadFile(files[rel])
+			b, err := readInput(files[rel], maxInputBytes-total)
+			if errors.Is(err, errInputTooLarge) {
+				return fmt.Errorf("%w: task %s: inputs exceed %d bytes; Nomad jobs carry inputs inline", runtimes.ErrInvalid, spec.ID, maxInputBytes)
+			}
 			if err != nil {
 				return fmt.Errorf("%w: task %s: input %s: %v", runtimes.ErrInvalid, spec.ID, files[rel], err)
 			}
 			total += len(b)
-			if total > maxInputBytes {
-				return fmt.Errorf("%w: task %s: inputs exceed %d bytes; Nomad jobs carry inputs inline", runtimes.ErrInvalid, spec.ID, maxInputBytes)
-			}
 			if !utf8.Valid(b) || strings.Contains(string(b), templateDelim) {
 				return fmt.Errorf("%w: task %s: input %s is binary; Nomad jobs carry only text inputs inline", runtimes.ErrInvalid, spec.ID, files[rel])
 			}
@@ -302,6 +313,38 @@ func addInputs(cfg Config, task *api.Task, spec runtimes.TaskSpec) error {
 	}
 	conf["volumes"] = vols
 	return nil
+}
+
+// errInputTooLarge reports inputs over what a job may carry inline.
+var errInputTooLarge = errors.New("nomad: inputs too large")
+
+// readInput reads the regular file at p, at most max bytes: a fifo or
+// device (/dev/zero) is refused before it is read, and is opened
+// non-blocking in case one replaced the file since it was checked.
+func readInput(p string, max int) ([]byte, error) {
+	f, err := os.OpenFile(p, os.O_RDONLY|syscall.O_NONBLOCK, 0)
+	if err != nil {
+		return nil, errors.Unwrap(err)
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, err
+	}
+	if !fi.Mode().IsRegular() {
+		return nil, errors.New("not a regular file")
+	}
+	if fi.Size() > int64(max) {
+		return nil, errInputTooLarge
+	}
+	b, err := io.ReadAll(io.LimitReader(f, int64(max)+1))
+	if err != nil {
+		return nil, err
+	}
+	if len(b) > max {
+		return nil, errInputTooLarge
+	}
+	return b, nil
 }
 
 // cleanOutput normalises a declared output path, which must stay inside the

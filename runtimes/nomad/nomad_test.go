@@ -9,6 +9,7 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -604,6 +605,45 @@ func TestInputsEmbedded(t *testing.T) {
 	spec.Inputs = []runtimes.Mount{{Source: dir + "/bin", Target: "/in/bin"}}
 	if _, err := nomad.BuildJob(rt.Config(), spec, ""); !errors.Is(err, runtimes.ErrInvalid) {
 		t.Fatalf("binary input: %v, want ErrInvalid", err)
+	}
+}
+
+// Inputs are read bounded: a device (/dev/zero would exhaust the worker)
+// or fifo is refused unread, a symlink inside an input directory is not
+// followed, and files past the inline limit are refused.
+func TestInputsReadBounded(t *testing.T) {
+	s, _ := cluster(t)
+	rt := open(t, s)
+	dir := t.TempDir()
+	if err := os.Mkdir(dir+"/tree", 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink("/etc/hostname", dir+"/tree/escape"); err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Mkfifo(dir+"/fifo", 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := writeFile(dir+"/big", strings.Repeat("a", 5<<20)); err != nil {
+		t.Fatal(err)
+	}
+	cases := map[string]string{"fifo": dir + "/fifo", "symlink in a directory": dir + "/tree", "too large": dir + "/big"}
+	if _, err := os.Stat("/dev/zero"); err == nil {
+		cases["/dev/zero"] = "/dev/zero"
+	}
+	for name, src := range cases {
+		spec := gpuSpec("inputs.2", 0)
+		spec.Inputs = []runtimes.Mount{{Source: src, Target: "/in/x"}}
+		done := make(chan error, 1)
+		go func() { _, err := nomad.BuildJob(rt.Config(), spec, ""); done <- err }()
+		select {
+		case err := <-done:
+			if !errors.Is(err, runtimes.ErrInvalid) {
+				t.Errorf("%s: %v, want ErrInvalid", name, err)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatalf("%s: BuildJob blocked reading the input", name)
+		}
 	}
 }
 

@@ -72,13 +72,14 @@ func parseUpload(name string, document []byte) (*specs.Spec, error) {
 	case err != nil:
 		return nil, fmt.Errorf("apijobs: parse upload: %w", err)
 	}
-	// Host paths are the operator's: a tenant's spec must not mount one, or
-	// it could read the worker's keys or another tenant's data. (Images
-	// given as oci-archive: files are still accepted until tenants' images
-	// come from a registry or the artifact store: docs/security.md.)
+	// Host paths are the operator's: a tenant's spec must not mount or
+	// import one, or it could read the worker's keys or another tenant's
+	// data. Its inputs and images are artifacts it pushed, or registry
+	// images pinned by digest.
 	if paths := specs.HostInputs(s); len(paths) > 0 {
-		return nil, apiserver.Public(apiserver.ErrInvalid, "a spec sent through the API cannot mount host paths "+
-			"(inputs come from upstream tasks with from:): %s", strings.Join(paths, "; "))
+		return nil, apiserver.Public(apiserver.ErrInvalid, "a spec sent through the API cannot name host paths; "+
+			"push the file with `accord data push FILE` and use `artifact: sha256:…` for an input or `image: artifact:sha256:…` "+
+			"for an OCI archive (or an upstream output with from:, or a registry image pinned by digest): %s", strings.Join(paths, "; "))
 	}
 	return s, nil
 }

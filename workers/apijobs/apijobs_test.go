@@ -146,20 +146,23 @@ func TestSweepUploads(t *testing.T) {
 }
 
 // TestUploadsMountNoHostPaths: the issue's attack, a task whose inputs are
-// the worker's key and the containerd daemon's directory, is refused at
-// upload with nothing stored.
+// the worker's key and the containerd daemon's directory (or whose image
+// archive is a host file), is refused at upload with nothing stored.
 func TestUploadsMountNoHostPaths(t *testing.T) {
 	home := t.TempDir()
 	tasks := map[string]string{
 		"relative": "  command: [cat]\n  image: registry.example/x@sha256:" + strings.Repeat("a", 64) + "\n  inputs: [{name: k, path: ../../keys/worker.key}, {name: d, path: ../../containerd/daemon}]\n",
 		"absolute": "  command: [cat]\n  image: registry.example/x@sha256:" + strings.Repeat("a", 64) + "\n  inputs: [{name: k, path: /etc/shadow}]\n",
+		// An image archive is a host path read by the worker's runtime.
+		"archive": "  command: [cat]\n  image: oci-archive:../../keys/worker.key\n",
 	}
 	for name, task := range tasks {
 		doc := "---\naccord: v1\nname: steal\nversion: 1.0.0\ntenant: demo\n---\n\n## Tasks\n\n```yaml\nsteal:\n" + task +
 			"```\n\n## Budget\n\n```yaml\nmax_price: 100\ncurrency: USD\n```\n"
 		_, err := (&Jobs{Home: home}).Submit(context.Background(), apiserver.SubmitRequest{Name: "steal.md", Document: doc})
-		if !errors.Is(err, apiserver.ErrInvalid) || !strings.Contains(err.Error(), "host paths") {
-			t.Errorf("%s: %v, want the upload refused for naming host paths", name, err)
+		if !errors.Is(err, apiserver.ErrInvalid) || !strings.Contains(err.Error(), "host paths") ||
+			!strings.Contains(err.Error(), "accord data push") {
+			t.Errorf("%s: %v, want the upload refused for naming host paths, pointing at accord data push", name, err)
 		}
 	}
 	if _, err := os.Stat(filepath.Join(home, "uploads")); !errors.Is(err, os.ErrNotExist) {

@@ -70,7 +70,11 @@ type Options struct {
 	// TestDuration bounds each acceptance-test container (default
 	// activities.DefaultTestDuration).
 	TestDuration time.Duration
-	Logger       *slog.Logger
+	// HostInputs are the directories under which tasks may mount host path
+	// inputs and import oci-archive: images (the operator's --host-inputs);
+	// empty allows none, as a shared worker should.
+	HostInputs []string
+	Logger     *slog.Logger
 }
 
 // Host is the set of real components one host runs.
@@ -96,6 +100,10 @@ func Open(ctx context.Context, o Options) (*Host, error) {
 	}
 	if o.MarginBP == 0 {
 		o.MarginBP = 2000
+	}
+	roots, err := hostRoots(o.HostInputs)
+	if err != nil {
+		return nil, err
 	}
 	l := &Host{}
 	fail := func(err error) (*Host, error) {
@@ -181,9 +189,31 @@ func Open(ctx context.Context, o Options) (*Host, error) {
 		TestDuration:  o.TestDuration,
 		Tracker:       poolTracker{store: poolStore},
 		JobsDir:       filepath.Join(o.Home, "jobs"),
-		Log:           o.Logger,
+		HostInputs:    roots,
+		// Tenants' inputs and images: the artifact store that `accord data
+		// push` and POST /v1/data fill, checked per tenant and verified
+		// when materialized under $ACCORD_HOME/inputs.
+		Inputs: artifacts.Local{Dir: artifacts.DefaultDir(o.Home)},
+		Log:    o.Logger,
 	}
 	return l, nil
+}
+
+// hostRoots makes the --host-inputs directories absolute and checks that
+// each is a directory, so a typo fails at start rather than at a job.
+func hostRoots(dirs []string) ([]string, error) {
+	var out []string
+	for _, d := range dirs {
+		abs, err := filepath.Abs(d)
+		if err != nil {
+			return nil, fmt.Errorf("%w: host inputs %s: %v", ErrConfig, d, err)
+		}
+		if fi, err := os.Stat(abs); err != nil || !fi.IsDir() {
+			return nil, fmt.Errorf("%w: host inputs %s is not a directory", ErrConfig, d)
+		}
+		out = append(out, abs)
+	}
+	return out, nil
 }
 
 // sellers is the local pool plus any configured providers.
