@@ -159,6 +159,9 @@ type Settlement struct {
 	Usage  *MeteredUsage   `json:"usage,omitempty"`
 	Rates  *Rates          `json:"rates,omitempty"`
 	Record json.RawMessage `json:"record,omitempty"`
+	// Reason says why a job settled other than through its workflow's
+	// settle stage, e.g. "swept: workflow closed" (empty for the workflow's).
+	Reason string `json:"reason,omitempty"`
 }
 
 // MeteredUsage is usage in integer milli-units (settlement.Usage's JSON).
