@@ -308,3 +308,31 @@ func Reason(st State) string {
 	}
 	return "swept: workflow " + string(st)
 }
+
+// Run sweeps at once and then every every (default DefaultEvery) until ctx
+// ends, logging each pass that did or failed anything.
+func (s *Sweeper) Run(ctx context.Context, every time.Duration) {
+	if every <= 0 {
+		every = DefaultEvery
+	}
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		r, err := s.Sweep(ctx, false)
+		switch {
+		case err != nil && ctx.Err() == nil:
+			s.log().Warn("sweep: pass failed", "err", err)
+		case r.Failed > 0:
+			s.log().Warn("sweep: pass done with failures", "settled", r.Settled, "released", r.Released,
+				"reattested", r.Reattested, "lost", r.Lost, "failed", r.Failed)
+		case len(r.Actions) > 0:
+			s.log().Info("sweep: pass done", "settled", r.Settled, "released", r.Released,
+				"reattested", r.Reattested, "lost", r.Lost)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}

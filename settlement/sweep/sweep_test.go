@@ -495,3 +495,21 @@ func TestConfig(t *testing.T) {
 		t.Fatalf("1s minimum age: %v, want ErrConfig", err)
 	}
 }
+
+// Run sweeps at once and stops with its context.
+func TestRun(t *testing.T) {
+	e := newEnv(t)
+	e.place("job-1")
+	ctx, cancel := context.WithCancel(e.ctx)
+	done := make(chan struct{})
+	go func() { e.s.Run(ctx, time.Hour); close(done) }()
+	deadline := time.Now().Add(10 * time.Second)
+	for e.balance("escrow:job-1") != 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("Run did not sweep job-1")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	cancel()
+	<-done
+}
