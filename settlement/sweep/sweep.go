@@ -30,8 +30,8 @@
 //
 // Each decision is journalled in the ledger ([settlement.Ledger.RecordSweep])
 // before it is posted and marked with its attestation's digest after the
-// attestation is logged. A pass first finishes every pending sweep: it
-// replays the journalled request (the ledger returns the original
+// attestation is logged. A pass first finishes every pending sweep (whose
+// workflow has not been revived): it replays the journalled request (the ledger returns the original
 // transaction, with Replayed set) and attests it (the recorder returns the
 // envelope already stored for the stage). So a crash between posting and
 // attesting is attested by the next pass, and a second sweep of a finished
@@ -212,7 +212,14 @@ func (s *Sweeper) Sweep(ctx context.Context, dryRun bool) (Report, error) {
 		inPending[sw.Job] = true
 		a := actionOf(sw)
 		a.Action = ActionReattest
-		if !dryRun {
+		// A workflow revived since (a reset) is left to act first; the
+		// sweep finishes once it has closed again.
+		if st, err := s.Jobs.JobState(ctx, sw.Job); err != nil {
+			a.Error = fmt.Sprintf("workflow state: %v", err)
+		} else if st == Running {
+			r.Running++
+			continue
+		} else if !dryRun {
 			a = s.finish(ctx, sw, a)
 		}
 		r.add(a)

@@ -443,6 +443,11 @@ func TestCrashBeforeAttestReattests(t *testing.T) {
 	if got := e.balance("tenant:acme"); got != 10_000 {
 		t.Fatalf("tenant = %d, want refunded before the crash", got)
 	}
+	e.states.states["job-1"] = Running // reset meanwhile: left alone
+	if r := e.sweep(false); r.Running != 1 || len(r.Actions) != 0 {
+		t.Fatalf("pass while the workflow runs = %+v, want it left alone", r)
+	}
+	delete(e.states.states, "job-1")
 	r = e.sweep(false)
 	if r.Reattested != 1 || r.Failed != 0 || r.Actions[0].Refunded != 1200 || r.Actions[0].Attestation == "" {
 		t.Fatalf("second pass = %+v, want the refund attested", r)
