@@ -189,3 +189,18 @@ func (l *Ledger) updateSweep(ctx context.Context, query string, args ...any) err
 	}
 	return nil
 }
+
+// Validate reports a request that [Ledger.Settle] would refuse whatever the
+// ledger holds (bad names, amounts, usage, rates, shares or SLA terms), so
+// that a sweeper can decide on another request instead of journalling one
+// that can never post.
+func (r SettleRequest) Validate() error {
+	if err := r.validate(); err != nil {
+		return err
+	}
+	if _, err := Meter(r.Usage, r.Rates); err != nil {
+		return err
+	}
+	_, err := EvaluateSLA(r.SLA, r.Outcome)
+	return err
+}

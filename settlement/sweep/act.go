@@ -59,6 +59,9 @@ func (s *Sweeper) decide(ctx context.Context, h settlement.HeldEscrow, st State)
 	if s.Rates != nil {
 		req.Rates = s.Rates(h.Provider)
 	}
+	if err := req.Validate(); err != nil {
+		return release(fmt.Sprintf("attested terms unusable: %v", err))
+	}
 	sw.Kind, sw.Settle = settlement.SweepSettle, &req
 	return sw, "execution attested: metered work paid", nil
 }

@@ -518,3 +518,24 @@ func TestRun(t *testing.T) {
 	cancel()
 	<-done
 }
+
+// Attested terms the ledger would refuse (here an SLA refund of 500 %)
+// refund the job rather than leave a settle that can never post.
+func TestUnusableTermsRefunded(t *testing.T) {
+	e := newEnv(t)
+	if _, err := e.l.Hold(e.ctx, settlement.HoldRequest{Job: "job-1", Tenant: "acme", Provider: "gpu-co", Currency: "USD",
+		Price: 1000, MarginBP: 2000, Cap: 2000, Attempt: WorkflowAttempt}); err != nil {
+		t.Fatal(err)
+	}
+	e.attest("job-1", predicate.StageSpec, predicate.Spec{DocumentDigest: provenance.Digest([]byte("job-1"))})
+	e.attest("job-1", predicate.StageAdmission, predicate.Admission{Allowed: true})
+	rec, _ := json.Marshal(map[string]any{"awards": []map[string]any{{"provider": "gpu-co", "sla": sla.Terms{RefundPercent: 500}}}})
+	e.attest("job-1", predicate.StageNegotiation, predicate.Negotiation{Provider: "gpu-co", Price: 1000, Currency: "USD", Record: rec})
+	e.attest("job-1", predicate.StagePlacement, predicate.Placement{Provider: "gpu-co", Held: 1200, Currency: "USD"})
+	e.execute("job-1")
+	r := e.sweep(false)
+	if r.Released != 1 || r.Failed != 0 || !strings.Contains(r.Actions[0].Basis, "attested terms unusable") {
+		t.Fatalf("report = %+v, want a refund", r)
+	}
+	e.checkLedger()
+}
