@@ -53,6 +53,11 @@
 //   - [Ledger.Release] is the compensation: the whole escrow back to the
 //     tenant; harmless on a job that was never held or already released
 //     (key job/release/attempt).
+//   - [Ledger.HeldEscrows] lists escrow still held past a cut-off, and
+//     [Ledger.RecordSweep], [Ledger.PendingSweeps] and
+//     [Ledger.MarkSweepAttested] journal what package settlement/sweep
+//     decided for escrow no workflow will release (it posts through Settle
+//     and Release under the workflow's own keys).
 //
 // # Storage
 //

@@ -235,6 +235,14 @@ func (l *Ledger) migrate(ctx context.Context) error {
 			updated BIGINT NOT NULL)`,
 		`CREATE INDEX IF NOT EXISTS ledger_jobs_tenant ON ledger_jobs (tenant)`,
 		`CREATE INDEX IF NOT EXISTS ledger_jobs_provider ON ledger_jobs (provider)`,
+		`CREATE INDEX IF NOT EXISTS ledger_jobs_state ON ledger_jobs (state, updated)`,
+		`CREATE TABLE IF NOT EXISTS ledger_sweeps (
+			job TEXT PRIMARY KEY,
+			kind TEXT NOT NULL,
+			reason TEXT NOT NULL,
+			request TEXT NOT NULL,
+			created BIGINT NOT NULL,
+			attested TEXT NOT NULL DEFAULT '')`,
 	}
 	return l.retry(ctx, func() error {
 		tx, err := l.db.BeginTx(ctx, nil)

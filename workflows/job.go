@@ -318,10 +318,20 @@ func (j *job) settleWork(ctx workflow.Context, cause error) error {
 	j.comp = append(j.comp, "settle-work")
 	if err := j.attest(ctx, predicate.StageSettlement, nil, predicate.Settlement{
 		Header: j.header(), Paid: st.Paid, Refunded: st.Refunded, Currency: st.Currency, Record: rawOrNull(st.Record),
+		Reason: "work done: settled after " + workDoneCause(cause),
 	}, nil); err != nil {
 		j.log.Info("settlement attestation failed", "job_id", j.in.JobID, "error", err, "cause", cause)
 	}
 	return nil
+}
+
+// workDoneCause names why a job that executed did not settle normally.
+func workDoneCause(err error) string {
+	var f *failure
+	if errors.As(err, &f) {
+		return f.class
+	}
+	return ClassInternal
 }
 
 func (j *job) negotiate(ctx workflow.Context) error {

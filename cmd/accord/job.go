@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"syscall"
@@ -97,6 +98,7 @@ func devCmd() *cobra.Command {
 	var lf localFlags
 	var metrics, rekorListen string
 	var keepContainerd bool
+	var sf sweepFlags
 	tun := workers.DefaultTuning()
 	cmd := &cobra.Command{
 		Use:   "dev",
@@ -114,6 +116,9 @@ func devCmd() *cobra.Command {
 			if err := tuning(cmd, &tun); err != nil {
 				return err
 			}
+			if err := sf.check(); err != nil {
+				return err
+			}
 			ctx, cancel := signalContext()
 			defer cancel()
 			st, err := stack.Start(ctx, stack.Options{
@@ -124,6 +129,7 @@ func devCmd() *cobra.Command {
 				return err
 			}
 			defer stopStack(st, keepContainerd)
+			defer sf.start(ctx, st.Local.Sweeper(jobclient.States{Client: st.Client}, sf.after))()
 			info := map[string]string{
 				"temporal_address": st.Server.Address(), "namespace": st.Server.Namespace(),
 				"metrics": st.MetricsAddr, "home": home, "status": "running",
@@ -155,6 +161,7 @@ func devCmd() *cobra.Command {
 			return nil
 		},
 	}
+	sf.add(cmd)
 	cmd.Flags().IntVar(&port, "port", 7233, "frontend port of the embedded Temporal server")
 	cmd.Flags().IntVar(&uiPort, "ui-port", 8233, "Temporal Web UI port (0: off)")
 	cmd.Flags().StringVar(&metrics, "metrics-addr", envOr("ACCORD_METRICS_ADDR", "127.0.0.1:9464"), "Prometheus metrics listen address ($ACCORD_METRICS_ADDR)")
@@ -170,13 +177,16 @@ func workerCmd() *cobra.Command {
 	var queues []string
 	var lf localFlags
 	var metrics string
+	var sf sweepFlags
 	tun := workers.DefaultTuning()
 	cmd := &cobra.Command{
 		Use:   "worker",
 		Short: "Run a worker against a Temporal cluster (job workflow and activities)",
 		Example: `  accord worker --temporal-address temporal.example.com:7233 --namespace accord
   accord worker --queues accord-execution --tls-ca ca.pem --tls-cert client.pem --tls-key client.key
-  accord worker --host-inputs /srv/accord/images    # operators' own specs may import archives from here`,
+  accord worker --host-inputs /srv/accord/images    # operators' own specs may import archives from here
+  accord worker --sweep-every 30m --sweep-after 48h
+  accord worker --sweep-every 0`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			home, err := cli.Home()
@@ -184,6 +194,9 @@ func workerCmd() *cobra.Command {
 				return err
 			}
 			if err := tuning(cmd, &tun); err != nil {
+				return err
+			}
+			if err := sf.check(); err != nil {
 				return err
 			}
 			ctx, cancel := signalContext()
@@ -212,6 +225,9 @@ func workerCmd() *cobra.Command {
 				return err
 			}
 			defer w.Stop()
+			if slices.Contains(queues, workflows.TaskQueueControl) {
+				defer sf.start(ctx, host.Sweeper(jobclient.States{Client: c}, sf.after))()
+			}
 			if err := cli.Print(cmd, map[string]any{"status": "running", "temporal_address": tf.address, "queues": queues, "metrics": metrics},
 				func(wr cli.Writer) {
 					wr.Printf("accord worker: polling %v on %s (namespace %s), metrics on %s\n", queues, tf.address, tf.namespace, metrics)
@@ -226,6 +242,7 @@ func workerCmd() *cobra.Command {
 	cmd.Flags().StringSliceVar(&queues, "queues", strings.Split(envOr("ACCORD_QUEUES", workflows.TaskQueueControl+","+workflows.TaskQueueExecution), ","), "task queues to poll ($ACCORD_QUEUES)")
 	cmd.Flags().StringVar(&metrics, "metrics-addr", envOr("ACCORD_METRICS_ADDR", "127.0.0.1:9464"), "Prometheus metrics listen address, empty: off ($ACCORD_METRICS_ADDR)")
 	lf.add(cmd)
+	sf.add(cmd)
 	tun.AddFlags(cmd.Flags())
 	return cmd
 }

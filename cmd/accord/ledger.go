@@ -83,10 +83,11 @@ func init() {
 		Short: "Inspect and fund the settlement ledger",
 		Example: `  accord ledger deposit demo 500.00
   accord ledger statement tenant:demo
-  accord ledger check --ledger-dsn postgres://accord@localhost/accord`,
+  accord ledger check --ledger-dsn postgres://accord@localhost/accord
+  accord ledger sweep --dry-run`,
 	}
 	addLedgerDSNFlag(ledger)
-	ledger.AddCommand(ledgerBalanceCmd(), ledgerStatementCmd(), ledgerCheckCmd(), ledgerDepositCmd(), ledgerCreditCmd())
+	ledger.AddCommand(ledgerBalanceCmd(), ledgerStatementCmd(), ledgerCheckCmd(), ledgerDepositCmd(), ledgerCreditCmd(), ledgerSweepCmd())
 	root.AddCommand(ledger)
 	providerCommand().AddCommand(providerBondCmd())
 }

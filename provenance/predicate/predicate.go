@@ -169,6 +169,11 @@ type Settlement struct {
 	Usage  *MeteredUsage   `json:"usage,omitempty"`
 	Rates  *Rates          `json:"rates,omitempty"`
 	Record json.RawMessage `json:"record,omitempty"`
+	// Reason says why a job settled other than through its workflow's
+	// settle stage: "swept: workflow closed" (the escrow sweeper), "work
+	// done: settled after cancelled" (a failure or cancel after execution);
+	// empty for the workflow's settle stage.
+	Reason string `json:"reason,omitempty"`
 }
 
 // MeteredUsage is usage in integer milli-units (settlement.Usage's JSON).

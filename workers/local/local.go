@@ -84,6 +84,12 @@ type Host struct {
 	Log        tlog.Log
 	Runtime    runtimes.Runtime
 	Store      *policies.Store
+	// Recorder signs and logs stage attestations with the worker's key into
+	// Provenance, the home's attestation store.
+	Recorder   *provenance.Recorder
+	Provenance *provenance.Store
+	home       string
+	feeBP      int64
 	closers    []func() error
 }
 
@@ -105,7 +111,7 @@ func Open(ctx context.Context, o Options) (*Host, error) {
 	if err != nil {
 		return nil, err
 	}
-	l := &Host{}
+	l := &Host{home: o.Home, feeBP: o.FeeBP}
 	fail := func(err error) (*Host, error) {
 		l.Close()
 		return nil, err
@@ -160,6 +166,8 @@ func Open(ctx context.Context, o Options) (*Host, error) {
 		return fail(err)
 	}
 	poolStore := pools.Open(o.Home)
+	l.Provenance = provenance.NewStore(provenance.DefaultStoreDir(o.Home))
+	l.Recorder = provenance.NewRecorder(l.Log, key, l.Provenance)
 	l.Activities = &activities.Activities{
 		Compiler: activities.SpecCompiler{},
 		Admitter: activities.PolicyAdmitter{A: &policies.Admitter{Policies: set, Store: l.Store, AutoCreate: o.AutoCreateTenants, Verify: specVerifier(o.Home)}},
@@ -180,7 +188,7 @@ func Open(ctx context.Context, o Options) (*Host, error) {
 		// its reservation and a settled one replaces it by what it spent.
 		Quota:       l.Store,
 		Artifacts:   artifacts.Local{Dir: artifacts.DefaultDir(o.Home)},
-		Attestor:    activities.RecorderAttestor{R: provenance.NewRecorder(l.Log, key, provenance.NewStore(provenance.DefaultStoreDir(o.Home)))},
+		Attestor:    activities.RecorderAttestor{R: l.Recorder},
 		Runtimes:    map[string]runtimes.Runtime{rt.Name(): rt},
 		OpenRuntime: openPoolRuntime(poolStore),
 		// Acceptance tests run here, on this host's containerd, whoever

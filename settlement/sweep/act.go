@@ -1,0 +1,198 @@
+package sweep
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+
+	"github.com/accordmesh/accord/provenance"
+	"github.com/accordmesh/accord/provenance/predicate"
+	"github.com/accordmesh/accord/settlement"
+)
+
+// WorkflowAttempt is the attempt in the idempotency keys the job workflow's
+// ledger activities use (activities.SettlementLedger: Key(job, "settle", 1),
+// Key(job, "release", 1)). A sweep posts under the same keys, so that a
+// sweep and a late workflow claim one key and one of them posts nothing.
+const WorkflowAttempt = 1
+
+// decide picks a sweep's ledger request from the job's attested work;
+// basis says why.
+func (s *Sweeper) decide(ctx context.Context, h settlement.HeldEscrow, st State) (settlement.Sweep, string, error) {
+	sw := settlement.Sweep{Job: h.Job, Reason: Reason(st), Escrow: h}
+	release := func(basis string) (settlement.Sweep, string, error) {
+		sw.Kind, sw.Release = settlement.SweepRelease, &settlement.ReleaseRequest{Job: h.Job, Attempt: WorkflowAttempt}
+		return sw, basis, nil
+	}
+	w, err := s.Evidence.Work(ctx, h.Job)
+	if err != nil {
+		return sw, "", err
+	}
+	for _, r := range w.Rejected {
+		s.log().Warn("sweep: ignoring an attestation that does not verify", "job_id", h.Job, "problem", r)
+	}
+	switch {
+	case !w.Executed:
+		return release("no attested execution")
+	case w.Verified != nil && !*w.Verified:
+		return release("acceptance tests attested failed")
+	case w.Provider != h.Provider || w.Currency != h.Currency:
+		return release(fmt.Sprintf("attested award (%s, %s) is not the hold's (%s, %s)", w.Provider, w.Currency, h.Provider, h.Currency))
+	}
+	u, err := settlement.UsageFromSeconds(w.Usage.WallSeconds, w.Usage.CPUSeconds, w.Usage.MemGBSeconds, w.Usage.GPUSeconds)
+	if err != nil {
+		return release(fmt.Sprintf("attested usage unusable: %v", err))
+	}
+	req := settlement.SettleRequest{
+		Job: h.Job, Attempt: WorkflowAttempt, Succeeded: w.Verified != nil, Price: w.Price, Usage: u, FeeBP: s.FeeBP,
+		// Execution starts when the job is placed: the workflow's rule when
+		// no placement time is recorded.
+		Outcome: settlement.Outcome{Placed: w.Started, Finished: w.Finished},
+	}
+	if !w.Started.IsZero() && !w.Finished.IsZero() {
+		req.Outcome.Duration = w.Finished.Sub(w.Started)
+	}
+	if w.SLA != nil {
+		req.SLA = *w.SLA
+	}
+	if s.Rates != nil {
+		req.Rates = s.Rates(h.Provider)
+	}
+	if err := req.Validate(); err != nil {
+		return release(fmt.Sprintf("attested terms unusable: %v", err))
+	}
+	sw.Kind, sw.Settle = settlement.SweepSettle, &req
+	return sw, "execution attested: metered work paid", nil
+}
+
+// errLost: the workflow settled or released the escrow before the sweep.
+var errLost = errors.New("sweep: the workflow settled or released the escrow first")
+
+// finish posts a journalled sweep (a replay returns the original), moves
+// the quota, attests and marks the sweep attested; a lost race is dropped.
+func (s *Sweeper) finish(ctx context.Context, sw settlement.Sweep, a Action) Action {
+	log := s.log().With("job_id", sw.Job, "action", sw.Kind, "reason", sw.Reason)
+	res, err := s.post(ctx, sw)
+	if errors.Is(err, errLost) {
+		a.Action = ActionLost
+		if err := s.Ledger.DropSweep(ctx, sw.Job); err != nil {
+			a.Error = err.Error()
+		}
+		log.Info("sweep: the workflow moved the escrow first; nothing swept")
+		return a
+	}
+	if err != nil {
+		a.Error = err.Error()
+		log.Warn("sweep: post failed", "err", err)
+		return a
+	}
+	a.Paid, a.Refunded = res.Payable, res.Refund
+	if err := s.quota(ctx, sw, res); err != nil {
+		a.Error = err.Error()
+		log.Warn("sweep: quota failed", "err", err)
+		return a
+	}
+	att, err := s.attest(ctx, sw, res)
+	if err == nil {
+		err = s.Ledger.MarkSweepAttested(ctx, sw.Job, att.Digest)
+	}
+	if err != nil {
+		// Posted but not attested: the sweep stays pending and the next
+		// pass replays and attests it.
+		a.Error = err.Error()
+		log.Warn("sweep: posted, attestation pending", "err", err)
+		return a
+	}
+	a.Attestation = att.Digest
+	log.Info("swept escrow", "paid", res.Payable, "refunded", res.Refund, "currency", res.Currency, "attestation", att.Digest)
+	return a
+}
+
+// post runs the sweep's ledger request. A release is returned as a
+// settlement that paid nothing, so that one record shape serves both.
+func (s *Sweeper) post(ctx context.Context, sw settlement.Sweep) (*settlement.Settlement, error) {
+	if sw.Settle != nil {
+		st, err := s.Ledger.Settle(ctx, *sw.Settle)
+		if errors.Is(err, settlement.ErrJobState) || errors.Is(err, settlement.ErrKeyReused) {
+			return nil, fmt.Errorf("%w: %v", errLost, err)
+		}
+		if err != nil {
+			return nil, fmt.Errorf("sweep: settle %s: %w", sw.Job, err)
+		}
+		return st, nil
+	}
+	tx, err := s.Ledger.Release(ctx, *sw.Release)
+	if errors.Is(err, settlement.ErrJobState) || errors.Is(err, settlement.ErrKeyReused) {
+		return nil, fmt.Errorf("%w: %v", errLost, err)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("sweep: release %s: %w", sw.Job, err)
+	}
+	if tx.ID == 0 { // nothing held: released before, by the workflow
+		return nil, errLost
+	}
+	var refunded int64
+	for _, p := range tx.Postings {
+		if p.Account == settlement.TenantAccount(sw.Escrow.Tenant) && p.Amount > 0 {
+			refunded += p.Amount
+		}
+	}
+	e := sw.Escrow
+	return &settlement.Settlement{Job: e.Job, Tenant: e.Tenant, Provider: e.Provider, Currency: e.Currency,
+		Held: refunded, Refund: refunded, Transaction: *tx}, nil
+}
+
+// quota replaces the job's reservation by what it spent, or releases it.
+func (s *Sweeper) quota(ctx context.Context, sw settlement.Sweep, res *settlement.Settlement) error {
+	if s.Quota == nil {
+		return nil
+	}
+	if sw.Settle == nil {
+		if err := s.Quota.Release(ctx, sw.Job); err != nil {
+			return fmt.Errorf("sweep: release quota of %s: %w", sw.Job, err)
+		}
+		return nil
+	}
+	gpuHours := float64(sw.Settle.Usage.GPUMillis) / 3_600_000
+	if err := s.Quota.Consume(ctx, sw.Job, res.Payable, gpuHours); err != nil {
+		return fmt.Errorf("sweep: consume quota of %s: %w", sw.Job, err)
+	}
+	return nil
+}
+
+// attest signs and logs the sweep as the job's settlement stage, chained to
+// the latest attested stage (a swept job's chain has a gap where the
+// stages its workflow never reached would be; the audit names them).
+func (s *Sweeper) attest(ctx context.Context, sw settlement.Sweep, res *settlement.Settlement) (*provenance.Attestation, error) {
+	w, err := s.Evidence.Work(ctx, sw.Job)
+	if err != nil {
+		return nil, err
+	}
+	if w.Last == "" {
+		return nil, fmt.Errorf("sweep: %s has no attested stage to chain the settlement to", sw.Job)
+	}
+	rec, err := json.Marshal(res)
+	if err != nil {
+		return nil, fmt.Errorf("sweep: encode settlement of %s: %w", sw.Job, err)
+	}
+	pred := predicate.Settlement{
+		Header: predicate.Header{JobID: sw.Job}, Paid: res.Payable, Refunded: res.Refund, Currency: res.Currency,
+		Record: rec, Reason: sw.Reason,
+	}
+	if sw.Settle != nil {
+		u, r := sw.Settle.Usage, sw.Settle.Rates
+		pred.Usage, pred.Rates = &u, &r
+	}
+	b, err := json.Marshal(pred)
+	if err != nil {
+		return nil, fmt.Errorf("sweep: encode settlement predicate of %s: %w", sw.Job, err)
+	}
+	att, err := s.Attestor.Attest(ctx, provenance.AttestRequest{
+		JobID: sw.Job, Stage: provenance.StageSettlement, Previous: w.Last, Predicate: b,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("sweep: attest %s: %w", sw.Job, err)
+	}
+	return att, nil
+}

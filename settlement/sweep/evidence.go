@@ -1,0 +1,172 @@
+package sweep
+
+import (
+	"context"
+	"crypto"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/accordmesh/accord/provenance"
+	"github.com/accordmesh/accord/provenance/predicate"
+	"github.com/accordmesh/accord/runtimes"
+	"github.com/accordmesh/accord/settlement/sla"
+)
+
+// Work is what a job's attestations say about the work it did: the facts a
+// sweep settles on. Only signed, trusted stage attestations count.
+type Work struct {
+	// Executed is true when the execution stage is attested: every task
+	// finished (the workflow attests execution only then).
+	Executed bool
+	// Usage is the sum of the attested tasks' metered usage.
+	Usage runtimes.Usage
+	// Started and Finished are the earliest task start and latest task end.
+	Started, Finished time.Time
+	// Verified is the attested verification verdict; nil when the
+	// verification stage is not attested.
+	Verified *bool
+	// Provider, Price and Currency are the negotiation's; SLA the terms the
+	// winning provider agreed to (nil: none recorded).
+	Provider string
+	Price    int64
+	Currency string
+	SLA      *sla.Terms
+	// Last is the digest of the latest attested stage before settlement
+	// (what a settlement statement chains to); LastStage names it.
+	Last, LastStage string
+	// Settled is the digest of an already attested settlement stage.
+	Settled string
+	// Rejected lists stored stages that did not verify (bad signature,
+	// untrusted key, wrong job or stage) and were ignored.
+	Rejected []string
+}
+
+// Evidence reads a job's attested work. A job without trustworthy
+// attestations has a zero Work (Executed false): it is refunded.
+type Evidence interface {
+	Work(ctx context.Context, jobID string) (Work, error)
+}
+
+// Attestations is the Evidence of a local provenance store: each stage
+// envelope must verify with a key trusted for stage attestations and name
+// the job and stage it is stored under, or it is ignored and listed in
+// Work.Rejected (so a job whose execution does not verify is refunded,
+// never paid).
+type Attestations struct {
+	Store *provenance.Store
+	// Keys returns the keys trusted to sign stages (read on each call, so
+	// that `accord keys trust` takes effect at the next sweep).
+	Keys func() ([]crypto.PublicKey, error)
+}
+
+// Work implements Evidence.
+func (a Attestations) Work(ctx context.Context, jobID string) (Work, error) {
+	keys, err := a.Keys()
+	if err != nil {
+		return Work{}, fmt.Errorf("sweep: trusted keys: %w", err)
+	}
+	var w Work
+	for _, stage := range provenance.Stages {
+		att, err := a.Store.Get(jobID, stage)
+		if errors.Is(err, provenance.ErrNotFound) {
+			continue
+		}
+		if err != nil {
+			return Work{}, fmt.Errorf("sweep: %s attestation of %s: %w", stage, jobID, err)
+		}
+		st, err := verified(ctx, att, jobID, stage, keys)
+		if err != nil {
+			// Not evidence: the stage counts as never attested.
+			w.Rejected = append(w.Rejected, stage+": "+err.Error())
+			continue
+		}
+		if stage == provenance.StageSettlement {
+			w.Settled = att.Digest
+			continue
+		}
+		w.Last, w.LastStage = att.Digest, stage
+		if err := w.add(stage, st); err != nil {
+			return Work{}, fmt.Errorf("sweep: %s attestation of %s: %w", stage, jobID, err)
+		}
+	}
+	return w, nil
+}
+
+// verified checks an envelope's signature, digest, job and stage.
+func verified(ctx context.Context, att *provenance.Attestation, jobID, stage string, keys []crypto.PublicKey) (*provenance.Statement, error) {
+	if provenance.Digest(att.Envelope) != att.Digest {
+		return nil, fmt.Errorf("%w: stored digest %s does not match the envelope", provenance.ErrDigest, att.Digest)
+	}
+	payload, _, err := provenance.VerifyEnvelope(ctx, att.Envelope, keys...)
+	if err != nil {
+		return nil, err
+	}
+	st, err := provenance.ParseStatement(payload)
+	if err != nil {
+		return nil, err
+	}
+	h, err := st.Header()
+	if err != nil {
+		return nil, err
+	}
+	if h.JobID != jobID || h.Stage != stage || st.PredicateType != provenance.PredicateType(stage) {
+		return nil, fmt.Errorf("%w: envelope is job %s stage %s, stored as job %s stage %s", provenance.ErrBadStatement, h.JobID, h.Stage, jobID, stage)
+	}
+	return st, nil
+}
+
+func (w *Work) add(stage string, st *provenance.Statement) error {
+	switch stage {
+	case provenance.StageNegotiation:
+		var p predicate.Negotiation
+		if err := st.DecodePredicate(&p); err != nil {
+			return err
+		}
+		w.Provider, w.Price, w.Currency, w.SLA = p.Provider, p.Price, p.Currency, agreedSLA(p)
+	case provenance.StageExecution:
+		var p predicate.Execution
+		if err := st.DecodePredicate(&p); err != nil {
+			return err
+		}
+		w.Executed = true
+		for _, t := range p.Tasks {
+			w.Usage = w.Usage.Add(t.Usage)
+			if t.StartedAt != nil && (w.Started.IsZero() || t.StartedAt.Before(w.Started)) {
+				w.Started = t.StartedAt.UTC()
+			}
+			if t.FinishedAt != nil && t.FinishedAt.After(w.Finished) {
+				w.Finished = t.FinishedAt.UTC()
+			}
+		}
+	case provenance.StageVerification:
+		var p predicate.Verification
+		if err := st.DecodePredicate(&p); err != nil {
+			return err
+		}
+		w.Verified = &p.Passed
+	}
+	return nil
+}
+
+// agreedSLA finds the winning provider's agreed terms in the negotiation
+// record (the market's result: awards with their SLA); nil when absent.
+func agreedSLA(p predicate.Negotiation) *sla.Terms {
+	var rec struct {
+		Awards []struct {
+			Provider string     `json:"provider"`
+			SLA      *sla.Terms `json:"sla"`
+		} `json:"awards"`
+	}
+	if len(p.Record) == 0 || json.Unmarshal(p.Record, &rec) != nil {
+		return nil
+	}
+	for _, a := range rec.Awards {
+		if a.Provider == p.Provider && a.SLA != nil {
+			t := *a.SLA
+			return &t
+		}
+	}
+	return nil
+}
