@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/accordmesh/accord/internal/bounded"
 	"github.com/accordmesh/accord/market"
 	"github.com/accordmesh/accord/market/broker"
 	"github.com/accordmesh/accord/policies"
@@ -249,6 +250,10 @@ func (m MarketNegotiator) Negotiate(ctx context.Context, jobID string, plan *spe
 	return out, nil
 }
 
+// maxSignature bounds a spec's detached signature (a DSSE envelope over
+// the composed bundle's digests).
+const maxSignature = 1 << 20
+
 // readSigned reads the submitted spec document and its detached signature
 // (path + ".sig", absent when unsigned). The document must still be the one
 // submitted: a spec edited after submission is refused, permanently.
@@ -256,7 +261,7 @@ func readSigned(path, digest string) (doc, sig []byte, err error) {
 	if path == "" {
 		return nil, nil, nil
 	}
-	doc, err = os.ReadFile(path)
+	doc, err = bounded.ReadFile(path, specs.MaxFileSize)
 	if err != nil {
 		return nil, nil, fmt.Errorf("activities: read spec: %w", err)
 	}
@@ -264,7 +269,7 @@ func readSigned(path, digest string) (doc, sig []byte, err error) {
 		return nil, nil, permanent(workflows.ErrTypeInvalidSpec,
 			fmt.Errorf("activities: %s changed since it was compiled (digest %s, want %s)", path, provenance.Digest(doc), digest))
 	}
-	sig, err = os.ReadFile(path + provenance.SpecSignatureExt)
+	sig, err = bounded.ReadFile(path+provenance.SpecSignatureExt, maxSignature)
 	if errors.Is(err, os.ErrNotExist) {
 		return doc, nil, nil
 	}

@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/accordmesh/accord/internal/bounded"
 	"github.com/accordmesh/accord/specs"
 	"github.com/accordmesh/accord/workflows"
 )
@@ -169,7 +170,13 @@ func checkInRoot(root, rel string) (string, error) {
 // it with want ("sha256:<hex>"). Pins apply to files: a directory, device
 // or fifo is refused, not read.
 func checkPin(p, want string) error {
-	f, err := os.Open(p)
+	if fi, err := os.Stat(p); err == nil && fi.IsDir() {
+		return errors.New("sha256 pins apply to files, and this input is a directory (push it with accord data push and use artifact:)")
+	}
+	f, err := bounded.Open(p)
+	if errors.Is(err, bounded.ErrNotRegular) {
+		return errors.New("sha256 pin: the input is not a regular file")
+	}
 	if err != nil {
 		return fmt.Errorf("sha256 pin: %w", errors.Unwrap(err))
 	}
@@ -177,12 +184,6 @@ func checkPin(p, want string) error {
 	fi, err := f.Stat()
 	if err != nil {
 		return fmt.Errorf("sha256 pin: %w", err)
-	}
-	if fi.IsDir() {
-		return errors.New("sha256 pins apply to files, and this input is a directory (push it with accord data push and use artifact:)")
-	}
-	if !fi.Mode().IsRegular() {
-		return errors.New("sha256 pin: the input is not a regular file")
 	}
 	h := sha256.New()
 	if _, err := io.Copy(h, io.LimitReader(f, fi.Size())); err != nil {

@@ -14,6 +14,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/accordmesh/accord/internal/bounded"
 	"github.com/accordmesh/accord/runtimes"
 	"github.com/accordmesh/accord/specs"
 	"github.com/accordmesh/accord/workflows"
@@ -161,9 +162,12 @@ const MaxMetricFile = 1 << 20
 // MaxMetricFile bytes; a larger file, or one that is not a regular file,
 // is refused unread.
 func readMetric(path, metric string) (float64, error) {
-	b, err := readBounded(path, MaxMetricFile)
+	b, err := bounded.ReadFile(path, MaxMetricFile)
+	if errors.Is(err, bounded.ErrTooLarge) {
+		return 0, fmt.Errorf("larger than the %d-byte limit for metric files", MaxMetricFile)
+	}
 	if err != nil {
-		return 0, err
+		return 0, errors.Unwrap(err)
 	}
 	var v any
 	if err := json.Unmarshal(b, &v); err != nil {
@@ -183,30 +187,6 @@ func readMetric(path, metric string) (float64, error) {
 		return 0, fmt.Errorf("not a number: %v", v)
 	}
 	return f, nil
-}
-
-// readBounded reads the regular file at path, refusing one over max bytes.
-func readBounded(path string, max int64) ([]byte, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, errors.Unwrap(err)
-	}
-	defer f.Close()
-	fi, err := f.Stat()
-	if err != nil {
-		return nil, err
-	}
-	if !fi.Mode().IsRegular() {
-		return nil, errors.New("not a regular file")
-	}
-	b, err := io.ReadAll(io.LimitReader(f, max+1))
-	if err != nil {
-		return nil, err
-	}
-	if int64(len(b)) > max {
-		return nil, fmt.Errorf("larger than the %d-byte limit for metric files", max)
-	}
-	return b, nil
 }
 
 func compare(v float64, op string, bound float64) bool {

@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"os"
 	"path"
@@ -14,12 +13,12 @@ import (
 	"regexp"
 	"sort"
 	"strings"
-	"syscall"
 	"time"
 	"unicode/utf8"
 
 	"github.com/hashicorp/nomad/api"
 
+	"github.com/accordmesh/accord/internal/bounded"
 	"github.com/accordmesh/accord/runtimes"
 )
 
@@ -296,8 +295,8 @@ func addInputs(cfg Config, task *api.Task, spec runtimes.TaskSpec) error {
 		}
 		sort.Strings(rels)
 		for _, rel := range rels {
-			b, err := readInput(files[rel], maxInputBytes-total)
-			if errors.Is(err, errInputTooLarge) {
+			b, err := bounded.ReadFile(files[rel], int64(maxInputBytes-total))
+			if errors.Is(err, bounded.ErrTooLarge) {
 				return fmt.Errorf("%w: task %s: inputs exceed %d bytes; Nomad jobs carry inputs inline", runtimes.ErrInvalid, spec.ID, maxInputBytes)
 			}
 			if err != nil {
@@ -313,38 +312,6 @@ func addInputs(cfg Config, task *api.Task, spec runtimes.TaskSpec) error {
 	}
 	conf["volumes"] = vols
 	return nil
-}
-
-// errInputTooLarge reports inputs over what a job may carry inline.
-var errInputTooLarge = errors.New("nomad: inputs too large")
-
-// readInput reads the regular file at p, at most max bytes: a fifo or
-// device (/dev/zero) is refused before it is read, and is opened
-// non-blocking in case one replaced the file since it was checked.
-func readInput(p string, max int) ([]byte, error) {
-	f, err := os.OpenFile(p, os.O_RDONLY|syscall.O_NONBLOCK, 0)
-	if err != nil {
-		return nil, errors.Unwrap(err)
-	}
-	defer f.Close()
-	fi, err := f.Stat()
-	if err != nil {
-		return nil, err
-	}
-	if !fi.Mode().IsRegular() {
-		return nil, errors.New("not a regular file")
-	}
-	if fi.Size() > int64(max) {
-		return nil, errInputTooLarge
-	}
-	b, err := io.ReadAll(io.LimitReader(f, int64(max)+1))
-	if err != nil {
-		return nil, err
-	}
-	if len(b) > max {
-		return nil, errInputTooLarge
-	}
-	return b, nil
 }
 
 // cleanOutput normalises a declared output path, which must stay inside the
