@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/accordmesh/accord/internal/bounded"
 	"github.com/accordmesh/accord/runtimes"
@@ -54,7 +55,7 @@ func (a *Activities) runTest(ctx context.Context, in workflows.VerifyInput, plan
 	var details []string
 	failf := func(format string, args ...any) {
 		res.Passed = false
-		details = append(details, fmt.Sprintf(format, args...))
+		details = append(details, truncate(fmt.Sprintf(format, args...), MaxTestDetail/4))
 	}
 	status, ok := in.Tasks[t.Task]
 	if !ok || status.State != workflows.TaskSucceeded {
@@ -90,8 +91,25 @@ func (a *Activities) runTest(ctx context.Context, in workflows.VerifyInput, plan
 			failf("command exited %d (%s), want %d", code, reason, t.ExpectExit)
 		}
 	}
-	res.Detail = strings.Join(details, "; ")
+	res.Detail = truncate(strings.Join(details, "; "), MaxTestDetail)
 	return res, nil
+}
+
+// MaxTestDetail bounds a test result's detail, which goes into the
+// verification attestation and the receipt: parts of it (a metric's
+// value) are the tenant's outputs.
+const MaxTestDetail = 2048
+
+// truncate cuts s to at most max bytes, on a rune boundary, marking the cut.
+func truncate(s string, max int) string {
+	if len(s) <= max {
+		return s
+	}
+	cut := max - len("…")
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return s[:cut] + "…"
 }
 
 func (a *Activities) runTestContainer(ctx context.Context, in workflows.VerifyInput, plan *specs.Plan, n int, t specs.Test, outputs string) (int, string, error) {
