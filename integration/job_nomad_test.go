@@ -47,12 +47,9 @@ func llmFinetuneForPool(t *testing.T, dir, image string) string {
 	if i := strings.Index(s, "## Approval"); i >= 0 {
 		s = s[:i]
 	}
-	if err := os.MkdirAll(filepath.Join(dir, "images"), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Symlink(image, filepath.Join(dir, "images", "trainer.tar")); err != nil {
-		t.Fatal(err)
-	}
+	// The worker imports archives only under its --host-inputs roots
+	// (hostInputs: the repository's examples/images).
+	s = strings.ReplaceAll(s, "oci-archive:images/trainer.tar", "oci-archive:"+image)
 	p := filepath.Join(dir, "llm-finetune.md")
 	if err := os.WriteFile(p, []byte(s), 0o644); err != nil {
 		t.Fatal(err)
