@@ -3,7 +3,6 @@ package models
 import (
 	"crypto/sha256"
 	"encoding/hex"
-	"errors"
 	"fmt"
 	"io"
 	"io/fs"
@@ -89,7 +88,7 @@ func hashFile(root *os.Root, rel string) (File, error) {
 	}
 	h := sha256.New()
 	n, err := io.Copy(h, io.LimitReader(f, MaxFileSize+1))
-	if err != nil && !errors.Is(err, io.EOF) {
+	if err != nil {
 		return File{}, fmt.Errorf("read %q: %w", rel, err)
 	}
 	if n > MaxFileSize {

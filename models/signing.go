@@ -1,7 +1,6 @@
 package models
 
 import (
-	"bytes"
 	"context"
 	"crypto"
 	"crypto/sha256"
@@ -205,7 +204,7 @@ func verifyStatement(ctx context.Context, envelope []byte, trusted []crypto.Publ
 		PredicateType string                  `json:"predicateType"`
 		Predicate     SignaturePredicate      `json:"predicate"`
 	}
-	if err := json.NewDecoder(bytes.NewReader(payload)).Decode(&st); err != nil {
+	if err := json.Unmarshal(payload, &st); err != nil {
 		return nil, fmt.Errorf("%w: statement: %v", ErrVerify, err)
 	}
 	if st.Type != ita.StatementTypeUri || st.PredicateType != PredicateTypeSignature {
