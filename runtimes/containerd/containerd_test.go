@@ -156,13 +156,15 @@ func TestTimeout(t *testing.T) {
 	r := newRuntime(t)
 	spec := sh(t, "slow", "sleep 60")
 	spec.Resources.MaxDuration = time.Second
-	begin := time.Now()
 	st := runToEnd(t, r, spec)
 	if st.State != runtimes.StateTimedOut || !strings.Contains(st.Reason, "1s") {
 		t.Fatalf("status %+v", st)
 	}
-	if el := time.Since(begin); el > 20*time.Second {
-		t.Fatalf("timeout took %s", el)
+	// The task was killed at its limit, not left to its 60 s sleep: judged
+	// from the run's own start and end, which a loaded host (a scale test
+	// beside this one) cannot stretch the way it stretches starting it.
+	if ran := st.FinishedAt.Sub(st.StartedAt); st.StartedAt.IsZero() || ran > 30*time.Second {
+		t.Fatalf("the task ran %s (started %v), want it killed after about 1s", ran, st.StartedAt)
 	}
 	if err := r.Cleanup(context.Background(), spec.ID); err != nil {
 		t.Fatal(err)
