@@ -81,18 +81,7 @@ func newAdversary(t *testing.T) *adversary {
 	}
 	a := &adversary{t: t, home: home, st: st}
 	store := st.Local.Store
-	for _, n := range []string{"mallory", "victim"} {
-		if err := store.PutTenant(ctx, policies.Tenant{Name: n, Currency: "USD"}); err != nil {
-			t.Fatal(err)
-		}
-	}
-	token := func(p policies.Principal) string {
-		tok, err := store.CreateToken(ctx, p)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return tok
-	}
+	token := putTenants(t, store, "mallory", "victim")
 	a.mallory = token(policies.Principal{Tenant: "mallory", Role: policies.RoleTenant, Name: "mallory@evil.example"})
 	a.victim = token(policies.Principal{Tenant: "victim", Role: policies.RoleTenant, Name: "alice@acme.example"})
 	fund(t, home, "mallory", 1000)

@@ -28,18 +28,7 @@ func TestAPIServeEndToEnd(t *testing.T) {
 	ctx := context.Background()
 
 	store := st.Local.Store
-	for _, n := range []string{"team-a", "team-b"} {
-		if err := store.PutTenant(ctx, policies.Tenant{Name: n, Currency: "USD"}); err != nil {
-			t.Fatal(err)
-		}
-	}
-	token := func(p policies.Principal) string {
-		tok, err := store.CreateToken(ctx, p)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return tok
-	}
+	token := putTenants(t, store, "team-a", "team-b")
 	tokA := token(policies.Principal{Tenant: "team-a", Role: policies.RoleTenant, Name: "alice"})
 	tokB := token(policies.Principal{Tenant: "team-b", Role: policies.RoleTenant, Name: "bob"})
 	auditor := token(policies.Principal{Tenant: "*", Role: policies.RoleAuditor, Name: "audit"})

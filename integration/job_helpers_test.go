@@ -25,6 +25,7 @@ import (
 
 	"google.golang.org/protobuf/encoding/protojson"
 
+	"github.com/accordmesh/accord/policies"
 	"github.com/accordmesh/accord/runtimes/containerd"
 	"github.com/accordmesh/accord/settlement"
 	"github.com/accordmesh/accord/workers/jobclient"
@@ -186,6 +187,25 @@ func trainerTask(name, image string, cmd []string, extra string) string {
 		q[i] = fmt.Sprintf("%q", c)
 	}
 	return fmt.Sprintf("%s:\n  image: oci-archive:%s\n  command: [%s]\n%s", name, image, strings.Join(q, ", "), extra)
+}
+
+// putTenants creates tenants (USD) in the stack's tenancy store and returns
+// a function that issues an API token for a principal.
+func putTenants(t *testing.T, store *policies.Store, names ...string) (token func(policies.Principal) string) {
+	t.Helper()
+	ctx := context.Background()
+	for _, n := range names {
+		if err := store.PutTenant(ctx, policies.Tenant{Name: n, Currency: "USD"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return func(p policies.Principal) string {
+		tok, err := store.CreateToken(ctx, p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return tok
+	}
 }
 
 // artifactTask renders one task of the trainer image pushed to the
