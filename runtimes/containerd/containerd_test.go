@@ -160,11 +160,16 @@ func TestTimeout(t *testing.T) {
 	if st.State != runtimes.StateTimedOut || !strings.Contains(st.Reason, "1s") {
 		t.Fatalf("status %+v", st)
 	}
-	// The task was killed at its limit, not left to its 60 s sleep: judged
-	// from the run's own start and end, which a loaded host (a scale test
-	// beside this one) cannot stretch the way it stretches starting it.
-	if ran := st.FinishedAt.Sub(st.StartedAt); st.StartedAt.IsZero() || ran > 30*time.Second {
-		t.Fatalf("the task ran %s (started %v), want it killed after about 1s", ran, st.StartedAt)
+	// The task was killed, not left to end its 60 s sleep: SIGKILL ended it,
+	// and before the sleep would have. How soon after its 1 s limit depends
+	// on the host: the deadline is checked when Wait polls, and CI runs the
+	// 1,100-task scale test beside this one (it took 40 s there once).
+	ran := st.FinishedAt.Sub(st.StartedAt)
+	if st.ExitCode != exitSIGKILL || st.StartedAt.IsZero() || ran >= 55*time.Second {
+		t.Fatalf("the task ran %s (started %v, exit %d), want it killed by SIGKILL well before its 60 s sleep ended", ran, st.StartedAt, st.ExitCode)
+	}
+	if ran > 5*time.Second {
+		t.Logf("killed %s after start: a loaded host", ran)
 	}
 	if err := r.Cleanup(context.Background(), spec.ID); err != nil {
 		t.Fatal(err)

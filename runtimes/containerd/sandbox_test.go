@@ -245,7 +245,8 @@ func TestOpenSandboxOptions(t *testing.T) {
 // create the image's remapped snapshot, and each must start.
 func TestConcurrentRemap(t *testing.T) {
 	r := newRuntime(t)
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	// Generous: CI runs the scale test beside this one on two cores.
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	if _, err := r.Prepare(ctx, busybox(t)); err != nil {
 		t.Fatal(err)
