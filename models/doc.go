@@ -16,6 +16,7 @@ package models
 import (
 	"errors"
 	"fmt"
+	"github.com/accordmesh/accord/models/modelref"
 )
 
 // Sentinel errors.
@@ -23,7 +24,7 @@ var (
 	// ErrInvalid wraps every manifest validation error.
 	ErrInvalid = errors.New("models: invalid manifest")
 	// ErrVersion is a malformed version or version constraint.
-	ErrVersion = errors.New("models: invalid version")
+	ErrVersion = modelref.ErrVersion
 	// ErrChange is a new version whose declared change class or version
 	// bump does not match what changed.
 	ErrChange = errors.New("models: change class does not match the change")

@@ -43,8 +43,8 @@ func FuzzConstraint(f *testing.F) {
 		if err != nil {
 			return
 		}
-		if !c.Match(c.min) {
-			t.Fatalf("%q does not match its own minimum %s", s, c.min)
+		if !c.Match(c.Min()) {
+			t.Fatalf("%q does not match its own minimum %s", s, c.Min())
 		}
 	})
 }

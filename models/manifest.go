@@ -2,9 +2,9 @@ package models
 
 import (
 	"fmt"
+	"github.com/accordmesh/accord/models/modelref"
 	"math"
 	"regexp"
-	"strings"
 )
 
 // SchemaVersion identifies this manifest format.
@@ -13,7 +13,7 @@ const SchemaVersion = "accord.model/v1"
 // Bounds on a manifest. Each list and string is bounded so that a hostile
 // manifest costs little to reject.
 const (
-	MaxNameLen        = 128
+	MaxNameLen        = modelref.MaxNameLen
 	MaxDescriptionLen = 4096
 	MaxParents        = 16
 	MaxDatasets       = 256
@@ -156,48 +156,11 @@ type Royalty struct {
 }
 
 var (
-	nameSegRE   = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$`)
-	digestRE    = regexp.MustCompile(`^sha256:[0-9a-f]{64}$`)
-	idRE        = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._:/-]*$`)
-	metricRE    = regexp.MustCompile(`^[a-z0-9][a-z0-9_.@-]{0,63}$`)
-	currencyRE  = regexp.MustCompile(`^[A-Z]{3}$`)
-	maxNameSegs = 4
+	digestRE   = regexp.MustCompile(`^sha256:[0-9a-f]{64}$`)
+	idRE       = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._:/-]*$`)
+	metricRE   = regexp.MustCompile(`^[a-z0-9][a-z0-9_.@-]{0,63}$`)
+	currencyRE = regexp.MustCompile(`^[A-Z]{3}$`)
 )
-
-// CheckName checks a model name: 1-4 DNS labels (lowercase letters,
-// digits, inner hyphens, each at most 63) joined by "/", at most
-// MaxNameLen bytes in all.
-func CheckName(name string) error {
-	if name == "" || len(name) > MaxNameLen {
-		return fmt.Errorf("name must be 1-%d bytes", MaxNameLen)
-	}
-	segs := strings.Split(name, "/")
-	if len(segs) > maxNameSegs {
-		return fmt.Errorf("%q has more than %d /-separated parts", clip(name), maxNameSegs)
-	}
-	for _, s := range segs {
-		if !nameSegRE.MatchString(s) {
-			return fmt.Errorf("%q: part %q is not a lowercase DNS label", clip(name), clip(s))
-		}
-	}
-	return nil
-}
-
-// ParseRef splits "name@MAJOR.MINOR.PATCH" and checks both parts.
-func ParseRef(ref string) (name string, v Version, err error) {
-	name, ver, ok := strings.Cut(ref, "@")
-	if !ok {
-		return "", Version{}, fmt.Errorf("%q is not name@MAJOR.MINOR.PATCH", clip(ref))
-	}
-	if err := CheckName(name); err != nil {
-		return "", Version{}, err
-	}
-	v, err = ParseVersion(ver)
-	if err != nil {
-		return "", Version{}, err
-	}
-	return name, v, nil
-}
 
 // Ref is the manifest's name@version.
 func (m *Manifest) Ref() string { return m.Name + "@" + m.Version }
