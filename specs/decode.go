@@ -279,7 +279,7 @@ func (d *decoder) decodeSpec(root *node) *Spec {
 }
 
 var (
-	taskKeys      = []string{"image", "command", "args", "env", "working_dir", "depends_on", "inputs", "outputs", "resources", "retry"}
+	taskKeys      = []string{"image", "command", "args", "env", "working_dir", "depends_on", "inputs", "outputs", "resources", "retry", "models", "publish"}
 	resourceKeys  = []string{"cpu", "memory", "disk", "gpu", "max_duration"}
 	gpuKeys       = []string{"count", "model", "memory"}
 	retryKeys     = []string{"attempts", "backoff", "max_backoff"}
@@ -364,6 +364,8 @@ func (d *decoder) decodeTasks(s *Spec, tasks, defaults *node) {
 		d.decodeOutputs(&t, f["outputs"], p)
 		d.decodeResources(&t.Resources, f["resources"], p+".resources")
 		d.decodeRetry(&t.Retry, f["retry"], p+".retry")
+		d.decodeModels(&t, f["models"], p)
+		d.decodePublish(&t, f["publish"], p)
 		s.Tasks = append(s.Tasks, t)
 	}
 }

@@ -60,6 +60,51 @@ type Task struct {
 	Retry      Retry             `json:"retry"`
 	// Group names the co-location group (placement.locality), if any.
 	Group string `json:"group,omitempty"`
+	// Models are registry models the task reads, mounted read-only.
+	Models []ModelUse `json:"models,omitempty"`
+	// Publish pushes outputs as new model versions once the job verifies.
+	Publish []Publish `json:"publish,omitempty"`
+}
+
+// ModelUse is a model from the registry that a task reads: the highest
+// version of Name matching Version, mounted read-only at As. The control
+// plane pins Ref and Digest when it compiles the job, so the plan (and
+// the attestations) name exactly what ran; the provider pulls that digest
+// and verifies its signature and files before the task starts.
+type ModelUse struct {
+	Name    string `json:"name"`
+	Version string `json:"version"` // constraint: 1.2.3, ^1.2, ~1.2.3
+	As      string `json:"as"`      // absolute path inside the container
+	Ref     string `json:"ref,omitempty"`
+	Digest  string `json:"digest,omitempty"` // OCI manifest digest
+}
+
+// Publish pushes a task's output directory (or file) as a new version of
+// a model once the job's acceptance tests pass. Its lineage names the
+// models the task used (with Relation) and the job's receipt; its owner is
+// the job's tenant.
+type Publish struct {
+	Output      string      `json:"output"` // a collected output path or directory prefix ("model/")
+	Name        string      `json:"name"`
+	Version     string      `json:"version"`            // MAJOR.MINOR.PATCH
+	Change      string      `json:"change"`             // patch, behaviour (default) or data
+	Relation    string      `json:"relation,omitempty"` // to the used models: finetune (default), adapter, merge, quantized, distilled
+	License     string      `json:"license"`            // SPDX expression
+	Description string      `json:"description,omitempty"`
+	Tags        []string    `json:"tags,omitempty"`
+	Prices      ModelPrices `json:"prices"`
+	// RoyaltyBP is the share of the new model's income owed to each model
+	// the task used, in basis points; at least what each parent demands of
+	// its derivatives.
+	RoyaltyBP int `json:"royalty_basis_points,omitempty"`
+}
+
+// ModelPrices are a published model's usage prices, integer minor units.
+type ModelPrices struct {
+	Currency      string `json:"currency,omitempty"`
+	PerInference  int64  `json:"per_inference,omitempty"`
+	PerFineTune   int64  `json:"per_fine_tune,omitempty"`
+	PerDeployment int64  `json:"per_deployment,omitempty"`
 }
 
 // Input is a read-only file or directory made visible to a task: exactly

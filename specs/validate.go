@@ -197,6 +197,43 @@ func (v *validator) task(t *Task) {
 		}
 		outs[o.Path] = true
 	}
+	v.models(t, targets, taskPos)
+}
+
+// models checks a task's model mounts against its inputs, and that what
+// it publishes is among its outputs and published once.
+func (v *validator) models(t *Task, targets map[string]bool, taskPos Pos) {
+	tp := "tasks." + t.Name
+	for j, m := range t.Models {
+		mp := fmt.Sprintf("%s.models[%d]", tp, j)
+		if m.As != "" && targets[m.As] {
+			v.e.add(v.at(mp+".as", v.at(mp, taskPos)), "task %q mounts two inputs or models at %s", t.Name, m.As)
+		}
+		targets[m.As] = true
+	}
+	seen := map[string]bool{}
+	for j, pub := range t.Publish {
+		pp := fmt.Sprintf("%s.publish[%d]", tp, j)
+		if ref := pub.Name + "@" + pub.Version; seen[ref] {
+			v.e.add(v.at(pp+".name", v.at(pp, taskPos)), "task %q publishes %s twice", t.Name, ref)
+		} else {
+			seen[ref] = true
+		}
+		if pub.Output != "" && len(t.Outputs) > 0 && !declaresOutput(t.Outputs, pub.Output) {
+			v.e.add(v.at(pp+".output", v.at(pp, taskPos)), "task %q publishes %s, which is not among its outputs (declare the files under it)", t.Name, pub.Output)
+		}
+	}
+}
+
+// declaresOutput reports whether out is a declared output or the
+// directory of one.
+func declaresOutput(outs []Output, out string) bool {
+	for _, o := range outs {
+		if o.Path == out || strings.HasPrefix(o.Path, out+"/") {
+			return true
+		}
+	}
+	return false
 }
 
 // from checks that an input of t reads a declared output of another task.
