@@ -164,7 +164,11 @@ type Activities struct {
 	// a host path input or import an oci-archive: image: the operator's
 	// --host-inputs. Empty allows no host path at all (a shared worker).
 	HostInputs []string
-	Log        *slog.Logger
+	// Models is the model registry: resolving and pricing the models a
+	// plan uses (control), fetching them for tasks and publishing outputs
+	// (execution). Nil refuses jobs that use or publish models.
+	Models ModelExchange
+	Log    *slog.Logger
 
 	mu        sync.Mutex
 	plans     map[string]*specs.Plan // plan digest -> decoded plan, read-only
@@ -194,6 +198,7 @@ func (a *Activities) RegisterExecution(w worker.ActivityRegistry) {
 	workflows.StopTask.Register(w, a.StopTask)
 	workflows.StopTests.Register(w, a.StopTests)
 	workflows.Verify.Register(w, a.Verify)
+	workflows.Publish.Register(w, a.PublishModels)
 }
 
 func (a *Activities) logger(ctx context.Context, jobID string) *slog.Logger {

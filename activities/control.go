@@ -27,6 +27,9 @@ func (a *Activities) Compile(ctx context.Context, in workflows.CompileInput) (wo
 		return workflows.CompileOutput{}, permanent(workflows.ErrTypeInvalidSpec, fmt.Errorf(
 			"spec %s changed since submission: digest %s, submitted %s", in.SpecPath, plan.DocumentDigest, in.DocumentDigest))
 	}
+	if err := a.resolveModels(ctx, plan); err != nil {
+		return workflows.CompileOutput{}, err
+	}
 	raw, err := json.Marshal(plan)
 	if err != nil {
 		return workflows.CompileOutput{}, permanent(workflows.ErrTypeInvalidSpec, fmt.Errorf("encode plan: %w", err))
@@ -56,6 +59,9 @@ func Summarize(p *specs.Plan) workflows.PlanSummary {
 		s.Approvers = p.Spec.Approval.Approvers
 		s.Tests = len(p.Spec.Verification.Tests)
 		s.HasTests = s.Tests > 0
+		for _, t := range p.Spec.Tasks {
+			s.Publishes += len(t.Publish)
+		}
 		if s.Currency == "" {
 			s.Currency = p.Spec.Budget.Currency
 		}

@@ -233,6 +233,13 @@ func (a *Activities) taskSpec(ctx context.Context, tenant, jobID, runID string, 
 		}
 		spec.Inputs = append(spec.Inputs, runtimes.Mount{Source: src, Target: target})
 	}
+	mounts, err := a.modelMounts(ctx, t)
+	if err != nil {
+		return spec, err
+	}
+	for _, m := range mounts {
+		spec.Inputs = append(spec.Inputs, runtimes.Mount{Source: m.src, Target: m.target})
+	}
 	return spec, nil
 }
 

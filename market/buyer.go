@@ -56,7 +56,14 @@ func NewBuyer(job string, plan *specs.Plan) (*Buyer, error) {
 	if job == "" {
 		job = plan.Name
 	}
-	b := &Buyer{Job: job, Budget: s.Budget.MaxPrice, Currency: s.Budget.Currency,
+	// Registry models the tasks use are paid from the same escrow: what
+	// is left of the budget is what providers may bid up to.
+	budget := plan.ComputeBudget()
+	if budget <= 0 {
+		return nil, fmt.Errorf("%w: plan %s: the models it uses cost %d of its budget %d, leaving nothing for compute",
+			ErrInvalid, plan.Name, plan.ModelFeeTotal(), s.Budget.MaxPrice)
+	}
+	b := &Buyer{Job: job, Budget: budget, Currency: s.Budget.Currency,
 		Deadline: s.Budget.Deadline, Preference: s.Budget.Preference, Placement: s.Placement,
 		Protocol: s.Negotiation.Protocol, Negotiation: s.Negotiation, CriticalTime: plan.CriticalTime,
 		SLA: s.Settlement.SLA}

@@ -263,6 +263,48 @@ type Plan struct {
 	ReferenceCost int64 `json:"reference_cost"`
 	// Documents lists every file composed into the spec with its digest.
 	Documents []Document `json:"documents"`
+	// ModelFees are what the registry models the tasks use cost, pinned
+	// when the control plane resolved them (see ModelUse): the tenant
+	// agrees to them by submitting the spec, and settlement pays them.
+	ModelFees []ModelFee `json:"model_fees,omitempty"`
+}
+
+// ModelFee is one task's use of one model: the model's usage price for
+// that use, split between the model's owner and its ancestors' owners
+// (royalties up the lineage).
+type ModelFee struct {
+	Task     string       `json:"task"`
+	Model    string       `json:"model"`  // name@version
+	Digest   string       `json:"digest"` // OCI manifest digest
+	Use      string       `json:"use"`    // inference, or fine_tune when the task publishes a derivative
+	Currency string       `json:"currency"`
+	Price    int64        `json:"price"`
+	Shares   []ModelShare `json:"shares,omitempty"`
+}
+
+// ModelShare is the part of a ModelFee paid to one owner.
+type ModelShare struct {
+	Owner  string `json:"owner"` // tenant paid (ledger account owner:<tenant>)
+	Model  string `json:"model"` // the model whose owner this pays
+	Amount int64  `json:"amount"`
+}
+
+// ModelFeeTotal is the sum of the plan's model fees.
+func (p *Plan) ModelFeeTotal() int64 {
+	var n int64
+	for _, f := range p.ModelFees {
+		n += f.Price
+	}
+	return n
+}
+
+// ComputeBudget is what the job may pay providers: the budget less the
+// model fees, which come out of the same escrow.
+func (p *Plan) ComputeBudget() int64 {
+	if p.Spec == nil {
+		return 0
+	}
+	return p.Spec.Budget.MaxPrice - p.ModelFeeTotal()
 }
 
 // Envelope is a worst-case resource total, rounded up, saturating at the

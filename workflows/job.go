@@ -70,6 +70,7 @@ type job struct {
 	tests      []TestResult
 	approved   bool
 	approvedBy *predicate.Approval // the accepted approval (layout 3)
+	published  []PublishedModel    // models pushed (layout 4)
 	cancelled  bool
 	attTail    workflow.Future // the last queued attestation: its envelope digest
 	atts       []AttestationRef
@@ -220,6 +221,11 @@ func (j *job) run(ctx workflow.Context) (err error) {
 	passed, err := j.verify(ctx)
 	if err != nil {
 		return err
+	}
+	if passed && j.layout >= layoutPublish && j.plan.Publishes > 0 {
+		if err := j.publish(ctx); err != nil {
+			return err
+		}
 	}
 	return j.settle(ctx, passed)
 }
@@ -487,7 +493,7 @@ func (j *job) finish(ctx workflow.Context, err, aerr error) (JobResult, error) {
 		JobID: j.in.JobID, Stage: failedStage, Spec: j.plan.Name, Tenant: j.plan.Tenant,
 		Provider: j.award.Provider, Price: j.award.Price, Paid: j.paid, Refunded: j.refunded,
 		Currency: j.cost.Currency, Tasks: listTasks(j.tasks), Tests: j.tests, Attestations: j.atts,
-		Stages: j.stages, Compensated: j.comp,
+		Stages: j.stages, Compensated: j.comp, Published: j.published,
 	}
 	if j.byRef() {
 		res.TaskCounts = countTasks(j.tasks)
@@ -568,6 +574,7 @@ var errClasses = map[string]string{
 	ErrTypeNoOffers:     ClassNoOffers,
 	ErrTypeExecution:    ClassExecution,
 	ErrTypeInsufficient: ClassFunds,
+	ErrTypePublish:      ClassPublish,
 }
 
 func errMessage(err error) string {

@@ -59,6 +59,7 @@ const (
 	StagePlace     = "place"
 	StageExecute   = "execute"
 	StageVerify    = "verify"
+	StagePublish   = "publish"
 	StageSettle    = "settle"
 	StageDone      = "done"
 )
@@ -84,6 +85,9 @@ const (
 	ClassInternal     = "internal"
 	// ClassFunds: the tenant's balance cannot cover the job's escrow.
 	ClassFunds = "insufficient_funds"
+	// ClassPublish: the job verified but publishing its models failed
+	// (layout 4); its work is paid.
+	ClassPublish = "publish"
 )
 
 // Application error types that activities return as non-retryable failures;
@@ -94,6 +98,10 @@ const (
 	ErrTypeNoOffers     = "AccordNoOffers"
 	ErrTypeInsufficient = "AccordInsufficientFunds"
 	ErrTypeExecution    = "AccordExecution"
+	// ErrTypePublish: the registry refused a model the job publishes (a
+	// version that exists with other content, a change class the facts
+	// contradict).
+	ErrTypePublish      = "AccordPublish"
 	ErrTypeStillRunning = "AccordStillRunning"
 	// ErrTypeNotApprover rejects an approval from an identity that is not
 	// in the spec's approval.approvers.
@@ -158,6 +166,8 @@ type JobResult struct {
 	Attestations []AttestationRef       `json:"attestations,omitempty"`
 	Stages       map[string]StageTiming `json:"stages,omitempty"`
 	Compensated  []string               `json:"compensated,omitempty"`
+	// Published are the model versions the job pushed (layout 4).
+	Published []PublishedModel `json:"published,omitempty"`
 }
 
 // StageTiming records when a stage started and ended (workflow time).
@@ -233,6 +243,9 @@ type PlanSummary struct {
 	// Tests is how many acceptance tests there are (layout 2).
 	HasTests bool `json:"has_tests,omitempty"`
 	Tests    int  `json:"tests,omitempty"`
+	// Publishes is how many models the job publishes once verified
+	// (layout 4).
+	Publishes int `json:"publishes,omitempty"`
 }
 
 // PlanInput names the compiled plan an activity works on: PlanRef, the
@@ -536,9 +549,41 @@ var (
 	Verify      = Activity[VerifyInput, VerifyOutput]{Name: "Verify"}
 	Settle      = Activity[SettleInput, SettleOutput]{Name: "Settle"}
 	Attest      = Activity[AttestInput, AttestOutput]{Name: "Attest"}
+	Publish     = Activity[PublishInput, PublishOutput]{Name: "PublishModels"}
 )
 
 // RunID names one attempt of one task: <job>.<task>.<attempt>.
 func RunID(jobID, task string, attempt int) string {
 	return jobID + "." + task + "." + strconv.Itoa(attempt)
+}
+
+// PublishInput / PublishOutput: push the outputs a verified job publishes
+// as new model versions (layout 4). Receipt names the job's verification
+// attestation, which the new versions' lineage records. Idempotent: a
+// version already pushed with the same content is success.
+type PublishInput struct {
+	JobID string `json:"job_id"`
+	PlanInput
+	Results []string         `json:"results,omitempty"` // sealed task results
+	Receipt PublishedReceipt `json:"receipt"`
+}
+
+// PublishedReceipt is the evidence a published model's lineage cites.
+type PublishedReceipt struct {
+	SpecDigest  string `json:"spec_digest"`
+	Attestation string `json:"attestation"` // the verification attestation's digest
+	LogIndex    int64  `json:"log_index"`
+}
+
+type PublishOutput struct {
+	Models []PublishedModel `json:"models"`
+}
+
+// PublishedModel is one pushed model version.
+type PublishedModel struct {
+	Task   string `json:"task"`
+	Ref    string `json:"ref"`    // name@version
+	Digest string `json:"digest"` // OCI manifest digest
+	// LogIndex is the model signature's transparency-log index.
+	LogIndex int64 `json:"log_index"`
 }

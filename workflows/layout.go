@@ -42,7 +42,13 @@ const (
 	// whole escrow.
 	layoutApprovers workflow.Version = 3
 
-	layoutLatest = layoutApprovers
+	// layoutPublish (4): a verified job whose tasks publish models runs
+	// the PublishModels activity after the verification attestation is
+	// logged and before settlement; a refused publication fails the job
+	// (class publish) and its work is settled as in layout 3.
+	layoutPublish workflow.Version = 4
+
+	layoutLatest = layoutPublish
 )
 
 // CurrentLayout is the layout new jobs run; recorded histories are named
@@ -88,6 +94,15 @@ var (
 		MaximumInterval:        15 * time.Second,
 		MaximumAttempts:        5,
 		NonRetryableErrorTypes: []string{ErrTypeExecution, ErrTypeInvalidSpec},
+	}
+	// publishRetry retries a registry that is down; a refusal
+	// (ErrTypePublish) or a bad plan is final.
+	publishRetry = &temporal.RetryPolicy{
+		InitialInterval:        2 * time.Second,
+		BackoffCoefficient:     2,
+		MaximumInterval:        time.Minute,
+		MaximumAttempts:        10,
+		NonRetryableErrorTypes: []string{ErrTypePublish, ErrTypeInvalidSpec, ErrTypeExecution},
 	}
 	// waitRetry reschedules a waiting activity after each window
 	// (ErrTypeStillRunning) and after a lost worker (heartbeat timeout);

@@ -355,7 +355,7 @@ type progressPrinter struct {
 
 var stageOrder = []string{
 	workflows.StageCompile, workflows.StageAdmit, workflows.StageNegotiate, workflows.StageApproval,
-	workflows.StagePlace, workflows.StageExecute, workflows.StageVerify, workflows.StageSettle,
+	workflows.StagePlace, workflows.StageExecute, workflows.StageVerify, workflows.StagePublish, workflows.StageSettle,
 }
 
 func (p *progressPrinter) update(s workflows.JobStatus) {
