@@ -94,8 +94,7 @@ type Publish struct {
 	Tags        []string    `json:"tags,omitempty"`
 	Prices      ModelPrices `json:"prices"`
 	// RoyaltyBP is the share of the new model's income owed to each model
-	// the task used, in basis points; at least what each parent demands of
-	// its derivatives.
+	// the task used (its lineage parents), in basis points.
 	RoyaltyBP int `json:"royalty_basis_points,omitempty"`
 }
 

@@ -219,6 +219,9 @@ func (v *validator) models(t *Task, targets map[string]bool, taskPos Pos) {
 		} else {
 			seen[ref] = true
 		}
+		if total := pub.RoyaltyBP * len(t.Models); total > 10000 {
+			v.e.add(v.at(pp+".royalty_basis_points", v.at(pp, taskPos)), "royalty_basis_points %d to each of %d models adds up to %d, more than 10000 (100%%)", pub.RoyaltyBP, len(t.Models), total)
+		}
 		if pub.Output != "" && len(t.Outputs) > 0 && !declaresOutput(t.Outputs, pub.Output) {
 			v.e.add(v.at(pp+".output", v.at(pp, taskPos)), "task %q publishes %s, which is not among its outputs (declare the files under it)", t.Name, pub.Output)
 		}
