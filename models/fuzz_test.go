@@ -10,7 +10,7 @@ import (
 func FuzzManifest(f *testing.F) {
 	b, _ := json.Marshal(validManifest())
 	f.Add(b)
-	f.Add([]byte(`{"schemaVersion":"accord.model/v1","name":"a","version":"0.0.1","change":"patch","license":"MIT","economics":{"currency":"EUR"},"files":[{"path":"x.bin","digest":"sha256:` + "0000000000000000000000000000000000000000000000000000000000000000" + `"}]}`))
+	f.Add([]byte(`{"schemaVersion":"accord.model/v1","name":"a","version":"0.0.1","owner":"acme","change":"patch","license":"MIT","economics":{"currency":"EUR"},"files":[{"path":"x.bin","digest":"sha256:` + "0000000000000000000000000000000000000000000000000000000000000000" + `"}]}`))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		var m Manifest
 		if json.Unmarshal(data, &m) != nil {

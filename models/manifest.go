@@ -2,9 +2,11 @@ package models
 
 import (
 	"fmt"
-	"github.com/accordmesh/accord/models/modelref"
 	"math"
 	"regexp"
+
+	"github.com/accordmesh/accord/internal/names"
+	"github.com/accordmesh/accord/models/modelref"
 )
 
 // SchemaVersion identifies this manifest format.
@@ -75,14 +77,17 @@ const (
 
 // Manifest is Accord's description of one model version.
 type Manifest struct {
-	SchemaVersion string      `json:"schemaVersion"`
-	Name          string      `json:"name"`
-	Version       string      `json:"version"`
-	Change        ChangeClass `json:"change"`
-	Description   string      `json:"description,omitempty"`
-	Lineage       Lineage     `json:"lineage"`
-	Tags          []Tag       `json:"tags,omitempty"`
-	Benchmarks    []Benchmark `json:"benchmarks,omitempty"`
+	SchemaVersion string `json:"schemaVersion"`
+	Name          string `json:"name"`
+	Version       string `json:"version"`
+	// Owner is the tenant that publishes the model and is paid its usage
+	// prices and the royalties its descendants owe it.
+	Owner       string      `json:"owner"`
+	Change      ChangeClass `json:"change"`
+	Description string      `json:"description,omitempty"`
+	Lineage     Lineage     `json:"lineage"`
+	Tags        []Tag       `json:"tags,omitempty"`
+	Benchmarks  []Benchmark `json:"benchmarks,omitempty"`
 	// License is an SPDX licence expression (Apache-2.0, MIT OR
 	// Apache-2.0, LicenseRef-acme-model).
 	License   string    `json:"license"`
@@ -187,6 +192,9 @@ func (m *Manifest) Validate() error {
 	}
 	if _, err := ParseVersion(m.Version); err != nil {
 		return fieldErr("version", "%v", err)
+	}
+	if err := names.Tenant(m.Owner); err != nil {
+		return fieldErr("owner", "%q is not a tenant name: lower-case letters, digits, . _ or - (at most 63, starting with a letter or digit)", clip(m.Owner))
 	}
 	if m.Change.rank() == 0 {
 		return fieldErr("change", "%q is not patch, behaviour or data", clip(string(m.Change)))
