@@ -9,6 +9,9 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/accordmesh/accord/models"
+	"github.com/accordmesh/accord/models/exchange"
+	"github.com/accordmesh/accord/models/registry"
 	"github.com/accordmesh/accord/specs"
 	"github.com/accordmesh/accord/workflows"
 )
@@ -24,10 +27,11 @@ type ModelExchange interface {
 	// Fee prices one use ("inference" or "fine_tune") of a pinned model
 	// and splits the price among its owner and its ancestors' owners.
 	Fee(ctx context.Context, ref, digest, use string) (specs.ModelFee, error)
-	// Fetch places the pinned model under dir, verified (its publisher's
-	// signature against trusted keys, its log entry, every file's
-	// digest), and returns the directory to mount read-only. Idempotent.
-	Fetch(ctx context.Context, ref, digest, dir string) (string, error)
+	// Fetch places the pinned model on this host, verified (its
+	// publisher's signatures against trusted keys, their log entries,
+	// every file's digest), and returns the directory to mount read-only.
+	// Idempotent.
+	Fetch(ctx context.Context, ref, digest string) (string, error)
 	// Publish pushes a model version. Idempotent: the same content under
 	// the same version is success. A refusal (the version exists with
 	// other content, the change class contradicts the facts) wraps
@@ -115,7 +119,7 @@ func (a *Activities) modelMounts(ctx context.Context, t specs.Task) ([]modelMoun
 			return nil, permanent(workflows.ErrTypeExecution, fmt.Errorf("model %s: this worker has no model registry (--registry)", m.Ref))
 		}
 		stop := heartbeat(ctx, "fetching model "+m.Ref)
-		dir, err := a.Models.Fetch(ctx, m.Ref, m.Digest, filepath.Join(a.inputsDir(), "models"))
+		dir, err := a.Models.Fetch(ctx, m.Ref, m.Digest)
 		stop()
 		if err != nil {
 			return nil, modelErr(workflows.ErrTypeExecution, "model "+m.Ref, err)
@@ -188,4 +192,63 @@ func (a *Activities) publishRequest(in workflows.PublishInput, tenant string, t 
 		return req, permanent(workflows.ErrTypeExecution, fmt.Errorf("publish %s@%s: collected outputs of %s: %w", pub.Name, pub.Version, t.Name, err))
 	}
 	return req, nil
+}
+
+// Exchange adapts the model exchange (package models/exchange) to
+// ModelExchange.
+type Exchange struct{ X *exchange.Exchange }
+
+func (e Exchange) Resolve(ctx context.Context, name, constraint string) (string, string, error) {
+	ref, digest, err := e.X.Resolve(ctx, name, constraint)
+	return ref, digest, refused(err)
+}
+
+func (e Exchange) Fee(ctx context.Context, ref, digest, use string) (specs.ModelFee, error) {
+	f, err := e.X.Fee(ctx, ref, digest, models.Use(use))
+	if err != nil {
+		return specs.ModelFee{}, refused(err)
+	}
+	out := specs.ModelFee{Model: f.Model, Digest: f.Digest, Use: string(f.Use), Currency: f.Currency, Price: f.Price}
+	for _, s := range f.Shares {
+		out.Shares = append(out.Shares, specs.ModelShare{Owner: s.Owner, Model: s.Model, Amount: s.Amount})
+	}
+	return out, nil
+}
+
+func (e Exchange) Fetch(ctx context.Context, ref, digest string) (string, error) {
+	dir, err := e.X.Fetch(ctx, ref, digest)
+	return dir, refused(err)
+}
+
+func (e Exchange) Publish(ctx context.Context, req ModelPublish) (workflows.PublishedModel, error) {
+	o := exchange.JobOutput{
+		Owner: req.Owner, Name: req.Spec.Name, Version: req.Spec.Version, Change: req.Spec.Change,
+		Relation: req.Spec.Relation, License: req.Spec.License, Description: req.Spec.Description, Tags: req.Spec.Tags,
+		Currency: req.Spec.Prices.Currency, PerInference: req.Spec.Prices.PerInference,
+		PerFineTune: req.Spec.Prices.PerFineTune, PerDeployment: req.Spec.Prices.PerDeployment,
+		RoyaltyBP: req.Spec.RoyaltyBP, Files: map[string]string{},
+		Receipt: models.Receipt{JobID: req.JobID, SpecDigest: req.Receipt.SpecDigest, LogIndex: req.Receipt.LogIndex},
+	}
+	for _, m := range req.Parents {
+		o.Parents = append(o.Parents, models.Parent{Ref: m.Ref, Digest: m.Digest})
+	}
+	for _, f := range req.Files {
+		o.Files[f.Path] = f.SHA256
+	}
+	p, err := e.X.PublishJobOutput(ctx, req.Dir, o)
+	if err != nil {
+		return workflows.PublishedModel{}, refused(err)
+	}
+	return workflows.PublishedModel{Task: req.Task, Ref: p.Ref, Digest: p.Digest, LogIndex: p.Signature.LogIndex}, nil
+}
+
+// refused marks the exchange's errors that retrying cannot fix.
+func refused(err error) error {
+	for _, e := range []error{registry.ErrNotFound, registry.ErrExists, registry.ErrInvalid, models.ErrInvalid,
+		models.ErrChange, models.ErrVerify, models.ErrLineage, models.ErrVersion, exchange.ErrUnverified} {
+		if errors.Is(err, e) {
+			return fmt.Errorf("%w: %w", ErrModelRefused, err)
+		}
+	}
+	return err
 }

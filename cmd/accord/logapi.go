@@ -23,6 +23,7 @@ type localFlags struct {
 	overcommit                      float64
 	insecure                        bool
 	hostInputs                      []string
+	registry                        registryFlags
 }
 
 func (f *localFlags) add(cmd *cobra.Command) {
@@ -37,6 +38,7 @@ func (f *localFlags) add(cmd *cobra.Command) {
 		def = "the spec's directory"
 	}
 	fl.StringArrayVar(&f.hostInputs, "host-inputs", nil, "directory under which specs may mount host path inputs and import oci-archive: images (repeatable; default "+def+")")
+	f.registry.add(cmd)
 }
 
 // options are the worker's local options; the Rekor v1 backend replaces the
@@ -46,6 +48,7 @@ func (f *localFlags) options(home string) local.Options {
 	if f.rekorURL != "" {
 		o.LogKind, o.LogURL, o.LogInsecure = tlog.KindRekor, f.rekorURL, f.insecure
 	}
+	f.registry.apply(&o)
 	return o
 }
 

@@ -21,6 +21,8 @@ import (
 	"github.com/accordmesh/accord/market"
 	"github.com/accordmesh/accord/market/broker"
 	"github.com/accordmesh/accord/market/providers"
+	"github.com/accordmesh/accord/models/exchange"
+	"github.com/accordmesh/accord/models/registry"
 	"github.com/accordmesh/accord/policies"
 	"github.com/accordmesh/accord/provenance"
 	"github.com/accordmesh/accord/provenance/tlog"
@@ -74,7 +76,15 @@ type Options struct {
 	// inputs and import oci-archive: images (the operator's --host-inputs);
 	// empty allows none, as a shared worker should.
 	HostInputs []string
-	Logger     *slog.Logger
+	// Registry is the model registry ("host:port" or "host:port/prefix")
+	// that jobs resolve, fetch and publish models in; empty refuses jobs
+	// that use or publish models. RegistryPlainHTTP talks HTTP to it (a
+	// registry on this machine); RegistryUsername and RegistryPassword
+	// are its basic-auth credentials.
+	Registry                           string
+	RegistryPlainHTTP                  bool
+	RegistryUsername, RegistryPassword string
+	Logger                             *slog.Logger
 }
 
 // Host is the set of real components one host runs.
@@ -204,7 +214,31 @@ func Open(ctx context.Context, o Options) (*Host, error) {
 		Inputs: artifacts.Local{Dir: artifacts.DefaultDir(o.Home)},
 		Log:    o.Logger,
 	}
+	if o.Registry != "" {
+		x, err := OpenExchange(o, l.Log, key)
+		if err != nil {
+			return fail(err)
+		}
+		l.Activities.Models = activities.Exchange{X: x}
+	}
 	return l, nil
+}
+
+// OpenExchange opens the model exchange on o.Registry: models are logged
+// to l, published with key, verified against the home's trust store (read
+// at each verification) and cached under Home/models.
+func OpenExchange(o Options, l tlog.Log, key *provenance.Key) (*exchange.Exchange, error) {
+	reg, err := registry.New(o.Registry, registry.Options{
+		PlainHTTP: o.RegistryPlainHTTP, Username: o.RegistryUsername, Password: o.RegistryPassword,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("local: model registry: %w", err)
+	}
+	trust := provenance.DefaultTrustPath(o.Home)
+	return &exchange.Exchange{
+		Registry: reg, Log: l, Key: key, CacheDir: filepath.Join(o.Home, "models"),
+		Trust: func() (*provenance.TrustStore, error) { return provenance.LoadTrustStore(trust) },
+	}, nil
 }
 
 // hostRoots makes the --host-inputs directories absolute and checks that
