@@ -590,3 +590,64 @@ func TestNewAndParseRef(t *testing.T) {
 		}
 	}
 }
+
+func TestBasicAuth(t *testing.T) {
+	srv := registrytest.StartWithAuth(t, "alice", "s3cret")
+	ctx := testCtx(t)
+	dir, files := writeModel(t, baseFiles)
+	m := manifest("acme/clf", "1.0.0", models.ChangeBehaviour, files)
+	anon := newClient(t, srv.Addr)
+	if _, err := anon.Push(ctx, dir, m); err == nil {
+		t.Error("anonymous push succeeded")
+	}
+	wrong, _ := New(srv.Addr+"/accord", Options{PlainHTTP: true, Username: "alice", Password: "nope"})
+	if _, err := wrong.Names(ctx); err == nil {
+		t.Error("wrong password listed names")
+	}
+	c, err := New(srv.Addr+"/accord", Options{PlainHTTP: true, Username: "alice", Password: "s3cret"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := c.Push(ctx, dir, m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, err := c.Pull(ctx, "acme/clf@1.0.0", t.TempDir()); err != nil || got.Digest != p.Digest {
+		t.Fatalf("pull with credentials: %v", err)
+	}
+	if names, err := c.Names(ctx); err != nil || len(names) != 1 {
+		t.Errorf("names = %v, %v", names, err)
+	}
+}
+
+// TestBounds: a manifest over the client's bound is refused before it is
+// read in full.
+func TestBounds(t *testing.T) {
+	addr := registrytest.Start(t)
+	ctx := testCtx(t)
+	dir, files := writeModel(t, baseFiles)
+	if _, err := newClient(t, addr).Push(ctx, dir, manifest("acme/clf", "1.0.0", models.ChangeBehaviour, files)); err != nil {
+		t.Fatal(err)
+	}
+	small, err := New(addr+"/accord", Options{PlainHTTP: true, MaxManifestBytes: 256})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := small.Inspect(ctx, "acme/clf@1.0.0"); !errors.Is(err, ErrInvalid) {
+		t.Errorf("oversized manifest: %v, want ErrInvalid", err)
+	}
+	tiny, err := New(addr+"/accord", Options{PlainHTTP: true, MaxAttachmentBytes: 4})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, d, err := tiny.Resolve(ctx, "acme/clf", "1.0.0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := newClient(t, addr).Attach(ctx, "acme/clf", d, Attachment{ArtifactType: "application/x", Data: []byte("0123456789")}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tiny.Inspect(ctx, "acme/clf@1.0.0"); !errors.Is(err, ErrInvalid) {
+		t.Errorf("oversized attachment: %v, want ErrInvalid", err)
+	}
+}

@@ -19,6 +19,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"golang.org/x/crypto/bcrypt"
 )
 
 // Binary is the registry executable Start runs.
@@ -42,6 +44,26 @@ func Start(t testing.TB) string {
 // StartServer is Start, also returning the storage directory.
 func StartServer(t testing.TB) *Server {
 	t.Helper()
+	return start(t, "")
+}
+
+// StartWithAuth is StartServer with htpasswd basic auth: only user with
+// password may read or write.
+func StartWithAuth(t testing.TB, user, password string) *Server {
+	t.Helper()
+	hash, err := bcrypt.GenerateFromPassword([]byte(password), bcrypt.MinCost)
+	if err != nil {
+		t.Fatal(err)
+	}
+	htpasswd := filepath.Join(t.TempDir(), "htpasswd")
+	if err := os.WriteFile(htpasswd, []byte(user+":"+string(hash)+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return start(t, htpasswd)
+}
+
+func start(t testing.TB, htpasswd string) *Server {
+	t.Helper()
 	if _, err := os.Stat(Binary); err != nil {
 		t.Skipf("registrytest: %s not installed (Debian package docker-registry): %v", Binary, err)
 	}
@@ -55,7 +77,11 @@ func StartServer(t testing.TB) *Server {
 		addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
 		storage := filepath.Join(dir, "storage")
 		cfg := filepath.Join(dir, "config.yml")
-		if err := os.WriteFile(cfg, []byte(Config(storage, addr)), 0o600); err != nil {
+		conf := Config(storage, addr)
+		if htpasswd != "" {
+			conf += fmt.Sprintf("auth:\n  htpasswd:\n    realm: registrytest\n    path: %q\n", htpasswd)
+		}
+		if err := os.WriteFile(cfg, []byte(conf), 0o600); err != nil {
 			t.Fatal(err)
 		}
 		if lastErr = run(t, cfg, filepath.Join(dir, "registry.log"), addr); lastErr == nil {
@@ -134,7 +160,8 @@ func waitReady(addr string, exited <-chan error) error {
 		resp, err := client.Get("http://" + addr + "/v2/")
 		if err == nil {
 			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
+			// 401: up, with auth.
+			if resp.StatusCode == http.StatusOK || resp.StatusCode == http.StatusUnauthorized {
 				return nil
 			}
 		}
