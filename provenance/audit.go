@@ -20,6 +20,7 @@ import (
 	"github.com/transparency-dev/merkle/rfc6962"
 
 	"github.com/accordmesh/accord/provenance/tlog"
+	"github.com/accordmesh/accord/provenance/witness"
 )
 
 // Problem is one failed audit check.
@@ -28,7 +29,7 @@ type Problem struct {
 	Stage string `json:"stage"`
 	// Check names the check: envelope, signature, statement, log-entry,
 	// inclusion-proof, checkpoint, signed-entry-timestamp, chain, job,
-	// spec-digest, outputs, amounts, consistency.
+	// spec-digest, outputs, amounts, consistency, witness.
 	Check   string `json:"check"`
 	Message string `json:"message"`
 }
@@ -54,6 +55,9 @@ type Report struct {
 	Problems []Problem     `json:"problems,omitempty"`
 	// LogKey is the fingerprint of the log's key.
 	LogKey string `json:"log_key"`
+	// Witnesses are the valid cosignatures of trusted witnesses on the
+	// receipt's witnessed checkpoint.
+	Witnesses []witness.Cosignature `json:"witnesses,omitempty"`
 }
 
 // Err returns nil when the report has no problems, else an error wrapping
@@ -74,6 +78,13 @@ type VerifyOptions struct {
 	// AllowIncomplete accepts a chain that stops before settlement (a job
 	// still running). A chain ending at a denied admission is complete.
 	AllowIncomplete bool
+	// Witnesses is how many valid cosignatures of distinct trusted
+	// witnesses the receipt's witnessed checkpoint must carry (0: none).
+	Witnesses int
+	// WitnessKeys are the trusted witnesses' verifier keys, C2SP vkey lines
+	// ("name+keyID+base64(0x04 || Ed25519 public key)", as `accord witness
+	// key` prints them).
+	WitnessKeys []string
 }
 
 // Verify checks a receipt offline: every envelope's signature against the
@@ -83,7 +94,11 @@ type VerifyOptions struct {
 // for "log", and the chain: stages in order with none missing, each linking
 // the previous envelope's digest, one job, one spec digest, execution
 // outputs equal to the verified outputs, and settled amounts consistent with
-// the negotiated price, the escrow held and the measured usage.
+// the negotiated price, the escrow held and the measured usage. A witnessed
+// checkpoint, when the receipt has one, must be signed by the log key and
+// extend every entry's checkpoint; opts.Witnesses > 0 requires that many
+// valid cosignatures on it from opts.WitnessKeys (a Problem of stage "log",
+// check "witness", says how many were found and from whom).
 //
 // The report lists every problem found (each naming its stage); the error
 // is report.Err(). Verify never calls out: it is safe on untrusted input.
@@ -189,6 +204,7 @@ func (a *auditor) run(opts VerifyOptions) {
 		prevDigest, prevStage = envDigest, att.Stage
 	}
 	a.crossChecks()
+	a.witnessed(opts)
 	// Completeness.
 	n := len(a.r.Attestations)
 	last := ""

@@ -22,6 +22,10 @@ type Receipt struct {
 	JobID        string         `json:"job_id"`
 	Log          ReceiptLog     `json:"log"`
 	Attestations []*Attestation `json:"attestations"`
+	// Witnessed is the log's checkpoint cosigned by witnesses, with proofs
+	// that every entry's checkpoint is a prefix of it. Optional: receipts
+	// without it verify as before (unless VerifyOptions.Witnesses > 0).
+	Witnessed *WitnessedCheckpoint `json:"witnessed,omitempty"`
 }
 
 // ReceiptLog identifies the log the entries are in.

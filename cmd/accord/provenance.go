@@ -299,12 +299,14 @@ func newSpecSignCmd() *cobra.Command {
 func newReceiptCmd() *cobra.Command {
 	receipt := &cobra.Command{Use: "receipt", Short: "Job receipts: attestations with their log proofs", Example: `  accord receipt export job-20261125t200134-fb81bb43 -o receipt.json`}
 	var lf logFlags
+	var wf witnessFlags
 	var out string
 	export := &cobra.Command{
-		Use:     "export JOB",
-		Short:   "Write a job's receipt (every envelope with its log entry, proofs and the log key)",
-		Example: `  accord receipt export job-20261125t200134-fb81bb43 -o receipt.json`,
-		Args:    cobra.ExactArgs(1),
+		Use:   "export JOB",
+		Short: "Write a job's receipt (every envelope with its log entry, proofs and the log key)",
+		Example: `  accord receipt export job-20261125t200134-fb81bb43 -o receipt.json
+  accord receipt export job-20261125t200134-fb81bb43 -o receipt.json --witness http://witness-a:7380 --witness http://witness-b:7380`,
+		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if out == "" {
 				return cli.Usagef("-o FILE is required (see accord receipt export --help)")
@@ -322,6 +324,9 @@ func newReceiptCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
+			if err := wf.witness(ctx, r, loc.Log); err != nil {
+				return err
+			}
 			if err := r.WriteFile(out); err != nil {
 				return err
 			}
@@ -337,6 +342,7 @@ func newReceiptCmd() *cobra.Command {
 	}
 	lf.add(export)
 	export.Flags().StringVarP(&out, "output", "o", "", "receipt file")
+	wf.addURLs(export)
 	receipt.AddCommand(export)
 	return receipt
 }
@@ -354,6 +360,7 @@ func newAuditCmd() *cobra.Command {
 
 func newAuditVerifyCmd() *cobra.Command {
 	var vf logFlags
+	var wf witnessFlags
 	var online, allowIncomplete bool
 	var trustPath string
 	verify := &cobra.Command{
@@ -361,7 +368,8 @@ func newAuditVerifyCmd() *cobra.Command {
 		Short: "Verify a receipt offline (signatures, proofs, checkpoints, the stage chain, amounts)",
 		Example: `  accord audit verify receipt.json
   accord audit verify job-20261125t200134-fb81bb43 --online
-  accord audit verify receipt.json --trust auditor-trust.json --json`,
+  accord audit verify receipt.json --trust auditor-trust.json --json
+  accord audit verify receipt.json --witnesses 2 --witness-key witness-a.vkey --witness-key witness-b.vkey`,
 		Long: "Verify a receipt file, or the receipt of a job in Accord's home, against the trust store.\n" +
 			"Offline unless --online, which also proves the receipt's checkpoints consistent with the log's\n" +
 			"current one. Exit status 7 when the audit fails; each problem names its stage.",
@@ -379,14 +387,23 @@ func newAuditVerifyCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
+			opts, err := wf.options(provenance.VerifyOptions{AllowIncomplete: allowIncomplete})
+			if err != nil {
+				return err
+			}
 			r, loc, err := receiptFor(ctx, &vf, args[0])
 			if err != nil {
 				return err
 			}
 			if loc != nil {
 				defer loc.Close(ctx)
+				if err := wf.witness(ctx, r, loc.Log); err != nil {
+					return err
+				}
+			} else if len(wf.urls) > 0 {
+				return cli.Usagef("--witness applies to a job's receipt built here; a receipt file carries its own witnessed checkpoint")
 			}
-			rep, _ := provenance.Verify(ctx, r, trust, provenance.VerifyOptions{AllowIncomplete: allowIncomplete})
+			rep, _ := provenance.Verify(ctx, r, trust, opts)
 			if online {
 				if loc == nil {
 					if loc, err = vf.open(ctx, false); err != nil {
@@ -421,6 +438,8 @@ func newAuditVerifyCmd() *cobra.Command {
 	verify.Flags().BoolVar(&online, "online", false, "also check consistency with the log's current checkpoint")
 	verify.Flags().BoolVar(&allowIncomplete, "allow-incomplete", false, "accept a chain that stops before settlement (job still running)")
 	verify.Flags().StringVar(&trustPath, "trust", "", "trust store file (default trust.json under Accord's home)")
+	wf.addURLs(verify)
+	wf.addAudit(verify)
 	return verify
 }
 
