@@ -41,7 +41,9 @@ func NewIndex() *Index {
 }
 
 // Add validates the entry and indexes it, replacing an entry with the same
-// name@version.
+// name@version. The index keeps e.Manifest: the caller must not change it
+// afterwards. The inverted lists are rebuilt by the next Search, so adding
+// in bulk and then searching costs one rebuild.
 func (ix *Index) Add(e Entry) error {
 	if err := e.Manifest.Validate(); err != nil {
 		return fmt.Errorf("%w: %w", ErrEntry, err)

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"slices"
 	"strings"
 
@@ -57,7 +58,7 @@ func Load(r io.Reader, maxBytes int64) (*Index, error) {
 	if maxBytes <= 0 {
 		return nil, fmt.Errorf("search: load: byte bound %d is not positive", maxBytes)
 	}
-	b, err := io.ReadAll(io.LimitReader(r, maxBytes+1))
+	b, err := io.ReadAll(io.LimitReader(r, min(maxBytes, math.MaxInt64-1)+1))
 	if err != nil {
 		return nil, fmt.Errorf("search: load: %w", err)
 	}

@@ -3,6 +3,7 @@ package search
 import (
 	"bytes"
 	"errors"
+	"math"
 	"reflect"
 	"strings"
 	"testing"
@@ -65,6 +66,9 @@ func TestLoadRejects(t *testing.T) {
 		if !errors.Is(err, c.want) {
 			t.Errorf("%s: %v, want %v", c.name, err, c.want)
 		}
+	}
+	if ix, err := Load(bytes.NewReader(b), math.MaxInt64); err != nil || ix.Len() != 6 {
+		t.Errorf("the largest bound: %v", err)
 	}
 	if _, err := Load(bytes.NewReader(b), 0); err == nil {
 		t.Error("a zero byte bound was accepted")

@@ -277,8 +277,8 @@ func scoreProvenance(d *doc, s *scorer) {
 
 func num(v float64) string { return strconv.FormatFloat(v, 'g', -1, 64) }
 
-// Search returns the best matches for q, at most limit of them (all when
-// limit <= 0), best first.
+// Search returns the best matches for q (from ParseQuery), at most limit
+// of them (all when limit <= 0), best first.
 func (ix *Index) Search(q Query, limit int) []Result {
 	ix.mu.RLock()
 	if ix.dirty {
