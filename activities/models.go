@@ -200,13 +200,13 @@ type Exchange struct{ X *exchange.Exchange }
 
 func (e Exchange) Resolve(ctx context.Context, name, constraint string) (string, string, error) {
 	ref, digest, err := e.X.Resolve(ctx, name, constraint)
-	return ref, digest, refused(err)
+	return ref, digest, refusal(err)
 }
 
 func (e Exchange) Fee(ctx context.Context, ref, digest, use string) (specs.ModelFee, error) {
 	f, err := e.X.Fee(ctx, ref, digest, models.Use(use))
 	if err != nil {
-		return specs.ModelFee{}, refused(err)
+		return specs.ModelFee{}, refusal(err)
 	}
 	out := specs.ModelFee{Model: f.Model, Digest: f.Digest, Use: string(f.Use), Currency: f.Currency, Price: f.Price}
 	for _, s := range f.Shares {
@@ -217,7 +217,7 @@ func (e Exchange) Fee(ctx context.Context, ref, digest, use string) (specs.Model
 
 func (e Exchange) Fetch(ctx context.Context, ref, digest string) (string, error) {
 	dir, err := e.X.Fetch(ctx, ref, digest)
-	return dir, refused(err)
+	return dir, refusal(err)
 }
 
 func (e Exchange) Publish(ctx context.Context, req ModelPublish) (workflows.PublishedModel, error) {
@@ -237,13 +237,13 @@ func (e Exchange) Publish(ctx context.Context, req ModelPublish) (workflows.Publ
 	}
 	p, err := e.X.PublishJobOutput(ctx, req.Dir, o)
 	if err != nil {
-		return workflows.PublishedModel{}, refused(err)
+		return workflows.PublishedModel{}, refusal(err)
 	}
 	return workflows.PublishedModel{Task: req.Task, Ref: p.Ref, Digest: p.Digest, LogIndex: p.Signature.LogIndex}, nil
 }
 
-// refused marks the exchange's errors that retrying cannot fix.
-func refused(err error) error {
+// refusal marks the exchange's errors that retrying cannot fix.
+func refusal(err error) error {
 	for _, e := range []error{registry.ErrNotFound, registry.ErrExists, registry.ErrInvalid, models.ErrInvalid,
 		models.ErrChange, models.ErrVerify, models.ErrLineage, models.ErrVersion, exchange.ErrUnverified} {
 		if errors.Is(err, e) {
