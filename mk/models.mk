@@ -1,6 +1,5 @@
 # Model exchange (models/): fuzz targets for `make fuzz` / `make test`.
 FUZZ_TARGETS += ./models:FuzzManifest ./models:FuzzConstraint ./models:FuzzCheckLicense
-<<<<<<< HEAD
 
 # bench-models: push/pull throughput of a MODEL_BENCH_MIB MiB model (default
 # 1 GiB of random weights) with Accord's registry client and with skopeo copy
@@ -15,7 +14,7 @@ bench-models:
 	@mkdir -p .cache; ACCORD_BENCH_MODEL_MIB=$(MODEL_BENCH_MIB) $(GO) test -count=1 -timeout 30m -run '^TestBenchPushPull$$' -v ./models/registry/ \
 		>.cache/bench-models.log 2>&1 || { cat .cache/bench-models.log; exit 1; }; \
 		grep -E '^bench models' .cache/bench-models.log
-=======
+
 FUZZ_TARGETS += ./models/search:FuzzParseQuery
 
 # bench-models-search: search latency over 10,000 generated manifests, the
@@ -29,4 +28,3 @@ bench-models-search:
 	@set -e; \
 	out=$$($(GO) test -count=1 -run '^$$' -bench '^BenchmarkSearch$$' -benchtime $(MODELS_SEARCH_BENCHTIME) ./models/search/); \
 	echo "$$out"; echo "$$out" | grep -q '^search over' && echo "$$out" | grep -q '^ok'
->>>>>>> h-search
