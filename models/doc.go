@@ -4,8 +4,11 @@
 // licence, economics and files), the rule that checks a new version's
 // declared change class against the previous version's manifest, the CNCF
 // ModelPack v0.0.7 mapping that lets ModelPack and KitOps tools read what
-// Accord pushes, and the OpenSSF model-signing v1.0 statement, DSSE-signed
-// with Accord's provenance keys.
+// Accord pushes, the OpenSSF model-signing v1.0 statement, DSSE-signed
+// with Accord's provenance keys, and SplitFee, which splits the price of
+// one use of a model among its owner and its ancestors' owners: a model's
+// income X pays floor(X·bp/10000) to each parent it owes a royalty
+// (recursively) and the rest to its owner, so the shares sum to the price.
 //
 // Every manifest is hostile input: Validate bounds every list and string
 // and names the offending field in its error. The package does no registry

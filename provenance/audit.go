@@ -503,9 +503,6 @@ func (a *auditor) settlement(set SettlementPredicate, neg NegotiationPredicate, 
 	if hasPl && set.Paid+set.Refunded != pl.Held {
 		bad("paid %d + refunded %d = %d, escrow held %d", set.Paid, set.Refunded, set.Paid+set.Refunded, pl.Held)
 	}
-	if hasVer && !ver.Passed && set.Paid > 0 && hasNeg && set.Paid > neg.Price {
-		bad("verification failed yet paid %d, above the negotiated price %d", set.Paid, neg.Price)
-	}
 	// The ledger's record carries the usage and rates it settled on; the
 	// predicate's own fields, when present, take precedence.
 	var rec SettlementRecord
@@ -521,6 +518,23 @@ func (a *auditor) settlement(set SettlementPredicate, neg NegotiationPredicate, 
 		if set.Rates == nil {
 			set.Rates = rec.Rates
 		}
+	}
+	// Model fees are paid from the escrow before the charge: part of what
+	// the tenant paid, none of the compute charge.
+	fees := int64(0)
+	for _, f := range rec.ModelFees {
+		for _, s := range f.Shares {
+			if s.Amount < 0 {
+				bad("model fee %s pays %d to %s", f.Model, s.Amount, s.Account)
+			}
+			fees += s.Amount
+		}
+	}
+	if fees != rec.ModelFeeTotal {
+		bad("model fee shares sum to %d, recorded total %d", fees, rec.ModelFeeTotal)
+	}
+	if hasVer && !ver.Passed && set.Paid > 0 && hasNeg && set.Paid-fees > neg.Price {
+		bad("verification failed yet paid %d (and %d in model fees), above the negotiated price %d", set.Paid-fees, fees, neg.Price)
 	}
 	if set.Usage != nil && hasEx {
 		var wall, cpu, mem, gpu float64
@@ -570,9 +584,13 @@ func (a *auditor) settlement(set SettlementPredicate, neg NegotiationPredicate, 
 		}
 	}
 	if hasNeg && rec.Charge != 0 {
-		want := min(neg.Price+rec.Metered.Total, rec.Held)
-		if rec.Charge != want {
+		want := min(neg.Price+rec.Metered.Total, rec.Held-fees)
+		switch {
+		case rec.Charge == want:
+		case fees == 0:
 			bad("charge %d, negotiated price %d + metered %d capped at held %d gives %d", rec.Charge, neg.Price, rec.Metered.Total, rec.Held, want)
+		default:
+			bad("charge %d, negotiated price %d + metered %d capped at held %d less model fees %d gives %d", rec.Charge, neg.Price, rec.Metered.Total, rec.Held, fees, want)
 		}
 	}
 	if rec.Payable != rec.Charge-rec.SLARefund {
@@ -585,11 +603,11 @@ func (a *auditor) settlement(set SettlementPredicate, neg NegotiationPredicate, 
 	if rec.ProviderPay+rec.PlatformFee+roy != rec.Payable {
 		bad("provider %d + fee %d + royalties %d = %d, payable %d", rec.ProviderPay, rec.PlatformFee, roy, rec.ProviderPay+rec.PlatformFee+roy, rec.Payable)
 	}
-	if rec.Refund != rec.Held-rec.Payable {
-		bad("refund %d, held %d - payable %d gives %d", rec.Refund, rec.Held, rec.Payable, rec.Held-rec.Payable)
+	if rec.Refund != rec.Held-fees-rec.Payable {
+		bad("refund %d, held %d - model fees %d - payable %d gives %d", rec.Refund, rec.Held, fees, rec.Payable, rec.Held-fees-rec.Payable)
 	}
-	if set.Paid != rec.Payable {
-		bad("attested paid %d, record payable %d", set.Paid, rec.Payable)
+	if set.Paid != rec.Payable+fees {
+		bad("attested paid %d, record payable %d + model fees %d", set.Paid, rec.Payable, fees)
 	}
 	if set.Refunded != rec.Refund {
 		bad("attested refunded %d, record refund %d", set.Refunded, rec.Refund)

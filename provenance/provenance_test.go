@@ -207,6 +207,27 @@ func TestTamperRejected(t *testing.T) {
 			rec["usage"] = map[string]any{"wall_ms": 3_600_000, "cpu_ms": 8250, "mem_gb_ms": 0, "gpu_ms": 0}
 		}
 	})
+	// A job that paid model fees (150) from its escrow before the charge,
+	// attested as the ledger records it, and one that hid them.
+	withFees := func(stage string, p map[string]any) {
+		if stage == provenance.StageSettlement {
+			p["paid"], p["refunded"] = 1378, 122
+			rec := p["record"].(map[string]any)
+			rec["refund"], rec["model_fee_total"] = 122, 150
+			rec["model_fees"] = []map[string]any{{"model": "acme/clf@1.2.0", "shares": []map[string]any{
+				{"account": "owner:ann", "amount": 100}, {"account": "owner:bob", "amount": 50, "model": "acme/base@2.0.1"}}}}
+		}
+	}
+	e.recordJob(t, "job-model-fees", withFees)
+	if _, err := provenance.Verify(ctx, e.receipt(t, "job-model-fees"), e.trust, provenance.VerifyOptions{}); err != nil {
+		t.Fatalf("a job that paid model fees: %v", err)
+	}
+	e.recordJob(t, "job-hidden-fees", func(stage string, p map[string]any) {
+		withFees(stage, p)
+		if stage == provenance.StageSettlement {
+			p["record"].(map[string]any)["model_fee_total"] = 50
+		}
+	})
 	good := e.receipt(t, "job-a")
 	other := e.receipt(t, "job-b")
 	stranger, _ := provenance.GenerateKey(provenance.AlgEd25519)
@@ -299,6 +320,9 @@ func TestTamperRejected(t *testing.T) {
 		{"amounts that do not match price and usage", func(*provenance.Receipt) *provenance.Receipt {
 			return e.receipt(t, "job-greedy")
 		}, []string{"stage settlement: amounts: charge 1400, negotiated price 1200 + metered 28 capped at held 1500 gives 1228"}},
+		{"model fees that do not add up", func(*provenance.Receipt) *provenance.Receipt {
+			return e.receipt(t, "job-hidden-fees")
+		}, []string{"stage settlement: amounts: model fee shares sum to 150, recorded total 50"}},
 		{"usage billed that execution did not measure", func(*provenance.Receipt) *provenance.Receipt {
 			return e.receipt(t, "job-overbilled")
 		}, []string{"stage settlement: amounts: wall usage billed 3600000 ms, execution measured"}},

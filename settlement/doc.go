@@ -45,11 +45,26 @@
 //     negotiation (package sla): failing tests refund, and slash only under
 //     SlashOnTests; a slash is a percentage of the agreed per-job stake,
 //     never more than the bond holds.
-//   - [Ledger.Settle] pays provider, platform fee and royalties from the
-//     escrow, refunds the rest, applies SLA refunds and bond slashing, and
-//     returns the postings (key job/settle/attempt). Fee and royalties over
-//     100 % are refused here too, but admission should have refused them
-//     first ([CheckShares]).
+//   - [Ledger.Settle] pays the model fees, then the provider, platform fee
+//     and royalties from the escrow, refunds the rest, applies SLA refunds
+//     and bond slashing, and returns the postings (key job/settle/attempt).
+//     Fee and royalties over 100 % are refused here too, but admission
+//     should have refused them first ([CheckShares]).
+//   - Model fees ([SettleRequest].ModelFees, one [ModelFee] per model use,
+//     split up the model's lineage by models.SplitFee) are paid in the
+//     same transaction, so a replay of the settle key pays nobody twice.
+//     They are paid exactly when the charge is (a failed pay-on-success job
+//     pays neither: the whole escrow goes back), first, share by share to
+//     "owner:TENANT" accounts with the memos "model-fee <ref>" (the used
+//     model's owner) and "royalty <ref>" (an ancestor's owner); the charge
+//     is capped at what they leave. If the escrow cannot cover them they are
+//     cut in order and Capped is set: never an error that would wedge
+//     settlement, never money the escrow does not hold. The SLA refund is
+//     of the charge only (the model owners did not breach).
+//     [Settlement].ModelFees records what was paid, [Settlement.Paid] is
+//     fees plus payable, and Paid + Refund = Held. [CheckModelFees] bounds
+//     them (64 fees, 256 shares each, amounts and total within MaxAmount)
+//     for admission; Settle checks again.
 //   - [Ledger.Release] is the compensation: the whole escrow back to the
 //     tenant; harmless on a job that was never held or already released
 //     (key job/release/attempt).

@@ -290,12 +290,19 @@ type SettleRequest struct {
 	// SLA are the terms the provider agreed to in negotiation.
 	SLA     SLATerms `json:"sla"`
 	Outcome Outcome  `json:"outcome"`
+	// ModelFees are the prices of the models the job used, split up each
+	// model's lineage (models.SplitFee); paid exactly when the charge is,
+	// before it (see [Ledger.Settle]).
+	ModelFees []ModelFee `json:"model_fees,omitempty"`
 }
 
 // Payment is one amount paid out of escrow.
 type Payment struct {
 	Account string `json:"account"`
 	Amount  int64  `json:"amount"`
+	// Model is, for a model fee's share, the name@version whose owner it
+	// pays.
+	Model string `json:"model,omitempty"`
 }
 
 // Settlement is what [Ledger.Settle] did; it is JSON-serialisable so that the
@@ -311,10 +318,16 @@ type Settlement struct {
 	Usage   Usage   `json:"usage"`
 	Rates   Rates   `json:"rates"`
 	Metered Charges `json:"metered"`
-	// Charge is Price + Metered.Total, at most Held; zero for a failed
-	// pay-on-success job.
+	// ModelFees are the model fees paid, each share as paid (cut to what
+	// the escrow held, in order), and ModelFeeTotal their sum; none for a
+	// failed pay-on-success job.
+	ModelFees     []ModelFee `json:"model_fees,omitempty"`
+	ModelFeeTotal int64      `json:"model_fee_total,omitempty"`
+	// Charge is Price + Metered.Total, at most Held - ModelFeeTotal; zero
+	// for a failed pay-on-success job.
 	Charge int64 `json:"charge"`
-	// Capped is true when the charge was cut to what the escrow held.
+	// Capped is true when the model fees or the charge were cut to what
+	// the escrow held.
 	Capped    bool      `json:"capped,omitempty"`
 	SLA       SLAResult `json:"sla"`
 	SLARefund int64     `json:"sla_refund"` // RefundPercent of Charge
@@ -324,7 +337,8 @@ type Settlement struct {
 	ProviderPay int64     `json:"provider_pay"`
 	PlatformFee int64     `json:"platform_fee"`
 	Royalties   []Payment `json:"royalties,omitempty"`
-	// Refund is the escrow returned to the tenant (Held - Payable).
+	// Refund is the escrow returned to the tenant (Held - ModelFeeTotal -
+	// Payable).
 	Refund int64 `json:"refund"`
 	// Slashed is taken from the provider's bond and paid to the tenant: at
 	// most the agreed stake.
@@ -346,6 +360,9 @@ func (r SettleRequest) validate() error {
 		return err
 	}
 	if err := validateTerms(r.SLA); err != nil {
+		return err
+	}
+	if err := CheckModelFees(r.ModelFees); err != nil {
 		return err
 	}
 	return CheckShares(r.FeeBP, r.Royalties)
@@ -382,12 +399,17 @@ func CheckShares(feeBP int64, royalties []Royalty) error {
 	return nil
 }
 
-// Settle pays out a held job in one database transaction: the charge (the
-// auction price plus metered usage, at most the escrow; nothing for a failed
-// pay-on-success job) less the SLA refund is split into the platform fee,
-// royalties and the provider's pay; the rest of the escrow goes back to the
-// tenant; on SLA breach SlashPercent of the agreed stake (at most what the
-// provider's bond holds) is moved to the tenant. Afterwards the escrow is zero and the job is settled.
+// Settle pays out a held job in one database transaction. First the model
+// fees, share by share to the model owners (a share the escrow cannot cover
+// is cut, those after it get nothing, and Capped is set: never an error,
+// never money the escrow does not hold); then the charge (the auction price
+// plus metered usage, at most what the escrow still holds), less the SLA
+// refund, is split into the platform fee, royalties and the provider's pay;
+// the rest of the escrow goes back to the tenant; on SLA breach
+// SlashPercent of the agreed stake (at most what the provider's bond holds)
+// is moved to the tenant. A failed pay-on-success job pays neither model
+// fees nor charge. The SLA refund is of the charge only: the model owners
+// did not breach. Afterwards the escrow is zero and the job is settled.
 //
 // Idempotent by Key(Job, "settle", Attempt): a replay returns the original
 // settlement with Transaction.Replayed set. Settling a job that is not held
@@ -422,9 +444,10 @@ func (l *Ledger) Settle(ctx context.Context, r SettleRequest) (*Settlement, erro
 		s := &Settlement{Job: r.Job, Tenant: j.Tenant, Provider: j.Provider, Currency: j.Currency,
 			Held: held, Usage: r.Usage, Rates: r.Rates, Metered: metered, SLA: verdict}
 		if r.Succeeded || !r.PayOnSuccess {
+			s.ModelFees, s.ModelFeeTotal, s.Capped = payModelFees(r.ModelFees, held)
 			s.Charge = r.Price + metered.Total
-			if s.Charge > held {
-				s.Charge, s.Capped = held, true
+			if left := held - s.ModelFeeTotal; s.Charge > left {
+				s.Charge, s.Capped = left, true
 			}
 		}
 		s.SLARefund = pct(s.Charge, verdict.RefundPercent)
@@ -436,7 +459,7 @@ func (l *Ledger) Settle(ctx context.Context, r SettleRequest) (*Settlement, erro
 			s.Royalties = append(s.Royalties, p)
 			s.ProviderPay -= p.Amount
 		}
-		s.Refund = held - s.Payable
+		s.Refund = held - s.ModelFeeTotal - s.Payable
 		if SlashAmount(verdict, MaxAmount) > 0 {
 			bond, err := l.balanceTx(ctx, tx, BondAccount(j.Provider), j.Currency, true)
 			if err != nil {
@@ -445,12 +468,13 @@ func (l *Ledger) Settle(ctx context.Context, r SettleRequest) (*Settlement, erro
 			s.Slashed = SlashAmount(verdict, bond)
 		}
 		c := j.Currency
-		ps := []Posting{
+		ps := modelFeePostings(escrow, c, s.ModelFees)
+		ps = append(ps, []Posting{
 			{Account: escrow, Currency: c, Amount: -s.ProviderPay, Memo: "pay"},
 			{Account: ProviderAccount(j.Provider), Currency: c, Amount: s.ProviderPay, Memo: "pay"},
 			{Account: escrow, Currency: c, Amount: -s.PlatformFee, Memo: "fee"},
 			{Account: PlatformFeeAccount, Currency: c, Amount: s.PlatformFee, Memo: "fee"},
-		}
+		}...)
 		for _, p := range s.Royalties {
 			ps = append(ps,
 				Posting{Account: escrow, Currency: c, Amount: -p.Amount, Memo: "royalty"},

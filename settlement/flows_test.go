@@ -106,7 +106,7 @@ func TestSettleKnownAnswer(t *testing.T) {
 		}
 		wantJob := JobCost{Job: "job-1", Tenant: "acme", Provider: "gpu-co", Currency: "USD", State: JobSettled,
 			Held: 1200, ProviderPay: 793, PlatformFee: 46, Royalties: 93, Refunded: 268, Cost: 932}
-		if st.Jobs[0] != wantJob {
+		if !reflect.DeepEqual(st.Jobs[0], wantJob) {
 			t.Fatalf("statement job\n got %+v\nwant %+v", st.Jobs[0], wantJob)
 		}
 		pst, err := l.Statement(ctx, "provider:gpu-co")

@@ -60,7 +60,8 @@ type Posting struct {
 	Currency string `json:"currency"`
 	Amount   int64  `json:"amount"`
 	// Memo says why the money moved: hold, pay, fee, royalty, refund,
-	// slash, deposit, bond.
+	// slash, deposit, bond; "model-fee REF" and "royalty REF" for model
+	// fees (see [ModelFee]).
 	Memo string `json:"memo"`
 }
 
@@ -466,19 +467,13 @@ func (l *Ledger) post(ctx context.Context, tx *sql.Tx, txID int64, ps []Posting)
 	}
 	type acct struct{ id, cur string }
 	delta := map[acct]int64{}
-	var b strings.Builder
-	args := make([]any, 0, 6*len(ps))
-	b.WriteString(`INSERT INTO ledger_postings (tx_id, seq, account, currency, amount, memo) VALUES `)
-	for i, p := range ps {
-		if i > 0 {
-			b.WriteString(", ")
+	for start := 0; start < len(ps); start += postingsPerInsert {
+		if err := l.insertPostings(ctx, tx, txID, start, ps[start:min(start+postingsPerInsert, len(ps))]); err != nil {
+			return err
 		}
-		b.WriteString("(?, ?, ?, ?, ?, ?)")
-		args = append(args, txID, i, p.Account, p.Currency, p.Amount, p.Memo)
-		delta[acct{p.Account, p.Currency}] += p.Amount
 	}
-	if _, err := tx.ExecContext(ctx, l.q(b.String()), args...); err != nil {
-		return fmt.Errorf("settlement: insert postings: %w", err)
+	for _, p := range ps {
+		delta[acct{p.Account, p.Currency}] += p.Amount
 	}
 	keys := make([]acct, 0, len(delta))
 	for k := range delta {
@@ -512,6 +507,29 @@ func (l *Ledger) post(ctx context.Context, tx *sql.Tx, txID int64, ps []Posting)
 		if floor.Valid && bal < floor.Int64 {
 			return fmt.Errorf("%w: %s would fall to %d %s, below its floor %d", ErrInsufficientFunds, k.id, bal, k.cur, floor.Int64)
 		}
+	}
+	return nil
+}
+
+// postingsPerInsert bounds the rows of one INSERT: 6 parameters a row stays
+// far below SQLite's 32766 and PostgreSQL's 65535 parameters a statement
+// (a settlement with many model fees has thousands of postings).
+const postingsPerInsert = 500
+
+// insertPostings inserts ps as rows seq0, seq0+1, … of transaction txID.
+func (l *Ledger) insertPostings(ctx context.Context, tx *sql.Tx, txID int64, seq0 int, ps []Posting) error {
+	var b strings.Builder
+	args := make([]any, 0, 6*len(ps))
+	b.WriteString(`INSERT INTO ledger_postings (tx_id, seq, account, currency, amount, memo) VALUES `)
+	for i, p := range ps {
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		b.WriteString("(?, ?, ?, ?, ?, ?)")
+		args = append(args, txID, seq0+i, p.Account, p.Currency, p.Amount, p.Memo)
+	}
+	if _, err := tx.ExecContext(ctx, l.q(b.String()), args...); err != nil {
+		return fmt.Errorf("settlement: insert postings: %w", err)
 	}
 	return nil
 }

@@ -8,6 +8,7 @@ import (
 	"os"
 	"reflect"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 )
@@ -103,6 +104,7 @@ func runRandom(t *testing.T, l *Ledger, rng *rand.Rand, steps int) {
 	jobCurrency := map[string]string{}
 	jobTenant := map[string]string{}
 	var held []string
+	feesPaid := 0 // settlements that paid model fees
 	unhold := func(job string) {
 		for i, j := range held {
 			if j == job {
@@ -165,12 +167,21 @@ func runRandom(t *testing.T, l *Ledger, rng *rand.Rand, steps int) {
 			for i := range rng.IntN(3) {
 				roy = append(roy, Royalty{Account: fmt.Sprintf("m%d", i), BasisPoints: rng.Int64N(2000)})
 			}
+			var fees []ModelFee
+			for i := range rng.IntN(3) {
+				f := ModelFee{Model: fmt.Sprintf("acme/m%d@1.0.0", i), Digest: "sha256:" + strings.Repeat(strconv.Itoa(i), 64), Use: UseInference}
+				for j := range 1 + rng.IntN(3) {
+					f.Shares = append(f.Shares, Payment{Account: fmt.Sprintf("owner:o%d", rng.IntN(3)), Amount: rng.Int64N(600),
+						Model: fmt.Sprintf("acme/a%d@1.0.0", j)})
+				}
+				fees = append(fees, f)
+			}
 			r := SettleRequest{Job: job, Attempt: step, Succeeded: rng.IntN(4) > 0, PayOnSuccess: rng.IntN(2) == 0,
 				Price: rng.Int64N(1500),
 				Usage: Usage{WallMillis: rng.Int64N(7_200_000), CPUMillis: rng.Int64N(7_200_000),
 					MemGBMillis: rng.Int64N(30_000_000), GPUMillis: rng.Int64N(3_600_000)},
 				Rates: Rates{WallPerHour: rng.Int64N(100), CPUPerHour: rng.Int64N(50), MemGBPerHour: rng.Int64N(10), GPUPerHour: rng.Int64N(400)},
-				FeeBP: rng.Int64N(1500), Royalties: roy,
+				FeeBP: rng.Int64N(1500), Royalties: roy, ModelFees: fees,
 				SLA: SLATerms{MaxDuration: time.Duration(1+rng.IntN(60)) * time.Minute,
 					RefundPercent: rng.IntN(101), SlashPercent: rng.IntN(101), Stake: rng.Int64N(2000), SlashOnTests: rng.IntN(2) == 0},
 				Outcome: Outcome{Duration: time.Duration(rng.IntN(90)) * time.Minute, VerificationFailed: rng.IntN(8) == 0}}
@@ -179,11 +190,15 @@ func runRandom(t *testing.T, l *Ledger, rng *rand.Rand, steps int) {
 				if err != nil {
 					return nil, err
 				}
-				paid := s.ProviderPay + s.PlatformFee + s.Refund
+				fees := checkFeesPaid(t, r, s)
+				if fees > 0 && !s.Transaction.Replayed {
+					feesPaid++
+				}
+				paid := s.ProviderPay + s.PlatformFee + s.Refund + fees
 				for _, p := range s.Royalties {
 					paid += p.Amount
 				}
-				if paid != s.Held || s.Charge > s.Held || s.ProviderPay < 0 || s.Payable != s.Charge-s.SLARefund {
+				if paid != s.Held || s.Paid()+s.Refund != s.Held || s.Charge > s.Held || s.ProviderPay < 0 || s.Payable != s.Charge-s.SLARefund {
 					t.Fatalf("settlement does not add up: %+v", s)
 				}
 				if s.Slashed > r.SLA.Stake {
@@ -249,8 +264,41 @@ func runRandom(t *testing.T, l *Ledger, rng *rand.Rand, steps int) {
 	for _, d := range done {
 		kinds[d.name]++
 	}
-	t.Logf("%d steps, committed: %v", steps, kinds)
+	t.Logf("%d steps, committed: %v; %d settlements paid model fees", steps, kinds, feesPaid)
 	if kinds["settle"] == 0 || kinds["hold"] == 0 {
 		t.Fatalf("the random sequence never settled a job: %v", kinds)
 	}
+}
+
+// checkFeesPaid checks the model fees of settlement s of r: none for a
+// failed pay-on-success job; otherwise every share paid in full, in order,
+// until the escrow ran out (one share cut, those after it nothing, and
+// Capped set), and ModelFeeTotal their sum. It returns the sum.
+func checkFeesPaid(t *testing.T, r SettleRequest, s *Settlement) int64 {
+	t.Helper()
+	if !r.Succeeded && r.PayOnSuccess {
+		if s.ModelFees != nil || s.ModelFeeTotal != 0 {
+			t.Fatalf("failed pay-on-success job paid model fees: %+v", s.ModelFees)
+		}
+		return 0
+	}
+	if len(s.ModelFees) != len(r.ModelFees) {
+		t.Fatalf("%d model fees paid of %d", len(s.ModelFees), len(r.ModelFees))
+	}
+	var total int64
+	short := false
+	for i, f := range s.ModelFees {
+		for j, p := range f.Shares {
+			want := r.ModelFees[i].Shares[j]
+			if p.Account != want.Account || p.Model != want.Model || p.Amount < 0 || p.Amount > want.Amount || short && p.Amount != 0 {
+				t.Fatalf("fee %d share %d paid %+v of %+v (short before: %v)", i, j, p, want, short)
+			}
+			short = short || p.Amount < want.Amount
+			total += p.Amount
+		}
+	}
+	if total != s.ModelFeeTotal || total > s.Held || short && (!s.Capped || s.Charge != 0 || total != s.Held) {
+		t.Fatalf("model fees %d (recorded %d, cut %v) of held %d: %+v", total, s.ModelFeeTotal, short, s.Held, s)
+	}
+	return total
 }

@@ -70,12 +70,26 @@ type JobCost struct {
 	ProviderPay int64 `json:"provider_pay_minor"`
 	PlatformFee int64 `json:"platform_fee_minor"`
 	Royalties   int64 `json:"royalties_minor"`
+	// ModelFees is what the job paid model owners for the models it used,
+	// usage prices and their royalties up the lineage, and ModelFeeLines
+	// the split: one line per owner account and memo ("model-fee
+	// acme/clf@1.2.0", "royalty acme/base@2.0.1").
+	ModelFees     int64     `json:"model_fees_minor,omitempty"`
+	ModelFeeLines []FeeLine `json:"model_fee_lines,omitempty"`
 	// Refunded is escrow returned to the tenant (unused, SLA refund, release).
 	Refunded int64 `json:"refunded_minor"`
 	// Slashed is the provider's bond paid to the tenant for a breach.
 	Slashed int64 `json:"slashed_minor"`
 	// Cost is the tenant's net outflow: Held - Refunded - Slashed.
 	Cost int64 `json:"cost_minor"`
+}
+
+// FeeLine is what one model owner account was paid by a job under one
+// memo.
+type FeeLine struct {
+	Account string `json:"account"`
+	Memo    string `json:"memo"`
+	Amount  int64  `json:"amount_minor"`
 }
 
 // Statement is the per-job cost breakdown of a tenant or provider.
@@ -119,6 +133,7 @@ func (l *Ledger) Statement(ctx context.Context, account string) (*Statement, err
 	}
 	defer rows.Close()
 	byJob := map[string]*JobCost{}
+	lines := map[[3]string]int{} // (job, account, memo) → index in ModelFeeLines
 	var order []string
 	for rows.Next() {
 		var j JobCost
@@ -143,6 +158,15 @@ func (l *Ledger) Statement(ctx context.Context, account string) (*Statement, err
 			c.PlatformFee += amt
 		case memo == "royalty" && akind == KindOwner:
 			c.Royalties += amt
+		case akind == KindOwner && isModelFeeMemo(memo):
+			c.ModelFees += amt
+			k := [3]string{j.Job, acct, memo}
+			if i, ok := lines[k]; ok {
+				c.ModelFeeLines[i].Amount += amt
+			} else {
+				lines[k] = len(c.ModelFeeLines)
+				c.ModelFeeLines = append(c.ModelFeeLines, FeeLine{Account: acct, Memo: memo, Amount: amt})
+			}
 		case memo == "refund" && akind == KindTenant:
 			c.Refunded += amt
 		case memo == "slash" && akind == KindTenant:
@@ -163,10 +187,17 @@ func (l *Ledger) Statement(ctx context.Context, account string) (*Statement, err
 		t.ProviderPay += c.ProviderPay
 		t.PlatformFee += c.PlatformFee
 		t.Royalties += c.Royalties
+		t.ModelFees += c.ModelFees
 		t.Refunded += c.Refunded
 		t.Slashed += c.Slashed
 		t.Cost += c.Cost
 		st.Totals[c.Currency] = t
 	}
 	return st, nil
+}
+
+// isModelFeeMemo reports the memos of model-fee postings ("model-fee REF",
+// "royalty REF"; a bare "royalty" is a share of the charge).
+func isModelFeeMemo(memo string) bool {
+	return strings.HasPrefix(memo, MemoModelFee+" ") || strings.HasPrefix(memo, MemoRoyalty+" ")
 }

@@ -217,6 +217,16 @@ type SettlementRecord struct {
 		Account string `json:"account"`
 		Amount  int64  `json:"amount"`
 	} `json:"royalties,omitempty"`
-	Refund  int64 `json:"refund"`
-	Slashed int64 `json:"slashed"`
+	// ModelFees are the model fees paid from the escrow before the
+	// charge, each split among model owners; ModelFeeTotal is their sum.
+	ModelFees []struct {
+		Model  string `json:"model"`
+		Shares []struct {
+			Account string `json:"account"`
+			Amount  int64  `json:"amount"`
+		} `json:"shares"`
+	} `json:"model_fees,omitempty"`
+	ModelFeeTotal int64 `json:"model_fee_total,omitempty"`
+	Refund        int64 `json:"refund"`
+	Slashed       int64 `json:"slashed"`
 }
