@@ -174,11 +174,26 @@ func (s SettlementLedger) Settle(ctx context.Context, r SettleRequest) (int64, i
 	for _, ro := range sp.Settlement.Royalties {
 		req.Royalties = append(req.Royalties, settlement.Royalty{Account: ro.Account, BasisPoints: int64(ro.BasisPoints)})
 	}
+	req.ModelFees = modelFees(r.Plan)
 	st, err := s.L.Settle(ctx, req)
 	if err != nil {
 		return 0, 0, nil, err
 	}
-	return st.Payable, st.Refund, st, nil
+	return st.Paid(), st.Refund, st, nil
+}
+
+// modelFees are the plan's pinned model fees as the ledger pays them: each
+// share to the owner's account, naming the model whose owner it pays.
+func modelFees(plan *specs.Plan) []settlement.ModelFee {
+	var out []settlement.ModelFee
+	for _, f := range plan.ModelFees {
+		mf := settlement.ModelFee{Model: f.Model, Digest: f.Digest, Use: f.Use}
+		for _, sh := range f.Shares {
+			mf.Shares = append(mf.Shares, settlement.Payment{Account: settlement.OwnerAccount(sh.Owner), Amount: sh.Amount, Model: sh.Model})
+		}
+		out = append(out, mf)
+	}
+	return out
 }
 
 // agreedTerms are the SLA terms the provider agreed to in negotiation. A
@@ -201,7 +216,10 @@ func (s SettlementLedger) CheckShares(plan *specs.Plan) error {
 	for _, ro := range plan.Spec.Settlement.Royalties {
 		roy = append(roy, settlement.Royalty{Account: ro.Account, BasisPoints: int64(ro.BasisPoints)})
 	}
-	return settlement.CheckShares(s.FeeBP, roy)
+	if err := settlement.CheckShares(s.FeeBP, roy); err != nil {
+		return err
+	}
+	return settlement.CheckModelFees(modelFees(plan))
 }
 
 // RecorderAttestor is the Attestor over provenance.Recorder.

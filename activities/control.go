@@ -66,6 +66,9 @@ func Summarize(p *specs.Plan) workflows.PlanSummary {
 			s.Currency = p.Spec.Budget.Currency
 		}
 	}
+	for _, f := range p.ModelFees {
+		s.Models = append(s.Models, predicate.ModelUse{Task: f.Task, Model: f.Model, Digest: f.Digest, Use: f.Use, Price: f.Price, Currency: f.Currency})
+	}
 	for _, t := range p.Tasks {
 		// A task also waits for every task whose outputs it consumes.
 		deps := append([]string(nil), t.DependsOn...)
@@ -138,7 +141,8 @@ func (a *Activities) Negotiate(ctx context.Context, in workflows.NegotiateInput)
 	}, nil
 }
 
-// Place holds the job's escrow (price plus margin, capped by the budget).
+// Place holds the job's escrow (price and model fees plus margin, capped by
+// the budget).
 // Idempotent through the ledger's key (job, "hold", attempt).
 func (a *Activities) Place(ctx context.Context, in workflows.PlaceInput) (workflows.PlaceOutput, error) {
 	plan, err := a.plan(ctx, in.PlanInput)
@@ -150,7 +154,8 @@ func (a *Activities) Place(ctx context.Context, in workflows.PlaceInput) (workfl
 	}
 	held, holdID, rec, err := a.Ledger.Hold(ctx, HoldRequest{
 		JobID: in.JobID, Tenant: in.Tenant, Provider: in.Award.Provider, Currency: in.Award.Currency,
-		Price: in.Award.Price, Cap: plan.Spec.Budget.MaxPrice,
+		// The registry models the tasks use are paid from the same escrow.
+		Price: in.Award.Price + plan.ModelFeeTotal(), Cap: plan.Spec.Budget.MaxPrice,
 	})
 	if err != nil {
 		if errors.Is(err, ErrInsufficient) {

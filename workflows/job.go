@@ -249,6 +249,7 @@ func (j *job) compile(ctx workflow.Context) error {
 		Header: j.header(), Name: j.plan.Name, Version: j.plan.Version, Tenant: j.plan.Tenant,
 		DocumentDigest: j.plan.DocumentDigest, ContractDigest: j.plan.ContractDigest,
 		Tasks: taskNames(j.plan.Tasks), MaxCost: j.plan.MaxCost, Currency: j.plan.Currency,
+		Models: j.plan.Models,
 	}, nil)
 }
 

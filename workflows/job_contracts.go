@@ -246,6 +246,8 @@ type PlanSummary struct {
 	// Publishes is how many models the job publishes once verified
 	// (layout 4).
 	Publishes int `json:"publishes,omitempty"`
+	// Models are the registry models the tasks use, as pinned and priced.
+	Models []predicate.ModelUse `json:"models,omitempty"`
 }
 
 // PlanInput names the compiled plan an activity works on: PlanRef, the

@@ -61,6 +61,19 @@ type Spec struct {
 	Currency       string   `json:"currency,omitempty"`
 	// SignatureKeyID is the key that signed the spec document, if signed.
 	SignatureKeyID string `json:"signature_key_id,omitempty"`
+	// Models are the registry models the tasks use, pinned when the job
+	// was compiled, with the price of each use.
+	Models []ModelUse `json:"models,omitempty"`
+}
+
+// ModelUse is one task's use of a registry model.
+type ModelUse struct {
+	Task     string `json:"task"`
+	Model    string `json:"model"`  // name@version
+	Digest   string `json:"digest"` // the model's OCI manifest digest
+	Use      string `json:"use"`    // inference or fine_tune
+	Price    int64  `json:"price"`
+	Currency string `json:"currency"`
 }
 
 // Admission: the policy decision.
