@@ -64,6 +64,17 @@ func (ix *Index) Add(e Entry) error {
 	return nil
 }
 
+// Entries returns the indexed entries in the order they were added.
+func (ix *Index) Entries() []Entry {
+	ix.mu.RLock()
+	defer ix.mu.RUnlock()
+	out := make([]Entry, len(ix.docs))
+	for i, d := range ix.docs {
+		out[i] = d.entry
+	}
+	return out
+}
+
 // Len is the number of indexed model versions.
 func (ix *Index) Len() int {
 	ix.mu.RLock()

@@ -58,6 +58,7 @@ func train(args []string) error {
 	samples := fs.Int("samples", 1000, "samples to generate when --data is empty")
 	epochs := fs.Int("epochs", 200, "gradient-descent epochs")
 	seed := fs.Int64("seed", 1, "random seed for generated data")
+	initPath := fs.String("init", "", "model.json to start from (fine-tuning a base model)")
 	if err := parse(fs, args); err != nil {
 		return err
 	}
@@ -74,7 +75,16 @@ func train(args []string) error {
 	if err != nil {
 		return err
 	}
-	m := fit(d, *epochs, learningRate)
+	var start *model
+	if *initPath != "" {
+		if start, err = readModel(*initPath); err != nil {
+			return err
+		}
+		if len(start.Weights) != d.features() {
+			return fmt.Errorf("base model has %d weights, data has %d features", len(start.Weights), d.features())
+		}
+	}
+	m := fit(d, *epochs, learningRate, start)
 	acc, loss := m.evaluate(d)
 	metrics := map[string]any{"accuracy": acc, "loss": loss, "epochs": *epochs, "samples": d.n()}
 	if err := writeJSON(*out, "model.json", m); err != nil {
@@ -97,13 +107,9 @@ func eval(args []string) error {
 	if *modelPath == "" || *data == "" {
 		return fmt.Errorf("%w: --model and --data are required", errUsage)
 	}
-	b, err := os.ReadFile(*modelPath)
+	m, err := readModel(*modelPath)
 	if err != nil {
 		return err
-	}
-	var m model
-	if err := json.Unmarshal(b, &m); err != nil {
-		return fmt.Errorf("model %s: %w", *modelPath, err)
 	}
 	d, err := readCSV(*data)
 	if err != nil {
@@ -169,4 +175,17 @@ func writeJSON(dir, name string, v any) error {
 		return err
 	}
 	return os.WriteFile(filepath.Join(dir, name), append(b, '\n'), 0o644)
+}
+
+// readModel reads a model.json that train wrote.
+func readModel(path string) (*model, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	var m model
+	if err := json.Unmarshal(b, &m); err != nil {
+		return nil, fmt.Errorf("model %s: %w", path, err)
+	}
+	return &m, nil
 }

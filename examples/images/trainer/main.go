@@ -4,7 +4,7 @@
 // a container). It is built statically and shipped as examples/images/trainer.tar.
 //
 //	trainer prepare --samples N --seed S            → dataset.csv
-//	trainer train [--data FILE] [--samples N] [--epochs E] [--seed S]
+//	trainer train [--data FILE] [--samples N] [--epochs E] [--seed S] [--init MODEL]
 //	                                                → model.json, metrics.json
 //	trainer eval --model FILE --data FILE           → eval.json
 //	trainer check --file F --metric M --min X       exit 0 if F's M ≥ X, else 1

@@ -119,11 +119,16 @@ type model struct {
 
 func sigmoid(z float64) float64 { return 1 / (1 + math.Exp(-z)) }
 
-// fit runs full-batch gradient descent on the mean cross-entropy loss.
-func fit(d *dataset, epochs int, rate float64) model {
+// fit runs full-batch gradient descent on the mean cross-entropy loss,
+// from start's weights when given (fine-tuning), else from zero.
+func fit(d *dataset, epochs int, rate float64, start *model) model {
 	n, k := d.x.Dims()
 	w := mat.NewVecDense(k, nil)
 	var b float64
+	if start != nil {
+		w = mat.NewVecDense(k, append([]float64(nil), start.Weights...))
+		b = start.Bias
+	}
 	z := mat.NewVecDense(n, nil)
 	resid := mat.NewVecDense(n, nil)
 	grad := mat.NewVecDense(k, nil)
