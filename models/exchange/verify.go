@@ -8,6 +8,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"strings"
 
 	"github.com/sigstore/rekor/pkg/verify"
 	"github.com/sigstore/sigstore/pkg/signature"
@@ -78,14 +79,14 @@ func (x *Exchange) verify(ctx context.Context, ref, dir string) (*Verified, erro
 		sv, err = models.VerifyDigests(ctx, sig.Envelope, digests, keys...)
 	}
 	if err != nil {
-		return nil, fail("model signature: %v", err)
+		return nil, fail("model signature: %v%s", err, signerNote(ts, sig.Envelope, m.Owner))
 	}
 	if err := sv.MatchManifest(m); err != nil {
 		return nil, fail("model signature: %v", err)
 	}
 	pv, err := models.VerifyPublication(ctx, pub.Envelope, keys...)
 	if err != nil {
-		return nil, fail("publication: %v", err)
+		return nil, fail("publication: %v%s", err, signerNote(ts, pub.Envelope, m.Owner))
 	}
 	if pv.Artifact != model.Digest {
 		return nil, fail("publication is for artifact %s", pv.Artifact)
@@ -199,4 +200,24 @@ func (x *Exchange) logVerifier(ctx context.Context, ts *provenance.TrustStore) (
 		return nil, fmt.Errorf("the log's key %s is not trusted for scope log", id)
 	}
 	return provenance.LoadVerifier(pub)
+}
+
+// signerNote says, for a signature that did not verify with the owner's
+// publishers' keys, who claims to have signed and what that key is trusted
+// for: the usual cause is a key trusted for another tenant.
+func signerNote(ts *provenance.TrustStore, envelope []byte, owner string) string {
+	ids, err := provenance.EnvelopeSignerIDs(envelope)
+	if err != nil || len(ids) == 0 {
+		return ""
+	}
+	var parts []string
+	for _, id := range ids {
+		if k, ok := ts.Lookup(id); ok {
+			parts = append(parts, fmt.Sprintf("key %s (trusted for %s)", id, strings.Join(k.Scopes, ", ")))
+		} else {
+			parts = append(parts, fmt.Sprintf("key %s (not in the trust store)", id))
+		}
+	}
+	return fmt.Sprintf("; signed by %s: untrusted to publish models owned by %s, which needs spec:%s or stage",
+		strings.Join(parts, ", "), owner, owner)
 }
