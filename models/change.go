@@ -59,6 +59,11 @@ func CheckChange(prev, next *Manifest) error {
 	if prev.Name != next.Name {
 		return fmt.Errorf("%w: name %s is not the previous version's %s", ErrChange, next.Name, prev.Name)
 	}
+	// The first version of a name fixes its owner: nobody else publishes
+	// versions under it, and its royalties cannot be redirected.
+	if prev.Owner != next.Owner {
+		return fmt.Errorf("%w: %s is owned by %s; %s cannot publish a version of it", ErrChange, next.Name, prev.Owner, next.Owner)
+	}
 	pv, _ := ParseVersion(prev.Version)
 	nv, _ := ParseVersion(next.Version)
 	bump := nv.BumpFrom(pv)

@@ -23,6 +23,9 @@ func TestCheckChange(t *testing.T) {
 			n.Version, n.Change = "1.2.1", ChangePatch
 			n.Files = append(n.Files, File{Path: "docs/usage.md", Digest: dg("usage"), Size: 1})
 		}, nil},
+		{"another owner publishing a version", func(n *Manifest) {
+			n.Version, n.Change, n.Owner = "2.0.0", ChangeBehaviour, "mallory"
+		}, ErrChange},
 		{"weights changed declared patch", func(n *Manifest) {
 			n.Version, n.Change = "1.2.1", ChangePatch
 			n.Files[0].Digest = dg("weights2")
