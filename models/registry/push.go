@@ -188,7 +188,8 @@ func buildArtifact(m *models.Manifest) (*artifact, error) {
 
 // checkSuccession says whether m's version already exists with the same
 // digest (true), fails with ErrExists when it exists with another, and
-// otherwise checks m against the highest lower version's Accord manifest.
+// otherwise checks m against the highest lower version's Accord manifest
+// (or, below every version, that it has the name's owner).
 func (c *Client) checkSuccession(ctx context.Context, repo *remote.Repository, m *models.Manifest, desc ocispec.Descriptor) (bool, error) {
 	versions, err := c.versions(ctx, repo)
 	if err != nil && !errors.Is(err, ErrNotFound) {
@@ -202,6 +203,17 @@ func (c *Client) checkSuccession(ctx context.Context, repo *remote.Repository, m
 			return true, sameDigest(ctx, repo, m.Version, desc)
 		case -1:
 			prev = &versions[i]
+		}
+	}
+	if prev == nil && len(versions) > 0 {
+		// Below every existing version: no predecessor to check the change
+		// against, but the name's owner still holds (versions ascend).
+		first, err := c.inspect(ctx, m.Name, versions[0].String(), false)
+		if err != nil {
+			return false, fmt.Errorf("version %s: %w", versions[0], err)
+		}
+		if first.Manifest.Owner != m.Owner {
+			return false, fmt.Errorf("%w: %s is owned by %s; %s cannot publish a version of it", models.ErrChange, m.Name, first.Manifest.Owner, m.Owner)
 		}
 	}
 	if prev == nil {

@@ -321,6 +321,15 @@ func TestPushChecks(t *testing.T) {
 	if _, err := c.Push(ctx, dir, doc); err != nil {
 		t.Errorf("patch 1.0.1 after 1.1.0: %v", err)
 	}
+	// Another owner can publish no version of the name: not above, not
+	// below every existing one.
+	for _, v := range []string{"2.0.0", "0.1.0"} {
+		hijack := manifest("acme/clf", v, models.ChangeBehaviour, files)
+		hijack.Owner = "mallory"
+		if _, err := c.Push(ctx, dir, hijack); !errors.Is(err, models.ErrChange) || !strings.Contains(err.Error(), "owned by acme") {
+			t.Errorf("%s by another owner: %v, want ErrChange", v, err)
+		}
+	}
 	if vs, err := c.Versions(ctx, "acme/clf"); err != nil || fmt.Sprint(vs) != "[1.0.0 1.0.1 1.1.0]" {
 		t.Errorf("versions = %v, %v", vs, err)
 	}
