@@ -10,7 +10,7 @@ FUZZ_TARGETS += ./models:FuzzManifest ./models:FuzzConstraint ./models:FuzzCheck
 .PHONY: bench-models
 BENCH_TARGETS += bench-models
 MODEL_BENCH_MIB ?= 1024
-bench-models:
+bench-models: bench-models-search
 	@mkdir -p .cache; ACCORD_BENCH_MODEL_MIB=$(MODEL_BENCH_MIB) $(GO) test -count=1 -timeout 30m -run '^TestBenchPushPull$$' -v ./models/registry/ \
 		>.cache/bench-models.log 2>&1 || { cat .cache/bench-models.log; exit 1; }; \
 		grep -E '^bench models' .cache/bench-models.log
