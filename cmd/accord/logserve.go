@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -41,7 +42,7 @@ func newLogCmd() *cobra.Command {
 }
 
 func newLogServeCmd() *cobra.Command {
-	var addr string
+	var addr, tlsCert, tlsKey string
 	var witnesses []string
 	var every time.Duration
 	c := &cobra.Command{
@@ -51,19 +52,23 @@ func newLogServeCmd() *cobra.Command {
 			"(docs/witness.md, \"The log as a service\"): reads are open to anyone; POST /api/v1/log/entries\n" +
 			"needs \"Authorization: Bearer <token>\" of a writer in HOME/log-writers.json (accord log token add)\n" +
 			"and, when the writer has keys, an envelope signed by one of them (401 without a token, 403 for\n" +
-			"an unknown token or another key). Workers log through it with --rekor-url URL --insecure (or\n" +
-			"https behind a TLS proxy) --rekor-token-file FILE.\n\n" +
+			"an unknown token or another key). Serve it over TLS (--tls-cert, --tls-key) when writers are on\n" +
+			"other machines: the token is a bearer credential. Workers log through it with --rekor-url URL\n" +
+			"--rekor-token-file FILE (and --insecure for a plain http:// URL on this machine).\n\n" +
 			"With --witness URL (repeatable) it takes the log's checkpoint to each witness every\n" +
 			"--witness-every and serves the latest cosigned checkpoint (the log's signed note followed by\n" +
 			"the cosignature lines) at GET /api/v1/log/checkpoint/cosigned. Bodies are limited to 4 MiB;\n" +
 			"connections have header, read, write and idle timeouts.",
 		Example: `  accord log serve --addr 127.0.0.1:3000
-  accord log serve --home /var/lib/accord-log --addr 0.0.0.0:3000 \
+  accord log serve --home /var/lib/accord-log --addr 0.0.0.0:3443 --tls-cert log.crt --tls-key log.key \
     --witness http://w1.example.org:7380 --witness http://w2.example.org:7380 --witness-every 30s --json`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if every < time.Second {
 				return cli.Usagef("--witness-every must be at least 1s")
+			}
+			if (tlsCert == "") != (tlsKey == "") {
+				return cli.Usagef("--tls-cert and --tls-key go together")
 			}
 			home, err := cli.Home()
 			if err != nil {
@@ -71,16 +76,18 @@ func newLogServeCmd() *cobra.Command {
 			}
 			ctx, stop := signalContext()
 			defer stop()
-			return serveLog(ctx, cmd, home, addr, witnesses, every)
+			return serveLog(ctx, cmd, home, addr, tlsCert, tlsKey, witnesses, every)
 		},
 	}
 	c.Flags().StringVar(&addr, "addr", "127.0.0.1:3000", "listen address")
+	c.Flags().StringVar(&tlsCert, "tls-cert", "", "serve HTTPS with this certificate chain (PEM)")
+	c.Flags().StringVar(&tlsKey, "tls-key", "", "the certificate's private key (PEM)")
 	c.Flags().StringArrayVar(&witnesses, "witness", nil, "keep this witness (tlog-witness URL) up to date and serve its cosignatures (repeatable)")
 	c.Flags().DurationVar(&every, "witness-every", 10*time.Second, "how often to take the log's checkpoint to the witnesses")
 	return c
 }
 
-func serveLog(ctx context.Context, cmd *cobra.Command, home, addr string, witnesses []string, every time.Duration) error {
+func serveLog(ctx context.Context, cmd *cobra.Command, home, addr, tlsCert, tlsKey string, witnesses []string, every time.Duration) error {
 	l, err := embedded.Open(ctx, filepath.Join(home, "tlog"), embedded.Options{})
 	if err != nil {
 		return fmt.Errorf("log serve: %w", err)
@@ -113,7 +120,17 @@ func serveLog(ctx context.Context, cmd *cobra.Command, home, addr string, witnes
 		defer cancel()
 		srv.Shutdown(sctx)
 	}()
-	if err := printServing(ctx, cmd, l, ln.Addr().String(), home, witnesses); err != nil {
+	scheme := "http"
+	if tlsCert != "" {
+		cert, err := tls.LoadX509KeyPair(tlsCert, tlsKey)
+		if err != nil {
+			ln.Close()
+			return cli.InputErr(fmt.Errorf("log serve: TLS: %w", err))
+		}
+		srv.TLSConfig = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+		ln, scheme = tls.NewListener(ln, srv.TLSConfig), "https"
+	}
+	if err := printServing(ctx, cmd, l, scheme+"://"+ln.Addr().String(), ln.Addr().String(), home, witnesses); err != nil {
 		srv.Close()
 		return err
 	}
@@ -123,7 +140,7 @@ func serveLog(ctx context.Context, cmd *cobra.Command, home, addr string, witnes
 	return nil
 }
 
-func printServing(ctx context.Context, cmd *cobra.Command, l *embedded.Log, listen, home string, witnesses []string) error {
+func printServing(ctx context.Context, cmd *cobra.Command, l *embedded.Log, url, listen, home string, witnesses []string) error {
 	info, err := l.Info(ctx)
 	if err != nil {
 		return fmt.Errorf("log serve: %w", err)
@@ -134,12 +151,12 @@ func printServing(ctx context.Context, cmd *cobra.Command, l *embedded.Log, list
 		witnesses = []string{}
 	}
 	res := map[string]any{
-		"listen": listen, "url": "http://" + listen, "status": "serving", "origin": origin,
+		"listen": listen, "url": url, "status": "serving", "origin": origin,
 		"tree_size": info.TreeSize, "public_key": string(pub), "writers_file": writersPath(home), "witnesses": witnesses,
 	}
 	slog.Info("log serving", "addr", listen, "origin", origin, "witnesses", len(witnesses))
 	return cli.Print(cmd, res, func(w cli.Writer) {
-		w.Printf("log %q (size %d) on http://%s, writers in %s, %d witnesses\n", origin, info.TreeSize, listen, writersPath(home), len(witnesses))
+		w.Printf("log %q (size %d) on %s, writers in %s, %d witnesses\n", origin, info.TreeSize, url, writersPath(home), len(witnesses))
 	})
 }
 

@@ -3,9 +3,18 @@ package main
 import (
 	"bufio"
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
 	"encoding/json"
+	"encoding/pem"
 	"errors"
 	"io"
+	"math/big"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -78,7 +87,7 @@ func startLogServe(t *testing.T, home string, args ...string) string {
 		Listen, URL, Status string
 		Witnesses           []string
 	}
-	if err := json.Unmarshal([]byte(line), &res); err != nil || res.Status != "serving" || !strings.HasPrefix(res.URL, "http://127.0.0.1:") {
+	if err := json.Unmarshal([]byte(line), &res); err != nil || res.Status != "serving" || !strings.Contains(res.URL, "://127.0.0.1:") {
 		t.Fatalf("log serve --json: %q (%v)", line, err)
 	}
 	return res.URL
@@ -204,4 +213,71 @@ func newWitnessSigner(t *testing.T, name string) *witness.Signer {
 		t.Fatal(err)
 	}
 	return s
+}
+
+// TestLogServeTLS: with --tls-cert and --tls-key the log answers HTTPS
+// only, reads stay open and uploads still need a token.
+func TestLogServeTLS(t *testing.T) {
+	dir := t.TempDir()
+	certPEM, keyPEM := selfSigned(t)
+	certFile, keyFile := filepath.Join(dir, "log.crt"), filepath.Join(dir, "log.key")
+	os.WriteFile(certFile, certPEM, 0o644)
+	os.WriteFile(keyFile, keyPEM, 0o600)
+	url := startLogServe(t, filepath.Join(dir, "home"), "--tls-cert", certFile, "--tls-key", keyFile)
+	if !strings.HasPrefix(url, "https://") {
+		t.Fatalf("url %s", url)
+	}
+	roots := x509.NewCertPool()
+	roots.AppendCertsFromPEM(certPEM)
+	c := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: roots}}}
+	resp, err := c.Get(url + "/api/v1/log")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET /api/v1/log over TLS: %d", resp.StatusCode)
+	}
+	resp, err = c.Post(url+"/api/v1/log/entries", "application/json", strings.NewReader("{}"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusUnauthorized {
+		t.Fatalf("POST without token over TLS: %d", resp.StatusCode)
+	}
+	// Go's TLS server answers a plain-HTTP request with 400.
+	if resp, err := http.Get("http://" + strings.TrimPrefix(url, "https://") + "/api/v1/log"); err == nil {
+		resp.Body.Close()
+		if resp.StatusCode == http.StatusOK {
+			t.Fatal("the TLS log answered plain HTTP")
+		}
+	}
+}
+
+// selfSigned makes a certificate for 127.0.0.1 and its key, both PEM.
+func selfSigned(t *testing.T) (certPEM, keyPEM []byte) {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(1),
+		Subject:      pkix.Name{CommonName: "accord-log-test"},
+		NotBefore:    time.Now().Add(-time.Hour),
+		NotAfter:     time.Now().Add(time.Hour),
+		IPAddresses:  []net.IP{net.ParseIP("127.0.0.1")},
+		KeyUsage:     x509.KeyUsageDigitalSignature,
+		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kder, err := x509.MarshalECPrivateKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kder})
 }
