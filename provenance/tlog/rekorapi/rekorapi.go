@@ -1,7 +1,8 @@
 // Package rekorapi serves the subset of the Rekor v1 REST API that
 // rekor-cli's loginfo, get, search, verify and upload commands use, over any
-// tlog.Log. `accord dev` serves the embedded log with it, so auditors can
-// point stock Rekor tooling at Accord.
+// tlog.Log. `accord dev` serves the embedded log with it (read-only), so
+// auditors can point stock Rekor tooling at Accord, and `accord log serve`
+// serves it to every party with authenticated writers (WithWriters).
 //
 // Routes (all under /api/v1, JSON unless noted):
 //

@@ -23,8 +23,9 @@ import (
 	"github.com/accordmesh/accord/provenance"
 )
 
-// Writer errors. The handler answers ErrNoToken with 401 and the others
-// with 403; all wrap tlog.ErrUnauthorized's meaning for the client.
+// Writer errors. The handler answers ErrNoToken with 401, ErrBadToken and
+// ErrKeyNotAllowed with 403; the Rekor client (rekorv1) turns both into
+// tlog.ErrUnauthorized.
 var (
 	// ErrNoToken: an upload without "Authorization: Bearer <token>".
 	ErrNoToken = errors.New("rekorapi: no writer token")
