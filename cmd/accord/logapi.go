@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -20,6 +21,7 @@ import (
 // worker share them.
 type localFlags struct {
 	containerd, ledgerDSN, rekorURL string
+	rekorTokenFile                  string
 	overcommit                      float64
 	insecure                        bool
 	hostInputs                      []string
@@ -31,6 +33,7 @@ func (f *localFlags) add(cmd *cobra.Command) {
 	fl.StringVar(&f.containerd, "containerd", "", "existing containerd socket (default: a private daemon under the home directory)")
 	fl.StringVar(&f.ledgerDSN, "ledger-dsn", "", "ledger database (default SQLite under the home directory; postgres://... for PostgreSQL)")
 	fl.StringVar(&f.rekorURL, "rekor-url", "", "log attestations to this Rekor v1 server instead of the embedded log (its key must be trusted: accord keys trust FILE --scope log)")
+	fl.StringVar(&f.rekorTokenFile, "rekor-token-file", "", "file holding the writer token for a --rekor-url log that authenticates uploads (accord log token add); default $ACCORD_REKOR_TOKEN")
 	fl.BoolVar(&f.insecure, "insecure", false, "allow a plain http:// --rekor-url (no TLS: only a log on this machine or a test)")
 	fl.Float64Var(&f.overcommit, "overcommit", 1, "offer this many times the host's CPUs and memory in the local pool (tasks keep their own limits)")
 	def := "none: specs use artifacts (accord data push) and registry images"
@@ -47,6 +50,7 @@ func (f *localFlags) options(home string) local.Options {
 	o := local.Options{Home: home, ContainerdAddress: f.containerd, LedgerDSN: f.ledgerDSN, Overcommit: f.overcommit, HostInputs: f.hostInputs}
 	if f.rekorURL != "" {
 		o.LogKind, o.LogURL, o.LogInsecure = tlog.KindRekor, f.rekorURL, f.insecure
+		o.LogTokenFile, o.LogToken = f.rekorTokenFile, os.Getenv("ACCORD_REKOR_TOKEN")
 	}
 	f.registry.apply(&o)
 	return o

@@ -48,6 +48,10 @@ var (
 	// ErrInvalidRange: a consistency proof was asked for sizes that do not
 	// satisfy 0 < first <= last <= tree size.
 	ErrInvalidRange = errors.New("tlog: invalid proof range")
+	// ErrUnauthorized: the log refused the writer (no token, an unknown
+	// token, or a signer key the writer may not log for). Permanent until
+	// the log's operator changes the writer's grant.
+	ErrUnauthorized = errors.New("tlog: writer not authorized")
 )
 
 // Log is a Rekor-v1-format transparency log.
@@ -128,6 +132,9 @@ type Config struct {
 	ReadOnly bool
 	// Insecure allows a plain http:// URL (KindRekor; --insecure).
 	Insecure bool
+	// Token is the writer's bearer token for a log that authenticates
+	// uploads (KindRekor against `accord log serve`); empty sends none.
+	Token string
 }
 
 // Opener opens one kind of backend.

@@ -15,9 +15,11 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 
 	"github.com/accordmesh/accord/activities"
 	"github.com/accordmesh/accord/artifacts"
+	"github.com/accordmesh/accord/internal/bounded"
 	"github.com/accordmesh/accord/market"
 	"github.com/accordmesh/accord/market/broker"
 	"github.com/accordmesh/accord/market/providers"
@@ -48,9 +50,13 @@ type Options struct {
 	// LogKind is the transparency log backend (default embedded); LogURL is
 	// the Rekor server for tlog.KindRekor, whose key must be in the trust
 	// store for scope log (provenance.TrustLog). LogInsecure allows an
-	// http:// LogURL.
+	// http:// LogURL. LogToken is the writer token for a log that
+	// authenticates uploads (`accord log serve`); LogTokenFile, when set,
+	// is a file holding it instead (read at start, one line).
 	LogKind, LogURL string
 	LogInsecure     bool
+	LogToken        string
+	LogTokenFile    string
 	// PoliciesDir holds CEL policy files (default Home/policies; missing is
 	// an empty policy set).
 	PoliciesDir string
@@ -155,7 +161,11 @@ func Open(ctx context.Context, o Options) (*Host, error) {
 	if kind == "" {
 		kind = tlog.KindEmbedded
 	}
-	if l.Log, err = tlog.Open(ctx, tlog.Config{Kind: kind, Home: o.Home, URL: o.LogURL, Insecure: o.LogInsecure}); err != nil {
+	token, err := logToken(o)
+	if err != nil {
+		return fail(err)
+	}
+	if l.Log, err = tlog.Open(ctx, tlog.Config{Kind: kind, Home: o.Home, URL: o.LogURL, Insecure: o.LogInsecure, Token: token}); err != nil {
 		return fail(fmt.Errorf("local: transparency log: %w", err))
 	}
 	switch c := l.Log.(type) {
@@ -327,4 +337,24 @@ func specVerifier(home string) policies.SpecVerifier {
 		}
 		return provenance.VerifySpecSignature(ctx, s.Signature, b, ts, s.Tenant, s.Now)
 	}
+}
+
+// maxTokenFile bounds a log token file (a token is under 100 bytes).
+const maxTokenFile = 4 << 10
+
+// logToken is the log writer token: o.LogTokenFile's one line when set,
+// else o.LogToken.
+func logToken(o Options) (string, error) {
+	if o.LogTokenFile == "" {
+		return o.LogToken, nil
+	}
+	b, err := bounded.ReadFile(o.LogTokenFile, maxTokenFile)
+	if err != nil {
+		return "", fmt.Errorf("local: log token file: %w", err)
+	}
+	tok := strings.TrimSpace(string(b))
+	if tok == "" || strings.ContainsAny(tok, " \t\r\n") {
+		return "", fmt.Errorf("local: log token file %s: want one line holding the token", o.LogTokenFile)
+	}
+	return tok, nil
 }

@@ -1,7 +1,8 @@
 // Package rekorapi serves the subset of the Rekor v1 REST API that
 // rekor-cli's loginfo, get, search, verify and upload commands use, over any
-// tlog.Log. `accord dev` serves the embedded log with it, so auditors can
-// point stock Rekor tooling at Accord.
+// tlog.Log. `accord dev` serves the embedded log with it (read-only), so
+// auditors can point stock Rekor tooling at Accord, and `accord log serve`
+// serves it to every party with authenticated writers (WithWriters).
 //
 // Routes (all under /api/v1, JSON unless noted):
 //
@@ -11,6 +12,8 @@
 //	GET  /log/entries?logIndex=N   entry by index
 //	GET  /log/entries/{entryUUID}  entry by UUID (64 or 80 hex)
 //	POST /log/entries              upload an intoto v0.0.2 or dsse v0.0.1 entry
+//	GET  /log/checkpoint/cosigned  the latest checkpoint witnesses cosigned
+//	                               (text/plain signed note; WithCosigned)
 //	POST /log/entries/retrieve     entries by entryUUIDs / logIndexes
 //	POST /index/retrieve           search by hash and/or x509 public key
 //
@@ -21,6 +24,14 @@
 // entry; searchLogQuery by proposed entries, and index searches by email,
 // subject or non-x509 keys answer 400; a consistency proof carries rootHash
 // only when lastSize is the current tree size.
+//
+// Writers: with WithWriters, uploads need "Authorization: Bearer <token>"
+// of a writer in the writers file (AddWriter makes one; only the token's
+// SHA-256 is stored) and, when that writer has an allow-list, a signer key
+// on it. No token answers 401 (with WWW-Authenticate: Bearer), an unknown
+// token or a key off the list 403. Reads stay open: a transparency log is
+// for everyone to read. Without WithWriters anyone may upload (a log on
+// this machine, tests).
 package rekorapi
 
 import (
@@ -33,6 +44,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/go-openapi/runtime"
 	"github.com/secure-systems-lab/go-securesystemslib/dsse"
@@ -60,11 +72,24 @@ func WithMaxBody(n int64) Option { return func(h *handler) { h.maxBody = n } }
 // WithReadOnly refuses uploads (405), for serving a log others write.
 func WithReadOnly() Option { return func(h *handler) { h.readOnly = true } }
 
+// WithWriters accepts uploads only from the writers in w (see the package
+// doc for the answers).
+func WithWriters(w *Writers) Option { return func(h *handler) { h.writers = w } }
+
+// WithCosigned serves GET /api/v1/log/checkpoint/cosigned from latest: the
+// log's checkpoint with the witnesses' cosignature lines (C2SP
+// tlog-cosignature), false while there is none (503).
+func WithCosigned(latest func() ([]byte, bool)) Option {
+	return func(h *handler) { h.cosigned = latest }
+}
+
 type handler struct {
 	l        tlog.Log
 	log      *slog.Logger
 	maxBody  int64
 	readOnly bool
+	writers  *Writers
+	cosigned func() ([]byte, bool)
 	mux      *http.ServeMux
 }
 
@@ -87,6 +112,9 @@ func NewHandler(l tlog.Log, opts ...Option) http.Handler {
 	m.HandleFunc("POST /api/v1/log/entries", h.create)
 	m.HandleFunc("POST /api/v1/log/entries/retrieve", h.retrieve)
 	m.HandleFunc("POST /api/v1/index/retrieve", h.searchIndex)
+	if h.cosigned != nil {
+		m.HandleFunc("GET /api/v1/log/checkpoint/cosigned", h.cosignedCheckpoint)
+	}
 	h.mux = m
 	return h
 }
@@ -179,6 +207,15 @@ func (h *handler) create(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusMethodNotAllowed, "this log accepts no uploads")
 		return
 	}
+	token := bearer(r.Header.Get("Authorization"))
+	if h.writers != nil {
+		// The token is checked before the body is read: strangers cost
+		// a header parse, not a 4 MiB read.
+		if _, err := h.writers.Authorize(token, nil); err != nil {
+			h.refuse(w, r, err)
+			return
+		}
+	}
 	body, ok := h.readBody(w, r)
 	if !ok {
 		return
@@ -193,14 +230,76 @@ func (h *handler) create(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, err.Error())
 		return
 	}
+	writer := ""
+	if h.writers != nil {
+		if writer, err = h.writers.Authorize(token, key); err != nil {
+			h.refuse(w, r, err)
+			return
+		}
+	}
 	e, err := h.l.Upload(r.Context(), env, key)
 	if err != nil {
 		h.fail(w, r, err)
 		return
 	}
+	if writer != "" {
+		h.log.InfoContext(r.Context(), "rekorapi: logged", "writer", writer, "uuid", e.UUID, "index", derefIndex(e))
+	}
 	w.Header().Set("Location", "/api/v1/log/entries/"+e.UUID)
 	w.Header().Set("ETag", e.UUID)
 	writeJSON(w, http.StatusCreated, models.LogEntry{e.UUID: e.LogEntryAnon})
+}
+
+// refuse answers an authorization failure: 401 without a token, 403 for
+// an unknown token or a signer key off the writer's list, 500 when the
+// writers file cannot be read.
+func (h *handler) refuse(w http.ResponseWriter, r *http.Request, err error) {
+	switch {
+	case errors.Is(err, ErrNoToken):
+		w.Header().Set("WWW-Authenticate", `Bearer realm="accord-log"`)
+		writeError(w, http.StatusUnauthorized, "uploads need a writer token: Authorization: Bearer <token> (accord log token add)")
+	case errors.Is(err, ErrBadToken), errors.Is(err, ErrKeyNotAllowed):
+		h.log.WarnContext(r.Context(), "rekorapi: upload refused", "remote", r.RemoteAddr, "err", err)
+		writeError(w, http.StatusForbidden, err.Error())
+	default:
+		h.fail(w, r, err)
+	}
+}
+
+func derefIndex(e *tlog.Entry) int64 {
+	if e.LogIndex == nil {
+		return -1
+	}
+	return *e.LogIndex
+}
+
+// cosignedCheckpoint serves the latest witnessed checkpoint as a signed
+// note; clients verify it themselves (witness.VerifyCosignatures).
+func (h *handler) cosignedCheckpoint(w http.ResponseWriter, _ *http.Request) {
+	note, ok := h.cosigned()
+	if !ok {
+		writeError(w, http.StatusServiceUnavailable, "no checkpoint has been cosigned by a witness yet")
+		return
+	}
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(http.StatusOK)
+	_, _ = w.Write(note)
+}
+
+// Server returns an http.Server for h on addr with bounded headers and
+// read, write and idle timeouts (an upload waits for the log's next
+// checkpoint, so writes get more time than reads need).
+func Server(addr string, h http.Handler) *http.Server {
+	return &http.Server{
+		Addr:              addr,
+		Handler:           h,
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       30 * time.Second,
+		WriteTimeout:      60 * time.Second,
+		IdleTimeout:       120 * time.Second,
+		MaxHeaderBytes:    16 << 10,
+	}
 }
 
 // envelopeOf reassembles the DSSE envelope and signer key of a proposed

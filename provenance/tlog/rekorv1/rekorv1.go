@@ -80,6 +80,7 @@ type options struct {
 	userAgent string
 	retries   uint
 	insecure  bool
+	token     string
 }
 
 // WithEntryKind selects the entry kind Upload creates: KindIntoto (the
@@ -94,6 +95,11 @@ func WithUserAgent(ua string) Option { return func(o *options) { o.userAgent = u
 
 // WithInsecure allows an http:// URL (a log on this machine, or a test).
 func WithInsecure() Option { return func(o *options) { o.insecure = true } }
+
+// WithToken sends token as "Authorization: Bearer <token>" on every
+// request: the writer's credential for a log that authenticates uploads
+// (`accord log serve`). Reads of such a log need none.
+func WithToken(token string) Option { return func(o *options) { o.token = token } }
 
 // WithRetries lets the HTTP client retry transient failures itself (default
 // 0: callers retry).
@@ -141,10 +147,18 @@ func New(rekorURL string, opts ...Option) (tlog.Log, error) {
 	if l.timeout <= 0 {
 		l.timeout = DefaultTimeout
 	}
-	l.c, err = rclient.GetRekorClient(l.url,
+	if strings.ContainsAny(o.token, " \t\r\n") {
+		return nil, fmt.Errorf("rekorv1: token holds white space or a line break (a token file with more than one line?)")
+	}
+	copts := []rclient.Option{
 		rclient.WithRetryCount(o.retries),
 		rclient.WithUserAgent(o.userAgent),
-		rclient.WithNoDisableKeepalives(true))
+		rclient.WithNoDisableKeepalives(true),
+	}
+	if o.token != "" {
+		copts = append(copts, rclient.WithHeaders(map[string][]string{"Authorization": {"Bearer " + o.token}}))
+	}
+	l.c, err = rclient.GetRekorClient(l.url, copts...)
 	if err != nil {
 		return nil, fmt.Errorf("rekorv1: client for %s: %w", l.url, err)
 	}
@@ -374,7 +388,7 @@ func oneEntry(op string, le models.LogEntry, wantUUID string) (*tlog.Entry, erro
 
 // classify wraps err from the generated client with a tlog sentinel:
 // cancellation stays cancellation; 404 is ErrNotFound; 400/422 is onBad
-// (when set); 429 and 5xx are ErrUnavailable; an error without an HTTP
+// (when set); 401 and 403 are tlog.ErrUnauthorized; 429 and 5xx are ErrUnavailable; an error without an HTTP
 // answer (refused, reset, timed out, or retryablehttp giving up on a 5xx) is
 // ErrUnavailable too.
 func (l *rekorLog) classify(ctx context.Context, op string, err error, onBad error) error {
@@ -399,6 +413,8 @@ func (l *rekorLog) classify(ctx context.Context, op string, err error, onBad err
 		return fmt.Errorf("rekorv1: %s at %s: %w: %v", op, l.url, tlog.ErrUnavailable, err)
 	case code == http.StatusNotFound:
 		return fmt.Errorf("rekorv1: %s: %w: %s", op, tlog.ErrNotFound, msg)
+	case code == http.StatusUnauthorized || code == http.StatusForbidden:
+		return fmt.Errorf("rekorv1: %s at %s: %w: %s", op, l.url, tlog.ErrUnauthorized, msg)
 	case (code == http.StatusBadRequest || code == http.StatusUnprocessableEntity) && onBad != nil:
 		return fmt.Errorf("rekorv1: %s: %w: %s", op, onBad, msg)
 	case code == http.StatusTooManyRequests || code >= 500:
@@ -456,6 +472,9 @@ func init() {
 		var opts []Option
 		if cfg.Insecure {
 			opts = append(opts, WithInsecure())
+		}
+		if cfg.Token != "" {
+			opts = append(opts, WithToken(cfg.Token))
 		}
 		return New(cfg.URL, opts...)
 	})
