@@ -2,6 +2,7 @@ package provenance
 
 import (
 	"context"
+	"crypto"
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
@@ -9,6 +10,7 @@ import (
 	"fmt"
 	"math"
 	"math/bits"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -19,6 +21,7 @@ import (
 	"github.com/transparency-dev/merkle/proof"
 	"github.com/transparency-dev/merkle/rfc6962"
 
+	"github.com/accordmesh/accord/internal/names"
 	"github.com/accordmesh/accord/provenance/tlog"
 	"github.com/accordmesh/accord/provenance/witness"
 )
@@ -27,9 +30,9 @@ import (
 type Problem struct {
 	// Stage is the stage the check concerns ("log" for the log key).
 	Stage string `json:"stage"`
-	// Check names the check: envelope, signature, statement, log-entry,
-	// inclusion-proof, checkpoint, signed-entry-timestamp, chain, job,
-	// spec-digest, outputs, amounts, consistency, witness.
+	// Check names the check: envelope, signature, signer, statement,
+	// log-entry, inclusion-proof, checkpoint, signed-entry-timestamp, chain,
+	// job, spec-digest, outputs, amounts, consistency, witness.
 	Check   string `json:"check"`
 	Message string `json:"message"`
 }
@@ -38,9 +41,13 @@ func (p Problem) String() string { return "stage " + p.Stage + ": " + p.Check + 
 
 // StageReport describes one verified stage.
 type StageReport struct {
-	Stage          string    `json:"stage"`
-	Digest         string    `json:"digest"`
-	Signer         string    `json:"signer,omitempty"`
+	Stage  string `json:"stage"`
+	Digest string `json:"digest"`
+	Signer string `json:"signer,omitempty"`
+	// Party is the trust scope the signer signed the stage under (operator,
+	// provider:<name>, verifier, or the legacy stage); empty when the signer
+	// is not allowed to sign the stage (see the "signer" problem).
+	Party          string    `json:"party,omitempty"`
 	UUID           string    `json:"uuid,omitempty"`
 	LogIndex       int64     `json:"log_index"`
 	IntegratedTime time.Time `json:"integrated_time"`
@@ -58,6 +65,9 @@ type Report struct {
 	// Witnesses are the valid cosignatures of trusted witnesses on the
 	// receipt's witnessed checkpoint.
 	Witnesses []witness.Cosignature `json:"witnesses,omitempty"`
+	// Parties is set when every stage had to be signed by its own party
+	// (VerifyOptions.Parties).
+	Parties bool `json:"parties,omitempty"`
 }
 
 // Err returns nil when the report has no problems, else an error wrapping
@@ -85,25 +95,34 @@ type VerifyOptions struct {
 	// ("name+keyID+base64(0x04 || Ed25519 public key)", as `accord witness
 	// key` prints them).
 	WitnessKeys []string
+	// Parties requires every stage to be signed by its own party's key
+	// (StageSigners): a key trusted only for the legacy ScopeStage no longer
+	// counts.
+	Parties bool
 }
 
 // Verify checks a receipt offline: every envelope's signature against the
-// stage keys in trust, the statement against its stage, every log entry
-// (body matches the envelope, inclusion proof, checkpoint signature, signed
-// entry timestamp) against the receipt's log key, which trust must allow
-// for "log", and the chain: stages in order with none missing, each linking
-// the previous envelope's digest, one job, one spec digest, execution
-// outputs equal to the verified outputs, and settled amounts consistent with
-// the negotiated price, the escrow held and the measured usage. A witnessed
-// checkpoint, when the receipt has one, must be signed by the log key and
-// extend every entry's checkpoint; opts.Witnesses > 0 requires that many
-// valid cosignatures on it from opts.WitnessKeys (a Problem of stage "log",
-// check "witness", says how many were found and from whom).
+// keys trust allows to sign stages, and its signer against the stage's
+// party (StageSigners: the operator, the provider the negotiation awarded,
+// the verifier; a key trusted for ScopeStage may sign any stage unless
+// opts.Parties; a failure is a Problem of check "signer" that names the
+// party that had to sign, the key that did and that key's scopes); the
+// statement against its stage; every log entry (body matches the envelope,
+// inclusion proof, checkpoint signature, signed entry timestamp) against
+// the receipt's log key, which trust must allow for "log"; and the chain:
+// stages in order with none missing, each linking the previous envelope's
+// digest, one job, one spec digest, execution outputs equal to the verified
+// outputs, and settled amounts consistent with the negotiated price, the
+// escrow held and the measured usage. A witnessed checkpoint, when the
+// receipt has one, must be signed by the log key and extend every entry's
+// checkpoint; opts.Witnesses > 0 requires that many valid cosignatures on
+// it from opts.WitnessKeys (a Problem of stage "log", check "witness", says
+// how many were found and from whom).
 //
 // The report lists every problem found (each naming its stage); the error
 // is report.Err(). Verify never calls out: it is safe on untrusted input.
 func Verify(ctx context.Context, r *Receipt, trust *TrustStore, opts VerifyOptions) (*Report, error) {
-	a := &auditor{ctx: ctx, r: r, trust: trust, rep: &Report{JobID: r.JobID}}
+	a := &auditor{ctx: ctx, r: r, trust: trust, rep: &Report{JobID: r.JobID, Parties: opts.Parties}}
 	a.run(opts)
 	a.rep.OK = len(a.rep.Problems) == 0
 	return a.rep, a.rep.Err()
@@ -115,6 +134,8 @@ type auditor struct {
 	trust *TrustStore
 	rep   *Report
 	logV  signature.Verifier
+	// stageKeys are the keys trust allows to sign some stage.
+	stageKeys []crypto.PublicKey
 
 	// decoded per stage (nil when the stage is missing or undecodable)
 	stmts map[string]*Statement
@@ -149,9 +170,11 @@ func (a *auditor) fail(stage, check, format string, args ...any) {
 
 func (a *auditor) run(opts VerifyOptions) {
 	a.stmts = map[string]*Statement{}
+	a.stageKeys = a.trust.StageKeys()
 	a.logKey()
 	var prevDigest, prevStage string
 	var specDigest string
+	var signed []signedStage
 	seen := map[string]bool{}
 	for i, att := range a.r.Attestations {
 		stage := att.Stage
@@ -182,6 +205,9 @@ func (a *auditor) run(opts VerifyOptions) {
 		}
 		payload, signer := a.envelope(stage, att)
 		sr.Signer = signer
+		if payload != nil && StageIndex(att.Stage) >= 0 {
+			signed = append(signed, signedStage{stage: att.Stage, report: i, keyID: signer})
+		}
 		if payload != nil {
 			if st := a.statement(stage, att.Stage, payload); st != nil {
 				a.stmts[att.Stage] = st
@@ -203,6 +229,7 @@ func (a *auditor) run(opts VerifyOptions) {
 		a.rep.Stages = append(a.rep.Stages, sr)
 		prevDigest, prevStage = envDigest, att.Stage
 	}
+	a.signers(signed, opts.Parties)
 	a.crossChecks()
 	a.witnessed(opts)
 	// Completeness.
@@ -255,26 +282,125 @@ func (a *auditor) logKey() {
 	}
 }
 
-// envelope verifies the signature against trusted stage keys.
+// envelope verifies the signature against the keys trusted to sign some
+// stage; whether the signer may sign this stage is signers' question.
 func (a *auditor) envelope(stage string, att *Attestation) (payload []byte, signer string) {
 	if _, _, err := ParseEnvelope(att.Envelope); err != nil {
 		a.fail(stage, "envelope", "%v", err)
 		return nil, ""
 	}
-	payload, id, err := VerifyEnvelope(a.ctx, att.Envelope, a.trust.KeysFor(ScopeStage)...)
+	payload, id, err := VerifyEnvelope(a.ctx, att.Envelope, a.stageKeys...)
 	if err == nil {
 		return payload, id
 	}
 	// Say why: altered, or signed by a key the auditor does not trust.
 	if pub, perr := ParsePublicKeyPEM([]byte(att.SignerPublicKey)); perr == nil {
 		if _, sid, verr := VerifyEnvelope(a.ctx, att.Envelope, pub); verr == nil {
-			a.fail(stage, "signature", "envelope signed by key %s, which is not trusted for scope %q", sid, ScopeStage)
+			a.fail(stage, "signature", "envelope signed by key %s, which is not trusted to sign stages (%s)", sid, a.scopesOf(sid))
 			return nil, sid
 		}
 	}
 	ids, _ := EnvelopeSignerIDs(att.Envelope)
 	a.fail(stage, "signature", "envelope signature does not verify with any trusted stage key (claims key %s): the envelope was altered or signed by an unknown key", strings.Join(ids, ","))
 	return nil, ""
+}
+
+// signedStage is a stage whose envelope verified with a trusted stage key.
+type signedStage struct {
+	stage  string
+	report int // index in rep.Stages
+	keyID  string
+}
+
+// StageSigners returns the trust scopes of the parties that may sign stage
+// in a job the negotiation awarded to provider, the stage's own party
+// first: operator for spec, admission, negotiation and settlement;
+// provider:<provider> for placement and execution (none when provider is
+// not a valid provider name); verifier, then operator, for verification.
+// ScopeStage is not among them: Verify accepts it besides these unless
+// VerifyOptions.Parties.
+func StageSigners(stage, provider string) []string {
+	switch stage {
+	case StageSpec, StageAdmission, StageNegotiation, StageSettlement:
+		return []string{ScopeOperator}
+	case StagePlacement, StageExecution:
+		if names.Provider(provider) != nil {
+			return nil
+		}
+		return []string{ProviderScope(provider)}
+	case StageVerification:
+		return []string{ScopeVerifier, ScopeOperator}
+	}
+	return nil
+}
+
+// signers checks that each signed stage was signed by a key of its party.
+func (a *auditor) signers(signed []signedStage, parties bool) {
+	provider := a.awardedProvider()
+	for _, s := range signed {
+		want := StageSigners(s.stage, provider)
+		allowed := want
+		if !parties {
+			allowed = append(slices.Clip(want), ScopeStage)
+		}
+		if party := a.party(s, allowed); party != "" {
+			a.rep.Stages[s.report].Party = party
+			continue
+		}
+		must := strings.Join(want, " or ")
+		if len(want) == 0 {
+			must = fmt.Sprintf("the provider the negotiation awarded (%s)", a.awardDescription(provider))
+		}
+		a.fail(s.stage, "signer", "must be signed by %s, signed by key %s (%s)", must, s.keyID, a.scopesOf(s.keyID))
+	}
+}
+
+// party returns the first of scopes that the key which signed s holds, or
+// "". (The log takes one public key per entry: a stage has one signer.)
+func (a *auditor) party(s signedStage, scopes []string) string {
+	for _, sc := range scopes {
+		if a.trust.Allowed(s.keyID, sc) {
+			return sc
+		}
+	}
+	return ""
+}
+
+// awardedProvider is the provider a verified negotiation statement names,
+// or "".
+func (a *auditor) awardedProvider() string {
+	st := a.stmts[StageNegotiation]
+	if st == nil {
+		return ""
+	}
+	var neg NegotiationPredicate
+	if st.DecodePredicate(&neg) != nil {
+		return ""
+	}
+	return neg.Provider
+}
+
+func (a *auditor) awardDescription(provider string) string {
+	switch {
+	case a.stmts[StageNegotiation] == nil:
+		return "no verified negotiation stage"
+	case provider == "":
+		return "the negotiation names none"
+	default:
+		return fmt.Sprintf("the negotiation names %q, not a valid provider name", provider)
+	}
+}
+
+// scopesOf describes a key's trust scopes.
+func (a *auditor) scopesOf(id string) string {
+	k, ok := a.trust.Lookup(id)
+	if !ok {
+		return "not in the trust store"
+	}
+	if len(k.Scopes) == 0 {
+		return "no scopes"
+	}
+	return strings.Join(k.Scopes, ", ")
 }
 
 // statement parses and checks the statement of one stage.

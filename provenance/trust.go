@@ -16,15 +16,47 @@ import (
 	"github.com/accordmesh/accord/internal/names"
 )
 
-// Trust scopes: what a trusted key may sign.
+// Trust scopes: what a trusted key may sign. Each party of a job signs its
+// own stages (see StageSigners): the operator admission, negotiation and
+// settlement (and the spec stage), the provider the negotiation awarded its
+// placement acceptance and execution, the verifier verification.
 const (
-	// ScopeStage: stage attestations (workers, the workflow).
+	// ScopeOperator: the operator's stages (spec, admission, negotiation,
+	// settlement); also accepted for verification.
+	ScopeOperator = "operator"
+	// ScopeProviderPrefix + provider name: that provider's placement
+	// acceptance and execution, for jobs awarded to it only.
+	ScopeProviderPrefix = "provider:"
+	// ScopeVerifier: verification.
+	ScopeVerifier = "verifier"
+	// ScopeStage: any stage. The legacy scope of the single-process Accord,
+	// whose one worker key signs every stage; Verify with
+	// VerifyOptions.Parties no longer counts it.
 	ScopeStage = "stage"
 	// ScopeLog: transparency log checkpoints and signed entry timestamps.
 	ScopeLog = "log"
 	// ScopeSpecPrefix + tenant: specs of that tenant; "spec:*" any tenant.
 	ScopeSpecPrefix = "spec:"
 )
+
+// ScopeNames lists the trust scopes as a person types them, for help and
+// error texts.
+const ScopeNames = "operator, provider:<name>, verifier, stage, log, spec:<tenant>, spec:*"
+
+// ProviderScope returns the trust scope of provider's stages.
+func ProviderScope(provider string) string { return ScopeProviderPrefix + provider }
+
+// StageSigningScope reports whether scope lets a key sign some stage
+// (operator, provider:<name>, verifier or the legacy stage).
+func StageSigningScope(scope string) bool {
+	switch {
+	case scope == ScopeOperator, scope == ScopeVerifier, scope == ScopeStage:
+		return true
+	case strings.HasPrefix(scope, ScopeProviderPrefix):
+		return names.Provider(strings.TrimPrefix(scope, ScopeProviderPrefix)) == nil
+	}
+	return false
+}
 
 // TrustFile is the trust store's file name under Accord's home directory.
 const TrustFile = "trust.json"
@@ -148,7 +180,7 @@ func (ts *TrustStore) Remove(id string) {
 
 func validScope(s string) error {
 	switch {
-	case s == ScopeStage, s == ScopeLog:
+	case s == ScopeOperator, s == ScopeVerifier, s == ScopeStage, s == ScopeLog:
 		return nil
 	case s == ScopeSpecPrefix+"*":
 		return nil
@@ -157,8 +189,14 @@ func validScope(s string) error {
 			return fmt.Errorf("provenance: trust scope %q: %w", s, err)
 		}
 		return nil
+	case strings.HasPrefix(s, ScopeProviderPrefix):
+		// No "provider:*": a key answers for one provider's stages.
+		if err := names.Provider(strings.TrimPrefix(s, ScopeProviderPrefix)); err != nil {
+			return fmt.Errorf("provenance: trust scope %q: %w", s, err)
+		}
+		return nil
 	}
-	return fmt.Errorf("provenance: unknown trust scope %q (want stage, log, spec:<tenant> or spec:*)", s)
+	return fmt.Errorf("provenance: unknown trust scope %q (want %s)", s, ScopeNames)
 }
 
 // Lookup returns a trusted key by ID.
@@ -195,6 +233,21 @@ func (ts *TrustStore) KeysFor(scope string) []crypto.PublicKey {
 				out = append(out, k.pub)
 				break
 			}
+		}
+	}
+	return out
+}
+
+// StageKeys returns the public keys allowed to sign some stage (operator,
+// provider:<name>, verifier or stage): the keys an envelope's signature is
+// checked against before its signer's party is.
+func (ts *TrustStore) StageKeys() []crypto.PublicKey {
+	ts.mu.RLock()
+	defer ts.mu.RUnlock()
+	var out []crypto.PublicKey
+	for _, k := range ts.listLocked() {
+		if slices.ContainsFunc(k.Scopes, StageSigningScope) {
+			out = append(out, k.pub)
 		}
 	}
 	return out

@@ -73,6 +73,7 @@ func newKeysCmd() *cobra.Command {
 		Short: "Signing keys and the trust store",
 		Example: `  accord keys generate --trust spec:demo
   accord keys trust auditor.pub --scope log
+  accord keys trust gpu-east.pub --scope provider:gpu-east --name gpu-east
   accord keys list`,
 	}
 	keys.AddCommand(newKeysGenerateCmd(), newKeysTrustCmd(), newKeysListCmd())
@@ -124,7 +125,7 @@ func newKeysGenerateCmd() *cobra.Command {
 	gen.Flags().StringVar(&alg, "alg", provenance.AlgECDSAP256, "key algorithm: ecdsa-p256 or ed25519")
 	gen.Flags().StringVarP(&out, "output", "o", "", "private key file (default keys/signing.key under Accord's home)")
 	gen.Flags().BoolVar(&force, "force", false, "replace an existing key file")
-	gen.Flags().StringSliceVar(&trustScopes, "trust", nil, "also trust the key for these scopes (stage, log, spec:<tenant>, spec:*)")
+	gen.Flags().StringSliceVar(&trustScopes, "trust", nil, "also trust the key for these scopes ("+provenance.ScopeNames+")")
 	return gen
 }
 
@@ -133,9 +134,18 @@ func newKeysTrustCmd() *cobra.Command {
 	var name string
 	trust := &cobra.Command{
 		Use:   "trust PUBLIC_KEY_FILE",
-		Short: "Trust a public key (PEM) for scopes: stage, log, spec:<tenant>, spec:*",
+		Short: "Trust a public key (PEM) for scopes: " + provenance.ScopeNames,
+		Long: "trust adds a public key to the trust store with the scopes it may sign for. Each party of a\n" +
+			"job signs its own stages: operator (spec, admission, negotiation, settlement; also\n" +
+			"verification), provider:<name> (placement acceptance and execution of jobs awarded to that\n" +
+			"provider), verifier (verification). stage is the single-process Accord's one key for every\n" +
+			"stage (accord audit verify --parties no longer accepts it). log: a transparency log's\n" +
+			"checkpoints; spec:<tenant> or spec:*: spec signatures.",
 		Example: `  accord keys trust alice.key.pub --scope spec:demo --name alice
-  accord keys trust log.pub --scope log`,
+  accord keys trust log.pub --scope log
+  accord keys trust operator.pub --scope operator --name operator
+  accord keys trust gpu-east.pub --scope provider:gpu-east --name gpu-east
+  accord keys trust verifier.pub --scope verifier`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			home, err := cli.Home()
@@ -361,7 +371,7 @@ func newAuditCmd() *cobra.Command {
 func newAuditVerifyCmd() *cobra.Command {
 	var vf logFlags
 	var wf witnessFlags
-	var online, allowIncomplete bool
+	var online, allowIncomplete, parties bool
 	var trustPath string
 	verify := &cobra.Command{
 		Use:   "verify FILE|JOB",
@@ -369,10 +379,13 @@ func newAuditVerifyCmd() *cobra.Command {
 		Example: `  accord audit verify receipt.json
   accord audit verify job-20261125t200134-fb81bb43 --online
   accord audit verify receipt.json --trust auditor-trust.json --json
-  accord audit verify receipt.json --witnesses 2 --witness-key witness-a.vkey --witness-key witness-b.vkey`,
+  accord audit verify receipt.json --witnesses 2 --witness-key witness-a.vkey --witness-key witness-b.vkey
+  accord audit verify receipt.json --parties --trust auditor-trust.json`,
 		Long: "Verify a receipt file, or the receipt of a job in Accord's home, against the trust store.\n" +
 			"Offline unless --online, which also proves the receipt's checkpoints consistent with the log's\n" +
-			"current one. Exit status 7 when the audit fails; each problem names its stage.",
+			"current one. Each stage must be signed by its party's key (operator, provider:<the awarded\n" +
+			"provider>, verifier), or by a key trusted for the legacy scope stage; --parties drops the\n" +
+			"legacy scope. Exit status 7 when the audit fails; each problem names its stage.",
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx := cmdContext(cmd)
@@ -387,7 +400,7 @@ func newAuditVerifyCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			opts, err := wf.options(provenance.VerifyOptions{AllowIncomplete: allowIncomplete})
+			opts, err := wf.options(provenance.VerifyOptions{AllowIncomplete: allowIncomplete, Parties: parties})
 			if err != nil {
 				return err
 			}
@@ -420,7 +433,7 @@ func newAuditVerifyCmd() *cobra.Command {
 			}
 			if err := cli.Print(cmd, rep, func(w cli.Writer) {
 				for _, s := range rep.Stages {
-					w.Printf("%-13s %s  log#%d  %s  signer %s\n", s.Stage, s.Digest, s.LogIndex, s.IntegratedTime.Format(time.RFC3339), s.Signer)
+					w.Printf("%-13s %s  log#%d  %s  signer %s%s\n", s.Stage, s.Digest, s.LogIndex, s.IntegratedTime.Format(time.RFC3339), s.Signer, partyNote(s.Party))
 				}
 				for _, p := range rep.Problems {
 					w.Printf("FAIL %s\n", p)
@@ -437,10 +450,19 @@ func newAuditVerifyCmd() *cobra.Command {
 	vf.add(verify)
 	verify.Flags().BoolVar(&online, "online", false, "also check consistency with the log's current checkpoint")
 	verify.Flags().BoolVar(&allowIncomplete, "allow-incomplete", false, "accept a chain that stops before settlement (job still running)")
+	verify.Flags().BoolVar(&parties, "parties", false, "require each stage to be signed by its own party's key (operator, provider:<name>, verifier): keys trusted only for the legacy scope stage no longer count")
 	verify.Flags().StringVar(&trustPath, "trust", "", "trust store file (default trust.json under Accord's home)")
 	wf.addURLs(verify)
 	wf.addAudit(verify)
 	return verify
+}
+
+// partyNote is " (party)" for a stage signed under a party's scope.
+func partyNote(party string) string {
+	if party == "" {
+		return ""
+	}
+	return " (" + party + ")"
 }
 
 func newAuditSearchCmd() *cobra.Command {

@@ -1,7 +1,8 @@
 // Package names holds the one validator for each kind of name that more
-// than one part of Accord accepts: tenant names, currency codes and signing
-// key IDs. The spec checker, the ledger, the tenancy store, the trust store
-// and the CLI all call these, so that a value one accepts the others accept.
+// than one part of Accord accepts: tenant names, currency codes, signing
+// key IDs and provider names. The spec checker, the ledger, the tenancy
+// store, the trust store and the CLI all call these, so that a value one
+// accepts the others accept.
 package names
 
 import (
@@ -15,6 +16,7 @@ var (
 	ErrTenant   = errors.New("invalid tenant name")
 	ErrCurrency = errors.New("invalid currency code")
 	ErrKeyID    = errors.New("invalid key ID")
+	ErrProvider = errors.New("invalid provider name")
 )
 
 var (
@@ -28,6 +30,11 @@ var (
 	// KeyIDPattern matches a key ID: "sha256:" and the lower-case hex
 	// SHA-256 of the DER public key (provenance.Fingerprint).
 	KeyIDPattern = regexp.MustCompile(`^sha256:[0-9a-f]{64}$`)
+	// ProviderPattern matches a provider name: the market's providers are
+	// its pools ("local", or a pool attached with accord pool attach), so
+	// this is the pool name rule: 1-63 lower-case letters, digits, '.',
+	// '_' or '-', starting with a letter or digit.
+	ProviderPattern = regexp.MustCompile(`^[a-z0-9][a-z0-9._-]{0,62}$`)
 )
 
 // Tenant checks a tenant name.
@@ -50,6 +57,14 @@ func Currency(s string) error {
 func KeyID(s string) error {
 	if !KeyIDPattern.MatchString(s) {
 		return fmt.Errorf("%w: %q must be sha256:<64 lower-case hex digits> (see accord keys list)", ErrKeyID, s)
+	}
+	return nil
+}
+
+// Provider checks a provider name.
+func Provider(s string) error {
+	if !ProviderPattern.MatchString(s) {
+		return fmt.Errorf("%w: %q must be lower-case letters, digits, . _ or - (at most 63, starting with a letter or digit)", ErrProvider, s)
 	}
 	return nil
 }

@@ -30,6 +30,13 @@ func TestValidators(t *testing.T) {
 		{KeyID, "deadbeef", ErrKeyID},
 		{KeyID, strings.ToUpper(id), ErrKeyID},
 		{KeyID, id + "0", ErrKeyID},
+		{Provider, "local", nil},
+		{Provider, "gpu-east.1_a", nil},
+		{Provider, "GPU-east", ErrProvider},
+		{Provider, "", ErrProvider},
+		{Provider, "*", ErrProvider},
+		{Provider, "a:b", ErrProvider},
+		{Provider, strings.Repeat("p", 64), ErrProvider},
 	} {
 		err := c.check(c.in)
 		if c.want == nil && err != nil || c.want != nil && !errors.Is(err, c.want) {

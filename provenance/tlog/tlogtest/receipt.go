@@ -11,17 +11,29 @@ import (
 	"github.com/accordmesh/accord/provenance/tlog"
 )
 
+// JobProvider is the provider the jobs of RecordJob and RecordJobBy are
+// awarded to: its key signs for provenance.ProviderScope(JobProvider).
+const JobProvider = "p"
+
 // RecordJob attests a consistent seven-stage job on l through a Recorder
-// (store under t.TempDir) and returns the store and the stage key.
+// (store under t.TempDir) and returns the store and the stage key, which
+// signs every stage (trust it for provenance.ScopeStage).
 func RecordJob(t testing.TB, l tlog.Log, jobID string) (*provenance.Store, *provenance.Key) {
 	t.Helper()
-	ctx := context.Background()
 	key, err := provenance.GenerateKey("")
 	if err != nil {
 		t.Fatal(err)
 	}
+	return RecordJobBy(t, l, jobID, func(string) *provenance.Key { return key }), key
+}
+
+// RecordJobBy is RecordJob with each stage signed by keyFor(stage), one
+// Recorder per key over one store, as a mesh's parties sign their stages.
+func RecordJobBy(t testing.TB, l tlog.Log, jobID string, keyFor func(stage string) *provenance.Key) *provenance.Store {
+	t.Helper()
+	ctx := context.Background()
 	store := provenance.NewStore(t.TempDir())
-	rec := provenance.NewRecorder(l, key, store)
+	recs := map[*provenance.Key]*provenance.Recorder{}
 	out := provenance.Digest([]byte("output of " + jobID))
 	hexOut := strings.TrimPrefix(out, "sha256:")
 	outs := []provenance.Subject{{Name: "train:model.json", Digest: out}}
@@ -32,8 +44,8 @@ func RecordJob(t testing.TB, l tlog.Log, jobID string) (*provenance.Store, *prov
 	}{
 		{provenance.StageSpec, nil, `{"name":"t","tenant":"acme","document_digest":"` + provenance.Digest([]byte(jobID)) + `","currency":"EUR"}`},
 		{provenance.StageAdmission, nil, `{"allowed":true}`},
-		{provenance.StageNegotiation, nil, `{"provider":"p","price":100,"currency":"EUR"}`},
-		{provenance.StagePlacement, nil, `{"provider":"p","held":150,"currency":"EUR"}`},
+		{provenance.StageNegotiation, nil, `{"provider":"` + JobProvider + `","price":100,"currency":"EUR"}`},
+		{provenance.StagePlacement, nil, `{"provider":"` + JobProvider + `","held":150,"currency":"EUR"}`},
 		{provenance.StageExecution, outs, `{"tasks":{"train":{"exit_code":0,"outputs":[{"path":"model.json","sha256":"` + hexOut + `"}],"usage":{"wall_seconds":2,"cpu_seconds":1}}}}`},
 		{provenance.StageVerification, outs, `{"passed":true,"tests":[{"name":"accuracy","passed":true}]}`},
 		{provenance.StageSettlement, nil, `{"paid":101,"refunded":49,"currency":"EUR","usage":{"wall_ms":2000,"cpu_ms":1000,"mem_gb_ms":0,"gpu_ms":0},` +
@@ -41,11 +53,17 @@ func RecordJob(t testing.TB, l tlog.Log, jobID string) (*provenance.Store, *prov
 			`"record":{"currency":"EUR","held":150,"metered":{"wall":1,"cpu":0,"mem":0,"gpu":0,"total":1},"charge":101,"sla_refund":0,"payable":101,"provider_pay":91,"platform_fee":10,"refund":49}}`},
 	}
 	for _, s := range steps {
+		key := keyFor(s.stage)
+		rec := recs[key]
+		if rec == nil {
+			rec = provenance.NewRecorder(l, key, store)
+			recs[key] = rec
+		}
 		if _, err := rec.Attest(ctx, provenance.AttestRequest{JobID: jobID, Stage: s.stage, Subjects: s.subj, Predicate: json.RawMessage(s.pred)}); err != nil {
 			t.Fatalf("attest %s: %v", s.stage, err)
 		}
 	}
-	return store, key
+	return store
 }
 
 func testReceipt(t *testing.T, l tlog.Log) {
