@@ -316,7 +316,7 @@ func modelVerifyCmd() *cobra.Command {
 		Use:   "verify REF",
 		Short: "Verify a model version: signatures, log inclusion, file digests",
 		Long: "verify downloads every file of REF (or reads --dir instead) and checks the model-signing and publication signatures against the trust store (the\n" +
-			"publisher must be trusted for spec:<owner>, or for stage), both transparency-log entries\n" +
+			"publisher must be trusted for spec:<owner>, operator or stage), both transparency-log entries\n" +
 			"(inclusion proof and signed entry timestamp from a log trusted for scope log), that the signed\n" +
 			"files are the artifact's layers, and with --dir that DIR holds exactly those files. It exits 7\n" +
 			"when the model does not verify.",

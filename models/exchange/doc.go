@@ -14,9 +14,9 @@
 //
 // Verifying a version checks both signatures against the trust store (the
 // publisher must be trusted to sign for the model's owner: scope
-// spec:<owner>, or stage for the operator publishing a job's output), both
-// log entries (inclusion proof, signed entry timestamp, the log's key
-// trusted for scope log), that the signed files are the artifact's layers
+// spec:<owner>, or operator (legacy: stage) for the operator publishing a
+// job's output), both log entries (inclusion proof, signed entry
+// timestamp, the log's key trusted for scope log), that the signed files are the artifact's layers
 // (and, for a pulled copy, the files on disk), and that the published terms
 // are the Accord manifest the registry serves.
 //

@@ -139,10 +139,12 @@ func (x *Exchange) attachSigned(ctx context.Context, name, digest, typ string, h
 }
 
 // publisherKeys are the keys trusted to publish owner's models: the
-// owner's own (spec:<owner>) and the operator's (stage), which publishes
-// verified jobs' outputs on their tenants' behalf.
+// owner's own (spec:<owner>) and the operator's (operator, or the legacy
+// single-party stage), which publishes verified jobs' outputs on their
+// tenants' behalf. A provider's key publishes nothing.
 func publisherKeys(ts *provenance.TrustStore, owner string) []crypto.PublicKey {
 	keys := ts.KeysFor(provenance.ScopeSpecPrefix + owner)
+	keys = append(keys, ts.KeysFor(provenance.ScopeOperator)...)
 	return append(keys, ts.KeysFor(provenance.ScopeStage)...)
 }
 

@@ -218,6 +218,6 @@ func signerNote(ts *provenance.TrustStore, envelope []byte, owner string) string
 			parts = append(parts, fmt.Sprintf("key %s (not in the trust store)", id))
 		}
 	}
-	return fmt.Sprintf("; signed by %s: untrusted to publish models owned by %s, which needs spec:%s or stage",
+	return fmt.Sprintf("; signed by %s: untrusted to publish models owned by %s, which needs spec:%s, operator or stage",
 		strings.Join(parts, ", "), owner, owner)
 }
