@@ -24,6 +24,7 @@ import (
 	"go.temporal.io/sdk/worker"
 
 	"github.com/accordmesh/accord/artifacts"
+	"github.com/accordmesh/accord/internal/keylock"
 	"github.com/accordmesh/accord/runtimes"
 	"github.com/accordmesh/accord/settlement/sla"
 	"github.com/accordmesh/accord/specs"
@@ -173,7 +174,7 @@ type Activities struct {
 	mu        sync.Mutex
 	plans     map[string]*specs.Plan // plan digest -> decoded plan, read-only
 	prepared  map[string]string      // prepareKey -> image digest
-	preparing map[string]*sync.Mutex // prepareKey -> held while preparing
+	preparing keylock.Locks          // by prepareKey, held while preparing
 }
 
 // RegisterControl registers the control-plane activities on w (task queue

@@ -9,7 +9,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"time"
 
 	"go.temporal.io/sdk/activity"
@@ -172,20 +171,7 @@ func (a *Activities) prepare(ctx context.Context, rt runtimes.Runtime, image str
 }
 
 // lockImage serialises preparations of one image version.
-func (a *Activities) lockImage(key string) (unlock func()) {
-	a.mu.Lock()
-	if a.preparing == nil {
-		a.preparing = map[string]*sync.Mutex{}
-	}
-	m, ok := a.preparing[key]
-	if !ok {
-		m = &sync.Mutex{}
-		a.preparing[key] = m
-	}
-	a.mu.Unlock()
-	m.Lock()
-	return m.Unlock
-}
+func (a *Activities) lockImage(key string) (unlock func()) { return a.preparing.Lock(key) }
 
 func (a *Activities) forget(image string) {
 	a.mu.Lock()

@@ -8,8 +8,8 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"sync"
 
+	"github.com/accordmesh/accord/internal/keylock"
 	"github.com/accordmesh/accord/models"
 	"github.com/accordmesh/accord/models/registry"
 	"github.com/accordmesh/accord/provenance"
@@ -48,8 +48,7 @@ type Exchange struct {
 	// artifact digest.
 	CacheDir string
 
-	mu       sync.Mutex
-	fetching map[string]*sync.Mutex
+	fetching keylock.Locks // by digest
 }
 
 // Published is what Push did.
@@ -148,22 +147,6 @@ func publisherKeys(ts *provenance.TrustStore, owner string) []crypto.PublicKey {
 	return append(keys, ts.KeysFor(provenance.ScopeStage)...)
 }
 
-// lock serialises work on one digest within this process.
-func (x *Exchange) lock(digest string) func() {
-	x.mu.Lock()
-	if x.fetching == nil {
-		x.fetching = map[string]*sync.Mutex{}
-	}
-	m, ok := x.fetching[digest]
-	if !ok {
-		m = &sync.Mutex{}
-		x.fetching[digest] = m
-	}
-	x.mu.Unlock()
-	m.Lock()
-	return m.Unlock
-}
-
 // Fetch places the model pinned by digest under x.CacheDir, verified, and
 // returns its directory. A cached copy was verified when it was placed and
 // is re-hashed against its signature before it is handed out again, so a
@@ -176,7 +159,7 @@ func (x *Exchange) Fetch(ctx context.Context, ref, digest string) (string, error
 	if err := models.CheckDigest(digest); err != nil {
 		return "", fmt.Errorf("exchange: fetch %s: %w", ref, err)
 	}
-	defer x.lock(digest)()
+	defer x.fetching.Lock(digest)()
 	dst := filepath.Join(x.CacheDir, digest[len("sha256:"):])
 	if _, err := os.Stat(dst); err == nil {
 		if _, err := x.VerifyDir(ctx, name+"@"+digest, dst); err == nil {
