@@ -162,7 +162,10 @@ func (x *Exchange) Fetch(ctx context.Context, ref, digest string) (string, error
 	defer x.fetching.Lock(digest)()
 	dst := filepath.Join(x.CacheDir, digest[len("sha256:"):])
 	if _, err := os.Stat(dst); err == nil {
-		if _, err := x.VerifyDir(ctx, name+"@"+digest, dst); err == nil {
+		if v, err := x.VerifyDir(ctx, name+"@"+digest, dst); err == nil {
+			if v.Ref != ref {
+				return "", fmt.Errorf("%w: %s is %s, the plan pinned %s", ErrUnverified, digest, v.Ref, ref)
+			}
 			return dst, nil
 		}
 		if err := os.RemoveAll(dst); err != nil {
