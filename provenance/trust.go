@@ -24,6 +24,9 @@ const (
 	ScopeLog = "log"
 	// ScopeSpecPrefix + tenant: specs of that tenant; "spec:*" any tenant.
 	ScopeSpecPrefix = "spec:"
+	// ScopeProviderPrefix + provider: that provider agent's own stages
+	// (its execution attestations).
+	ScopeProviderPrefix = "provider:"
 )
 
 // TrustFile is the trust store's file name under Accord's home directory.
@@ -157,8 +160,13 @@ func validScope(s string) error {
 			return fmt.Errorf("provenance: trust scope %q: %w", s, err)
 		}
 		return nil
+	case strings.HasPrefix(s, ScopeProviderPrefix):
+		if err := names.Provider(strings.TrimPrefix(s, ScopeProviderPrefix)); err != nil {
+			return fmt.Errorf("provenance: trust scope %q: %w", s, err)
+		}
+		return nil
 	}
-	return fmt.Errorf("provenance: unknown trust scope %q (want stage, log, spec:<tenant> or spec:*)", s)
+	return fmt.Errorf("provenance: unknown trust scope %q (want stage, log, spec:<tenant>, spec:* or provider:<name>)", s)
 }
 
 // Lookup returns a trusted key by ID.

@@ -1,7 +1,7 @@
 // Package names holds the one validator for each kind of name that more
-// than one part of Accord accepts: tenant names, currency codes and signing
-// key IDs. The spec checker, the ledger, the tenancy store, the trust store
-// and the CLI all call these, so that a value one accepts the others accept.
+// than one part of Accord accepts: tenant names, currency codes, signing
+// key IDs and provider names. The spec checker, the ledger, the tenancy
+// store, the trust store and the CLI all call these, so that a value one accepts the others accept.
 package names
 
 import (
@@ -15,6 +15,7 @@ var (
 	ErrTenant   = errors.New("invalid tenant name")
 	ErrCurrency = errors.New("invalid currency code")
 	ErrKeyID    = errors.New("invalid key ID")
+	ErrProvider = errors.New("invalid provider name")
 )
 
 var (
@@ -34,6 +35,15 @@ var (
 func Tenant(s string) error {
 	if !TenantPattern.MatchString(s) {
 		return fmt.Errorf("%w: %q must be lower-case letters, digits, . _ or - (at most 63, starting with a letter or digit)", ErrTenant, s)
+	}
+	return nil
+}
+
+// Provider checks a provider name (a provider agent's, whose task queue
+// and trust scope are named after it): the tenant name pattern.
+func Provider(s string) error {
+	if !TenantPattern.MatchString(s) {
+		return fmt.Errorf("%w: %q must be lower-case letters, digits, . _ or - (at most 63, starting with a letter or digit)", ErrProvider, s)
 	}
 	return nil
 }
