@@ -59,6 +59,7 @@ func writeModel(t *testing.T, files map[string]string) (string, []models.File) {
 func manifest(name, version string, change models.ChangeClass, files []models.File) *models.Manifest {
 	return &models.Manifest{
 		SchemaVersion: models.SchemaVersion,
+		Owner:         "acme",
 		Name:          name,
 		Version:       version,
 		Change:        change,

@@ -19,6 +19,7 @@ func conf(x float64) *float64 { return &x }
 func manifest(name, version, desc string, tags []models.Tag, benches ...models.Benchmark) *models.Manifest {
 	return &models.Manifest{
 		SchemaVersion: models.SchemaVersion,
+		Owner:         "acme",
 		Name:          name,
 		Version:       version,
 		Change:        models.ChangeBehaviour,

@@ -12,6 +12,7 @@ func Example() {
 	d := func(s string) string { return "sha256:" + strings.Repeat(s, 64) }
 	m := &models.Manifest{
 		SchemaVersion: models.SchemaVersion,
+		Owner:         "acme",
 		Name:          "acme/legal-es-classifier",
 		Version:       "1.2.0",
 		Change:        models.ChangeBehaviour,

@@ -43,10 +43,10 @@ const (
 // contribution to Score, highest first; facts that scored nothing (a
 // missing receipt, an unmatched tag) come last.
 type Result struct {
-	Ref     string
-	Digest  string
-	Score   float64
-	Reasons []string
+	Ref     string   `json:"ref"`
+	Digest  string   `json:"digest"`
+	Score   float64  `json:"score"`
+	Reasons []string `json:"reasons"`
 }
 
 // contribution is one part of a score and, when explaining, why.
