@@ -4,9 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
-	"time"
 
-	"github.com/accordmesh/accord/market"
 	"github.com/accordmesh/accord/market/agents"
 	"github.com/accordmesh/accord/policies"
 )
@@ -20,25 +18,12 @@ type Providers interface {
 // route answers 501.
 func WithProviders(p Providers) Option { return func(s *Server) { s.providers = p } }
 
-// Heartbeat is the body of PUT /v1/providers/{name}: what the agent offers
-// now and how often it will say so again.
-type Heartbeat struct {
-	Runtime   string         `json:"runtime"`
-	Profile   market.Profile `json:"profile"`
-	PublicKey string         `json:"public_key,omitempty"`
-	// Interval is the agent's heartbeat interval; it is offered to buyers
-	// while its last heartbeat is at most agents.FreshFactor intervals old.
-	Interval time.Duration `json:"heartbeat_ns"`
-}
-
-// HeartbeatResponse is PUT /v1/providers/{name}'s answer.
-type HeartbeatResponse struct {
-	Name     string    `json:"name"`
-	LastSeen time.Time `json:"last_seen"`
-	// FreshUntil is when the agent stops being offered without another
-	// heartbeat.
-	FreshUntil time.Time `json:"fresh_until"`
-}
+// Heartbeat is the body of PUT /v1/providers/{name}; HeartbeatResponse
+// its answer.
+type (
+	Heartbeat         = agents.Heartbeat
+	HeartbeatResponse = agents.Ack
+)
 
 // putProvider records a provider agent's heartbeat. Only that provider's
 // own token (role provider, named after it) or an admin may publish it.
