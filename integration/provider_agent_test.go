@@ -141,6 +141,7 @@ func TestProviderAgent(t *testing.T) {
 		out, _ := os.ReadFile(logf.Name())
 		t.Fatalf("job: %+v\nagent log:\n%s", res, out)
 	}
+	recordHistory(t, st.Client, sub.JobID, "job_agent")
 	// The container ran on the agent's machine, not the control plane's.
 	runID := workflows.RunID(sub.JobID, "train", 1)
 	if _, err := os.Stat(filepath.Join(agentHome, "jobs", sub.JobID, "results", runID+".json")); err != nil {
