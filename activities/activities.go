@@ -61,6 +61,9 @@ type Award struct {
 	Devices []TaskDevices
 	// SLA are the money terms the provider agreed to (nil: none recorded).
 	SLA *sla.Terms
+	// Queue is the provider agent's task queue (workflows.ExecQueue);
+	// empty for providers the shared execution queue runs.
+	Queue string
 }
 
 // TaskDevices is the node and GPU instance IDs a provider offered a task.
@@ -134,6 +137,9 @@ type Activities struct {
 	Ledger     Ledger
 	Quota      Quota // optional
 	Attestor   Attestor
+	// Signer signs this worker's own stages for another party to log: a
+	// provider agent's key (SignStage); nil refuses to sign.
+	Signer StageSigner
 	// Artifacts holds what the workflow passes by reference: compiled plans
 	// and sealed task results.
 	Artifacts artifacts.Store

@@ -222,19 +222,25 @@ func (s SettlementLedger) CheckShares(plan *specs.Plan) error {
 	return settlement.CheckModelFees(modelFees(plan))
 }
 
-// RecorderAttestor is the Attestor over provenance.Recorder.
+// RecorderAttestor is the Attestor over provenance.Recorder (and, on a
+// provider agent, the StageSigner). Trust, on the control plane, is the
+// trust store that a provider's signed stage is checked against.
 type RecorderAttestor struct {
-	R *provenance.Recorder
+	R     *provenance.Recorder
+	Trust func() (*provenance.TrustStore, error)
 }
 
 // Attest implements Attestor: idempotent by (job, stage); the envelope is
-// stored before upload and reused on retry.
+// stored before upload and reused on retry. A stage another party signed
+// (in.Signed) is checked and logged instead of signed here.
 func (r RecorderAttestor) Attest(ctx context.Context, in workflows.AttestInput) (workflows.AttestOutput, error) {
-	req := provenance.AttestRequest{JobID: in.JobID, Stage: in.Stage, Previous: in.Previous, Predicate: in.Predicate}
-	for _, s := range in.Subjects {
-		req.Subjects = append(req.Subjects, provenance.Subject{Name: s.Name, Digest: s.Digest})
+	var att *provenance.Attestation
+	var err error
+	if in.Signed != nil {
+		att, err = r.record(ctx, in)
+	} else {
+		att, err = r.R.Attest(ctx, attestRequest(in))
 	}
-	att, err := r.R.Attest(ctx, req)
 	if err != nil {
 		return workflows.AttestOutput{}, err
 	}
@@ -250,6 +256,9 @@ func (r RecorderAttestor) Attest(ctx context.Context, in workflows.AttestInput) 
 // into ErrNoOffers, which the negotiate activity reports as a job outcome.
 type MarketNegotiator struct {
 	Broker broker.Broker
+	// Queue names the task queue of a provider run by its own agent
+	// (workflows.ExecQueue); nil or "" means the shared execution queue.
+	Queue func(provider string) string
 }
 
 // Negotiate implements Negotiator; a retry is harmless (see broker.Broker).
@@ -262,6 +271,9 @@ func (m MarketNegotiator) Negotiate(ctx context.Context, jobID string, plan *spe
 		return Award{}, err
 	}
 	out := Award{Provider: aw.Provider, Pool: aw.Provider, Runtime: aw.Runtime, Price: aw.Price, Currency: aw.Currency, Record: aw.Result, SLA: aw.SLA}
+	if m.Queue != nil {
+		out.Queue = m.Queue(aw.Provider)
+	}
 	for _, d := range aw.Devices {
 		out.Devices = append(out.Devices, TaskDevices{Task: d.Task, Node: d.Node, GPUDevices: d.GPUDevices})
 	}

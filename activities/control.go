@@ -137,7 +137,7 @@ func (a *Activities) Negotiate(ctx context.Context, in workflows.NegotiateInput)
 	a.logger(ctx, in.JobID).Info("awarded", "provider", aw.Provider, "price", aw.Price, "currency", aw.Currency)
 	return workflows.NegotiateOutput{
 		Provider: aw.Provider, Pool: aw.Pool, Runtime: aw.Runtime, Price: aw.Price, Currency: aw.Currency,
-		Record: record(aw.Record), Devices: aw.Devices, SLA: aw.SLA,
+		Record: record(aw.Record), Devices: aw.Devices, SLA: aw.SLA, Queue: aw.Queue,
 	}, nil
 }
 
@@ -149,8 +149,12 @@ func (a *Activities) Place(ctx context.Context, in workflows.PlaceInput) (workfl
 	if err != nil {
 		return workflows.PlaceOutput{}, err
 	}
-	if _, err := a.runtime(ctx, in.Award.Runtime); err != nil {
-		return workflows.PlaceOutput{}, err
+	if in.Award.Queue == "" {
+		// Tasks run here: the runtime must be too. A provider agent's
+		// runtime is on its own machine, behind its queue.
+		if _, err := a.runtime(ctx, in.Award.Runtime); err != nil {
+			return workflows.PlaceOutput{}, err
+		}
 	}
 	held, holdID, rec, err := a.Ledger.Hold(ctx, HoldRequest{
 		JobID: in.JobID, Tenant: in.Tenant, Provider: in.Award.Provider, Currency: in.Award.Currency,

@@ -326,3 +326,36 @@ func localActivityType(t *testing.T, ev *historypb.HistoryEvent) string {
 	}
 	return data.ActivityType
 }
+
+var (
+	accordOnce sync.Once
+	accordBin  string
+	accordErr  error
+)
+
+// accordBinary builds cmd/accord once per test run ($ACCORD_BIN names a
+// prebuilt one).
+func accordBinary(t *testing.T) string {
+	t.Helper()
+	accordOnce.Do(func() {
+		if p := os.Getenv("ACCORD_BIN"); p != "" {
+			accordBin = p
+			return
+		}
+		dir, err := os.MkdirTemp("", "accord-bin-")
+		if err != nil {
+			accordErr = err
+			return
+		}
+		accordBin = filepath.Join(dir, "accord")
+		cmd := exec.Command("go", "build", "-o", accordBin, "./cmd/accord")
+		cmd.Dir = repoRoot()
+		if out, err := cmd.CombinedOutput(); err != nil {
+			accordErr = fmt.Errorf("build accord: %v\n%s", err, out)
+		}
+	})
+	if accordErr != nil {
+		t.Fatal(accordErr)
+	}
+	return accordBin
+}

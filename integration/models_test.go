@@ -4,12 +4,10 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -26,38 +24,10 @@ import (
 	"github.com/accordmesh/accord/workflows"
 )
 
-var (
-	binOnce sync.Once
-	binPath string
-	binErr  error
-)
-
-// accordBin builds the accord CLI once per test binary.
-func accordBin(t *testing.T) string {
-	t.Helper()
-	binOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "accord-bin-")
-		if err != nil {
-			binErr = err
-			return
-		}
-		binPath = filepath.Join(dir, "accord")
-		cmd := exec.Command("go", "build", "-o", binPath, "./cmd/accord")
-		cmd.Dir = repoRoot()
-		if out, err := cmd.CombinedOutput(); err != nil {
-			binErr = fmt.Errorf("build accord: %v\n%s", err, out)
-		}
-	})
-	if binErr != nil {
-		t.Fatal(binErr)
-	}
-	return binPath
-}
-
 // cliJSON runs the CLI with --json and decodes its last stdout line.
 func cliJSON(t *testing.T, home string, v any, args ...string) (int, string) {
 	t.Helper()
-	cmd := exec.Command(accordBin(t), append(args, "--json", "--home", home)...)
+	cmd := exec.Command(accordBinary(t), append(args, "--json", "--home", home)...)
 	out, err := cmd.Output()
 	code := 0
 	var ee *exec.ExitError

@@ -32,6 +32,10 @@ const (
 	RoleTenant  Role = "tenant"  // submit, watch, cancel, approve its tenant's jobs
 	RoleAuditor Role = "auditor" // read-only: status, receipts, audit search
 	RoleAdmin   Role = "admin"   // every tenant
+	// RoleProvider is a provider agent's token: it publishes the profile
+	// of the provider its Name names (PUT /v1/providers/{name}) and sees
+	// no tenant's jobs.
+	RoleProvider Role = "provider"
 )
 
 // Tenant is a team with quotas and signing requirements.
@@ -77,7 +81,9 @@ func (p Principal) Identity() string {
 }
 
 // CanRead reports whether p may see jobs of tenant.
-func (p Principal) CanRead(tenant string) bool { return p.Tenant == "*" || p.Tenant == tenant }
+func (p Principal) CanRead(tenant string) bool {
+	return p.Role != RoleProvider && (p.Tenant == "*" || p.Tenant == tenant)
+}
 
 // CanWrite reports whether p may submit or act on jobs of tenant.
 func (p Principal) CanWrite(tenant string) bool { return p.Role != RoleAuditor && p.CanRead(tenant) }

@@ -11,6 +11,8 @@ import (
 	"strings"
 	"time"
 	"unicode"
+
+	"github.com/accordmesh/accord/internal/names"
 )
 
 // ErrTokenRequest reports a token that cannot be made as asked: an
@@ -153,6 +155,13 @@ func (s *Store) checkPrincipal(ctx context.Context, p *Principal) error {
 		}
 	case RoleAdmin:
 		p.Tenant = "*"
+	case RoleProvider:
+		if p.Tenant != "" {
+			return fmt.Errorf("%w: a provider token acts for no tenant", ErrTokenRequest)
+		}
+		if err := names.Provider(p.Name); err != nil {
+			return fmt.Errorf("%w: a provider token needs --name PROVIDER: %v", ErrTokenRequest, err)
+		}
 	default:
 		return fmt.Errorf("%w: unknown role %q", ErrTokenRequest, p.Role)
 	}

@@ -177,6 +177,10 @@ type AttestRequest struct {
 	// Predicate is the stage's predicate as a JSON object (one of the
 	// XxxPredicate types, or the workflow's equivalent map).
 	Predicate json.RawMessage
+	// SpecDigest is the job's spec digest for the statement header when
+	// the store holds no spec attestation of the job (a provider agent
+	// signing its stage); the stored spec attestation wins.
+	SpecDigest string
 }
 
 // Attest signs and logs one stage of a job.
@@ -205,6 +209,90 @@ func (r *Recorder) Attest(ctx context.Context, req AttestRequest) (*Attestation,
 	defer r.mu.Unlock()
 	if err := r.store.Put(a); err != nil {
 		return nil, err
+	}
+	return a, nil
+}
+
+// Sign signs one stage of a job and keeps the envelope, without logging
+// it: the party that must sign a stage hands the envelope to the one that
+// logs it (a provider agent's execution attestation, which the control
+// plane logs with Record). Idempotent like Attest.
+func (r *Recorder) Sign(ctx context.Context, req AttestRequest) (*Attestation, error) {
+	return r.sign(ctx, req)
+}
+
+// Signed is a stage envelope another party signed, as Record takes it.
+type Signed struct {
+	Envelope        []byte
+	SignerPublicKey string // PEM
+}
+
+// ErrSigner reports a signed stage that Record refuses: a bad signature, a
+// signer not allowed to sign the stage, or a statement other than the one
+// the recorder would have made.
+var ErrSigner = errors.New("provenance: signed stage refused")
+
+// Record checks an envelope another party signed for req's stage, keeps it
+// and logs it. The envelope must verify under its signer's key, allowed
+// must accept that key's ID, and its payload must be exactly the statement
+// this recorder builds for req: the signer vouches for what the job
+// recorded, nothing else. Idempotent by (job, stage) like Attest: a stage
+// already kept is logged (or returned) as it is.
+func (r *Recorder) Record(ctx context.Context, req AttestRequest, s Signed, allowed func(keyID string) bool) (*Attestation, error) {
+	a, err := r.keep(ctx, req, s, allowed)
+	if err != nil {
+		return nil, err
+	}
+	if a.Entry != nil {
+		return a, nil
+	}
+	e, err := r.log.Upload(ctx, a.Envelope, []byte(a.SignerPublicKey))
+	if err != nil {
+		return nil, fmt.Errorf("provenance: log %s attestation of %s: %w", req.Stage, req.JobID, err)
+	}
+	a.Entry = e
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if err := r.store.Put(a); err != nil {
+		return nil, err
+	}
+	return a, nil
+}
+
+// keep checks s against req and stores it (first write wins).
+func (r *Recorder) keep(ctx context.Context, req AttestRequest, s Signed, allowed func(keyID string) bool) (*Attestation, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if old, err := r.store.Get(req.JobID, req.Stage); err == nil {
+		return old, nil
+	} else if !errors.Is(err, ErrNotFound) {
+		return nil, err
+	}
+	pub, err := ParsePublicKeyPEM([]byte(s.SignerPublicKey))
+	if err != nil {
+		return nil, fmt.Errorf("%w: signer key: %v", ErrSigner, err)
+	}
+	payload, keyID, err := VerifyEnvelope(ctx, s.Envelope, pub)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrSigner, err)
+	}
+	if allowed == nil || !allowed(keyID) {
+		return nil, fmt.Errorf("%w: key %s may not sign the %s stage", ErrSigner, keyID, req.Stage)
+	}
+	want, err := r.statement(req)
+	if err != nil {
+		return nil, err
+	}
+	if string(payload) != string(want) {
+		return nil, fmt.Errorf("%w: the %s statement of %s differs from the job's record", ErrSigner, req.Stage, req.JobID)
+	}
+	a := &Attestation{JobID: req.JobID, Stage: req.Stage, Digest: Digest(s.Envelope), Envelope: s.Envelope, SignerPublicKey: s.SignerPublicKey}
+	created, err := r.store.create(a)
+	if err != nil {
+		return nil, err
+	}
+	if !created {
+		return r.store.Get(req.JobID, req.Stage)
 	}
 	return a, nil
 }
@@ -264,7 +352,9 @@ func (r *Recorder) statement(req AttestRequest) ([]byte, error) {
 		}
 		h.SpecDigest = sp.DocumentDigest
 		subjects = append([]Subject{{Name: "spec", Digest: sp.DocumentDigest}}, subjects...)
-	} else if spec, err := r.store.Get(req.JobID, StageSpec); err == nil {
+	} else if spec, err := r.store.Get(req.JobID, StageSpec); errors.Is(err, ErrNotFound) && ValidDigest(req.SpecDigest) {
+		h.SpecDigest = req.SpecDigest
+	} else if err == nil {
 		if _, payload, err := ParseEnvelope(spec.Envelope); err == nil {
 			if st, err := ParseStatement(payload); err == nil {
 				if sh, err := st.Header(); err == nil {

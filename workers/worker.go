@@ -18,6 +18,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"strings"
 
 	"go.temporal.io/sdk/client"
 	tlog "go.temporal.io/sdk/log"
@@ -136,7 +137,8 @@ func Start(c client.Client, acts *activities.Activities, o Options) (*Worker, er
 }
 
 // register registers what queue q hosts on tw: the job workflow and the
-// control-plane activities, or the container activities.
+// control-plane activities, the container activities, or a provider
+// agent's (workflows.ExecQueue).
 func register(tw worker.Worker, queue string, acts *activities.Activities) error {
 	switch queue {
 	case workflows.TaskQueueControl:
@@ -145,6 +147,11 @@ func register(tw worker.Worker, queue string, acts *activities.Activities) error
 	case workflows.TaskQueueExecution:
 		acts.RegisterExecution(tw)
 	default:
+		if strings.HasPrefix(queue, workflows.ExecQueuePrefix) {
+			// A provider agent's own queue: its tasks and its signature.
+			acts.RegisterProvider(tw)
+			return nil
+		}
 		return fmt.Errorf("%w: unknown task queue %q", ErrConfig, queue)
 	}
 	return nil

@@ -5,6 +5,8 @@ import (
 	"fmt"
 
 	"go.temporal.io/sdk/workflow"
+
+	"github.com/accordmesh/accord/provenance/predicate"
 )
 
 // attest queues a stage statement. It is signed and logged in the
@@ -34,7 +36,7 @@ func (j *job) attest(ctx workflow.Context, stage string, subjects []Subject, pre
 				return
 			}
 		}
-		out, err := Attest.Run(attestCtx(gctx), AttestInput{
+		out, err := j.attestStage(gctx, AttestInput{
 			JobID: j.in.JobID, Stage: stage, Previous: previous, Subjects: subjects, Predicate: b, Results: results,
 		})
 		if err != nil {
@@ -46,6 +48,24 @@ func (j *job) attest(ctx workflow.Context, stage string, subjects []Subject, pre
 	})
 	j.attTail = f
 	return nil
+}
+
+// attestStage signs and logs one stage. From layout 5 the execution stage
+// of a task run by a provider agent is signed on the agent's queue by the
+// provider's key (SignStage); the control plane then checks that envelope
+// against the provider's trusted key and logs it (Attest with Signed).
+// Every other stage is signed and logged on the control queue.
+func (j *job) attestStage(ctx workflow.Context, in AttestInput) (AttestOutput, error) {
+	if j.layout < layoutProviderQueues || in.Stage != predicate.StageExecution || j.award.Queue == "" {
+		return Attest.Run(attestCtx(ctx, TaskQueueControl), in)
+	}
+	in.SpecDigest, in.Provider = j.plan.DocumentDigest, j.award.Provider
+	signed, err := SignStage.Run(attestCtx(ctx, j.award.Queue), in)
+	if err != nil {
+		return AttestOutput{}, fmt.Errorf("provider %s signs: %w", j.award.Provider, err)
+	}
+	in.Signed = &signed
+	return Attest.Run(attestCtx(ctx, TaskQueueControl), in)
 }
 
 // attestErr reports an attestation that already failed, without waiting.

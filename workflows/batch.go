@@ -127,7 +127,7 @@ func (r *runner) stopRunning(ctx workflow.Context, err *error) {
 	dctx, _ := workflow.NewDisconnectedContext(ctx)
 	var errs []error
 	for _, id := range sortedKeys(r.running) {
-		if _, cerr := StopTask.Run(compensateCtxExec(dctx), StopTaskInput{RunID: id, Runtime: r.running[id]}); cerr != nil {
+		if _, cerr := StopTask.Run(compensateCtxExec(dctx, execQueue(r.award)), StopTaskInput{RunID: id, Runtime: r.running[id]}); cerr != nil {
 			errs = append(errs, cerr)
 			continue
 		}
@@ -208,18 +208,18 @@ func (r *runner) attempt(ctx workflow.Context, t PlanTask, attempt int) (WaitTas
 // startAndWait is one RunTask (layout 1), or StartTask then WaitTask.
 func (r *runner) startAndWait(ctx workflow.Context, t PlanTask, attempt int, runID string) (WaitTaskOutput, error) {
 	if r.layout >= layoutByRef {
-		return RunTask.Run(waitCtx(ctx, t, DefaultWaitWindow), RunTaskInput{
+		return RunTask.Run(waitCtx(ctx, execQueue(r.award), t, DefaultWaitWindow), RunTaskInput{
 			JobID: r.jobID, Task: t.Name, Attempt: attempt, RunID: runID, PlanInput: r.plan,
 			Award: awardFor(r.award, []PlanTask{t}), Window: DefaultWaitWindow,
 		})
 	}
-	started, err := StartTask.Run(startCtx(ctx), StartTaskInput{
+	started, err := StartTask.Run(startCtx(ctx, execQueue(r.award)), StartTaskInput{
 		JobID: r.jobID, Task: t.Name, Attempt: attempt, RunID: runID, PlanInput: r.plan, Award: r.award,
 	})
 	if err != nil {
 		return WaitTaskOutput{}, err
 	}
-	out, err := WaitTask.Run(waitCtx(ctx, t, DefaultWaitWindow), WaitTaskInput{
+	out, err := WaitTask.Run(waitCtx(ctx, execQueue(r.award), t, DefaultWaitWindow), WaitTaskInput{
 		JobID: r.jobID, Task: t.Name, RunID: runID, Runtime: r.award.Runtime, Window: DefaultWaitWindow,
 	})
 	out.ImageDigest = started.ImageDigest

@@ -347,6 +347,11 @@ func (j *job) negotiate(ctx workflow.Context) error {
 	if err != nil {
 		return classify(ctx, err, ClassNoOffers)
 	}
+	if j.layout < layoutProviderQueues {
+		// An upgraded negotiator may name a queue; this job's layout
+		// predates routing by it.
+		award.Queue = ""
+	}
 	j.award = award
 	j.cost.Price, j.cost.Currency = award.Price, award.Currency
 	err = j.attest(ctx, predicate.StageNegotiation, nil, predicate.Negotiation{
@@ -440,7 +445,7 @@ func (j *job) stopTests(ctx workflow.Context, err *error) {
 		return
 	}
 	dctx, _ := workflow.NewDisconnectedContext(ctx)
-	if _, cerr := StopTests.Run(compensateCtxExec(dctx), StopTestsInput{
+	if _, cerr := StopTests.Run(compensateCtxExec(dctx, TaskQueueExecution), StopTestsInput{
 		JobID: j.in.JobID, Runtime: j.award.Runtime, Tests: j.plan.Tests,
 	}); cerr != nil {
 		*err = errors.Join(*err, fmt.Errorf("compensation stop tests: %w", cerr))

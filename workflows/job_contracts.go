@@ -22,6 +22,15 @@ const (
 	TaskQueueExecution = "accord-execution"
 )
 
+// ExecQueuePrefix starts every provider agent's task queue.
+const ExecQueuePrefix = "accord-exec-"
+
+// ExecQueue is the task queue a provider agent polls (layout 5): every
+// execution activity of a task awarded to it, and the signing of its
+// execution attestation. provider is a valid provider name (names.Provider),
+// so the queue name needs no escaping.
+func ExecQueue(provider string) string { return ExecQueuePrefix + provider }
+
 // JobWorkflowName is the registered name of the job workflow;
 // BatchWorkflowName is its child that runs one batch of a large job's tasks.
 const (
@@ -311,6 +320,10 @@ type NegotiateOutput struct {
 	// SLA are the money terms the provider agreed to in negotiation; the
 	// settle stage holds it to them (absent: the spec's, with no stake).
 	SLA *sla.Terms `json:"sla,omitempty"`
+	// Queue is the winning provider agent's task queue (ExecQueue), where
+	// its tasks run and its execution attestation is signed (layout 5);
+	// empty: the shared execution queue.
+	Queue string `json:"queue,omitempty"`
 }
 
 // TaskDevices is the node and GPU instance IDs offered for one task.
@@ -490,6 +503,25 @@ type AttestInput struct {
 	// Results are sealed task results (layout 1): their outputs become
 	// subjects, and the execution stage's predicate lists the tasks.
 	Results []string `json:"results,omitempty"`
+	// SpecDigest is the job's spec document digest, for a signer that
+	// does not hold the job's spec attestation (a provider agent, layout 5).
+	SpecDigest string `json:"spec_digest,omitempty"`
+	// Provider, with Signed, is the provider whose key must have signed
+	// the envelope (trust scope provider:<name>).
+	Provider string `json:"provider,omitempty"`
+	// Signed is the stage's envelope as another party signed it (the
+	// provider agent's SignStage, layout 5): the control plane checks and
+	// logs it instead of signing the stage itself.
+	Signed *SignedStage `json:"signed,omitempty"`
+}
+
+// SignedStage is a stage statement signed by the party that must sign it
+// (SignStage's output): the DSSE envelope exactly as signed, its digest and
+// the signer's public key (PEM).
+type SignedStage struct {
+	Envelope        []byte `json:"envelope"`
+	Digest          string `json:"digest"`
+	SignerPublicKey string `json:"signer_public_key"`
 }
 
 // Subject is an artifact an attestation is about.
@@ -551,7 +583,11 @@ var (
 	Verify      = Activity[VerifyInput, VerifyOutput]{Name: "Verify"}
 	Settle      = Activity[SettleInput, SettleOutput]{Name: "Settle"}
 	Attest      = Activity[AttestInput, AttestOutput]{Name: "Attest"}
-	Publish     = Activity[PublishInput, PublishOutput]{Name: "PublishModels"}
+	// SignStage signs a stage statement with the key of the party the
+	// activity's queue belongs to, without logging it (layout 5: a
+	// provider agent's execution attestation).
+	SignStage = Activity[AttestInput, SignedStage]{Name: "SignStage"}
+	Publish   = Activity[PublishInput, PublishOutput]{Name: "PublishModels"}
 )
 
 // RunID names one attempt of one task: <job>.<task>.<attempt>.

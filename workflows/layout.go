@@ -48,7 +48,15 @@ const (
 	// (class publish) and its work is settled as in layout 3.
 	layoutPublish workflow.Version = 4
 
-	layoutLatest = layoutPublish
+	// layoutProviderQueues (5): when the award names a provider agent's
+	// queue (NegotiateOutput.Queue), every execution activity of a task
+	// (RunTask and the StopTask compensation) runs on that queue, and the
+	// execution attestation is signed there by the provider (SignStage)
+	// before the control plane checks and logs it (Attest with Signed).
+	// An award without a queue runs as in layout 4.
+	layoutProviderQueues workflow.Version = 5
+
+	layoutLatest = layoutProviderQueues
 )
 
 // CurrentLayout is the layout new jobs run; recorded histories are named
@@ -141,9 +149,9 @@ func controlCtx(ctx workflow.Context, timeout time.Duration) workflow.Context {
 	})
 }
 
-func attestCtx(ctx workflow.Context) workflow.Context {
+func attestCtx(ctx workflow.Context, queue string) workflow.Context {
 	return workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
-		TaskQueue:              TaskQueueControl,
+		TaskQueue:              queue,
 		StartToCloseTimeout:    time.Minute,
 		ScheduleToCloseTimeout: 24 * time.Hour,
 		RetryPolicy:            attestRetry,
@@ -159,18 +167,27 @@ func compensateCtx(ctx workflow.Context) workflow.Context {
 	})
 }
 
-func compensateCtxExec(ctx workflow.Context) workflow.Context {
+// execQueue is the task queue of a task's execution activities: the award's
+// provider agent (layout 5), else the shared execution queue.
+func execQueue(award NegotiateOutput) string {
+	if award.Queue != "" {
+		return award.Queue
+	}
+	return TaskQueueExecution
+}
+
+func compensateCtxExec(ctx workflow.Context, queue string) workflow.Context {
 	return workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
-		TaskQueue:              TaskQueueExecution,
+		TaskQueue:              queue,
 		StartToCloseTimeout:    2 * time.Minute,
 		ScheduleToCloseTimeout: 24 * time.Hour,
 		RetryPolicy:            compensateRetry,
 	})
 }
 
-func startCtx(ctx workflow.Context) workflow.Context {
+func startCtx(ctx workflow.Context, queue string) workflow.Context {
 	return workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
-		TaskQueue:           TaskQueueExecution,
+		TaskQueue:           queue,
 		StartToCloseTimeout: 10 * time.Minute, // image import and unpack
 		HeartbeatTimeout:    time.Minute,
 		RetryPolicy:         startRetry,
@@ -180,13 +197,13 @@ func startCtx(ctx workflow.Context) workflow.Context {
 // waitCtx bounds a waiting activity (WaitTask, RunTask): each attempt holds
 // a slot for one window (plus image preparation and output collection);
 // the task's max duration bounds all of them together.
-func waitCtx(ctx workflow.Context, t PlanTask, window time.Duration) workflow.Context {
+func waitCtx(ctx workflow.Context, queue string, t PlanTask, window time.Duration) workflow.Context {
 	d := t.MaxDuration
 	if d <= 0 {
 		d = defaultTaskDuration
 	}
 	return workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
-		TaskQueue:           TaskQueueExecution,
+		TaskQueue:           queue,
 		StartToCloseTimeout: window + 10*time.Minute,
 		HeartbeatTimeout:    30 * time.Second, // a loaded host's heartbeats come late
 

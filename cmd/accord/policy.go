@@ -359,7 +359,7 @@ func newTokenCreateCmd() *cobra.Command {
 	var role string
 	var ttl time.Duration
 	c := &cobra.Command{
-		Use:   "create --tenant T [--role tenant|auditor|admin] [--name WHO] [--ttl 720h]",
+		Use:   "create --tenant T [--role tenant|auditor|admin|provider] [--name WHO] [--ttl 720h]",
 		Short: "Issue an API token (printed once; only its hash is stored)",
 		Long: "create issues a bearer token for accord serve. The token is printed once; the server keeps only\n" +
 			"its sha256 and a public ID (tok_...) that `accord token list` shows and `accord token revoke`\n" +
@@ -367,7 +367,8 @@ func newTokenCreateCmd() *cobra.Command {
 			"approval.approvers (default TENANT/ID). The token expires after --ttl (default 90 days).",
 		Example: `  accord token create --tenant demo --name alice@example.com
   accord token create --tenant demo --name ci --ttl 720h
-  accord token create --tenant '*' --role auditor --json`,
+  accord token create --tenant '*' --role auditor --json
+  accord token create --role provider --name gpu-east   # a provider agent's heartbeat token`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			p.Role = policies.Role(role)
@@ -395,7 +396,7 @@ func newTokenCreateCmd() *cobra.Command {
 		},
 	}
 	c.Flags().StringVar(&p.Tenant, "tenant", "", `tenant the token acts for ("*" for an organisation-wide auditor)`)
-	c.Flags().StringVar(&role, "role", "tenant", "tenant, auditor or admin")
+	c.Flags().StringVar(&role, "role", "tenant", "tenant, auditor, admin or provider (a provider agent: --name is the provider, no --tenant)")
 	c.Flags().StringVar(&p.Name, "name", "", "the holder's identity, recorded on approvals (default TENANT/ID)")
 	c.Flags().DurationVar(&ttl, "ttl", policies.DefaultTokenTTL, "how long the token is valid, e.g. 720h")
 	return c

@@ -14,6 +14,7 @@ import (
 	"github.com/accordmesh/accord/artifacts"
 	"github.com/accordmesh/accord/internal/apiserver"
 	"github.com/accordmesh/accord/internal/cli"
+	"github.com/accordmesh/accord/market/agents"
 	"github.com/accordmesh/accord/provenance"
 	"github.com/accordmesh/accord/provenance/tlog"
 	"github.com/accordmesh/accord/workers/apijobs"
@@ -42,7 +43,9 @@ func serveCmd() *cobra.Command {
 			"(a tenant's input file into the artifact store under --home, granted to the token's tenant)\n" +
 			"to --max-data bytes, and must arrive at 256 KiB/s on average after a minute. Uploaded specs\n" +
 			"must stand alone (no extends or imports) and are removed --upload-retention after their last\n" +
-			"job finished, by a sweep every hour. Connections have read, write, idle and header timeouts.",
+			"job finished, by a sweep every hour. Connections have read, write, idle and header timeouts.\n\n" +
+			"Provider agents (`accord provider serve`) publish their profiles with PUT /v1/providers/NAME,\n" +
+			"using a token from `accord token create --role provider --name NAME`.",
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if err := o.check(); err != nil {
@@ -79,7 +82,7 @@ func serveCmd() *cobra.Command {
 			}
 			data := artifacts.Local{Dir: artifacts.DefaultDir(home)}
 			h := apiserver.New(jobs, store, apiserver.WithRateLimit(o.rate, o.burst), apiserver.WithMaxUpload(o.maxUpload),
-				apiserver.WithData(data, o.maxData))
+				apiserver.WithData(data, o.maxData), apiserver.WithProviders(agents.Open(home)))
 			return serveAPI(ctx, cmd, listen, h)
 		},
 	}

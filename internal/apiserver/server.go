@@ -1,7 +1,7 @@
 // Package apiserver is Accord's HTTP API (`accord serve`): submit, status,
-// list, cancel, approve, receipts, audit search and data uploads (a
-// tenant's input files into the artifact store), behind per-tenant
-// bearer tokens. A tenant sees and acts on its own jobs only; auditors have
+// list, cancel, approve, receipts, audit search, data uploads (a
+// tenant's input files into the artifact store) and provider agents'
+// heartbeats (PUT /v1/providers/{name}), behind per-tenant bearer tokens. A tenant sees and acts on its own jobs only; auditors have
 // read-only tokens. The job operations themselves are behind the Jobs
 // interface, which the workflow client implements.
 //
@@ -118,6 +118,7 @@ var Routes = []Route{
 	{"GET", "/v1/jobs/{id}/receipt", false},
 	{"GET", "/v1/audit/search", false},
 	{"POST", "/v1/data", true},
+	{"PUT", "/v1/providers/{name}", true},
 }
 
 // DefaultMaxUpload bounds a request body: a spec is at most 4 MiB, plus
@@ -139,6 +140,7 @@ type Server struct {
 	maxData   int64
 	dataGrace time.Duration
 	dataRate  int64
+	providers Providers
 }
 
 // Option configures a Server.
@@ -175,6 +177,7 @@ func New(jobs Jobs, auth Authenticator, opts ...Option) *Server {
 		"GET /v1/jobs/{id}/receipt":  s.receipt,
 		"GET /v1/audit/search":       s.auditSearch,
 		"POST /v1/data":              s.pushData,
+		"PUT /v1/providers/{name}":   s.putProvider,
 	}
 	for _, r := range Routes {
 		h := handlers[r.Method+" "+r.Path]
@@ -204,6 +207,10 @@ func (s *Server) authed(rt Route, limit int64, h func(http.ResponseWriter, *http
 		}
 		if rt.Write && p.Role == policies.RoleAuditor {
 			writeErr(w, http.StatusForbidden, "auditor tokens are read-only")
+			return
+		}
+		if p.Role == policies.RoleProvider && rt.Path != "/v1/providers/{name}" {
+			writeErr(w, http.StatusForbidden, "provider tokens only publish their provider's profile")
 			return
 		}
 		h(w, r, p)

@@ -174,6 +174,9 @@ func submitBody(tenant string) string {
 func TestCrossTenantDenied(t *testing.T) {
 	f := setup(t)
 	for _, rt := range Routes {
+		if rt.Path == "/v1/providers/{name}" {
+			continue // no tenant's: TestProviderHeartbeat
+		}
 		t.Run(rt.Method+" "+rt.Path, func(t *testing.T) {
 			body := ""
 			if rt.Path == "/v1/jobs" && rt.Method == "POST" {

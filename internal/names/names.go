@@ -61,7 +61,8 @@ func KeyID(s string) error {
 	return nil
 }
 
-// Provider checks a provider name.
+// Provider checks a provider name (a pool's, or a provider agent's, whose
+// task queue and trust scope are named after it).
 func Provider(s string) error {
 	if !ProviderPattern.MatchString(s) {
 		return fmt.Errorf("%w: %q must be lower-case letters, digits, . _ or - (at most 63, starting with a letter or digit)", ErrProvider, s)

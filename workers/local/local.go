@@ -21,6 +21,7 @@ import (
 	"github.com/accordmesh/accord/artifacts"
 	"github.com/accordmesh/accord/internal/bounded"
 	"github.com/accordmesh/accord/market"
+	"github.com/accordmesh/accord/market/agents"
 	"github.com/accordmesh/accord/market/broker"
 	"github.com/accordmesh/accord/market/providers"
 	"github.com/accordmesh/accord/models/exchange"
@@ -186,6 +187,7 @@ func Open(ctx context.Context, o Options) (*Host, error) {
 		return fail(err)
 	}
 	poolStore := pools.Open(o.Home)
+	agentReg := agents.Open(o.Home)
 	l.Provenance = provenance.NewStore(provenance.DefaultStoreDir(o.Home))
 	l.Recorder = provenance.NewRecorder(l.Log, key, l.Provenance)
 	l.Activities = &activities.Activities{
@@ -194,21 +196,44 @@ func Open(ctx context.Context, o Options) (*Host, error) {
 		Negotiator: activities.MarketNegotiator{Broker: broker.Broker{
 			// Attached pools are read at each negotiation, so a pool attached
 			// or detached while the worker runs takes effect at once.
-			Providers: func(context.Context) ([]market.Provider, error) {
-				return append(append([]market.Provider(nil), provs...), providers.Pools(poolStore, o.Logger)...), nil
+			Providers: func(ctx context.Context) ([]market.Provider, error) {
+				own := append(append([]market.Provider(nil), provs...), providers.Pools(poolStore, o.Logger)...)
+				// Provider agents with a fresh heartbeat bid too; a name
+				// this host already sells under stays this host's.
+				live, err := agentReg.Providers(ctx, providerNames(ctx, own))
+				if err != nil {
+					o.Logger.Warn("provider agents", "error", err)
+				}
+				return append(own, live...), nil
 			},
-			Runtime:        map[string]string{providers.LocalPoolName: rt.Name()},
-			RuntimeFor:     func(provider string) string { return poolRuntimeFor(poolStore, provider) },
+			Runtime: map[string]string{providers.LocalPoolName: rt.Name()},
+			RuntimeFor: func(provider string) string {
+				if kind := poolRuntimeFor(poolStore, provider); kind != "" {
+					return kind
+				}
+				if a, ok := agentReg.Live(provider); ok {
+					return a.Runtime
+				}
+				return ""
+			},
 			DefaultRuntime: rt.Name(),
 			Placement:      set.PlacementFilter,
 			Assign:         providers.AssignDevices(poolStore),
-		}},
+		},
+			// An agent's tasks run on its own queue; the award names it
+			// only while the agent is alive and not shadowed by a local name.
+			Queue: func(provider string) string { return agentQueue(agentReg, poolStore, provs, provider) },
+		},
 		Ledger: activities.SettlementLedger{L: l.Ledger, MarginBP: o.MarginBP, FeeBP: o.FeeBP},
 		// The admitter reserves quota; a failed or cancelled job releases
 		// its reservation and a settled one replaces it by what it spent.
-		Quota:       l.Store,
-		Artifacts:   artifacts.Local{Dir: artifacts.DefaultDir(o.Home)},
-		Attestor:    activities.RecorderAttestor{R: l.Recorder},
+		Quota:     l.Store,
+		Artifacts: artifacts.Local{Dir: artifacts.DefaultDir(o.Home)},
+		// A provider agent's execution attestation is checked against the
+		// home's trust store (scope provider:<name>), read at each check.
+		Attestor: activities.RecorderAttestor{R: l.Recorder, Trust: func() (*provenance.TrustStore, error) {
+			return provenance.LoadTrustStore(provenance.DefaultTrustPath(o.Home))
+		}},
 		Runtimes:    map[string]runtimes.Runtime{rt.Name(): rt},
 		OpenRuntime: openPoolRuntime(poolStore),
 		// Acceptance tests run here, on this host's containerd, whoever

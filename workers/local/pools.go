@@ -5,9 +5,12 @@ import (
 	"fmt"
 	"strings"
 
+	"github.com/accordmesh/accord/market"
+	"github.com/accordmesh/accord/market/agents"
 	"github.com/accordmesh/accord/market/providers"
 	"github.com/accordmesh/accord/runtimes"
 	"github.com/accordmesh/accord/runtimes/nomad/pools"
+	"github.com/accordmesh/accord/workflows"
 )
 
 // poolRuntimePrefix prefixes the runtime kind of an attached pool: the
@@ -59,4 +62,30 @@ func openPoolRuntime(store *pools.Store) func(ctx context.Context, kind string) 
 		}
 		return p.Runtime(ctx)
 	}
+}
+
+// providerNames are the names the host's own sellers use.
+func providerNames(ctx context.Context, provs []market.Provider) map[string]bool {
+	out := map[string]bool{providers.LocalPoolName: true}
+	for _, p := range provs {
+		if prof, err := p.Profile(ctx); err == nil {
+			out[prof.Name] = true
+		}
+	}
+	return out
+}
+
+// agentQueue is the task queue of a live provider agent that won, or ""
+// for the host's own providers and pools.
+func agentQueue(reg *agents.Registry, store *pools.Store, own []market.Provider, provider string) string {
+	if provider == providers.LocalPoolName || poolRuntimeFor(store, provider) != "" {
+		return ""
+	}
+	if providerNames(context.Background(), own)[provider] {
+		return ""
+	}
+	if _, ok := reg.Live(provider); !ok {
+		return ""
+	}
+	return workflows.ExecQueue(provider)
 }

@@ -1,0 +1,114 @@
+package local
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"path/filepath"
+
+	"github.com/accordmesh/accord/activities"
+	"github.com/accordmesh/accord/artifacts"
+	"github.com/accordmesh/accord/internal/names"
+	"github.com/accordmesh/accord/market"
+	"github.com/accordmesh/accord/market/providers"
+	"github.com/accordmesh/accord/provenance"
+	"github.com/accordmesh/accord/runtimes"
+	"github.com/accordmesh/accord/runtimes/containerd"
+)
+
+// AgentOptions configure a provider agent's host (`accord provider serve`):
+// its own runtime and key under its own home.
+type AgentOptions struct {
+	// Home is the agent's state directory (not the control plane's).
+	Home string
+	// Name is the provider's name (names.Provider).
+	Name string
+	// ContainerdAddress is an existing containerd socket; empty starts a
+	// private daemon under Home/containerd.
+	ContainerdAddress string
+	// KeyPath is the agent's signing key (default Home/keys/provider.key,
+	// created when missing).
+	KeyPath string
+	// ArtifactsDir is the control plane's artifact store, where plans,
+	// sealed results and tenants' inputs are read: a path both share.
+	ArtifactsDir string
+	// Currency the agent prices in (default USD); Overcommit as in Options.
+	Currency   string
+	Overcommit float64
+	// HostInputs as in Options: empty allows no host path.
+	HostInputs []string
+	Logger     *slog.Logger
+}
+
+// Agent is a provider agent's host: the activities it serves on its queue,
+// its runtime and key, and the pool whose profile it publishes.
+type Agent struct {
+	Name       string
+	Activities *activities.Activities
+	Runtime    runtimes.Runtime
+	Key        *provenance.Key
+	pool       *providers.LocalPool
+}
+
+// OpenAgent opens a provider agent's runtime (starting a private containerd
+// if needed) and signing key. It keeps no ledger, log or policies: those are
+// the control plane's.
+func OpenAgent(ctx context.Context, o AgentOptions) (*Agent, error) {
+	if o.Home == "" {
+		return nil, fmt.Errorf("%w: no home directory", ErrConfig)
+	}
+	if err := names.Provider(o.Name); err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrConfig, err)
+	}
+	if o.ArtifactsDir == "" {
+		return nil, fmt.Errorf("%w: no artifact store", ErrConfig)
+	}
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	if o.Currency == "" {
+		o.Currency = "USD"
+	}
+	if o.KeyPath == "" {
+		o.KeyPath = filepath.Join(o.Home, "keys", "provider.key")
+	}
+	roots, err := hostRoots(o.HostInputs)
+	if err != nil {
+		return nil, err
+	}
+	key, err := provenance.LoadOrCreateKey(o.KeyPath, provenance.AlgECDSAP256)
+	if err != nil {
+		return nil, fmt.Errorf("local: agent key: %w", err)
+	}
+	rt, err := containerd.New(ctx, containerd.Options{StateDir: filepath.Join(o.Home, "containerd"), Address: o.ContainerdAddress})
+	if err != nil {
+		return nil, fmt.Errorf("local: containerd: %w", err)
+	}
+	store := artifacts.Local{Dir: o.ArtifactsDir}
+	// The agent's own attestation store keeps the envelopes it signed; it
+	// logs nothing (the control plane logs what it signs).
+	rec := provenance.NewRecorder(nil, key, provenance.NewStore(provenance.DefaultStoreDir(o.Home)))
+	a := &Agent{Name: o.Name, Runtime: rt, Key: key,
+		pool: &providers.LocalPool{Home: o.Home, Pricing: providers.DefaultLocalPricing(o.Currency), Overcommit: o.Overcommit}}
+	a.Activities = &activities.Activities{
+		Artifacts:  store,
+		Inputs:     store,
+		Signer:     activities.RecorderAttestor{R: rec},
+		Runtimes:   map[string]runtimes.Runtime{rt.Name(): rt},
+		JobsDir:    filepath.Join(o.Home, "jobs"),
+		HostInputs: roots,
+		Log:        o.Logger.With("provider", o.Name),
+	}
+	return a, nil
+}
+
+// Profile is what the agent publishes: its pool's capacity, prices and SLA
+// terms under the provider's name.
+func (a *Agent) Profile(ctx context.Context) (market.Profile, error) {
+	p, err := a.pool.Profile(ctx)
+	if err != nil {
+		return market.Profile{}, err
+	}
+	p.Name, p.Region = a.Name, "agent"
+	return p, nil
+}
