@@ -64,6 +64,8 @@ type Award struct {
 	// Queue is the provider agent's task queue (workflows.ExecQueue);
 	// empty for providers the shared execution queue runs.
 	Queue string
+	// Explanation says why the price is what it is, for people.
+	Explanation string
 }
 
 // TaskDevices is the node and GPU instance IDs a provider offered a task.

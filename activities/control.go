@@ -137,7 +137,7 @@ func (a *Activities) Negotiate(ctx context.Context, in workflows.NegotiateInput)
 	a.logger(ctx, in.JobID).Info("awarded", "provider", aw.Provider, "price", aw.Price, "currency", aw.Currency)
 	return workflows.NegotiateOutput{
 		Provider: aw.Provider, Pool: aw.Pool, Runtime: aw.Runtime, Price: aw.Price, Currency: aw.Currency,
-		Record: record(aw.Record), Devices: aw.Devices, SLA: aw.SLA, Queue: aw.Queue,
+		Record: record(aw.Record), Devices: aw.Devices, SLA: aw.SLA, Queue: aw.Queue, Explanation: aw.Explanation,
 	}, nil
 }
 
