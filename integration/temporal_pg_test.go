@@ -8,6 +8,7 @@ package integration
 import (
 	"bytes"
 	"context"
+	"database/sql"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -248,6 +249,34 @@ func TestTemporalPostgres(t *testing.T) {
 	t.Logf("restart to result: %v; submit to result: %v", time.Since(restarted).Round(time.Millisecond), time.Since(submitted).Round(time.Millisecond))
 	checkResumed(t, c, sub.JobID, res, stoppedAt)
 	checkPGLedger(t, ledgerDSN, sub.JobID, "pgrestart", 1000, res.Paid)
+	checkPGVisibility(t, c, strings.Replace(tc.pgDSN, "/postgres?", "/temporal_visibility?", 1), sub.JobID)
+}
+
+// checkPGVisibility: the cluster's visibility store, PostgreSQL, holds the
+// job's one closed run, and a list by Accord's search attributes (which the
+// cluster answers from it) finds the job settled.
+func checkPGVisibility(t *testing.T, c client.Client, dsn, jobID string) {
+	t.Helper()
+	db, err := sql.Open("pgx", dsn) // registered by the settlement package
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	var n int
+	if err := db.QueryRow(`SELECT count(*) FROM executions_visibility WHERE workflow_id = $1 AND close_time IS NOT NULL`, jobID).Scan(&n); err != nil {
+		t.Fatalf("temporal_visibility: %v", err)
+	}
+	if n != 1 {
+		t.Errorf("temporal_visibility has %d closed runs of %s, want 1", n, jobID)
+	}
+	var found []jobclient.JobSummary
+	waitFor(t, 30*time.Second, "the settled job in a list by search attributes", func() bool {
+		found, err = jobclient.List(context.Background(), c, jobclient.Filter{Tenant: "pgrestart", Status: workflows.StatusSettled})
+		return err == nil && len(found) > 0
+	})
+	if len(found) != 1 || found[0].JobID != jobID || found[0].Spec != "pgrestart" {
+		t.Errorf("list tenant=pgrestart status=settled: %+v, want %s only", found, jobID)
+	}
 }
 
 // checkResumed: the job settled, its one task ran through the restart and

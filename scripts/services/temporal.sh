@@ -119,18 +119,35 @@ setup_schema() {
 	done
 }
 
-# write_config FRONTEND: the server's config (fresh ports for the internal
-# services on every start; the frontend keeps its port) and dynamic config.
+# keep_port VAR OLD: set VAR to OLD when that port is still free, else draw
+# a fresh one.
+keep_port() {
+	if [[ $2 =~ ^[0-9]+$ ]] && ! port_busy "$2" && [[ $taken != *" $2 "* ]]; then
+		taken+="$2 "
+		printf -v "$1" %s "$2"
+	else
+		free_port "$1"
+	fi
+}
+
+# write_config FRONTEND: the server's config and dynamic config. The
+# internal services keep their ports across restarts (DIR/run/ports) while
+# those are free: a restarted host then has the address the membership ring
+# and the task-queue partition owners knew, and matching answers at once
+# (with fresh ports, requests went to the dead host's address until its
+# membership expired, about a minute).
 write_config() {
-	local fe=$1 fehttp hist match work m1 m2 m3 m4
-	free_port fehttp
-	free_port hist
-	free_port match
-	free_port work
-	free_port m1
-	free_port m2
-	free_port m3
-	free_port m4
+	local fe=$1 fehttp hist match work m1 m2 m3 m4 old=()
+	[ -s "$dir/run/ports" ] && read -r -a old <"$dir/run/ports"
+	keep_port fehttp "${old[0]:-}"
+	keep_port hist "${old[1]:-}"
+	keep_port match "${old[2]:-}"
+	keep_port work "${old[3]:-}"
+	keep_port m1 "${old[4]:-}"
+	keep_port m2 "${old[5]:-}"
+	keep_port m3 "${old[6]:-}"
+	keep_port m4 "${old[7]:-}"
+	echo "$fehttp $hist $match $work $m1 $m2 $m3 $m4" >"$dir/run/ports"
 	cat >"$dir/config/dynamic.yaml" <<-EOF
 		# Jobs are short and many: do not throttle a single-host cluster.
 		frontend.namespaceRPS:
