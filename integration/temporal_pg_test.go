@@ -222,7 +222,7 @@ func TestTemporalPostgres(t *testing.T) {
 	}
 	defer c.Close()
 	spec := writeSpec(t, t.TempDir(), specDoc{Name: "pgrestart", Tenant: "pgrestart",
-		Tasks: trainerTask("train", image, []string{"trainer", "train", "--samples", "20000", "--epochs", "12000"},
+		Tasks: trainerTask("train", image, []string{"trainer", "train", "--samples", "20000", "--epochs", "12001"},
 			"  outputs: [metrics.json]\n  resources: {cpu: 500m, memory: 128MiB, max_duration: 10m}\n")})
 	submitted := time.Now()
 	sub, err := jobclient.Submit(ctx, c, spec, "")
@@ -231,7 +231,7 @@ func TestTemporalPostgres(t *testing.T) {
 	}
 	waitFor(t, 3*time.Minute, "task container running", func() bool {
 		return jobStatus(t, c, sub.JobID).Tasks["train"].State == workflows.TaskRunning &&
-			processRunning("trainer", "--epochs", "12000")
+			processRunning("trainer", "--epochs", "12001")
 	})
 	t.Logf("submit to task running: %v", time.Since(submitted).Round(time.Millisecond))
 	time.Sleep(time.Second)
@@ -239,7 +239,7 @@ func TestTemporalPostgres(t *testing.T) {
 	tc.stopServer()
 	stoppedAt := time.Now()
 	time.Sleep(2 * time.Second)
-	if !processRunning("trainer", "--epochs", "12000") {
+	if !processRunning("trainer", "--epochs", "12001") {
 		t.Log("the task finished while the server was down")
 	}
 	tc.start()

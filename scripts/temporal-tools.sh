@@ -26,17 +26,17 @@ tools=(
 exec 9>"$bindir/.temporal-tools.lock"
 flock 9
 # A stamp records which tools modfile the binaries came from, so that a
-# change of pins rebuilds them.
+# change of pins (or an interrupted build) rebuilds them.
 stamp="$bindir/.temporal-tools.sum"
 want=$(sha256sum tools/temporal/go.mod tools/temporal/go.sum | sha256sum | cut -d" " -f1)
-if [ -f "$stamp" ] && [ "$(cat "$stamp")" != "$want" ]; then
+if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
 	for t in "${tools[@]}"; do rm -f "$bindir/${t%%:*}"; done
 fi
 rm -f "$stamp"
 for t in "${tools[@]}"; do
 	name=${t%%:*} pkg=${t#*:}
 	[ -x "$bindir/$name" ] && continue
-	echo "temporal-tools: building $name (about 7 min cold, under 1 min with a warm build cache)" >&2
+	echo "temporal-tools: building $name (minutes with a cold build cache, seconds once go build ./cmd/accord warmed it)" >&2
 	start=$(date +%s)
 	(cd tools/temporal && go build -ldflags=-s -o "$bindir/$name.tmp" "$pkg")
 	mv "$bindir/$name.tmp" "$bindir/$name"
