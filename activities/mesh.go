@@ -9,6 +9,8 @@ import (
 	"path/filepath"
 	"strings"
 
+	"go.temporal.io/sdk/temporal"
+
 	"github.com/accordmesh/accord/artifacts"
 	"github.com/accordmesh/accord/specs"
 	"github.com/accordmesh/accord/workflows"
@@ -165,6 +167,11 @@ func (a *Activities) localOutputs(ctx context.Context, jobID, task string, outs 
 	stop := heartbeat(ctx, "fetching outputs of "+task)
 	err = a.fillOutputs(ctx, tmp, outs)
 	stop()
+	var ae *temporal.ApplicationError
+	if errors.As(err, &ae) && ae.NonRetryable() {
+		// Keep the classification on top, where Temporal reads it.
+		return permanent(ae.Type(), fmt.Errorf("outputs of %s: %w", task, err))
+	}
 	if err != nil {
 		return fmt.Errorf("outputs of %s: %w", task, err)
 	}

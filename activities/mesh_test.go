@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"go.temporal.io/sdk/temporal"
+
 	"github.com/accordmesh/accord/artifacts"
 	"github.com/accordmesh/accord/runtimes"
 	"github.com/accordmesh/accord/specs"
@@ -69,7 +71,9 @@ func TestOutputsCrossMachines(t *testing.T) {
 	other := &Activities{Runtimes: map[string]runtimes.Runtime{"fake": newFake()}, JobsDir: t.TempDir(), Inputs: store}
 	forged := []workflows.OutputArtifact{{Path: "metrics.json", SHA256: artifacts.Digest([]byte(`{"accuracy": 1}`))[7:], Size: 15}}
 	in.Tasks = map[string]workflows.TaskStatus{"train": {State: workflows.TaskSucceeded, Outputs: forged}}
-	if _, err := other.Verify(context.Background(), in); appErrType(err) != workflows.ErrTypeExecution || !errors.Is(err, artifacts.ErrNotFound) {
+	_, err = other.Verify(context.Background(), in)
+	ae, top := err.(*temporal.ApplicationError) // Temporal classifies by the outermost error
+	if !top || !ae.NonRetryable() || ae.Type() != workflows.ErrTypeExecution || !errors.Is(err, artifacts.ErrNotFound) {
 		t.Errorf("verify over bytes the store lacks: %v", err)
 	}
 	escape := []workflows.OutputArtifact{{Path: "../../etc/x", SHA256: out.Outputs[0].SHA256, Size: out.Outputs[0].Size}}
