@@ -156,6 +156,9 @@ func (a *Activities) Place(ctx context.Context, in workflows.PlaceInput) (workfl
 			return workflows.PlaceOutput{}, err
 		}
 	}
+	if err := a.grantAgent(ctx, in, plan); err != nil {
+		return workflows.PlaceOutput{}, err
+	}
 	held, holdID, rec, err := a.Ledger.Hold(ctx, HoldRequest{
 		JobID: in.JobID, Tenant: in.Tenant, Provider: in.Award.Provider, Currency: in.Award.Currency,
 		// The registry models the tasks use are paid from the same escrow.
@@ -247,6 +250,9 @@ func (a *Activities) SealResults(ctx context.Context, in workflows.SealResultsIn
 	ref, err := a.Artifacts.Put(ctx, b)
 	if err != nil {
 		return workflows.SealResultsOutput{}, fmt.Errorf("seal results: %w", err)
+	}
+	if err := a.grantSealed(ctx, in.JobID, ref); err != nil {
+		return workflows.SealResultsOutput{}, err
 	}
 	return workflows.SealResultsOutput{Ref: ref}, nil
 }
