@@ -139,6 +139,7 @@ type Server struct {
 	maxData   int64
 	dataGrace time.Duration
 	dataRate  int64
+	agents    http.Handler
 }
 
 // Option configures a Server.
@@ -187,6 +188,7 @@ func New(jobs Jobs, auth Authenticator, opts ...Option) *Server {
 		}
 		s.mux.Handle(r.Method+" "+r.Path, s.authed(r, limit, h))
 	}
+	s.mountAgents()
 	s.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	})
