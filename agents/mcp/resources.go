@@ -31,11 +31,11 @@ var exampleSpec string
 const (
 	URIReference = "accord://docs/spec-reference"
 	URIExample   = "accord://docs/example-spec"
-	// Templates: {id} is a job ID, {account} tenant:NAME or provider:NAME.
+	// Templates: {id} is a job ID; {kind} is tenant or provider.
 	URIJobSpec    = "accord://jobs/{id}/spec"
 	URIJobPlan    = "accord://jobs/{id}/plan"
 	URIJobReceipt = "accord://jobs/{id}/receipt"
-	URIStatement  = "accord://ledger/{account}/statement"
+	URIStatement  = "accord://ledger/{kind}/{name}/statement"
 )
 
 func (s *server) addResources(srv *mcp.Server) {
@@ -52,7 +52,7 @@ func (s *server) addResources(srv *mcp.Server) {
 		{URIJobSpec, "job-spec", "The spec document a job was submitted with.", "text/markdown"},
 		{URIJobPlan, "job-plan", "A job's execution plan (JSON).", "application/json"},
 		{URIJobReceipt, "job-receipt", "A job's receipt: attestations with log proofs (JSON).", "application/json"},
-		{URIStatement, "ledger-statement", "A ledger account's statement (JSON): tenant:NAME or provider:NAME.", "application/json"},
+		{URIStatement, "ledger-statement", "A ledger account's statement (JSON): accord://ledger/tenant/NAME/statement or accord://ledger/provider/NAME/statement.", "application/json"},
 	} {
 		srv.AddResourceTemplate(&mcp.ResourceTemplate{URITemplate: t.uri, Name: t.name, Description: t.desc, MIMEType: t.mime}, s.readResource)
 	}
@@ -79,13 +79,14 @@ func (s *server) resource(ctx context.Context, uri string) (text, mime string, e
 	}
 	if acct, ok := strings.CutPrefix(uri, "accord://ledger/"); ok {
 		acct, ok = strings.CutSuffix(acct, "/statement")
-		if !ok {
+		kind, name, ok2 := strings.Cut(acct, "/")
+		if !ok || !ok2 || kind != "tenant" && kind != "provider" {
 			return "", "", apiserver.ErrNotFound
 		}
-		if acct, err = url.PathUnescape(acct); err != nil {
+		if name, err = url.PathUnescape(name); err != nil {
 			return "", "", apiserver.ErrNotFound
 		}
-		st, err := s.statement(ctx, nil, StatementInput{Account: acct})
+		st, err := s.statement(ctx, nil, StatementInput{Account: kind + ":" + name})
 		return string(st.Statement), "application/json", err
 	}
 	rest, ok := strings.CutPrefix(uri, "accord://jobs/")

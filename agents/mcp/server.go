@@ -96,7 +96,6 @@ func New(b Backend, p policies.Principal, opts ...Option) *mcp.Server {
 	s := &server{b: b, p: p, log: c.log}
 	srv := mcp.NewServer(&mcp.Implementation{Name: "accord", Title: "Accord", Version: Version}, &mcp.ServerOptions{
 		Instructions: instructions,
-		Logger:       c.log,
 	})
 	s.addSpecTools(srv)
 	s.addJobTools(srv)
