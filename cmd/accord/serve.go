@@ -11,6 +11,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	agentmcp "github.com/accordmesh/accord/agents/mcp"
 	"github.com/accordmesh/accord/artifacts"
 	"github.com/accordmesh/accord/internal/apiserver"
 	"github.com/accordmesh/accord/internal/cli"
@@ -78,8 +79,13 @@ func serveCmd() *cobra.Command {
 				go sweepUploads(ctx, jobs, o.retention)
 			}
 			data := artifacts.Local{Dir: artifacts.DefaultDir(home)}
+			agents, closeAgents, err := agentBackend(ctx, home, jobs) // the MCP agent interface at /mcp
+			if err != nil {
+				return err
+			}
+			defer closeAgents()
 			h := apiserver.New(jobs, store, apiserver.WithRateLimit(o.rate, o.burst), apiserver.WithMaxUpload(o.maxUpload),
-				apiserver.WithData(data, o.maxData))
+				apiserver.WithData(data, o.maxData), apiserver.WithAgents(agentmcp.Handler(agents)))
 			return serveAPI(ctx, cmd, listen, h)
 		},
 	}
