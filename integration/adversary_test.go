@@ -393,7 +393,11 @@ func (a *adversary) mcpRoutes(t *testing.T) {
 		}
 	}
 	for _, tool := range []string{"job_status", "job_logs", "job_cancel", "job_approve", "receipt_get", "audit_verify"} {
-		_, class, msg := mcpCall(t, mal, tool, map[string]any{"job_id": id, "reason": "mine now"})
+		args := map[string]any{"job_id": id}
+		if tool == "job_approve" || tool == "job_cancel" {
+			args["reason"] = "mine now"
+		}
+		_, class, msg := mcpCall(t, mal, tool, args)
 		if class != "not_found" || msg != "job not found" {
 			t.Errorf("%s on the victim's job: %s %q, want not_found", tool, class, msg)
 		}
@@ -416,7 +420,7 @@ func (a *adversary) mcpRoutes(t *testing.T) {
 	for _, args := range []map[string]any{
 		{"spec": "/etc/passwd"},
 		{"spec": filepath.Join(a.home, "keys", "worker.key")},
-		{"spec": a.spec("p", "oci-archive:"+filepath.Join(a.home, "keys", "worker.key"), "", "").Document},
+		{"spec": a.spec("p", "oci-archive:../../keys/worker.key", "", "").Document},
 		{"spec": a.spec("p", a.image, "", "").Document, "name": "../../keys/worker.key"},
 	} {
 		for _, tool := range []string{"spec_compile", "market_quote", "job_submit"} {

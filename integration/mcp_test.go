@@ -12,6 +12,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -275,6 +276,7 @@ func TestMCPThirdPartyClients(t *testing.T) {
 		})
 		t.Run("typescript-sdk/"+transport, func(t *testing.T) {
 			out := tsFlow(t, clients, m, transport, quick)
+			t.Logf("TypeScript client over %s: %+v", transport, out)
 			if !slices.Contains(out.Tools, "job_submit") || out.Lint.OK || !strings.Contains(out.Lint.Problem, "13:3") {
 				t.Errorf("tools %v, lint %+v", out.Tools, out.Lint)
 			}
@@ -398,12 +400,29 @@ func mcpSession(t *testing.T, url, tok string) *sdk.ClientSession {
 	return cs
 }
 
+// bearerRT sends a bearer token and, as a well-behaved client does, waits
+// out the API's rate limit (429 with Retry-After) and sends again.
 type bearerRT string
 
 func (b bearerRT) RoundTrip(r *http.Request) (*http.Response, error) {
-	r = r.Clone(r.Context())
-	r.Header.Set("Authorization", "Bearer "+string(b))
-	return http.DefaultTransport.RoundTrip(r)
+	for try := 0; ; try++ {
+		req := r.Clone(r.Context())
+		req.Header.Set("Authorization", "Bearer "+string(b))
+		if r.GetBody != nil {
+			body, err := r.GetBody()
+			if err != nil {
+				return nil, err
+			}
+			req.Body = body
+		}
+		resp, err := http.DefaultTransport.RoundTrip(req)
+		if err != nil || resp.StatusCode != http.StatusTooManyRequests || try == 20 {
+			return resp, err
+		}
+		resp.Body.Close()
+		wait, _ := strconv.Atoi(resp.Header.Get("Retry-After"))
+		time.Sleep(time.Duration(max(wait, 1)) * time.Second)
+	}
 }
 
 // mcpCall calls a tool; a tool error comes back as its CLI error object's

@@ -5,11 +5,13 @@ import (
 	"encoding/json"
 	"log/slog"
 	"reflect"
+	"strings"
 
 	"github.com/google/jsonschema-go/jsonschema"
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
 	"github.com/accordmesh/accord/internal/apiserver"
+	"github.com/accordmesh/accord/internal/cli"
 	"github.com/accordmesh/accord/market"
 	"github.com/accordmesh/accord/policies"
 	"github.com/accordmesh/accord/provenance"
@@ -97,6 +99,7 @@ func New(b Backend, p policies.Principal, opts ...Option) *mcp.Server {
 	srv := mcp.NewServer(&mcp.Implementation{Name: "accord", Title: "Accord", Version: Version}, &mcp.ServerOptions{
 		Instructions: instructions,
 	})
+	srv.AddReceivingMiddleware(classifyArgErrors)
 	s.addSpecTools(srv)
 	s.addJobTools(srv)
 	s.addAuditTools(srv)
@@ -156,3 +159,20 @@ func progress(ctx context.Context, req *mcp.CallToolRequest, done, total float64
 }
 
 func readOnly() *mcp.ToolAnnotations { return &mcp.ToolAnnotations{ReadOnlyHint: true} }
+
+// classifyArgErrors gives the SDK's own tool errors (arguments that do not
+// fit a tool's input schema: an unknown or missing field, a wrong type)
+// the CLI's form, as usage errors, so that every failed call reads alike.
+func classifyArgErrors(next mcp.MethodHandler) mcp.MethodHandler {
+	return func(ctx context.Context, method string, req mcp.Request) (mcp.Result, error) {
+		res, err := next(ctx, method, req)
+		r, ok := res.(*mcp.CallToolResult)
+		if err != nil || !ok || !r.IsError || len(r.Content) != 1 {
+			return res, err
+		}
+		if tc, ok := r.Content[0].(*mcp.TextContent); ok && !strings.HasPrefix(tc.Text, `{"error":`) {
+			tc.Text = (&ToolError{Class: cli.ClassUsage, ExitCode: cli.ExitUsage, Message: tc.Text}).Error()
+		}
+		return res, err
+	}
+}

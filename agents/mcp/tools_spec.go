@@ -3,7 +3,6 @@ package mcp
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"strings"
 
@@ -105,14 +104,17 @@ func parse(name string, doc []byte) (*specs.Spec, *specs.Plan, error) {
 		return nil, nil, err
 	}
 	if paths := specs.HostInputs(s); len(paths) > 0 {
-		return s, nil, fmt.Errorf("%w: a spec sent to Accord cannot name host paths; push the file with `accord data push FILE` "+
-			"and use `artifact: sha256:…` (or `image: artifact:sha256:…`): %s", errHostPaths, strings.Join(paths, "; "))
+		return s, nil, hostPathsError("a spec sent to Accord cannot name host paths; push the file with `accord data push FILE` " +
+			"and use `artifact: sha256:…` (or `image: artifact:sha256:…`): " + strings.Join(paths, "; "))
 	}
 	p, err := specs.Compile(s)
 	return s, p, err
 }
 
-var errHostPaths = errors.New("host paths")
+// hostPathsError refuses a spec that names host paths (its own words).
+type hostPathsError string
+
+func (e hostPathsError) Error() string { return string(e) }
 
 func lint(in SpecInput) (LintResult, error) {
 	name, doc, err := readSpec(in)
