@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"time"
 
 	"github.com/modelcontextprotocol/go-sdk/auth"
 	"github.com/modelcontextprotocol/go-sdk/mcp"
@@ -106,7 +107,7 @@ func Handler(b Backend, opts ...Option) http.Handler {
 		if !ok {
 			return nil // answered 400; never reached behind apiserver
 		}
-		return New(b, p, opts...)
+		return New(b, p, append([]Option{withMaxWait(HTTPMaxWait)}, opts...)...)
 	}, &mcp.StreamableHTTPOptions{MaxRequestBodyBytes: maxReceipt + 1<<20})
 	verify := func(ctx context.Context, _ string, r *http.Request) (*auth.TokenInfo, error) {
 		p, ok := apiserver.PrincipalFrom(r.Context())
@@ -117,5 +118,14 @@ func Handler(b Backend, opts ...Option) http.Handler {
 		// every request of the session).
 		return &auth.TokenInfo{UserID: p.Tenant + "/" + p.ID + "/" + p.Identity()}, nil
 	}
-	return auth.RequireBearerToken(verify, &auth.RequireBearerTokenOptions{AllowMissingExpiration: true})(h)
+	authed := auth.RequireBearerToken(verify, &auth.RequireBearerTokenOptions{AllowMissingExpiration: true})(h)
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		// A call that waits for a job (or a stream of notifications) holds
+		// its response open past the API's write timeout, up to the wait.
+		_ = http.NewResponseController(w).SetWriteDeadline(time.Now().Add(HTTPMaxWait + time.Minute))
+		authed.ServeHTTP(w, r)
+	})
 }
+
+// withMaxWait bounds job_submit's wait.
+func withMaxWait(d time.Duration) Option { return func(c *config) { c.maxWait = d } }

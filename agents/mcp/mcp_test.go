@@ -640,6 +640,8 @@ func TestHTTP(t *testing.T) {
 	if te := call(t, a, "job_submit", map[string]any{"spec": specFor("h", "team-a")}, &job); te != nil {
 		t.Fatalf("submit over HTTP: %+v", te)
 	}
+	// Over HTTP a call holds a response open: its wait is bounded tighter.
+	mustFail(t, call(t, a, "job_submit", map[string]any{"spec": specFor("h", "team-a"), "wait": true, "wait_seconds": 601}, nil), "usage", "0 to 600")
 	b, err := connect("tb")
 	if err != nil {
 		t.Fatal(err)

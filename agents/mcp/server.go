@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"reflect"
 	"strings"
+	"time"
 
 	"github.com/google/jsonschema-go/jsonschema"
 	"github.com/modelcontextprotocol/go-sdk/mcp"
@@ -74,7 +75,8 @@ type Models interface {
 type Option func(*config)
 
 type config struct {
-	log *slog.Logger
+	log     *slog.Logger
+	maxWait time.Duration
 }
 
 // WithLogger sets where failed calls are logged in detail (default
@@ -83,19 +85,20 @@ func WithLogger(l *slog.Logger) Option { return func(c *config) { c.log = l } }
 
 // server is one session's tools: a backend and the principal they act as.
 type server struct {
-	b   Backend
-	p   policies.Principal
-	log *slog.Logger
+	b       Backend
+	p       policies.Principal
+	log     *slog.Logger
+	maxWait time.Duration // the longest job_submit wait
 }
 
 // New returns an MCP server whose tools act as p. An auditor's server
 // lists only the read-only tools.
 func New(b Backend, p policies.Principal, opts ...Option) *mcp.Server {
-	c := config{log: slog.Default()}
+	c := config{log: slog.Default(), maxWait: MaxWait}
 	for _, o := range opts {
 		o(&c)
 	}
-	s := &server{b: b, p: p, log: c.log}
+	s := &server{b: b, p: p, log: c.log, maxWait: c.maxWait}
 	srv := mcp.NewServer(&mcp.Implementation{Name: "accord", Title: "Accord", Version: Version}, &mcp.ServerOptions{
 		Instructions: instructions,
 	})

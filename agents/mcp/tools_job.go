@@ -21,8 +21,10 @@ const (
 	// DefaultLogBytes and MaxLogBytes bound job_logs' tail.
 	DefaultLogBytes = 16 << 10
 	MaxLogBytes     = 256 << 10
-	// MaxWait bounds job_submit's wait.
-	MaxWait = time.Hour
+	// MaxWait bounds job_submit's wait over stdio; HTTPMaxWait over HTTP,
+	// where the call holds a response open.
+	MaxWait     = time.Hour
+	HTTPMaxWait = 10 * time.Minute
 )
 
 // pollEvery is how often a waiting job_submit reads the job's status.
@@ -37,8 +39,9 @@ type SubmitInput struct {
 	Name      string `json:"name,omitempty" jsonschema:"a plain file name for error positions (default spec.md)"`
 	Signature string `json:"signature,omitempty" jsonschema:"base64 of the spec's DSSE signature envelope (accord spec sign), when the tenant requires signed specs"`
 	Wait      bool   `json:"wait,omitempty" jsonschema:"follow the job until it settles, fails or is cancelled, with progress notifications"`
-	// WaitSeconds bounds the wait (default and most: 3600).
-	WaitSeconds int `json:"wait_seconds,omitempty" jsonschema:"stop waiting after this many seconds (default 3600) and return the job as it is then"`
+	// WaitSeconds bounds the wait (default and most: 3600 over stdio, 600
+	// over HTTP).
+	WaitSeconds int `json:"wait_seconds,omitempty" jsonschema:"stop waiting after this many seconds (default and most 3600 over stdio, 600 over HTTP) and return the job as it is then"`
 }
 
 // JobInput names a job.
@@ -167,8 +170,8 @@ func (s *server) submit(ctx context.Context, req *mcp.CallToolRequest, in Submit
 			return apiserver.Job{}, usagef("signature: want base64 of the DSSE envelope")
 		}
 	}
-	if in.WaitSeconds < 0 || in.WaitSeconds > int(MaxWait/time.Second) {
-		return apiserver.Job{}, usagef("wait_seconds: want 0 to %d", int(MaxWait/time.Second))
+	if in.WaitSeconds < 0 || in.WaitSeconds > int(s.maxWait/time.Second) {
+		return apiserver.Job{}, usagef("wait_seconds: want 0 to %d", int(s.maxWait/time.Second))
 	}
 	if !s.writer() {
 		return apiserver.Job{}, public(cli.ClassPolicy, cli.ExitPolicy, "auditor tokens are read-only")
@@ -184,7 +187,7 @@ func (s *server) submit(ctx context.Context, req *mcp.CallToolRequest, in Submit
 	if err != nil || !in.Wait {
 		return j, err
 	}
-	wait := MaxWait
+	wait := s.maxWait
 	if in.WaitSeconds > 0 {
 		wait = time.Duration(in.WaitSeconds) * time.Second
 	}
