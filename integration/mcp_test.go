@@ -280,7 +280,12 @@ func TestMCPThirdPartyClients(t *testing.T) {
 			if !slices.Contains(out.Tools, "job_submit") || out.Lint.OK || !strings.Contains(out.Lint.Problem, "13:3") {
 				t.Errorf("tools %v, lint %+v", out.Tools, out.Lint)
 			}
-			if out.Quote.Provider != providers.LocalPoolName || out.Quote.Price <= 0 || out.QuoteProgress < 1 {
+			// The quote's progress notifications precede its answer on the
+			// wire, but the TypeScript client runs notification handlers a
+			// tick later and drops those of a call already answered: a quote
+			// answered within milliseconds may show none (the Go client's
+			// unit test counts them). A waiting submit must show its stages.
+			if out.Quote.Provider != providers.LocalPoolName || out.Quote.Price <= 0 {
 				t.Errorf("quote %+v (progress %d)", out.Quote, out.QuoteProgress)
 			}
 			if out.Job.Status != "settled" || out.SubmitProgress < 2 {
