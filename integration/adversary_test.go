@@ -16,7 +16,9 @@ import (
 	"time"
 
 	"github.com/containerd/containerd/v2/pkg/namespaces"
+	sdk "github.com/modelcontextprotocol/go-sdk/mcp"
 
+	agentmcp "github.com/accordmesh/accord/agents/mcp"
 	"github.com/accordmesh/accord/artifacts"
 	"github.com/accordmesh/accord/internal/apiserver"
 	"github.com/accordmesh/accord/policies"
@@ -64,6 +66,7 @@ func TestAdversary(t *testing.T) {
 	t.Run("approve its own job", a.selfApprove)
 	t.Run("unbounded verifier", a.hangingVerifier)
 	t.Run("cancel during verification still pays", a.cancelDuringVerify)
+	t.Run("MCP routes", a.mcpRoutes)
 
 	a.noneLeft()
 	ledgerCheck(t, a.home)
@@ -88,8 +91,9 @@ func newAdversary(t *testing.T) *adversary {
 
 	data := artifacts.Local{Dir: artifacts.DefaultDir(home)}
 	prov := &provenance.Local{Home: home, Log: st.Local.Log, Store: provenance.NewStore(provenance.DefaultStoreDir(home))}
-	a.srv = httptest.NewServer(apiserver.New(&apijobs.Jobs{Client: st.Client, Home: home, Prov: prov}, store,
-		apiserver.WithData(data, 1<<30)))
+	jobs := &apijobs.Jobs{Client: st.Client, Home: home, Prov: prov}
+	a.srv = httptest.NewServer(apiserver.New(jobs, store, apiserver.WithData(data, 1<<30),
+		apiserver.WithAgents(agentmcp.Handler(mcpBackend(t, home, st, jobs)))))
 	t.Cleanup(a.srv.Close)
 
 	tar, err := os.ReadFile(trainerPath)
@@ -365,5 +369,100 @@ func (a *adversary) noneLeft() {
 	}
 	if strings.Contains(string(mounts), filepath.Join(a.home, "containerd", "tasks")) {
 		a.t.Errorf("a task mount is left under %s", a.home)
+	}
+}
+
+// mcpRoutes attacks through the agent interface (/mcp): the victim's job
+// is "not found" to every job tool and resource, a path is never read in
+// place of a spec, and oversized inputs are refused before any work.
+func (a *adversary) mcpRoutes(t *testing.T) {
+	ctx := context.Background()
+	balance0 := a.balance()
+	victim := mcpSession(t, a.srv.URL+"/mcp", a.victim)
+	req := a.spec("victim-job", a.image, "", "")
+	req.Document = strings.Replace(req.Document, "tenant: mallory", "tenant: victim", 1)
+	job, class, msg := mcpCall(t, victim, "job_submit", map[string]any{"spec": req.Document, "name": req.Name})
+	if class != "" {
+		t.Fatalf("the victim's submit: %s: %s", class, msg)
+	}
+	id := job["job_id"].(string)
+	mal := mcpSession(t, a.srv.URL+"/mcp", a.mallory)
+	seen := func(what, text string) {
+		if strings.Contains(text, a.home) {
+			t.Errorf("%s: the answer names the server's home: %s", what, text)
+		}
+	}
+	for _, tool := range []string{"job_status", "job_logs", "job_cancel", "job_approve", "receipt_get", "audit_verify"} {
+		args := map[string]any{"job_id": id}
+		if tool == "job_approve" || tool == "job_cancel" {
+			args["reason"] = "mine now"
+		}
+		_, class, msg := mcpCall(t, mal, tool, args)
+		if class != "not_found" || msg != "job not found" {
+			t.Errorf("%s on the victim's job: %s %q, want not_found", tool, class, msg)
+		}
+	}
+	for _, uri := range []string{"accord://jobs/" + id + "/receipt", "accord://jobs/" + id + "/spec", "accord://jobs/" + id + "/plan",
+		"accord://ledger/tenant/victim/statement", "accord://jobs/../../keys/worker.key/spec"} {
+		if r, err := mal.ReadResource(ctx, &sdk.ReadResourceParams{URI: uri}); err == nil {
+			t.Errorf("read %s: %v", uri, r.Contents[0].Text[:min(80, len(r.Contents[0].Text))])
+		}
+	}
+	if _, class, _ := mcpCall(t, mal, "ledger_statement", map[string]any{"account": "tenant:victim"}); class != "policy" {
+		t.Errorf("the victim's statement: %s, want policy", class)
+	}
+	var hits map[string]any
+	if hits, class, _ = mcpCall(t, mal, "audit_search", map[string]any{"job_id": id}); class != "" || len(hits["entries"].([]any)) != 0 {
+		t.Errorf("audit search shows the victim's entries: %s %v", class, hits)
+	}
+
+	// A path in place of a spec is text, never a file to read.
+	for _, args := range []map[string]any{
+		{"spec": "/etc/passwd"},
+		{"spec": filepath.Join(a.home, "keys", "worker.key")},
+		{"spec": a.spec("p", "oci-archive:../../keys/worker.key", "", "").Document},
+		{"spec": a.spec("p", a.image, "", "").Document, "name": "../../keys/worker.key"},
+	} {
+		for _, tool := range []string{"spec_compile", "market_quote", "job_submit"} {
+			_, class, msg := mcpCall(t, mal, tool, args)
+			if class != "invalid_spec" && class != "usage" {
+				t.Errorf("%s with a path: %s %q, want invalid_spec or usage", tool, class, msg)
+			}
+			seen(tool, msg)
+		}
+	}
+	if _, class, _ := mcpCall(t, mal, "spec_lint", map[string]any{"path": "/etc/passwd"}); class == "" {
+		t.Errorf("spec_lint took a path argument")
+	}
+
+	// Oversized inputs.
+	huge := strings.Repeat("x", 4<<20+1)
+	for tool, args := range map[string]map[string]any{
+		"spec_lint":    {"spec": huge},
+		"job_submit":   {"spec": huge},
+		"job_logs":     {"job_id": id, "max_bytes": 1 << 30},
+		"job_list":     {"limit": 1 << 30},
+		"job_approve":  {"job_id": id, "reason": strings.Repeat("r", 4096)},
+		"audit_verify": {"receipt": strings.Repeat("{", 64)},
+	} {
+		if _, class, msg := mcpCall(t, mal, tool, args); class != "usage" && class != "not_found" {
+			t.Errorf("oversized %s: %s %q, want usage", tool, class, msg)
+		}
+	}
+	big := []byte(`{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"spec_lint","arguments":{"spec":"` + strings.Repeat("x", apiserver.DefaultMaxUpload) + `"}}}`)
+	r, _ := http.NewRequest("POST", a.srv.URL+"/mcp", bytes.NewReader(big))
+	r.Header.Set("Authorization", "Bearer "+a.mallory)
+	r.Header.Set("Content-Type", "application/json")
+	r.Header.Set("Accept", "application/json, text/event-stream")
+	resp, err := http.DefaultClient.Do(r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusRequestEntityTooLarge {
+		t.Errorf("a body over the upload limit: %d, want 413", resp.StatusCode)
+	}
+	if b := a.balance(); b != balance0 {
+		t.Errorf("the attacker's balance moved: %d → %d", balance0, b)
 	}
 }

@@ -11,6 +11,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	agentmcp "github.com/accordmesh/accord/agents/mcp"
 	"github.com/accordmesh/accord/artifacts"
 	"github.com/accordmesh/accord/internal/apiserver"
 	"github.com/accordmesh/accord/internal/cli"
@@ -81,9 +82,14 @@ func serveCmd() *cobra.Command {
 				go sweepUploads(ctx, jobs, o.retention)
 			}
 			data := artifacts.Local{Dir: artifacts.DefaultDir(home)}
+			mcpBackend, closeMCP, err := agentBackend(ctx, home, jobs) // the MCP agent interface at /mcp
+			if err != nil {
+				return err
+			}
+			defer closeMCP()
 			h := apiserver.New(jobs, store, apiserver.WithRateLimit(o.rate, o.burst), apiserver.WithMaxUpload(o.maxUpload),
 				apiserver.WithData(data, o.maxData), apiserver.WithProviders(agents.Open(home)),
-				apiserver.WithBlobs(data, o.maxData))
+				apiserver.WithBlobs(data, o.maxData), apiserver.WithAgents(agentmcp.Handler(mcpBackend)))
 			return serveAPI(ctx, cmd, listen, h)
 		},
 	}

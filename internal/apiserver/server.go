@@ -144,6 +144,7 @@ type Server struct {
 	providers Providers
 	blobs     Blobs
 	maxBlob   int64
+	agents    http.Handler // the MCP endpoint (AgentsPath)
 }
 
 // Option configures a Server.
@@ -205,6 +206,7 @@ func New(jobs Jobs, auth Authenticator, opts ...Option) *Server {
 		}
 		s.mux.Handle(r.Method+" "+r.Path, s.authedAgent(limit, h))
 	}
+	s.mountAgents()
 	s.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	})

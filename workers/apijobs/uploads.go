@@ -11,7 +11,10 @@ import (
 
 	"go.temporal.io/api/serviceerror"
 
+	"github.com/accordmesh/accord/internal/apiserver"
+	"github.com/accordmesh/accord/internal/bounded"
 	"github.com/accordmesh/accord/provenance"
+	"github.com/accordmesh/accord/specs"
 )
 
 // DefaultUploadRetention is how long an upload is kept after the last job
@@ -163,4 +166,37 @@ func (a *Jobs) jobClosed(ctx context.Context, jobID string) (time.Time, bool, er
 		return time.Time{}, false, nil
 	}
 	return ct.AsTime(), true, nil
+}
+
+// SpecDocument returns the spec document a job was submitted with, read
+// from its upload (the one whose markers name the job) under Home.
+func (a *Jobs) SpecDocument(_ context.Context, jobID string) (string, []byte, error) {
+	uploads, err := a.uploadsDir()
+	if err != nil {
+		return "", nil, err
+	}
+	if jobID == "" || strings.ContainsAny(jobID, `/\`) || strings.HasPrefix(jobID, ".") {
+		return "", nil, apiserver.ErrNotFound
+	}
+	markersOf, err := filepath.Glob(filepath.Join(uploads, "*", markers, jobID))
+	if err != nil || len(markersOf) == 0 {
+		return "", nil, apiserver.ErrNotFound // a job not submitted through the API, or swept
+	}
+	dir := filepath.Dir(filepath.Dir(markersOf[0]))
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return "", nil, fmt.Errorf("apijobs: spec of %s: %w", jobID, err)
+	}
+	for _, e := range entries {
+		name := e.Name()
+		if !e.Type().IsRegular() || strings.HasPrefix(name, ".") || strings.HasSuffix(name, provenance.SpecSignatureExt) {
+			continue
+		}
+		doc, err := bounded.ReadFile(filepath.Join(dir, name), specs.MaxFileSize)
+		if err != nil {
+			return "", nil, fmt.Errorf("apijobs: spec of %s: %w", jobID, err)
+		}
+		return name, doc, nil
+	}
+	return "", nil, apiserver.ErrNotFound
 }

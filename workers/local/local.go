@@ -182,7 +182,7 @@ func Open(ctx context.Context, o Options) (*Host, error) {
 	if err := trustLocal(ctx, o.Home, key, l.Log, o.LogURL); err != nil {
 		return fail(err)
 	}
-	provs, err := sellers(o)
+	provs, err := Sellers(o)
 	if err != nil {
 		return fail(err)
 	}
@@ -296,8 +296,8 @@ func hostRoots(dirs []string) ([]string, error) {
 	return out, nil
 }
 
-// sellers is the local pool plus any configured providers.
-func sellers(o Options) ([]market.Provider, error) {
+// Sellers is the local pool plus any configured providers.
+func Sellers(o Options) ([]market.Provider, error) {
 	cur := o.Currency
 	if cur == "" {
 		cur = "USD"
