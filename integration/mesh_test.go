@@ -21,6 +21,8 @@ import (
 	"testing"
 	"time"
 
+	"go.temporal.io/api/enums/v1"
+
 	"github.com/accordmesh/accord/provenance"
 	"github.com/accordmesh/accord/settlement"
 	"github.com/accordmesh/accord/workers/jobclient"
@@ -271,17 +273,44 @@ func waitRunning(t *testing.T, cp *meshControl, jobID, epochs string) {
 	})
 }
 
-// checkOnce: the task started once (one StartTask), attempt 1, started
-// before at and finished after it.
-func checkOnce(t *testing.T, cp *meshControl, jobID string, res workflows.JobResult, at time.Time) {
+// checkOnce: the task was run once (one RunTask scheduled: it starts the
+// container, or re-attaches to the one its run ID names), as task attempt
+// 1, started before at and finished after it. It returns the activity
+// attempt that completed RunTask.
+func checkOnce(t *testing.T, cp *meshControl, jobID string, res workflows.JobResult, at time.Time) int32 {
 	t.Helper()
-	if n := countActivities(t, cp.client, jobID, workflows.StartTask.Name); n != 1 {
-		t.Errorf("StartTask scheduled %d times, want 1", n)
+	if n := countActivities(t, cp.client, jobID, workflows.RunTask.Name); n != 1 {
+		t.Errorf("RunTask scheduled %d times, want 1", n)
 	}
+	attempt, identity := runTaskAttempt(t, cp, jobID)
+	t.Logf("RunTask completed by %s on activity attempt %d", identity, attempt)
 	tr := res.Tasks["train"]
 	if tr.Attempt != 1 || tr.StartedAt == nil || !tr.StartedAt.Before(at) || tr.FinishedAt == nil || !tr.FinishedAt.After(at) {
 		t.Errorf("task %+v: want attempt 1, started before %v and finished after", tr, at)
 	}
+	return attempt
+}
+
+// runTaskAttempt is the activity attempt and worker identity of the job's
+// started RunTask (the history records the attempt that completed).
+func runTaskAttempt(t *testing.T, cp *meshControl, jobID string) (int32, string) {
+	t.Helper()
+	iter := cp.client.GetWorkflowHistory(context.Background(), jobID, "", false, enums.HISTORY_EVENT_FILTER_TYPE_ALL_EVENT)
+	scheduled := map[int64]bool{}
+	for iter.HasNext() {
+		ev, err := iter.Next()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if a := ev.GetActivityTaskScheduledEventAttributes(); a != nil && a.GetActivityType().GetName() == workflows.RunTask.Name {
+			scheduled[ev.GetEventId()] = true
+		}
+		if a := ev.GetActivityTaskStartedEventAttributes(); a != nil && scheduled[a.GetScheduledEventId()] {
+			return a.GetAttempt(), a.GetIdentity()
+		}
+	}
+	t.Fatalf("%s: no started RunTask in the history", jobID)
+	return 0, ""
 }
 
 // b) SIGKILL of prov-b's agent while its task's container runs, then a
@@ -310,7 +339,9 @@ func meshAgentKilled(t *testing.T, cp *meshControl) {
 	if res.Status != workflows.StatusSettled || res.Provider != "prov-b" {
 		t.Fatalf("job: %+v", res)
 	}
-	checkOnce(t, cp, sub.JobID, res, killedAt)
+	if attempt := checkOnce(t, cp, sub.JobID, res, killedAt); attempt < 2 {
+		t.Errorf("RunTask completed on attempt %d: want a retry (the killed agent's attempt timed out, the restarted agent re-attached)", attempt)
+	}
 	checkRanOn(t, cp, sub.JobID, "prov-b")
 	checkPGLedger(t, cp.ledgerDSN, sub.JobID, "mesh-kill", 1000, res.Paid)
 }
@@ -392,15 +423,7 @@ func meshMany(t *testing.T, cp *meshControl, n int) {
 	if funded := meshFunds(n)["mesh-many"]; bal != funded-paid {
 		t.Errorf("tenant balance %d, want %d - %d (each job paid once)", bal, funded, paid)
 	}
-	out := cli(t, cp.bin, "ledger", "check", "--ledger-dsn", cp.ledgerDSN, "--json")
-	var rep struct {
-		OK       bool     `json:"ok"`
-		Problems []string `json:"problems"`
-	}
-	lastJSON(t, out, &rep)
-	if !rep.OK {
-		t.Errorf("accord ledger check: %s", out)
-	}
+	ledgerCLICheck(t, cp)
 }
 
 // meshRun is one job of runMeshJobs.
@@ -436,4 +459,58 @@ func runMeshJobs(t *testing.T, cp *meshControl, n, concurrency int, provider fun
 		return nil
 	})
 	return runs
+}
+
+// TestMeshBench is `make bench-mesh`: ACCORD_BENCH_MESH_JOBS small jobs
+// (make's default 100) through one provider agent, then the same number
+// spread over two agents (alternately allowed), on the same hosts and the
+// same control plane in the same run, 8 jobs in flight each time; prints
+// jobs/min of each and their ratio.
+func TestMeshBench(t *testing.T) {
+	n, _ := strconv.Atoi(os.Getenv("ACCORD_BENCH_MESH_JOBS"))
+	if n <= 0 {
+		t.Skip("benchmark: set ACCORD_BENCH_MESH_JOBS (make bench-mesh)")
+	}
+	image := needStack(t)
+	needNetns(t)
+	needPostgres(t)
+	const concurrency = 8
+	net := newMeshNet(t, "prov-a", "prov-b")
+	cp := startMeshControl(t, net, image, map[string]int64{"mesh-bench": int64(2*n+2)*500 + 1000})
+	spec := func(p string) string {
+		return meshJobSpec(t, t.TempDir(), "bench-"+p, "mesh-bench", []string{p},
+			meshTask(cp, []string{"trainer", "prepare", "--samples", "10"}, "dataset.csv"))
+	}
+	specs := map[string]string{"prov-a": spec("prov-a"), "prov-b": spec("prov-b")}
+	measure := func(agents []string) float64 {
+		// Warm up each agent: its containerd imports the image once.
+		runMeshJobs(t, cp, len(agents), len(agents), func(i int) string { return agents[i] }, specs)
+		began := time.Now()
+		runMeshJobs(t, cp, n, concurrency, func(i int) string { return agents[i%len(agents)] }, specs)
+		return float64(n) / time.Since(began).Minutes()
+	}
+	cp.startAgent("prov-a")
+	one := measure([]string{"prov-a"})
+	cp.startAgent("prov-b")
+	two := measure([]string{"prov-a", "prov-b"})
+	fmt.Printf("bench-mesh: %d jobs each run, %d in flight, control plane on Temporal+PostgreSQL, agents in network namespaces\n", n, concurrency)
+	fmt.Printf("bench-mesh: one provider agent:  %.1f jobs/min\n", one)
+	fmt.Printf("bench-mesh: two provider agents: %.1f jobs/min\n", two)
+	fmt.Printf("bench-mesh: ratio two/one: %.2f\n", two/one)
+	ledgerCLICheck(t, cp)
+}
+
+// ledgerCLICheck runs `accord ledger check` on the control plane's ledger
+// and fails unless it is clean.
+func ledgerCLICheck(t *testing.T, cp *meshControl) {
+	t.Helper()
+	out := cli(t, cp.bin, "ledger", "check", "--ledger-dsn", cp.ledgerDSN, "--json")
+	var rep struct {
+		OK       bool     `json:"ok"`
+		Problems []string `json:"problems"`
+	}
+	lastJSON(t, out, &rep)
+	if !rep.OK {
+		t.Errorf("accord ledger check: %s", out)
+	}
 }
