@@ -176,7 +176,7 @@ func newMCPStack(t *testing.T) *mcpStack {
 func (m *mcpStack) stdioServer(t *testing.T, tok string) string {
 	t.Helper()
 	path := filepath.Join(t.TempDir(), "accord-mcp.sh")
-	script := fmt.Sprintf("#!/bin/sh\nexec %q mcp --home %q --temporal-address %q --token %q\n", accordBin(t), m.home, m.st.Server.Address(), tok)
+	script := fmt.Sprintf("#!/bin/sh\nexec %q mcp --home %q --temporal-address %q --token %q\n", accordBinary(t), m.home, m.st.Server.Address(), tok)
 	if err := os.WriteFile(path, []byte(script), 0o755); err != nil {
 		t.Fatal(err)
 	}

@@ -18,6 +18,12 @@
 #   temporal.sh stop DIR          stop the server, then PostgreSQL
 #   temporal.sh status DIR        exit 0 and print DIR/env when all runs
 #
+# ACCORD_TEMPORAL_BIND=IP (default 127.0.0.1) binds the server's services to
+# that address instead of loopback and advertises it (membership broadcast
+# address, frontend rpcAddress): for clients on other hosts, such as the
+# provider namespaces of integration/mesh_test.go. Use a private address:
+# the server starts with --allow-no-auth. PostgreSQL stays on loopback.
+#
 # scripts/test.sh calls every service as `start ENVFILE` and `stop`: for
 # this one both are no-ops, since the test that needs a cluster
 # (integration/temporal_pg_test.go) restarts its server and so starts a
@@ -27,7 +33,7 @@
 # DIR (absolute or relative to the current directory) holds everything:
 # pg/ (the cluster, as postgres.sh keeps it), config/, logs/, run/ (PIDs)
 # and env, whose lines are
-#   ACCORD_TEMPORAL_ADDRESS=127.0.0.1:PORT   the frontend
+#   ACCORD_TEMPORAL_ADDRESS=BIND:PORT        the frontend
 #   ACCORD_TEMPORAL_PG=postgres://postgres@127.0.0.1:PORT/postgres?sslmode=disable
 # (the PostgreSQL superuser: tests create their own databases there).
 set -euo pipefail
@@ -43,6 +49,7 @@ search_attributes=(AccordTenant=Keyword AccordSpec=Keyword AccordStatus=Keyword)
 namespace=default
 retention=24h
 history_shards=4 # fixed once the schema exists
+bind=${ACCORD_TEMPORAL_BIND:-127.0.0.1}
 
 log() { echo "temporal.sh: $*" >&2; }
 die() {
@@ -60,8 +67,12 @@ pid_alive() {
 	tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -q -- "$2"
 }
 
-# port_busy PORT: something listens on 127.0.0.1:PORT.
-port_busy() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+# port_busy PORT: something listens on PORT of loopback or of the bind
+# address.
+port_busy() {
+	(exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
+	[ "$bind" != 127.0.0.1 ] && (exec 3<>"/dev/tcp/$bind/$1") 2>/dev/null
+}
 
 # free_port VAR: set VAR to a port that nothing listens on and that this
 # script has not handed out before, from below the kernel's ephemeral range
@@ -194,16 +205,16 @@ write_config() {
 			global:
 			  membership:
 			    maxJoinDuration: 30s
-			    broadcastAddress: 127.0.0.1
+			    broadcastAddress: $bind
 			services:
 			  frontend:
-			    rpc: {grpcPort: $fe, membershipPort: $m1, httpPort: $fehttp, bindOnIP: 127.0.0.1}
+			    rpc: {grpcPort: $fe, membershipPort: $m1, httpPort: $fehttp, bindOnIP: $bind}
 			  history:
-			    rpc: {grpcPort: $hist, membershipPort: $m2, bindOnIP: 127.0.0.1}
+			    rpc: {grpcPort: $hist, membershipPort: $m2, bindOnIP: $bind}
 			  matching:
-			    rpc: {grpcPort: $match, membershipPort: $m3, bindOnIP: 127.0.0.1}
+			    rpc: {grpcPort: $match, membershipPort: $m3, bindOnIP: $bind}
 			  worker:
-			    rpc: {grpcPort: $work, membershipPort: $m4, bindOnIP: 127.0.0.1}
+			    rpc: {grpcPort: $work, membershipPort: $m4, bindOnIP: $bind}
 			clusterMetadata:
 			  enableGlobalNamespace: false
 			  failoverVersionIncrement: 10
@@ -214,8 +225,8 @@ write_config() {
 			      enabled: true
 			      initialFailoverVersion: 1
 			      rpcName: frontend
-			      rpcAddress: "127.0.0.1:$fe"
-			      httpAddress: "127.0.0.1:$fehttp"
+			      rpcAddress: "$bind:$fe"
+			      httpAddress: "$bind:$fehttp"
 			dcRedirectionPolicy:
 			  policy: noop
 			archival:
@@ -268,6 +279,7 @@ start() {
 	local t0 feport pgport bindir
 	t0=$(date +%s)
 	[ -n "$dir" ] || die "usage: temporal.sh start DIR [PORT]"
+	[[ $bind =~ ^[0-9]{1,3}(\.[0-9]{1,3}){3}$ ]] || die "ACCORD_TEMPORAL_BIND=$bind: want an IPv4 address"
 	for b in psql setsid; do
 		command -v "$b" >/dev/null || die "$b not found: install Debian's postgresql (scripts/install-deps.sh)"
 	done
@@ -278,7 +290,7 @@ start() {
 	if server_running; then
 		feport=$(cat "$dir/run/frontend.port")
 		[ -z "$port_arg" ] || [ "$port_arg" = "$feport" ] || die "running on port $feport, not $port_arg: stop it first"
-		log "already running on 127.0.0.1:$feport"
+		log "already running on $bind:$feport"
 	else
 		setup_schema
 		frontend_port
@@ -288,7 +300,7 @@ start() {
 	fi
 	local i
 	for ((i = 0; ; i++)); do
-		"$bindir/temporal-ns-setup" -address "127.0.0.1:$feport" -namespace "$namespace" -retention "$retention" \
+		"$bindir/temporal-ns-setup" -address "$bind:$feport" -namespace "$namespace" -retention "$retention" \
 			-timeout 5s $(printf -- '-search-attribute %s ' "${search_attributes[@]}") >>"$logs/ns-setup.log" 2>&1 && break
 		if ! server_running; then
 			tail -n 30 "$logs/temporal-server.log" >&2 || true
@@ -300,11 +312,11 @@ start() {
 		}
 	done
 	{
-		echo "ACCORD_TEMPORAL_ADDRESS=127.0.0.1:$feport"
+		echo "ACCORD_TEMPORAL_ADDRESS=$bind:$feport"
 		echo "ACCORD_TEMPORAL_PG=postgres://postgres@127.0.0.1:$pgport/postgres?sslmode=disable"
 	} >"$dir/env"
-	log "up at 127.0.0.1:$feport (PostgreSQL 127.0.0.1:$pgport) in $(($(date +%s) - t0)) s"
-	echo "127.0.0.1:$feport"
+	log "up at $bind:$feport (PostgreSQL 127.0.0.1:$pgport) in $(($(date +%s) - t0)) s"
+	echo "$bind:$feport"
 }
 
 # stop_server: SIGTERM temporal-server, SIGKILL after 20 s.
