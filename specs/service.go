@@ -93,20 +93,20 @@ type Billing struct {
 
 // Service defaults and bounds.
 const (
-	DefaultReplicas        = 1
-	MaxReplicas            = 64
-	DefaultProbePeriod     = 5 * time.Second
-	DefaultProbeTimeout    = time.Second
-	DefaultProbeFailures   = 3
-	DefaultCanaryPercent   = 10
-	DefaultCanaryDuration  = 5 * time.Minute
-	DefaultMinSuccessBP    = 9900
-	DefaultCanaryRequests  = 20
-	DefaultMaxRestarts     = 5
-	DefaultBillingPeriod   = time.Hour
-	MinBillingPeriod       = time.Second
-	maxProbePath           = 256
-	maxServiceEnv          = 128
+	DefaultReplicas       = 1
+	MaxReplicas           = 64
+	DefaultProbePeriod    = 5 * time.Second
+	DefaultProbeTimeout   = time.Second
+	DefaultProbeFailures  = 3
+	DefaultCanaryPercent  = 10
+	DefaultCanaryDuration = 5 * time.Minute
+	DefaultMinSuccessBP   = 9900
+	DefaultCanaryRequests = 20
+	DefaultMaxRestarts    = 5
+	DefaultBillingPeriod  = time.Hour
+	MinBillingPeriod      = time.Second
+	maxProbePath          = 256
+	maxServiceEnv         = 128
 )
 
 var (
