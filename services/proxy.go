@@ -58,6 +58,8 @@ type table struct {
 type Proxy struct {
 	transport http.RoundTripper
 	rec       *Recorder
+	streams   sync.Map // stream name → *Recorder, besides rec
+	nstreams  atomic.Int32
 	tab       atomic.Pointer[table]
 	n         atomic.Uint64 // request counter: the split and round-robin
 	mu        sync.Mutex    // serialises SetRoutes
@@ -92,6 +94,43 @@ func NewProxy(o ProxyOptions) *Proxy {
 
 // Recorder is where the proxy records its measurements.
 func (p *Proxy) Recorder() *Recorder { return p.rec }
+
+// maxStreams bounds the named recorders of one proxy.
+const maxStreams = 8
+
+// Stream returns the recorder named name, started on first use: one
+// window sequence per purpose (the SLA's windows, a rollout's canary
+// windows) over the same requests. Stream("") is Recorder().
+func (p *Proxy) Stream(name string) (*Recorder, error) {
+	if name == "" {
+		return p.rec, nil
+	}
+	if r, ok := p.streams.Load(name); ok {
+		return r.(*Recorder), nil
+	}
+	if p.nstreams.Add(1) > maxStreams {
+		p.nstreams.Add(-1)
+		return nil, fmt.Errorf("%w: more than %d measurement streams", ErrInvalid, maxStreams)
+	}
+	r, loaded := p.streams.LoadOrStore(name, NewRecorder(p.rec.now))
+	if loaded {
+		p.nstreams.Add(-1)
+	}
+	return r.(*Recorder), nil
+}
+
+// record adds a request to every stream.
+func (p *Proxy) record(version string, d time.Duration, failed, unrouted bool) {
+	each := func(r *Recorder) {
+		if unrouted {
+			r.Unrouted(d)
+		} else {
+			r.Record(version, d, failed)
+		}
+	}
+	each(p.rec)
+	p.streams.Range(func(_, v any) bool { each(v.(*Recorder)); return true })
+}
 
 // SetRoutes replaces the traffic split.
 func (p *Proxy) SetRoutes(r Routes) error {
@@ -201,7 +240,7 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
 	b := p.tab.Load().pick(p.n.Add(1) - 1)
 	if b == nil {
-		p.rec.Unrouted(time.Since(start))
+		p.record("", time.Since(start), true, true)
 		http.Error(w, ErrNoReplica.Error(), http.StatusServiceUnavailable)
 		return
 	}
@@ -209,5 +248,5 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	sw := &statusWriter{ResponseWriter: w}
 	b.rp.ServeHTTP(sw, r.WithContext(context.WithValue(r.Context(), ctxKey{}, f)))
 	failed := f.failed || sw.code >= 500
-	p.rec.Record(b.Version, time.Since(start), failed)
+	p.record(b.Version, time.Since(start), failed, false)
 }
