@@ -82,7 +82,11 @@ func TestDeploymentOnContainerd(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer func() { rt.Purge(context.Background()); rt.Close(); containerd.StopDaemon(containerd.DaemonDir(filepath.Join(tmp, "ctd")), 5*time.Second) }()
+	defer func() {
+		rt.Purge(context.Background())
+		rt.Close()
+		containerd.StopDaemon(containerd.DaemonDir(filepath.Join(tmp, "ctd")), 5*time.Second)
+	}()
 	l, err := settlement.Open(ctx, filepath.Join(tmp, "ledger.db"))
 	if err != nil {
 		t.Fatal(err)
