@@ -3,11 +3,16 @@
 
 TRAINER_TAR := examples/images/trainer.tar
 TRAINER_SRC := $(wildcard examples/images/*.go examples/images/trainer/*.go examples/images/build/*.go runtimes/containerd/ocilayout/*.go)
+SERVER_TAR  := examples/images/server.tar
+SERVER_SRC  := $(wildcard examples/images/*.go examples/images/server/*.go examples/images/build/*.go runtimes/containerd/ocilayout/*.go)
 
-# images builds the trainer workload (static, CGO_ENABLED=0) into an OCI archive.
-images: $(TRAINER_TAR)
+# images builds the trainer workload and the example model server (static,
+# CGO_ENABLED=0) into OCI archives.
+images: $(TRAINER_TAR) $(SERVER_TAR)
 $(TRAINER_TAR): $(TRAINER_SRC) go.mod
 	$(GO) run ./examples/images/build -o $@
+$(SERVER_TAR): $(SERVER_SRC) go.mod
+	$(GO) run ./examples/images/build -image server -o $@
 
 RUN_PREREQS += $(TRAINER_TAR)
 

@@ -47,6 +47,11 @@ type TaskSpec struct {
 	Outputs    []string
 	Resources  Resources
 	Labels     map[string]string
+	// NetNS, when set, is the path of an existing network namespace the
+	// task joins (a service replica's CNI namespace, made by the worker,
+	// never by a tenant); empty gives the task a namespace of its own with
+	// loopback only.
+	NetNS string
 }
 
 // Mount is a read-only host path made visible inside the task.

@@ -275,6 +275,7 @@ func (d *decoder) decodeSpec(root *node) *Spec {
 	d.decodeVerification(&s.Verification, f["verification"])
 	d.decodeSettlement(&s.Settlement, f["settlement"])
 	d.decodeApproval(&s.Approval, f["approval"])
+	s.Service = d.decodeService(f["service"])
 	return s
 }
 

@@ -22,7 +22,7 @@ const maxDepth = 32
 
 // sectionNames are the well-known level-2 headings whose fenced yaml blocks
 // are machine content, keyed by their lower-case heading text.
-var sectionNames = []string{"tasks", "defaults", "placement", "budget", "negotiation", "verification", "settlement", "approval"}
+var sectionNames = []string{"tasks", "defaults", "placement", "budget", "negotiation", "verification", "settlement", "approval", "service"}
 
 // frontKeys are the keys the YAML front matter may hold.
 var frontKeys = []string{"accord", "name", "version", "tenant", "owner", "description", "labels", "tags", "extends", "imports"}

@@ -22,6 +22,8 @@ type Spec struct {
 	Verification Verification      `json:"verification"`
 	Settlement   Settlement        `json:"settlement"`
 	Approval     Approval          `json:"approval"`
+	// Service, when set, makes the spec a deployment (see Service).
+	Service *Service `json:"service,omitempty"`
 
 	// Source is where the spec came from; not part of the contract.
 	Source Source `json:"-"`

@@ -60,6 +60,7 @@ func validate(s *Spec, e *errs, failedImports map[string]bool) {
 	v.colocation()
 	v.tests()
 	v.cycles()
+	v.service()
 }
 
 // validator holds what validate's checks share.
@@ -141,7 +142,7 @@ func (v *validator) identity() {
 	case !tenantRE.MatchString(s.Tenant):
 		v.e.add(v.at("tenant", top), "tenant %q must be lower-case letters, digits, . _ or -", s.Tenant)
 	}
-	if len(s.Tasks) == 0 {
+	if len(s.Tasks) == 0 && s.Service == nil {
 		v.e.add(top, "spec has no tasks (add a \"## Tasks\" section with a yaml block)")
 	}
 }

@@ -143,6 +143,7 @@ func register(tw worker.Worker, queue string, acts *activities.Activities) error
 	switch queue {
 	case workflows.TaskQueueControl:
 		workflows.Register(tw)
+		workflows.RegisterDeployment(tw)
 		acts.RegisterControl(tw)
 	case workflows.TaskQueueExecution:
 		acts.RegisterExecution(tw)

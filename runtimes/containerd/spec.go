@@ -1,6 +1,7 @@
 package containerd
 
 import (
+	"context"
 	"fmt"
 	"path"
 	"path/filepath"
@@ -8,6 +9,7 @@ import (
 	"strings"
 
 	containerd "github.com/containerd/containerd/v2/client"
+	"github.com/containerd/containerd/v2/core/containers"
 	"github.com/containerd/containerd/v2/pkg/cdi"
 	"github.com/containerd/containerd/v2/pkg/oci"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
@@ -98,10 +100,28 @@ func (r *Runtime) specOpts(img containerd.Image, spec runtimes.TaskSpec, taskDir
 	}
 	opts = append(opts, oci.WithMounts(mounts))
 
+	if spec.NetNS != "" {
+		opts = append(opts, oci.WithLinuxNamespace(specs.LinuxNamespace{Type: specs.NetworkNamespace, Path: spec.NetNS}), withEmptySys)
+	}
 	if devs := gpuDevices(res); len(devs) > 0 {
 		opts = append(opts, cdi.WithCDIDevices(devs...))
 	}
 	return opts, nil
+}
+
+// withEmptySys replaces the sysfs mount at /sys with an empty read-only
+// tmpfs. A task in a user namespace that joins a network namespace it
+// does not own (a CNI namespace made by the worker) may not mount sysfs
+// (the kernel ties sysfs to the network namespace's owner), and binding
+// the host's /sys instead would show it the host's devices.
+func withEmptySys(_ context.Context, _ oci.Client, _ *containers.Container, s *specs.Spec) error {
+	for i, m := range s.Mounts {
+		if m.Destination == "/sys" {
+			s.Mounts[i] = specs.Mount{Destination: "/sys", Type: "tmpfs", Source: "tmpfs",
+				Options: []string{"nosuid", "noexec", "nodev", "ro", "size=4k"}}
+		}
+	}
+	return nil
 }
 
 // gpuDevices names the CDI devices for a task: the exact devices granted at

@@ -37,6 +37,9 @@ func validate(spec runtimes.TaskSpec) error {
 	if spec.OutputDir != "" && !filepath.IsAbs(spec.OutputDir) {
 		return fmt.Errorf("%w: output dir %q must be absolute", runtimes.ErrInvalid, spec.OutputDir)
 	}
+	if spec.NetNS != "" && !validNetNS(spec.NetNS) {
+		return fmt.Errorf("%w: network namespace %q must be a named namespace under /var/run/netns or /run/netns", runtimes.ErrInvalid, spec.NetNS)
+	}
 	for _, in := range spec.Inputs {
 		if _, err := os.Stat(in.Source); err != nil {
 			return fmt.Errorf("%w: input mount: %v", runtimes.ErrInvalid, err)
@@ -48,6 +51,16 @@ func validate(spec runtimes.TaskSpec) error {
 		}
 	}
 	return nil
+}
+
+// validNetNS accepts only named namespaces (ip netns, CNI) that exist.
+func validNetNS(p string) bool {
+	dir, name := filepath.Split(p)
+	if (dir != "/var/run/netns/" && dir != "/run/netns/") || name == "" || name == "." || name == ".." {
+		return false
+	}
+	_, err := os.Stat(p)
+	return err == nil
 }
 
 // Start implements runtimes.Runtime. The container ID is the task ID, so a
