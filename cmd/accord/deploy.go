@@ -72,7 +72,9 @@ func deployStatusCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "status DEPLOYMENT",
 		Short: "Show a deployment's replicas, versions, traffic split, SLA so far and spend",
-		Args:  cobra.ExactArgs(1),
+		Example: `  accord deploy status sentiment
+  accord deploy status sentiment --json   # last line: {"deployment": ..., "replicas": [...], ...}`,
+		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx, cancel := signalContext()
 			defer cancel()
@@ -127,7 +129,9 @@ func deployUpdateCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "update DEPLOYMENT SPEC",
 		Short: "Roll out a new version through a canary (promoted or rolled back by its gates)",
-		Args:  cobra.ExactArgs(2),
+		Example: `  accord deploy update sentiment examples/service.md
+  accord deploy update sentiment service-v2.md --json`,
+		Args: cobra.ExactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			s, err := deployclient.Load(args[1])
 			if err != nil {
@@ -156,9 +160,10 @@ func deploySignalCmd(verb, short string, send func(context.Context, client.Clien
 	var tf temporalFlags
 	var reason string
 	cmd := &cobra.Command{
-		Use:   verb + " DEPLOYMENT",
-		Short: short,
-		Args:  cobra.ExactArgs(1),
+		Use:     verb + " DEPLOYMENT",
+		Short:   short,
+		Example: "  accord deploy " + verb + " sentiment\n  accord deploy " + verb + " sentiment --reason \"p99 too high\" --json",
+		Args:    cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx, cancel := signalContext()
 			defer cancel()
@@ -187,7 +192,9 @@ func deployLogsCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "logs DEPLOYMENT",
 		Short: "Print a deployment's event log, or with --replica a replica's output (on its services host)",
-		Args:  cobra.ExactArgs(1),
+		Example: `  accord deploy logs sentiment
+  accord deploy logs sentiment --replica r1`,
+		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx, cancel := signalContext()
 			defer cancel()
@@ -249,7 +256,9 @@ func deployHostCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "host",
 		Short: "Run a services host: replicas in CNI namespaces on this machine's containerd, endpoint proxies, period billing",
-		Args:  cobra.NoArgs,
+		Example: `  accord deploy host
+  accord deploy host --temporal-address 127.0.0.1:7233 --json`,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			home, err := cli.Home()
 			if err != nil {
