@@ -337,8 +337,13 @@ func StageSigners(stage, provider string) []string {
 // signers checks that each signed stage was signed by a key of its party.
 func (a *auditor) signers(signed []signedStage, parties bool) {
 	provider := a.awardedProvider()
+	executor := a.executor(provider)
 	for _, s := range signed {
-		want := StageSigners(s.stage, provider)
+		p := provider
+		if s.stage == StageExecution {
+			p = executor
+		}
+		want := StageSigners(s.stage, p)
 		allowed := want
 		if !parties {
 			allowed = append(slices.Clip(want), ScopeStage)
@@ -378,6 +383,39 @@ func (a *auditor) awardedProvider() string {
 		return ""
 	}
 	return neg.Provider
+}
+
+// executor is the provider that ran the job's tasks: the negotiation's,
+// or after failovers (job layout 6) the last replacement's.
+func (a *auditor) executor(awarded string) string {
+	st := a.stmts[StageExecution]
+	if st == nil {
+		return awarded
+	}
+	var ex ExecutionPredicate
+	if st.DecodePredicate(&ex) != nil {
+		return awarded
+	}
+	p, _ := executingProvider(awarded, ex.Failovers)
+	return p
+}
+
+// executingProvider follows the failovers from the awarded provider: each
+// must abandon the provider then running the tasks for another. It
+// returns the provider that ran them and what breaks the chain, if
+// anything.
+func executingProvider(awarded string, fs []FailoverRecord) (string, string) {
+	p := awarded
+	for i, f := range fs {
+		switch {
+		case f.Lost != p:
+			return p, fmt.Sprintf("failover %d abandons provider %q, the tasks were on %q", i+1, f.Lost, p)
+		case f.Provider == "" || f.Provider == f.Lost:
+			return p, fmt.Sprintf("failover %d from %q names no other provider", i+1, f.Lost)
+		}
+		p = f.Provider
+	}
+	return p, ""
 }
 
 func (a *auditor) awardDescription(provider string) string {
@@ -593,8 +631,14 @@ func (a *auditor) crossChecks() {
 		if diff := diffOutputs(execOut, subj); diff != "" {
 			a.fail(StageExecution, "outputs", "subjects do not match the task outputs: %s", diff)
 		}
-		if hasNeg && ex.Provider != "" && ex.Provider != neg.Provider {
-			a.fail(StageExecution, "placement", "executed by provider %q, negotiation awarded %q", ex.Provider, neg.Provider)
+		if hasNeg {
+			want, why := executingProvider(neg.Provider, ex.Failovers)
+			if why != "" {
+				a.fail(StageExecution, "failover", "%s", why)
+			}
+			if ex.Provider != "" && ex.Provider != want {
+				a.fail(StageExecution, "placement", "executed by provider %q, negotiation and failovers awarded %q", ex.Provider, want)
+			}
 		}
 	}
 	if hasVer {

@@ -46,6 +46,7 @@ type (
 	NegotiationPredicate  = predicate.Negotiation
 	PlacementPredicate    = predicate.Placement
 	ExecutionPredicate    = predicate.Execution
+	FailoverRecord        = predicate.Failover
 	VerificationPredicate = predicate.Verification
 	SettlementPredicate   = predicate.Settlement
 	TaskRun               = predicate.TaskRun
