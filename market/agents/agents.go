@@ -237,3 +237,13 @@ func (g *Registry) Live(name string) (Record, bool) {
 	}
 	return r, true
 }
+
+// LastSeen reports when agent name last beat and whether that is fresh
+// now; ok is false when it never beat (or its record cannot be read).
+func (g *Registry) LastSeen(name string) (last time.Time, fresh, ok bool) {
+	r, err := g.Get(name)
+	if err != nil {
+		return time.Time{}, false, false
+	}
+	return r.LastSeen, r.Fresh(g.now()), true
+}

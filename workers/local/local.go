@@ -247,7 +247,10 @@ func Open(ctx context.Context, o Options) (*Host, error) {
 		// push` and POST /v1/data fill, checked per tenant and verified
 		// when materialized under $ACCORD_HOME/inputs.
 		Inputs: artifacts.Local{Dir: artifacts.DefaultDir(o.Home)},
-		Log:    o.Logger,
+		// Provider agents' liveness and reputation: failover and spot
+		// checks (job layout 6).
+		Providers: agentReg,
+		Log:       o.Logger,
 	}
 	if o.Registry != "" {
 		x, err := OpenExchange(o, l.Log, key)
