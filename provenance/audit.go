@@ -22,6 +22,7 @@ import (
 	"github.com/transparency-dev/merkle/rfc6962"
 
 	"github.com/accordmesh/accord/internal/names"
+	"github.com/accordmesh/accord/provenance/predicate"
 	"github.com/accordmesh/accord/provenance/tlog"
 	"github.com/accordmesh/accord/provenance/witness"
 )
@@ -404,7 +405,7 @@ func (a *auditor) executor(awarded string) string {
 // must abandon the provider then running the tasks for another. It
 // returns the provider that ran them and what breaks the chain, if
 // anything.
-func executingProvider(awarded string, fs []FailoverRecord) (string, string) {
+func executingProvider(awarded string, fs []predicate.Failover) (string, string) {
 	p := awarded
 	for i, f := range fs {
 		switch {
@@ -650,9 +651,15 @@ func (a *auditor) crossChecks() {
 			a.fail(StageVerification, "verification", "claims passed but a test failed")
 		}
 		if hasEx {
+			want, what := execOut, "the execution outputs"
+			if sc := ver.SpotCheck; sc != nil && sc.Verdict == predicate.SpotReversed {
+				// A spot check found the executing provider in the
+				// minority: the job kept the majority's outputs.
+				want, what = spotOutputs(sc), "the spot check's majority outputs"
+			}
 			subj := artifactSubjects(a.r.JobID, a.stmts[StageVerification])
-			if diff := diffOutputs(execOut, subj); diff != "" {
-				a.fail(StageVerification, "outputs", "verified outputs differ from the execution outputs: %s", diff)
+			if diff := diffOutputs(want, subj); diff != "" {
+				a.fail(StageVerification, "outputs", "verified outputs differ from %s: %s", what, diff)
 			}
 		}
 	}
@@ -908,4 +915,22 @@ func VerifyOnline(ctx context.Context, r *Receipt, l tlog.Log) ([]Problem, error
 		}
 	}
 	return problems, nil
+}
+
+// spotOutputs are the outputs of the spot-check run the job settled with
+// (the provider it paid), as "task:path" -> "sha256:hex".
+func spotOutputs(sc *predicate.SpotCheck) map[string]string {
+	out := map[string]string{}
+	for _, r := range sc.Runs {
+		if r.Provider != sc.Paid || r.Role == predicate.SpotPrimary || r.OutputsDigest != sc.Majority {
+			continue
+		}
+		for task, os := range r.Outputs {
+			for _, o := range os {
+				out[task+":"+o.Path] = "sha256:" + strings.ToLower(o.SHA256)
+			}
+		}
+		break
+	}
+	return out
 }

@@ -46,7 +46,6 @@ type (
 	NegotiationPredicate  = predicate.Negotiation
 	PlacementPredicate    = predicate.Placement
 	ExecutionPredicate    = predicate.Execution
-	FailoverRecord        = predicate.Failover
 	VerificationPredicate = predicate.Verification
 	SettlementPredicate   = predicate.Settlement
 	TaskRun               = predicate.TaskRun
