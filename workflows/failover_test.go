@@ -17,9 +17,9 @@ import (
 )
 
 func providerLiveAct(context.Context, ProviderLiveInput) (ProviderLiveOutput, error) { panic("mocked") }
-func renegotiateAct(context.Context, RenegotiateInput) (RenegotiateOutput, error)   { panic("mocked") }
-func reassignAct(context.Context, ReassignInput) (ReassignOutput, error)            { panic("mocked") }
-func slashAct(context.Context, SlashInput) (SlashOutput, error)                     { panic("mocked") }
+func renegotiateAct(context.Context, RenegotiateInput) (RenegotiateOutput, error)    { panic("mocked") }
+func reassignAct(context.Context, ReassignInput) (ReassignOutput, error)             { panic("mocked") }
+func slashAct(context.Context, SlashInput) (SlashOutput, error)                      { panic("mocked") }
 
 // disputes records the failover and spot-check activities of one test.
 type disputes struct {
