@@ -710,17 +710,20 @@ func (a *auditor) settlement(set SettlementPredicate, neg NegotiationPredicate, 
 	if fees != rec.ModelFeeTotal {
 		bad("model fee shares sum to %d, recorded total %d", fees, rec.ModelFeeTotal)
 	}
-	if hasVer && !ver.Passed && set.Paid > 0 && hasNeg && set.Paid-fees > neg.Price {
-		bad("verification failed yet paid %d (and %d in model fees), above the negotiated price %d", set.Paid-fees, fees, neg.Price)
+	// The price and usage billed: the negotiation's and the execution's,
+	// unless a failover or a reversed spot check moved the job (layout 6).
+	price, usage := billed(neg, ex, hasEx, ver, hasVer)
+	if hasVer && !ver.Passed && set.Paid > 0 && hasNeg && set.Paid-fees > price {
+		bad("verification failed yet paid %d (and %d in model fees), above the negotiated price %d", set.Paid-fees, fees, price)
 	}
 	if set.Usage != nil && hasEx {
 		var wall, cpu, mem, gpu float64
 		n := int64(0)
-		for _, t := range ex.Tasks {
-			wall += t.Usage.WallSeconds
-			cpu += t.Usage.CPUSeconds
-			mem += t.Usage.MemGBSeconds
-			gpu += t.Usage.GPUSeconds
+		for _, u := range usage {
+			wall += u.WallSeconds
+			cpu += u.CPUSeconds
+			mem += u.MemGBSeconds
+			gpu += u.GPUSeconds
 			n++
 		}
 		// Per-task rounding up to a milli-unit may add up to one per task.
@@ -761,13 +764,13 @@ func (a *auditor) settlement(set SettlementPredicate, neg NegotiationPredicate, 
 		}
 	}
 	if hasNeg && rec.Charge != 0 {
-		want := min(neg.Price+rec.Metered.Total, rec.Held-fees)
+		want := min(price+rec.Metered.Total, rec.Held-fees)
 		switch {
 		case rec.Charge == want:
 		case fees == 0:
-			bad("charge %d, negotiated price %d + metered %d capped at held %d gives %d", rec.Charge, neg.Price, rec.Metered.Total, rec.Held, want)
+			bad("charge %d, negotiated price %d + metered %d capped at held %d gives %d", rec.Charge, price, rec.Metered.Total, rec.Held, want)
 		default:
-			bad("charge %d, negotiated price %d + metered %d capped at held %d less model fees %d gives %d", rec.Charge, neg.Price, rec.Metered.Total, rec.Held, fees, want)
+			bad("charge %d, negotiated price %d + metered %d capped at held %d less model fees %d gives %d", rec.Charge, price, rec.Metered.Total, rec.Held, fees, want)
 		}
 	}
 	if rec.Payable != rec.Charge-rec.SLARefund {
@@ -933,4 +936,33 @@ func spotOutputs(sc *predicate.SpotCheck) map[string]string {
 		break
 	}
 	return out
+}
+
+// billed is the price and the per-task usage a job settles on: the
+// negotiated price and the execution's usage; after failovers the last
+// replacement's price (its tasks are the execution's); after a reversed
+// spot check the price and usage of the run the job settled with.
+func billed(neg NegotiationPredicate, ex ExecutionPredicate, hasEx bool, ver VerificationPredicate, hasVer bool) (int64, []predicate.Usage) {
+	price := neg.Price
+	var usage []predicate.Usage
+	if hasEx {
+		if n := len(ex.Failovers); n > 0 {
+			price = ex.Failovers[n-1].Price
+		}
+		for _, t := range ex.Tasks {
+			usage = append(usage, t.Usage)
+		}
+	}
+	if sc := ver.SpotCheck; hasVer && sc != nil && sc.Verdict == predicate.SpotReversed {
+		for _, r := range sc.Runs {
+			if r.Provider == sc.Paid && r.Role != predicate.SpotPrimary && r.OutputsDigest == sc.Majority {
+				price, usage = r.Price, nil
+				for _, u := range r.Usage {
+					usage = append(usage, u)
+				}
+				break
+			}
+		}
+	}
+	return price, usage
 }

@@ -43,3 +43,26 @@ func TestSpotOutputs(t *testing.T) {
 		t.Errorf("spotOutputs = %v", got)
 	}
 }
+
+// A job is billed at the last failover's price, or after a reversed spot
+// check at the price and usage of the run it settled with.
+func TestBilled(t *testing.T) {
+	neg := NegotiationPredicate{Provider: "gpu-a", Price: 500}
+	ex := ExecutionPredicate{Tasks: map[string]predicate.TaskRun{"train": {Usage: predicate.Usage{WallSeconds: 20}}}}
+	if p, u := billed(neg, ex, true, VerificationPredicate{}, true); p != 500 || len(u) != 1 || u[0].WallSeconds != 20 {
+		t.Errorf("plain: %d %v", p, u)
+	}
+	ex.Failovers = []predicate.Failover{{Lost: "gpu-a", Provider: "gpu-b", Price: 300}}
+	if p, _ := billed(neg, ex, true, VerificationPredicate{}, true); p != 300 {
+		t.Errorf("after failover: %d, want 300", p)
+	}
+	ver := VerificationPredicate{SpotCheck: &predicate.SpotCheck{Verdict: predicate.SpotReversed, Majority: "sha256:good", Paid: "gpu-c",
+		Runs: []predicate.SpotRun{
+			{Role: predicate.SpotPrimary, Provider: "gpu-b", OutputsDigest: "sha256:bad", Price: 300},
+			{Role: predicate.SpotCheckRun, Provider: "gpu-c", OutputsDigest: "sha256:good", Price: 2,
+				Usage: map[string]predicate.Usage{"train": {WallSeconds: 5}}},
+		}}}
+	if p, u := billed(neg, ex, true, ver, true); p != 2 || len(u) != 1 || u[0].WallSeconds != 5 {
+		t.Errorf("reversed: %d %v", p, u)
+	}
+}

@@ -170,7 +170,7 @@ func (j *job) spotCheck(ctx workflow.Context) error {
 	if j.layout < layoutFailover || !drawSpotCheck(j.in.JobID, j.plan.SpotCheck) {
 		return nil
 	}
-	primary := spotRun(predicate.SpotPrimary, j.award.Provider, j.tasks)
+	primary := spotRun(predicate.SpotPrimary, j.award, j.tasks)
 	sc := &SpotCheck{Probability: j.plan.SpotCheck, Runs: []predicate.SpotRun{primary}, Paid: j.award.Provider}
 	j.spot = sc
 	exclude := map[string]string{j.award.Provider: "ran the job"}
@@ -249,7 +249,7 @@ func (j *job) checkRun(ctx workflow.Context, role string, exclude map[string]str
 	r := j.newRunner(out.Award, c.tasks)
 	err = r.run(ctx, j.plan.Tasks)
 	j.comp = append(j.comp, r.comp...)
-	c.run = spotRun(role, out.Award.Provider, c.tasks)
+	c.run = spotRun(role, out.Award, c.tasks)
 	if err != nil {
 		if ctx.Err() != nil {
 			return checked{}, fail(ClassCancelled, err)
@@ -278,12 +278,14 @@ func (j *job) slashMinority(ctx workflow.Context, award NegotiateOutput) error {
 
 // spotRun records one run of the job's tasks: run IDs, outputs and the
 // digest over all outputs ("task:path=sha256" lines, sorted).
-func spotRun(role, provider string, tasks map[string]TaskStatus) predicate.SpotRun {
-	run := predicate.SpotRun{Role: role, Provider: provider, RunIDs: map[string]string{}, Outputs: map[string][]OutputArtifact{}}
+func spotRun(role string, award NegotiateOutput, tasks map[string]TaskStatus) predicate.SpotRun {
+	run := predicate.SpotRun{Role: role, Provider: award.Provider, Price: award.Price, RunIDs: map[string]string{},
+		Outputs: map[string][]OutputArtifact{}, Usage: map[string]Usage{}}
 	var lines []string
 	for _, name := range sortedKeys(tasks) {
 		t := tasks[name]
 		run.RunIDs[name] = t.RunID
+		run.Usage[name] = t.Usage
 		if len(t.Outputs) > 0 {
 			run.Outputs[name] = t.Outputs
 		}

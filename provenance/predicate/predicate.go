@@ -226,7 +226,12 @@ type SpotRun struct {
 	RunIDs        map[string]string           `json:"run_ids"`
 	Outputs       map[string][]OutputArtifact `json:"outputs,omitempty"`
 	OutputsDigest string                      `json:"outputs_digest"`
-	Failed        string                      `json:"failed,omitempty"` // why the run gave no outputs
+	// Usage is each task's metered usage, and Price the price its
+	// provider was awarded: what the job is billed when it settles with
+	// this run (a reversed verdict).
+	Usage  map[string]Usage `json:"usage,omitempty"`
+	Price  int64            `json:"price,omitempty"`
+	Failed string           `json:"failed,omitempty"` // why the run gave no outputs
 }
 
 // TestResult is one acceptance test.
