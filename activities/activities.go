@@ -64,6 +64,8 @@ type Award struct {
 	// Queue is the provider agent's task queue (workflows.ExecQueue);
 	// empty for providers the shared execution queue runs.
 	Queue string
+	// Explanation says why the price is what it is, for people.
+	Explanation string
 }
 
 // TaskDevices is the node and GPU instance IDs a provider offered a task.
@@ -164,6 +166,14 @@ type Activities struct {
 	// Inputs fetches the artifacts tenants name as inputs and images
 	// (artifact: sha256:…); nil refuses such tasks.
 	Inputs InputStore
+	// Outputs, on a provider agent, receives every collected output, so
+	// that parties on other machines read it by digest; nil keeps outputs
+	// on this host only (they are in the store's directory already).
+	Outputs OutputStore
+	// Grants, on the control plane, records what the provider agent
+	// awarded a job may read from the artifact store over HTTP; nil
+	// records nothing.
+	Grants AgentGrants
 	// InputsDir is where artifacts are materialized (default "inputs"
 	// beside JobsDir).
 	InputsDir string

@@ -278,6 +278,14 @@ func (m MarketNegotiator) negotiate(ctx context.Context, jobID string, plan *spe
 	if m.Queue != nil {
 		out.Queue = m.Queue(aw.Provider)
 	}
+	if aw.Result != nil {
+		for _, a := range aw.Result.Awards {
+			if a.Provider == aw.Provider && a.Explanation != "" {
+				out.Explanation = a.Explanation
+				break
+			}
+		}
+	}
 	for _, d := range aw.Devices {
 		out.Devices = append(out.Devices, TaskDevices{Task: d.Task, Node: d.Node, GPUDevices: d.GPUDevices})
 	}

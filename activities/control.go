@@ -138,7 +138,7 @@ func (a *Activities) Negotiate(ctx context.Context, in workflows.NegotiateInput)
 	a.logger(ctx, in.JobID).Info("awarded", "provider", aw.Provider, "price", aw.Price, "currency", aw.Currency)
 	return workflows.NegotiateOutput{
 		Provider: aw.Provider, Pool: aw.Pool, Runtime: aw.Runtime, Price: aw.Price, Currency: aw.Currency,
-		Record: record(aw.Record), Devices: aw.Devices, SLA: aw.SLA, Queue: aw.Queue,
+		Record: record(aw.Record), Devices: aw.Devices, SLA: aw.SLA, Queue: aw.Queue, Explanation: aw.Explanation,
 	}, nil
 }
 
@@ -156,6 +156,9 @@ func (a *Activities) Place(ctx context.Context, in workflows.PlaceInput) (workfl
 		if _, err := a.runtime(ctx, in.Award.Runtime); err != nil {
 			return workflows.PlaceOutput{}, err
 		}
+	}
+	if err := a.grantAgent(ctx, in, plan); err != nil {
+		return workflows.PlaceOutput{}, err
 	}
 	held, holdID, rec, err := a.Ledger.Hold(ctx, HoldRequest{
 		JobID: in.JobID, Tenant: in.Tenant, Provider: in.Award.Provider, Currency: in.Award.Currency,
@@ -248,6 +251,9 @@ func (a *Activities) SealResults(ctx context.Context, in workflows.SealResultsIn
 	ref, err := a.Artifacts.Put(ctx, b)
 	if err != nil {
 		return workflows.SealResultsOutput{}, fmt.Errorf("seal results: %w", err)
+	}
+	if err := a.grantSealed(ctx, in.JobID, ref); err != nil {
+		return workflows.SealResultsOutput{}, err
 	}
 	return workflows.SealResultsOutput{Ref: ref}, nil
 }

@@ -295,6 +295,9 @@ func (a *Activities) wait(ctx context.Context, in workflows.WaitTaskInput, image
 		if err == nil {
 			if bad := pinMismatch(declared, out.Outputs); bad != "" {
 				out.State, out.ExitCode, out.Reason = string(runtimes.StateFailed), -1, bad
+			} else if err := a.pushOutputs(ctx, in.JobID, in.Task, out.Outputs); err != nil {
+				// Nothing is recorded: the retry collects and pushes again.
+				return workflows.WaitTaskOutput{}, err
 			}
 		}
 	}

@@ -150,6 +150,9 @@ func (a *Activities) PublishModels(ctx context.Context, in workflows.PublishInpu
 	var out workflows.PublishOutput
 	for _, t := range plan.Tasks {
 		for _, pub := range t.Publish {
+			if err := a.localOutputs(ctx, in.JobID, t.Name, results[t.Name].Outputs); err != nil {
+				return out, err
+			}
 			req, err := a.publishRequest(in, plan.Tenant, t.Task, pub, results[t.Name])
 			if err != nil {
 				return out, err

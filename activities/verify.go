@@ -64,6 +64,9 @@ func (a *Activities) runTest(ctx context.Context, in workflows.VerifyInput, plan
 		return res, nil
 	}
 	dir := a.OutputsDir(in.JobID, t.Task)
+	if err := a.localOutputs(ctx, in.JobID, t.Task, status.Outputs); err != nil {
+		return res, err
+	}
 	for path, want := range t.ExpectOutputs {
 		got, err := fileDigest(filepath.Join(dir, filepath.FromSlash(path)))
 		if err != nil {

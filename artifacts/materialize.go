@@ -22,11 +22,26 @@ import (
 // one or more processes: the first rename wins and later callers find it.
 // It returns the path.
 func (l Local) Materialize(ctx context.Context, digest, dst string) (path string, err error) {
+	return materialize(ctx, l, digest, dst)
+}
+
+// source is where materialize reads blobs: the local directory, or the
+// control plane's store over HTTP.
+type source interface {
+	Kind(ctx context.Context, digest string) (string, error)
+	ReadTree(ctx context.Context, digest string) (Tree, error)
+	// copyBlob copies the blob with digest to w, verifying that it has
+	// size bytes (size < 0: any size the source allows) and hashes to
+	// digest.
+	copyBlob(ctx context.Context, digest string, size int64, w io.Writer) error
+}
+
+func materialize(ctx context.Context, src source, digest, dst string) (path string, err error) {
 	h, err := hexOf(digest)
 	if err != nil {
 		return "", err
 	}
-	kind, err := l.Kind(ctx, digest)
+	kind, err := src.Kind(ctx, digest)
 	if err != nil {
 		return "", err
 	}
@@ -39,9 +54,9 @@ func (l Local) Materialize(ctx context.Context, digest, dst string) (path string
 		return "", fmt.Errorf("artifacts: materialize %s: %w", digest, err)
 	}
 	if kind == KindTree {
-		err = l.materializeTree(ctx, digest, base, final)
+		err = materializeTree(ctx, src, digest, base, final)
 	} else {
-		err = l.materializeFile(ctx, digest, base, final)
+		err = materializeFile(ctx, src, digest, base, final)
 	}
 	if err != nil {
 		return "", fmt.Errorf("artifacts: materialize %s: %w", digest, err)
@@ -63,13 +78,13 @@ func present(p, kind string) (bool, error) {
 	return false, fmt.Errorf("artifacts: materialize: %s exists and is not a %s", p, kind)
 }
 
-func (l Local) materializeFile(ctx context.Context, digest, base, final string) error {
+func materializeFile(ctx context.Context, src source, digest, base, final string) error {
 	tmp, err := os.CreateTemp(base, ".tmp-"+filepath.Base(final)+"-*")
 	if err != nil {
 		return err
 	}
 	defer os.Remove(tmp.Name()) // a no-op once renamed
-	err = l.copyBlob(ctx, digest, -1, tmp)
+	err = src.copyBlob(ctx, digest, -1, tmp)
 	if err == nil {
 		err = tmp.Chmod(0o444)
 	}
@@ -84,8 +99,8 @@ func (l Local) materializeFile(ctx context.Context, digest, base, final string) 
 	return os.Rename(tmp.Name(), final)
 }
 
-func (l Local) materializeTree(ctx context.Context, digest, base, final string) (err error) {
-	t, err := l.ReadTree(ctx, digest)
+func materializeTree(ctx context.Context, src source, digest, base, final string) (err error) {
+	t, err := src.ReadTree(ctx, digest)
 	if err != nil {
 		return err
 	}
@@ -98,7 +113,7 @@ func (l Local) materializeTree(ctx context.Context, digest, base, final string) 
 			removeTree(tmp, t.Dirs)
 		}
 	}()
-	if err := l.fillTree(ctx, t, tmp); err != nil {
+	if err := fillTree(ctx, src, t, tmp); err != nil {
 		return err
 	}
 	// Read-only from the leaves up, then the top.
@@ -122,7 +137,7 @@ func (l Local) materializeTree(ctx context.Context, digest, base, final string) 
 }
 
 // fillTree writes t's directories and verified files under dir.
-func (l Local) fillTree(ctx context.Context, t Tree, dir string) error {
+func fillTree(ctx context.Context, src source, t Tree, dir string) error {
 	root, err := os.OpenRoot(dir)
 	if err != nil {
 		return err
@@ -142,7 +157,7 @@ func (l Local) fillTree(ctx context.Context, t Tree, dir string) error {
 		if err != nil {
 			return err
 		}
-		err = l.copyBlob(ctx, e.Digest, e.Size, f)
+		err = src.copyBlob(ctx, e.Digest, e.Size, f)
 		if cerr := f.Close(); err == nil {
 			err = cerr
 		}

@@ -55,7 +55,8 @@ func TestProviderAgent(t *testing.T) {
 	reg := agents.Open(home)
 	prov := &provenance.Local{Home: home, Log: st.Local.Log, Store: provenance.NewStore(provenance.DefaultStoreDir(home))}
 	srv := httptest.NewServer(apiserver.New(&apijobs.Jobs{Client: st.Client, Home: home, Prov: prov}, st.Local.Store,
-		apiserver.WithProviders(reg), apiserver.WithRateLimit(0, 0)))
+		apiserver.WithProviders(reg), apiserver.WithBlobs(artifacts.Local{Dir: artifacts.DefaultDir(home)}, apiserver.DefaultMaxData),
+		apiserver.WithRateLimit(0, 0)))
 	defer srv.Close()
 	tok, err := st.Local.Store.CreateToken(ctx, policies.Principal{Role: policies.RoleProvider, Name: "gpu-a"})
 	if err != nil {
@@ -73,7 +74,7 @@ func TestProviderAgent(t *testing.T) {
 	defer logf.Close()
 	agent := exec.Command(bin, "provider", "serve", "--name", "gpu-a", "--home", agentHome,
 		"--temporal-address", st.Server.Address(), "--api", srv.URL, "--token-file", tokFile, "--heartbeat", "1s",
-		"--artifacts", artifacts.DefaultDir(home), "--host-inputs", filepath.Dir(image))
+		"--host-inputs", filepath.Dir(image)) // the agent's own copy of the image; the store is reached through --api
 	agent.Stdout, agent.Stderr = logf, logf
 	if err := agent.Start(); err != nil {
 		t.Fatal(err)

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"math"
-	"math/big"
 	"runtime"
 	"sort"
 	"strings"
@@ -55,7 +54,7 @@ type Offer struct {
 	Jobs     []string   `json:"jobs"`
 	Group    []string   `json:"group,omitempty"` // the tasks offered when only part of a job is
 	Hardware []Hardware `json:"hardware"`
-	Ask      int64      `json:"ask"` // minor units
+	Ask      int64      `json:"ask_minor"`
 }
 
 // BidRecord is one bid of the winner-determination instance.
@@ -66,17 +65,32 @@ type BidRecord struct {
 	Jobs      []string `json:"jobs"`
 	Goods     []int    `json:"goods"`
 	Offers    []int    `json:"offers"` // indices into Result.Offers
-	Ask       int64    `json:"ask"`
-	Surplus   int64    `json:"surplus"` // WDP price: Σ(budget+1) − ask
+	Ask       int64    `json:"ask_minor"`
+	Surplus   int64    `json:"surplus_minor"` // WDP price: Σ(reserve+1) − ask
 }
 
-// Award is a placement: the provider hosts the tasks at Price.
+// Award is a placement: the provider hosts the tasks at Price, set by the
+// job's pricing rule; Basis and Explanation say which bound set it.
 type Award struct {
 	Job      string     `json:"job"`
 	Provider string     `json:"provider"`
 	Hardware []Hardware `json:"hardware"`
-	Ask      int64      `json:"ask"`
-	Price    int64      `json:"price"` // what the job pays this provider, minor units
+	Ask      int64      `json:"ask_minor"`
+	Price    int64      `json:"price_minor"` // what the job pays this provider
+	// Reserve is the buyer's reserve for the job (auctions).
+	Reserve int64 `json:"reserve_minor,omitempty"`
+	// NextBest is the lowest ask for the job by providers other than the
+	// winner's, when there is one (auctions).
+	NextBest int64 `json:"next_best_minor,omitempty"`
+	// Pricing is the rule that set Price: specs.PricingVCG, PricingFirst,
+	// PricingSecond, or ProtocolAlternating for a bargained price.
+	Pricing string `json:"pricing"`
+	// Basis names what bound the price: BasisReserve, BasisNextBest,
+	// BasisVCG, BasisAsk or BasisAgreement.
+	Basis string `json:"price_basis"`
+	// Explanation says the same for people, in major units: "paid 1.00 USD:
+	// the buyer's reserve; no competing offer".
+	Explanation string `json:"explanation"`
 	// SLA are the money terms the provider agreed to for the job: the
 	// spec's, with the provider's stake and test-slash flag.
 	SLA *sla.Terms `json:"sla,omitempty"`
@@ -93,7 +107,7 @@ type Result struct {
 	Bids        []BidRecord  `json:"bids"`
 	Winners     []int        `json:"winners"` // indices into Bids
 	Awards      []Award      `json:"awards"`
-	Welfare     int64        `json:"welfare"` // Σ surplus of the winning bids
+	Welfare     int64        `json:"welfare_minor"` // Σ surplus of the winning bids
 	Optimal     bool         `json:"optimal"`
 	Gap         float64      `json:"gap"`
 	Nodes       int          `json:"nodes"`
@@ -315,6 +329,11 @@ func (au *auction) offerWhole(bi, pi int, dur map[string]time.Duration) (misfit 
 			Detail: fmt.Sprintf("ask %d exceeds budget %d %s", price, b.Budget, b.Currency)})
 		return nil, nil
 	}
+	if price > b.Reserve {
+		au.res.Diagnostics = append(au.res.Diagnostics, Diagnostic{Provider: p.Name, Job: b.Job, Constraint: "reserve",
+			Detail: fmt.Sprintf("ask %d exceeds the buyer's reserve %d %s", price, b.Reserve, b.Currency)})
+		return nil, nil
+	}
 	au.res.Offers = append(au.res.Offers, Offer{Provider: p.Name, Jobs: []string{b.Job}, Hardware: hw, Ask: price})
 	au.whole[pi] = append(au.whole[pi], jobOffer{len(au.res.Offers) - 1, bi})
 	return nil, nil
@@ -338,7 +357,7 @@ func (au *auction) offerGroups(bi, pi int, dur map[string]time.Duration, report 
 		if err != nil {
 			return err
 		}
-		if price > b.Budget {
+		if price > b.Reserve {
 			continue
 		}
 		au.res.Offers = append(au.res.Offers, Offer{Provider: p.Name, Jobs: []string{b.Job}, Group: g, Hardware: hw, Ask: price})
@@ -348,6 +367,8 @@ func (au *auction) offerGroups(bi, pi int, dur map[string]time.Duration, report 
 }
 
 // addBid adds a bid for jobs on provs at askSum, unless it has no surplus.
+// The buyers' value is their reserve plus one minor unit, so that an ask
+// exactly at the reserve still trades and one above it never does.
 func (au *auction) addBid(bidder string, provs []string, jobs []int, offers []int, askSum int64) {
 	var goods []int
 	var names []string
@@ -355,7 +376,7 @@ func (au *auction) addBid(bidder string, provs []string, jobs []int, offers []in
 	for _, j := range jobs {
 		goods = append(goods, j)
 		names = append(names, au.buyers[j].Job)
-		value += au.buyers[j].Budget + 1
+		value += au.buyers[j].Reserve + 1
 	}
 	for _, p := range provs {
 		goods = append(goods, len(au.buyers)+au.provIdx[p])
@@ -376,7 +397,7 @@ func (au *auction) addBid(bidder string, provs []string, jobs []int, offers []in
 func (au *auction) bundleBids(pi int) {
 	p := &au.profs[pi]
 	offs := au.whole[pi]
-	surplus := func(o jobOffer) int64 { return au.buyers[o.job].Budget - au.res.Offers[o.offer].Ask }
+	surplus := func(o jobOffer) int64 { return au.buyers[o.job].Reserve - au.res.Offers[o.offer].Ask }
 	sort.SliceStable(offs, func(a, c int) bool { return surplus(offs[a]) > surplus(offs[c]) })
 	count := 0
 	var rec func(start int, chosen []jobOffer)
@@ -400,13 +421,13 @@ func (au *auction) bundleBids(pi int) {
 }
 
 // bundle offers and bids the jobs of set together on p, reporting false
-// when they do not fit together or their joint ask exceeds their budgets.
+// when they do not fit together or their joint ask exceeds their reserves.
 func (au *auction) bundle(p *Profile, set []jobOffer) bool {
 	free := p.Free.clone()
 	var hw []Hardware
 	dur := map[string]time.Duration{}
 	var jobs []int
-	var budget int64
+	var reserve int64
 	for _, o := range set {
 		b := au.buyers[o.job]
 		h, misfit := fit(b, p, taskNames(b), &free)
@@ -421,10 +442,10 @@ func (au *auction) bundle(p *Profile, set []jobOffer) bool {
 			hw = append(hw, x)
 		}
 		jobs = append(jobs, o.job)
-		budget += b.Budget
+		reserve += b.Reserve
 	}
 	price, err := ask(p, hw, dur)
-	if err != nil || price > budget {
+	if err != nil || price > reserve {
 		return false
 	}
 	au.res.Offers = append(au.res.Offers, Offer{Provider: p.Name, Jobs: namesOf(au.buyers, jobs), Hardware: hw, Ask: price})
@@ -467,7 +488,7 @@ func (au *auction) splitBid(bi int) {
 		provs = append(provs, au.res.Offers[best].Provider)
 		total += au.res.Offers[best].Ask
 	}
-	if total <= b.Budget {
+	if total <= b.Reserve {
 		sort.Strings(provs)
 		au.addBid("split:"+b.Job, provs, []int{bi}, offers, total)
 	}
@@ -587,96 +608,4 @@ func containsExact(list []string, s string) bool {
 		}
 	}
 	return false
-}
-
-// awards turns winning bids into per-job, per-provider placements. A
-// provider is paid its ask plus its VCG premium, split over the jobs of a
-// bundle in proportion to their asks; a job never pays more than its budget
-// in total (premiums are scaled down if needed).
-func awards(res *Result, buyers []*Buyer, premium map[string]int64) []Award {
-	budget := map[string]int64{}
-	for _, b := range buyers {
-		budget[b.Job] = b.Budget
-	}
-	var out []Award
-	for _, w := range res.Winners {
-		bid := res.Bids[w]
-		var part []Award
-		for _, oi := range bid.Offers {
-			o := res.Offers[oi]
-			prem := premium[o.Provider]
-			if len(o.Jobs) == 1 {
-				part = append(part, Award{Job: o.Jobs[0], Provider: o.Provider, Hardware: o.Hardware, Ask: o.Ask, Price: o.Ask + prem})
-				continue
-			}
-			// A bundle of jobs: split hardware and price by job.
-			var askByJob []int64
-			var sum int64
-			for _, j := range o.Jobs {
-				var hw []Hardware
-				for _, h := range o.Hardware {
-					if strings.HasPrefix(h.Task, j+"/") {
-						h.Task = strings.TrimPrefix(h.Task, j+"/")
-						hw = append(hw, h)
-					}
-				}
-				share := o.Ask / int64(len(o.Jobs))
-				askByJob = append(askByJob, share)
-				sum += share
-				part = append(part, Award{Job: j, Provider: o.Provider, Hardware: hw})
-			}
-			base := len(part) - len(o.Jobs)
-			rest := o.Ask - sum
-			for k := range o.Jobs {
-				a := askByJob[k]
-				if k == 0 {
-					a += rest // remainder of the integer division
-				}
-				p := prem / int64(len(o.Jobs))
-				if k == 0 {
-					p += prem % int64(len(o.Jobs))
-				}
-				part[base+k].Ask, part[base+k].Price = a, a+p
-			}
-		}
-		// Cap each job's total at its budget.
-		byJob := map[string][]int{}
-		for i, a := range part {
-			byJob[a.Job] = append(byJob[a.Job], i)
-		}
-		for job, idx := range byJob {
-			var total, asks int64
-			for _, i := range idx {
-				total += part[i].Price
-				asks += part[i].Ask
-			}
-			if total <= budget[job] {
-				continue
-			}
-			room := budget[job] - asks // ≥ 0: offers are within budget
-			prem := total - asks
-			var given int64
-			for k, i := range idx {
-				p := part[i].Price - part[i].Ask
-				scaled := mulDiv(p, room, prem)
-				if k == len(idx)-1 {
-					scaled = room - given
-					if scaled > p {
-						scaled = p
-					}
-				}
-				given += scaled
-				part[i].Price = part[i].Ask + scaled
-			}
-		}
-		out = append(out, part...)
-	}
-	return out
-}
-
-// mulDiv returns a·b/c rounded down without intermediate overflow.
-func mulDiv(a, b, c int64) int64 {
-	r := new(big.Int).Mul(big.NewInt(a), big.NewInt(b))
-	r.Quo(r, big.NewInt(c))
-	return r.Int64()
 }

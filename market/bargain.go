@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"math"
 	"sort"
+
+	"github.com/accordmesh/accord/settlement/money"
 )
 
 // Round is one offer in alternating-offers bargaining.
@@ -12,7 +14,7 @@ type Round struct {
 	Provider string `json:"provider"`
 	Round    int    `json:"round"`
 	By       string `json:"by"` // "buyer" or "provider"
-	Price    int64  `json:"price"`
+	Price    int64  `json:"price_minor"`
 	Accepted bool   `json:"accepted,omitempty"`
 }
 
@@ -199,7 +201,21 @@ func bargain(ctx context.Context, b *Buyer, providers []Provider) (*Result, erro
 		Goods: []int{0}, Offers: []int{d.offer}, Ask: d.price, Surplus: b.Budget - d.price})
 	res.Winners = []int{0}
 	res.Welfare = b.Budget - o.Ask
-	res.Awards = []Award{{Job: b.Job, Provider: o.Provider, Hardware: o.Hardware, Ask: o.Ask, Price: d.price}}
+	res.Awards = []Award{{Job: b.Job, Provider: o.Provider, Hardware: o.Hardware, Ask: o.Ask, Price: d.price,
+		Pricing: ProtocolAlternating, Basis: BasisAgreement,
+		Explanation: fmt.Sprintf("paid %s: the price agreed with %s in round %d of alternating offers",
+			money.Format(d.price, b.Currency), o.Provider, agreedRound(res.Rounds, o.Provider))}}
 	withSLA(res.Awards, []*Buyer{b}, profs)
 	return res, nil
+}
+
+// agreedRound is the round in which the bargain with provider ended in
+// agreement.
+func agreedRound(rounds []Round, provider string) int {
+	for _, r := range rounds {
+		if r.Provider == provider && r.Accepted {
+			return r.Round
+		}
+	}
+	return 0
 }

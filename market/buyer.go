@@ -13,8 +13,13 @@ import (
 
 // Buyer is a job's side of the market, derived from its plan.
 type Buyer struct {
-	Job         string // job identifier used in results
-	Budget      int64  // cap on the total price, minor units of Currency
+	Job    string // job identifier used in results
+	Budget int64  // cap on the total price, minor units of Currency
+	// Reserve is the buyer's outside option (minor units, ≤ Budget): an
+	// auction pays at most this for the job, and offers above it lose.
+	Reserve int64
+	// Pricing is the auction's pricing rule (specs.PricingVCG, …).
+	Pricing     string
 	Currency    string
 	Deadline    time.Duration // from the start of negotiation; 0 none
 	Preference  float64       // 0 cheapest … 1 fastest
@@ -70,11 +75,37 @@ func NewBuyer(job string, plan *specs.Plan) (*Buyer, error) {
 	if b.Protocol == "" {
 		b.Protocol = ProtocolAuction
 	}
+	b.Reserve = reserveOf(budget, s.Negotiation.Reserve)
+	b.Pricing = s.Negotiation.PricingRule()
+	switch b.Pricing {
+	case specs.PricingVCG, specs.PricingFirst, specs.PricingSecond:
+	default:
+		return nil, fmt.Errorf("%w: plan %s: unknown pricing %q", ErrInvalid, plan.Name, b.Pricing)
+	}
 	for _, t := range plan.Tasks {
 		b.Tasks = append(b.Tasks, t.Task)
 	}
 	b.Groups = groups(b.Tasks, s.Placement.Colocate)
 	return b, nil
+}
+
+// DefaultReserveShare is the buyer's reserve as a share of its budget when
+// the spec sets none: one half. It is the reserve that maximises the
+// buyer's expected surplus (value − price) when all it knows of the
+// providers' costs is that they lie below its budget, uniformly
+// (Myerson's optimal reserve for procurement, r + F(r)/f(r) = value, gives
+// r = budget/2 for any number of sellers). It is also where alternating
+// offers open by default (DefaultBuyerOpening).
+const DefaultReserveShare = 0.5
+
+// reserveOf is the buyer's reserve: the spec's negotiation.reserve, at most
+// the budget left for compute, or DefaultReserveShare of that budget
+// (rounded up, so that a budget of one minor unit still trades).
+func reserveOf(budget, spec int64) int64 {
+	if spec > 0 {
+		return min(spec, budget)
+	}
+	return budget - int64(float64(budget)*(1-DefaultReserveShare))
 }
 
 // groups partitions tasks into co-location groups: tasks sharing Task.Group

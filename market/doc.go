@@ -35,16 +35,20 @@
 //     placement.colocate, merged) do not fit one provider places each group
 //     on a distinct provider; goods {j} ∪ {k+i for each provider}.
 //
-// The price of a bid in the instance is its surplus Σ(budgetⱼ+1) − ask: the
-// buyer's value is its budget plus one minor unit, so that an ask exactly at
-// the budget still trades; asks above a budget never become bids. Winner
-// determination maximises total surplus. Each winning provider p is paid its
-// ask plus its Clarke-pivot premium W − W₋ₚ, where W₋ₚ is the optimum without
-// p's bids (VCG for sellers: truthful asks are a dominant strategy); a
-// bundle's payment is split over its jobs by ask, and no job pays more than
-// its budget (premiums are scaled down when a split placement would exceed
-// it). Money is int64 minor units throughout; the solver works in float64
-// on integer-valued surpluses, which are exact below 2⁵³.
+// The price of a bid in the instance is its surplus Σ(reserveⱼ+1) − ask: the
+// buyer's value is its reserve (negotiation.reserve, by default
+// DefaultReserveShare of the budget) plus one minor unit, so that an ask
+// exactly at the reserve still trades; asks above it never become bids.
+// Winner determination maximises total surplus. Prices follow the job's
+// negotiation.pricing: vcg (default) pays a winning provider p its ask plus
+// its Clarke-pivot premium W − W₋ₚ, where W₋ₚ is the optimum without p's
+// bids, and at most the job's reserve — for one job, the lower of the
+// next-best ask and the reserve, so truthful asks are a dominant strategy;
+// second-price pays the next-best ask for the job (the reserve without
+// one); first-price pays the ask. Each Award says which bound set its price
+// (Basis) and why, in major units (Explanation). Money is int64 minor units
+// throughout; the solver works in float64 on integer-valued surpluses,
+// which are exact below 2⁵³.
 //
 // # Alternating offers
 //

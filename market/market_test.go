@@ -52,7 +52,11 @@ func TestNegotiateAuctionSecondPrice(t *testing.T) {
 	if got, want := res.Awards[0].Price, min(askA, askC); got != want {
 		t.Fatalf("price %d, want second price %d", got, want)
 	}
-	if !res.Optimal || res.Welfare != 10000+1-askB {
+	if a := res.Awards[0]; a.Basis != BasisNextBest || a.Reserve != 5000 || a.Explanation != "paid 5.28 EUR: the next-best offer, by c" {
+		t.Fatalf("basis %q reserve %d explanation %q", a.Basis, a.Reserve, a.Explanation)
+	}
+	// The buyer values the job at its reserve (default: half the budget) + 1.
+	if !res.Optimal || res.Welfare != 5000+1-askB {
 		t.Fatalf("optimal %v welfare %d", res.Optimal, res.Welfare)
 	}
 	hw := res.Awards[0].Hardware

@@ -288,7 +288,7 @@ var (
 	defaultsKeys  = []string{"resources", "retry"}
 	placementKeys = []string{"regions", "residency", "allow_providers", "deny_providers", "tee", "require_attestation", "colocate"}
 	budgetKeys    = []string{"max_price", "currency", "deadline", "preference"}
-	negKeys       = []string{"protocol", "reserve", "rounds", "discount"}
+	negKeys       = []string{"protocol", "reserve", "pricing", "rounds", "discount"}
 	verifKeys     = []string{"tests", "spot_check"}
 	testKeys      = []string{"name", "task", "image", "command", "expect_exit", "expect_outputs", "metrics"}
 	metricKeys    = []string{"file", "metric", "op", "value"}
@@ -623,7 +623,10 @@ func (d *decoder) decodeBudget(b *Budget, n *node) {
 	}
 }
 
-var protocols = []string{"auction", "alternating-offers"}
+var (
+	protocols    = []string{"auction", "alternating-offers"}
+	pricingRules = []string{PricingVCG, PricingFirst, PricingSecond}
+)
 
 func (d *decoder) decodeNegotiation(ng *Negotiation, n *node) {
 	f := d.fields(n, "negotiation", "negotiation", negKeys)
@@ -635,6 +638,15 @@ func (d *decoder) decodeNegotiation(ng *Negotiation, n *node) {
 		}
 	}
 	ng.Reserve = d.money(f["reserve"], "reserve")
+	if v := f["pricing"]; v != nil {
+		ng.Pricing = d.str(v, "pricing")
+		switch {
+		case !contains(pricingRules, ng.Pricing):
+			d.e.add(v.pos, "pricing %q must be vcg, first-price or second-price%s", ng.Pricing, suggest(ng.Pricing, pricingRules))
+		case ng.Protocol != "auction":
+			d.e.add(v.pos, "pricing applies to protocol auction; %s agrees on its price by bargaining", ng.Protocol)
+		}
+	}
 	ng.Rounds = 1
 	if ng.Protocol == "alternating-offers" {
 		ng.Rounds, ng.Discount = DefaultRoundsAO, DefaultDiscountAO

@@ -175,11 +175,40 @@ type Budget struct {
 
 // Negotiation selects the market protocol.
 type Negotiation struct {
-	Protocol string `json:"protocol"`          // "auction" (default) or "alternating-offers"
-	Reserve  int64  `json:"reserve,omitempty"` // minor units
-	Rounds   int    `json:"rounds,omitempty"`
+	Protocol string `json:"protocol"` // "auction" (default) or "alternating-offers"
+	// Reserve is the buyer's outside option in minor units: the most an
+	// auction pays for the job (0: the market's default share of the
+	// budget); alternating offers open at it.
+	Reserve int64 `json:"reserve,omitempty"`
+	// Pricing is how an auction sets the winner's price: PricingVCG (the
+	// default, also when empty), PricingFirst or PricingSecond. Empty when
+	// the spec does not say, so that specs written before it keep their
+	// contract digest.
+	Pricing string `json:"pricing,omitempty"`
+	Rounds  int    `json:"rounds,omitempty"`
 	// Discount is the buyer's per-round discount factor for alternating offers.
 	Discount float64 `json:"discount,omitempty"`
+}
+
+// Auction pricing rules (negotiation.pricing).
+const (
+	// PricingVCG pays each winner its Clarke-pivot (VCG) price, at most the
+	// buyer's reserve: truthful asks are a dominant strategy.
+	PricingVCG = "vcg"
+	// PricingFirst pays each winner its own ask.
+	PricingFirst = "first-price"
+	// PricingSecond pays each winner the next-best offer for its job, at
+	// most the buyer's reserve and at least its own ask.
+	PricingSecond = "second-price"
+)
+
+// PricingRule is the auction pricing rule: Pricing, or PricingVCG when the
+// spec leaves it out.
+func (n Negotiation) PricingRule() string {
+	if n.Pricing == "" {
+		return PricingVCG
+	}
+	return n.Pricing
 }
 
 // Verification holds acceptance tests run after execution, and the

@@ -367,7 +367,7 @@ func (j *job) negotiate(ctx workflow.Context) error {
 		award.Queue = ""
 	}
 	j.award = award
-	j.cost.Price, j.cost.Currency = award.Price, award.Currency
+	j.cost.Price, j.cost.Currency, j.cost.PriceExplanation = award.Price, award.Currency, award.Explanation
 	err = j.attest(ctx, predicate.StageNegotiation, nil, predicate.Negotiation{
 		Header: j.header(), Provider: award.Provider, Pool: award.Pool, Runtime: award.Runtime,
 		Price: award.Price, Currency: award.Currency, Record: rawOrNull(award.Record),
@@ -514,7 +514,7 @@ func (j *job) finish(ctx workflow.Context, err, aerr error) (JobResult, error) {
 		Provider: j.award.Provider, Price: j.award.Price, Paid: j.paid, Refunded: j.refunded,
 		Currency: j.cost.Currency, Tasks: listTasks(j.tasks), Tests: j.tests, Attestations: j.atts,
 		Stages: j.stages, Compensated: j.comp, Published: j.published,
-		Failovers: j.failovers, SpotCheck: j.spot,
+		Failovers: j.failovers, SpotCheck: j.spot, PriceExplanation: j.award.Explanation,
 	}
 	if j.byRef() {
 		res.TaskCounts = countTasks(j.tasks)

@@ -175,6 +175,8 @@ type JobResult struct {
 	Attestations []AttestationRef       `json:"attestations,omitempty"`
 	Stages       map[string]StageTiming `json:"stages,omitempty"`
 	Compensated  []string               `json:"compensated,omitempty"`
+	// PriceExplanation says why the price is what it is.
+	PriceExplanation string `json:"price_explanation,omitempty"`
 	// Published are the model versions the job pushed (layout 4).
 	Published []PublishedModel `json:"published,omitempty"`
 	// Failovers are the providers lost mid-job, and SpotCheck the job's
@@ -215,6 +217,8 @@ type Cost struct {
 	Held     int64  `json:"held"`
 	Paid     int64  `json:"paid"`
 	Currency string `json:"currency,omitempty"`
+	// PriceExplanation says why the price is what it is.
+	PriceExplanation string `json:"price_explanation,omitempty"`
 }
 
 // TaskStatus is one task's progress: the execution predicate's TaskRun,
@@ -331,6 +335,9 @@ type NegotiateOutput struct {
 	// its tasks run and its execution attestation is signed (layout 5);
 	// empty: the shared execution queue.
 	Queue string `json:"queue,omitempty"`
+	// Explanation says why the price is what it is, for people ("paid
+	// 1.00 USD: the buyer's reserve; no competing offer").
+	Explanation string `json:"explanation,omitempty"`
 }
 
 // TaskDevices is the node and GPU instance IDs offered for one task.

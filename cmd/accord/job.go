@@ -409,6 +409,9 @@ func printResult(cmd *cobra.Command, res workflows.JobResult) error {
 		if res.Provider != "" {
 			w.Printf("  provider %s, price %s, paid %s, refunded %s\n", res.Provider,
 				formatMoney(res.Price, res.Currency), formatMoney(res.Paid, res.Currency), formatMoney(res.Refunded, res.Currency))
+			if res.PriceExplanation != "" {
+				w.Printf("  price: %s\n", res.PriceExplanation)
+			}
 		}
 		for _, t := range res.Tests {
 			mark := "pass"
@@ -499,6 +502,9 @@ func statusCmd() *cobra.Command {
 				w.Printf("job %s: %s, stage %s (spec %s, tenant %s)\n", st.JobID, st.Status, st.Stage, st.Spec, st.Tenant)
 				w.Printf("  cost: price %s, held %s, paid %s\n", formatMoney(st.Cost.Price, st.Cost.Currency),
 					formatMoney(st.Cost.Held, st.Cost.Currency), formatMoney(st.Cost.Paid, st.Cost.Currency))
+				if st.Cost.PriceExplanation != "" {
+					w.Printf("  price: %s\n", st.Cost.PriceExplanation)
+				}
 				names := make([]string, 0, len(st.Tasks))
 				for n := range st.Tasks {
 					names = append(names, n)

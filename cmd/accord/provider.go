@@ -41,8 +41,8 @@ func (f *providerServeFlags) check() error {
 		return cli.Usagef("--api and --token-file go together")
 	case f.stake < 0:
 		return cli.Usagef("--stake %d: want 0 or more", f.stake)
-	case f.artifacts == "":
-		return cli.Usagef("--artifacts: the control plane's artifact store is required")
+	case f.api == "" && f.artifacts == "":
+		return cli.Usagef("--api and --token-file: the control plane's API (its artifact store and heartbeats) are required")
 	}
 	return nil
 }
@@ -63,10 +63,13 @@ func providerServeCmd() *cobra.Command {
 			"With --api and --token-file (a token from `accord token create --role provider --name NAME`)\n" +
 			"it publishes its profile (capabilities, prices, SLA terms, free capacity) every --heartbeat;\n" +
 			"the market offers NAME only while its last heartbeat is at most 3 intervals old.\n\n" +
-			"Plans, sealed results and tenants' inputs are read from --artifacts, the control plane's\n" +
-			"artifact store, which this machine must reach as a path.",
+			"The same API is its artifact store: it reads the plans, sealed results, tenants' inputs and\n" +
+			"images of the jobs awarded to it (GET /v1/blobs, every blob verified against its digest) and\n" +
+			"pushes every output it collects (POST /v1/outputs), so the buyer's verifier and later jobs on\n" +
+			"other machines read them by digest. --artifacts DIR instead reads and writes the control\n" +
+			"plane's store directory directly: a shortcut for an agent on the control plane's machine.",
 		Example: `  accord provider serve --name gpu-east --temporal-address cp.example.com:7233 \
-      --api https://cp.example.com:8480 --token-file /etc/accord/provider.token --artifacts /mnt/accord/artifacts`,
+      --api https://cp.example.com:8480 --token-file /etc/accord/provider.token`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if err := f.check(); err != nil {
@@ -88,7 +91,7 @@ func providerServeCmd() *cobra.Command {
 	fl := c.Flags()
 	fl.StringVar(&f.name, "name", "", "the provider's name (its queue is accord-exec-NAME, its trust scope provider:NAME)")
 	fl.StringVar(&f.key, "key", "", "the agent's signing key (default HOME/keys/provider.key, created when missing)")
-	fl.StringVar(&f.artifacts, "artifacts", "", "the control plane's artifact store directory (plans, sealed results, inputs)")
+	fl.StringVar(&f.artifacts, "artifacts", "", "same-machine shortcut: the control plane's artifact store directory, instead of reaching it through --api")
 	fl.StringVar(&f.containerd, "containerd", "", "existing containerd socket (default: a private daemon under the home directory)")
 	fl.StringVar(&f.api, "api", "", "the control plane's API (http(s)://host:port) to publish heartbeats to")
 	fl.StringVar(&f.tokenFile, "token-file", "", "file holding the agent's API token (role provider)")
@@ -113,6 +116,7 @@ func runProviderAgent(ctx context.Context, cmd *cobra.Command, home string, tf *
 	}
 	agent, err := local.OpenAgent(ctx, local.AgentOptions{
 		Home: home, Name: f.name, ContainerdAddress: f.containerd, KeyPath: f.key, ArtifactsDir: f.artifacts,
+		API: storeAPI(f), Token: token,
 		Currency: f.currency, Overcommit: f.overcommit, HostInputs: f.hostInputs, Stake: f.stake,
 	})
 	if err != nil {
@@ -173,4 +177,13 @@ func beat(ctx context.Context, pub *agents.Client, a *local.Agent, interval time
 		PublicKey: string(a.Key.PublicPEM()), Interval: interval}); err != nil && ctx.Err() == nil {
 		slog.Warn("provider heartbeat", "error", err)
 	}
+}
+
+// storeAPI is the API the agent's artifact store is reached through: none
+// with the --artifacts shortcut.
+func storeAPI(f *providerServeFlags) string {
+	if f.artifacts != "" {
+		return ""
+	}
+	return f.api
 }

@@ -82,7 +82,8 @@ func serveCmd() *cobra.Command {
 			}
 			data := artifacts.Local{Dir: artifacts.DefaultDir(home)}
 			h := apiserver.New(jobs, store, apiserver.WithRateLimit(o.rate, o.burst), apiserver.WithMaxUpload(o.maxUpload),
-				apiserver.WithData(data, o.maxData), apiserver.WithProviders(agents.Open(home)))
+				apiserver.WithData(data, o.maxData), apiserver.WithProviders(agents.Open(home)),
+				apiserver.WithBlobs(data, o.maxData))
 			return serveAPI(ctx, cmd, listen, h)
 		},
 	}

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"crypto"
 	"errors"
 	"fmt"
 	"time"
@@ -107,8 +106,8 @@ func openSweeper(ctx context.Context, l *settlement.Ledger, tf *temporalFlags, l
 	}
 	s := &sweep.Sweeper{
 		Ledger: l, Jobs: jobclient.States{Client: tc}, Attestor: prov.Recorder, Quota: quota,
-		Evidence: sweep.Attestations{Store: prov.Store, Keys: func() ([]crypto.PublicKey, error) {
-			return prov.Trust.KeysFor(provenance.ScopeStage), nil
+		Evidence: sweep.Attestations{Store: prov.Store, Trust: func() (*provenance.TrustStore, error) {
+			return prov.Trust, nil
 		}},
 	}
 	return s, closeAll, nil

@@ -1,7 +1,8 @@
 // Package apiserver is Accord's HTTP API (`accord serve`): submit, status,
 // list, cancel, approve, receipts, audit search, data uploads (a
 // tenant's input files into the artifact store) and provider agents'
-// heartbeats (PUT /v1/providers/{name}), behind per-tenant bearer tokens. A tenant sees and acts on its own jobs only; auditors have
+// heartbeats (PUT /v1/providers/{name}) and their artifact store
+// (/v1/blobs, /v1/outputs: blobs.go), behind per-tenant bearer tokens. A tenant sees and acts on its own jobs only; auditors have
 // read-only tokens. The job operations themselves are behind the Jobs
 // interface, which the workflow client implements.
 //
@@ -141,6 +142,8 @@ type Server struct {
 	dataGrace time.Duration
 	dataRate  int64
 	providers Providers
+	blobs     Blobs
+	maxBlob   int64
 }
 
 // Option configures a Server.
@@ -164,7 +167,7 @@ func WithLogger(l *slog.Logger) Option { return func(s *Server) { s.log = l } }
 func New(jobs Jobs, auth Authenticator, opts ...Option) *Server {
 	s := &Server{jobs: jobs, auth: auth, mux: http.NewServeMux(), maxUpload: DefaultMaxUpload,
 		limit: newLimiter(DefaultRate, DefaultBurst), log: slog.Default(),
-		maxData: DefaultMaxData, dataGrace: DefaultDataGrace, dataRate: DefaultDataRate}
+		maxData: DefaultMaxData, maxBlob: DefaultMaxData, dataGrace: DefaultDataGrace, dataRate: DefaultDataRate}
 	for _, o := range opts {
 		o(s)
 	}
@@ -189,6 +192,18 @@ func New(jobs Jobs, auth Authenticator, opts ...Option) *Server {
 			limit = s.maxData // raw input files, not specs
 		}
 		s.mux.Handle(r.Method+" "+r.Path, s.authed(r, limit, h))
+	}
+	agentHandlers := s.providerHandlers()
+	for _, r := range ProviderRoutes {
+		h := agentHandlers[r.Method+" "+r.Path]
+		if h == nil {
+			panic("apiserver: no handler for " + r.Method + " " + r.Path)
+		}
+		limit := s.maxUpload
+		if r.Method == "POST" {
+			limit = s.maxBlob
+		}
+		s.mux.Handle(r.Method+" "+r.Path, s.authedAgent(limit, h))
 	}
 	s.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})

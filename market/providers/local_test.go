@@ -47,3 +47,27 @@ func TestLocalPoolDefaultSLA(t *testing.T) {
 		t.Errorf("configured terms ignored: %v", err)
 	}
 }
+
+// The quickstart against the lone local pool: no competing offer, so the
+// job pays the buyer's reserve (negotiation.reserve: 100, 1.00 USD), not
+// its 5.00 USD budget, and the award says why.
+func TestQuickstartPaysReserve(t *testing.T) {
+	s, err := specs.Load("../../examples/quickstart.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	plan, err := specs.Compile(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool := &LocalPool{Home: t.TempDir(), Pricing: DefaultLocalPricing("USD")}
+	res, err := market.Negotiate(context.Background(), plan, []market.Provider{pool}, market.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := res.Awards[0]
+	if a.Price != 100 || a.Ask >= a.Price || a.Basis != market.BasisReserve || a.Pricing != specs.PricingVCG ||
+		a.Explanation != "paid 1.00 USD: the buyer's reserve; no competing offer" {
+		t.Fatalf("award %+v", a)
+	}
+}

@@ -174,3 +174,46 @@ func without(in *Instance, bidder string) *Instance {
 	}
 	return out
 }
+
+// TestVCGReserveKnownAnswers is the market's reserve in winner-determination
+// terms: good 0 is the job, good i the capacity of seller i, and seller i's
+// bid is worth the buyer's reserve + 1 − its ask (no bid when that is not
+// positive). A winner receives reserve + 1 − its VCG payment, capped at the
+// reserve: a lone seller receives the reserve, one of two sellers under
+// the reserve the other's ask, and a seller over the reserve is no rival.
+func TestVCGReserveKnownAnswers(t *testing.T) {
+	const reserve = 100
+	cases := []struct {
+		name     string
+		asks     []float64
+		winner   string
+		receives float64
+	}{
+		{"lone seller", []float64{30}, "s0", 100},
+		{"two sellers under the reserve", []float64{60, 40}, "s1", 60},
+		{"one seller over the reserve", []float64{150, 40}, "s1", 100},
+	}
+	ctx := context.Background()
+	for _, c := range cases {
+		in := &Instance{Goods: 1 + len(c.asks)}
+		for i, a := range c.asks {
+			if v := reserve + 1 - a; v > 0 {
+				in.Bids = append(in.Bids, Bid{Bidder: fmt.Sprintf("s%d", i), Goods: []int{0, 1 + i}, Price: v})
+			}
+		}
+		sol, err := Solve(ctx, in, Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		p, err := VCG(ctx, in, sol, Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(sol.Winners) != 1 || in.Bids[sol.Winners[0]].Bidder != c.winner {
+			t.Fatalf("%s: winners %v", c.name, sol.Winners)
+		}
+		if got := math.Min(reserve, reserve+1-p.ByBidder[c.winner]); got != c.receives {
+			t.Errorf("%s: %s receives %v, want %v", c.name, c.winner, got, c.receives)
+		}
+	}
+}

@@ -5,14 +5,28 @@
 #                               ACCORD_TEST_PG_DSN=postgres://... to ENVFILE
 #   postgres.sh stop            stop it by its recorded PID
 #   postgres.sh status          exit 0 if it is running
-# The cluster lives under .cache/services/pg and runs as the `postgres` user
+# The cluster lives under .cache/services/pg (or $ACCORD_PG_STATE, an
+# absolute directory of its own, PID file included: scripts/services/temporal.sh
+# runs a private cluster that way) and runs as the `postgres` user
 # (PostgreSQL refuses to run as root). If that user cannot reach the
 # repository (e.g. a checkout under /root), the data goes to a directory
 # under /tmp and .cache/services/pg/data links to it.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-dir=.cache/services/pg
-pidfile=.cache/services/postgres.pid
+if [ -n "${ACCORD_PG_STATE:-}" ]; then
+	case $ACCORD_PG_STATE in
+	/*) ;;
+	*)
+		echo "postgres.sh: ACCORD_PG_STATE must be absolute: $ACCORD_PG_STATE" >&2
+		exit 2
+		;;
+	esac
+	dir=$ACCORD_PG_STATE
+	pidfile=$dir/postgres.pid
+else
+	dir=$PWD/.cache/services/pg
+	pidfile=.cache/services/postgres.pid
+fi
 db=accord_test
 
 bindir() {
@@ -62,7 +76,7 @@ start() {
 		port=$(cat "$dir/port")
 	else
 		data="$dir/data"
-		if [ "$(id -u)" = 0 ] && ! runuser -u postgres -- test -x "$PWD/$dir"; then
+		if [ "$(id -u)" = 0 ] && ! runuser -u postgres -- test -x "$dir"; then
 			# postgres cannot traverse the checkout: keep the data in /tmp.
 			local tmp
 			tmp=$(readlink -f "$data" 2>/dev/null || true)
@@ -73,8 +87,6 @@ start() {
 				ln -s "$tmp" "$data"
 			fi
 			data=$tmp
-		else
-			data="$PWD/$data"
 		fi
 		if [ ! -s "$data/PG_VERSION" ]; then
 			mkdir -p "$data"

@@ -50,25 +50,40 @@ type Evidence interface {
 }
 
 // Attestations is the Evidence of a local provenance store: each stage
-// envelope must verify with a key trusted for stage attestations and name
-// the job and stage it is stored under, or it is ignored and listed in
-// Work.Rejected (so a job whose execution does not verify is refunded,
-// never paid).
+// envelope must verify with a key of the party that signs that stage
+// (provenance.StageSigners: the operator's, the awarded provider's for
+// placement and execution, the verifier's; or a legacy single-party stage
+// key) and name the job and stage it is stored under, or it is ignored and
+// listed in Work.Rejected (so a job whose execution does not verify is
+// refunded, never paid).
 type Attestations struct {
 	Store *provenance.Store
-	// Keys returns the keys trusted to sign stages (read on each call, so
-	// that `accord keys trust` takes effect at the next sweep).
-	Keys func() ([]crypto.PublicKey, error)
+	// Trust returns the trust store (read on each call, so that `accord
+	// keys trust` takes effect at the next sweep).
+	Trust func() (*provenance.TrustStore, error)
 }
 
-// Work implements Evidence.
+// stageKeys are the keys that may sign stage for a job awarded to
+// provider: its party's, and the legacy stage scope's.
+func stageKeys(ts *provenance.TrustStore, stage, provider string) []crypto.PublicKey {
+	var keys []crypto.PublicKey
+	for _, scope := range provenance.StageSigners(stage, provider) {
+		keys = append(keys, ts.KeysFor(scope)...)
+	}
+	return append(keys, ts.KeysFor(provenance.ScopeStage)...)
+}
+
+// Work implements Evidence. Stages are read in order, so the provider the
+// (verified) negotiation awarded is known when placement and execution
+// are checked against that provider's key.
 func (a Attestations) Work(ctx context.Context, jobID string) (Work, error) {
-	keys, err := a.Keys()
+	ts, err := a.Trust()
 	if err != nil {
-		return Work{}, fmt.Errorf("sweep: trusted keys: %w", err)
+		return Work{}, fmt.Errorf("sweep: trust store: %w", err)
 	}
 	var w Work
 	for _, stage := range provenance.Stages {
+		keys := stageKeys(ts, stage, w.Provider)
 		att, err := a.Store.Get(jobID, stage)
 		if errors.Is(err, provenance.ErrNotFound) {
 			continue

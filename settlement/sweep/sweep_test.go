@@ -2,7 +2,6 @@ package sweep
 
 import (
 	"context"
-	"crypto"
 	"encoding/json"
 	"errors"
 	"path/filepath"
@@ -89,6 +88,7 @@ type env struct {
 	states *fakeStates
 	quota  *fakeQuota
 	s      *Sweeper
+	trust  *provenance.TrustStore
 }
 
 func newEnv(t *testing.T) *env {
@@ -111,10 +111,13 @@ func newEnv(t *testing.T) *env {
 	}
 	store := provenance.NewStore(filepath.Join(dir, "provenance"))
 	e := &env{t: t, ctx: ctx, l: l, store: store, key: key, lg: lg, rec: provenance.NewRecorder(lg, key, store),
-		states: &fakeStates{states: map[string]State{}}, quota: &fakeQuota{}}
+		states: &fakeStates{states: map[string]State{}}, quota: &fakeQuota{}, trust: provenance.NewTrustStore()}
+	if _, err := e.trust.Add(key.PublicPEM(), "worker", provenance.ScopeStage); err != nil {
+		t.Fatal(err)
+	}
 	e.s = &Sweeper{
 		Ledger: l, Jobs: e.states, Attestor: e.rec, Quota: e.quota, FeeBP: 1000,
-		Evidence: Attestations{Store: store, Keys: func() ([]crypto.PublicKey, error) { return []crypto.PublicKey{key.Public()}, nil }},
+		Evidence: Attestations{Store: store, Trust: func() (*provenance.TrustStore, error) { return e.trust, nil }},
 		Now:      func() time.Time { return time.Now().Add(48 * time.Hour) },
 	}
 	if _, err := l.Deposit(ctx, settlement.DepositRequest{Tenant: "acme", Currency: "USD", Amount: 10_000, Key: "fund"}); err != nil {
@@ -487,6 +490,34 @@ func TestForgedExecutionRefunded(t *testing.T) {
 		t.Fatalf("provider paid %d on a forged execution", got)
 	}
 	e.checkLedger()
+}
+
+// In a mesh the awarded provider signs the execution: its key, trusted for
+// provider:<name>, makes the execution evidence; a key trusted only for
+// another provider does not.
+func TestProviderSignedExecution(t *testing.T) {
+	for _, tc := range []struct {
+		scope   string
+		settled bool
+	}{{provenance.ProviderScope("gpu-co"), true}, {provenance.ProviderScope("other"), false}} {
+		e := newEnv(t)
+		e.place("job-1")
+		pk, err := provenance.GenerateKey(provenance.AlgECDSAP256)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := e.trust.Add(pk.PublicPEM(), "agent", tc.scope); err != nil {
+			t.Fatal(err)
+		}
+		e.rec = provenance.NewRecorder(e.lg, pk, e.store)
+		e.execute("job-1")
+		e.states.states["job-1"] = NotFound
+		r := e.sweep(false)
+		if got := r.Settled == 1; got != tc.settled {
+			t.Errorf("execution signed by a key for %s: report %+v, settled %v want %v", tc.scope, r, got, tc.settled)
+		}
+		e.checkLedger()
+	}
 }
 
 // Bad configuration is refused before anything is read.

@@ -30,8 +30,13 @@ type AgentOptions struct {
 	// KeyPath is the agent's signing key (default Home/keys/provider.key,
 	// created when missing).
 	KeyPath string
-	// ArtifactsDir is the control plane's artifact store, where plans,
-	// sealed results and tenants' inputs are read: a path both share.
+	// API and Token reach the control plane's artifact store over HTTP
+	// (artifacts.HTTP, a token of role provider): plans, sealed results,
+	// tenants' inputs and upstream outputs are read from it, and collected
+	// outputs pushed to it.
+	API, Token string
+	// ArtifactsDir, instead of API, is the control plane's store as a
+	// directory this machine shares: a same-machine shortcut.
 	ArtifactsDir string
 	// Currency the agent prices in (default USD); Overcommit as in Options.
 	Currency   string
@@ -65,8 +70,8 @@ func OpenAgent(ctx context.Context, o AgentOptions) (*Agent, error) {
 	if err := names.Provider(o.Name); err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrConfig, err)
 	}
-	if o.ArtifactsDir == "" {
-		return nil, fmt.Errorf("%w: no artifact store", ErrConfig)
+	if (o.ArtifactsDir == "") == (o.API == "") {
+		return nil, fmt.Errorf("%w: want the control plane's API or (same machine) its artifact directory", ErrConfig)
 	}
 	if o.Stake < 0 || o.Stake > sla.MaxStake {
 		return nil, fmt.Errorf("%w: stake %d outside 0..%d", ErrConfig, o.Stake, sla.MaxStake)
@@ -92,7 +97,7 @@ func OpenAgent(ctx context.Context, o AgentOptions) (*Agent, error) {
 	if err != nil {
 		return nil, fmt.Errorf("local: containerd: %w", err)
 	}
-	store := artifacts.Local{Dir: o.ArtifactsDir}
+	store := agentStore(o)
 	// The agent's own attestation store keeps the envelopes it signed; it
 	// logs nothing (the control plane logs what it signs).
 	rec := provenance.NewRecorder(nil, key, provenance.NewStore(provenance.DefaultStoreDir(o.Home)))
@@ -101,6 +106,7 @@ func OpenAgent(ctx context.Context, o AgentOptions) (*Agent, error) {
 	a.Activities = &activities.Activities{
 		Artifacts:  store,
 		Inputs:     store,
+		Outputs:    store,
 		Signer:     activities.RecorderAttestor{R: rec},
 		Runtimes:   map[string]runtimes.Runtime{rt.Name(): rt},
 		JobsDir:    filepath.Join(o.Home, "jobs"),
@@ -120,4 +126,16 @@ func (a *Agent) Profile(ctx context.Context) (market.Profile, error) {
 	p.Name, p.Region = a.Name, "agent"
 	p.SLA.Stake = a.stake
 	return p, nil
+}
+
+// agentStore is the agent's view of the control plane's artifact store.
+func agentStore(o AgentOptions) interface {
+	artifacts.Store
+	activities.InputStore
+	activities.OutputStore
+} {
+	if o.ArtifactsDir != "" {
+		return artifacts.Local{Dir: o.ArtifactsDir}
+	}
+	return artifacts.HTTP{BaseURL: o.API, Token: o.Token}
 }

@@ -247,6 +247,9 @@ func Open(ctx context.Context, o Options) (*Host, error) {
 		// push` and POST /v1/data fill, checked per tenant and verified
 		// when materialized under $ACCORD_HOME/inputs.
 		Inputs: artifacts.Local{Dir: artifacts.DefaultDir(o.Home)},
+		// What a provider agent on another machine may read of the store
+		// (the API's /v1/blobs): recorded when its job is placed.
+		Grants: artifacts.Local{Dir: artifacts.DefaultDir(o.Home)},
 		// Provider agents' liveness and reputation: failover and spot
 		// checks (job layout 6).
 		Providers: agentReg,

@@ -1,7 +1,6 @@
 package local
 
 import (
-	"crypto"
 	"time"
 
 	"github.com/accordmesh/accord/provenance"
@@ -18,12 +17,8 @@ func (l *Host) Sweeper(jobs sweep.JobStates, after time.Duration) *sweep.Sweeper
 	home := l.home
 	return &sweep.Sweeper{
 		Ledger: l.Ledger, Jobs: jobs, Attestor: l.Recorder, Quota: l.Store, After: after, FeeBP: l.feeBP,
-		Evidence: sweep.Attestations{Store: l.Provenance, Keys: func() ([]crypto.PublicKey, error) {
-			ts, err := provenance.LoadTrustStore(provenance.DefaultTrustPath(home))
-			if err != nil {
-				return nil, err
-			}
-			return ts.KeysFor(provenance.ScopeStage), nil
+		Evidence: sweep.Attestations{Store: l.Provenance, Trust: func() (*provenance.TrustStore, error) {
+			return provenance.LoadTrustStore(provenance.DefaultTrustPath(home))
 		}},
 	}
 }

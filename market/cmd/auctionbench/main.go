@@ -1,10 +1,12 @@
 // Command auctionbench compares Accord's winner-determination solver with
-// CBC and GLPK on CATS-style "arbitrary" instances (fixed seeds; by default
+// CBC and HiGHS (npm highs, WebAssembly, one thread; GLPK with -glpk) on CATS-style "arbitrary" instances (fixed seeds; by default
 // the distribution of Gasse et al.'s benchmark sets, wdp.BenchmarkCATS, or
 // with -dist cats the CATS paper's, wdp.DefaultCATS), checks that
-// all three agree on the optimal objective, and prints per-size medians, the
-// time ratios accord/CBC and accord/GLPK, and the cost of VCG payments
-// relative to winner determination. It is `make bench-auction`.
+// the objectives are equal (every proven optimum agrees, every unproven
+// answer lies within every bound), and prints per-size medians, the time
+// ratios accord/peer, the cost of VCG payments relative to winner
+// determination, and issue 25's targets with PASS or FAIL. It is
+// `make bench-auction`.
 package main
 
 import (
@@ -39,15 +41,17 @@ func main() {
 // its deferred clean-up remove the temporary directory on every path.
 func bench() error {
 	var (
-		sizesFlag = flag.String("sizes", "100x500,200x1000,300x1500", "comma-separated GOODSxBIDS")
-		seeds     = flag.Int("seeds", 3, "instances per size (seeds 1..N)")
-		limit     = flag.Duration("limit", 10*time.Minute, "time limit per solver per instance")
-		vcgSize   = flag.String("vcg", "200x1000", "size whose VCG time is compared with WDP time (empty: skip)")
-		dir       = flag.String("dir", "", "where to write LP files (default: a temporary directory)")
-		export    = flag.String("export", "", "only write each instance into this directory, as JSON (the accord auction solve format) and as an LP file")
-		dist      = flag.String("dist", "benchmark", "instance distribution: benchmark (Gasse et al.'s benchmark sets, as their code and Ecole generate them) or cats (the CATS paper's arbitrary distribution)")
-		addGood   = flag.Float64("add-good", 0, "probability of adding one more good to a bundle (0: the distribution's, 0.7 for benchmark, 0.9 for cats)")
-		threads   = flag.Int("threads", runtime.NumCPU(), "search threads for Accord and for CBC (GLPK has one)")
+		sizesFlag  = flag.String("sizes", "100x500,200x1000,300x1500", "comma-separated GOODSxBIDS")
+		seeds      = flag.Int("seeds", 3, "instances per size (seeds 1..N)")
+		limit      = flag.Duration("limit", 10*time.Minute, "time limit per solver per instance")
+		vcgSize    = flag.String("vcg", "200x1000", "size whose VCG time is compared with WDP time (empty: skip)")
+		dir        = flag.String("dir", "", "where to write LP files (default: a temporary directory)")
+		export     = flag.String("export", "", "only write each instance into this directory, as JSON (the accord auction solve format) and as an LP file")
+		dist       = flag.String("dist", "benchmark", "instance distribution: benchmark (Gasse et al.'s benchmark sets, as their code and Ecole generate them) or cats (the CATS paper's arbitrary distribution)")
+		addGood    = flag.Float64("add-good", 0, "probability of adding one more good to a bundle (0: the distribution's, 0.7 for benchmark, 0.9 for cats)")
+		threads    = flag.Int("threads", runtime.NumCPU(), "search threads for Accord and for CBC (HiGHS and GLPK have one)")
+		withGLPK   = flag.Bool("glpk", false, "also run glpsol (Debian glpk-utils), one thread; not a target")
+		highsCache = flag.String("highs-cache", "", "where npm installs highs@"+HiGHSVersion+" (default: the user cache dir, accord/highs-VERSION)")
 	)
 	flag.Parse()
 	var params wdp.CATSParams
@@ -91,10 +95,29 @@ func bench() error {
 		}
 		return nil
 	}
-	cbc, errCBC := exec.LookPath("cbc")
-	glpsol, errGLPK := exec.LookPath("glpsol")
-	if errCBC != nil || errGLPK != nil {
-		return fmt.Errorf("auctionbench needs cbc (Debian coinor-cbc) and glpsol (Debian glpk-utils): %v %v", errCBC, errGLPK)
+	cbc, err := exec.LookPath("cbc")
+	if err != nil {
+		return fmt.Errorf("auctionbench needs cbc (Debian coinor-cbc): %w", err)
+	}
+	peers := []peer{{"cbc", func(lp string) result { return runCBC(cbc, lp, *limit, *threads) }}}
+	if *highsCache == "" {
+		c, err := os.UserCacheDir()
+		if err != nil {
+			return fmt.Errorf("-highs-cache: %w", err)
+		}
+		*highsCache = filepath.Join(c, "accord", "highs-"+HiGHSVersion)
+	}
+	if script, err := installHiGHS(*highsCache); err != nil {
+		fmt.Printf("HiGHS not run: %v\n", err)
+	} else {
+		peers = append(peers, peer{"highs", func(lp string) result { return runHiGHS(script, lp, *limit) }})
+	}
+	if *withGLPK {
+		glpsol, err := exec.LookPath("glpsol")
+		if err != nil {
+			return fmt.Errorf("-glpk needs glpsol (Debian glpk-utils): %w", err)
+		}
+		peers = append(peers, peer{"glpk", func(lp string) result { return runGLPK(glpsol, lp, *limit) }})
 	}
 	if *dir == "" {
 		d, err := os.MkdirTemp("", "auctionbench")
@@ -105,14 +128,34 @@ func bench() error {
 		*dir = d
 	}
 	ctx := context.Background()
-	inconsistent, unproven, differ, vcgMissed := 0, 0, 0, 0
-	fmt.Printf("distribution %s, add-good %.2f, limit %v per solver per instance, %d thread(s) for accord and cbc, 1 for glpk\n", *dist, params.AddGoodProb, *limit, *threads)
-	fmt.Printf("%-10s %4s %12s %10s %10s %10s %8s %s\n", "size", "seed", "objective", "accord_s", "cbc_s", "glpk_s", "nodes", "agree")
-	type row struct{ accord, cbc, glpk []float64 }
+	inconsistent, unequal, unproven := 0, 0, 0
+	var names []string
+	for _, p := range peers {
+		names = append(names, p.name)
+	}
+	fmt.Printf("distribution %s, add-good %.2f, limit %v per solver per instance; %d thread(s) for accord and cbc", *dist, params.AddGoodProb, *limit, *threads)
+	if len(peers) > 1 && peers[1].name == "highs" {
+		fmt.Printf("; highs %s runs as WebAssembly under node on one thread", HiGHSVersion)
+	}
+	if *withGLPK {
+		fmt.Printf("; glpk one thread")
+	}
+	fmt.Println()
+	fmt.Printf("%-10s %4s %12s %10s", "size", "seed", "objective", "accord_s")
+	for _, n := range names {
+		fmt.Printf(" %10s", n+"_s")
+	}
+	fmt.Printf(" %8s %s\n", "nodes", "agree")
+	type row struct {
+		accord []float64
+		peer   map[string][]float64
+		proven int // instances Accord proved
+		within int // ... within provenWithin
+	}
 	var vcg struct{ vcg, wdp []float64 } // the VCG size's measurements
 	summary := map[size]*row{}
 	for _, sz := range sizes {
-		r := &row{}
+		r := &row{peer: map[string][]float64{}}
 		summary[sz] = r
 		name := fmt.Sprintf("%dx%d", sz.goods, sz.bids)
 		for seed := 1; seed <= *seeds; seed++ {
@@ -128,49 +171,87 @@ func bench() error {
 			if err != nil {
 				return err
 			}
-			acc := result{"accord", sol.Objective, sol.Bound, sol.Seconds, sol.Optimal}
-			cbcRes := runCBC(cbc, lpPath, *limit, *threads)
-			glpkRes := runGLPK(glpsol, lpPath, *limit)
-			mark, ok, same := compare(acc, cbcRes, glpkRes)
+			rs := []result{{"accord", sol.Objective, sol.Bound, sol.Seconds, sol.Optimal}}
+			for _, p := range peers {
+				rs = append(rs, atLeastLimit(p.run(lpPath), *limit))
+			}
+			mark, ok, _ := compare(rs...)
 			if !ok {
 				inconsistent++
 			}
-			if !same {
-				differ++
+			if !equalObjectives(rs) {
+				unequal++
 			}
-			if !(acc.proven && cbcRes.proven && glpkRes.proven) {
-				unproven++
+			for _, x := range rs {
+				if !x.proven {
+					unproven++
+					break
+				}
 			}
-			fmt.Printf("%-10s %4d %12.3f %10.3f %10.3f %10.3f %8d %s\n", name, seed, sol.Objective, sol.Seconds, cbcRes.sec, glpkRes.sec, sol.Nodes, mark)
+			fmt.Printf("%-10s %4d %12.3f %10.3f", name, seed, sol.Objective, sol.Seconds)
+			for _, x := range rs[1:] {
+				fmt.Printf(" %10.3f", x.sec)
+				r.peer[x.solver] = append(r.peer[x.solver], x.sec)
+			}
+			fmt.Printf(" %8d %s\n", sol.Nodes, mark)
 			r.accord = append(r.accord, sol.Seconds)
-			r.cbc = append(r.cbc, cbcRes.sec)
-			r.glpk = append(r.glpk, glpkRes.sec)
+			if sol.Optimal {
+				r.proven++
+				if sol.Seconds <= provenWithin.Seconds() {
+					r.within++
+				}
+			}
 			if *vcgSize != name {
 				continue
 			}
 			if !sol.Optimal {
 				// Payments of an unproven allocation are not VCG payments.
 				fmt.Printf("%-10s %4d VCG not run: winner determination is not proven optimal within %v\n", "", seed, *limit)
-				vcgMissed++
 				continue
 			}
 			p, err := wdp.VCG(ctx, in, sol, wdp.Options{TimeLimit: *limit, Threads: *threads})
 			if err != nil {
 				return err
 			}
-			fmt.Printf("%-10s %4d VCG %d winning bidders: %.3fs = %.2fx WDP (exact %v, target <= 10x)\n",
-				"", seed, len(p.ByBidder), p.Seconds, p.Seconds/sol.Seconds, p.Exact)
+			fmt.Printf("%-10s %4d VCG %d winning bidders: %.3fs = %.2fx WDP (exact %v, target <= %gx)\n",
+				"", seed, len(p.ByBidder), p.Seconds, p.Seconds/sol.Seconds, p.Exact, vcgTarget)
 			vcg.vcg = append(vcg.vcg, p.Seconds)
 			vcg.wdp = append(vcg.wdp, sol.Seconds)
 		}
 	}
 	fmt.Println()
-	fmt.Println("times are to proven optimality; a solver stopped by -limit counts its time to the limit")
-	fmt.Printf("%-10s %12s %12s %12s %12s %12s\n", "size", "accord_med", "cbc_med", "glpk_med", "accord/cbc", "accord/glpk")
+	fmt.Println("times are to proven optimality; a solver that did not finish counts at least -limit")
+	fmt.Printf("%-10s %12s", "size", "accord_med")
+	for _, n := range names {
+		fmt.Printf(" %12s", n+"_med")
+	}
+	for _, n := range names {
+		fmt.Printf(" %12s", "accord/"+n)
+	}
+	fmt.Println()
+	var targets []string
 	for _, sz := range sizes {
 		r := summary[sz]
-		a, c, g := median(r.accord), median(r.cbc), median(r.glpk)
-		fmt.Printf("%-10s %12.3f %12.3f %12.3f %12.2f %12.2f\n", fmt.Sprintf("%dx%d", sz.goods, sz.bids), a, c, g, a/c, a/g)
+		label := fmt.Sprintf("%dx%d", sz.goods, sz.bids)
+		a := median(r.accord)
+		fmt.Printf("%-10s %12.3f", label, a)
+		for _, n := range names {
+			fmt.Printf(" %12.3f", median(r.peer[n]))
+		}
+		for _, n := range names {
+			fmt.Printf(" %12.2f", a/median(r.peer[n]))
+		}
+		fmt.Println()
+		for _, n := range names {
+			if n == "glpk" {
+				continue // optional, not a target
+			}
+			ratio := a / median(r.peer[n])
+			targets = append(targets, fmt.Sprintf("%s median accord/%s %.2f <= %.2f: %s", label, n, ratio, ratioTarget, passFail(ratio <= ratioTarget)))
+		}
+		if *dist == "cats" && sz == (size{150, 750}) {
+			targets = append(targets, fmt.Sprintf("%s cats: %d/%d proven within %v: %s", label, r.within, len(r.accord), provenWithin, passFail(r.within == len(r.accord))))
+		}
 	}
 	if len(vcg.vcg) > 0 {
 		// Summarised like accord/cbc: the ratio of the medians; the
@@ -180,25 +261,77 @@ func bench() error {
 			lo, hi = min(lo, vcg.vcg[i]/vcg.wdp[i]), max(hi, vcg.vcg[i]/vcg.wdp[i])
 		}
 		v, w := median(vcg.vcg), median(vcg.wdp)
-		fmt.Printf("%-10s VCG median %.3fs, WDP median %.3fs: vcg/wdp %.2f (per instance %.2f to %.2f; target <= 10)\n",
-			*vcgSize, v, w, v/w, lo, hi)
+		fmt.Printf("%-10s VCG median %.3fs, WDP median %.3fs: vcg/wdp %.2f (per instance %.2f to %.2f)\n", *vcgSize, v, w, v/w, lo, hi)
+		targets = append(targets, fmt.Sprintf("%s VCG/WDP %.2f <= %g (per instance %.2f to %.2f): %s", *vcgSize, v/w, vcgTarget, lo, hi, passFail(hi <= vcgTarget)))
+	} else if *vcgSize != "" {
+		targets = append(targets, fmt.Sprintf("%s VCG/WDP: not measured (no proven allocation): FAIL", *vcgSize))
 	}
+	targets = append(targets, fmt.Sprintf("equal objectives (proven optima agree, unproven answers within every bound): %d/%d instances: %s",
+		len(sizes)**seeds-unequal, len(sizes)**seeds, passFail(unequal == 0)))
 	if unproven > 0 {
 		fmt.Printf("\n%d instance(s) where some solver did not prove optimality within %v; there the answers are checked against each other's bounds\n", unproven, *limit)
 	}
-	if differ > 0 {
-		fmt.Printf("%d instance(s) where the solvers' objectives differ (target: equal objectives everywhere)\n", differ)
-	}
-	if vcgMissed > 0 {
-		fmt.Printf("%d VCG measurement(s) skipped for want of a proven allocation\n", vcgMissed)
+	fmt.Println("\ntargets:")
+	for _, t := range targets {
+		fmt.Println("  " + t)
 	}
 	if inconsistent > 0 {
 		return fmt.Errorf("%d instance(s) with contradictory results (a solution above a proven bound)", inconsistent)
 	}
-	if differ == 0 {
-		fmt.Println("\nall objectives agree")
+	if unequal > 0 {
+		return fmt.Errorf("%d instance(s) where proven optima differ", unequal)
 	}
 	return nil
+}
+
+// Targets of issue 25, checked in the same run.
+const (
+	ratioTarget  = 0.25             // median time accord/peer at every size
+	vcgTarget    = 5.0              // VCG time per instance / WDP time at -vcg
+	provenWithin = 60 * time.Second // cats 150×750: every instance proven within
+)
+
+// peer is a solver run on the LP file.
+type peer struct {
+	name string
+	run  func(lp string) result
+}
+
+func passFail(ok bool) string {
+	if ok {
+		return "PASS"
+	}
+	return "FAIL"
+}
+
+// atLeastLimit counts a peer that did not prove optimality as taking at
+// least the time limit (it may have stopped early on an error).
+func atLeastLimit(r result, limit time.Duration) result {
+	if !r.proven {
+		r.sec = max(r.sec, limit.Seconds())
+	}
+	return r
+}
+
+// equalObjectives is the pass rule: the answers are consistent with every
+// bound (no incumbent above any solver's bound) and every solver that
+// proved optimality found the same objective.
+func equalObjectives(rs []result) bool {
+	if _, ok, _ := compare(rs...); !ok {
+		return false
+	}
+	var first *result
+	for i := range rs {
+		if !rs[i].proven {
+			continue
+		}
+		if first == nil {
+			first = &rs[i]
+		} else if math.Abs(rs[i].obj-first.obj) > 1e-6*math.Max(1, math.Abs(first.obj)) {
+			return false
+		}
+	}
+	return true
 }
 
 // result is one solver's answer on one instance: the incumbent's objective,

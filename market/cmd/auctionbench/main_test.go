@@ -4,6 +4,7 @@ import (
 	"math"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestParseCBC(t *testing.T) {
@@ -70,5 +71,26 @@ func TestCompare(t *testing.T) {
 	c = result{"cbc", 6600, 6600, 158, true}
 	if mark, ok, _ := compare(a, c, g); ok || !strings.Contains(mark, "cbc found 6600") {
 		t.Fatalf("contradiction: %q %v", mark, ok)
+	}
+}
+
+func TestParseHiGHS(t *testing.T) {
+	r, err := parseHiGHS("noise\n" + `{"status":"Time limit reached","objective":1525.77,"primal":1525.77,"dual":7783.315}`)
+	if err != nil || r.proven || r.obj != 1525.77 || r.bound != 7783.315 {
+		t.Fatalf("partial: %+v %v", r, err)
+	}
+	r, err = parseHiGHS(`{"status":"Optimal","objective":2932.233,"primal":2932.233,"dual":2932.233}`)
+	if err != nil || !r.proven || r.obj != 2932.233 || r.bound != 2932.233 {
+		t.Fatalf("optimal: %+v %v", r, err)
+	}
+	if _, err := parseHiGHS("Killed"); err == nil {
+		t.Fatal("no result line accepted")
+	}
+	if r := atLeastLimit(result{sec: 3}, 10*time.Second); r.sec != 10 {
+		t.Fatalf("unfinished peer counts %v s", r.sec)
+	}
+	a := result{"accord", 100, 100, 1, true}
+	if !equalObjectives([]result{a, {"highs", 90, 120, 10, false}}) || equalObjectives([]result{a, {"cbc", 99, 99, 1, true}}) {
+		t.Fatal("equal objectives rule")
 	}
 }
