@@ -117,9 +117,9 @@ func (a *meshAgent) logged(s string) bool {
 	return strings.Contains(string(b), s)
 }
 
-// meshSpec is a one-task trainer job that any of providers may run; the
+// failoverSpec is a one-task trainer job that any of providers may run; the
 // task sleeps first, so that it is running long enough to be interrupted.
-func meshSpec(t *testing.T, name, image string, providers []string, sleep int, verification, slash string) string {
+func failoverSpec(t *testing.T, name, image string, providers []string, sleep int, verification, slash string) string {
 	t.Helper()
 	task := trainerTask("train", image, []string{"sh", "-c", fmt.Sprintf("sleep %d && exec trainer train --samples 200 --epochs 3", sleep)},
 		"  outputs: [metrics.json, model.json]\n  resources: {cpu: 250m, memory: 128MiB, max_duration: 10m}\n")
@@ -194,7 +194,7 @@ func TestProviderFailover(t *testing.T) {
 	ctx := context.Background()
 	fund(t, m.home, "mesh", 1000)
 	lost := m.agent("gpu-a", nil, 0)
-	sub, err := jobclient.Submit(ctx, m.st.Client, meshSpec(t, "failover", m.image, []string{"gpu-a", "gpu-b"}, 20, "", ""), "")
+	sub, err := jobclient.Submit(ctx, m.st.Client, failoverSpec(t, "failover", m.image, []string{"gpu-a", "gpu-b"}, 20, "", ""), "")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -295,7 +295,7 @@ func TestSpotCheckCheat(t *testing.T) {
 	wrap := []string{"unshare", "-m", "--propagation", "private", "sh", "-c",
 		fmt.Sprintf("mount --bind %s %s && exec \"$@\"", cheat, m.image), "cheat"}
 	cheater := m.agent("gpu-c", wrap, 200)
-	spec := meshSpec(t, "spot", m.image, []string{"gpu-a", "gpu-b", "gpu-c"}, 20, "spot_check: 1", "sla: {slash_percent: 50}\n")
+	spec := failoverSpec(t, "spot", m.image, []string{"gpu-a", "gpu-b", "gpu-c"}, 20, "spot_check: 1", "sla: {slash_percent: 50}\n")
 	sub, err := jobclient.Submit(ctx, m.st.Client, spec, "")
 	if err != nil {
 		t.Fatal(err)
