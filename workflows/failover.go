@@ -62,7 +62,6 @@ func (r *runner) runOnProvider(ctx workflow.Context, t PlanTask, attempt int, ru
 			return out, &lostProvider{provider: r.award.Provider, runID: runID,
 				reason: fmt.Sprintf("heartbeating, but queue %s not served for %d windows of %s", r.award.Queue, waits, ProviderLossTimeout)}
 		}
-		r.comp = append(r.comp, "wait-live:"+runID)
 	}
 }
 
