@@ -185,7 +185,10 @@ type Activities struct {
 	// plan uses (control), fetching them for tasks and publishing outputs
 	// (execution). Nil refuses jobs that use or publish models.
 	Models ModelExchange
-	Log    *slog.Logger
+	// Providers is the provider agents' registry: liveness and reputation
+	// for failover and spot checks (layout 6); nil refuses them.
+	Providers ProviderRegistry
+	Log       *slog.Logger
 
 	mu        sync.Mutex
 	plans     map[string]*specs.Plan // plan digest -> decoded plan, read-only
@@ -204,6 +207,7 @@ func (a *Activities) RegisterControl(w worker.ActivityRegistry) {
 	workflows.Settle.Register(w, a.Settle)
 	workflows.Attest.Register(w, a.Attest)
 	workflows.SealResults.Register(w, a.SealResults)
+	a.RegisterFailover(w)
 }
 
 // RegisterExecution registers the execution activities on w (task queue

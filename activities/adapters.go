@@ -263,7 +263,11 @@ type MarketNegotiator struct {
 
 // Negotiate implements Negotiator; a retry is harmless (see broker.Broker).
 func (m MarketNegotiator) Negotiate(ctx context.Context, jobID string, plan *specs.Plan) (Award, error) {
-	aw, err := m.Broker.Negotiate(ctx, jobID, plan)
+	return m.negotiate(ctx, jobID, plan, nil)
+}
+
+func (m MarketNegotiator) negotiate(ctx context.Context, jobID string, plan *specs.Plan, exclude map[string]string) (Award, error) {
+	aw, err := m.Broker.NegotiateExcluding(ctx, jobID, plan, exclude)
 	if errors.Is(err, market.ErrNoOffers) || errors.Is(err, market.ErrNoAgreement) {
 		return Award{}, fmt.Errorf("%w: %w", ErrNoOffers, err)
 	}

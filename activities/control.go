@@ -58,6 +58,7 @@ func Summarize(p *specs.Plan) workflows.PlanSummary {
 		s.ApprovalAbove = p.Spec.Approval.AbovePrice
 		s.Approvers = p.Spec.Approval.Approvers
 		s.Tests = len(p.Spec.Verification.Tests)
+		s.SpotCheck = p.Spec.Verification.SpotCheck
 		s.HasTests = s.Tests > 0
 		for _, t := range p.Spec.Tasks {
 			s.Publishes += len(t.Publish)

@@ -22,6 +22,7 @@ import (
 	"github.com/transparency-dev/merkle/rfc6962"
 
 	"github.com/accordmesh/accord/internal/names"
+	"github.com/accordmesh/accord/provenance/predicate"
 	"github.com/accordmesh/accord/provenance/tlog"
 	"github.com/accordmesh/accord/provenance/witness"
 )
@@ -337,8 +338,13 @@ func StageSigners(stage, provider string) []string {
 // signers checks that each signed stage was signed by a key of its party.
 func (a *auditor) signers(signed []signedStage, parties bool) {
 	provider := a.awardedProvider()
+	executor := a.executor(provider)
 	for _, s := range signed {
-		want := StageSigners(s.stage, provider)
+		p := provider
+		if s.stage == StageExecution {
+			p = executor
+		}
+		want := StageSigners(s.stage, p)
 		allowed := want
 		if !parties {
 			allowed = append(slices.Clip(want), ScopeStage)
@@ -378,6 +384,39 @@ func (a *auditor) awardedProvider() string {
 		return ""
 	}
 	return neg.Provider
+}
+
+// executor is the provider that ran the job's tasks: the negotiation's,
+// or after failovers (job layout 6) the last replacement's.
+func (a *auditor) executor(awarded string) string {
+	st := a.stmts[StageExecution]
+	if st == nil {
+		return awarded
+	}
+	var ex ExecutionPredicate
+	if st.DecodePredicate(&ex) != nil {
+		return awarded
+	}
+	p, _ := executingProvider(awarded, ex.Failovers)
+	return p
+}
+
+// executingProvider follows the failovers from the awarded provider: each
+// must abandon the provider then running the tasks for another. It
+// returns the provider that ran them and what breaks the chain, if
+// anything.
+func executingProvider(awarded string, fs []predicate.Failover) (string, string) {
+	p := awarded
+	for i, f := range fs {
+		switch {
+		case f.Lost != p:
+			return p, fmt.Sprintf("failover %d abandons provider %q, the tasks were on %q", i+1, f.Lost, p)
+		case f.Provider == "" || f.Provider == f.Lost:
+			return p, fmt.Sprintf("failover %d from %q names no other provider", i+1, f.Lost)
+		}
+		p = f.Provider
+	}
+	return p, ""
 }
 
 func (a *auditor) awardDescription(provider string) string {
@@ -593,8 +632,14 @@ func (a *auditor) crossChecks() {
 		if diff := diffOutputs(execOut, subj); diff != "" {
 			a.fail(StageExecution, "outputs", "subjects do not match the task outputs: %s", diff)
 		}
-		if hasNeg && ex.Provider != "" && ex.Provider != neg.Provider {
-			a.fail(StageExecution, "placement", "executed by provider %q, negotiation awarded %q", ex.Provider, neg.Provider)
+		if hasNeg {
+			want, why := executingProvider(neg.Provider, ex.Failovers)
+			if why != "" {
+				a.fail(StageExecution, "failover", "%s", why)
+			}
+			if ex.Provider != "" && ex.Provider != want {
+				a.fail(StageExecution, "placement", "executed by provider %q, negotiation and failovers awarded %q", ex.Provider, want)
+			}
 		}
 	}
 	if hasVer {
@@ -606,9 +651,15 @@ func (a *auditor) crossChecks() {
 			a.fail(StageVerification, "verification", "claims passed but a test failed")
 		}
 		if hasEx {
+			want, what := execOut, "the execution outputs"
+			if sc := ver.SpotCheck; sc != nil && sc.Verdict == predicate.SpotReversed {
+				// A spot check found the executing provider in the
+				// minority: the job kept the majority's outputs.
+				want, what = spotOutputs(sc), "the spot check's majority outputs"
+			}
 			subj := artifactSubjects(a.r.JobID, a.stmts[StageVerification])
-			if diff := diffOutputs(execOut, subj); diff != "" {
-				a.fail(StageVerification, "outputs", "verified outputs differ from the execution outputs: %s", diff)
+			if diff := diffOutputs(want, subj); diff != "" {
+				a.fail(StageVerification, "outputs", "verified outputs differ from %s: %s", what, diff)
 			}
 		}
 	}
@@ -659,17 +710,20 @@ func (a *auditor) settlement(set SettlementPredicate, neg NegotiationPredicate, 
 	if fees != rec.ModelFeeTotal {
 		bad("model fee shares sum to %d, recorded total %d", fees, rec.ModelFeeTotal)
 	}
-	if hasVer && !ver.Passed && set.Paid > 0 && hasNeg && set.Paid-fees > neg.Price {
-		bad("verification failed yet paid %d (and %d in model fees), above the negotiated price %d", set.Paid-fees, fees, neg.Price)
+	// The price and usage billed: the negotiation's and the execution's,
+	// unless a failover or a reversed spot check moved the job (layout 6).
+	price, usage := billed(neg, ex, hasEx, ver, hasVer)
+	if hasVer && !ver.Passed && set.Paid > 0 && hasNeg && set.Paid-fees > price {
+		bad("verification failed yet paid %d (and %d in model fees), above the negotiated price %d", set.Paid-fees, fees, price)
 	}
 	if set.Usage != nil && hasEx {
 		var wall, cpu, mem, gpu float64
 		n := int64(0)
-		for _, t := range ex.Tasks {
-			wall += t.Usage.WallSeconds
-			cpu += t.Usage.CPUSeconds
-			mem += t.Usage.MemGBSeconds
-			gpu += t.Usage.GPUSeconds
+		for _, u := range usage {
+			wall += u.WallSeconds
+			cpu += u.CPUSeconds
+			mem += u.MemGBSeconds
+			gpu += u.GPUSeconds
 			n++
 		}
 		// Per-task rounding up to a milli-unit may add up to one per task.
@@ -710,13 +764,13 @@ func (a *auditor) settlement(set SettlementPredicate, neg NegotiationPredicate, 
 		}
 	}
 	if hasNeg && rec.Charge != 0 {
-		want := min(neg.Price+rec.Metered.Total, rec.Held-fees)
+		want := min(price+rec.Metered.Total, rec.Held-fees)
 		switch {
 		case rec.Charge == want:
 		case fees == 0:
-			bad("charge %d, negotiated price %d + metered %d capped at held %d gives %d", rec.Charge, neg.Price, rec.Metered.Total, rec.Held, want)
+			bad("charge %d, negotiated price %d + metered %d capped at held %d gives %d", rec.Charge, price, rec.Metered.Total, rec.Held, want)
 		default:
-			bad("charge %d, negotiated price %d + metered %d capped at held %d less model fees %d gives %d", rec.Charge, neg.Price, rec.Metered.Total, rec.Held, fees, want)
+			bad("charge %d, negotiated price %d + metered %d capped at held %d less model fees %d gives %d", rec.Charge, price, rec.Metered.Total, rec.Held, fees, want)
 		}
 	}
 	if rec.Payable != rec.Charge-rec.SLARefund {
@@ -864,4 +918,51 @@ func VerifyOnline(ctx context.Context, r *Receipt, l tlog.Log) ([]Problem, error
 		}
 	}
 	return problems, nil
+}
+
+// spotOutputs are the outputs of the spot-check run the job settled with
+// (the provider it paid), as "task:path" -> "sha256:hex".
+func spotOutputs(sc *predicate.SpotCheck) map[string]string {
+	out := map[string]string{}
+	for _, r := range sc.Runs {
+		if r.Provider != sc.Paid || r.Role == predicate.SpotPrimary || r.OutputsDigest != sc.Majority {
+			continue
+		}
+		for task, os := range r.Outputs {
+			for _, o := range os {
+				out[task+":"+o.Path] = "sha256:" + strings.ToLower(o.SHA256)
+			}
+		}
+		break
+	}
+	return out
+}
+
+// billed is the price and the per-task usage a job settles on: the
+// negotiated price and the execution's usage; after failovers the last
+// replacement's price (its tasks are the execution's); after a reversed
+// spot check the price and usage of the run the job settled with.
+func billed(neg NegotiationPredicate, ex ExecutionPredicate, hasEx bool, ver VerificationPredicate, hasVer bool) (int64, []predicate.Usage) {
+	price := neg.Price
+	var usage []predicate.Usage
+	if hasEx {
+		if n := len(ex.Failovers); n > 0 {
+			price = ex.Failovers[n-1].Price
+		}
+		for _, t := range ex.Tasks {
+			usage = append(usage, t.Usage)
+		}
+	}
+	if sc := ver.SpotCheck; hasVer && sc != nil && sc.Verdict == predicate.SpotReversed {
+		for _, r := range sc.Runs {
+			if r.Provider == sc.Paid && r.Role != predicate.SpotPrimary && r.OutputsDigest == sc.Majority {
+				price, usage = r.Price, nil
+				for _, u := range r.Usage {
+					usage = append(usage, u)
+				}
+				break
+			}
+		}
+	}
+	return price, usage
 }

@@ -290,7 +290,7 @@ var (
 	placementKeys = []string{"regions", "residency", "allow_providers", "deny_providers", "tee", "require_attestation", "colocate"}
 	budgetKeys    = []string{"max_price", "currency", "deadline", "preference"}
 	negKeys       = []string{"protocol", "reserve", "pricing", "rounds", "discount"}
-	verifKeys     = []string{"tests"}
+	verifKeys     = []string{"tests", "spot_check"}
 	testKeys      = []string{"name", "task", "image", "command", "expect_exit", "expect_outputs", "metrics"}
 	metricKeys    = []string{"file", "metric", "op", "value"}
 	settleKeys    = []string{"pay_on_success", "sla", "royalties"}
@@ -671,6 +671,15 @@ var ops = []string{"<", "<=", ">", ">=", "==", "!="}
 
 func (d *decoder) decodeVerification(vf *Verification, n *node) {
 	f := d.fields(n, "verification", "verification", verifKeys)
+	if v := f["spot_check"]; v != nil {
+		if x, ok := d.number(v, "spot_check"); ok {
+			if !(x >= 0 && x <= 1) { // also refuses NaN
+				d.e.add(v.pos, "spot_check must be a probability in [0, 1], not %v", x)
+			} else {
+				vf.SpotCheck = x
+			}
+		}
+	}
 	for i, it := range d.list(f["tests"], "tests") {
 		tp := fmt.Sprintf("verification.tests[%d]", i)
 		d.at(tp, it)

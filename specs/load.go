@@ -351,6 +351,8 @@ func addImported(s, child *Spec, alias string, deps []string, parent string) {
 		s.Tasks = append(s.Tasks, t)
 	}
 	nTests, nGroups := len(s.Verification.Tests), len(s.Placement.Colocate)
+	// A composed job is spot-checked at least as often as any part asks.
+	s.Verification.SpotCheck = max(s.Verification.SpotCheck, child.Verification.SpotCheck)
 	for _, t := range child.Verification.Tests {
 		t.Name, t.Task = pre+t.Name, pre+t.Task
 		if ap, ok := strings.CutPrefix(t.Image, "oci-archive:"); ok {

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"flag"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -293,5 +294,36 @@ func TestReferenceExample(t *testing.T) {
 	}
 	if _, err := LoadPlan(filepath.Join(dir, "ref.md")); err != nil {
 		t.Fatalf("reference example does not load:\n%v", err)
+	}
+}
+
+func TestSpotCheck(t *testing.T) {
+	base := "---\naccord: v1\nname: sc\nversion: 1.0.0\ntenant: acme\n---\n\n## Tasks\n\n```yaml\na:\n  image: \"busybox@sha256:" +
+		strings.Repeat("a", 64) + "\"\n  command: [\"true\"]\n```\n\n## Budget\n\n```yaml\nmax_price: 500\ncurrency: USD\n```\n\n## Verification\n\n```yaml\n%s\n```\n"
+	for _, tc := range []struct {
+		yaml string
+		want float64
+		bad  bool
+	}{
+		{yaml: "spot_check: 0.1", want: 0.1},
+		{yaml: "spot_check: 1", want: 1},
+		{yaml: "spot_check: 0", want: 0},
+		{yaml: "spot_check: 1.5", bad: true},
+		{yaml: "spot_check: -0.1", bad: true},
+		{yaml: "spot_check: often", bad: true},
+	} {
+		s, err := Parse("sc.md", []byte(fmt.Sprintf(base, tc.yaml)))
+		if tc.bad {
+			if err == nil || !errors.Is(err, ErrInvalid) {
+				t.Errorf("%s: err = %v, want invalid", tc.yaml, err)
+			}
+			continue
+		}
+		if err != nil {
+			t.Fatalf("%s: %v", tc.yaml, err)
+		}
+		if s.Verification.SpotCheck != tc.want {
+			t.Errorf("%s: spot_check = %v, want %v", tc.yaml, s.Verification.SpotCheck, tc.want)
+		}
 	}
 }

@@ -213,9 +213,18 @@ func (n Negotiation) PricingRule() string {
 	return n.Pricing
 }
 
-// Verification holds acceptance tests run after execution.
+// Verification holds acceptance tests run after execution, and the
+// probability of a spot check.
 type Verification struct {
 	Tests []Test `json:"tests,omitempty"`
+	// SpotCheck is the probability, in [0, 1], that the job's tasks are
+	// also run on a second provider and their output digests compared
+	// (decided from the job ID, so a replay decides the same). Setting it
+	// states that the tasks are deterministic: the same inputs give the
+	// same output bytes. A mismatch opens a dispute that a third run
+	// decides; the provider in the minority is not paid and is slashed
+	// under its agreed SLA terms.
+	SpotCheck float64 `json:"spot_check,omitempty"`
 }
 
 // Test is one acceptance test.

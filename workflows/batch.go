@@ -41,6 +41,25 @@ type runner struct {
 	running  map[string]string     // run ID -> runtime kind, started and not known finished
 	inFlight int
 	comp     []string
+	// failover (layout 6, a provider agent's queue): a task that its
+	// provider does not pick up is checked for loss, and a lost provider
+	// ends the run with a *lostProvider error.
+	failover bool
+	// runs numbers each task's runs across failovers and spot checks
+	// (layout 6); nil: the run number is the attempt.
+	runs map[string]int
+}
+
+// lostProvider ends a runner's run when its provider is gone: the job
+// abandons it (failover) instead of failing the task.
+type lostProvider struct {
+	provider string
+	runID    string
+	reason   string
+}
+
+func (e *lostProvider) Error() string {
+	return "provider " + e.provider + " lost during run " + e.runID + ": " + e.reason
 }
 
 // run runs order (topologically sorted). Its stop compensation runs on any
@@ -124,6 +143,16 @@ func (r *runner) stopRunning(ctx workflow.Context, err *error) {
 	if *err == nil || len(r.running) == 0 {
 		return
 	}
+	var lost *lostProvider
+	if errors.As(*err, &lost) {
+		// Nobody serves the lost provider's queue: a stop would wait
+		// there for a day. Its runs are abandoned, and unpaid.
+		for _, id := range sortedKeys(r.running) {
+			r.comp = append(r.comp, "abandon:"+id)
+		}
+		r.running = map[string]string{}
+		return
+	}
 	dctx, _ := workflow.NewDisconnectedContext(ctx)
 	var errs []error
 	for _, id := range sortedKeys(r.running) {
@@ -171,6 +200,11 @@ func (r *runner) runTask(ctx workflow.Context, t PlanTask) error {
 			r.set(t.Name, func(s *TaskStatus) { s.State = TaskCancelled })
 			return fail(ClassCancelled, errors.New("cancelled"))
 		}
+		var lost *lostProvider
+		if errors.As(err, &lost) {
+			r.set(t.Name, func(s *TaskStatus) { s.State, s.Reason = TaskCancelled, lost.Error() })
+			return lost
+		}
 		last = fmt.Errorf("task %s attempt %d: %w", t.Name, attempt, err)
 		r.set(t.Name, func(s *TaskStatus) { s.State, s.Reason = TaskFailed, errMessage(err) })
 	}
@@ -184,7 +218,7 @@ func (r *runner) attempt(ctx workflow.Context, t PlanTask, attempt int) (WaitTas
 	}
 	r.inFlight++
 	defer func() { r.inFlight-- }()
-	runID := RunID(r.jobID, t.Name, attempt)
+	runID := RunID(r.jobID, t.Name, r.runNo(t.Name, attempt))
 	r.set(t.Name, func(s *TaskStatus) {
 		s.State, s.Attempt, s.RunID, s.Reason, s.ExitCode = TaskRunning, attempt, runID, "", 0
 	})
@@ -207,6 +241,9 @@ func (r *runner) attempt(ctx workflow.Context, t PlanTask, attempt int) (WaitTas
 
 // startAndWait is one RunTask (layout 1), or StartTask then WaitTask.
 func (r *runner) startAndWait(ctx workflow.Context, t PlanTask, attempt int, runID string) (WaitTaskOutput, error) {
+	if r.failover {
+		return r.runOnProvider(ctx, t, attempt, runID)
+	}
 	if r.layout >= layoutByRef {
 		return RunTask.Run(waitCtx(ctx, execQueue(r.award), t, DefaultWaitWindow), RunTaskInput{
 			JobID: r.jobID, Task: t.Name, Attempt: attempt, RunID: runID, PlanInput: r.plan,
@@ -240,6 +277,9 @@ func (r *runner) seal(ctx workflow.Context) (string, error) {
 func (j *job) runTasks(ctx workflow.Context) error {
 	if j.byRef() && len(j.plan.Tasks) > BatchSize {
 		return j.runBatches(ctx)
+	}
+	if j.layout >= layoutFailover {
+		return j.runTasksFailover(ctx)
 	}
 	r := &runner{jobID: j.in.JobID, layout: j.layout, plan: j.planIn, award: j.award, tasks: j.tasks}
 	err := r.run(ctx, j.plan.Tasks)

@@ -36,6 +36,9 @@ func Job(ctx workflow.Context, in JobInput) (JobResult, error) {
 		stages: map[string]StageTiming{},
 		log:    workflow.GetLogger(ctx),
 	}
+	if j.layout >= layoutFailover {
+		j.excluded, j.runs = map[string]string{}, map[string]int{}
+	}
 	if err := j.registerHandlers(ctx); err != nil {
 		return JobResult{}, err
 	}
@@ -81,6 +84,14 @@ type job struct {
 	placedAt   time.Time
 	execStart  time.Time
 	execEnd    time.Time
+	// Layout 6: the providers lost (failovers) and excluded from later
+	// negotiations, each task's run count, the escrow's reassignments and
+	// the spot check, if the job drew one.
+	failovers []Failover
+	excluded  map[string]string
+	runs      map[string]int
+	reassigns int
+	spot      *SpotCheck
 }
 
 // failure is a classified job failure.
@@ -216,6 +227,9 @@ func (j *job) run(ctx workflow.Context) (err error) {
 		return err
 	}
 	if err := j.execute(ctx); err != nil {
+		return err
+	}
+	if err := j.spotCheck(ctx); err != nil {
 		return err
 	}
 	passed, err := j.verify(ctx)
@@ -393,7 +407,7 @@ func (j *job) execute(ctx workflow.Context) error {
 		return err
 	}
 	j.execEnd = workflow.Now(ctx)
-	pred := predicate.Execution{Header: j.header(), Runtime: j.award.Runtime, Provider: j.award.Provider}
+	pred := predicate.Execution{Header: j.header(), Runtime: j.award.Runtime, Provider: j.award.Provider, Failovers: j.failovers}
 	if !j.byRef() {
 		pred.Tasks = j.tasks
 	}
@@ -434,7 +448,7 @@ func (j *job) verify(ctx workflow.Context) (passed bool, err error) {
 	}
 	j.tests = ver.Tests
 	return ver.Passed, j.attest(ctx, predicate.StageVerification, j.outputSubjects(), predicate.Verification{
-		Header: j.header(), Passed: ver.Passed, Tests: ver.Tests,
+		Header: j.header(), Passed: ver.Passed, Tests: ver.Tests, SpotCheck: j.spot,
 	}, j.results)
 }
 
@@ -500,7 +514,7 @@ func (j *job) finish(ctx workflow.Context, err, aerr error) (JobResult, error) {
 		Provider: j.award.Provider, Price: j.award.Price, Paid: j.paid, Refunded: j.refunded,
 		Currency: j.cost.Currency, Tasks: listTasks(j.tasks), Tests: j.tests, Attestations: j.atts,
 		Stages: j.stages, Compensated: j.comp, Published: j.published,
-		PriceExplanation: j.award.Explanation,
+		Failovers: j.failovers, SpotCheck: j.spot, PriceExplanation: j.award.Explanation,
 	}
 	if j.byRef() {
 		res.TaskCounts = countTasks(j.tasks)

@@ -179,6 +179,10 @@ type JobResult struct {
 	PriceExplanation string `json:"price_explanation,omitempty"`
 	// Published are the model versions the job pushed (layout 4).
 	Published []PublishedModel `json:"published,omitempty"`
+	// Failovers are the providers lost mid-job, and SpotCheck the job's
+	// spot check, if it drew one (layout 6).
+	Failovers []Failover `json:"failovers,omitempty"`
+	SpotCheck *SpotCheck `json:"spot_check,omitempty"`
 }
 
 // StageTiming records when a stage started and ended (workflow time).
@@ -259,6 +263,9 @@ type PlanSummary struct {
 	// Publishes is how many models the job publishes once verified
 	// (layout 4).
 	Publishes int `json:"publishes,omitempty"`
+	// SpotCheck is the probability that the job's tasks also run on a
+	// second provider (verification.spot_check, layout 6).
+	SpotCheck float64 `json:"spot_check,omitempty"`
 	// Models are the registry models the tasks use, as pinned and priced.
 	Models []predicate.ModelUse `json:"models,omitempty"`
 }

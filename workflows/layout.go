@@ -56,7 +56,21 @@ const (
 	// An award without a queue runs as in layout 4.
 	layoutProviderQueues workflow.Version = 5
 
-	layoutLatest = layoutProviderQueues
+	// layoutFailover (6): a task on a provider agent's queue waits at most
+	// ProviderLossTimeout to be picked up (ScheduleToStart); then the
+	// ProviderLive activity asks whether the agent still heartbeats. A lost
+	// agent is abandoned: Renegotiate (without every lost provider, which
+	// it penalizes), Reassign the escrow to the new provider, and run every
+	// task again there; the execution attestation lists the failovers. A
+	// spec with verification.spot_check draws, from the job ID, whether
+	// the job's tasks also run on a second provider after the execution
+	// attestation; differing output digests are decided by a third run,
+	// the minority is slashed (SlashProvider) and, when it is the job's
+	// provider, the job is reassigned to the majority's. The verification
+	// attestation carries the spot check.
+	layoutFailover workflow.Version = 6
+
+	layoutLatest = layoutFailover
 )
 
 // CurrentLayout is the layout new jobs run; recorded histories are named
@@ -219,4 +233,14 @@ func verifyCtx(ctx workflow.Context) workflow.Context {
 		HeartbeatTimeout:    time.Minute,
 		RetryPolicy:         startRetry,
 	})
+}
+
+// providerCtx bounds a RunTask on a provider agent's queue (layout 6) as
+// waitCtx does, and also how long each attempt may wait to be picked up:
+// an agent that is gone never picks it up.
+func providerCtx(ctx workflow.Context, queue string, t PlanTask, window time.Duration) workflow.Context {
+	ctx = waitCtx(ctx, queue, t, window)
+	o := workflow.GetActivityOptions(ctx)
+	o.ScheduleToStartTimeout = ProviderLossTimeout
+	return workflow.WithActivityOptions(ctx, o)
 }

@@ -26,6 +26,7 @@ type providerServeFlags struct {
 	api, tokenFile                   string
 	heartbeat                        time.Duration
 	overcommit                       float64
+	stake                            int64
 	currency                         string
 	hostInputs                       []string
 }
@@ -38,6 +39,8 @@ func (f *providerServeFlags) check() error {
 		return cli.Usagef("--heartbeat %s: want %s to %s", f.heartbeat, agents.MinHeartbeat, agents.MaxHeartbeat)
 	case (f.api == "") != (f.tokenFile == ""):
 		return cli.Usagef("--api and --token-file go together")
+	case f.stake < 0:
+		return cli.Usagef("--stake %d: want 0 or more", f.stake)
 	case f.api == "" && f.artifacts == "":
 		return cli.Usagef("--api and --token-file: the control plane's API (its artifact store and heartbeats) are required")
 	}
@@ -95,6 +98,7 @@ func providerServeCmd() *cobra.Command {
 	fl.DurationVar(&f.heartbeat, "heartbeat", 10*time.Second, "how often to publish the profile")
 	fl.Float64Var(&f.overcommit, "overcommit", 1, "offer this many times the host's CPUs and memory")
 	fl.StringVar(&f.currency, "currency", "USD", "currency the agent prices in")
+	fl.Int64Var(&f.stake, "stake", 0, "most of the provider's bond at risk per job (its SLA offer; minor units): slashed on an SLA breach or a lost spot check")
 	fl.StringArrayVar(&f.hostInputs, "host-inputs", nil, "directory under which specs may mount host paths and import oci-archive: images (repeatable; default none)")
 	tun.AddFlags(fl)
 	return c
@@ -113,7 +117,7 @@ func runProviderAgent(ctx context.Context, cmd *cobra.Command, home string, tf *
 	agent, err := local.OpenAgent(ctx, local.AgentOptions{
 		Home: home, Name: f.name, ContainerdAddress: f.containerd, KeyPath: f.key, ArtifactsDir: f.artifacts,
 		API: storeAPI(f), Token: token,
-		Currency: f.currency, Overcommit: f.overcommit, HostInputs: f.hostInputs,
+		Currency: f.currency, Overcommit: f.overcommit, HostInputs: f.hostInputs, Stake: f.stake,
 	})
 	if err != nil {
 		return err

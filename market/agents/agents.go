@@ -202,7 +202,8 @@ func (g *Registry) Fresh() ([]Record, error) {
 }
 
 // Providers returns the fresh agents as market sellers (their last
-// profiles), leaving out any whose name is in taken (the control plane's
+// profiles, the reputation capped by the control plane's, see Penalize),
+// leaving out any whose name is in taken (the control plane's
 // own providers and pools, which keep their names).
 func (g *Registry) Providers(_ context.Context, taken map[string]bool) ([]market.Provider, error) {
 	fresh, err := g.Fresh()
@@ -211,9 +212,18 @@ func (g *Registry) Providers(_ context.Context, taken map[string]bool) ([]market
 	}
 	var out []market.Provider
 	for _, r := range fresh {
-		if !taken[r.Name] {
-			out = append(out, &market.Static{P: r.Profile})
+		if taken[r.Name] {
+			continue
 		}
+		rep, err := g.Reputation(r.Name)
+		if err != nil {
+			return nil, err
+		}
+		p := r.Profile
+		// An agent cannot vouch for itself: the control plane's record
+		// of its losses and verdicts caps what it publishes.
+		p.Reputation = min(p.Reputation, rep)
+		out = append(out, &market.Static{P: p})
 	}
 	return out, nil
 }
@@ -226,4 +236,14 @@ func (g *Registry) Live(name string) (Record, bool) {
 		return Record{}, false
 	}
 	return r, true
+}
+
+// LastSeen reports when agent name last beat and whether that is fresh
+// now; ok is false when it never beat (or its record cannot be read).
+func (g *Registry) LastSeen(name string) (last time.Time, fresh, ok bool) {
+	r, err := g.Get(name)
+	if err != nil {
+		return time.Time{}, false, false
+	}
+	return r.LastSeen, r.Fresh(g.now()), true
 }

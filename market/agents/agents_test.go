@@ -91,3 +91,50 @@ func TestInvalidRecords(t *testing.T) {
 		}
 	}
 }
+
+// A penalty counts once per key, lowers the reputation the market sees
+// (never above what the agent publishes), and survives reopening.
+func TestPenalize(t *testing.T) {
+	home := t.TempDir()
+	now := time.Date(2026, 12, 6, 8, 0, 0, 0, time.UTC)
+	g := Open(home)
+	g.Now = func() time.Time { return now }
+	if _, err := g.Put(record("gpu-a")); err != nil {
+		t.Fatal(err)
+	}
+	if r, err := g.Reputation("gpu-a"); err != nil || r != 1 {
+		t.Fatalf("fresh reputation %v %v, want 1", r, err)
+	}
+	r1, err := g.Penalize("gpu-a", "job-1/lost", "heartbeat stopped mid-task")
+	if err != nil || r1 != PenaltyFactor {
+		t.Fatalf("after one loss %v %v, want %v", r1, err, PenaltyFactor)
+	}
+	if again, err := g.Penalize("gpu-a", "job-1/lost", "retry"); err != nil || again != r1 {
+		t.Errorf("same key again: %v %v, want %v", again, err, r1)
+	}
+	r2, err := g.Penalize("gpu-a", "job-2/lost", "heartbeat stopped mid-task")
+	if err != nil || r2 >= r1 || r2 <= 0 {
+		t.Errorf("after two losses %v %v", r2, err)
+	}
+	got, err := g.Providers(context.Background(), nil)
+	if err != nil || len(got) != 1 {
+		t.Fatalf("providers %v %v", got, err)
+	}
+	prof, _ := got[0].Profile(context.Background())
+	if prof.Reputation != r2 {
+		t.Errorf("market sees reputation %v, want %v", prof.Reputation, r2)
+	}
+	ps, err := Open(home).Penalties("gpu-a")
+	if err != nil || len(ps) != 2 {
+		t.Errorf("penalties after reopening: %v %v", ps, err)
+	}
+	if _, err := g.Penalize("../x", "k", "r"); !errors.Is(err, ErrInvalid) {
+		t.Errorf("bad name: %v", err)
+	}
+	if _, err := g.Penalize("gpu-a", "", "r"); !errors.Is(err, ErrInvalid) {
+		t.Errorf("empty key: %v", err)
+	}
+	if s := Score(MaxPenalties + 5); s != Score(MaxPenalties) || s <= 0 {
+		t.Errorf("score is not bounded: %v", s)
+	}
+}

@@ -71,16 +71,29 @@ type Broker struct {
 // diagnostics, including the providers the placement policies excluded and
 // why.
 func (b Broker) Negotiate(ctx context.Context, jobID string, plan *specs.Plan) (Award, error) {
+	return b.NegotiateExcluding(ctx, jobID, plan, nil)
+}
+
+// NegotiateExcluding is Negotiate without the providers in exclude (a
+// failover's lost providers, a spot check's providers that already ran
+// the job): they are left out before the market clears, as diagnostics
+// with constraint "excluded".
+func (b Broker) NegotiateExcluding(ctx context.Context, jobID string, plan *specs.Plan, exclude map[string]string) (Award, error) {
 	provs, err := b.Providers(ctx)
 	if err != nil {
 		return Award{}, fmt.Errorf("broker: providers: %w", err)
+	}
+	provs, left, err := without(ctx, jobID, provs, exclude)
+	if err != nil {
+		return Award{}, err
 	}
 	provs, excluded, err := b.filter(ctx, jobID, plan, provs)
 	if err != nil {
 		return Award{}, err
 	}
+	excluded = append(left, excluded...)
 	if len(provs) == 0 && len(excluded) > 0 {
-		return Award{}, fmt.Errorf("%w: every provider was excluded by placement policy: %s", market.ErrNoOffers, explain(excluded))
+		return Award{}, fmt.Errorf("%w: every provider was excluded (placement policy, or by the job itself): %s", market.ErrNoOffers, explain(excluded))
 	}
 	res, err := market.Negotiate(ctx, plan, provs, market.Options{Job: jobID})
 	if res != nil {
@@ -107,6 +120,27 @@ func (b Broker) Negotiate(ctx context.Context, jobID string, plan *specs.Plan) (
 		}
 	}
 	return out, nil
+}
+
+// without drops the providers named in exclude (name -> why).
+func without(ctx context.Context, jobID string, provs []market.Provider, exclude map[string]string) ([]market.Provider, []market.Diagnostic, error) {
+	if len(exclude) == 0 {
+		return provs, nil, nil
+	}
+	var kept []market.Provider
+	var left []market.Diagnostic
+	for _, pr := range provs {
+		p, err := pr.Profile(ctx)
+		if err != nil {
+			return nil, nil, fmt.Errorf("broker: provider profile: %w", err)
+		}
+		if why, ok := exclude[p.Name]; ok {
+			left = append(left, market.Diagnostic{Provider: p.Name, Job: jobID, Constraint: "excluded", Detail: why})
+			continue
+		}
+		kept = append(kept, &market.Static{P: p})
+	}
+	return kept, left, nil
 }
 
 // runtime is the runtime kind that executes provider's tasks.

@@ -161,3 +161,25 @@ func TestProviderView(t *testing.T) {
 		t.Errorf("view %+v", v)
 	}
 }
+
+// A failover renegotiates without the lost provider: the other wins, and
+// with nobody else left the error names the exclusion.
+func TestNegotiateExcluding(t *testing.T) {
+	plan := quickstartPlan(t)
+	a, b2 := localProvider(4000), localProvider(4000)
+	a.P.Name, b2.P.Name = "gpu-a", "gpu-b"
+	b2.P.Pricing.CPUHour = 40 // dearer: gpu-a wins unless excluded
+	b := Broker{Providers: sellers(a, b2), DefaultRuntime: "containerd"}
+	aw, err := b.Negotiate(context.Background(), "job-1", plan)
+	if err != nil || aw.Provider != "gpu-a" {
+		t.Fatalf("award %+v %v, want gpu-a", aw, err)
+	}
+	aw, err = b.NegotiateExcluding(context.Background(), "job-1", plan, map[string]string{"gpu-a": "lost mid-task"})
+	if err != nil || aw.Provider != "gpu-b" {
+		t.Fatalf("award without gpu-a %+v %v, want gpu-b", aw, err)
+	}
+	_, err = b.NegotiateExcluding(context.Background(), "job-1", plan, map[string]string{"gpu-a": "lost", "gpu-b": "ran the job"})
+	if !errors.Is(err, market.ErrNoOffers) || !strings.Contains(err.Error(), "(excluded)") {
+		t.Errorf("everyone excluded: %v, want ErrNoOffers naming the exclusion", err)
+	}
+}

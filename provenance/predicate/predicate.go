@@ -126,6 +126,26 @@ type Execution struct {
 	Provider string             `json:"provider,omitempty"`
 	Runtime  string             `json:"runtime,omitempty"`
 	Tasks    map[string]TaskRun `json:"tasks"`
+	// Failovers are the providers lost while the job executed, in order
+	// (job layout 6): the tasks then ran on the provider each failover
+	// names, and Provider is the last one's.
+	Failovers []Failover `json:"failovers,omitempty"`
+}
+
+// Failover records a provider abandoned mid-execution: which one, when
+// (workflow time), why, and the provider a renegotiation without every lost
+// provider awarded the job to. The lost provider is paid nothing for the
+// abandoned run.
+type Failover struct {
+	Lost     string    `json:"lost"`
+	RunID    string    `json:"run_id,omitempty"` // the run it did not finish
+	At       time.Time `json:"at"`
+	Reason   string    `json:"reason"`
+	Provider string    `json:"provider"` // the replacement
+	Price    int64     `json:"price"`
+	Currency string    `json:"currency,omitempty"`
+	// Reputation is the lost provider's reputation after the loss.
+	Reputation float64 `json:"reputation"`
 }
 
 // TaskRun is one task's final attempt.
@@ -161,6 +181,57 @@ type Verification struct {
 	Header
 	Passed bool         `json:"passed"`
 	Tests  []TestResult `json:"tests"`
+	// SpotCheck is the spot check of a job that drew one (job layout 6):
+	// every run compared and the verdict.
+	SpotCheck *SpotCheck `json:"spot_check,omitempty"`
+}
+
+// Spot-check verdicts.
+const (
+	SpotAgree    = "agree"     // the check run's outputs match the job's
+	SpotUpheld   = "upheld"    // disputed; the third run sided with the job's provider
+	SpotReversed = "reversed"  // disputed; the third run sided with the checker
+	SpotNoQuorum = "no_quorum" // disputed; all three runs differ: nobody is slashed
+)
+
+// SpotCheck is a spot check: with Probability (drawn from the job ID) the
+// job's tasks ran again on a second provider and the output digests were
+// compared; a mismatch was decided by a third run. The provider in the
+// minority (Minority) is not paid and Slashed is taken from its bond under
+// the terms it agreed; the job settles with Paid.
+type SpotCheck struct {
+	Probability float64   `json:"probability"`
+	Runs        []SpotRun `json:"runs"`
+	Verdict     string    `json:"verdict"`
+	Majority    string    `json:"majority,omitempty"` // the agreed outputs digest
+	Minority    string    `json:"minority,omitempty"` // provider
+	Slashed     int64     `json:"slashed,omitempty"`
+	Currency    string    `json:"currency,omitempty"`
+	Paid        string    `json:"paid,omitempty"` // provider the job settles with
+}
+
+// Spot-check run roles.
+const (
+	SpotPrimary  = "primary"
+	SpotCheckRun = "check"
+	SpotTiebreak = "tiebreak"
+)
+
+// SpotRun is one run of the job's tasks in a spot check: who ran it, each
+// task's run ID and outputs, and OutputsDigest, the digest over every
+// task's outputs ("task:path=sha256" lines, sorted).
+type SpotRun struct {
+	Role          string                      `json:"role"`
+	Provider      string                      `json:"provider"`
+	RunIDs        map[string]string           `json:"run_ids"`
+	Outputs       map[string][]OutputArtifact `json:"outputs,omitempty"`
+	OutputsDigest string                      `json:"outputs_digest"`
+	// Usage is each task's metered usage, and Price the price its
+	// provider was awarded: what the job is billed when it settles with
+	// this run (a reversed verdict).
+	Usage  map[string]Usage `json:"usage,omitempty"`
+	Price  int64            `json:"price,omitempty"`
+	Failed string           `json:"failed,omitempty"` // why the run gave no outputs
 }
 
 // TestResult is one acceptance test.

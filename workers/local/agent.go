@@ -14,6 +14,7 @@ import (
 	"github.com/accordmesh/accord/provenance"
 	"github.com/accordmesh/accord/runtimes"
 	"github.com/accordmesh/accord/runtimes/containerd"
+	"github.com/accordmesh/accord/settlement/sla"
 )
 
 // AgentOptions configure a provider agent's host (`accord provider serve`):
@@ -42,7 +43,10 @@ type AgentOptions struct {
 	Overcommit float64
 	// HostInputs as in Options: empty allows no host path.
 	HostInputs []string
-	Logger     *slog.Logger
+	// Stake is the most of the provider's bond it puts at risk per job
+	// (its SLA offer; 0: none), in the currency's minor units.
+	Stake  int64
+	Logger *slog.Logger
 }
 
 // Agent is a provider agent's host: the activities it serves on its queue,
@@ -53,6 +57,7 @@ type Agent struct {
 	Runtime    runtimes.Runtime
 	Key        *provenance.Key
 	pool       *providers.LocalPool
+	stake      int64
 }
 
 // OpenAgent opens a provider agent's runtime (starting a private containerd
@@ -67,6 +72,9 @@ func OpenAgent(ctx context.Context, o AgentOptions) (*Agent, error) {
 	}
 	if (o.ArtifactsDir == "") == (o.API == "") {
 		return nil, fmt.Errorf("%w: want the control plane's API or (same machine) its artifact directory", ErrConfig)
+	}
+	if o.Stake < 0 || o.Stake > sla.MaxStake {
+		return nil, fmt.Errorf("%w: stake %d outside 0..%d", ErrConfig, o.Stake, sla.MaxStake)
 	}
 	if o.Logger == nil {
 		o.Logger = slog.Default()
@@ -93,7 +101,7 @@ func OpenAgent(ctx context.Context, o AgentOptions) (*Agent, error) {
 	// The agent's own attestation store keeps the envelopes it signed; it
 	// logs nothing (the control plane logs what it signs).
 	rec := provenance.NewRecorder(nil, key, provenance.NewStore(provenance.DefaultStoreDir(o.Home)))
-	a := &Agent{Name: o.Name, Runtime: rt, Key: key,
+	a := &Agent{Name: o.Name, Runtime: rt, Key: key, stake: o.Stake,
 		pool: &providers.LocalPool{Home: o.Home, Pricing: providers.DefaultLocalPricing(o.Currency), Overcommit: o.Overcommit}}
 	a.Activities = &activities.Activities{
 		Artifacts:  store,
@@ -116,6 +124,7 @@ func (a *Agent) Profile(ctx context.Context) (market.Profile, error) {
 		return market.Profile{}, err
 	}
 	p.Name, p.Region = a.Name, "agent"
+	p.SLA.Stake = a.stake
 	return p, nil
 }
 

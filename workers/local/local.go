@@ -250,7 +250,10 @@ func Open(ctx context.Context, o Options) (*Host, error) {
 		// What a provider agent on another machine may read of the store
 		// (the API's /v1/blobs): recorded when its job is placed.
 		Grants: artifacts.Local{Dir: artifacts.DefaultDir(o.Home)},
-		Log:    o.Logger,
+		// Provider agents' liveness and reputation: failover and spot
+		// checks (job layout 6).
+		Providers: agentReg,
+		Log:       o.Logger,
 	}
 	if o.Registry != "" {
 		x, err := OpenExchange(o, l.Log, key)
