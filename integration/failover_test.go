@@ -40,7 +40,7 @@ type mesh struct {
 	prov  *provenance.Local
 }
 
-type meshAgent struct {
+type failAgent struct {
 	name, home, log string
 	cmd             *exec.Cmd
 	key             *provenance.Key
@@ -60,10 +60,10 @@ func newMesh(t *testing.T) *mesh {
 
 // agent starts provider name's agent (wrap, when set, is a command the
 // agent runs under) and trusts its key for provider:<name> once it beats.
-func (m *mesh) agent(name string, wrap []string, stake int64) *meshAgent {
+func (m *mesh) agent(name string, wrap []string, stake int64) *failAgent {
 	t := m.t
 	t.Helper()
-	a := &meshAgent{name: name, home: newHome(t)}
+	a := &failAgent{name: name, home: newHome(t)}
 	tok, err := m.st.Local.Store.CreateToken(context.Background(), policies.Principal{Role: policies.RoleProvider, Name: name})
 	if err != nil {
 		t.Fatal(err)
@@ -105,14 +105,14 @@ func (m *mesh) agent(name string, wrap []string, stake int64) *meshAgent {
 }
 
 // kill is SIGKILL: the agent gets no chance to say goodbye.
-func (a *meshAgent) kill() {
+func (a *failAgent) kill() {
 	if a.cmd.ProcessState == nil {
 		_ = a.cmd.Process.Signal(syscall.SIGKILL)
 		_, _ = a.cmd.Process.Wait()
 	}
 }
 
-func (a *meshAgent) logged(s string) bool {
+func (a *failAgent) logged(s string) bool {
 	b, _ := os.ReadFile(a.log)
 	return strings.Contains(string(b), s)
 }
