@@ -185,7 +185,10 @@ type Activities struct {
 	// plan uses (control), fetching them for tasks and publishing outputs
 	// (execution). Nil refuses jobs that use or publish models.
 	Models ModelExchange
-	Log    *slog.Logger
+	// ProviderName is the provider agent this worker is (empty on the
+	// control plane): it signs only placements that name it.
+	ProviderName string
+	Log          *slog.Logger
 
 	mu        sync.Mutex
 	plans     map[string]*specs.Plan // plan digest -> decoded plan, read-only

@@ -56,7 +56,13 @@ const (
 	// An award without a queue runs as in layout 4.
 	layoutProviderQueues workflow.Version = 5
 
-	layoutLatest = layoutProviderQueues
+	// layoutProviderPlacement (NEXT): the placement acceptance of a job
+	// awarded to a provider agent is signed on the agent's queue by the
+	// provider's key (SignStage), like its execution: the provider attests
+	// that it accepted the placement (provider, pool, hold) it is named in.
+	layoutProviderPlacement workflow.Version = 99
+
+	layoutLatest = layoutProviderPlacement
 )
 
 // CurrentLayout is the layout new jobs run; recorded histories are named
