@@ -188,7 +188,10 @@ type Activities struct {
 	// Providers is the provider agents' registry: liveness and reputation
 	// for failover and spot checks (layout 6); nil refuses them.
 	Providers ProviderRegistry
-	Log       *slog.Logger
+	// ProviderName is the provider agent this worker is (empty on the
+	// control plane): it signs only placements that name it.
+	ProviderName string
+	Log          *slog.Logger
 
 	mu        sync.Mutex
 	plans     map[string]*specs.Plan // plan digest -> decoded plan, read-only

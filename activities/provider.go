@@ -2,6 +2,7 @@ package activities
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
@@ -41,6 +42,9 @@ func (a *Activities) SignStage(ctx context.Context, in workflows.AttestInput) (w
 	if a.Signer == nil {
 		return workflows.SignedStage{}, permanent(workflows.ErrTypeExecution, errors.New("sign stage: this worker holds no signing key"))
 	}
+	if err := a.acceptsPlacement(in); err != nil {
+		return workflows.SignedStage{}, permanent(workflows.ErrTypeExecution, err)
+	}
 	if len(in.Results) > 0 {
 		tasks, err := a.results(ctx, in.Results)
 		if err != nil {
@@ -58,6 +62,25 @@ func (a *Activities) SignStage(ctx context.Context, in workflows.AttestInput) (w
 		return workflows.SignedStage{}, fmt.Errorf("sign %s %s: %w", in.JobID, in.Stage, err)
 	}
 	return out, nil
+}
+
+// acceptsPlacement checks a placement statement before the provider signs
+// it: it must name this provider (ProviderName) as the awarded one. Other
+// stages pass.
+func (a *Activities) acceptsPlacement(in workflows.AttestInput) error {
+	if in.Stage != provenance.StagePlacement {
+		return nil
+	}
+	var p struct {
+		Provider string `json:"provider"`
+	}
+	if err := json.Unmarshal(in.Predicate, &p); err != nil {
+		return fmt.Errorf("placement statement: %w", err)
+	}
+	if a.ProviderName == "" || p.Provider != a.ProviderName || in.Provider != a.ProviderName {
+		return fmt.Errorf("%w: the placement names provider %q (award %q); this agent is %q", ErrNotRun, p.Provider, in.Provider, a.ProviderName)
+	}
+	return nil
 }
 
 // ranHere checks each succeeded or failed task's final run against this

@@ -2,6 +2,7 @@ package activities
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"path/filepath"
 	"strings"
@@ -52,7 +53,7 @@ func newAgentFlow(t *testing.T) *agentFlow {
 	}
 	store := artifacts.Local{Dir: filepath.Join(home, "artifacts")}
 	agentRec := provenance.NewRecorder(nil, f.agentKey, provenance.NewStore(filepath.Join(home, "agent", "provenance")))
-	f.agent = &Activities{Artifacts: store, Signer: RecorderAttestor{R: agentRec}, JobsDir: filepath.Join(home, "agent", "jobs")}
+	f.agent = &Activities{Artifacts: store, Signer: RecorderAttestor{R: agentRec}, ProviderName: "gpu-a", JobsDir: filepath.Join(home, "agent", "jobs")}
 	f.runOutputs = []workflows.OutputArtifact{{Path: "model.json", SHA256: strings.Repeat("ab", 32), Size: 10}}
 	return f
 }
@@ -124,17 +125,18 @@ func TestProviderSignsExecution(t *testing.T) {
 	if f.res.Status != workflows.StatusSettled {
 		t.Fatalf("job: %+v", f.res)
 	}
-	if got := f.signer(t, provenance.StageExecution); got != f.agentKey.ID() {
-		t.Errorf("execution signed by %s, want the agent's key %s", got, f.agentKey.ID())
+	for _, stage := range []string{provenance.StagePlacement, provenance.StageExecution} {
+		if got := f.signer(t, stage); got != f.agentKey.ID() {
+			t.Errorf("%s signed by %s, want the agent's key %s", stage, got, f.agentKey.ID())
+		}
 	}
-	for _, stage := range []string{provenance.StageSpec, provenance.StagePlacement, provenance.StageVerification, provenance.StageSettlement} {
+	for _, stage := range []string{provenance.StageSpec, provenance.StageVerification, provenance.StageSettlement} {
 		if got := f.signer(t, stage); got != f.ctlKey.ID() {
 			t.Errorf("%s signed by %s, want the control plane's key", stage, got)
 		}
 	}
 	// The chain holds and every envelope is logged: the receipt verifies
-	// with the provider's key trusted (as a stage signer too, for today's
-	// audit rule).
+	// with each party's key trusted for its own role only (--parties).
 	r, err := provenance.BuildReceipt(f.ctx, "job-agent", f.control, f.lg)
 	if err != nil {
 		t.Fatal(err)
@@ -144,12 +146,12 @@ func TestProviderSignsExecution(t *testing.T) {
 	for _, k := range []struct {
 		pem   []byte
 		scope string
-	}{{f.ctlKey.PublicPEM(), provenance.ScopeStage}, {f.agentKey.PublicPEM(), provenance.ScopeStage}, {logPEM, provenance.ScopeLog}} {
+	}{{f.ctlKey.PublicPEM(), provenance.ScopeOperator}, {f.agentKey.PublicPEM(), provenance.ProviderScope("gpu-a")}, {logPEM, provenance.ScopeLog}} {
 		if _, err := trust.Add(k.pem, "k", k.scope); err != nil {
 			t.Fatal(err)
 		}
 	}
-	rep, err := provenance.Verify(f.ctx, r, trust, provenance.VerifyOptions{})
+	rep, err := provenance.Verify(f.ctx, r, trust, provenance.VerifyOptions{Parties: true})
 	if err != nil || !rep.OK {
 		t.Fatalf("receipt: %v %+v", err, rep)
 	}
@@ -185,5 +187,17 @@ func TestProviderRefusesForeignOutputs(t *testing.T) {
 	f.run(t)
 	if f.res.Status != workflows.StatusFailed || !strings.Contains(f.res.Error, "not executed here as stated") {
 		t.Fatalf("job: %s %s", f.res.Status, f.res.Error)
+	}
+}
+
+// A provider signs only a placement that names it, for an award to it.
+func TestProviderSignsOnlyItsPlacement(t *testing.T) {
+	a := &Activities{ProviderName: "gpu-a", Signer: RecorderAttestor{}}
+	for _, tc := range []struct{ named, award string }{{"gpu-b", "gpu-b"}, {"gpu-a", "gpu-b"}, {"gpu-b", "gpu-a"}} {
+		pred, _ := json.Marshal(map[string]any{"provider": tc.named, "held": 10})
+		_, err := a.SignStage(context.Background(), workflows.AttestInput{JobID: "j", Stage: provenance.StagePlacement, Provider: tc.award, Predicate: pred})
+		if !errors.Is(err, ErrNotRun) || appErrType(err) != workflows.ErrTypeExecution {
+			t.Errorf("placement naming %s, award %s: %v, want a permanent refusal", tc.named, tc.award, err)
+		}
 	}
 }

@@ -52,11 +52,12 @@ func (j *job) attest(ctx workflow.Context, stage string, subjects []Subject, pre
 
 // attestStage signs and logs one stage. From layout 5 the execution stage
 // of a task run by a provider agent is signed on the agent's queue by the
-// provider's key (SignStage); the control plane then checks that envelope
+// provider's key (SignStage), and from layoutProviderPlacement its
+// placement acceptance too; the control plane then checks that envelope
 // against the provider's trusted key and logs it (Attest with Signed).
 // Every other stage is signed and logged on the control queue.
 func (j *job) attestStage(ctx workflow.Context, in AttestInput) (AttestOutput, error) {
-	if j.layout < layoutProviderQueues || in.Stage != predicate.StageExecution || j.award.Queue == "" {
+	if !j.providerSigns(in.Stage) {
 		return Attest.Run(attestCtx(ctx, TaskQueueControl), in)
 	}
 	in.SpecDigest, in.Provider = j.plan.DocumentDigest, j.award.Provider
@@ -66,6 +67,19 @@ func (j *job) attestStage(ctx workflow.Context, in AttestInput) (AttestOutput, e
 	}
 	in.Signed = &signed
 	return Attest.Run(attestCtx(ctx, TaskQueueControl), in)
+}
+
+// providerSigns reports whether the awarded provider agent signs stage.
+func (j *job) providerSigns(stage string) bool {
+	switch {
+	case j.award.Queue == "" || j.layout < layoutProviderQueues:
+		return false
+	case stage == predicate.StageExecution:
+		return true
+	case stage == predicate.StagePlacement:
+		return j.layout >= layoutProviderPlacement
+	}
+	return false
 }
 
 // attestErr reports an attestation that already failed, without waiting.

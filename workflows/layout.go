@@ -70,7 +70,13 @@ const (
 	// attestation carries the spot check.
 	layoutFailover workflow.Version = 6
 
-	layoutLatest = layoutFailover
+	// layoutProviderPlacement (7): the placement acceptance of a job
+	// awarded to a provider agent is signed on the agent's queue by the
+	// provider's key (SignStage), like its execution: the provider attests
+	// that it accepted the placement (provider, pool, hold) it is named in.
+	layoutProviderPlacement workflow.Version = 7
+
+	layoutLatest = layoutProviderPlacement
 )
 
 // CurrentLayout is the layout new jobs run; recorded histories are named

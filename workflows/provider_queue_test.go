@@ -76,11 +76,13 @@ func TestJobProviderQueueRoutesExecution(t *testing.T) {
 			t.Errorf("RunTask on %q, want the agent's queue", got)
 		}
 	}
-	if got := q.on(SignStage.Name); len(got) != 1 || got[0] != "accord-exec-gpu-a" {
-		t.Errorf("SignStage on %v, want once on the agent's queue", got)
+	// The provider signs its placement acceptance and its execution.
+	if got := q.on(SignStage.Name); len(got) != 2 || got[0] != "accord-exec-gpu-a" || got[1] != "accord-exec-gpu-a" {
+		t.Errorf("SignStage on %v, want twice on the agent's queue", got)
 	}
-	if len(signed) != 1 || signed[0].Stage != predicate.StageExecution || signed[0].SpecDigest != "sha256:aa" ||
-		signed[0].Provider != "gpu-a" || len(signed[0].Results) != 1 || signed[0].Previous != "sha256:"+predicate.StagePlacement {
+	if len(signed) != 2 || signed[0].Stage != predicate.StagePlacement || signed[0].Provider != "gpu-a" ||
+		signed[1].Stage != predicate.StageExecution || signed[1].SpecDigest != "sha256:aa" ||
+		signed[1].Provider != "gpu-a" || len(signed[1].Results) != 1 || signed[1].Previous != "sha256:"+predicate.StagePlacement {
 		t.Errorf("SignStage input %+v", signed)
 	}
 	for i, got := range q.on(Attest.Name) {
@@ -101,8 +103,9 @@ func TestJobProviderQueueRoutesExecution(t *testing.T) {
 		t.Fatalf("execution attestation not the provider's signed envelope: %+v", exec)
 	}
 	for _, a := range h.attests {
-		if a.Stage != predicate.StageExecution && a.Signed != nil {
-			t.Errorf("stage %s carries a provider signature", a.Stage)
+		provider := a.Stage == predicate.StageExecution || a.Stage == predicate.StagePlacement
+		if provider != (a.Signed != nil) {
+			t.Errorf("stage %s: provider signature %v, want %v", a.Stage, a.Signed != nil, provider)
 		}
 	}
 }
@@ -113,14 +116,21 @@ func TestJobProviderQueueStopsThere(t *testing.T) {
 	q := watchQueues(h)
 	h.on(Negotiate.Name).Return(agentAward(), nil)
 	h.on(RunTask.Name).After(time.Hour).Return(WaitTaskOutput{State: "exited"}, nil)
+	var signed []string
+	h.on(SignStage.Name).Return(func(_ context.Context, in AttestInput) (SignedStage, error) {
+		signed = append(signed, in.Stage)
+		return SignedStage{Envelope: []byte(`{"payload":"x"}`), Digest: "sha256:env", SignerPublicKey: "PEM"}, nil
+	})
 	h.env.RegisterDelayedCallback(func() { h.env.SignalWorkflow(SignalCancel, "") }, 10*time.Minute)
 	res := h.run()
 	assertCancelledWithCompensation(t, h, res)
 	if got := q.on(StopTask.Name); len(got) != 1 || got[0] != "accord-exec-gpu-a" {
 		t.Errorf("StopTask on %v, want the agent's queue", got)
 	}
-	if got := q.on(SignStage.Name); len(got) != 0 {
-		t.Errorf("a cancelled execution was signed: %v", got)
+	// The provider accepted the placement; the cancelled execution is not
+	// signed.
+	if len(signed) != 1 || signed[0] != predicate.StagePlacement {
+		t.Errorf("signed stages %v, want only the placement", signed)
 	}
 }
 

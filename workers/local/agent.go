@@ -104,14 +104,15 @@ func OpenAgent(ctx context.Context, o AgentOptions) (*Agent, error) {
 	a := &Agent{Name: o.Name, Runtime: rt, Key: key, stake: o.Stake,
 		pool: &providers.LocalPool{Home: o.Home, Pricing: providers.DefaultLocalPricing(o.Currency), Overcommit: o.Overcommit}}
 	a.Activities = &activities.Activities{
-		Artifacts:  store,
-		Inputs:     store,
-		Outputs:    store,
-		Signer:     activities.RecorderAttestor{R: rec},
-		Runtimes:   map[string]runtimes.Runtime{rt.Name(): rt},
-		JobsDir:    filepath.Join(o.Home, "jobs"),
-		HostInputs: roots,
-		Log:        o.Logger.With("provider", o.Name),
+		Artifacts:    store,
+		Inputs:       store,
+		Outputs:      store,
+		Signer:       activities.RecorderAttestor{R: rec},
+		ProviderName: o.Name,
+		Runtimes:     map[string]runtimes.Runtime{rt.Name(): rt},
+		JobsDir:      filepath.Join(o.Home, "jobs"),
+		HostInputs:   roots,
+		Log:          o.Logger.With("provider", o.Name),
 	}
 	return a, nil
 }
