@@ -130,28 +130,11 @@ func meshReceipt(t *testing.T, cp *meshControl) {
 	for _, s := range rep.Stages {
 		t.Logf("stage %-13s signed by %s (%s)", s.Stage, s.Signer, s.Party)
 	}
-	t.Run("parties", func(t *testing.T) {
-		if code == 0 && rep.OK {
-			return
-		}
-		if onlyPlacementByOperator(rep, "prov-a") {
-			t.Skip("the provider does not sign the placement stage yet: the job workflow signs placement on the control queue with " +
-				"the operator's key (workflows/attest.go attestStage routes only execution to the provider), and --parties requires provider:prov-a")
-		}
-		t.Fatalf("audit verify --parties --witnesses 1: exit %d\n%s", code, out)
-	})
-
-	// What --parties cannot pass yet, the legacy scope covers: with the
-	// control plane's key also trusted as stage, every stage verifies,
-	// the execution by prov-a's key as provider:prov-a, and the witness's
-	// cosignature counts.
-	legacy := t.TempDir()
-	trust(legacy, cp.logPub, "log")
-	cli(t, cp.bin, "--home", legacy, "keys", "trust", cp.opPub, "--scope", "operator", "--scope", "stage")
-	trust(legacy, cp.agents["prov-a"].pub, "provider:prov-a")
-	rep, code, out = verify(legacy, receipt)
+	// Each party signed its own stages: the operator spec, admission,
+	// negotiation, verification and settlement; prov-a its placement
+	// acceptance and its execution (layout 7).
 	if code != 0 || !rep.OK || !rep.Complete {
-		t.Fatalf("audit verify --witnesses 1: exit %d\n%s", code, out)
+		t.Fatalf("audit verify --parties --witnesses 1: exit %d\n%s", code, out)
 	}
 	checkSigners(t, rep, cp)
 
@@ -164,21 +147,6 @@ func meshReceipt(t *testing.T, cp *meshControl) {
 	}
 }
 
-// onlyPlacementByOperator: the report's only problems are the placement
-// stage signed by the operator instead of provider.
-func onlyPlacementByOperator(rep provenance.Report, provider string) bool {
-	if len(rep.Problems) == 0 {
-		return false
-	}
-	for _, p := range rep.Problems {
-		if p.Stage != provenance.StagePlacement || p.Check != "signer" ||
-			!strings.Contains(p.Message, "must be signed by provider:"+provider) || !strings.Contains(p.Message, "(operator") {
-			return false
-		}
-	}
-	return true
-}
-
 func hasProblem(rep provenance.Report, stage, check, msg string) bool {
 	for _, p := range rep.Problems {
 		if p.Stage == stage && p.Check == check && strings.Contains(p.Message, msg) {
@@ -188,8 +156,8 @@ func hasProblem(rep provenance.Report, stage, check, msg string) bool {
 	return false
 }
 
-// checkSigners: execution is signed by prov-a's key, every other stage by
-// the control plane's.
+// checkSigners: placement and execution are signed by prov-a's key, every
+// other stage by the control plane's.
 func checkSigners(t *testing.T, rep provenance.Report, cp *meshControl) {
 	t.Helper()
 	op, err := provenance.LoadKey(filepath.Join(cp.home, "keys", "worker.key"))
@@ -202,7 +170,7 @@ func checkSigners(t *testing.T, rep provenance.Report, cp *meshControl) {
 	}
 	for _, s := range rep.Stages {
 		want := op.ID()
-		if s.Stage == provenance.StageExecution {
+		if s.Stage == provenance.StageExecution || s.Stage == provenance.StagePlacement {
 			want = pa.ID()
 		}
 		if s.Signer != want {
