@@ -397,15 +397,15 @@ func (a *auditor) executor(awarded string) string {
 	if st.DecodePredicate(&ex) != nil {
 		return awarded
 	}
-	p, _ := executingProvider(awarded, ex.Failovers)
+	p, _ := ExecutingProvider(awarded, ex.Failovers)
 	return p
 }
 
-// executingProvider follows the failovers from the awarded provider: each
+// ExecutingProvider follows the failovers from the awarded provider: each
 // must abandon the provider then running the tasks for another. It
 // returns the provider that ran them and what breaks the chain, if
 // anything.
-func executingProvider(awarded string, fs []predicate.Failover) (string, string) {
+func ExecutingProvider(awarded string, fs []predicate.Failover) (string, string) {
 	p := awarded
 	for i, f := range fs {
 		switch {
@@ -633,7 +633,7 @@ func (a *auditor) crossChecks() {
 			a.fail(StageExecution, "outputs", "subjects do not match the task outputs: %s", diff)
 		}
 		if hasNeg {
-			want, why := executingProvider(neg.Provider, ex.Failovers)
+			want, why := ExecutingProvider(neg.Provider, ex.Failovers)
 			if why != "" {
 				a.fail(StageExecution, "failover", "%s", why)
 			}

@@ -22,7 +22,7 @@ func TestExecutingProvider(t *testing.T) {
 		{fs: []predicate.Failover{{Lost: "gpu-x", Provider: "gpu-b"}}, want: "gpu-a", why: "abandons provider \"gpu-x\""},
 		{fs: []predicate.Failover{{Lost: "gpu-a", Provider: "gpu-a"}}, want: "gpu-a", why: "names no other"},
 	} {
-		got, why := executingProvider("gpu-a", tc.fs)
+		got, why := ExecutingProvider("gpu-a", tc.fs)
 		if got != tc.want || (tc.why == "") != (why == "") || !strings.Contains(why, tc.why) {
 			t.Errorf("%+v: %q %q, want %q %q", tc.fs, got, why, tc.want, tc.why)
 		}

@@ -83,7 +83,11 @@ func (a Attestations) Work(ctx context.Context, jobID string) (Work, error) {
 	}
 	var w Work
 	for _, stage := range provenance.Stages {
-		keys := stageKeys(ts, stage, w.Provider)
+		signer := w.Provider
+		if stage == provenance.StageExecution {
+			signer = a.executor(jobID, w.Provider)
+		}
+		keys := stageKeys(ts, stage, signer)
 		att, err := a.Store.Get(jobID, stage)
 		if errors.Is(err, provenance.ErrNotFound) {
 			continue
@@ -107,6 +111,32 @@ func (a Attestations) Work(ctx context.Context, jobID string) (Work, error) {
 		}
 	}
 	return w, nil
+}
+
+// executor is the provider that must have signed the job's execution:
+// the awarded one, or after failovers (job layout 6) the last replacement,
+// as the stored statement names them (the signature is then checked
+// against that provider's key, so a statement naming another provider
+// verifies only with that provider's key).
+func (a Attestations) executor(jobID, awarded string) string {
+	att, err := a.Store.Get(jobID, provenance.StageExecution)
+	if err != nil {
+		return awarded
+	}
+	_, payload, err := provenance.ParseEnvelope(att.Envelope)
+	if err != nil {
+		return awarded
+	}
+	st, err := provenance.ParseStatement(payload)
+	if err != nil {
+		return awarded
+	}
+	var ex predicate.Execution
+	if st.DecodePredicate(&ex) != nil {
+		return awarded
+	}
+	p, _ := provenance.ExecutingProvider(awarded, ex.Failovers)
+	return p
 }
 
 // verified checks an envelope's signature, digest, job and stage.

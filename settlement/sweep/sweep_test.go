@@ -520,6 +520,31 @@ func TestProviderSignedExecution(t *testing.T) {
 	}
 }
 
+// After a failover the replacement signs the execution: the sweeper follows
+// the failovers the statement lists to the provider whose key must sign.
+func TestFailedOverExecution(t *testing.T) {
+	e := newEnv(t)
+	e.place("job-1")
+	pk, err := provenance.GenerateKey(provenance.AlgECDSAP256)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.trust.Add(pk.PublicPEM(), "agent gpu-b", provenance.ProviderScope("gpu-b")); err != nil {
+		t.Fatal(err)
+	}
+	e.rec = provenance.NewRecorder(e.lg, pk, e.store)
+	start := time.Now().Add(-3 * time.Hour).UTC()
+	end := start.Add(time.Hour)
+	e.attest("job-1", predicate.StageExecution, predicate.Execution{Provider: "gpu-b",
+		Failovers: []predicate.Failover{{Lost: "gpu-co", Provider: "gpu-b", Reason: "heartbeat lost", Price: 1000, At: start}},
+		Tasks: map[string]predicate.TaskRun{"train": {State: "exited", StartedAt: &start, FinishedAt: &end, Usage: runtimes.Usage{WallSeconds: 3600}}}})
+	e.states.states["job-1"] = NotFound
+	if r := e.sweep(false); r.Settled != 1 {
+		t.Fatalf("report %+v: a failed-over execution signed by its replacement was not counted", r)
+	}
+	e.checkLedger()
+}
+
 // Bad configuration is refused before anything is read.
 func TestConfig(t *testing.T) {
 	if _, err := (&Sweeper{}).Sweep(context.Background(), true); !errors.Is(err, ErrConfig) {
