@@ -537,7 +537,7 @@ func TestFailedOverExecution(t *testing.T) {
 	end := start.Add(time.Hour)
 	e.attest("job-1", predicate.StageExecution, predicate.Execution{Provider: "gpu-b",
 		Failovers: []predicate.Failover{{Lost: "gpu-co", Provider: "gpu-b", Reason: "heartbeat lost", Price: 1000, At: start}},
-		Tasks: map[string]predicate.TaskRun{"train": {State: "exited", StartedAt: &start, FinishedAt: &end, Usage: runtimes.Usage{WallSeconds: 3600}}}})
+		Tasks:     map[string]predicate.TaskRun{"train": {State: "exited", StartedAt: &start, FinishedAt: &end, Usage: runtimes.Usage{WallSeconds: 3600}}}})
 	e.states.states["job-1"] = NotFound
 	if r := e.sweep(false); r.Settled != 1 {
 		t.Fatalf("report %+v: a failed-over execution signed by its replacement was not counted", r)
