@@ -276,7 +276,7 @@ func deployHostCmd() *cobra.Command {
 				return err
 			}
 			defer host.Close()
-			h := &services.Host{Runtime: host.Runtime, Network: net,
+			h := &services.Host{Runtime: host.Runtime, Network: net, Attestor: host.Recorder,
 				Biller: &billing.Ledger{L: host.Ledger, Provider: provider, FeeBP: feeBP}}
 			w, err := workers.StartServices(c, h, tun)
 			if err != nil {
