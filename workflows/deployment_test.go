@@ -37,7 +37,7 @@ type fakeHost struct {
 	images   map[string]string // replica → image
 	breachW  map[string]bool   // SLA window keys that breach
 	closed   bool
-	dryAfter int // holds after which the tenant is out of money (0: never)
+	dryAfter int                    // holds after which the tenant is out of money (0: never)
 	events   []predicate.Deployment // attested, in order
 	tail     string                 // the last event's digest
 	chainErr error                  // a broken chain link, if any
