@@ -76,7 +76,7 @@ func TestServeBench(t *testing.T) {
 			verdict = "FAIL"
 		}
 		fmt.Printf("bench-serve: delay %-5s overhead p50 %+.1f %% (%+dµs), p99 %+.1f %%, rps ratio %.2f; target ≤ 10 %% at p50: %s\n",
-			d, 100*over, (proxied.pct(50)-direct.pct(50)).Microseconds(),
+			d, 100*over, (proxied.pct(50) - direct.pct(50)).Microseconds(),
 			100*(float64(proxied.pct(99))/float64(direct.pct(99))-1), proxied.rps()/direct.rps(), verdict)
 		if proxied.errors > 0 || direct.errors > 0 {
 			t.Errorf("errors: direct %d, proxy %d", direct.errors, proxied.errors)

@@ -226,7 +226,8 @@ func (p *Proxy) newBackend(b Backend) *backend {
 			pr.SetURL(target)
 			pr.SetXForwarded()
 		},
-		Transport: p.transport,
+		Transport:  p.transport,
+		BufferPool: copyBuffers,
 		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
 			f, _ := r.Context().Value(ctxKey{}).(*failure)
 			if f != nil {
@@ -248,6 +249,15 @@ func (p *Proxy) newBackend(b Backend) *backend {
 	}
 	return be
 }
+
+// copyBuffers recycles the proxies' 32 KiB copy buffers (without a pool
+// httputil.ReverseProxy allocates one per request).
+var copyBuffers = &bufferPool{p: sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}}
+
+type bufferPool struct{ p sync.Pool }
+
+func (b *bufferPool) Get() []byte  { return *b.p.Get().(*[]byte) }
+func (b *bufferPool) Put(v []byte) { b.p.Put(&v) }
 
 // pick chooses the backend for request number n: the first CanaryPercent
 // of every hundred requests go to the canary, round-robin within each
