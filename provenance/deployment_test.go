@@ -161,3 +161,26 @@ func TestDeploymentReceiptIncompleteAndGaps(t *testing.T) {
 		t.Fatal("event 2 without event 1 was attested")
 	}
 }
+
+// A deployment cannot write into a job's chain, nor a job into a
+// deployment's: the names share the store.
+func TestDeploymentAndJobNamesDoNotMix(t *testing.T) {
+	e := newEnv(t)
+	e.attestDeployment(t, "dep1", deploymentEvents()[:1])
+	p := stagePredicates("dep1")[0]
+	pb, _ := json.Marshal(p.pred)
+	if _, err := e.rec.Attest(context.Background(), provenance.AttestRequest{JobID: "dep1", Stage: p.stage, Subjects: p.subjects, Predicate: pb}); err == nil {
+		t.Fatal("a job stage was attested under a deployment's name")
+	}
+	e.recordJob(t, "job-1", nil)
+	ev := deploymentEvents()[0]
+	ev.Header = predicate.Header{JobID: "job-1"}
+	ev.Seq = 1
+	b, _ := json.Marshal(ev)
+	if _, err := e.rec.Attest(context.Background(), provenance.AttestRequest{JobID: "job-1", Stage: provenance.DeploymentStage(1), Predicate: b}); err == nil {
+		t.Fatal("a deployment event was attested under a job's ID")
+	}
+	if r := e.receipt(t, "job-1"); r.Attestations[0].Stage != provenance.StageSpec {
+		t.Fatalf("job receipt starts at %s", r.Attestations[0].Stage)
+	}
+}

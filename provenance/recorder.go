@@ -118,10 +118,14 @@ func (s *Store) create(a *Attestation) (created bool, err error) {
 func (s *Store) List(jobID string) ([]*Attestation, error) {
 	var out []*Attestation
 	stages := Stages
-	if dep, err := s.deploymentStages(jobID); err != nil {
-		return nil, err
-	} else if len(dep) > 0 {
-		stages = dep
+	if _, err := s.Get(jobID, StageSpec); errors.Is(err, ErrNotFound) { // not a job: maybe a deployment
+		dep, err := s.deploymentStages(jobID)
+		if err != nil {
+			return nil, err
+		}
+		if len(dep) > 0 {
+			stages = dep
+		}
 	}
 	for _, st := range stages {
 		a, err := s.Get(jobID, st)
@@ -376,7 +380,13 @@ func (r *Recorder) sign(ctx context.Context, req AttestRequest) (*Attestation, e
 func (r *Recorder) statement(req AttestRequest) ([]byte, error) {
 	h := Header{JobID: req.JobID, Stage: req.Stage, Previous: req.Previous}
 	if seq, ok := DeploymentSeq(req.Stage); ok {
+		if _, err := r.store.Get(req.JobID, StageSpec); err == nil {
+			return nil, fmt.Errorf("%w: %s is a job's ID, not a deployment's", ErrBadStatement, req.JobID)
+		}
 		return r.deploymentStatement(h, seq, req)
+	}
+	if _, err := r.store.Get(req.JobID, DeploymentStage(1)); err == nil {
+		return nil, fmt.Errorf("%w: %s is a deployment's name, not a job's", ErrBadStatement, req.JobID)
 	}
 	idx := StageIndex(req.Stage)
 	if idx < 0 {
