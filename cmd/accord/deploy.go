@@ -120,6 +120,9 @@ func printDeployment(w cli.Writer, st workflows.DeploymentState) {
 	w.Printf("  SLA     %d windows, %d breached, %d requests, %d failed\n", len(st.Windows), breaches, reqs, errs)
 	w.Printf("  spend   %d %s in %d settled periods (SLA refunds %d, slashed %d); period %d holds %d\n",
 		st.Spent, st.Currency, len(st.Settlements), st.Refunded, st.Slashed, st.Period, st.Held)
+	if st.Attested > 0 {
+		w.Printf("  attested %d events (accord receipt export %s -o receipt.json)\n", st.Attested, st.ID)
+	}
 }
 
 func deployUpdateCmd() *cobra.Command {
