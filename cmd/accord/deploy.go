@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"os"
 	"path/filepath"
 	"strings"
 	"time"
@@ -37,7 +38,7 @@ func deployCmd() *cobra.Command {
   accord deploy update sentiment examples/service-v2.md
   accord deploy rollback sentiment --reason "p99 too high"
   accord deploy stop sentiment`,
-		Args: cobra.ExactArgs(1),
+		Args: deployArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			s, err := deployclient.Load(args[0])
 			if err != nil {
@@ -70,7 +71,9 @@ func deployCmd() *cobra.Command {
 func deployStatusCmd() *cobra.Command {
 	var tf temporalFlags
 	cmd := &cobra.Command{
-		Use:   "status DEPLOYMENT",
+		Use: "status DEPLOYMENT",
+		Example: `  accord deploy status sentiment
+  accord deploy status sentiment --json`,
 		Short: "Show a deployment's replicas, versions, traffic split, SLA so far and spend",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -128,9 +131,10 @@ func printDeployment(w cli.Writer, st workflows.DeploymentState) {
 func deployUpdateCmd() *cobra.Command {
 	var tf temporalFlags
 	cmd := &cobra.Command{
-		Use:   "update DEPLOYMENT SPEC",
-		Short: "Roll out a new version through a canary (promoted or rolled back by its gates)",
-		Args:  cobra.ExactArgs(2),
+		Use:     "update DEPLOYMENT SPEC",
+		Example: `  accord deploy update sentiment examples/service-v2.md`,
+		Short:   "Roll out a new version through a canary (promoted or rolled back by its gates)",
+		Args:    cobra.ExactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			s, err := deployclient.Load(args[1])
 			if err != nil {
@@ -155,13 +159,35 @@ func deployUpdateCmd() *cobra.Command {
 	return cmd
 }
 
+// deployArgs takes one SPEC; a word that is neither a subcommand nor a
+// file is a usage error naming the subcommands, as for any group.
+func deployArgs(c *cobra.Command, args []string) error {
+	var subs []string
+	for _, s := range c.Commands() {
+		if s.IsAvailableCommand() {
+			subs = append(subs, s.Name())
+		}
+	}
+	switch {
+	case len(args) == 0:
+		return cli.Usagef("%s needs a subcommand or a SPEC: %s", c.CommandPath(), strings.Join(subs, ", "))
+	case len(args) > 1:
+		return cli.Usagef("%s takes one SPEC, got %d arguments (usage: accord deploy SPEC [flags])", c.CommandPath(), len(args))
+	}
+	if _, err := os.Stat(args[0]); err != nil && !strings.ContainsAny(args[0], "./") {
+		return cli.Usagef("unknown command %q for %q and no such spec file; valid subcommands: %s", args[0], c.CommandPath(), strings.Join(subs, ", "))
+	}
+	return nil
+}
+
 func deploySignalCmd(verb, short string, send func(context.Context, client.Client, string, string) error) *cobra.Command {
 	var tf temporalFlags
 	var reason string
 	cmd := &cobra.Command{
-		Use:   verb + " DEPLOYMENT",
-		Short: short,
-		Args:  cobra.ExactArgs(1),
+		Use:     verb + " DEPLOYMENT",
+		Short:   short,
+		Example: "  accord deploy " + verb + " sentiment --reason \"p99 too high\"",
+		Args:    cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx, cancel := signalContext()
 			defer cancel()
@@ -188,7 +214,9 @@ func deployLogsCmd() *cobra.Command {
 	var replica string
 	var lf localFlags
 	cmd := &cobra.Command{
-		Use:   "logs DEPLOYMENT",
+		Use: "logs DEPLOYMENT",
+		Example: `  accord deploy logs sentiment
+  accord deploy logs sentiment --replica sentiment-r1-s0-g0`,
 		Short: "Print a deployment's event log, or with --replica a replica's output (on its services host)",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -250,7 +278,9 @@ func deployHostCmd() *cobra.Command {
 	var feeBP int64
 	tun := workers.DefaultTuning()
 	cmd := &cobra.Command{
-		Use:   "host",
+		Use: "host",
+		Example: `  accord deploy host --provider local --fee-bp 500
+  accord deploy host --bridge accordsvc0 --subnet 10.88.0.0/24`,
 		Short: "Run a services host: replicas in CNI namespaces on this machine's containerd, endpoint proxies, period billing",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
