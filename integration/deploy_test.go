@@ -2,6 +2,9 @@ package integration
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -15,10 +18,15 @@ import (
 	"testing"
 	"time"
 
+	"go.temporal.io/api/enums/v1"
+	historypb "go.temporal.io/api/history/v1"
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/worker"
+	"google.golang.org/protobuf/encoding/protojson"
 
 	"github.com/accordmesh/accord/examples/images"
+	"github.com/accordmesh/accord/provenance"
+	"github.com/accordmesh/accord/provenance/tlog"
 	"github.com/accordmesh/accord/runtimes/containerd"
 	"github.com/accordmesh/accord/services"
 	"github.com/accordmesh/accord/services/billing"
@@ -104,7 +112,20 @@ func TestDeploymentOnContainerd(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer cw.Stop()
-	host := &services.Host{Runtime: rt, Network: net, Biller: &billing.Ledger{L: l, Provider: "local", FeeBP: 500}}
+	// Events are signed with the home's worker key into its embedded log,
+	// where `accord receipt export` finds them.
+	home := filepath.Join(tmp, "home")
+	loc, err := provenance.OpenLocal(ctx, home, tlog.Config{Kind: tlog.KindEmbedded, Home: home})
+	if err != nil {
+		t.Fatal(err)
+	}
+	locOpen := true
+	defer func() {
+		if locOpen {
+			loc.Close(context.Background())
+		}
+	}()
+	host := &services.Host{Runtime: rt, Network: net, Biller: &billing.Ledger{L: l, Provider: "local", FeeBP: 500}, Attestor: loc.Recorder}
 	sw, err := workers.StartServices(c, host, workers.DefaultTuning())
 	if err != nil {
 		t.Fatal(err)
@@ -203,8 +224,106 @@ func TestDeploymentOnContainerd(t *testing.T) {
 	if _, err := os.Stat(net.NSPath(victim)); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("namespace of %s left behind", victim)
 	}
+	recordDeploymentHistory(t, c, deployclient.WorkflowID("sentiment"), "deployment_lifecycle")
+
+	// Every event is in the receipt and `accord audit verify` passes.
+	if err := loc.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	locOpen = false
+	checkDeploymentReceipt(t, home, final)
 	t.Logf("requests %d, failed %d (before promotion %d), periods %d, spent %d, refunded %d, slashed %d",
 		tr.sent.Load(), tr.failed.Load(), failedBefore, len(final.Settlements), final.Spent, final.Refunded, final.Slashed)
+}
+
+// checkDeploymentReceipt exports the deployment's receipt with the CLI,
+// checks every settlement, window, gate, promotion and rollback is in it,
+// and verifies it with `accord audit verify`.
+func checkDeploymentReceipt(t *testing.T, home string, final workflows.DeploymentState) {
+	t.Helper()
+	bin := accordBinary(t)
+	receipt := filepath.Join(t.TempDir(), "receipt.json")
+	cli(t, bin, "--home", home, "receipt", "export", "sentiment", "-o", receipt)
+	r, err := provenance.ReadReceipt(receipt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(r.Attestations) != final.Attested {
+		t.Errorf("receipt has %d events, the deployment attested %d", len(r.Attestations), final.Attested)
+	}
+	count := map[string]int{}
+	for _, a := range r.Attestations {
+		_, payload, err := provenance.ParseEnvelope(a.Envelope)
+		if err != nil {
+			t.Fatal(err)
+		}
+		st, err := provenance.ParseStatement(payload)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var p provenance.DeploymentPredicate
+		if err := st.DecodePredicate(&p); err != nil {
+			t.Fatal(err)
+		}
+		count[p.Event]++
+	}
+	if count[provenance.DeploySettle] != len(final.Settlements) || count[provenance.DeployGate] != 2 || count[provenance.DeployPromote] != 1 ||
+		count[provenance.DeployRollback] != 1 || count[provenance.DeployWindow] != len(final.Windows) || count[provenance.DeployStop] != 1 {
+		t.Errorf("events in the receipt %v; settlements %d, windows %d", count, len(final.Settlements), len(final.Windows))
+	}
+	out, code, stderr := cliExit(t, bin, "--home", home, "audit", "verify", receipt, "--json")
+	var rep provenance.Report
+	if err := json.Unmarshal([]byte(lastLine(out)), &rep); err != nil || code != 0 || !rep.OK || !rep.Complete {
+		t.Fatalf("audit verify: exit %d, %v\n%s%s", code, err, out, stderr)
+	}
+	t.Logf("receipt: %d events %v; audit verify OK (complete)", len(rep.Stages), count)
+}
+
+// recordDeploymentHistory adds the deployment's history under the current
+// deployment layout (make record-deployment-histories); it never
+// overwrites one.
+func recordDeploymentHistory(t *testing.T, c client.Client, workflowID, name string) {
+	t.Helper()
+	if os.Getenv("ACCORD_RECORD_HISTORIES") == "" {
+		return
+	}
+	ctx := context.Background()
+	hist := &historypb.History{}
+	// The latest run: the whole deployment unless it continued-as-new
+	// (a continued run replays from its carried state just the same).
+	iter := c.GetWorkflowHistory(ctx, workflowID, "", false, enums.HISTORY_EVENT_FILTER_TYPE_ALL_EVENT)
+	for iter.HasNext() {
+		ev, err := iter.Next()
+		if err != nil {
+			t.Fatalf("history: %v", err)
+		}
+		hist.Events = append(hist.Events, ev)
+	}
+	if len(hist.Events) > 0 && hist.Events[0].GetWorkflowExecutionStartedEventAttributes().GetContinuedExecutionRunId() != "" {
+		t.Logf("the recorded run of %s is a continued one", workflowID)
+	}
+	doc, err := protojson.MarshalOptions{Multiline: true, Indent: " "}.Marshal(hist)
+	if err != nil {
+		t.Fatal(err)
+	}
+	file := fmt.Sprintf("%s_layout%d.json", name, workflows.DeploymentCurrentLayout)
+	p := filepath.Join(repoRoot(), "workflows", "testdata", file)
+	if _, err := os.Stat(p); err == nil {
+		t.Fatalf("%s exists: histories are never re-recorded; a workflow change needs a new layout (docs/workflows.md)", p)
+	}
+	if err := os.WriteFile(p, doc, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	sum := sha256.Sum256(doc)
+	manifest, err := os.OpenFile(filepath.Join(filepath.Dir(p), "histories.sha256"), os.O_APPEND|os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer manifest.Close()
+	if _, err := fmt.Fprintf(manifest, "%s  %s\n", hex.EncodeToString(sum[:]), file); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("recorded %d events to %s", len(hist.Events), p)
 }
 
 func allRelease(s workflows.DeploymentState, n int) bool {

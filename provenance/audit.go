@@ -173,6 +173,10 @@ func (a *auditor) run(opts VerifyOptions) {
 	a.stmts = map[string]*Statement{}
 	a.stageKeys = a.trust.StageKeys()
 	a.logKey()
+	if isDeploymentReceipt(a.r) {
+		a.runDeployment(opts)
+		return
+	}
 	var prevDigest, prevStage string
 	var specDigest string
 	var signed []signedStage

@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"sort"
+	"strings"
 	"sync"
 
 	"github.com/accordmesh/accord/internal/atomicfile"
@@ -51,7 +52,7 @@ func (s *Store) path(jobID, stage string) (string, error) {
 	if !safeName.MatchString(jobID) || jobID == "." || jobID == ".." {
 		return "", fmt.Errorf("provenance: job ID %q is not a safe file name", jobID)
 	}
-	if StageIndex(stage) < 0 {
+	if !knownStage(stage) {
 		return "", fmt.Errorf("%w: unknown stage %q", ErrBadStatement, stage)
 	}
 	return filepath.Join(s.dir, jobID, stage+".json"), nil
@@ -112,10 +113,21 @@ func (s *Store) create(a *Attestation) (created bool, err error) {
 	return created, nil
 }
 
-// List returns a job's stored attestations in stage order.
+// List returns a job's stored attestations in stage order, or a
+// deployment's events in chain order.
 func (s *Store) List(jobID string) ([]*Attestation, error) {
 	var out []*Attestation
-	for _, st := range Stages {
+	stages := Stages
+	if _, err := s.Get(jobID, StageSpec); errors.Is(err, ErrNotFound) { // not a job: maybe a deployment
+		dep, err := s.deploymentStages(jobID)
+		if err != nil {
+			return nil, err
+		}
+		if len(dep) > 0 {
+			stages = dep
+		}
+	}
+	for _, st := range stages {
 		a, err := s.Get(jobID, st)
 		if errors.Is(err, ErrNotFound) {
 			continue
@@ -127,6 +139,40 @@ func (s *Store) List(jobID string) ([]*Attestation, error) {
 	}
 	if len(out) == 0 {
 		return nil, fmt.Errorf("%w: no attestations for job %s", ErrNotFound, jobID)
+	}
+	return out, nil
+}
+
+// maxDeploymentEvents bounds the events one deployment's receipt lists.
+const maxDeploymentEvents = 1_000_000
+
+// deploymentStages lists the deployment events stored for id, in seq
+// order (none for a job).
+func (s *Store) deploymentStages(id string) ([]string, error) {
+	if _, err := s.path(id, StageSpec); err != nil {
+		return nil, err
+	}
+	ents, err := os.ReadDir(filepath.Join(s.dir, id))
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("provenance: list %s: %w", id, err)
+	}
+	var seqs []int
+	for _, e := range ents {
+		name, ok := strings.CutSuffix(e.Name(), ".json")
+		if seq, dep := DeploymentSeq(name); ok && dep && e.Type().IsRegular() {
+			seqs = append(seqs, seq)
+		}
+		if len(seqs) > maxDeploymentEvents {
+			return nil, fmt.Errorf("provenance: deployment %s has more than %d events", id, maxDeploymentEvents)
+		}
+	}
+	sort.Ints(seqs)
+	out := make([]string, len(seqs))
+	for i, n := range seqs {
+		out[i] = DeploymentStage(n)
 	}
 	return out, nil
 }
@@ -333,6 +379,15 @@ func (r *Recorder) sign(ctx context.Context, req AttestRequest) (*Attestation, e
 // statement builds the statement bytes for req; r.mu held.
 func (r *Recorder) statement(req AttestRequest) ([]byte, error) {
 	h := Header{JobID: req.JobID, Stage: req.Stage, Previous: req.Previous}
+	if seq, ok := DeploymentSeq(req.Stage); ok {
+		if _, err := r.store.Get(req.JobID, StageSpec); err == nil {
+			return nil, fmt.Errorf("%w: %s is a job's ID, not a deployment's", ErrBadStatement, req.JobID)
+		}
+		return r.deploymentStatement(h, seq, req)
+	}
+	if _, err := r.store.Get(req.JobID, DeploymentStage(1)); err == nil {
+		return nil, fmt.Errorf("%w: %s is a deployment's name, not a job's", ErrBadStatement, req.JobID)
+	}
 	idx := StageIndex(req.Stage)
 	if idx < 0 {
 		return nil, fmt.Errorf("%w: unknown stage %q", ErrBadStatement, req.Stage)
@@ -364,4 +419,22 @@ func (r *Recorder) statement(req AttestRequest) ([]byte, error) {
 		}
 	}
 	return BuildStatement(h, subjects, req.Predicate)
+}
+
+// deploymentStatement builds a deployment event's statement: seq links
+// the envelope of seq-1 (taken from the store when req.Previous is empty),
+// and the header's spec digest is req.SpecDigest (the deployment's current
+// release). r.mu held.
+func (r *Recorder) deploymentStatement(h Header, seq int, req AttestRequest) ([]byte, error) {
+	if seq > 1 && h.Previous == "" {
+		prev, err := r.store.Get(req.JobID, DeploymentStage(seq-1))
+		if err != nil {
+			return nil, fmt.Errorf("provenance: event %d of deployment %s: previous event not attested: %w", seq, req.JobID, err)
+		}
+		h.Previous = prev.Digest
+	}
+	if ValidDigest(req.SpecDigest) {
+		h.SpecDigest = req.SpecDigest
+	}
+	return BuildStatement(h, req.Subjects, req.Predicate)
 }

@@ -40,6 +40,14 @@ func PredicateSchema(stage string) ([]byte, error) {
 		s["description"] = "A spec author's signature over a whole composed spec for one tenant, until not_after: the root document and every file it extends or imports, by digest, paths relative to the root document's directory (subjects: the same files)."
 		return json.MarshalIndent(s, "", "  ")
 	}
+	if stage == StageDeployment {
+		s := schemaOf(reflect.TypeOf(DeploymentPredicate{}))
+		s["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+		s["$id"] = PredicateType(DeploymentStage(1))
+		s["title"] = "Accord deployment event predicate v1"
+		s["description"] = "One event of a deployment (start, hold, settle, window, canary, gate, promote, rollback, stop) with its figures: held and settled amounts with the metered replica time and rate, SLA window measurements and verdict, canary gate measurements and verdict. Stage is deployment.<seq, six digits>; previous is sha256 of the envelope of seq-1 (absent for seq 1); spec_digest is the current release's spec."
+		return json.MarshalIndent(s, "", "  ")
+	}
 	v, ok := StagePredicates[stage]
 	if !ok {
 		return nil, ErrBadStatement

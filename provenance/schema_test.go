@@ -15,7 +15,7 @@ var updateSchemas = flag.Bool("update-schemas", false, "rewrite provenance/schem
 // TestSchemasUpToDate keeps the published JSON schemas equal to the
 // predicate types (go test ./provenance -run Schemas -update-schemas).
 func TestSchemasUpToDate(t *testing.T) {
-	for _, stage := range append(provenance.Stages[:len(provenance.Stages):len(provenance.Stages)], "spec-bundle") {
+	for _, stage := range append(provenance.Stages[:len(provenance.Stages):len(provenance.Stages)], "spec-bundle", provenance.StageDeployment) {
 		want, err := provenance.PredicateSchema(stage)
 		if err != nil {
 			t.Fatal(err)

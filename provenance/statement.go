@@ -31,8 +31,40 @@ var Stages = predicate.Stages
 // PredicateTypePrefix begins every Accord predicate type.
 const PredicateTypePrefix = predicate.Prefix
 
-// PredicateType returns the versioned predicate type URI of a stage.
-func PredicateType(stage string) string { return predicate.Type(stage) }
+// PredicateType returns the versioned predicate type URI of a stage; every
+// deployment event (DeploymentStage) has the deployment predicate type.
+func PredicateType(stage string) string {
+	if _, ok := predicate.DeploymentSeq(stage); ok {
+		return predicate.Type(StageDeployment)
+	}
+	return predicate.Type(stage)
+}
+
+// StageDeployment is the predicate type name of deployment events; each
+// event's stage is DeploymentStage(seq).
+const StageDeployment = predicate.StageDeployment
+
+// DeploymentPredicate is a deployment event's predicate.
+type DeploymentPredicate = predicate.Deployment
+
+// DeploymentStage names the seq-th event of a deployment's chain.
+func DeploymentStage(seq int) string { return predicate.DeploymentStage(seq) }
+
+// DeploymentSeq parses a DeploymentStage name.
+func DeploymentSeq(stage string) (int, bool) { return predicate.DeploymentSeq(stage) }
+
+// knownStage accepts a job stage or a deployment event.
+func knownStage(stage string) bool {
+	_, dep := predicate.DeploymentSeq(stage)
+	return dep || StageIndex(stage) >= 0
+}
+
+// chainStart reports whether stage begins a chain (links no previous
+// envelope): a job's spec stage or a deployment's first event.
+func chainStart(stage string) bool {
+	seq, dep := predicate.DeploymentSeq(stage)
+	return stage == StageSpec || (dep && seq == 1)
+}
 
 // StageIndex returns the stage's position in Stages, or -1.
 func StageIndex(stage string) int { return predicate.StageIndex(stage) }
@@ -55,6 +87,7 @@ type (
 	MeteredUsage          = predicate.MeteredUsage
 	Rates                 = predicate.Rates
 	SettlementRecord      = predicate.SettlementRecord
+	Measured              = predicate.Measured
 )
 
 // Statement is a parsed in-toto Statement v1 as Accord writes it.
@@ -110,16 +143,16 @@ func ValidDigest(d string) bool { return sha256Re.MatchString(d) }
 // the job subject first. The output is deterministic (sorted keys) and
 // validated with the in-toto attestation library.
 func BuildStatement(h Header, subjects []Subject, predicate json.RawMessage) ([]byte, error) {
-	if StageIndex(h.Stage) < 0 {
+	if !knownStage(h.Stage) {
 		return nil, fmt.Errorf("%w: unknown stage %q", ErrBadStatement, h.Stage)
 	}
 	if err := checkJobID(h.JobID); err != nil {
 		return nil, err
 	}
-	if h.Stage == StageSpec && h.Previous != "" {
-		return nil, fmt.Errorf("%w: spec stage has no previous stage", ErrBadStatement)
+	if chainStart(h.Stage) && h.Previous != "" {
+		return nil, fmt.Errorf("%w: stage %s has no previous stage", ErrBadStatement, h.Stage)
 	}
-	if h.Stage != StageSpec && !ValidDigest(h.Previous) {
+	if !chainStart(h.Stage) && !ValidDigest(h.Previous) {
 		return nil, fmt.Errorf("%w: stage %s: previous digest %q is not sha256:<hex>", ErrBadStatement, h.Stage, h.Previous)
 	}
 	if h.SpecDigest != "" && !ValidDigest(h.SpecDigest) {

@@ -25,6 +25,9 @@ type Host struct {
 	// Biller holds and settles billing periods; nil: HoldPeriod and
 	// SettlePeriod fail.
 	Biller Biller
+	// Attestor signs and logs the deployments' events; nil: Attest fails
+	// (a deployment of layout 2 cannot run without it).
+	Attestor Attestor
 	// Listen is the address endpoints bind, port 0 (default 127.0.0.1:0).
 	Listen string
 	// Now defaults to time.Now.

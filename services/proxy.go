@@ -8,8 +8,10 @@ import (
 	"net/http"
 	"net/http/httputil"
 	"net/url"
+	"slices"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 )
 
@@ -46,6 +48,40 @@ func (r Routes) Validate() error {
 type backend struct {
 	Backend
 	rp *httputil.ReverseProxy
+	// downUntil (unix ns): the replica refused a connection; other
+	// backends are preferred until then (until the next probe takes it
+	// out of the routes, or it answers again).
+	downUntil atomic.Int64
+}
+
+// A refused connection costs an idempotent request nothing: it is sent to
+// another ready replica (at most maxRetries times), and the refusing
+// replica is avoided for refusedBackoff.
+const (
+	maxRetries     = 2
+	refusedBackoff = time.Second
+)
+
+// retryable reports whether r may be sent again after a refused
+// connection: an idempotent method (RFC 9110: GET, HEAD, OPTIONS, TRACE,
+// PUT, DELETE) or an Idempotency-Key header (as net/http's Transport
+// treats it), and no body (a refused connection sent nothing, but a body
+// could not be read twice).
+func retryable(r *http.Request) bool {
+	if r.ContentLength != 0 || len(r.TransferEncoding) > 0 {
+		return false
+	}
+	switch r.Method {
+	case http.MethodGet, http.MethodHead, http.MethodOptions, http.MethodTrace, http.MethodPut, http.MethodDelete:
+		return true
+	}
+	return r.Header.Get("Idempotency-Key") != "" || r.Header.Get("X-Idempotency-Key") != ""
+}
+
+// refused reports whether err is a connection the replica refused.
+func refused(err error) bool {
+	var op *net.OpError
+	return errors.Is(err, syscall.ECONNREFUSED) || (errors.As(err, &op) && op.Op == "dial" && errors.Is(op.Err, syscall.ECONNREFUSED))
 }
 
 type table struct {
@@ -175,20 +211,34 @@ func (p *Proxy) Routes() Routes {
 type ctxKey struct{}
 
 // failure is set by the error handler so the recorder counts a request
-// the replica never answered.
-type failure struct{ failed bool }
+// the replica never answered. When retry is set and the replica refused
+// the connection, the handler writes nothing and sets refused: the proxy
+// tries another replica.
+type failure struct {
+	failed, retry, refused bool
+}
 
 func (p *Proxy) newBackend(b Backend) *backend {
 	target := &url.URL{Scheme: "http", Host: b.Addr}
-	rp := &httputil.ReverseProxy{
+	be := &backend{Backend: b}
+	be.rp = &httputil.ReverseProxy{
 		Rewrite: func(pr *httputil.ProxyRequest) {
 			pr.SetURL(target)
 			pr.SetXForwarded()
 		},
-		Transport: p.transport,
+		Transport:  p.transport,
+		BufferPool: copyBuffers,
 		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
-			if f, ok := r.Context().Value(ctxKey{}).(*failure); ok {
+			f, _ := r.Context().Value(ctxKey{}).(*failure)
+			if f != nil {
 				f.failed = true
+			}
+			if refused(err) {
+				be.downUntil.Store(time.Now().Add(refusedBackoff).UnixNano())
+				if f != nil && f.retry {
+					f.refused = true
+					return
+				}
 			}
 			if errors.Is(err, context.Canceled) {
 				w.WriteHeader(499)
@@ -197,20 +247,55 @@ func (p *Proxy) newBackend(b Backend) *backend {
 			http.Error(w, "replica unavailable", http.StatusBadGateway)
 		},
 	}
-	return &backend{Backend: b, rp: rp}
+	return be
 }
 
+// copyBuffers recycles the proxies' 32 KiB copy buffers (without a pool
+// httputil.ReverseProxy allocates one per request).
+var copyBuffers = &bufferPool{p: sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}}
+
+type bufferPool struct{ p sync.Pool }
+
+func (b *bufferPool) Get() []byte  { return *b.p.Get().(*[]byte) }
+func (b *bufferPool) Put(v []byte) { b.p.Put(&v) }
+
 // pick chooses the backend for request number n: the first CanaryPercent
-// of every hundred requests go to the canary.
-func (t *table) pick(n uint64) *backend {
-	useCanary := len(t.canary) > 0 && (len(t.stable) == 0 || n%100 < t.percent)
-	switch {
-	case useCanary:
-		return t.canary[n%uint64(len(t.canary))]
-	case len(t.stable) > 0:
-		return t.stable[n%uint64(len(t.stable))]
+// of every hundred requests go to the canary, round-robin within each
+// pool, skipping a backend that refused a connection lately while another
+// is up. A retry (tried not empty) takes another backend of the same
+// pool, then of the other; nil when none is left.
+func (t *table) pick(n uint64, now int64, tried []*backend) *backend {
+	first, second := t.stable, t.canary
+	if len(t.canary) > 0 && (len(t.stable) == 0 || n%100 < t.percent) {
+		first, second = t.canary, t.stable
 	}
-	return nil
+	if b := choose(first, n, now, tried); b != nil || len(tried) == 0 {
+		return b
+	}
+	return choose(second, n, now, tried)
+}
+
+// choose returns pool's n-th backend, or the next one up and not tried; a
+// backend marked down when every untried one is.
+func choose(pool []*backend, n uint64, now int64, tried []*backend) *backend {
+	if len(pool) == 0 {
+		return nil
+	}
+	if b := pool[n%uint64(len(pool))]; len(tried) == 0 && b.downUntil.Load() <= now {
+		return b // the common case: no allocation, no scan
+	}
+	var down *backend
+	for i := range uint64(len(pool)) {
+		b := pool[(n+i)%uint64(len(pool))]
+		switch {
+		case slices.Contains(tried, b):
+		case b.downUntil.Load() <= now:
+			return b
+		case down == nil:
+			down = b
+		}
+	}
+	return down
 }
 
 // statusWriter remembers the status code the replica answered.
@@ -235,18 +320,35 @@ func (w *statusWriter) Write(b []byte) (int, error) {
 
 func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 
-// ServeHTTP implements http.Handler.
+// ServeHTTP implements http.Handler. An idempotent request (retryable)
+// whose replica refuses the connection is sent to another ready replica.
 func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
-	b := p.tab.Load().pick(p.n.Add(1) - 1)
-	if b == nil {
-		p.record("", time.Since(start), true, true)
-		http.Error(w, ErrNoReplica.Error(), http.StatusServiceUnavailable)
+	t := p.tab.Load()
+	n := p.n.Add(1) - 1
+	retry := retryable(r)
+	var tried []*backend
+	for {
+		b := t.pick(n, start.UnixNano(), tried)
+		if b == nil {
+			if len(tried) == 0 {
+				p.record("", time.Since(start), true, true)
+				http.Error(w, ErrNoReplica.Error(), http.StatusServiceUnavailable)
+				return
+			}
+			// Every replica refused.
+			p.record(tried[len(tried)-1].Version, time.Since(start), true, false)
+			http.Error(w, "replica unavailable", http.StatusBadGateway)
+			return
+		}
+		f := &failure{retry: retry && len(tried) < maxRetries}
+		sw := &statusWriter{ResponseWriter: w}
+		b.rp.ServeHTTP(sw, r.WithContext(context.WithValue(r.Context(), ctxKey{}, f)))
+		if f.refused {
+			tried = append(tried, b)
+			continue
+		}
+		p.record(b.Version, time.Since(start), f.failed || sw.code >= 500, false)
 		return
 	}
-	f := &failure{}
-	sw := &statusWriter{ResponseWriter: w}
-	b.rp.ServeHTTP(sw, r.WithContext(context.WithValue(r.Context(), ctxKey{}, f)))
-	failed := f.failed || sw.code >= 500
-	p.record(b.Version, time.Since(start), failed, false)
 }

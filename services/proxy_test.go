@@ -147,3 +147,100 @@ func TestProbe(t *testing.T) {
 		t.Fatalf("failing probe: %v", err)
 	}
 }
+
+// deadReplica is an address that refuses connections: a listener opened
+// and closed (a killed replica's port).
+func deadReplica(t *testing.T, version string) Backend {
+	t.Helper()
+	s := httptest.NewServer(http.NotFoundHandler())
+	addr := s.Listener.Addr().String()
+	s.Close()
+	return Backend{ID: version + "-dead-" + addr, Addr: addr, Version: version}
+}
+
+func TestProxyRetriesRefusedIdempotent(t *testing.T) {
+	p := NewProxy(ProxyOptions{})
+	front := httptest.NewServer(p)
+	defer front.Close()
+	a, b := replica(t, "v1", false), replica(t, "v1", false)
+	dead := deadReplica(t, "v1")
+	if err := p.SetRoutes(Routes{Stable: []Backend{a, dead, b}}); err != nil {
+		t.Fatal(err)
+	}
+	// Every GET succeeds though a third of them are first routed to the
+	// killed replica; the measurements count no error.
+	for i := range 300 {
+		if code, body := get(t, front.URL+"/x"); code != 200 || body != "v1" {
+			t.Fatalf("GET %d: %d %q", i, code, body)
+		}
+	}
+	if w := p.Recorder().Cut("w1"); w.Total.Requests != 300 || w.Total.Errors != 0 {
+		t.Errorf("GETs measured %+v", w.Total)
+	}
+	// A POST with an Idempotency-Key is retried too.
+	req, _ := http.NewRequest(http.MethodPost, front.URL+"/v1/predict", nil)
+	req.Header.Set("Idempotency-Key", "k1")
+	for range 3 {
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != 200 {
+			t.Fatalf("POST with Idempotency-Key: %d", resp.StatusCode)
+		}
+	}
+}
+
+func TestProxyDoesNotRetryNonIdempotent(t *testing.T) {
+	p := NewProxy(ProxyOptions{})
+	front := httptest.NewServer(p)
+	defer front.Close()
+	dead := deadReplica(t, "v1")
+	if err := p.SetRoutes(Routes{Stable: []Backend{dead}}); err != nil {
+		t.Fatal(err)
+	}
+	// A POST with a body goes to the one replica and fails: never resent.
+	resp, err := http.Post(front.URL+"/v1/predict", "application/json", strings.NewReader(`{"text":"x"}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusBadGateway {
+		t.Fatalf("POST to a killed replica: %d", resp.StatusCode)
+	}
+	// A GET with no other replica left fails after trying the only one.
+	if code, _ := get(t, front.URL+"/x"); code != http.StatusBadGateway {
+		t.Fatalf("GET with every replica refusing: %d", code)
+	}
+	if w := p.Recorder().Cut("w1"); w.Total.Requests != 2 || w.Total.Errors != 2 || w.Unrouted != 0 {
+		t.Errorf("measured %+v unrouted %d", w.Total, w.Unrouted)
+	}
+}
+
+func TestProxyAvoidsRefusingReplica(t *testing.T) {
+	p := NewProxy(ProxyOptions{})
+	front := httptest.NewServer(p)
+	defer front.Close()
+	a := replica(t, "v1", false)
+	dead := deadReplica(t, "v1")
+	if err := p.SetRoutes(Routes{Stable: []Backend{dead, a}}); err != nil {
+		t.Fatal(err)
+	}
+	// The first request refused marks the replica down: the POSTs after it
+	// (which are never retried) go to the live one until the backoff ends.
+	failed := 0
+	for range 50 {
+		resp, err := http.Post(front.URL+"/v1/predict", "application/json", strings.NewReader(`{}`))
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != 200 {
+			failed++
+		}
+	}
+	if failed > 1 {
+		t.Errorf("%d of 50 POSTs failed: the refusing replica was not avoided", failed)
+	}
+}

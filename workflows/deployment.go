@@ -10,6 +10,7 @@ import (
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/workflow"
 
+	"github.com/accordmesh/accord/provenance/predicate"
 	"github.com/accordmesh/accord/runtimes"
 	"github.com/accordmesh/accord/services"
 	"github.com/accordmesh/accord/specs"
@@ -29,7 +30,14 @@ const (
 	// periods; continue-as-new with the state.
 	deployLayout1 workflow.Version = 1
 
-	deployLayoutLatest = deployLayout1
+	// deployLayout2: every event that moves money or traffic is attested
+	// (deploy.Attest on the services queue, one statement per event,
+	// chained): start, each period's hold and settlement, each SLA window,
+	// a canary taking traffic, its gate with the measured figures, promote,
+	// rollback, stop.
+	deployLayout2 workflow.Version = 2
+
+	deployLayoutLatest = deployLayout2
 )
 
 // DeploymentCurrentLayout names the recorded deployment histories.
@@ -145,6 +153,9 @@ func (d *deployer) begin(ctx workflow.Context) error {
 	}
 	d.st.Endpoint = ep.Addr
 	d.event(ctx, "placed", "endpoint %s at %s", rel.Service.Endpoint, ep.Addr)
+	if err := d.attest(ctx, predicate.Deployment{Event: predicate.DeployStart, Release: rel.N, Version: rel.Version, Start: d.startRecord()}); err != nil {
+		return err
+	}
 	held, ok, err := d.hold(ctx, 0)
 	if err != nil {
 		return err
@@ -196,6 +207,10 @@ func (d *deployer) hold(ctx workflow.Context, n int) (int64, bool, error) {
 		return 0, false, nil
 	}
 	d.event(ctx, "held", "period %d: %d %s in escrow (%s)", n, r.Held, d.st.Currency, r.Job)
+	if err := d.attest(ctx, predicate.Deployment{Event: predicate.DeployHold, Hold: &predicate.PeriodHold{
+		Period: n, Job: r.Job, Price: price, MarginBP: margin, Held: r.Held, Transaction: r.Transaction}}); err != nil {
+		return 0, false, err
+	}
 	return r.Held, true, nil
 }
 
@@ -520,6 +535,8 @@ func (d *deployer) advanceRollout(ctx workflow.Context, now time.Time) error {
 			}
 			d.st.CanaryStarted = now
 			d.event(ctx, "canary", "%s takes traffic; gate window of %s opens", c.Label(), ro.Duration)
+			return d.attest(ctx, predicate.Deployment{Event: predicate.DeployCanary, Release: c.N, Version: c.Version,
+				Canary: &predicate.CanaryStart{Percent: ro.CanaryPercent, Duration: ro.Duration, Gates: gates(ro)}})
 		} else if now.Sub(d.st.CanaryCreated) > ro.Duration {
 			return d.rollbackNow(ctx, "canary never became ready")
 		}
@@ -536,6 +553,10 @@ func (d *deployer) advanceRollout(ctx workflow.Context, now time.Time) error {
 	reason := gate(ro, st)
 	res := RolloutResult{Release: c.N, Promoted: reason == "", Reason: reason, Canary: st, At: now}
 	d.st.Rollouts = appendBounded(d.st.Rollouts, res, maxRollouts)
+	if err := d.attest(ctx, predicate.Deployment{Event: predicate.DeployGate, Release: c.N, Version: c.Version, Reason: reason,
+		Gate: &predicate.GateVerdict{Measured: measured(st), Gates: gates(ro), Passed: reason == ""}}); err != nil {
+		return err
+	}
 	if reason == "" {
 		return d.promote(ctx, st)
 	}
@@ -571,6 +592,9 @@ func (d *deployer) promote(ctx workflow.Context, st services.Stats) error {
 	d.st.Previous, d.st.Stable, d.st.Canary = &old, c, nil
 	d.st.Phase = PhasePromote
 	d.event(ctx, "promote", "%s (%s) promoted: %d requests, success %s%%, p95 %s", c.Label(), c.Version, st.Requests, bpString(st.SuccessBP), st.P95)
+	if err := d.attest(ctx, predicate.Deployment{Event: predicate.DeployPromote, Release: c.N, Version: c.Version}); err != nil {
+		return err
+	}
 	for i := range d.st.Replicas {
 		r := &d.st.Replicas[i]
 		if r.Release == c.N {
@@ -643,6 +667,7 @@ func (d *deployer) rollbackNow(ctx workflow.Context, reason string) error {
 		}
 		d.st.Phase = PhaseServing
 		d.event(ctx, "rollback", "%s (%s) rolled back: %s", c.Label(), c.Version, reason)
+		return d.attest(ctx, predicate.Deployment{Event: predicate.DeployRollback, Release: c.N, Version: c.Version, Reason: reason})
 	case d.st.Previous != nil:
 		prev := *d.st.Previous
 		cur := d.st.Stable
@@ -657,6 +682,7 @@ func (d *deployer) rollbackNow(ctx workflow.Context, reason string) error {
 			}
 		}
 		d.event(ctx, "rollback", "returning from %s (%s) to %s (%s): %s", cur.Label(), cur.Version, prev.Label(), prev.Version, reason)
+		return d.attest(ctx, predicate.Deployment{Event: predicate.DeployRollback, Release: cur.N, Version: cur.Version, Reason: reason})
 	default:
 		d.event(ctx, "rollback", "nothing to roll back (%s)", reason)
 	}
@@ -684,7 +710,9 @@ func (d *deployer) window(ctx workflow.Context, now time.Time) error {
 	}
 	d.st.Window++
 	d.st.WindowStart = now
-	return nil
+	return d.attest(ctx, predicate.Deployment{Event: predicate.DeployWindow, Window: &predicate.SLAWindow{
+		N: sw.N, Period: sw.Period, Measured: measured(w.Total), Unrouted: w.Unrouted, Terms: slaTerms(sla),
+		Breached: sw.Breached, Reasons: sw.Reasons}})
 }
 
 // slaBreaches lists the terms a window missed.
@@ -757,7 +785,12 @@ func (d *deployer) settle(ctx workflow.Context) error {
 	d.st.Slashed += ps.Slashed
 	d.st.PeriodMillis, d.st.PeriodBreached, d.st.PeriodReasons, d.st.Held = 0, false, nil, 0
 	d.event(ctx, "settled", "period %d: charge %d, SLA refund %d, slashed %d, refund %d (%s)", req.Period, ps.Charge, ps.SLARefund, ps.Slashed, ps.Refund, ps.Key)
-	return nil
+	d.st.Settled++
+	return d.attest(ctx, predicate.Deployment{Event: predicate.DeploySettle, Reason: strings.Join(req.Reasons, "; "), Settle: &predicate.PeriodSettlement{
+		Period: req.Period, Job: ps.Job, ReplicaMillis: req.ReplicaMillis, ReplicaHour: req.ReplicaHour,
+		Breached: req.Breached, Reasons: req.Reasons, RefundPercent: req.RefundPercent, SlashPercent: req.SlashPercent, Stake: req.Stake,
+		Held: ps.Held, Charge: ps.Charge, SLARefund: ps.SLARefund, ProviderPay: ps.ProviderPay, PlatformFee: ps.PlatformFee,
+		Refund: ps.Refund, Slashed: ps.Slashed, Transaction: ps.Transaction, Key: ps.Key}})
 }
 
 // teardown drains the endpoint, stops every replica, settles the open
@@ -802,4 +835,10 @@ func (d *deployer) teardown(ctx workflow.Context, reason string) {
 	}
 	d.st.Phase = PhaseStopped
 	d.event(ctx, "stopped", "deployment stopped; spent %d %s", d.st.Spent, d.st.Currency)
+	if d.st.Attested > 0 {
+		if err := d.attest(ctx, predicate.Deployment{Event: predicate.DeployStop, Reason: reason, Stop: &predicate.DeploymentStop{
+			Spent: d.st.Spent, Refunded: d.st.Refunded, Slashed: d.st.Slashed, Periods: d.st.Settled}}); err != nil {
+			d.event(ctx, "error", "%v", err)
+		}
+	}
 }

@@ -139,11 +139,18 @@ type DeploymentState struct {
 	Held           int64     `json:"held"`
 	Spent          int64     `json:"spent"`
 	Refunded       int64     `json:"sla_refunded"`
+	Settled        int       `json:"settled"` // periods settled over the deployment's life
 	Slashed        int64     `json:"slashed"`
 	GraceUntil     time.Time `json:"grace_until,omitempty"`
 
 	Window      int       `json:"window"`
 	WindowStart time.Time `json:"window_start"`
+
+	// Attested is the last attested event's seq (layout 2: every event
+	// that moves money or traffic is signed and logged, chained);
+	// AttestTail is its envelope digest, which the next event links.
+	Attested   int    `json:"attested"`
+	AttestTail string `json:"attest_tail,omitempty"`
 
 	LastTick time.Time `json:"last_tick"`
 	Ticks    int       `json:"ticks"`
@@ -189,6 +196,8 @@ var (
 	MeasureWindow = Activity[services.MeasureRequest, services.Window]{Name: "deploy.Measure"}
 	HoldPeriod    = Activity[services.HoldPeriodRequest, services.HoldPeriodResult]{Name: "deploy.HoldPeriod"}
 	SettlePeriod  = Activity[services.SettlePeriodRequest, services.PeriodSettlement]{Name: "deploy.SettlePeriod"}
+	// AttestEvent signs and logs one deployment event (layout 2).
+	AttestEvent = Activity[services.AttestRequest, services.AttestResult]{Name: "deploy.Attest"}
 )
 
 // RegisterDeployment registers the deployment workflow on w.
@@ -207,4 +216,5 @@ func RegisterDeploymentActivities(r worker.ActivityRegistry, h *services.Host) {
 	MeasureWindow.Register(r, h.Measure)
 	HoldPeriod.Register(r, h.HoldPeriod)
 	SettlePeriod.Register(r, h.SettlePeriod)
+	AttestEvent.Register(r, h.Attest)
 }

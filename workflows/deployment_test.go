@@ -2,6 +2,9 @@ package workflows
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
@@ -14,6 +17,7 @@ import (
 	"go.temporal.io/sdk/testsuite"
 	"go.temporal.io/sdk/workflow"
 
+	"github.com/accordmesh/accord/provenance/predicate"
 	"github.com/accordmesh/accord/runtimes"
 	"github.com/accordmesh/accord/services"
 	"github.com/accordmesh/accord/specs"
@@ -33,7 +37,10 @@ type fakeHost struct {
 	images   map[string]string // replica → image
 	breachW  map[string]bool   // SLA window keys that breach
 	closed   bool
-	dryAfter int // holds after which the tenant is out of money (0: never)
+	dryAfter int                    // holds after which the tenant is out of money (0: never)
+	events   []predicate.Deployment // attested, in order
+	tail     string                 // the last event's digest
+	chainErr error                  // a broken chain link, if any
 }
 
 func newFakeHost() *fakeHost {
@@ -116,6 +123,21 @@ func (f *fakeHost) register(env *testsuite.TestWorkflowEnvironment) {
 		f.holds = append(f.holds, r)
 		return services.HoldPeriodResult{Job: services.PeriodJob(r.Deployment, r.Period), Held: r.Price + r.Price*r.MarginBP/10000}, nil
 	})
+	AttestEvent.Register(env, func(_ context.Context, r services.AttestRequest) (services.AttestResult, error) {
+		f.mu.Lock()
+		defer f.mu.Unlock()
+		var p predicate.Deployment
+		if err := json.Unmarshal(r.Predicate, &p); err != nil {
+			return services.AttestResult{}, err
+		}
+		if r.Seq != len(f.events)+1 || r.Previous != f.tail || p.Seq != r.Seq || p.JobID != r.Deployment {
+			f.chainErr = fmt.Errorf("event %d (%s): seq %d, previous %q, want seq %d after %q", r.Seq, p.Event, p.Seq, r.Previous, len(f.events)+1, f.tail)
+		}
+		sum := sha256.Sum256(r.Predicate)
+		f.tail = "sha256:" + hex.EncodeToString(sum[:])
+		f.events = append(f.events, p)
+		return services.AttestResult{Digest: f.tail, LogIndex: int64(len(f.events))}, nil
+	})
 	SettlePeriod.Register(env, func(_ context.Context, r services.SettlePeriodRequest) (services.PeriodSettlement, error) {
 		f.mu.Lock()
 		defer f.mu.Unlock()
@@ -129,6 +151,63 @@ func (f *fakeHost) register(env *testsuite.TestWorkflowEnvironment) {
 		}
 		return ps, nil
 	})
+}
+
+// checkAttested checks the lifecycle's events were attested in order,
+// chained, with the figures the workflow acted on.
+func checkAttested(t *testing.T, f *fakeHost, st DeploymentState) {
+	t.Helper()
+	if f.chainErr != nil {
+		t.Fatal(f.chainErr)
+	}
+	var kinds []string
+	count := map[string]int{}
+	for _, e := range f.events {
+		kinds = append(kinds, e.Event)
+		count[e.Event]++
+	}
+	if len(kinds) == 0 || kinds[0] != predicate.DeployStart || kinds[len(kinds)-1] != predicate.DeployStop {
+		t.Fatalf("events %v: want start first and stop last", kinds)
+	}
+	if st.Attested != len(f.events) || st.AttestTail != f.tail {
+		t.Errorf("state attested %d (%s), host has %d (%s)", st.Attested, st.AttestTail, len(f.events), f.tail)
+	}
+	want := map[string]int{predicate.DeployHold: len(f.holds), predicate.DeploySettle: len(f.settles),
+		predicate.DeployCanary: 2, predicate.DeployGate: 2, predicate.DeployPromote: 1, predicate.DeployRollback: 1}
+	for k, n := range want {
+		if count[k] != n {
+			t.Errorf("%d %s events, want %d: %v", count[k], k, n, kinds)
+		}
+	}
+	if count[predicate.DeployWindow] < 3 {
+		t.Errorf("%d window events: %v", count[predicate.DeployWindow], kinds)
+	}
+	for i, e := range f.events {
+		switch {
+		case e.Event == predicate.DeployGate && e.Release == 2:
+			if e.Gate.Passed || e.Gate.Measured.SuccessBP != 0 || e.Gate.Measured.Requests != 100 || e.Gate.Gates.MinSuccessBP != 9900 {
+				t.Errorf("bad canary's gate: %+v", e.Gate)
+			}
+			if next := f.events[i+1]; next.Event != predicate.DeployRollback || next.Release != 2 {
+				t.Errorf("after the failed gate: %s r%d", next.Event, next.Release)
+			}
+		case e.Event == predicate.DeployGate && e.Release == 3:
+			if !e.Gate.Passed || f.events[i+1].Event != predicate.DeployPromote {
+				t.Errorf("good canary's gate %+v, then %s", e.Gate, f.events[i+1].Event)
+			}
+		case e.Event == predicate.DeployWindow && e.Window.N == 1:
+			if !e.Window.Breached || e.Window.Measured.SuccessBP != 9000 || e.Window.Terms.AvailabilityBP != 9950 {
+				t.Errorf("breached window: %+v", e.Window)
+			}
+		case e.Event == predicate.DeploySettle && e.Settle.Breached:
+			if e.Settle.RefundPercent != 25 || e.Settle.SLARefund != e.Settle.Charge/4 {
+				t.Errorf("breached settlement: %+v", e.Settle)
+			}
+		}
+	}
+	if s := f.events[len(f.events)-1].Stop; s.Spent != st.Spent || s.Periods != len(f.settles) {
+		t.Errorf("stop %+v, state spent %d over %d periods", s, st.Spent, len(f.settles))
+	}
 }
 
 func testService(image string) specs.Service {
@@ -226,6 +305,7 @@ func TestDeploymentLifecycle(t *testing.T) {
 	if len(f.running) != 0 || !f.closed {
 		t.Errorf("left running %v, endpoint closed %v", f.running, f.closed)
 	}
+	checkAttested(t, f, st)
 	// Billing: periods 0-2 settled at the boundaries, period 3 at the stop.
 	if len(f.settles) != 4 || len(f.holds) != 4 {
 		t.Fatalf("%d holds, %d settlements\n%s", len(f.holds), len(f.settles), log)

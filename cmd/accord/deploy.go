@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"os"
 	"path/filepath"
 	"strings"
 	"time"
@@ -37,7 +38,7 @@ func deployCmd() *cobra.Command {
   accord deploy update sentiment examples/service-v2.md
   accord deploy rollback sentiment --reason "p99 too high"
   accord deploy stop sentiment`,
-		Args: cobra.ExactArgs(1),
+		Args: deployArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			s, err := deployclient.Load(args[0])
 			if err != nil {
@@ -70,11 +71,11 @@ func deployCmd() *cobra.Command {
 func deployStatusCmd() *cobra.Command {
 	var tf temporalFlags
 	cmd := &cobra.Command{
-		Use:   "status DEPLOYMENT",
-		Short: "Show a deployment's replicas, versions, traffic split, SLA so far and spend",
+		Use: "status DEPLOYMENT",
 		Example: `  accord deploy status sentiment
-  accord deploy status sentiment --json   # last line: {"deployment": ..., "replicas": [...], ...}`,
-		Args: cobra.ExactArgs(1),
+  accord deploy status sentiment --json`,
+		Short: "Show a deployment's replicas, versions, traffic split, SLA so far and spend",
+		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx, cancel := signalContext()
 			defer cancel()
@@ -122,16 +123,18 @@ func printDeployment(w cli.Writer, st workflows.DeploymentState) {
 	w.Printf("  SLA     %d windows, %d breached, %d requests, %d failed\n", len(st.Windows), breaches, reqs, errs)
 	w.Printf("  spend   %d %s in %d settled periods (SLA refunds %d, slashed %d); period %d holds %d\n",
 		st.Spent, st.Currency, len(st.Settlements), st.Refunded, st.Slashed, st.Period, st.Held)
+	if st.Attested > 0 {
+		w.Printf("  attested %d events (accord receipt export %s -o receipt.json)\n", st.Attested, st.ID)
+	}
 }
 
 func deployUpdateCmd() *cobra.Command {
 	var tf temporalFlags
 	cmd := &cobra.Command{
-		Use:   "update DEPLOYMENT SPEC",
-		Short: "Roll out a new version through a canary (promoted or rolled back by its gates)",
-		Example: `  accord deploy update sentiment examples/service.md
-  accord deploy update sentiment service-v2.md --json`,
-		Args: cobra.ExactArgs(2),
+		Use:     "update DEPLOYMENT SPEC",
+		Example: `  accord deploy update sentiment examples/service-v2.md`,
+		Short:   "Roll out a new version through a canary (promoted or rolled back by its gates)",
+		Args:    cobra.ExactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			s, err := deployclient.Load(args[1])
 			if err != nil {
@@ -156,13 +159,34 @@ func deployUpdateCmd() *cobra.Command {
 	return cmd
 }
 
+// deployArgs takes one SPEC; a word that is neither a subcommand nor a
+// file is a usage error naming the subcommands, as for any group.
+func deployArgs(c *cobra.Command, args []string) error {
+	var subs []string
+	for _, s := range c.Commands() {
+		if s.IsAvailableCommand() {
+			subs = append(subs, s.Name())
+		}
+	}
+	switch {
+	case len(args) == 0:
+		return cli.Usagef("%s needs a subcommand or a SPEC: %s", c.CommandPath(), strings.Join(subs, ", "))
+	case len(args) > 1:
+		return cli.Usagef("%s takes one SPEC, got %d arguments (usage: accord deploy SPEC [flags])", c.CommandPath(), len(args))
+	}
+	if _, err := os.Stat(args[0]); err != nil && !strings.ContainsAny(args[0], "./") {
+		return cli.Usagef("unknown command %q for %q and no such spec file; valid subcommands: %s", args[0], c.CommandPath(), strings.Join(subs, ", "))
+	}
+	return nil
+}
+
 func deploySignalCmd(verb, short string, send func(context.Context, client.Client, string, string) error) *cobra.Command {
 	var tf temporalFlags
 	var reason string
 	cmd := &cobra.Command{
 		Use:     verb + " DEPLOYMENT",
 		Short:   short,
-		Example: "  accord deploy " + verb + " sentiment\n  accord deploy " + verb + " sentiment --reason \"p99 too high\" --json",
+		Example: "  accord deploy " + verb + " sentiment --reason \"p99 too high\"",
 		Args:    cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx, cancel := signalContext()
@@ -190,11 +214,11 @@ func deployLogsCmd() *cobra.Command {
 	var replica string
 	var lf localFlags
 	cmd := &cobra.Command{
-		Use:   "logs DEPLOYMENT",
-		Short: "Print a deployment's event log, or with --replica a replica's output (on its services host)",
+		Use: "logs DEPLOYMENT",
 		Example: `  accord deploy logs sentiment
-  accord deploy logs sentiment --replica r1`,
-		Args: cobra.ExactArgs(1),
+  accord deploy logs sentiment --replica sentiment-r1-s0-g0`,
+		Short: "Print a deployment's event log, or with --replica a replica's output (on its services host)",
+		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx, cancel := signalContext()
 			defer cancel()
@@ -254,11 +278,11 @@ func deployHostCmd() *cobra.Command {
 	var feeBP int64
 	tun := workers.DefaultTuning()
 	cmd := &cobra.Command{
-		Use:   "host",
+		Use: "host",
+		Example: `  accord deploy host --provider local --fee-bp 500
+  accord deploy host --bridge accordsvc0 --subnet 10.88.0.0/24`,
 		Short: "Run a services host: replicas in CNI namespaces on this machine's containerd, endpoint proxies, period billing",
-		Example: `  accord deploy host
-  accord deploy host --temporal-address 127.0.0.1:7233 --json`,
-		Args: cobra.NoArgs,
+		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			home, err := cli.Home()
 			if err != nil {
@@ -285,7 +309,7 @@ func deployHostCmd() *cobra.Command {
 				return err
 			}
 			defer host.Close()
-			h := &services.Host{Runtime: host.Runtime, Network: net,
+			h := &services.Host{Runtime: host.Runtime, Network: net, Attestor: host.Recorder,
 				Biller: &billing.Ledger{L: host.Ledger, Provider: provider, FeeBP: feeBP}}
 			w, err := workers.StartServices(c, h, tun)
 			if err != nil {
