@@ -141,25 +141,9 @@ func Negotiate(ctx context.Context, plan *specs.Plan, providers []Provider, opts
 // providers' capacities. Jobs are named by their plan name unless names is
 // given (same length as plans).
 func Clear(ctx context.Context, plans []*specs.Plan, names []string, providers []Provider, opts Options) (*Result, error) {
-	if names != nil && len(names) != len(plans) {
-		return nil, fmt.Errorf("%w: %d names for %d plans", ErrInvalid, len(names), len(plans))
-	}
-	var buyers []*Buyer
-	seen := map[string]bool{}
-	for i, p := range plans {
-		name := ""
-		if names != nil {
-			name = names[i]
-		}
-		b, err := NewBuyer(name, p)
-		if err != nil {
-			return nil, err
-		}
-		if seen[b.Job] {
-			return nil, fmt.Errorf("%w: job %s listed twice", ErrInvalid, b.Job)
-		}
-		seen[b.Job] = true
-		buyers = append(buyers, b)
+	buyers, err := buyersOf(plans, names)
+	if err != nil {
+		return nil, err
 	}
 	return runAuction(ctx, buyers, providers, opts)
 }
@@ -216,6 +200,9 @@ type auction struct {
 	// committed through at most one winning bid).
 	inst    *wdp.Instance
 	provIdx map[string]int
+	// sol is the winner determination's solution, once solved.
+	sol     *wdp.Solution
+	timings Timings
 }
 
 // jobOffer is an offer for one whole job.
@@ -229,7 +216,18 @@ type jobOffer struct {
 // provider, and jobs split over providers), winner determination, then VCG
 // prices.
 func runAuction(ctx context.Context, buyers []*Buyer, providers []Provider, opts Options) (*Result, error) {
+	au, err := clearAuction(ctx, buyers, providers, opts)
+	if au == nil {
+		return nil, err
+	}
+	return au.res, err
+}
+
+// clearAuction is runAuction keeping the auction (its instance and
+// timings); it returns a nil auction only with an invalid-input error.
+func clearAuction(ctx context.Context, buyers []*Buyer, providers []Provider, opts Options) (*auction, error) {
 	opts.defaults()
+	start := time.Now()
 	profs, err := profiles(ctx, providers)
 	if err != nil {
 		return nil, err
@@ -247,7 +245,7 @@ func runAuction(ctx context.Context, buyers []*Buyer, providers []Provider, opts
 		}
 	}
 	if len(au.res.Offers) == 0 {
-		return au.res, fmt.Errorf("%w: %d provider(s) excluded; see diagnostics", ErrNoOffers, len(profs))
+		return au, fmt.Errorf("%w: %d provider(s) excluded; see diagnostics", ErrNoOffers, len(profs))
 	}
 	for pi := range profs {
 		au.bundleBids(pi)
@@ -255,17 +253,18 @@ func runAuction(ctx context.Context, buyers []*Buyer, providers []Provider, opts
 	for bi := range buyers {
 		au.splitBid(bi)
 	}
+	au.timings.Bids = time.Since(start)
 	if len(au.inst.Bids) == 0 {
-		return au.res, fmt.Errorf("%w: no bid fits a budget; see diagnostics", ErrNoAgreement)
+		return au, fmt.Errorf("%w: no bid fits a budget; see diagnostics", ErrNoAgreement)
 	}
 	if err := au.solve(ctx); err != nil {
 		return nil, err
 	}
 	au.diagnoseUnplaced()
 	if len(au.res.Awards) == 0 {
-		return au.res, fmt.Errorf("%w: no job placed", ErrNoAgreement)
+		return au, fmt.Errorf("%w: no job placed", ErrNoAgreement)
 	}
-	return au.res, nil
+	return au, nil
 }
 
 // newAuction starts the result record; jobs must share a currency.
@@ -498,16 +497,21 @@ func (au *auction) splitBid(bi int) {
 // premium and the awards.
 func (au *auction) solve(ctx context.Context) error {
 	res := au.res
+	start := time.Now()
 	sol, err := wdp.Solve(ctx, au.inst, wdp.Options{TimeLimit: au.opts.TimeLimit})
 	if err != nil {
 		return fmt.Errorf("market: winner determination: %w", err)
 	}
+	au.sol = sol
+	au.timings.WDP = time.Since(start)
 	res.Winners = sol.Winners
 	res.Optimal, res.Gap, res.Nodes = sol.Optimal, sol.Gap, sol.Nodes
 	for _, w := range sol.Winners {
 		res.Welfare += res.Bids[w].Surplus
 	}
+	start = time.Now()
 	prices, nodes, exact := providerPrices(ctx, au.inst, res, sol, au.profs, au.opts)
+	au.timings.Prices = time.Since(start)
 	res.Nodes += nodes
 	res.Optimal = res.Optimal && exact
 	res.Awards = awards(res, au.buyers, prices)
