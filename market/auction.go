@@ -25,8 +25,9 @@ const (
 type Options struct {
 	// Job names the job in results (default: the plan name).
 	Job string
-	// TimeLimit bounds winner determination (default 60s); a clearing
-	// stopped by it is reported with Optimal false and its gap.
+	// TimeLimit bounds winner determination (default 60s), and again the
+	// VCG re-solves together; a clearing stopped by it is reported with
+	// Optimal false and its gap.
 	TimeLimit time.Duration
 	// MaxBundle is the most jobs one provider bids for together in batch
 	// mode (default 3).
@@ -391,32 +392,75 @@ func (au *auction) addBid(bidder string, provs []string, jobs []int, offers []in
 
 // bundleBids bids provider pi's whole-job offers alone and in bundles of up
 // to MaxBundle jobs, jointly fitted and priced, the jobs with the most
-// surplus first, at most MaxBidsPerProvider bids. A bundle that does not
-// fit is not extended.
+// surplus first, at most MaxBidsPerProvider bids. When every bundle fits
+// under that cap, all are enumerated (a bundle that does not fit is not
+// extended); otherwise, as in a large batch, spreadBids chooses them.
 func (au *auction) bundleBids(pi int) {
 	p := &au.profs[pi]
 	offs := au.whole[pi]
 	surplus := func(o jobOffer) int64 { return au.buyers[o.job].Reserve - au.res.Offers[o.offer].Ask }
 	sort.SliceStable(offs, func(a, c int) bool { return surplus(offs[a]) > surplus(offs[c]) })
-	count := 0
+	if subsets(len(offs), au.opts.MaxBundle) > au.opts.MaxBidsPerProvider {
+		au.spreadBids(p, offs)
+		return
+	}
 	var rec func(start int, chosen []jobOffer)
 	rec = func(start int, chosen []jobOffer) {
-		for i := start; i < len(offs) && count < au.opts.MaxBidsPerProvider; i++ {
+		for i := start; i < len(offs); i++ {
 			set := append(chosen[:len(chosen):len(chosen)], offs[i])
 			switch {
 			case len(set) == 1:
-				o := offs[i]
-				au.addBid(p.Name, []string{p.Name}, []int{o.job}, []int{o.offer}, au.res.Offers[o.offer].Ask)
+				au.single(p, offs[i])
 			case !au.bundle(p, set):
 				continue
 			}
-			count++
 			if len(set) < au.opts.MaxBundle {
 				rec(i+1, set)
 			}
 		}
 	}
 	rec(0, nil)
+}
+
+// subsets counts the non-empty subsets of at most k of n items, capped
+// just above 1<<20.
+func subsets(n, k int) int {
+	total, c := 0, 1
+	for i := 1; i <= k && i <= n && total <= 1<<20; i++ {
+		c = c * (n - i + 1) / i
+		total += c
+	}
+	return total
+}
+
+// spreadBids chooses provider p's bids from its offers offs (by
+// descending surplus) when there are too many to enumerate: half the cap
+// goes to single jobs, the best first, and the rest to bundles of
+// consecutive offers down the same list ({1,2,3}, {4,5,6}, …, then pairs),
+// so that the bids cover many jobs rather than every combination of the
+// few best, and the winner determination can give each provider different
+// jobs.
+func (au *auction) spreadBids(p *Profile, offs []jobOffer) {
+	limit := au.opts.MaxBidsPerProvider
+	count := 0
+	for _, o := range offs[:min(len(offs), max(1, limit/2))] {
+		au.single(p, o)
+		count++
+	}
+	for k := au.opts.MaxBundle; k >= 2; k-- {
+		share := (limit - count) / (k - 1) // what is left, split over the sizes still to come
+		for i, made := 0, 0; i+k <= len(offs) && made < share && count < limit; i += k {
+			if au.bundle(p, offs[i:i+k]) {
+				made++
+				count++
+			}
+		}
+	}
+}
+
+// single bids offer o alone.
+func (au *auction) single(p *Profile, o jobOffer) {
+	au.addBid(p.Name, []string{p.Name}, []int{o.job}, []int{o.offer}, au.res.Offers[o.offer].Ask)
 }
 
 // bundle offers and bids the jobs of set together on p, reporting false
@@ -544,7 +588,13 @@ func namesOf(buyers []*Buyer, jobs []int) []string {
 // providerPrices computes each winning provider's Clarke-pivot premium
 // W − W₋ₚ (the welfare the market would lose without it), re-solving without
 // all of its bids in parallel, warm-started with the winners minus its bids.
+//
+// opts.TimeLimit bounds all the re-solves together, so that a batch with
+// many winning providers takes at most twice the limit; a re-solve it
+// stops leaves the prices inexact (reported as not optimal).
 func providerPrices(ctx context.Context, inst *wdp.Instance, res *Result, sol *wdp.Solution, profs []Profile, opts Options) (map[string]int64, int, bool) {
+	ctx, cancel := context.WithTimeout(ctx, opts.TimeLimit)
+	defer cancel()
 	winners := map[string]bool{}
 	for _, w := range sol.Winners {
 		for _, p := range res.Bids[w].Providers {
@@ -582,7 +632,7 @@ func providerPrices(ctx context.Context, inst *wdp.Instance, res *Result, sol *w
 				}
 				sub.Bids = append(sub.Bids, inst.Bids[j])
 			}
-			s, err := wdp.Solve(ctx, sub, wdp.Options{TimeLimit: opts.TimeLimit, Incumbent: inc})
+			s, err := wdp.Solve(ctx, sub, wdp.Options{Incumbent: inc})
 			if err != nil {
 				return
 			}

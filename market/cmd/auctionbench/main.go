@@ -21,6 +21,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"runtime"
+	"runtime/pprof"
 	"slices"
 	"strconv"
 	"strings"
@@ -53,6 +54,7 @@ func bench() error {
 		withGLPK   = flag.Bool("glpk", false, "also run glpsol (Debian glpk-utils), one thread; not a target")
 		clear      = flag.String("clear", "", "instead of CATS instances, clear a synthetic market batch of JOBSxPROVIDERS (e.g. 1000x100: multi-task jobs, co-location, GPU models) with market.ClearBatch and solve its instance with the peers")
 		clearSeed  = flag.Uint64("clear-seed", 1, "seed of the -clear batch")
+		cpuProfile = flag.String("cpuprofile", "", "write a CPU profile of the whole run to this file")
 		noPeers    = flag.Bool("no-peers", false, "run Accord only (solve and VCG), without CBC, HiGHS or GLPK: a focused VCG/WDP measurement")
 		highsCache = flag.String("highs-cache", "", "where npm installs highs@"+HiGHSVersion+" (default: the user cache dir, accord/highs-VERSION)")
 	)
@@ -71,6 +73,17 @@ func bench() error {
 	}
 	if *addGood > 0 {
 		params.AddGoodProb = *addGood
+	}
+	if *cpuProfile != "" {
+		f, err := os.Create(*cpuProfile)
+		if err != nil {
+			return err
+		}
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return err
+		}
+		defer f.Close()
+		defer pprof.StopCPUProfile()
 	}
 	sizes, err := parseSizes(*sizesFlag)
 	if err != nil {
