@@ -106,4 +106,3 @@ func printBatch(w cli.Writer, b *market.Batch) {
 		w.Printf("\n")
 	}
 }
-
