@@ -54,8 +54,8 @@ type Timings struct {
 // provider's capacity goes to at most one winning bid (a job, a bundle of
 // up to opts.MaxBundle jobs, or one co-location group of a split job), and
 // each winner is paid by its job's pricing rule (VCG with the buyers'
-// reserves by default). opts.TimeLimit bounds winner determination and
-// each price re-solve; a clearing stopped by it has Result.Optimal false
+// reserves by default). opts.TimeLimit bounds winner determination, and
+// again the price re-solves together; a clearing stopped by it has Result.Optimal false
 // and its gap. ErrNoOffers and ErrNoAgreement come with the Batch, whose
 // diagnostics explain them.
 func ClearBatch(ctx context.Context, plans []*specs.Plan, names []string, providers []Provider, opts Options) (*Batch, error) {

@@ -32,8 +32,9 @@ over whole jobs, bundles of jobs on one provider and multi-task jobs split by
 co-location group, each provider's capacity going to at most one winning bid.
 It prints the allocation, each award's price (by the job's pricing rule: VCG
 with the buyer's reserve by default), the objective (total surplus) with its
-bound and gap, and the timings. --time-limit bounds winner determination and
-each price re-solve; a clearing it stops is reported with optimal false.`,
+bound and gap, and the timings. --time-limit bounds winner determination, and
+again the VCG price re-solves together; a clearing it stops is reported with
+optimal false.`,
 		Example: `  accord market clear --jobs queue/ --providers providers.yaml
   accord market clear --jobs queue/ --providers providers.yaml --time-limit 5m --json`,
 		Args: cobra.NoArgs,
@@ -64,7 +65,7 @@ each price re-solve; a clearing it stops is reported with optimal false.`,
 	}
 	clear.Flags().StringVar(&jobsDir, "jobs", "", "directory of job specs (*.md), one job per file")
 	clear.Flags().StringVar(&provFile, "providers", "", "providers file (YAML or JSON: {\"providers\": [...]})")
-	clear.Flags().DurationVar(&limit, "time-limit", 60*time.Second, "stop winner determination (and each price re-solve) after this long with the best allocation and its gap")
+	clear.Flags().DurationVar(&limit, "time-limit", 60*time.Second, "stop winner determination (and again the price re-solves) after this long with the best allocation and its gap")
 	mkt.AddCommand(clear)
 	root.AddCommand(mkt)
 }
