@@ -202,8 +202,9 @@ type auction struct {
 	inst    *wdp.Instance
 	provIdx map[string]int
 	// sol is the winner determination's solution, once solved.
-	sol     *wdp.Solution
-	timings Timings
+	sol         *wdp.Solution
+	pricesExact bool
+	timings     Timings
 }
 
 // jobOffer is an offer for one whole job.
@@ -557,6 +558,7 @@ func (au *auction) solve(ctx context.Context) error {
 	prices, nodes, exact := providerPrices(ctx, au.inst, res, sol, au.profs, au.opts)
 	au.timings.Prices = time.Since(start)
 	res.Nodes += nodes
+	au.pricesExact = exact
 	res.Optimal = res.Optimal && exact
 	res.Awards = awards(res, au.buyers, prices)
 	withSLA(res.Awards, au.buyers, au.profs)

@@ -22,6 +22,11 @@ type Batch struct {
 	// Bound its proven upper bound (Objective + Gap; equal when optimal).
 	Objective float64 `json:"objective_minor"`
 	Bound     float64 `json:"bound_minor"`
+	// Proven says winner determination proved the allocation optimal;
+	// PricesExact that every VCG re-solve finished too (Result.Optimal is
+	// both).
+	Proven      bool `json:"wdp_optimal"`
+	PricesExact bool `json:"prices_exact"`
 	// Goods and Bids size the instance: one good per job and per provider.
 	Goods   int     `json:"goods"`
 	Bids    int     `json:"bids"`
@@ -73,6 +78,7 @@ func ClearBatch(ctx context.Context, plans []*specs.Plan, names []string, provid
 	}
 	if au.sol != nil {
 		b.Objective, b.Bound = au.sol.Objective, au.sol.Objective+au.sol.Gap
+		b.Proven, b.PricesExact = au.sol.Optimal, au.pricesExact
 	}
 	t := &b.Timings
 	t.BidsSeconds, t.WDPSeconds, t.PricesSeconds = t.Bids.Seconds(), t.WDP.Seconds(), t.Prices.Seconds()

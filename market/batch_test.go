@@ -44,7 +44,7 @@ func TestClearBatchSynthetic(t *testing.T) {
 		t.Fatal(err)
 	}
 	res := b.Result
-	if !res.Optimal || b.Bound != b.Objective || res.Gap != 0 {
+	if !res.Optimal || !b.Proven || !b.PricesExact || b.Bound != b.Objective || res.Gap != 0 {
 		t.Fatalf("not proven: objective %v bound %v gap %v", b.Objective, b.Bound, res.Gap)
 	}
 	if b.Goods != 68 || b.Bids != len(res.Bids) || b.Instance == nil || len(b.Instance.Bids) != b.Bids {

@@ -87,8 +87,8 @@ func printBatch(w cli.Writer, b *market.Batch) {
 		placed[a.Job] = true
 	}
 	w.Printf("%d jobs, %d providers: %d offers, %d bids over %d goods\n", len(r.Jobs), len(r.Providers), len(r.Offers), b.Bids, b.Goods)
-	w.Printf("objective %s surplus (bound %s, gap %g, optimal %v), %d nodes\n",
-		formatMoney(int64(b.Objective), r.Currency), formatMoney(int64(b.Bound), r.Currency), r.Gap, r.Optimal, r.Nodes)
+	w.Printf("objective %s surplus (bound %s, gap %g, optimal %v; prices exact %v), %d nodes\n",
+		formatMoney(int64(b.Objective), r.Currency), formatMoney(int64(b.Bound), r.Currency), r.Gap, b.Proven, b.PricesExact, r.Nodes)
 	t := b.Timings
 	w.Printf("timings: bids %.3fs, winner determination %.3fs, prices %.3fs, total %.3fs\n", t.BidsSeconds, t.WDPSeconds, t.PricesSeconds, t.TotalSeconds)
 	w.Printf("%d jobs placed, %d not:\n", len(placed), len(r.Jobs)-len(placed))
