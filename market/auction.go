@@ -25,8 +25,9 @@ const (
 type Options struct {
 	// Job names the job in results (default: the plan name).
 	Job string
-	// TimeLimit bounds winner determination (default 60s); a clearing
-	// stopped by it is reported with Optimal false and its gap.
+	// TimeLimit bounds winner determination (default 60s), and again the
+	// VCG re-solves together; a clearing stopped by it is reported with
+	// Optimal false and its gap.
 	TimeLimit time.Duration
 	// MaxBundle is the most jobs one provider bids for together in batch
 	// mode (default 3).
@@ -141,25 +142,9 @@ func Negotiate(ctx context.Context, plan *specs.Plan, providers []Provider, opts
 // providers' capacities. Jobs are named by their plan name unless names is
 // given (same length as plans).
 func Clear(ctx context.Context, plans []*specs.Plan, names []string, providers []Provider, opts Options) (*Result, error) {
-	if names != nil && len(names) != len(plans) {
-		return nil, fmt.Errorf("%w: %d names for %d plans", ErrInvalid, len(names), len(plans))
-	}
-	var buyers []*Buyer
-	seen := map[string]bool{}
-	for i, p := range plans {
-		name := ""
-		if names != nil {
-			name = names[i]
-		}
-		b, err := NewBuyer(name, p)
-		if err != nil {
-			return nil, err
-		}
-		if seen[b.Job] {
-			return nil, fmt.Errorf("%w: job %s listed twice", ErrInvalid, b.Job)
-		}
-		seen[b.Job] = true
-		buyers = append(buyers, b)
+	buyers, err := buyersOf(plans, names)
+	if err != nil {
+		return nil, err
 	}
 	return runAuction(ctx, buyers, providers, opts)
 }
@@ -216,6 +201,10 @@ type auction struct {
 	// committed through at most one winning bid).
 	inst    *wdp.Instance
 	provIdx map[string]int
+	// sol is the winner determination's solution, once solved.
+	sol         *wdp.Solution
+	pricesExact bool
+	timings     Timings
 }
 
 // jobOffer is an offer for one whole job.
@@ -229,7 +218,18 @@ type jobOffer struct {
 // provider, and jobs split over providers), winner determination, then VCG
 // prices.
 func runAuction(ctx context.Context, buyers []*Buyer, providers []Provider, opts Options) (*Result, error) {
+	au, err := clearAuction(ctx, buyers, providers, opts)
+	if au == nil {
+		return nil, err
+	}
+	return au.res, err
+}
+
+// clearAuction is runAuction keeping the auction (its instance and
+// timings); it returns a nil auction only with an invalid-input error.
+func clearAuction(ctx context.Context, buyers []*Buyer, providers []Provider, opts Options) (*auction, error) {
 	opts.defaults()
+	start := time.Now()
 	profs, err := profiles(ctx, providers)
 	if err != nil {
 		return nil, err
@@ -247,7 +247,7 @@ func runAuction(ctx context.Context, buyers []*Buyer, providers []Provider, opts
 		}
 	}
 	if len(au.res.Offers) == 0 {
-		return au.res, fmt.Errorf("%w: %d provider(s) excluded; see diagnostics", ErrNoOffers, len(profs))
+		return au, fmt.Errorf("%w: %d provider(s) excluded; see diagnostics", ErrNoOffers, len(profs))
 	}
 	for pi := range profs {
 		au.bundleBids(pi)
@@ -255,17 +255,18 @@ func runAuction(ctx context.Context, buyers []*Buyer, providers []Provider, opts
 	for bi := range buyers {
 		au.splitBid(bi)
 	}
+	au.timings.Bids = time.Since(start)
 	if len(au.inst.Bids) == 0 {
-		return au.res, fmt.Errorf("%w: no bid fits a budget; see diagnostics", ErrNoAgreement)
+		return au, fmt.Errorf("%w: no bid fits a budget; see diagnostics", ErrNoAgreement)
 	}
 	if err := au.solve(ctx); err != nil {
 		return nil, err
 	}
 	au.diagnoseUnplaced()
 	if len(au.res.Awards) == 0 {
-		return au.res, fmt.Errorf("%w: no job placed", ErrNoAgreement)
+		return au, fmt.Errorf("%w: no job placed", ErrNoAgreement)
 	}
-	return au.res, nil
+	return au, nil
 }
 
 // newAuction starts the result record; jobs must share a currency.
@@ -392,32 +393,75 @@ func (au *auction) addBid(bidder string, provs []string, jobs []int, offers []in
 
 // bundleBids bids provider pi's whole-job offers alone and in bundles of up
 // to MaxBundle jobs, jointly fitted and priced, the jobs with the most
-// surplus first, at most MaxBidsPerProvider bids. A bundle that does not
-// fit is not extended.
+// surplus first, at most MaxBidsPerProvider bids. When every bundle fits
+// under that cap, all are enumerated (a bundle that does not fit is not
+// extended); otherwise, as in a large batch, spreadBids chooses them.
 func (au *auction) bundleBids(pi int) {
 	p := &au.profs[pi]
 	offs := au.whole[pi]
 	surplus := func(o jobOffer) int64 { return au.buyers[o.job].Reserve - au.res.Offers[o.offer].Ask }
 	sort.SliceStable(offs, func(a, c int) bool { return surplus(offs[a]) > surplus(offs[c]) })
-	count := 0
+	if subsets(len(offs), au.opts.MaxBundle) > au.opts.MaxBidsPerProvider {
+		au.spreadBids(p, offs)
+		return
+	}
 	var rec func(start int, chosen []jobOffer)
 	rec = func(start int, chosen []jobOffer) {
-		for i := start; i < len(offs) && count < au.opts.MaxBidsPerProvider; i++ {
+		for i := start; i < len(offs); i++ {
 			set := append(chosen[:len(chosen):len(chosen)], offs[i])
 			switch {
 			case len(set) == 1:
-				o := offs[i]
-				au.addBid(p.Name, []string{p.Name}, []int{o.job}, []int{o.offer}, au.res.Offers[o.offer].Ask)
+				au.single(p, offs[i])
 			case !au.bundle(p, set):
 				continue
 			}
-			count++
 			if len(set) < au.opts.MaxBundle {
 				rec(i+1, set)
 			}
 		}
 	}
 	rec(0, nil)
+}
+
+// subsets counts the non-empty subsets of at most k of n items, capped
+// just above 1<<20.
+func subsets(n, k int) int {
+	total, c := 0, 1
+	for i := 1; i <= k && i <= n && total <= 1<<20; i++ {
+		c = c * (n - i + 1) / i
+		total += c
+	}
+	return total
+}
+
+// spreadBids chooses provider p's bids from its offers offs (by
+// descending surplus) when there are too many to enumerate: half the cap
+// goes to single jobs, the best first, and the rest to bundles of
+// consecutive offers down the same list ({1,2,3}, {4,5,6}, …, then pairs),
+// so that the bids cover many jobs rather than every combination of the
+// few best, and the winner determination can give each provider different
+// jobs.
+func (au *auction) spreadBids(p *Profile, offs []jobOffer) {
+	limit := au.opts.MaxBidsPerProvider
+	count := 0
+	for _, o := range offs[:min(len(offs), max(1, limit/2))] {
+		au.single(p, o)
+		count++
+	}
+	for k := au.opts.MaxBundle; k >= 2; k-- {
+		share := (limit - count) / (k - 1) // what is left, split over the sizes still to come
+		for i, made := 0, 0; i+k <= len(offs) && made < share && count < limit; i += k {
+			if au.bundle(p, offs[i:i+k]) {
+				made++
+				count++
+			}
+		}
+	}
+}
+
+// single bids offer o alone.
+func (au *auction) single(p *Profile, o jobOffer) {
+	au.addBid(p.Name, []string{p.Name}, []int{o.job}, []int{o.offer}, au.res.Offers[o.offer].Ask)
 }
 
 // bundle offers and bids the jobs of set together on p, reporting false
@@ -498,17 +542,23 @@ func (au *auction) splitBid(bi int) {
 // premium and the awards.
 func (au *auction) solve(ctx context.Context) error {
 	res := au.res
+	start := time.Now()
 	sol, err := wdp.Solve(ctx, au.inst, wdp.Options{TimeLimit: au.opts.TimeLimit})
 	if err != nil {
 		return fmt.Errorf("market: winner determination: %w", err)
 	}
+	au.sol = sol
+	au.timings.WDP = time.Since(start)
 	res.Winners = sol.Winners
 	res.Optimal, res.Gap, res.Nodes = sol.Optimal, sol.Gap, sol.Nodes
 	for _, w := range sol.Winners {
 		res.Welfare += res.Bids[w].Surplus
 	}
+	start = time.Now()
 	prices, nodes, exact := providerPrices(ctx, au.inst, res, sol, au.profs, au.opts)
+	au.timings.Prices = time.Since(start)
 	res.Nodes += nodes
+	au.pricesExact = exact
 	res.Optimal = res.Optimal && exact
 	res.Awards = awards(res, au.buyers, prices)
 	withSLA(res.Awards, au.buyers, au.profs)
@@ -540,7 +590,13 @@ func namesOf(buyers []*Buyer, jobs []int) []string {
 // providerPrices computes each winning provider's Clarke-pivot premium
 // W − W₋ₚ (the welfare the market would lose without it), re-solving without
 // all of its bids in parallel, warm-started with the winners minus its bids.
+//
+// opts.TimeLimit bounds all the re-solves together, so that a batch with
+// many winning providers takes at most twice the limit; a re-solve it
+// stops leaves the prices inexact (reported as not optimal).
 func providerPrices(ctx context.Context, inst *wdp.Instance, res *Result, sol *wdp.Solution, profs []Profile, opts Options) (map[string]int64, int, bool) {
+	ctx, cancel := context.WithTimeout(ctx, opts.TimeLimit)
+	defer cancel()
 	winners := map[string]bool{}
 	for _, w := range sol.Winners {
 		for _, p := range res.Bids[w].Providers {
@@ -578,7 +634,7 @@ func providerPrices(ctx context.Context, inst *wdp.Instance, res *Result, sol *w
 				}
 				sub.Bids = append(sub.Bids, inst.Bids[j])
 			}
-			s, err := wdp.Solve(ctx, sub, wdp.Options{TimeLimit: opts.TimeLimit, Incumbent: inc})
+			s, err := wdp.Solve(ctx, sub, wdp.Options{Incumbent: inc})
 			if err != nil {
 				return
 			}

@@ -32,3 +32,20 @@ AUCTION_THREADS ?= $(shell nproc)
 AUCTION_GLPK ?= false
 bench-auction:
 	$(GO) run ./market/cmd/auctionbench -dist $(AUCTION_DIST) -sizes $(AUCTION_SIZES) -seeds $(AUCTION_SEEDS) -limit $(AUCTION_LIMIT) -vcg $(AUCTION_VCG) -threads $(AUCTION_THREADS) -glpk=$(AUCTION_GLPK)
+
+# bench-market-clear   clears a synthetic market batch (CLEAR_SIZE jobs ×
+#                      providers, default 1000x100: multi-task jobs,
+#                      co-location groups, GPU models; seed CLEAR_SEED),
+#                      loaded from spec files as `accord market clear`
+#                      loads them, with market.ClearBatch (VCG prices
+#                      included), then solves the same winner-determination
+#                      instance exported as LP with cbc and HiGHS in the same
+#                      run; prints times, objectives, bounds and gaps. Each
+#                      solver gets CLEAR_LIMIT.
+.PHONY: bench-market-clear
+BENCH_TARGETS += bench-market-clear
+CLEAR_SIZE ?= 1000x100
+CLEAR_SEED ?= 1
+CLEAR_LIMIT ?= 5m
+bench-market-clear:
+	$(GO) run ./market/cmd/auctionbench -clear $(CLEAR_SIZE) -clear-seed $(CLEAR_SEED) -limit $(CLEAR_LIMIT) -threads $(AUCTION_THREADS)

@@ -21,6 +21,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"runtime"
+	"runtime/pprof"
 	"slices"
 	"strconv"
 	"strings"
@@ -51,6 +52,10 @@ func bench() error {
 		addGood    = flag.Float64("add-good", 0, "probability of adding one more good to a bundle (0: the distribution's, 0.7 for benchmark, 0.9 for cats)")
 		threads    = flag.Int("threads", runtime.NumCPU(), "search threads for Accord and for CBC (HiGHS and GLPK have one)")
 		withGLPK   = flag.Bool("glpk", false, "also run glpsol (Debian glpk-utils), one thread; not a target")
+		clear      = flag.String("clear", "", "instead of CATS instances, clear a synthetic market batch of JOBSxPROVIDERS (e.g. 1000x100: multi-task jobs, co-location, GPU models) with market.ClearBatch and solve its instance with the peers")
+		clearSeed  = flag.Uint64("clear-seed", 1, "seed of the -clear batch")
+		cpuProfile = flag.String("cpuprofile", "", "write a CPU profile of the whole run to this file")
+		noPeers    = flag.Bool("no-peers", false, "run Accord only (solve and VCG), without CBC, HiGHS or GLPK: a focused VCG/WDP measurement")
 		highsCache = flag.String("highs-cache", "", "where npm installs highs@"+HiGHSVersion+" (default: the user cache dir, accord/highs-VERSION)")
 	)
 	flag.Parse()
@@ -68,6 +73,17 @@ func bench() error {
 	}
 	if *addGood > 0 {
 		params.AddGoodProb = *addGood
+	}
+	if *cpuProfile != "" {
+		f, err := os.Create(*cpuProfile)
+		if err != nil {
+			return err
+		}
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return err
+		}
+		defer f.Close()
+		defer pprof.StopCPUProfile()
 	}
 	sizes, err := parseSizes(*sizesFlag)
 	if err != nil {
@@ -95,29 +111,12 @@ func bench() error {
 		}
 		return nil
 	}
-	cbc, err := exec.LookPath("cbc")
-	if err != nil {
-		return fmt.Errorf("auctionbench needs cbc (Debian coinor-cbc): %w", err)
-	}
-	peers := []peer{{"cbc", func(lp string) result { return runCBC(cbc, lp, *limit, *threads) }}}
-	if *highsCache == "" {
-		c, err := os.UserCacheDir()
-		if err != nil {
-			return fmt.Errorf("-highs-cache: %w", err)
+	var peers []peer
+	if !*noPeers {
+		var err error
+		if peers, err = setupPeers(*limit, *threads, *highsCache, *withGLPK); err != nil {
+			return err
 		}
-		*highsCache = filepath.Join(c, "accord", "highs-"+HiGHSVersion)
-	}
-	if script, err := installHiGHS(*highsCache); err != nil {
-		fmt.Printf("HiGHS not run: %v\n", err)
-	} else {
-		peers = append(peers, peer{"highs", func(lp string) result { return runHiGHS(script, lp, *limit) }})
-	}
-	if *withGLPK {
-		glpsol, err := exec.LookPath("glpsol")
-		if err != nil {
-			return fmt.Errorf("-glpk needs glpsol (Debian glpk-utils): %w", err)
-		}
-		peers = append(peers, peer{"glpk", func(lp string) result { return runGLPK(glpsol, lp, *limit) }})
 	}
 	if *dir == "" {
 		d, err := os.MkdirTemp("", "auctionbench")
@@ -126,6 +125,13 @@ func bench() error {
 		}
 		defer os.RemoveAll(d)
 		*dir = d
+	}
+	if *clear != "" {
+		sz, err := parseSizes(*clear)
+		if err != nil || len(sz) != 1 {
+			return fmt.Errorf("-clear: want JOBSxPROVIDERS, got %q", *clear)
+		}
+		return benchClear(sz[0].goods, sz[0].bids, *clearSeed, *limit, *dir, peers)
 	}
 	ctx := context.Background()
 	inconsistent, unequal, unproven := 0, 0, 0
@@ -290,6 +296,36 @@ const (
 	vcgTarget    = 5.0              // VCG time per instance / WDP time at -vcg
 	provenWithin = 60 * time.Second // cats 150×750: every instance proven within
 )
+
+// setupPeers finds CBC (required), installs HiGHS (skipped with a note
+// when npm cannot) and, with glpk, finds glpsol.
+func setupPeers(limit time.Duration, threads int, highsCache string, glpk bool) ([]peer, error) {
+	cbc, err := exec.LookPath("cbc")
+	if err != nil {
+		return nil, fmt.Errorf("auctionbench needs cbc (Debian coinor-cbc): %w", err)
+	}
+	peers := []peer{{"cbc", func(lp string) result { return runCBC(cbc, lp, limit, threads) }}}
+	if highsCache == "" {
+		c, err := os.UserCacheDir()
+		if err != nil {
+			return nil, fmt.Errorf("-highs-cache: %w", err)
+		}
+		highsCache = filepath.Join(c, "accord", "highs-"+HiGHSVersion)
+	}
+	if script, err := installHiGHS(highsCache); err != nil {
+		fmt.Printf("HiGHS not run: %v\n", err)
+	} else {
+		peers = append(peers, peer{"highs", func(lp string) result { return runHiGHS(script, lp, limit) }})
+	}
+	if glpk {
+		glpsol, err := exec.LookPath("glpsol")
+		if err != nil {
+			return nil, fmt.Errorf("-glpk needs glpsol (Debian glpk-utils): %w", err)
+		}
+		peers = append(peers, peer{"glpk", func(lp string) result { return runGLPK(glpsol, lp, limit) }})
+	}
+	return peers, nil
+}
 
 // peer is a solver run on the LP file.
 type peer struct {
