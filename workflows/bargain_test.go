@@ -31,8 +31,10 @@ func bargainPlan() PlanSummary {
 	return p
 }
 
-func bargainSnapshotAct(context.Context, NegotiateInput) (BargainSnapshotOutput, error) { panic("mocked") }
-func bargainRoundAct(context.Context, BargainRoundInput) (BargainRoundOutput, error)   { panic("mocked") }
+func bargainSnapshotAct(context.Context, NegotiateInput) (BargainSnapshotOutput, error) {
+	panic("mocked")
+}
+func bargainRoundAct(context.Context, BargainRoundInput) (BargainRoundOutput, error) { panic("mocked") }
 
 // bargainHarness mocks the bargain's activities with the real replay.
 func bargainHarness(t *testing.T, plan PlanSummary) *harness {
