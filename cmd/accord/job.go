@@ -74,7 +74,7 @@ func (f *temporalFlags) dialWith(ctx context.Context, metrics client.MetricsHand
 }
 
 func init() {
-	root.AddCommand(devCmd(), workerCmd(), runCmd(), submitCmd(), statusCmd(), listCmd(), logsCmd(), cancelCmd(), approveCmd())
+	root.AddCommand(devCmd(), workerCmd(), runCmd(), submitCmd(), statusCmd(), listCmd(), logsCmd(), cancelCmd(), approveCmd(), counterCmd())
 }
 
 // tuning completes the worker tuning flags from their environment
