@@ -158,6 +158,9 @@ func (s *Sellers) Play(moves []Move) (Play, error) {
 			if k < 0 {
 				return Play{}, fmt.Errorf("%w: %q has no current offer", ErrMove, m.Accept)
 			}
+			if offers[k].Price > s.Budget {
+				return Play{}, fmt.Errorf("%w: %q's offer %d is above the budget %d", ErrMove, m.Accept, offers[k].Price, s.Budget)
+			}
 			markAccepted(rounds, m.Accept)
 			pl.Over, pl.Result = true, s.result(rounds, k, offers[k].Price)
 			continue

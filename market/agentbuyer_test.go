@@ -136,6 +136,12 @@ func TestPlayDeadlineAndInvalidMoves(t *testing.T) {
 			t.Errorf("%+v: %v, want ErrMove", m, err)
 		}
 	}
+	// a opens at 1216: with a budget of 1000 its opening cannot be taken.
+	tight := *s
+	tight.Budget = 1000
+	if _, err := tight.Play([]Move{{Accept: "a"}}); !errors.Is(err, ErrMove) {
+		t.Fatalf("accepting an offer above the budget: %v", err)
+	}
 	bad := *s
 	bad.Sellers = append([]Seller{}, s.Sellers...)
 	bad.Sellers[0].Agent.Beta = 0

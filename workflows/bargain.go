@@ -64,6 +64,8 @@ func (j *job) validateCounter(in CounterInput) error {
 		return rejectMove(ErrTypeBadMove, "a counter-offer is a price or an acceptance, exactly one")
 	case in.Accept != "" && !slices.ContainsFunc(st.Offers, func(o BargainOffer) bool { return o.Provider == in.Accept }):
 		return rejectMove(ErrTypeBadMove, "%q has no current offer for job %s", in.Accept, j.in.JobID)
+	case in.Accept != "" && !slices.ContainsFunc(st.Offers, func(o BargainOffer) bool { return o.Provider == in.Accept && o.Price <= st.Budget }):
+		return rejectMove(ErrTypeBadMove, "%q's offer is above %d, the job's budget for compute", in.Accept, st.Budget)
 	case in.Accept == "" && (in.Price <= 0 || in.Price > st.Budget):
 		return rejectMove(ErrTypeBadMove, "price %d is outside (0, %d], the job's budget for compute", in.Price, st.Budget)
 	}

@@ -127,6 +127,7 @@ func TestJobAgentBargainAgrees(t *testing.T) {
 		h.counter(CounterInput{By: "agent", Price: 1001}, ErrTypeBadMove, nil)
 		h.counter(CounterInput{By: "agent", Price: -1}, ErrTypeBadMove, nil)
 		h.counter(CounterInput{By: "agent", Accept: "zz"}, ErrTypeBadMove, nil)
+		h.counter(CounterInput{By: "agent", Accept: "a"}, ErrTypeBadMove, nil) // 1216, over the budget
 		h.counter(CounterInput{By: "", Price: 300}, ErrTypeBadMove, nil)
 		h.counter(CounterInput{By: "agent", Price: 300, Accept: "a"}, ErrTypeBadMove, nil)
 		h.counter(CounterInput{By: "agent", Price: 300}, "", keep)
