@@ -255,9 +255,3 @@ func (s *Sellers) result(rounds []Round, k int, price int64) *Result {
 			money.Format(price, s.Currency), x.Provider, agreedRound(res.Rounds, x.Provider))}}
 	return res
 }
-
-// NoAgreement is the error of a bargain that ended without one: the
-// deadline, or the buyer agent's silence past a round's timeout.
-func NoAgreement(why string) error {
-	return fmt.Errorf("%w: %s", ErrNoAgreement, why)
-}
