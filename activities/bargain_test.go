@@ -13,7 +13,9 @@ import (
 
 type plainNegotiator struct{}
 
-func (plainNegotiator) Negotiate(context.Context, string, *specs.Plan) (Award, error) { return Award{}, nil }
+func (plainNegotiator) Negotiate(context.Context, string, *specs.Plan) (Award, error) {
+	return Award{}, nil
+}
 
 // The bargain activities: the sellers once, then each round the replay of
 // the moves; an agreement is the broker's award (runtime, devices, SLA)
