@@ -1,8 +1,10 @@
 package integration
 
 import (
+	"context"
 	"encoding/json"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -11,6 +13,8 @@ import (
 	"github.com/accordmesh/accord/market"
 	"github.com/accordmesh/accord/provenance"
 	"github.com/accordmesh/accord/provenance/predicate"
+	"github.com/accordmesh/accord/workers/jobclient"
+	"github.com/accordmesh/accord/workflows"
 )
 
 // bargainProviders are two static sellers with different asks for the
@@ -168,4 +172,64 @@ func TestMCPAgentBargain(t *testing.T) {
 	}
 	recordHistory(t, m.st.Client, id, "job_bargain")
 	ledgerCheck(t, m.home)
+}
+
+// TestCLIAgentBargain: the same bargain played with `accord counter`
+// (direct to Temporal): a counter-offer in major units, the offers in
+// `accord status`, then the acceptance; the job settles at the price.
+func TestCLIAgentBargain(t *testing.T) {
+	m := newMCPStack(t, func(home string) {
+		if err := os.WriteFile(filepath.Join(home, "providers.yaml"), []byte(bargainProviders), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	})
+	bin := accordBinary(t)
+	accord := func(args ...string) (string, error) {
+		cmd := exec.Command(bin, append(args, "--home", m.home, "--temporal-address", m.st.Server.Address())...)
+		out, err := cmd.CombinedOutput()
+		return string(out), err
+	}
+	a := mcpSession(t, m.srv.URL+"/mcp", m.tokA)
+	job, class, msg := mcpCall(t, a, "job_submit", map[string]any{"spec": bargainDoc(t, m.digest), "name": "bargain.md"})
+	if class != "" {
+		t.Fatalf("submit: %s: %s", class, msg)
+	}
+	id := job["job_id"].(string)
+	waitFor(t, 2*time.Minute, "job "+id+" bargaining", func() bool {
+		out, _ := accord("status", id)
+		return strings.Contains(out, "bargain: round 0 of 5")
+	})
+	if out, err := accord("status", id); err != nil || !strings.Contains(out, "offer cheap") || !strings.Contains(out, "1.00 USD") {
+		t.Fatalf("status: %v\n%s", err, out)
+	}
+	if out, err := accord("counter", id, "--price", "5.01", "--as", "buyer-bot"); err == nil || !strings.Contains(out, "outside (0, 500]") {
+		t.Errorf("over budget: %v\n%s", err, out)
+	}
+	out, err := accord("counter", id, "--price", "0.10", "--as", "buyer-bot", "--json")
+	if err != nil {
+		t.Fatalf("counter: %v\n%s", err, out)
+	}
+	var rep workflows.CounterOutput
+	if err := json.Unmarshal([]byte(out[strings.Index(out, "{"):]), &rep); err != nil || rep.Over || rep.Round != 1 || len(rep.Offers) != 2 {
+		t.Fatalf("counter reply %q: %v", out, err)
+	}
+	cheap := rep.Offers[0]
+	if cheap.Provider != "cheap" {
+		t.Fatalf("offers %+v", rep.Offers)
+	}
+	if out, err := accord("counter", id, "--accept", "cheap", "--as", "buyer-bot"); err != nil || !strings.Contains(out, "agreed with cheap") {
+		t.Fatalf("accept: %v\n%s", err, out)
+	}
+	var st map[string]any
+	waitFor(t, 4*time.Minute, "job "+id+" settled", func() bool {
+		st, _, _ = mcpCall(t, a, "job_status", map[string]any{"job_id": id})
+		return st["status"] == "settled" || st["status"] == "failed"
+	})
+	if st["status"] != "settled" {
+		t.Fatalf("job %s: %v", id, st)
+	}
+	res, err := jobclient.Result(context.Background(), m.st.Client, id)
+	if err != nil || res.Provider != "cheap" || res.Price != cheap.Price {
+		t.Fatalf("result %+v: %v", res, err)
+	}
 }

@@ -36,6 +36,9 @@ func counterCmd() *cobra.Command {
 			if as == "" {
 				as = os.Getenv("USER")
 			}
+			if as == "" {
+				return cli.Usagef("counter: give the buyer's identity with --as ($USER is not set)")
+			}
 			ctx := cmd.Context()
 			c, err := tf.dial(ctx)
 			if err != nil {
@@ -43,15 +46,16 @@ func counterCmd() *cobra.Command {
 			}
 			defer c.Close()
 			in := workflows.CounterInput{By: as, Accept: accept}
+			st, err := jobclient.Status(ctx, c, args[0])
+			if err != nil {
+				return err
+			}
+			if st.Bargain == nil {
+				return fmt.Errorf("counter %s: %w: the job is not bargaining now (status %s, stage %s)", args[0], jobclient.ErrNotBargaining, st.Status, st.Stage)
+			}
+			currency := st.Bargain.Currency
 			if price != "" {
-				st, err := jobclient.Status(ctx, c, args[0])
-				if err != nil {
-					return err
-				}
-				if st.Bargain == nil {
-					return fmt.Errorf("counter %s: %w: the job is not bargaining now (status %s, stage %s)", args[0], jobclient.ErrNotBargaining, st.Status, st.Stage)
-				}
-				if in.Price, err = money.Parse(price, st.Bargain.Currency); err != nil {
+				if in.Price, err = money.Parse(price, currency); err != nil {
 					return cli.Usagef("counter: --price: %v", err)
 				}
 			}
@@ -62,7 +66,7 @@ func counterCmd() *cobra.Command {
 				}
 				return fmt.Errorf("counter %s: %w", args[0], err)
 			}
-			return cli.Print(cmd, out, func(w cli.Writer) { printCounter(w, args[0], out) })
+			return cli.Print(cmd, out, func(w cli.Writer) { printCounter(w, args[0], out, currency) })
 		},
 	}
 	tf.add(cmd)
@@ -72,16 +76,16 @@ func counterCmd() *cobra.Command {
 	return cmd
 }
 
-func printCounter(w cli.Writer, jobID string, out workflows.CounterOutput) {
+func printCounter(w cli.Writer, jobID string, out workflows.CounterOutput, currency string) {
 	switch {
 	case out.Agreed != "":
-		w.Printf("%s: agreed with %s at %d minor units in round %d\n", jobID, out.Agreed, out.Price, out.Round)
+		w.Printf("%s: agreed with %s at %s in round %d\n", jobID, out.Agreed, money.Format(out.Price, currency), out.Round)
 	case out.Over:
 		w.Printf("%s: the bargain ended without agreement (round %d)\n", jobID, out.Round)
 	default:
 		w.Printf("%s: round %d, the sellers' offers:\n", jobID, out.Round)
 		for _, o := range out.Offers {
-			w.Printf("  %-24s %d\n", o.Provider, o.Price)
+			w.Printf("  %-24s %s\n", o.Provider, money.Format(o.Price, currency))
 		}
 	}
 }

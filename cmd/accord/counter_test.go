@@ -21,7 +21,7 @@ func TestCounterFlags(t *testing.T) {
 		}
 	}
 	// A well-formed move gets as far as dialling Temporal (nothing listens).
-	r := run(t, "", "counter", "job-1", "--accept", "cheap", "--json")
+	r := run(t, "", "counter", "job-1", "--accept", "cheap", "--as", "tester", "--json")
 	if r.code == 0 || r.code == cli.ExitUsage || !strings.Contains(r.stdout+r.stderr, "127.0.0.1:1") {
 		t.Errorf("counter without a server: exit %d, stdout %s stderr %s", r.code, r.stdout, r.stderr)
 	}

@@ -505,6 +505,13 @@ func statusCmd() *cobra.Command {
 				if st.Cost.PriceExplanation != "" {
 					w.Printf("  price: %s\n", st.Cost.PriceExplanation)
 				}
+				if b := st.Bargain; b != nil {
+					w.Printf("  bargain: round %d of %d, budget %s, move by %s (accord counter)\n", b.Round, b.DeadlineRound,
+						formatMoney(b.Budget, b.Currency), b.Timeout.UTC().Format(time.RFC3339))
+					for _, o := range b.Offers {
+						w.Printf("    offer %-24s %s\n", o.Provider, formatMoney(o.Price, b.Currency))
+					}
+				}
 				names := make([]string, 0, len(st.Tasks))
 				for n := range st.Tasks {
 					names = append(names, n)
