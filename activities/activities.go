@@ -205,6 +205,8 @@ func (a *Activities) RegisterControl(w worker.ActivityRegistry) {
 	workflows.Compile.Register(w, a.Compile)
 	workflows.Admit.Register(w, a.Admit)
 	workflows.Negotiate.Register(w, a.Negotiate)
+	workflows.BargainSnapshot.Register(w, a.BargainSnapshot)
+	workflows.BargainRound.Register(w, a.BargainRound)
 	workflows.Place.Register(w, a.Place)
 	workflows.Release.Register(w, a.Release)
 	workflows.Settle.Register(w, a.Settle)

@@ -274,6 +274,11 @@ func (m MarketNegotiator) negotiate(ctx context.Context, jobID string, plan *spe
 	if err != nil {
 		return Award{}, err
 	}
+	return m.award(aw), nil
+}
+
+// award turns the broker's award into the activity's.
+func (m MarketNegotiator) award(aw broker.Award) Award {
 	out := Award{Provider: aw.Provider, Pool: aw.Provider, Runtime: aw.Runtime, Price: aw.Price, Currency: aw.Currency, Record: aw.Result, SLA: aw.SLA}
 	if m.Queue != nil {
 		out.Queue = m.Queue(aw.Provider)
@@ -289,7 +294,27 @@ func (m MarketNegotiator) negotiate(ctx context.Context, jobID string, plan *spe
 	for _, d := range aw.Devices {
 		out.Devices = append(out.Devices, TaskDevices{Task: d.Task, Node: d.Node, GPUDevices: d.GPUDevices})
 	}
-	return out, nil
+	return out
+}
+
+// Snapshot implements Bargainer: the broker's sellers for an agent-played
+// bargain.
+func (m MarketNegotiator) Snapshot(ctx context.Context, jobID string, plan *specs.Plan) (*market.Sellers, error) {
+	s, err := m.Broker.Snapshot(ctx, jobID, plan)
+	if errors.Is(err, market.ErrNoOffers) {
+		return nil, fmt.Errorf("%w: %w", ErrNoOffers, err)
+	}
+	return s, err
+}
+
+// Agreed implements Bargainer: the award of a bargain that ended in
+// agreement, with the runtime and devices the broker gives the winner.
+func (m MarketNegotiator) Agreed(ctx context.Context, plan *specs.Plan, res *market.Result) (Award, error) {
+	aw, err := m.Broker.Awarded(ctx, plan, res)
+	if err != nil {
+		return Award{}, err
+	}
+	return m.award(aw), nil
 }
 
 // maxSignature bounds a spec's detached signature (a DSSE envelope over

@@ -59,6 +59,9 @@ func Summarize(p *specs.Plan) workflows.PlanSummary {
 		s.Approvers = p.Spec.Approval.Approvers
 		s.Tests = len(p.Spec.Verification.Tests)
 		s.SpotCheck = p.Spec.Verification.SpotCheck
+		if p.Spec.Negotiation.AgentBuyer() {
+			s.AgentBuyer, s.RoundTimeout = true, p.Spec.Negotiation.RoundTimeout
+		}
 		s.HasTests = s.Tests > 0
 		for _, t := range p.Spec.Tasks {
 			s.Publishes += len(t.Publish)

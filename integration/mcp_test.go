@@ -136,9 +136,12 @@ type mcpStack struct {
 	digest               string // the trainer image, pushed by team-a
 }
 
-func newMCPStack(t *testing.T) *mcpStack {
+func newMCPStack(t *testing.T, prepare ...func(home string)) *mcpStack {
 	image := needStack(t)
 	m := &mcpStack{home: newHome(t)}
+	for _, p := range prepare { // before the stack reads the home
+		p(m.home)
+	}
 	m.st = startStack(t, m.home, 0, false)
 	t.Cleanup(m.st.Stop)
 	store := m.st.Local.Store

@@ -51,10 +51,11 @@ const (
 
 // Agent is one side of a bilateral bargain.
 type Agent struct {
-	Initial, Reserve int64   // opening and walk-away prices
-	Beta             float64 // concession exponent
-	Discount         float64 // per-round discount factor δ in (0, 1]
-	Buyer            bool
+	Initial  int64   `json:"initial_minor"` // opening price
+	Reserve  int64   `json:"reserve_minor"` // walk-away price
+	Beta     float64 `json:"beta"`          // concession exponent
+	Discount float64 `json:"discount"`      // per-round discount factor δ in (0, 1]
+	Buyer    bool    `json:"buyer,omitempty"`
 }
 
 // offer is the agent's price at round t of a bargain with deadline T.
@@ -153,26 +154,15 @@ func bargain(ctx context.Context, b *Buyer, providers []Provider) (*Result, erro
 			res.Diagnostics = append(res.Diagnostics, d...)
 			continue
 		}
-		free := p.Free.clone()
-		hw, d := fit(b, p, taskNames(b), &free)
+		seller, hw, d, err := sellerOf(b, p)
+		if err != nil {
+			return nil, err
+		}
 		if len(d) > 0 {
 			res.Diagnostics = append(res.Diagnostics, d...)
 			continue
 		}
-		reserve, err := ask(p, hw, durations(b))
-		if err != nil {
-			return nil, err
-		}
-		sb, _ := concession(p.Strategy.Concession)
-		opening := p.Strategy.Opening
-		if opening < 1 {
-			opening = 2
-		}
-		sd := p.Strategy.Discount
-		if sd <= 0 || sd > 1 {
-			sd = DefaultDiscount
-		}
-		seller := Agent{Initial: int64(math.Ceil(float64(reserve) * opening)), Reserve: reserve, Beta: sb, Discount: sd}
+		reserve := seller.Reserve
 		res.Offers = append(res.Offers, Offer{Provider: p.Name, Jobs: []string{b.Job}, Hardware: hw, Ask: reserve})
 		rounds, price, ok := Bargain(p.Name, buyer, seller, T)
 		res.Rounds = append(res.Rounds, rounds...)
@@ -207,6 +197,31 @@ func bargain(ctx context.Context, b *Buyer, providers []Provider) (*Result, erro
 			money.Format(d.price, b.Currency), o.Provider, agreedRound(res.Rounds, o.Provider))}}
 	withSLA(res.Awards, []*Buyer{b}, profs)
 	return res, nil
+}
+
+// sellerOf is provider p's seller agent for the buyer's whole job: the
+// hardware it would use, its reservation price (its ask for that hardware)
+// and its concession strategy. Diagnostics say why p cannot sell.
+func sellerOf(b *Buyer, p *Profile) (Agent, []Hardware, []Diagnostic, error) {
+	free := p.Free.clone()
+	hw, d := fit(b, p, taskNames(b), &free)
+	if len(d) > 0 {
+		return Agent{}, nil, d, nil
+	}
+	reserve, err := ask(p, hw, durations(b))
+	if err != nil {
+		return Agent{}, nil, nil, err
+	}
+	sb, _ := concession(p.Strategy.Concession)
+	opening := p.Strategy.Opening
+	if opening < 1 {
+		opening = 2
+	}
+	sd := p.Strategy.Discount
+	if sd <= 0 || sd > 1 {
+		sd = DefaultDiscount
+	}
+	return Agent{Initial: int64(math.Ceil(float64(reserve) * opening)), Reserve: reserve, Beta: sb, Discount: sd}, hw, nil, nil
 }
 
 // agreedRound is the round in which the bargain with provider ended in

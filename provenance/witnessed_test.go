@@ -3,6 +3,7 @@ package provenance_test
 import (
 	"context"
 	"crypto/rand"
+	"encoding/base64"
 	"net/http/httptest"
 	"path/filepath"
 	"strings"
@@ -117,9 +118,17 @@ func TestAuditWitnesses(t *testing.T) {
 	forged := *r
 	w := *r.Witnessed
 	lines := strings.Split(strings.TrimSuffix(w.Checkpoint, "\n"), "\n")
-	last := []byte(lines[len(lines)-1])
-	last[len(last)-6] ^= 0x01
-	lines[len(lines)-1] = string(last)
+	// Flip a bit of the decoded signature, not of its base64 text: a
+	// flipped character may not be base64 at all (a malformed line, not a
+	// forged one).
+	last := lines[len(lines)-1]
+	cut := strings.LastIndexByte(last, ' ')
+	sig, err := base64.StdEncoding.DecodeString(last[cut+1:])
+	if err != nil {
+		t.Fatal(err)
+	}
+	sig[len(sig)-1] ^= 0x01
+	lines[len(lines)-1] = last[:cut+1] + base64.StdEncoding.EncodeToString(sig)
 	w.Checkpoint = strings.Join(lines, "\n") + "\n"
 	forged.Witnessed = &w
 	rep, err = provenance.Verify(ctx, &forged, trust, provenance.VerifyOptions{Witnesses: 1, WitnessKeys: keys})

@@ -289,7 +289,7 @@ var (
 	defaultsKeys  = []string{"resources", "retry"}
 	placementKeys = []string{"regions", "residency", "allow_providers", "deny_providers", "tee", "require_attestation", "colocate"}
 	budgetKeys    = []string{"max_price", "currency", "deadline", "preference"}
-	negKeys       = []string{"protocol", "reserve", "pricing", "rounds", "discount"}
+	negKeys       = []string{"protocol", "reserve", "pricing", "rounds", "discount", "buyer", "round_timeout"}
 	verifKeys     = []string{"tests", "spot_check"}
 	testKeys      = []string{"name", "task", "image", "command", "expect_exit", "expect_outputs", "metrics"}
 	metricKeys    = []string{"file", "metric", "op", "value"}
@@ -664,6 +664,41 @@ func (d *decoder) decodeNegotiation(ng *Negotiation, n *node) {
 			}
 			ng.Discount = x
 		}
+	}
+	d.decodeBuyer(ng, f)
+}
+
+var buyers = []string{BuyerAuto, BuyerAgent}
+
+// decodeBuyer reads negotiation.buyer and negotiation.round_timeout: an
+// agent buyer only bargains (alternating offers), and a round timeout only
+// bounds an agent's moves.
+func (d *decoder) decodeBuyer(ng *Negotiation, f map[string]*node) {
+	if v := f["buyer"]; v != nil {
+		ng.Buyer = d.str(v, "buyer")
+		switch {
+		case !contains(buyers, ng.Buyer):
+			d.e.add(v.pos, "buyer %q must be auto or agent%s", ng.Buyer, suggest(ng.Buyer, buyers))
+		case ng.Buyer == BuyerAgent && ng.Protocol != "alternating-offers":
+			d.e.add(v.pos, "buyer agent needs protocol alternating-offers; an auction has no rounds to play")
+		}
+	}
+	v := f["round_timeout"]
+	if v == nil {
+		if ng.Buyer == BuyerAgent {
+			ng.RoundTimeout = DefaultRoundTimeout
+		}
+		return
+	}
+	t, ok := d.duration(v, "round_timeout")
+	switch {
+	case !ok:
+	case ng.Buyer != BuyerAgent:
+		d.e.add(v.pos, "round_timeout applies to buyer agent; an automatic buyer answers at once")
+	case t < MinRoundTimeout || t > MaxRoundTimeout:
+		d.e.add(v.pos, "round_timeout %s must be between %s and %s", formatDuration(t), formatDuration(MinRoundTimeout), formatDuration(MaxRoundTimeout))
+	default:
+		ng.RoundTimeout = t
 	}
 }
 

@@ -3,6 +3,7 @@ package specs
 import (
 	"strings"
 	"testing"
+	"time"
 )
 
 func negotiationSpec(block string) []byte {
@@ -28,6 +29,37 @@ func TestNegotiationPricing(t *testing.T) {
 			t.Errorf("%q: %v", c.block, err)
 		case s.Negotiation.PricingRule() != c.want:
 			t.Errorf("%q: pricing %q, want %q", c.block, s.Negotiation.PricingRule(), c.want)
+		}
+	}
+}
+
+func TestNegotiationBuyerAgent(t *testing.T) {
+	for _, c := range []struct {
+		block string
+		agent bool
+		rt    time.Duration
+		err   string
+	}{
+		{"protocol: alternating-offers\nbuyer: agent\n", true, DefaultRoundTimeout, ""},
+		{"protocol: alternating-offers\nbuyer: agent\nround_timeout: 30s\n", true, 30 * time.Second, ""},
+		{"protocol: alternating-offers\nbuyer: auto\n", false, 0, ""},
+		{"protocol: alternating-offers\n", false, 0, ""},
+		{"buyer: agent\n", false, 0, "p.md:26:8: buyer agent needs protocol alternating-offers"},
+		{"protocol: alternating-offers\nbuyer: agnet\n", false, 0, `p.md:27:8: buyer "agnet" must be auto or agent (did you mean "agent"?)`},
+		{"protocol: alternating-offers\nbuyer: agent\nround_timeout: 100ms\n", false, 0, "p.md:28:16: round_timeout 100ms must be between"},
+		{"protocol: alternating-offers\nbuyer: agent\nround_timeout: 48h\n", false, 0, "p.md:28:16: round_timeout 2d must be between 1s and 1d"},
+		{"protocol: alternating-offers\nround_timeout: 1m\n", false, 0, "p.md:27:16: round_timeout applies to buyer agent"},
+	} {
+		s, err := Parse("p.md", negotiationSpec(c.block))
+		switch {
+		case c.err != "":
+			if err == nil || !strings.Contains(err.Error(), c.err) {
+				t.Errorf("%q: error %v, want %q", c.block, err, c.err)
+			}
+		case err != nil:
+			t.Errorf("%q: %v", c.block, err)
+		case s.Negotiation.AgentBuyer() != c.agent || s.Negotiation.RoundTimeout != c.rt:
+			t.Errorf("%q: agent %v timeout %s, want %v %s", c.block, s.Negotiation.AgentBuyer(), s.Negotiation.RoundTimeout, c.agent, c.rt)
 		}
 	}
 }

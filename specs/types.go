@@ -190,7 +190,33 @@ type Negotiation struct {
 	Rounds  int    `json:"rounds,omitempty"`
 	// Discount is the buyer's per-round discount factor for alternating offers.
 	Discount float64 `json:"discount,omitempty"`
+	// Buyer is who plays the buyer's side of alternating offers: BuyerAuto
+	// (the market's concession tactic; also when empty) or BuyerAgent (an
+	// external agent's counter-offers, over the API or MCP). Empty when the
+	// spec does not say, so that earlier specs keep their contract digest.
+	Buyer string `json:"buyer,omitempty"`
+	// RoundTimeout bounds how long a bargaining job waits for the buyer
+	// agent's move in each round (buyer agent only; DefaultRoundTimeout).
+	RoundTimeout time.Duration `json:"round_timeout,omitempty"`
 }
+
+// Who plays the buyer in alternating offers (negotiation.buyer).
+const (
+	BuyerAuto  = "auto"
+	BuyerAgent = "agent"
+)
+
+// AgentBuyer reports whether an external agent plays the buyer.
+func (n Negotiation) AgentBuyer() bool {
+	return n.Protocol == "alternating-offers" && n.Buyer == BuyerAgent
+}
+
+// Bounds of negotiation.round_timeout.
+const (
+	DefaultRoundTimeout = 2 * time.Minute
+	MinRoundTimeout     = time.Second
+	MaxRoundTimeout     = 24 * time.Hour
+)
 
 // Auction pricing rules (negotiation.pricing).
 const (

@@ -45,6 +45,9 @@ func Job(ctx workflow.Context, in JobInput) (JobResult, error) {
 	if err := j.registerApproval(ctx); err != nil {
 		return JobResult{}, err
 	}
+	if err := j.registerCounter(ctx); err != nil {
+		return JobResult{}, err
+	}
 	ctx, j.cancel = workflow.WithCancel(ctx)
 	j.listenSignals(ctx)
 
@@ -92,6 +95,8 @@ type job struct {
 	runs      map[string]int
 	reassigns int
 	spot      *SpotCheck
+	// Layout 8: the agent-played bargain.
+	bargain bargainState
 }
 
 // failure is a classified job failure.
@@ -124,6 +129,7 @@ func (j *job) snapshot() JobStatus {
 	return JobStatus{
 		JobID: j.in.JobID, Status: j.status, Stage: j.stage, Spec: j.plan.Name, Tenant: j.plan.Tenant,
 		Cost: j.cost, Tasks: listTasks(j.tasks), TaskCounts: countTasks(j.tasks), Stages: j.stages, Approved: j.approved,
+		Bargain: j.bargain.status,
 	}
 }
 
@@ -357,8 +363,13 @@ func workDoneCause(err error) string {
 
 func (j *job) negotiate(ctx workflow.Context) error {
 	j.enter(ctx, StageNegotiate)
-	award, err := control(ctx, j.layout, Negotiate, NegotiateInput{JobID: j.in.JobID, PlanInput: j.planIn}, 5*time.Minute)
-	if err != nil {
+	var award NegotiateOutput
+	var err error
+	if j.layout >= layoutAgentBuyer && j.plan.AgentBuyer {
+		if award, err = j.negotiateAgent(ctx); err != nil {
+			return err
+		}
+	} else if award, err = control(ctx, j.layout, Negotiate, NegotiateInput{JobID: j.in.JobID, PlanInput: j.planIn}, 5*time.Minute); err != nil {
 		return classify(ctx, err, ClassNoOffers)
 	}
 	if j.layout < layoutProviderQueues {

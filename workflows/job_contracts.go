@@ -44,6 +44,9 @@ const (
 const (
 	SignalApprove = "approve"
 	UpdateApprove = "approve"
+	// UpdateCounter is the buyer agent's move in an agent-played bargain
+	// (layout 8).
+	UpdateCounter = "counter"
 	SignalCancel  = "cancel"
 	QueryStage    = "stage"
 	QueryTasks    = "tasks"
@@ -118,6 +121,13 @@ const (
 	// ErrTypeNotAwaitingApproval rejects an approval of a job that is not
 	// at its approval gate (not there yet, already approved, or past it).
 	ErrTypeNotAwaitingApproval = "AccordNotAwaitingApproval"
+	// ErrTypeNotBargaining rejects a counter-offer to a job that is not
+	// waiting for its buyer agent's move.
+	ErrTypeNotBargaining = "AccordNotBargaining"
+	// ErrTypeBadMove rejects a counter-offer the bargain cannot take: a
+	// price outside (0, budget], an acceptance of a provider without a
+	// current offer, no identity.
+	ErrTypeBadMove = "AccordBadMove"
 )
 
 // Task states reported by the tasks query.
@@ -205,6 +215,76 @@ type JobStatus struct {
 	TaskCounts map[string]int         `json:"task_counts,omitempty"`
 	Stages     map[string]StageTiming `json:"stages,omitempty"`
 	Approved   bool                   `json:"approved,omitempty"`
+	// Bargain is the sellers' current offers while the job waits for its
+	// buyer agent's move (layout 8).
+	Bargain *BargainStatus `json:"bargain,omitempty"`
+}
+
+// BargainStatus is a bargaining job's round: the buyer agent's move
+// number, the last move the deadline allows, when the round times out,
+// and each seller's current offer.
+type BargainStatus struct {
+	Round         int            `json:"round"`
+	DeadlineRound int            `json:"deadline_round"`
+	Budget        int64          `json:"budget_minor"`
+	Currency      string         `json:"currency"`
+	Timeout       time.Time      `json:"timeout"`
+	Offers        []BargainOffer `json:"offers"`
+}
+
+// BargainOffer is one seller's current offer.
+type BargainOffer struct {
+	Provider string `json:"provider"`
+	Price    int64  `json:"price_minor"`
+}
+
+// CounterInput is the buyer agent's move (the counter update): a
+// counter-offer Price, or Accept naming the provider whose current offer
+// it takes. By is the identity making the move.
+type CounterInput struct {
+	By     string `json:"by"`
+	Price  int64  `json:"price_minor,omitempty"`
+	Accept string `json:"accept,omitempty"`
+}
+
+// CounterOutput is the sellers' response to a move: the next round's
+// offers, or the bargain's end (Agreed names the provider; none: no
+// agreement).
+type CounterOutput struct {
+	Round  int            `json:"round"`
+	Over   bool           `json:"over"`
+	Agreed string         `json:"agreed,omitempty"`
+	Price  int64          `json:"price_minor,omitempty"`
+	Offers []BargainOffer `json:"offers,omitempty"`
+}
+
+// MaxCounterBy bounds a counter-offer's identity.
+const MaxCounterBy = 256
+
+// BargainSnapshotOutput is the sellers of an agent-played bargain, taken
+// once (market.Sellers as JSON: the workflow only passes it on).
+type BargainSnapshotOutput struct {
+	Sellers json.RawMessage `json:"sellers"`
+}
+
+// BargainRoundInput / BargainRoundOutput: replay the bargain's moves
+// against the snapshot; the sellers' offers now, or the bargain's end
+// (Award on agreement, its Record every round).
+type BargainRoundInput struct {
+	JobID string `json:"job_id"`
+	PlanInput
+	Sellers json.RawMessage `json:"sellers"`
+	Moves   []CounterInput  `json:"moves"`
+}
+
+type BargainRoundOutput struct {
+	Round         int              `json:"round"`
+	DeadlineRound int              `json:"deadline_round"`
+	Budget        int64            `json:"budget_minor"`
+	Currency      string           `json:"currency"`
+	Offers        []BargainOffer   `json:"offers"`
+	Over          bool             `json:"over"`
+	Award         *NegotiateOutput `json:"award,omitempty"`
 }
 
 // MaxListedTasks bounds the tasks a status or result lists one by one.
@@ -268,6 +348,10 @@ type PlanSummary struct {
 	SpotCheck float64 `json:"spot_check,omitempty"`
 	// Models are the registry models the tasks use, as pinned and priced.
 	Models []predicate.ModelUse `json:"models,omitempty"`
+	// AgentBuyer: an agent plays the buyer in alternating offers, with
+	// RoundTimeout for each move (negotiation.buyer: agent, layout 8).
+	AgentBuyer   bool          `json:"agent_buyer,omitempty"`
+	RoundTimeout time.Duration `json:"round_timeout,omitempty"`
 }
 
 // PlanInput names the compiled plan an activity works on: PlanRef, the
@@ -602,6 +686,10 @@ var (
 	// provider agent's execution attestation).
 	SignStage = Activity[AttestInput, SignedStage]{Name: "SignStage"}
 	Publish   = Activity[PublishInput, PublishOutput]{Name: "PublishModels"}
+	// BargainSnapshot and BargainRound play an agent-bought bargain
+	// (layout 8).
+	BargainSnapshot = Activity[NegotiateInput, BargainSnapshotOutput]{Name: "BargainSnapshot"}
+	BargainRound    = Activity[BargainRoundInput, BargainRoundOutput]{Name: "BargainRound"}
 )
 
 // RunID names one attempt of one task: <job>.<task>.<attempt>.

@@ -76,7 +76,18 @@ const (
 	// that it accepted the placement (provider, pool, hold) it is named in.
 	layoutProviderPlacement workflow.Version = 7
 
-	layoutLatest = layoutProviderPlacement
+	// layoutAgentBuyer (8): a plan whose buyer is an agent
+	// (negotiation.buyer: agent) negotiates by the BargainSnapshot
+	// activity (the sellers, taken once), then per round publishes the
+	// sellers' offers in the status (JobStatus.Bargain), waits at most the
+	// plan's round timeout (a timer) for the counter update, and asks the
+	// BargainRound activity for the sellers' responses; an agreement is
+	// the award (its record lists every round), silence or the deadline
+	// fails the job (class no_offers). Other plans negotiate as in
+	// layout 7.
+	layoutAgentBuyer workflow.Version = 8
+
+	layoutLatest = layoutAgentBuyer
 )
 
 // CurrentLayout is the layout new jobs run; recorded histories are named

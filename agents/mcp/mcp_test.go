@@ -141,6 +141,18 @@ func (f *fakeJobs) Approve(_ context.Context, id, by, reason string) error {
 	return nil
 }
 
+// Counter takes a price above 500 or an acceptance of "cheap"; anything
+// else is the bad move the workflow would refuse.
+func (f *fakeJobs) Counter(_ context.Context, id, by string, req apiserver.CounterRequest) (apiserver.CounterReply, error) {
+	switch {
+	case req.Accept == "cheap":
+		return apiserver.CounterReply{Round: 2, Over: true, Agreed: "cheap", Price: 700}, nil
+	case req.Accept != "" || req.Price <= 500:
+		return apiserver.CounterReply{}, apiserver.Public(apiserver.ErrBadRequest, "move refused for %s by %s", id, by)
+	}
+	return apiserver.CounterReply{Round: 1, Offers: []apiserver.PriceOffer{{Provider: "cheap", Price: 700}}}, nil
+}
+
 func (f *fakeJobs) Receipt(_ context.Context, id string) (json.RawMessage, error) {
 	return json.RawMessage(`{"version":"https://accord.dev/receipt/v1","job_id":"` + id + `","log":{"kind":"embedded"},"attestations":[{"stage":"admit"}]}`), nil
 }
@@ -290,7 +302,7 @@ func mustFail(t *testing.T, te *toolErr, class string, msg string) {
 	}
 }
 
-var allTools = []string{"audit_search", "audit_verify", "job_approve", "job_cancel", "job_list", "job_logs", "job_status",
+var allTools = []string{"audit_search", "audit_verify", "job_approve", "job_cancel", "job_counter", "job_list", "job_logs", "job_status",
 	"job_submit", "ledger_statement", "market_quote", "model_inspect", "model_search", "receipt_get", "spec_compile", "spec_lint"}
 
 func toolNames(t *testing.T, cs *sdk.ClientSession) []string {
@@ -460,6 +472,17 @@ func TestJobLifeCycle(t *testing.T) {
 	}
 	// Mallory holds a team-a token but is not an approver: the job refuses.
 	mustFail(t, call(t, e.session(t, mallory, nil, nil), "job_approve", map[string]any{"job_id": job.JobID}, nil), "policy", "mallory is not an approver")
+	// The buyer agent's moves: the reply is the sellers' response.
+	var rep apiserver.CounterReply
+	if te := call(t, cs, "job_counter", map[string]any{"job_id": job.JobID, "price_minor": 600}, &rep); te != nil || rep.JobID != job.JobID || rep.Round != 1 || len(rep.Offers) != 1 {
+		t.Errorf("counter: %+v %+v", te, rep)
+	}
+	if te := call(t, cs, "job_counter", map[string]any{"job_id": job.JobID, "accept": "cheap"}, &rep); te != nil || !rep.Over || rep.Agreed != "cheap" || rep.Price != 700 {
+		t.Errorf("accept: %+v %+v", te, rep)
+	}
+	mustFail(t, call(t, cs, "job_counter", map[string]any{"job_id": job.JobID, "price_minor": 5}, nil), "usage", "move refused for "+job.JobID+" by alice")
+	mustFail(t, call(t, cs, "job_counter", map[string]any{"job_id": job.JobID}, nil), "usage", "exactly one")
+	mustFail(t, call(t, cs, "job_counter", map[string]any{"job_id": job.JobID, "price_minor": 600, "accept": "cheap"}, nil), "usage", "exactly one")
 	if te := call(t, cs, "job_cancel", map[string]any{"job_id": job.JobID}, &act); te != nil || act.Status != "cancel requested" {
 		t.Errorf("cancel: %+v %+v", te, act)
 	}
@@ -506,6 +529,7 @@ func TestIsolation(t *testing.T) {
 	for _, tool := range []string{"job_status", "job_logs", "job_cancel", "job_approve", "receipt_get", "audit_verify"} {
 		mustFail(t, call(t, b, tool, map[string]any{"job_id": job.JobID}, nil), "not_found", "job not found")
 	}
+	mustFail(t, call(t, b, "job_counter", map[string]any{"job_id": job.JobID, "price_minor": 600}, nil), "not_found", "job not found")
 	mustFail(t, call(t, b, "job_submit", map[string]any{"spec": specFor("iso", "team-a")}, nil), "policy", `tenant "team-a"`)
 	mustFail(t, call(t, b, "job_list", map[string]any{"tenant": "team-a"}, nil), "policy", "another tenant")
 	var list mcp.ListResult
@@ -525,8 +549,8 @@ func TestIsolation(t *testing.T) {
 	if te := call(t, au, "job_status", map[string]any{"job_id": job.JobID}, &st); te != nil || st.Tenant != "team-a" {
 		t.Errorf("auditor status: %+v", te)
 	}
-	for _, tool := range []string{"job_submit", "job_cancel", "job_approve"} {
-		res, err := callRaw(au, tool, map[string]any{"job_id": job.JobID, "spec": specFor("iso", "team-a")})
+	for _, tool := range []string{"job_submit", "job_cancel", "job_approve", "job_counter"} {
+		res, err := callRaw(au, tool, map[string]any{"job_id": job.JobID, "spec": specFor("iso", "team-a"), "price_minor": 600})
 		if err == nil && !res.IsError {
 			t.Errorf("auditor called %s", tool)
 		}

@@ -76,6 +76,13 @@ type ActResult struct {
 	By     string `json:"by,omitempty"`
 }
 
+// CounterInput is job_counter's input: exactly one of price_minor and accept.
+type CounterInput struct {
+	JobID  string `json:"job_id" jsonschema:"the bargaining job's ID"`
+	Price  int64  `json:"price_minor,omitempty" jsonschema:"a counter-offer in minor units of the budget's currency, in (0, budget]"`
+	Accept string `json:"accept,omitempty" jsonschema:"accept this provider's current offer (a provider in job_status's bargain.offers)"`
+}
+
 // LogsInput is job_logs' input.
 type LogsInput struct {
 	JobID    string `json:"job_id" jsonschema:"the job's ID"`
@@ -106,9 +113,14 @@ func (s *server) addJobTools(srv *mcp.Server) {
 		add(s, srv, &mcp.Tool{Name: "job_approve",
 			Description: "Pass a job's approval gate as this token's identity; the job accepts it only from an identity its spec names in approval.approvers, and records the reason."},
 			s.approve)
+		add(s, srv, &mcp.Tool{Name: "job_counter",
+			Description: "Make the buyer's move in a job that bargains with its agent as buyer (negotiation: {protocol: alternating-offers, buyer: agent}): " +
+				"a counter-offer price_minor in (0, budget], or accept, the provider whose current offer (job_status's bargain.offers) to take. " +
+				"Answers the sellers' response: their next offers, or the agreement. One move per round, before the round's timeout."},
+			s.counter)
 	}
 	add(s, srv, &mcp.Tool{Name: "job_status", Annotations: readOnly(),
-		Description: "A job's status, stage and cost."}, s.status)
+		Description: "A job's status, stage and cost; while it bargains with its buyer agent, bargain: the round, the last round, the budget, the round's timeout and each seller's current offer."}, s.status)
 	add(s, srv, &mcp.Tool{Name: "job_list", Annotations: readOnly(),
 		Description: "List jobs this token may see, filtered by tenant, status or spec name."}, s.list)
 	add(s, srv, &mcp.Tool{Name: "job_logs", Annotations: readOnly(),
@@ -313,4 +325,32 @@ func (s *server) approve(ctx context.Context, _ *mcp.CallToolRequest, in ReasonI
 		return ActResult{}, err
 	}
 	return ActResult{JobID: j.JobID, Status: "approved", By: by}, nil
+}
+
+// counter makes the buyer's move as the token's identity; the job's
+// workflow decides whether it can take it.
+func (s *server) counter(ctx context.Context, _ *mcp.CallToolRequest, in CounterInput) (apiserver.CounterReply, error) {
+	if (in.Price != 0) == (in.Accept != "") || in.Price < 0 {
+		return apiserver.CounterReply{}, usagef("want exactly one of a positive price_minor or accept (a provider name)")
+	}
+	if len(in.Accept) > maxJobID {
+		return apiserver.CounterReply{}, fmt.Errorf("%w: accept: more than %d bytes", ErrTooLarge, maxJobID)
+	}
+	j, err := s.writable(ctx, in.JobID)
+	if err != nil {
+		return apiserver.CounterReply{}, err
+	}
+	b, ok := s.b.Jobs.(apiserver.Bargainer)
+	if !ok {
+		return apiserver.CounterReply{}, usagef("this server does not take counter-offers")
+	}
+	rep, err := b.Counter(ctx, j.JobID, s.p.Identity(), apiserver.CounterRequest{Price: in.Price, Accept: in.Accept})
+	if err != nil {
+		return apiserver.CounterReply{}, err
+	}
+	rep.JobID = j.JobID
+	if rep.Offers == nil {
+		rep.Offers = []apiserver.PriceOffer{}
+	}
+	return rep, nil
 }

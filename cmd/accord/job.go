@@ -74,7 +74,7 @@ func (f *temporalFlags) dialWith(ctx context.Context, metrics client.MetricsHand
 }
 
 func init() {
-	root.AddCommand(devCmd(), workerCmd(), runCmd(), submitCmd(), statusCmd(), listCmd(), logsCmd(), cancelCmd(), approveCmd())
+	root.AddCommand(devCmd(), workerCmd(), runCmd(), submitCmd(), statusCmd(), listCmd(), logsCmd(), cancelCmd(), approveCmd(), counterCmd())
 }
 
 // tuning completes the worker tuning flags from their environment
@@ -504,6 +504,13 @@ func statusCmd() *cobra.Command {
 					formatMoney(st.Cost.Held, st.Cost.Currency), formatMoney(st.Cost.Paid, st.Cost.Currency))
 				if st.Cost.PriceExplanation != "" {
 					w.Printf("  price: %s\n", st.Cost.PriceExplanation)
+				}
+				if b := st.Bargain; b != nil {
+					w.Printf("  bargain: round %d of %d, budget %s, move by %s (accord counter)\n", b.Round, b.DeadlineRound,
+						formatMoney(b.Budget, b.Currency), b.Timeout.UTC().Format(time.RFC3339))
+					for _, o := range b.Offers {
+						w.Printf("    offer %-24s %s\n", o.Provider, formatMoney(o.Price, b.Currency))
+					}
 				}
 				names := make([]string, 0, len(st.Tasks))
 				for n := range st.Tasks {

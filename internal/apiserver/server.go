@@ -46,7 +46,57 @@ type Job struct {
 	StartedAt time.Time `json:"started_at,omitzero"`
 	ClosedAt  time.Time `json:"closed_at,omitzero"`
 	Error     string    `json:"error,omitempty"`
+	// Bargain is the sellers' current offers while the job waits for its
+	// buyer agent's counter-offer (negotiation.buyer: agent).
+	Bargain *Bargain `json:"bargain,omitempty"`
 }
+
+// Bargain is a bargaining job's round: the buyer's move number, the last
+// move the deadline allows, when the round times out, the budget a price
+// may not exceed, and each seller's current offer.
+type Bargain struct {
+	Round         int          `json:"round"`
+	DeadlineRound int          `json:"deadline_round"`
+	Budget        int64        `json:"budget_minor"`
+	Currency      string       `json:"currency"`
+	Timeout       time.Time    `json:"timeout"`
+	Offers        []PriceOffer `json:"offers"`
+}
+
+// PriceOffer is one seller's offer.
+type PriceOffer struct {
+	Provider string `json:"provider"`
+	Price    int64  `json:"price_minor"`
+}
+
+// CounterRequest is the body of POST /v1/jobs/{id}/counter: a
+// counter-offer price or the provider whose offer the buyer accepts.
+type CounterRequest struct {
+	Price  int64  `json:"price_minor,omitempty"`
+	Accept string `json:"accept,omitempty"`
+}
+
+// CounterReply is the sellers' response to a counter-offer: their next
+// offers, or the end of the bargain (Agreed names the provider; none, no
+// agreement).
+type CounterReply struct {
+	JobID  string       `json:"job_id"`
+	Round  int          `json:"round"`
+	Over   bool         `json:"over"`
+	Agreed string       `json:"agreed,omitempty"`
+	Price  int64        `json:"price_minor,omitempty"`
+	Offers []PriceOffer `json:"offers,omitempty"`
+}
+
+// Bargainer is a Jobs that takes buyer agents' counter-offers; by is the
+// identity of the caller's token. Without it the counter route answers
+// that the server does not bargain.
+type Bargainer interface {
+	Counter(ctx context.Context, jobID, by string, req CounterRequest) (CounterReply, error)
+}
+
+// maxCounterBody bounds a counter-offer's body.
+const maxCounterBody = 4 << 10
 
 // SubmitRequest is the body of POST /v1/jobs.
 type SubmitRequest struct {
@@ -116,6 +166,7 @@ var Routes = []Route{
 	{"GET", "/v1/jobs/{id}", false},
 	{"POST", "/v1/jobs/{id}/cancel", true},
 	{"POST", "/v1/jobs/{id}/approve", true},
+	{"POST", "/v1/jobs/{id}/counter", true},
 	{"GET", "/v1/jobs/{id}/receipt", false},
 	{"GET", "/v1/audit/search", false},
 	{"POST", "/v1/data", true},
@@ -178,6 +229,7 @@ func New(jobs Jobs, auth Authenticator, opts ...Option) *Server {
 		"GET /v1/jobs/{id}":          s.get,
 		"POST /v1/jobs/{id}/cancel":  s.cancel,
 		"POST /v1/jobs/{id}/approve": s.approve,
+		"POST /v1/jobs/{id}/counter": s.counter,
 		"GET /v1/jobs/{id}/receipt":  s.receipt,
 		"GET /v1/audit/search":       s.auditSearch,
 		"POST /v1/data":              s.pushData,
@@ -371,6 +423,47 @@ func (s *Server) approve(w http.ResponseWriter, r *http.Request, p policies.Prin
 	}
 	by := p.Identity()
 	s.act(w, r, p, func(ctx context.Context, id string) error { return s.jobs.Approve(ctx, id, by, req.Reason) }, "approved")
+}
+
+// counter makes the buyer agent's move in a bargaining job as the token's
+// identity, with the same tenant scope as approve, and answers the
+// sellers' response.
+func (s *Server) counter(w http.ResponseWriter, r *http.Request, p policies.Principal) {
+	j, ok := s.job(w, r, p)
+	if !ok {
+		return
+	}
+	if !p.CanWrite(j.Tenant) {
+		writeErr(w, http.StatusForbidden, "token may not act on this job")
+		return
+	}
+	b, ok := s.jobs.(Bargainer)
+	if !ok {
+		writeErr(w, http.StatusNotImplemented, "this server does not take counter-offers")
+		return
+	}
+	var req CounterRequest
+	dec := json.NewDecoder(io.LimitReader(r.Body, maxCounterBody))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&req); err != nil {
+		var mbe *http.MaxBytesError
+		if !errors.As(err, &mbe) {
+			err = &PublicError{Kind: ErrBadRequest, Message: "body: want a JSON object {price_minor} or {accept}"}
+		}
+		s.fail(w, r, err)
+		return
+	}
+	if (req.Price != 0) == (req.Accept != "") || req.Price < 0 || len(req.Accept) > maxNameLen {
+		s.fail(w, r, &PublicError{Kind: ErrBadRequest, Message: "body: want exactly one of a positive price_minor or accept (a provider name)"})
+		return
+	}
+	rep, err := b.Counter(r.Context(), j.JobID, p.Identity(), req)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	rep.JobID = j.JobID
+	writeJSON(w, http.StatusOK, rep)
 }
 
 func (s *Server) act(w http.ResponseWriter, r *http.Request, p policies.Principal, do func(context.Context, string) error, what string) {

@@ -79,6 +79,12 @@ func (f *fakeJobs) Cancel(_ context.Context, id string) error { return f.record(
 func (f *fakeJobs) Approve(_ context.Context, id, by, _ string) error {
 	return f.record("approve " + id + " by " + by)
 }
+func (f *fakeJobs) Counter(_ context.Context, id, by string, req CounterRequest) (CounterReply, error) {
+	if err := f.record(fmt.Sprintf("counter %s by %s: %d", id, by, req.Price)); err != nil {
+		return CounterReply{}, err
+	}
+	return CounterReply{Round: 1, Offers: []PriceOffer{{Provider: "p", Price: 900}}}, nil
+}
 func (f *fakeJobs) Receipt(_ context.Context, id string) (json.RawMessage, error) {
 	return json.RawMessage(`{"job_id":"` + id + `"}`), nil
 }
@@ -182,6 +188,9 @@ func TestCrossTenantDenied(t *testing.T) {
 			if rt.Path == "/v1/jobs" && rt.Method == "POST" {
 				body = submitBody("a") // b submitting a's spec
 			}
+			if strings.HasSuffix(rt.Path, "/counter") {
+				body = `{"price_minor": 500}`
+			}
 			code, out := f.call(t, f.tokB, rt.Method, path(rt, "job-a"), body)
 			switch {
 			case strings.Contains(rt.Path, "{id}"):
@@ -208,7 +217,7 @@ func TestCrossTenantDenied(t *testing.T) {
 	}
 	f.jobs.mu.Lock()
 	defer f.jobs.mu.Unlock()
-	if want := []string{"cancel job-a", "approve job-a by alice"}; fmt.Sprint(f.jobs.actions) != fmt.Sprint(want) {
+	if want := []string{"cancel job-a", "approve job-a by alice", "counter job-a by alice: 500"}; fmt.Sprint(f.jobs.actions) != fmt.Sprint(want) {
 		t.Errorf("actions %v, want only the owner's %v", f.jobs.actions, want)
 	}
 }
@@ -259,5 +268,22 @@ func TestClient(t *testing.T) {
 	}
 	if err := c.Do(context.Background(), "GET", "/v1/jobs/job-b", nil, &j); err == nil || !strings.Contains(err.Error(), "404") {
 		t.Fatalf("cross-tenant get through the client: %v", err)
+	}
+}
+
+// TestCounterBody: a counter-offer is exactly one of a positive price or an
+// acceptance, in a small JSON object; the reply is the sellers' response.
+func TestCounterBody(t *testing.T) {
+	f := setup(t, WithRateLimit(0, 0))
+	for _, body := range []string{"", "{}", `{"price_minor": -1}`, `{"price_minor": 5, "accept": "p"}`,
+		`{"price": 5}`, `{"accept": "` + strings.Repeat("x", 200) + `"}`, `{"price_minor": 5` + strings.Repeat(" ", 5000) + `}`} {
+		if code, out := f.call(t, f.tokA, "POST", "/v1/jobs/job-a/counter", body); code != http.StatusBadRequest {
+			t.Errorf("body %.40q: %d %s, want 400", body, code, out)
+		}
+	}
+	code, out := f.call(t, f.tokA, "POST", "/v1/jobs/job-a/counter", `{"accept": "p"}`)
+	var rep CounterReply
+	if err := json.Unmarshal([]byte(out), &rep); err != nil || code != http.StatusOK || rep.JobID != "job-a" || len(rep.Offers) != 1 {
+		t.Fatalf("%d %s", code, out)
 	}
 }

@@ -109,17 +109,51 @@ func (b Broker) NegotiateExcluding(ctx context.Context, jobID string, plan *spec
 	if err != nil {
 		return Award{}, err
 	}
-	if len(res.Awards) == 0 {
+	return b.Awarded(ctx, plan, res)
+}
+
+// Awarded turns a market result's first award into the broker's: the
+// runtime that runs the winner's tasks and the devices it gives each.
+func (b Broker) Awarded(ctx context.Context, plan *specs.Plan, res *market.Result) (Award, error) {
+	if res == nil || len(res.Awards) == 0 {
 		return Award{}, fmt.Errorf("%w: the market cleared no award", market.ErrNoOffers)
 	}
 	aw := res.Awards[0]
 	out := Award{Provider: aw.Provider, Runtime: b.runtime(aw.Provider), Price: aw.Price, Currency: res.Currency, Result: res, SLA: aw.SLA}
 	if b.Assign != nil {
+		var err error
 		if out.Devices, err = b.Assign(ctx, aw.Provider, plan); err != nil {
 			return Award{}, fmt.Errorf("broker: assign devices on %s: %w", aw.Provider, err)
 		}
 	}
 	return out, nil
+}
+
+// Snapshot takes the sellers of a bargain whose buyer is an agent
+// (negotiation.buyer: agent) among the providers the placement policies
+// allow; those excluded are diagnostics. No seller wraps
+// market.ErrNoOffers with the reasons.
+func (b Broker) Snapshot(ctx context.Context, jobID string, plan *specs.Plan) (*market.Sellers, error) {
+	provs, err := b.Providers(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("broker: providers: %w", err)
+	}
+	provs, excluded, err := b.filter(ctx, jobID, plan, provs)
+	if err != nil {
+		return nil, err
+	}
+	s, err := market.Snapshot(ctx, jobID, plan, provs)
+	if s != nil {
+		s.Diagnostics = append(s.Diagnostics, excluded...)
+	}
+	if errors.Is(err, market.ErrNoOffers) {
+		why := excluded
+		if s != nil {
+			why = s.Diagnostics
+		}
+		return nil, fmt.Errorf("%w: %s", err, explain(why))
+	}
+	return s, err
 }
 
 // without drops the providers named in exclude (name -> why).

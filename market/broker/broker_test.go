@@ -183,3 +183,38 @@ func TestNegotiateExcluding(t *testing.T) {
 		t.Errorf("everyone excluded: %v, want ErrNoOffers naming the exclusion", err)
 	}
 }
+
+// A bargain with an agent buyer takes its sellers among the providers the
+// placement policies allow; the excluded are diagnostics, and none left is
+// no offers with the rule's reason. Awarded gives the winner's runtime.
+func TestSnapshotPlacementPolicy(t *testing.T) {
+	plan := quickstartPlan(t)
+	plan.Spec.Negotiation = specs.Negotiation{Protocol: market.ProtocolAlternating, Rounds: 10, Buyer: specs.BuyerAgent}
+	pol, err := policies.Parse("deny-local.yaml", []byte("policy: deny-local\nversion: 1\nrules:\n  - name: not-local\n    on: placement\n    expr: provider.name != \"local\"\n    message: no\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	set := &policies.Set{Policies: []*policies.Policy{pol}}
+	other := localProvider(4000)
+	other.P.Name, other.P.Region = "remote", "eu-west-1"
+	b := Broker{Providers: sellers(localProvider(4000), other), Runtime: map[string]string{"remote": "nomad"}, DefaultRuntime: "containerd", Placement: set.PlacementFilter}
+	s, err := b.Snapshot(context.Background(), "job-1", plan)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(s.Sellers) != 1 || s.Sellers[0].Provider != "remote" || len(s.Diagnostics) != 1 || s.Diagnostics[0].Constraint != "policy" {
+		t.Fatalf("sellers %+v diagnostics %+v", s.Sellers, s.Diagnostics)
+	}
+	p, err := s.Play([]market.Move{{Accept: "remote"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	aw, err := b.Awarded(context.Background(), plan, p.Result)
+	if err != nil || aw.Provider != "remote" || aw.Runtime != "nomad" || aw.Price != s.Sellers[0].Agent.Initial {
+		t.Fatalf("awarded %+v: %v", aw, err)
+	}
+	b.Providers = sellers(localProvider(4000))
+	if _, err := b.Snapshot(context.Background(), "job-1", plan); !errors.Is(err, market.ErrNoOffers) || !strings.Contains(err.Error(), "deny-local/not-local") {
+		t.Errorf("all excluded: %v", err)
+	}
+}

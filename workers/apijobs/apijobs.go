@@ -115,7 +115,41 @@ func (a *Jobs) Get(ctx context.Context, jobID string) (apiserver.Job, error) {
 		return apiserver.Job{}, err
 	}
 	return apiserver.Job{JobID: jobID, Tenant: st.Tenant, Spec: st.Spec, Status: st.Status, Stage: st.Stage,
-		Cost: st.Cost.Paid, Currency: st.Cost.Currency}, nil
+		Cost: st.Cost.Paid, Currency: st.Cost.Currency, Bargain: bargainOf(st.Bargain)}, nil
+}
+
+// bargainOf is a bargaining job's round as the API shows it.
+func bargainOf(b *workflows.BargainStatus) *apiserver.Bargain {
+	if b == nil {
+		return nil
+	}
+	return &apiserver.Bargain{Round: b.Round, DeadlineRound: b.DeadlineRound, Budget: b.Budget, Currency: b.Currency,
+		Timeout: b.Timeout, Offers: offersOf(b.Offers)}
+}
+
+func offersOf(offers []workflows.BargainOffer) []apiserver.PriceOffer {
+	out := make([]apiserver.PriceOffer, 0, len(offers))
+	for _, o := range offers {
+		out = append(out, apiserver.PriceOffer{Provider: o.Provider, Price: o.Price})
+	}
+	return out
+}
+
+// Counter makes the buyer agent's move in a bargaining job as by, the
+// identity of the caller's token; the workflow's refusal (not bargaining,
+// a move it cannot take) is the caller's to read.
+func (a *Jobs) Counter(ctx context.Context, jobID, by string, req apiserver.CounterRequest) (apiserver.CounterReply, error) {
+	out, err := jobclient.Counter(ctx, a.Client, jobID, workflows.CounterInput{By: by, Price: req.Price, Accept: req.Accept})
+	switch {
+	case errors.Is(err, jobclient.ErrNotBargaining):
+		return apiserver.CounterReply{}, apiserver.Public(apiserver.ErrConflict, "%s", strings.TrimPrefix(err.Error(), jobclient.ErrNotBargaining.Error()+": "))
+	case errors.Is(err, jobclient.ErrBadMove):
+		return apiserver.CounterReply{}, apiserver.Public(apiserver.ErrBadRequest, "%s", strings.TrimPrefix(err.Error(), jobclient.ErrBadMove.Error()+": "))
+	case err != nil:
+		return apiserver.CounterReply{}, finished(err)
+	}
+	return apiserver.CounterReply{JobID: jobID, Round: out.Round, Over: out.Over, Agreed: out.Agreed, Price: out.Price,
+		Offers: offersOf(out.Offers)}, nil
 }
 
 // List lists jobs by search attributes.

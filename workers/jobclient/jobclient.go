@@ -350,3 +350,42 @@ func ExitCode(res workflows.JobResult) int {
 	}
 	return cli.ExitError
 }
+
+// Counter-offer refusals: the workflow's validator refused the move.
+var (
+	// ErrNotBargaining: the job is not waiting for its buyer agent's move
+	// (not bargaining, not yet, or a move for this round was taken).
+	ErrNotBargaining = errors.New("jobclient: job is not waiting for a counter-offer")
+	// ErrBadMove: a price outside (0, budget], an acceptance of a provider
+	// without a current offer, both or neither, or no identity.
+	ErrBadMove = errors.New("jobclient: counter-offer refused")
+)
+
+// Counter makes the buyer agent's move in a bargaining job
+// (negotiation.buyer: agent) and returns the sellers' response: their next
+// offers, or the bargain's end. The job's workflow refuses a move it
+// cannot take, and the error wraps ErrNotBargaining or ErrBadMove with its
+// reason; a job started before agent buyers (layout < 8) has no counter
+// update and answers ErrNotBargaining.
+func Counter(ctx context.Context, c client.Client, jobID string, in workflows.CounterInput) (workflows.CounterOutput, error) {
+	var out workflows.CounterOutput
+	h, err := c.UpdateWorkflow(ctx, client.UpdateWorkflowOptions{
+		WorkflowID: jobID, UpdateName: workflows.UpdateCounter, Args: []any{in},
+		WaitForStage: client.WorkflowUpdateStageCompleted,
+	})
+	if err == nil {
+		err = h.Get(ctx, &out)
+	}
+	var app *temporal.ApplicationError
+	switch {
+	case err == nil:
+		return out, nil
+	case errors.As(err, &app) && app.Type() == workflows.ErrTypeNotBargaining:
+		return out, fmt.Errorf("%w: %s", ErrNotBargaining, app.Message())
+	case errors.As(err, &app) && app.Type() == workflows.ErrTypeBadMove:
+		return out, fmt.Errorf("%w: %s", ErrBadMove, app.Message())
+	case strings.Contains(err.Error(), "unknown update"):
+		return out, fmt.Errorf("%w: job %s does not bargain with an agent", ErrNotBargaining, jobID)
+	}
+	return out, notFound(jobID, err)
+}
