@@ -13,8 +13,10 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -104,6 +106,7 @@ func newHome(t *testing.T) string {
 	}
 	t.Cleanup(func() {
 		_ = containerd.StopDaemon(filepath.Join(home, "containerd", "daemon"), 5*time.Second)
+		killShims(home)
 		if !t.Failed() {
 			_ = os.RemoveAll(home)
 		} else {
@@ -111,6 +114,44 @@ func newHome(t *testing.T) string {
 		}
 	})
 	return home
+}
+
+// killShims kills what a daemon killed by a test (a SIGKILLed provider
+// agent's containerd) left behind: the containerd shims serving home and
+// every process under them (the tasks' containers and log helpers).
+func killShims(home string) {
+	procs, _ := filepath.Glob("/proc/[0-9]*")
+	parent := map[int]int{}
+	var shims []int
+	for _, dir := range procs {
+		pid, err := strconv.Atoi(filepath.Base(dir))
+		if err != nil {
+			continue
+		}
+		if stat, err := os.ReadFile(filepath.Join(dir, "stat")); err == nil {
+			// pid (comm) state ppid ...: comm may hold spaces, so split after ')'.
+			if i := strings.LastIndexByte(string(stat), ')'); i > 0 {
+				if f := strings.Fields(string(stat)[i+1:]); len(f) > 1 {
+					parent[pid], _ = strconv.Atoi(f[1])
+				}
+			}
+		}
+		cmd, _ := os.ReadFile(filepath.Join(dir, "cmdline"))
+		if strings.Contains(string(cmd), "containerd-shim") && strings.Contains(string(cmd), home+"/") {
+			shims = append(shims, pid)
+		}
+	}
+	for _, shim := range shims {
+		for pid := range parent {
+			for p := pid; p > 1; p = parent[p] {
+				if p == shim {
+					syscall.Kill(pid, syscall.SIGKILL)
+					break
+				}
+			}
+		}
+		syscall.Kill(shim, syscall.SIGKILL)
+	}
 }
 
 // fund deposits money for a tenant.
