@@ -106,6 +106,8 @@ type answer struct {
 
 func (s *server) predict(w http.ResponseWriter, r *http.Request) {
 	s.served.Add(1)
+	// Every answer, failures included, says which version gave it.
+	w.Header().Set("X-Model-Version", s.version)
 	if s.delay > 0 {
 		time.Sleep(s.delay)
 	}
