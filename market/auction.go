@@ -34,6 +34,12 @@ type Options struct {
 	MaxBundle int
 	// MaxBidsPerProvider caps a provider's bundle bids (default 64).
 	MaxBidsPerProvider int
+	// WholeJobs places every job whole on one provider: no offers for
+	// co-location groups alone and no bids splitting a job over
+	// providers. The job workflow runs a job's tasks on one provider, so
+	// its negotiations set it; batch analysis (accord market clear) may
+	// split.
+	WholeJobs bool
 }
 
 func (o *Options) defaults() {
@@ -253,7 +259,9 @@ func clearAuction(ctx context.Context, buyers []*Buyer, providers []Provider, op
 		au.bundleBids(pi)
 	}
 	for bi := range buyers {
-		au.splitBid(bi)
+		if !opts.WholeJobs {
+			au.splitBid(bi)
+		}
 	}
 	au.timings.Bids = time.Since(start)
 	if len(au.inst.Bids) == 0 {
@@ -305,7 +313,7 @@ func (au *auction) offer(bi, pi int, dur map[string]time.Duration) error {
 	if err != nil {
 		return err
 	}
-	if len(b.Groups) < 2 {
+	if len(b.Groups) < 2 || au.opts.WholeJobs {
 		au.res.Diagnostics = append(au.res.Diagnostics, misfit...)
 		return nil
 	}

@@ -151,6 +151,12 @@ func TestSplitPlacementOfColocationGroups(t *testing.T) {
 	if total > 100000 {
 		t.Fatalf("job pays %d over its budget", total)
 	}
+	// A job workflow's negotiation places jobs whole: no provider hosts
+	// both groups, so nothing trades, and the diagnostics say why.
+	res, err = Negotiate(ctx, pl, []Provider{provider("p1", 10, 8), provider("p2", 10, 8)}, Options{WholeJobs: true})
+	if !errors.Is(err, ErrNoOffers) || res == nil || len(res.Awards) != 0 || len(res.Diagnostics) == 0 {
+		t.Fatalf("whole jobs only: err %v, result %+v; want ErrNoOffers with diagnostics", err, res)
+	}
 	// Co-located tasks are never split.
 	b.Group = "ga"
 	pl = plan("big", 100000, a, b)

@@ -95,7 +95,7 @@ func (b Broker) NegotiateExcluding(ctx context.Context, jobID string, plan *spec
 	if len(provs) == 0 && len(excluded) > 0 {
 		return Award{}, fmt.Errorf("%w: every provider was excluded (placement policy, or by the job itself): %s", market.ErrNoOffers, explain(excluded))
 	}
-	res, err := market.Negotiate(ctx, plan, provs, market.Options{Job: jobID})
+	res, err := market.Negotiate(ctx, plan, provs, market.Options{Job: jobID, WholeJobs: true})
 	if res != nil {
 		res.Diagnostics = append(res.Diagnostics, excluded...)
 	}
@@ -119,6 +119,11 @@ func (b Broker) Awarded(ctx context.Context, plan *specs.Plan, res *market.Resul
 		return Award{}, fmt.Errorf("%w: the market cleared no award", market.ErrNoOffers)
 	}
 	aw := res.Awards[0]
+	if len(res.Awards) > 1 {
+		// A job runs on one provider: a result placing it on several
+		// would run every task on the first at the first's share.
+		return Award{}, fmt.Errorf("%w: the market split the job over %d providers; a job runs on one provider", market.ErrNoOffers, len(res.Awards))
+	}
 	out := Award{Provider: aw.Provider, Runtime: b.runtime(aw.Provider), Price: aw.Price, Currency: res.Currency, Result: res, SLA: aw.SLA}
 	if b.Assign != nil {
 		var err error

@@ -218,3 +218,16 @@ func TestSnapshotPlacementPolicy(t *testing.T) {
 		t.Errorf("all excluded: %v", err)
 	}
 }
+
+// A result placing one job on several providers is refused: the job
+// workflow runs a job on one provider, and taking the first award alone
+// would run every task there at that provider's share of the price.
+func TestAwardedRefusesSplit(t *testing.T) {
+	res := &market.Result{Currency: "USD", Awards: []market.Award{
+		{Job: "j", Provider: "a", Price: 100}, {Job: "j", Provider: "b", Price: 200},
+	}}
+	_, err := Broker{}.Awarded(context.Background(), nil, res)
+	if !errors.Is(err, market.ErrNoOffers) || !strings.Contains(err.Error(), "split the job over 2 providers") {
+		t.Fatalf("split result: err %v", err)
+	}
+}
