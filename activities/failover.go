@@ -72,9 +72,11 @@ func (a *Activities) ProviderLive(ctx context.Context, in workflows.ProviderLive
 }
 
 // Renegotiate penalizes the lost provider, if any, then runs the market
-// without the excluded providers. The penalty is idempotent by (job, N,
-// provider); the negotiation is pure, as Negotiate's, so a retry is
-// harmless. No provider left is a permanent ErrTypeNoOffers.
+// without the excluded providers, and grants the winner's agent the job's
+// plan and inputs in the artifact store (and the right to push its
+// outputs). The penalty is idempotent by (job, N, provider); the
+// negotiation is pure, as Negotiate's, and grants are idempotent, so a
+// retry is harmless. No provider left is a permanent ErrTypeNoOffers.
 func (a *Activities) Renegotiate(ctx context.Context, in workflows.RenegotiateInput) (workflows.RenegotiateOutput, error) {
 	neg, ok := a.Negotiator.(ExcludingNegotiator)
 	if !ok {
@@ -108,6 +110,12 @@ func (a *Activities) Renegotiate(ctx context.Context, in workflows.RenegotiateIn
 	out.Award = workflows.NegotiateOutput{
 		Provider: aw.Provider, Pool: aw.Pool, Runtime: aw.Runtime, Price: aw.Price, Currency: aw.Currency,
 		Record: record(aw.Record), Devices: aw.Devices, SLA: aw.SLA, Queue: aw.Queue,
+	}
+	// The new provider's agent reads the job's plan and inputs, and pushes
+	// its outputs, through the artifact store: grant them as placement
+	// does (the failover's replacement, or the spot check's checker).
+	if err := a.grantAgent(ctx, workflows.PlaceInput{JobID: in.JobID, PlanInput: in.PlanInput, Award: out.Award}, plan); err != nil {
+		return out, fmt.Errorf("renegotiate %s: %w", in.JobID, err)
 	}
 	return out, nil
 }

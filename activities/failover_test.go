@@ -53,7 +53,7 @@ func failoverActs(t *testing.T) (*Activities, *agents.Registry, *settlement.Ledg
 		t.Fatal(err)
 	}
 	a := &Activities{
-		Artifacts: store, Providers: reg, Ledger: SettlementLedger{L: l},
+		Artifacts: store, Grants: store, Providers: reg, Ledger: SettlementLedger{L: l},
 		Negotiator: MarketNegotiator{
 			Broker: broker.Broker{Providers: func(ctx context.Context) ([]market.Provider, error) { return reg.Providers(ctx, nil) },
 				DefaultRuntime: "containerd"},
@@ -93,6 +93,15 @@ func TestRenegotiateAfterLoss(t *testing.T) {
 	}
 	if ps, _ := reg.Penalties("gpu-a"); len(ps) != 1 {
 		t.Errorf("penalties %v, want one", ps)
+	}
+	// The replacement's agent reads the plan and pushes the job's outputs
+	// through the artifact store (a real agent otherwise gets 404s).
+	store := a.Grants.(artifacts.Local)
+	if ok, err := store.AgentReads("gpu-b", plan.PlanRef); !ok || err != nil {
+		t.Errorf("gpu-b reads the plan: %v %v", ok, err)
+	}
+	if p, _, err := store.JobAward("job-1"); p != "gpu-b" || err != nil {
+		t.Errorf("the job's award record names %q (%v), want gpu-b", p, err)
 	}
 	in.Exclude["gpu-b"] = "ran the job"
 	in.Lost = ""

@@ -68,20 +68,20 @@ func (a *Activities) pushOutputs(ctx context.Context, jobID, task string, outs [
 	return nil
 }
 
-// grantAgent records, at placement, what the agent awarded the job reads:
-// the plan and the inputs and images (tasks' and tests') that the tenant
-// owns. An artifact the tenant does not own is not granted, and the agent
+// grantAgent records, at placement or renegotiation, what the agent
+// awarded the job reads: the plan and the inputs and images (tasks' and
+// tests') that the tenant owns. An artifact the tenant does not own is not granted, and the agent
 // refuses the task as a worker sharing the store would.
 func (a *Activities) grantAgent(ctx context.Context, in workflows.PlaceInput, plan *specs.Plan) error {
 	if a.Grants == nil || in.Award.Queue == "" {
 		return nil
 	}
 	if err := a.Grants.AwardJob(in.JobID, in.Award.Provider, plan.Tenant); err != nil {
-		return fmt.Errorf("place %s: record award: %w", in.JobID, err)
+		return fmt.Errorf("grant %s to %s: record award: %w", in.JobID, in.Award.Provider, err)
 	}
 	if in.PlanRef != "" {
 		if err := a.Grants.GrantJob(ctx, in.JobID, in.PlanRef, false); err != nil {
-			return fmt.Errorf("place %s: grant plan: %w", in.JobID, err)
+			return fmt.Errorf("grant %s to %s: plan: %w", in.JobID, in.Award.Provider, err)
 		}
 	}
 	if a.Inputs == nil {
@@ -90,13 +90,13 @@ func (a *Activities) grantAgent(ctx context.Context, in workflows.PlaceInput, pl
 	for _, d := range planArtifacts(plan) {
 		ok, err := a.Inputs.Owns(plan.Tenant, d)
 		if err != nil {
-			return fmt.Errorf("place %s: %w", in.JobID, err)
+			return fmt.Errorf("grant %s to %s: %w", in.JobID, in.Award.Provider, err)
 		}
 		if !ok {
 			continue
 		}
 		if err := a.Grants.GrantJob(ctx, in.JobID, d, true); err != nil {
-			return fmt.Errorf("place %s: grant %s: %w", in.JobID, d, err)
+			return fmt.Errorf("grant %s to %s: input %s: %w", in.JobID, in.Award.Provider, d, err)
 		}
 	}
 	return nil

@@ -333,7 +333,14 @@ func TestSpotCheckCheat(t *testing.T) {
 	var ver predicate.Verification
 	stagePredicate(t, rc, predicate.StageVerification, &ver)
 	if ver.SpotCheck == nil || ver.SpotCheck.Verdict != predicate.SpotReversed || ver.SpotCheck.Slashed != 100 {
-		t.Errorf("verification predicate %+v", ver.SpotCheck)
+		t.Fatalf("verification predicate %+v", ver.SpotCheck)
+	}
+	// Each checker signed its own run (layout 9); verifyReceipt checked
+	// those signatures against the checkers' trusted keys.
+	for _, r := range ver.SpotCheck.Runs[1:] {
+		if len(r.Signed) == 0 {
+			t.Errorf("the %s run of %s carries no signature of its provider", r.Role, r.Provider)
+		}
 	}
 	var set predicate.Settlement
 	stagePredicate(t, rc, predicate.StageSettlement, &set)

@@ -118,8 +118,9 @@ func newHome(t *testing.T) string {
 
 // killShims kills what a daemon killed by a test (a SIGKILLed provider
 // agent's containerd) left behind: the containerd shims serving home and
-// every process under them (the tasks' containers and log helpers).
-func killShims(home string) {
+// every process under them (the tasks' containers and log helpers). It
+// returns how many processes it killed.
+func killShims(home string) int {
 	procs, _ := filepath.Glob("/proc/[0-9]*")
 	parent := map[int]int{}
 	var shims []int
@@ -141,17 +142,24 @@ func killShims(home string) {
 			shims = append(shims, pid)
 		}
 	}
+	killed := 0
+	kill := func(pid int) {
+		if syscall.Kill(pid, syscall.SIGKILL) == nil {
+			killed++
+		}
+	}
 	for _, shim := range shims {
 		for pid := range parent {
 			for p := pid; p > 1; p = parent[p] {
 				if p == shim {
-					syscall.Kill(pid, syscall.SIGKILL)
+					kill(pid)
 					break
 				}
 			}
 		}
-		syscall.Kill(shim, syscall.SIGKILL)
+		kill(shim)
 	}
+	return killed
 }
 
 // fund deposits money for a tenant.

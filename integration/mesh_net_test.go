@@ -13,6 +13,7 @@ import (
 	"os/exec"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -131,6 +132,33 @@ func (n *meshNet) delete() {
 	if out, err := exec.Command("ip", "link", "del", n.bridge).CombinedOutput(); err != nil {
 		n.t.Errorf("ip link del %s: %v\n%s", n.bridge, err, out)
 	}
+}
+
+// tearDown removes provider p's host as a machine failure would: the
+// processes under the containerd shims serving home (the task's
+// containers, which have network namespaces of their own) and the shims,
+// then every process left in p's namespace (the agent and its containerd),
+// all with SIGKILL; then the namespace itself. It returns how many
+// processes it killed.
+func (n *meshNet) tearDown(p, home string) int {
+	t := n.t
+	t.Helper()
+	h, ok := n.hosts[p]
+	if !ok {
+		t.Fatalf("no host %s", p)
+	}
+	killed := killShims(home)
+	for _, f := range strings.Fields(ipCmd(t, "netns", "pids", h.ns)) {
+		if pid, err := strconv.Atoi(f); err == nil && syscall.Kill(pid, syscall.SIGKILL) == nil {
+			killed++
+		}
+	}
+	waitFor(t, 30*time.Second, p+"'s processes gone", func() bool {
+		return strings.TrimSpace(ipCmd(t, "netns", "pids", h.ns)) == ""
+	})
+	ipCmd(t, "netns", "del", h.ns)
+	delete(n.hosts, p)
+	return killed
 }
 
 // command is name args run in provider p's network namespace (only the

@@ -38,7 +38,7 @@ func meshTask(cp *meshControl, cmd []string, outputs string) string {
 // meshFunds are the tenants of TestMesh, one per scenario (so that each
 // scenario's money is checked on its own), and their deposits.
 func meshFunds(many int) map[string]int64 {
-	return map[string]int64{"mesh-receipt": 1000, "mesh-kill": 1000, "mesh-restart": 1000, "mesh-many": int64(many)*500 + 1000}
+	return map[string]int64{"mesh-receipt": 1000, "mesh-kill": 1000, "mesh-restart": 1000, "mesh-many": int64(many)*500 + 1000, "mesh-torn": 1000}
 }
 
 // meshJobs is scenario d's job count: 300, 30 with -short,
@@ -75,6 +75,8 @@ func TestMesh(t *testing.T) {
 	t.Run("agent_killed", func(t *testing.T) { meshAgentKilled(t, cp) })
 	t.Run("temporal_restart", func(t *testing.T) { meshTemporalRestart(t, cp) })
 	t.Run("many", func(t *testing.T) { meshMany(t, cp, many) })
+	// Last: it removes a host.
+	t.Run("host_torn_down", func(t *testing.T) { meshHostTornDown(t, cp) })
 }
 
 // a) A job lands on prov-a and settles; its receipt, exported with a
@@ -481,4 +483,75 @@ func ledgerCLICheck(t *testing.T, cp *meshControl) {
 	if !rep.OK {
 		t.Errorf("accord ledger check: %s", out)
 	}
+}
+
+// e) The host running a job's task torn down mid-task: every process of
+// that provider (the task's container, the containerd shims, its
+// containerd, its agent) killed and its network namespace deleted. The
+// job fails over to the other provider and settles there; the lost
+// provider is paid nothing and its reputation drops.
+func meshHostTornDown(t *testing.T, cp *meshControl) {
+	ctx := context.Background()
+	spec := meshJobSpec(t, t.TempDir(), "torn", "mesh-torn", []string{"prov-a", "prov-b"},
+		meshTask(cp, []string{"trainer", "train", "--samples", "20000", "--epochs", "12104"}, "metrics.json"))
+	sub, err := jobclient.Submit(ctx, cp.client, spec, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitRunning(t, cp, sub.JobID, "12104")
+	lost := strings.TrimPrefix(runTaskQueue(t, cp, sub.JobID), "accord-exec-")
+	other := map[string]string{"prov-a": "prov-b", "prov-b": "prov-a"}[lost]
+	if other == "" {
+		t.Fatalf("the task runs on queue of %q, not a mesh provider", lost)
+	}
+	l, err := settlement.Open(ctx, cp.ledgerDSN)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	before, err := l.Balance(ctx, settlement.ProviderAccount(lost), "USD")
+	if err != nil {
+		t.Fatal(err)
+	}
+	repBefore, _ := cp.reg.Reputation(lost)
+
+	killed := cp.net.tearDown(lost, cp.agents[lost].home)
+	tornAt := time.Now()
+	t.Logf("%s torn down: %d processes killed, namespace deleted", lost, killed)
+	waitFor(t, 30*time.Second, "the task's container gone with its host", func() bool {
+		return !processRunning("trainer", "--epochs", "12104")
+	})
+	res := result(t, cp.client, sub.JobID, 8*time.Minute)
+	t.Logf("teardown to result: %v", time.Since(tornAt).Round(time.Millisecond))
+	if res.Status != workflows.StatusSettled || res.Provider != other || res.Paid <= 0 {
+		t.Fatalf("job: %+v", res)
+	}
+	if len(res.Failovers) != 1 || res.Failovers[0].Lost != lost || res.Failovers[0].Provider != other {
+		t.Errorf("failovers %+v, want one from %s to %s", res.Failovers, lost, other)
+	}
+	if after, err := l.Balance(ctx, settlement.ProviderAccount(lost), "USD"); err != nil || after != before {
+		t.Errorf("the lost provider's balance went from %d to %d (%v): it must be paid nothing", before, after, err)
+	}
+	if rep, err := cp.reg.Reputation(lost); err != nil || rep >= repBefore {
+		t.Errorf("%s's reputation %v (%v), was %v: want it lower", lost, rep, err, repBefore)
+	}
+	checkPGLedger(t, cp.ledgerDSN, sub.JobID, "mesh-torn", 1000, res.Paid)
+}
+
+// runTaskQueue is the task queue of the job's first scheduled RunTask: the
+// provider agent's queue it was awarded to.
+func runTaskQueue(t *testing.T, cp *meshControl, jobID string) string {
+	t.Helper()
+	iter := cp.client.GetWorkflowHistory(context.Background(), jobID, "", false, enums.HISTORY_EVENT_FILTER_TYPE_ALL_EVENT)
+	for iter.HasNext() {
+		ev, err := iter.Next()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if a := ev.GetActivityTaskScheduledEventAttributes(); a != nil && a.GetActivityType().GetName() == workflows.RunTask.Name {
+			return a.GetTaskQueue().GetName()
+		}
+	}
+	t.Fatalf("%s: no RunTask scheduled", jobID)
+	return ""
 }

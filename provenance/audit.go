@@ -636,6 +636,9 @@ func (a *auditor) crossChecks() {
 		if diff := diffOutputs(execOut, subj); diff != "" {
 			a.fail(StageExecution, "outputs", "subjects do not match the task outputs: %s", diff)
 		}
+		if ex.SpotRole != "" {
+			a.fail(StageExecution, "statement", "the execution stage is a spot check's %s run, not the job's", ex.SpotRole)
+		}
 		if hasNeg {
 			want, why := ExecutingProvider(neg.Provider, ex.Failovers)
 			if why != "" {
@@ -653,6 +656,9 @@ func (a *auditor) crossChecks() {
 		}
 		if ver.Passed && !allPassed && len(ver.Tests) > 0 {
 			a.fail(StageVerification, "verification", "claims passed but a test failed")
+		}
+		if ver.SpotCheck != nil {
+			a.spotCheck(ver.SpotCheck, execOut, hasEx)
 		}
 		if hasEx {
 			want, what := execOut, "the execution outputs"

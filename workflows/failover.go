@@ -4,6 +4,7 @@ import (
 	"crypto/sha256"
 	"encoding/binary"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"sort"
@@ -259,7 +260,43 @@ func (j *job) checkRun(ctx workflow.Context, role string, exclude map[string]str
 	if c.ref, err = r.seal(ctx); err != nil {
 		return checked{}, err
 	}
+	if j.layout >= layoutSpotSigned && c.award.Queue != "" {
+		if c.run.Signed, err = j.signSpotRun(ctx, c); err != nil {
+			if ctx.Err() != nil {
+				return checked{}, fail(ClassCancelled, err)
+			}
+			c.run.Failed = "the checker did not sign its run: " + errMessage(err)
+		}
+	}
 	return c, nil
+}
+
+// signSpotRun has the checker sign its own run (layout 9): SignStage on its
+// queue over an execution statement of the run's sealed results, marked
+// with the run's role and linked to the job's execution envelope. The
+// signer checks every task is a run it recorded.
+func (j *job) signSpotRun(ctx workflow.Context, c checked) (json.RawMessage, error) {
+	// The run's statement links the job's execution envelope (the last
+	// attestation queued): the run it checks.
+	var previous string
+	if j.attTail != nil {
+		if err := j.attTail.Get(ctx, &previous); err != nil {
+			return nil, fmt.Errorf("execution attestation: %w", err)
+		}
+	}
+	pred, err := json.Marshal(predicate.Execution{Header: j.header(), Provider: c.award.Provider,
+		Runtime: c.award.Runtime, SpotRole: c.run.Role})
+	if err != nil {
+		return nil, fmt.Errorf("encode %s run: %w", c.run.Role, err)
+	}
+	signed, err := SignStage.Run(attestCtx(ctx, c.award.Queue), AttestInput{
+		JobID: j.in.JobID, Stage: predicate.StageExecution, Previous: previous, Predicate: pred, Results: []string{c.ref},
+		SpecDigest: j.plan.DocumentDigest, Provider: c.award.Provider,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("provider %s signs its %s run: %w", c.award.Provider, c.run.Role, err)
+	}
+	return json.RawMessage(signed.Envelope), nil
 }
 
 // slashMinority carries out the verdict against the provider of award.

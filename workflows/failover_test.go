@@ -29,6 +29,8 @@ type disputes struct {
 	reassign    []ReassignInput
 	slash       []SlashInput
 	runs        map[string][]string // queue -> run IDs
+	spotSigned  []predicate.Execution // spot-check runs signed (layout 9)
+	refuseSign  string                // a provider whose SignStage of a spot run fails
 }
 
 // watchDisputes registers the layout-6 activities on h: Renegotiate awards
@@ -41,7 +43,27 @@ func watchDisputes(h *harness, live func(string) bool, order ...string) *dispute
 	Reassign.Register(h.env, reassignAct)
 	SlashProvider.Register(h.env, slashAct)
 	watchQueues(h)
-	h.on(SignStage.Name).Return(SignedStage{Envelope: []byte(`{}`), Digest: "sha256:env", SignerPublicKey: "PEM"}, nil)
+	h.on(SignStage.Name).Return(func(_ context.Context, in AttestInput) (SignedStage, error) {
+		var ex predicate.Execution
+		if in.Stage == predicate.StageExecution {
+			if err := json.Unmarshal(in.Predicate, &ex); err != nil {
+				return SignedStage{}, err
+			}
+		}
+		if ex.SpotRole == "" {
+			return SignedStage{Envelope: []byte(`{}`), Digest: "sha256:env", SignerPublicKey: "PEM"}, nil
+		}
+		d.mu.Lock()
+		defer d.mu.Unlock()
+		if ex.Provider != in.Provider || len(in.Results) != 1 || in.Previous == "" {
+			return SignedStage{}, temporal.NewNonRetryableApplicationError("bad spot-run signing request", ErrTypeExecution, nil)
+		}
+		if in.Provider == d.refuseSign {
+			return SignedStage{}, temporal.NewNonRetryableApplicationError("not run here", ErrTypeExecution, nil)
+		}
+		d.spotSigned = append(d.spotSigned, ex)
+		return SignedStage{Envelope: []byte(`{"signed_by":"` + in.Provider + `"}`), Digest: "sha256:env", SignerPublicKey: "PEM"}, nil
+	})
 	h.on(ProviderLive.Name).Return(func(_ context.Context, in ProviderLiveInput) (ProviderLiveOutput, error) {
 		d.mu.Lock()
 		defer d.mu.Unlock()
@@ -296,6 +318,14 @@ func TestJobSpotCheckReversed(t *testing.T) {
 	if len(h.settled) != 1 || h.settled[0].Award.Provider != "gpu-b" {
 		t.Errorf("settled %+v", h.settled)
 	}
+	// Each checker signed its own run (layout 9), on its own queue.
+	if len(d.spotSigned) != 2 || d.spotSigned[0].Provider != "gpu-b" || d.spotSigned[0].SpotRole != predicate.SpotCheckRun ||
+		d.spotSigned[1].Provider != "gpu-c" || d.spotSigned[1].SpotRole != predicate.SpotTiebreak {
+		t.Errorf("spot runs signed %+v", d.spotSigned)
+	}
+	if string(sc.Runs[0].Signed) != "" || string(sc.Runs[1].Signed) != `{"signed_by":"gpu-b"}` || string(sc.Runs[2].Signed) != `{"signed_by":"gpu-c"}` {
+		t.Errorf("signed runs: primary %s, check %s, tiebreak %s", sc.Runs[0].Signed, sc.Runs[1].Signed, sc.Runs[2].Signed)
+	}
 	// The checks excluded the providers that already ran the job.
 	if len(d.renegotiate) != 2 || len(d.renegotiate[1].Exclude) != 2 || d.renegotiate[0].Lost != "" {
 		t.Errorf("renegotiations %+v", d.renegotiate)
@@ -309,6 +339,33 @@ func TestJobSpotCheckReversed(t *testing.T) {
 	}
 	if ver == nil || len(ver.Results) != 1 || ver.Results[0] != h.sealedRef(1) {
 		t.Errorf("verification results %+v, want the check run's %s", ver, h.sealedRef(1))
+	}
+}
+
+// A checker that will not sign its run has no say: the run counts as
+// failed, the check is undecided and nobody is slashed.
+func TestJobSpotCheckUnsignedRun(t *testing.T) {
+	h := newHarness(t, spotPlan())
+	d := watchDisputes(h, func(string) bool { return true }, "gpu-a", "gpu-b", "gpu-c")
+	d.refuseSign = "gpu-b"
+	h.on(Negotiate.Name).Return(awardTo("gpu-a"), nil)
+	d.runsOn(h, func(q string) string {
+		if q == ExecQueue("gpu-b") {
+			return "other"
+		}
+		return "cc"
+	})
+	res := h.run()
+	if res.Status != StatusSettled || res.Provider != "gpu-a" {
+		t.Fatalf("res %s %s %s", res.Status, res.Provider, res.Error)
+	}
+	sc := res.SpotCheck
+	if sc == nil || sc.Verdict != predicate.SpotNoQuorum || len(sc.Runs) != 2 ||
+		!strings.Contains(sc.Runs[1].Failed, "did not sign its run") || len(sc.Runs[1].Signed) != 0 {
+		t.Fatalf("spot check %+v", sc)
+	}
+	if len(d.slash) != 0 || len(d.reassign) != 0 {
+		t.Errorf("slash %v reassign %v", d.slash, d.reassign)
 	}
 }
 

@@ -87,7 +87,16 @@ const (
 	// layout 7.
 	layoutAgentBuyer workflow.Version = 8
 
-	layoutLatest = layoutAgentBuyer
+	// layoutSpotSigned (9): each spot-check run on a provider agent (check
+	// and tiebreak) that gave outputs is signed by its own provider: after
+	// the run's results are sealed, SignStage on the checker's queue signs
+	// an execution statement of that run (SpotRole set), kept in the
+	// run's record (SpotRun.Signed) inside the verification attestation.
+	// A checker that refuses to sign makes its run fail (nobody is slashed
+	// on it).
+	layoutSpotSigned workflow.Version = 9
+
+	layoutLatest = layoutSpotSigned
 )
 
 // CurrentLayout is the layout new jobs run; recorded histories are named

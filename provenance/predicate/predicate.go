@@ -130,6 +130,10 @@ type Execution struct {
 	// (job layout 6): the tasks then ran on the provider each failover
 	// names, and Provider is the last one's.
 	Failovers []Failover `json:"failovers,omitempty"`
+	// SpotRole marks the statement a spot check's checker signs over its
+	// own run (SpotCheckRun or SpotTiebreak, job layout 9): evidence
+	// inside the verification's SpotRun, never the job's execution stage.
+	SpotRole string `json:"spot_role,omitempty"`
 }
 
 // Failover records a provider abandoned mid-execution: which one, when
@@ -232,6 +236,11 @@ type SpotRun struct {
 	Usage  map[string]Usage `json:"usage,omitempty"`
 	Price  int64            `json:"price,omitempty"`
 	Failed string           `json:"failed,omitempty"` // why the run gave no outputs
+	// Signed is the DSSE envelope of the execution statement (SpotRole
+	// set) that the run's provider signed over it with its own key (check
+	// and tiebreak runs on provider agents, job layout 9): an auditor
+	// checks it against the provider's trusted key and Outputs.
+	Signed json.RawMessage `json:"signed,omitempty"`
 }
 
 // TestResult is one acceptance test.
