@@ -28,7 +28,7 @@ type disputes struct {
 	renegotiate []RenegotiateInput
 	reassign    []ReassignInput
 	slash       []SlashInput
-	runs        map[string][]string // queue -> run IDs
+	runs        map[string][]string   // queue -> run IDs
 	spotSigned  []predicate.Execution // spot-check runs signed (layout 9)
 	refuseSign  string                // a provider whose SignStage of a spot run fails
 }
