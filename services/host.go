@@ -90,6 +90,12 @@ func (h *Host) OpenEndpoint(ctx context.Context, r EndpointRequest) (EndpointInf
 		return EndpointInfo{}, fmt.Errorf("services: endpoint %s: %w", r.Deployment, err)
 	}
 	p := NewProxy(ProxyOptions{Recorder: NewRecorder(h.now)})
+	// The billing stream counts every request from the start: a period's
+	// inferences are the requests between two of its cuts.
+	if _, err := p.Stream(StreamBilling); err != nil {
+		ln.Close()
+		return EndpointInfo{}, err
+	}
 	e := &endpoint{proxy: p, addr: ln.Addr().String(),
 		srv: &http.Server{Handler: p, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute}}
 	go e.srv.Serve(ln)
@@ -311,7 +317,7 @@ func (h *Host) Route(ctx context.Context, r RouteRequest) (Routes, error) {
 // MeasureRequest cuts a window of an endpoint's measurement stream.
 type MeasureRequest struct {
 	Deployment string `json:"deployment"`
-	Stream     string `json:"stream"` // "sla", "rollout"
+	Stream     string `json:"stream"` // "sla", "rollout", StreamBilling
 	Key        string `json:"key"`
 }
 

@@ -2,6 +2,7 @@ package services
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"maps"
 	"math/bits"
@@ -19,6 +20,15 @@ import (
 // model is priced per inference, each billing period pays the release's
 // successful requests × that price (InferenceFees), scaled share by share,
 // from the period's escrow in its settlement transaction.
+
+// StreamBilling is the measurement stream a deployment cuts once per
+// billing period: its per-release request counts are what the period's
+// inferences pay. Every endpoint records it from its opening.
+const StreamBilling = "billing"
+
+// ErrModelRefused is a model the registry does not have, or that does not
+// verify; retrying does not help.
+var ErrModelRefused = errors.New("services: model refused")
 
 // Bounds on a served model.
 const (
