@@ -12,6 +12,7 @@ import (
 	"github.com/accordmesh/accord/models"
 	"github.com/accordmesh/accord/models/exchange"
 	"github.com/accordmesh/accord/models/registry"
+	"github.com/accordmesh/accord/services"
 	"github.com/accordmesh/accord/specs"
 	"github.com/accordmesh/accord/workflows"
 )
@@ -252,6 +253,43 @@ func refusal(err error) error {
 		if errors.Is(err, e) {
 			return fmt.Errorf("%w: %w", ErrModelRefused, err)
 		}
+	}
+	return err
+}
+
+// ServedModels adapts the model exchange to services.ModelExchange: what a
+// services host resolves, prices and mounts for a service's model.
+type ServedModels struct{ X *exchange.Exchange }
+
+var _ services.ModelExchange = ServedModels{}
+
+func (s ServedModels) Resolve(ctx context.Context, name, constraint string) (string, string, error) {
+	ref, digest, err := s.X.Resolve(ctx, name, constraint)
+	return ref, digest, servedRefusal(err)
+}
+
+// InferenceFee prices one inference and splits it up the verified lineage.
+func (s ServedModels) InferenceFee(ctx context.Context, ref, digest string) (services.ModelFee, error) {
+	f, err := s.X.Fee(ctx, ref, digest, models.UseInference)
+	if err != nil {
+		return services.ModelFee{}, servedRefusal(err)
+	}
+	out := services.ModelFee{Currency: f.Currency, Price: f.Price}
+	for _, sh := range f.Shares {
+		out.Shares = append(out.Shares, services.ModelShare{Owner: sh.Owner, Model: sh.Model, Amount: sh.Amount})
+	}
+	return out, nil
+}
+
+func (s ServedModels) Fetch(ctx context.Context, ref, digest string) (string, error) {
+	dir, err := s.X.Fetch(ctx, ref, digest)
+	return dir, servedRefusal(err)
+}
+
+// servedRefusal marks the exchange's final errors as services'.
+func servedRefusal(err error) error {
+	if err = refusal(err); errors.Is(err, ErrModelRefused) {
+		return fmt.Errorf("%w: %w", services.ErrModelRefused, err)
 	}
 	return err
 }

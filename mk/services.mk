@@ -2,14 +2,15 @@
 # the endpoint proxy's benchmark.
 .PHONY: record-deployment-histories bench-serve
 
-# record-deployment-histories adds the current deployment layout's history
-# (workflows/testdata/deployment_lifecycle_layoutN.json, listed in
-# histories.sha256) from a real run: TestDeploymentOnContainerd on real
-# containerd, CNI and an embedded Temporal. Never overwrites one: a change
+# record-deployment-histories adds the current deployment layout's histories
+# (workflows/testdata/deployment_lifecycle_layoutN.json and, from layout 3,
+# deployment_model_layoutN.json, listed in histories.sha256) from real runs:
+# TestDeploymentOnContainerd and TestDeploymentServesModel (with a real
+# docker-registry) on real containerd, CNI and an embedded Temporal. Never overwrites one: a change
 # to the workflow's commands needs a new layout first (docs/workflows.md).
-# Needs root, containerd, runc and containernetworking-plugins.
+# Needs root, containerd, runc, containernetworking-plugins and docker-registry.
 record-deployment-histories:
-	ACCORD_RECORD_HISTORIES=1 $(GO) test -count=1 -timeout 15m -run '^TestDeploymentOnContainerd$$' ./integration/
+	ACCORD_RECORD_HISTORIES=1 $(GO) test -count=1 -timeout 15m -run '^(TestDeploymentOnContainerd|TestDeploymentServesModel)$$' ./integration/
 
 # bench-serve: requests/s and p50/p99 of predictions through the endpoint
 # proxy against the same two example-server replicas hit directly, in the

@@ -2,7 +2,9 @@ package provenance
 
 import (
 	"fmt"
+	"math/bits"
 	"slices"
+	"strconv"
 	"strings"
 
 	"github.com/accordmesh/accord/provenance/predicate"
@@ -142,6 +144,7 @@ type deployChecker struct {
 	spent    int64
 	refunded int64
 	slashed  int64
+	models   map[int]*predicate.ServedModel // release → the model it serves
 }
 
 func (c *deployChecker) fail(ev *DeploymentPredicate, format string, args ...any) {
@@ -150,6 +153,7 @@ func (c *deployChecker) fail(ev *DeploymentPredicate, format string, args ...any
 
 func (c *deployChecker) run(events []*DeploymentPredicate) {
 	c.holds, c.settled, c.breached, c.passed = map[int]int64{}, map[int]bool{}, map[int]bool{}, map[int]bool{}
+	c.models = map[int]*predicate.ServedModel{}
 	for i, ev := range events {
 		if (i == 0) != (ev.Event == DeployStart) {
 			c.a.fail(ev.Stage, "chain", "event %s: a deployment's first event, and only it, is start", ev.Event)
@@ -167,6 +171,7 @@ func (c *deployChecker) event(ev *DeploymentPredicate) {
 	case DeployStart:
 		missing = ev.Start == nil
 		c.start = ev
+		c.model(ev)
 	case DeployHold:
 		missing = ev.Hold == nil
 		if !missing {
@@ -184,6 +189,7 @@ func (c *deployChecker) event(ev *DeploymentPredicate) {
 		}
 	case DeployCanary:
 		missing = ev.Canary == nil
+		c.model(ev)
 	case DeployGate:
 		missing = ev.Gate == nil
 		if !missing {
@@ -240,11 +246,14 @@ func (c *deployChecker) settle(ev *DeploymentPredicate) {
 	if s.Breached != c.breached[s.Period] {
 		c.fail(ev, "period %d settled as breached=%t, its SLA windows say %t", s.Period, s.Breached, c.breached[s.Period])
 	}
+	fees, capped := c.inferences(ev)
 	metered, ok := meter(s.ReplicaMillis, s.ReplicaHour)
 	if !ok {
 		c.fail(ev, "period %d: replica time %d ms at %d does not meter", s.Period, s.ReplicaMillis, s.ReplicaHour)
-	} else if want := min(metered, s.Held); s.Charge != want {
-		c.fail(ev, "period %d: charge %d, %d replica-ms at %d per replica-hour capped at held %d gives %d", s.Period, s.Charge, s.ReplicaMillis, s.ReplicaHour, s.Held, want)
+	} else if want := min(metered, s.Held-fees); s.Charge != want {
+		c.fail(ev, "period %d: charge %d, %d replica-ms at %d per replica-hour capped at held %d less model fees %d gives %d", s.Period, s.Charge, s.ReplicaMillis, s.ReplicaHour, s.Held, fees, want)
+	} else if capped = capped || metered > s.Held-fees; len(s.Inferences) > 0 && capped != s.Capped {
+		c.fail(ev, "period %d: capped=%t, the fees and the charge against held %d give %t", s.Period, s.Capped, s.Held, capped)
 	}
 	refund, slash := 0, 0
 	if s.Breached {
@@ -257,13 +266,13 @@ func (c *deployChecker) settle(ev *DeploymentPredicate) {
 	if s.PlatformFee < 0 || s.ProviderPay < 0 || s.ProviderPay+s.PlatformFee != payable {
 		c.fail(ev, "period %d: provider %d + fee %d is not the payable %d", s.Period, s.ProviderPay, s.PlatformFee, payable)
 	}
-	if s.Refund != s.Held-payable {
-		c.fail(ev, "period %d: refund %d, held %d less payable %d is %d", s.Period, s.Refund, s.Held, payable, s.Held-payable)
+	if s.Refund != s.Held-fees-payable {
+		c.fail(ev, "period %d: refund %d, held %d less model fees %d less payable %d is %d", s.Period, s.Refund, s.Held, fees, payable, s.Held-fees-payable)
 	}
 	if most := s.Stake * int64(slash) / 100; s.Slashed < 0 || s.Slashed > most {
 		c.fail(ev, "period %d: slashed %d, at most %d %% of stake %d = %d", s.Period, s.Slashed, slash, s.Stake, most)
 	}
-	c.spent += payable
+	c.spent += payable + fees
 	c.refunded += s.SLARefund
 	c.slashed += s.Slashed
 }
@@ -322,4 +331,101 @@ func (c *deployChecker) stop(ev *DeploymentPredicate) {
 	if len(open) > 0 {
 		c.fail(ev, "periods %v held and never settled", open)
 	}
+}
+
+// model records the registry model a release serves (start: release 1;
+// canary: the update's release) and checks its price is its split's sum.
+func (c *deployChecker) model(ev *DeploymentPredicate) {
+	m := ev.Model
+	if m == nil {
+		return
+	}
+	var sum int64
+	for _, sh := range m.Shares {
+		if sh.Amount <= 0 || sh.Amount > settlementMaxAmount {
+			c.fail(ev, "model %s: share %+v", m.Ref, sh)
+			return
+		}
+		sum += sh.Amount
+	}
+	if sum != m.PerInference {
+		c.fail(ev, "model %s: one inference's shares add up to %d, its price is %d", m.Ref, sum, m.PerInference)
+	}
+	c.models[ev.Release] = m
+}
+
+// settlementMaxAmount is the ledger's largest amount (settlement.MaxAmount).
+const settlementMaxAmount = 1_000_000_000_000_000
+
+// inferences recomputes a period's per-inference model fees: each
+// release's requests × the price its model recorded when it started, each
+// owner paid requests × its share of one inference, paid in order from the
+// escrow and cut to what it held. It returns the total paid and whether
+// the escrow cut a share.
+func (c *deployChecker) inferences(ev *DeploymentPredicate) (int64, bool) {
+	s := ev.Settle
+	var owed []predicate.ModelShare
+	for _, f := range s.Inferences {
+		rel, err := strconv.Atoi(strings.TrimPrefix(f.Release, "r"))
+		m := c.models[rel]
+		switch {
+		case err != nil || !strings.HasPrefix(f.Release, "r") || m == nil:
+			c.fail(ev, "period %d: inferences of %s, which serves no recorded model", s.Period, f.Release)
+			return s.ModelFeeTotal, s.Capped
+		case f.Model != m.Ref || f.Digest != m.Digest || f.Price != m.PerInference || !slices.Equal(f.Shares, m.Shares):
+			c.fail(ev, "period %d: %s billed as %s %s at %d, it serves %s %s at %d", s.Period, f.Release, f.Model, f.Digest, f.Price, m.Ref, m.Digest, m.PerInference)
+		case f.Requests < 0:
+			c.fail(ev, "period %d: %s: %d requests", s.Period, f.Release, f.Requests)
+			return s.ModelFeeTotal, s.Capped
+		}
+		for _, sh := range m.Shares {
+			amt, ok := mulAmount(f.Requests, sh.Amount)
+			if !ok {
+				c.fail(ev, "period %d: %s: %d requests × %d exceed the ledger's largest amount", s.Period, f.Release, f.Requests, sh.Amount)
+				return s.ModelFeeTotal, s.Capped
+			}
+			if amt > 0 {
+				owed = append(owed, predicate.ModelShare{Owner: sh.Owner, Model: sh.Model, Amount: amt})
+			}
+		}
+	}
+	var paid []predicate.ModelShare
+	for _, f := range s.ModelFees {
+		paid = append(paid, f.Shares...)
+	}
+	var total int64
+	capped := false
+	for i, o := range owed {
+		amt := min(o.Amount, s.Held-total)
+		capped = capped || amt < o.Amount
+		total += amt
+		if i >= len(paid) || paid[i].Owner != o.Owner || paid[i].Model != o.Model || paid[i].Amount != amt {
+			c.fail(ev, "period %d: model fee share %d paid %+v, owed %s %d for %s (of %d)", s.Period, i, at(paid, i), o.Owner, amt, o.Model, o.Amount)
+			return s.ModelFeeTotal, s.Capped
+		}
+	}
+	if len(paid) != len(owed) || total != s.ModelFeeTotal {
+		c.fail(ev, "period %d: model fees paid %d in %d shares, recomputed %d in %d", s.Period, s.ModelFeeTotal, len(paid), total, len(owed))
+	}
+	return total, capped
+}
+
+func at(s []predicate.ModelShare, i int) any {
+	if i < len(s) {
+		return s[i]
+	}
+	return "nothing"
+}
+
+// mulAmount multiplies two non-negative amounts, failing past the ledger's
+// largest amount.
+func mulAmount(a, b int64) (int64, bool) {
+	if a < 0 || b < 0 {
+		return 0, false
+	}
+	hi, lo := bits.Mul64(uint64(a), uint64(b))
+	if hi != 0 || lo > settlementMaxAmount {
+		return 0, false
+	}
+	return int64(lo), true
 }

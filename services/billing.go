@@ -102,6 +102,22 @@ type SettlePeriodRequest struct {
 	RefundPercent int      `json:"refund_percent,omitempty"`
 	SlashPercent  int      `json:"slash_percent,omitempty"`
 	Stake         int64    `json:"stake,omitempty"`
+	// Inferences are the period's per-inference model fees (InferenceFees),
+	// paid from the escrow before the charge, in the same transaction.
+	Inferences []InferenceFee `json:"inferences,omitempty"`
+}
+
+// MaxInferenceFees bounds the releases one period pays model fees for
+// (the ledger's settlement.MaxModelFees).
+const MaxInferenceFees = 64
+
+// PaidModelFee is one release's inference fee as the ledger paid it: each
+// share cut to what the escrow held, in order.
+type PaidModelFee struct {
+	Release string       `json:"release"`
+	Model   string       `json:"model"`
+	Digest  string       `json:"digest"`
+	Shares  []ModelShare `json:"shares,omitempty"`
 }
 
 // PeriodSettlement is what a period's settlement did.
@@ -117,4 +133,9 @@ type PeriodSettlement struct {
 	Breached    bool   `json:"breached,omitempty"`
 	Transaction int64  `json:"transaction"`
 	Key         string `json:"key"`
+	// ModelFees are the inference fees paid, ModelFeeTotal their sum;
+	// Capped: the escrow could not cover the fees and the charge in full.
+	ModelFees     []PaidModelFee `json:"model_fees,omitempty"`
+	ModelFeeTotal int64          `json:"model_fee_total,omitempty"`
+	Capped        bool           `json:"capped,omitempty"`
 }

@@ -28,6 +28,9 @@ type Host struct {
 	// Attestor signs and logs the deployments' events; nil: Attest fails
 	// (a deployment of layout 2 cannot run without it).
 	Attestor Attestor
+	// Models resolves, verifies and fetches the registry models services
+	// serve; nil: a service with a model cannot run here.
+	Models ModelExchange
 	// Listen is the address endpoints bind, port 0 (default 127.0.0.1:0).
 	Listen string
 	// Now defaults to time.Now.
@@ -87,6 +90,12 @@ func (h *Host) OpenEndpoint(ctx context.Context, r EndpointRequest) (EndpointInf
 		return EndpointInfo{}, fmt.Errorf("services: endpoint %s: %w", r.Deployment, err)
 	}
 	p := NewProxy(ProxyOptions{Recorder: NewRecorder(h.now)})
+	// The billing stream counts every request from the start: a period's
+	// inferences are the requests between two of its cuts.
+	if _, err := p.Stream(StreamBilling); err != nil {
+		ln.Close()
+		return EndpointInfo{}, err
+	}
 	e := &endpoint{proxy: p, addr: ln.Addr().String(),
 		srv: &http.Server{Handler: p, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute}}
 	go e.srv.Serve(ln)
@@ -136,7 +145,10 @@ type ReplicaRequest struct {
 	Port       int                `json:"port"`
 	Resources  runtimes.Resources `json:"resources"`
 	Labels     map[string]string  `json:"labels,omitempty"`
-	Mounts     []runtimes.Mount   `json:"-"` // models resolved by the worker; never from the workflow
+	// Model is the release's pinned model, mounted read-only at Model.As;
+	// the host fetches and verifies it (never a host path from the
+	// workflow).
+	Model *ReplicaModel `json:"model,omitempty"`
 }
 
 // ReplicaInfo is a started replica.
@@ -159,6 +171,10 @@ func (h *Host) StartReplica(ctx context.Context, r ReplicaRequest) (ReplicaInfo,
 	if _, err := h.Runtime.Prepare(ctx, r.Image); err != nil {
 		return ReplicaInfo{}, fmt.Errorf("services: replica %s: %w", r.ID, err)
 	}
+	mounts, err := h.modelMount(ctx, r.Model)
+	if err != nil {
+		return ReplicaInfo{}, fmt.Errorf("services: replica %s: %w", r.ID, err)
+	}
 	att, err := h.Network.Attach(ctx, r.ID)
 	if err != nil {
 		return ReplicaInfo{}, fmt.Errorf("services: replica %s: %w", r.ID, err)
@@ -171,7 +187,7 @@ func (h *Host) StartReplica(ctx context.Context, r ReplicaRequest) (ReplicaInfo,
 	res.MaxDuration = 0 // a replica runs until stopped
 	st, err := h.Runtime.Start(ctx, runtimes.TaskSpec{
 		ID: r.ID, Image: r.Image, Command: r.Command, Env: r.Env, Resources: res,
-		Labels: labels, NetNS: att.NetNS, Inputs: r.Mounts,
+		Labels: labels, NetNS: att.NetNS, Inputs: mounts,
 	})
 	if err != nil {
 		return ReplicaInfo{}, fmt.Errorf("services: replica %s: %w", r.ID, err)
@@ -301,7 +317,7 @@ func (h *Host) Route(ctx context.Context, r RouteRequest) (Routes, error) {
 // MeasureRequest cuts a window of an endpoint's measurement stream.
 type MeasureRequest struct {
 	Deployment string `json:"deployment"`
-	Stream     string `json:"stream"` // "sla", "rollout"
+	Stream     string `json:"stream"` // "sla", "rollout", StreamBilling
 	Key        string `json:"key"`
 }
 

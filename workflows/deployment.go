@@ -37,7 +37,16 @@ const (
 	// rollback, stop.
 	deployLayout2 workflow.Version = 2
 
-	deployLayoutLatest = deployLayout2
+	// deployLayoutServedModel: a service's registry model is resolved per
+	// release (deploy.ResolveModel: pinned, verified, fetched, priced)
+	// before its replicas start, and every replica mounts it; the start
+	// and canary events record it. Each period cuts the endpoint's
+	// billing stream before the next hold (whose price gains twice the
+	// period's inference fees) and settles the releases' successful
+	// requests × their model's per-inference price with the period.
+	deployLayoutServedModel workflow.Version = 3
+
+	deployLayoutLatest = deployLayoutServedModel
 )
 
 // DeploymentCurrentLayout names the recorded deployment histories.
@@ -118,6 +127,11 @@ type deployer struct {
 	update, rollback, stop workflow.ReceiveChannel
 	lastRoute              string
 	ticks                  int // in this run
+	// fees caches the open period's inference fees between its cut (before
+	// the next hold) and its settlement, in the same tick.
+	fees       []services.InferenceFee
+	feesPeriod int
+	feesCut    bool
 }
 
 func (d *deployer) svc() specs.Service { return d.st.Stable.Service }
@@ -153,7 +167,12 @@ func (d *deployer) begin(ctx workflow.Context) error {
 	}
 	d.st.Endpoint = ep.Addr
 	d.event(ctx, "placed", "endpoint %s at %s", rel.Service.Endpoint, ep.Addr)
-	if err := d.attest(ctx, predicate.Deployment{Event: predicate.DeployStart, Release: rel.N, Version: rel.Version, Start: d.startRecord()}); err != nil {
+	if err := d.resolveModel(ctx, &d.st.Stable); err != nil {
+		return err
+	}
+	rel = d.st.Stable
+	if err := d.attest(ctx, predicate.Deployment{Event: predicate.DeployStart, Release: rel.N, Version: rel.Version, Start: d.startRecord(),
+		Model: servedModel(rel.Model)}); err != nil {
 		return err
 	}
 	held, ok, err := d.hold(ctx, 0)
@@ -189,6 +208,11 @@ func (d *deployer) reopen(ctx workflow.Context) error {
 func (d *deployer) hold(ctx workflow.Context, n int) (int64, bool, error) {
 	s := d.svc()
 	price := services.PeriodCharge(s.Replicas, s.Billing.Period, d.st.Rate)
+	if d.layout >= deployLayoutServedModel && n > 0 {
+		// Inference fees are paid from the same escrow: hold twice what
+		// the last period's requests cost.
+		price = min(price+2*d.st.LastModelFees, services.MaxAmount)
+	}
 	margin := int64(0)
 	if s.Billing.Period > 0 {
 		margin = int64(s.Billing.Grace * 10_000 / s.Billing.Period)
@@ -234,7 +258,7 @@ func (d *deployer) launch(ctx workflow.Context, rel ServiceRelease, slot, restar
 		Deployment: d.st.ID, ID: id, Version: rel.Label(), Image: s.Image, Command: s.Command, Env: s.Env, Port: s.Port,
 		Resources: runtimes.Resources{MilliCPU: s.Resources.MilliCPU, MemoryBytes: s.Resources.MemoryBytes,
 			DiskBytes: s.Resources.DiskBytes, GPUs: s.Resources.GPU.Count, GPUModel: s.Resources.GPU.Model},
-		Labels: map[string]string{"release": rel.Label()},
+		Labels: map[string]string{"release": rel.Label()}, Model: replicaModel(rel.Model),
 	})
 	if err != nil {
 		return fmt.Errorf("start replica %s: %w", id, err)
@@ -509,8 +533,14 @@ func (d *deployer) onUpdate(ctx workflow.Context, u UpdateRequest) error {
 			return err
 		}
 	}
+	rel := ServiceRelease{N: d.st.Releases + 1, Version: u.Version, SpecDigest: u.SpecDigest, Service: u.Service, Created: workflow.Now(ctx)}
+	if err := d.resolveModel(ctx, &rel); err != nil {
+		// A model that does not resolve or verify refuses the update; the
+		// stable release serves on.
+		d.event(ctx, "update", "release %s (%s) refused: %v", rel.Label(), rel.Version, err)
+		return nil
+	}
 	d.st.Releases++
-	rel := ServiceRelease{N: d.st.Releases, Version: u.Version, SpecDigest: u.SpecDigest, Service: u.Service, Created: workflow.Now(ctx)}
 	d.st.Canary = &rel
 	d.st.CanaryStarted, d.st.CanaryCreated = time.Time{}, workflow.Now(ctx)
 	d.st.Phase = PhaseCanary
@@ -535,7 +565,7 @@ func (d *deployer) advanceRollout(ctx workflow.Context, now time.Time) error {
 			}
 			d.st.CanaryStarted = now
 			d.event(ctx, "canary", "%s takes traffic; gate window of %s opens", c.Label(), ro.Duration)
-			return d.attest(ctx, predicate.Deployment{Event: predicate.DeployCanary, Release: c.N, Version: c.Version,
+			return d.attest(ctx, predicate.Deployment{Event: predicate.DeployCanary, Release: c.N, Version: c.Version, Model: servedModel(c.Model),
 				Canary: &predicate.CanaryStart{Percent: ro.CanaryPercent, Duration: ro.Duration, Gates: gates(ro)}})
 		} else if now.Sub(d.st.CanaryCreated) > ro.Duration {
 			return d.rollbackNow(ctx, "canary never became ready")
@@ -744,6 +774,9 @@ func (d *deployer) billing(ctx workflow.Context, now time.Time) error {
 			return nil
 		}
 	}
+	if err := d.cutFees(ctx); err != nil {
+		return err
+	}
 	held, ok, err := d.hold(ctx, d.st.Period+1)
 	if err != nil {
 		return err
@@ -775,22 +808,30 @@ func (d *deployer) settle(ctx workflow.Context) error {
 	if d.st.PeriodBreached {
 		req.RefundPercent, req.SlashPercent, req.Stake = s.SLA.RefundPercent, s.SLA.SlashPercent, s.SLA.Stake
 	}
+	if err := d.cutFees(ctx); err != nil {
+		return err
+	}
+	req.Inferences = d.fees
 	ps, err := SettlePeriod.Run(ctx, req)
 	if err != nil {
 		return fmt.Errorf("settle period %d: %w", d.st.Period, err)
 	}
 	d.st.Settlements = appendBounded(d.st.Settlements, ps, maxSettlements)
-	d.st.Spent += ps.Charge - ps.SLARefund
+	d.st.Spent += ps.Charge - ps.SLARefund + ps.ModelFeeTotal
+	d.st.ModelFees += ps.ModelFeeTotal
+	d.prunePins()
+	d.feesCut = false
 	d.st.Refunded += ps.SLARefund
 	d.st.Slashed += ps.Slashed
 	d.st.PeriodMillis, d.st.PeriodBreached, d.st.PeriodReasons, d.st.Held = 0, false, nil, 0
-	d.event(ctx, "settled", "period %d: charge %d, SLA refund %d, slashed %d, refund %d (%s)", req.Period, ps.Charge, ps.SLARefund, ps.Slashed, ps.Refund, ps.Key)
+	d.event(ctx, "settled", "period %d: charge %d, model fees %d, SLA refund %d, slashed %d, refund %d (%s)", req.Period, ps.Charge, ps.ModelFeeTotal, ps.SLARefund, ps.Slashed, ps.Refund, ps.Key)
 	d.st.Settled++
 	return d.attest(ctx, predicate.Deployment{Event: predicate.DeploySettle, Reason: strings.Join(req.Reasons, "; "), Settle: &predicate.PeriodSettlement{
 		Period: req.Period, Job: ps.Job, ReplicaMillis: req.ReplicaMillis, ReplicaHour: req.ReplicaHour,
 		Breached: req.Breached, Reasons: req.Reasons, RefundPercent: req.RefundPercent, SlashPercent: req.SlashPercent, Stake: req.Stake,
 		Held: ps.Held, Charge: ps.Charge, SLARefund: ps.SLARefund, ProviderPay: ps.ProviderPay, PlatformFee: ps.PlatformFee,
-		Refund: ps.Refund, Slashed: ps.Slashed, Transaction: ps.Transaction, Key: ps.Key}})
+		Refund: ps.Refund, Slashed: ps.Slashed, Transaction: ps.Transaction, Key: ps.Key,
+		Inferences: inferenceRecords(req.Inferences), ModelFees: paidRecords(ps.ModelFees), ModelFeeTotal: ps.ModelFeeTotal, Capped: ps.Capped}})
 }
 
 // teardown drains the endpoint, stops every replica, settles the open

@@ -1,9 +1,12 @@
 package workflows
 
 import (
+	"context"
+	"errors"
 	"strconv"
 	"time"
 
+	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/worker"
 	"go.temporal.io/sdk/workflow"
 
@@ -48,6 +51,9 @@ type ServiceRelease struct {
 	SpecDigest string        `json:"spec_digest,omitempty"`
 	Service    specs.Service `json:"service"`
 	Created    time.Time     `json:"created"`
+	// Model is the service's registry model as resolved for this release
+	// (layout 3): pinned by digest, verified, priced per inference.
+	Model *services.ModelPin `json:"model,omitempty"`
 }
 
 // Label is the release's version label in routes and measurements.
@@ -146,6 +152,14 @@ type DeploymentState struct {
 	Window      int       `json:"window"`
 	WindowStart time.Time `json:"window_start"`
 
+	// Pins are the models of the releases that may have served requests
+	// in the open billing period, by release label (layout 3): what the
+	// period's inferences pay. ModelFees is what they paid over the
+	// deployment's life, LastModelFees in the last period priced.
+	Pins          map[string]services.ModelPin `json:"model_pins,omitempty"`
+	ModelFees     int64                        `json:"model_fees"`
+	LastModelFees int64                        `json:"last_model_fees,omitempty"`
+
 	// Attested is the last attested event's seq (layout 2: every event
 	// that moves money or traffic is signed and logged, chained);
 	// AttestTail is its envelope digest, which the next event links.
@@ -198,6 +212,9 @@ var (
 	SettlePeriod  = Activity[services.SettlePeriodRequest, services.PeriodSettlement]{Name: "deploy.SettlePeriod"}
 	// AttestEvent signs and logs one deployment event (layout 2).
 	AttestEvent = Activity[services.AttestRequest, services.AttestResult]{Name: "deploy.Attest"}
+	// ResolveModel pins, verifies, fetches and prices a release's model
+	// (layout 3).
+	ResolveModel = Activity[services.ResolveModelRequest, services.ModelPin]{Name: "deploy.ResolveModel"}
 )
 
 // RegisterDeployment registers the deployment workflow on w.
@@ -217,4 +234,20 @@ func RegisterDeploymentActivities(r worker.ActivityRegistry, h *services.Host) {
 	HoldPeriod.Register(r, h.HoldPeriod)
 	SettlePeriod.Register(r, h.SettlePeriod)
 	AttestEvent.Register(r, h.Attest)
+	ResolveModel.Register(r, final(h.ResolveModel))
+}
+
+// ErrTypeModelRefused marks a model that did not resolve, verify or price:
+// not retried.
+const ErrTypeModelRefused = "ModelRefused"
+
+// final marks a refused model or an invalid request non-retryable.
+func final[I, O any](fn func(context.Context, I) (O, error)) func(context.Context, I) (O, error) {
+	return func(ctx context.Context, in I) (O, error) {
+		out, err := fn(ctx, in)
+		if errors.Is(err, services.ErrModelRefused) || errors.Is(err, services.ErrInvalid) {
+			return out, temporal.NewNonRetryableApplicationError(err.Error(), ErrTypeModelRefused, err)
+		}
+		return out, err
+	}
 }

@@ -37,14 +37,17 @@ type fakeHost struct {
 	images   map[string]string // replica → image
 	breachW  map[string]bool   // SLA window keys that breach
 	closed   bool
-	dryAfter int                    // holds after which the tenant is out of money (0: never)
-	events   []predicate.Deployment // attested, in order
-	tail     string                 // the last event's digest
-	chainErr error                  // a broken chain link, if any
+	dryAfter int                               // holds after which the tenant is out of money (0: never)
+	events   []predicate.Deployment            // attested, in order
+	tail     string                            // the last event's digest
+	chainErr error                             // a broken chain link, if any
+	models   map[string]*services.ReplicaModel // replica → the model it mounts
+	resolved []services.ResolveModelRequest
+	measured []services.MeasureRequest
 }
 
 func newFakeHost() *fakeHost {
-	return &fakeHost{running: map[string]runtimes.State{}, images: map[string]string{}, breachW: map[string]bool{}}
+	return &fakeHost{running: map[string]runtimes.State{}, images: map[string]string{}, breachW: map[string]bool{}, models: map[string]*services.ReplicaModel{}}
 }
 
 func (f *fakeHost) register(env *testsuite.TestWorkflowEnvironment) {
@@ -62,6 +65,7 @@ func (f *fakeHost) register(env *testsuite.TestWorkflowEnvironment) {
 		defer f.mu.Unlock()
 		f.running[r.ID] = runtimes.StateRunning
 		f.images[r.ID] = r.Image
+		f.models[r.ID] = r.Model
 		f.started = append(f.started, r.ID)
 		return services.ReplicaInfo{ID: r.ID, Addr: "10.0.0.1:8080", State: runtimes.StateRunning}, nil
 	})
@@ -96,7 +100,16 @@ func (f *fakeHost) register(env *testsuite.TestWorkflowEnvironment) {
 	MeasureWindow.Register(env, func(_ context.Context, r services.MeasureRequest) (services.Window, error) {
 		f.mu.Lock()
 		defer f.mu.Unlock()
+		f.measured = append(f.measured, r)
 		w := services.Window{Key: r.Key, Versions: map[string]services.Stats{}}
+		if r.Stream == services.StreamBilling {
+			// Every release answered 100 requests in the period, 10 failed.
+			for id := range f.images {
+				label := strings.Split(strings.TrimPrefix(id, r.Deployment+"-"), "-")[0]
+				w.Versions[label] = services.Stats{Requests: 100, Errors: 10}
+			}
+			return w, nil
+		}
 		good := services.Stats{Requests: 100, SuccessBP: 10000, P95: 20 * time.Millisecond}
 		w.Total = good
 		if r.Stream == "rollout" {
@@ -138,6 +151,12 @@ func (f *fakeHost) register(env *testsuite.TestWorkflowEnvironment) {
 		f.events = append(f.events, p)
 		return services.AttestResult{Digest: f.tail, LogIndex: int64(len(f.events))}, nil
 	})
+	ResolveModel.Register(env, final(func(_ context.Context, r services.ResolveModelRequest) (services.ModelPin, error) {
+		f.mu.Lock()
+		defer f.mu.Unlock()
+		f.resolved = append(f.resolved, r)
+		return fakeResolve(r)
+	}))
 	SettlePeriod.Register(env, func(_ context.Context, r services.SettlePeriodRequest) (services.PeriodSettlement, error) {
 		f.mu.Lock()
 		defer f.mu.Unlock()
@@ -148,6 +167,12 @@ func (f *fakeHost) register(env *testsuite.TestWorkflowEnvironment) {
 		if r.Breached {
 			ps.SLARefund = charge * int64(r.RefundPercent) / 100
 			ps.Slashed = r.Stake * int64(r.SlashPercent) / 100
+		}
+		for _, fee := range r.Inferences {
+			total, _ := fee.Total()
+			shares, _ := fee.Scaled()
+			ps.ModelFeeTotal += total
+			ps.ModelFees = append(ps.ModelFees, services.PaidModelFee{Release: fee.Release, Model: fee.Model, Digest: fee.Digest, Shares: shares})
 		}
 		return ps, nil
 	})

@@ -12,6 +12,7 @@ import (
 	"github.com/spf13/cobra"
 	"go.temporal.io/sdk/client"
 
+	"github.com/accordmesh/accord/activities"
 	"github.com/accordmesh/accord/internal/cli"
 	"github.com/accordmesh/accord/services"
 	"github.com/accordmesh/accord/services/billing"
@@ -97,9 +98,9 @@ func deployStatusCmd() *cobra.Command {
 
 func printDeployment(w cli.Writer, st workflows.DeploymentState) {
 	w.Printf("deployment %s (%s) at http://%s\n", st.ID, st.Phase, st.Endpoint)
-	w.Printf("  stable  %s %s\n", st.Stable.Label(), st.Stable.Version)
+	w.Printf("  stable  %s %s%s\n", st.Stable.Label(), st.Stable.Version, servedModel(st.Stable.Model))
 	if st.Canary != nil {
-		w.Printf("  canary  %s %s at %d%%\n", st.Canary.Label(), st.Canary.Version, st.Routes.CanaryPercent)
+		w.Printf("  canary  %s %s at %d%%%s\n", st.Canary.Label(), st.Canary.Version, st.Routes.CanaryPercent, servedModel(st.Canary.Model))
 	}
 	for _, r := range st.Replicas {
 		role := "stable"
@@ -121,8 +122,8 @@ func printDeployment(w cli.Writer, st workflows.DeploymentState) {
 		}
 	}
 	w.Printf("  SLA     %d windows, %d breached, %d requests, %d failed\n", len(st.Windows), breaches, reqs, errs)
-	w.Printf("  spend   %d %s in %d settled periods (SLA refunds %d, slashed %d); period %d holds %d\n",
-		st.Spent, st.Currency, len(st.Settlements), st.Refunded, st.Slashed, st.Period, st.Held)
+	w.Printf("  spend   %d %s in %d settled periods (model fees %d, SLA refunds %d, slashed %d); period %d holds %d\n",
+		st.Spent, st.Currency, len(st.Settlements), st.ModelFees, st.Refunded, st.Slashed, st.Period, st.Held)
 	if st.Attested > 0 {
 		w.Printf("  attested %d events (accord receipt export %s -o receipt.json)\n", st.Attested, st.ID)
 	}
@@ -280,7 +281,8 @@ func deployHostCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use: "host",
 		Example: `  accord deploy host --provider local --fee-bp 500
-  accord deploy host --bridge accordsvc0 --subnet 10.88.0.0/24`,
+  accord deploy host --bridge accordsvc0 --subnet 10.88.0.0/24
+  accord deploy host --registry 127.0.0.1:5000 --registry-plain-http   # services may serve registry models`,
 		Short: "Run a services host: replicas in CNI namespaces on this machine's containerd, endpoint proxies, period billing",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -311,6 +313,10 @@ func deployHostCmd() *cobra.Command {
 			defer host.Close()
 			h := &services.Host{Runtime: host.Runtime, Network: net, Attestor: host.Recorder,
 				Biller: &billing.Ledger{L: host.Ledger, Provider: provider, FeeBP: feeBP}}
+			if x, ok := host.Activities.Models.(activities.Exchange); ok {
+				// --registry: services may serve registry models.
+				h.Models = activities.ServedModels{X: x.X}
+			}
 			w, err := workers.StartServices(c, h, tun)
 			if err != nil {
 				return err
@@ -338,4 +344,12 @@ func deployHostCmd() *cobra.Command {
 	fl.Int64Var(&feeBP, "fee-bp", 0, "platform fee in basis points of each period's charge")
 	tun.AddFlags(fl)
 	return cmd
+}
+
+// servedModel describes a release's registry model for status.
+func servedModel(p *services.ModelPin) string {
+	if p == nil {
+		return ""
+	}
+	return fmt.Sprintf(" serving %s (%s), %d %s per inference", p.Ref, p.Digest, p.Fee.Price, p.Fee.Currency)
 }

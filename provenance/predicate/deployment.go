@@ -57,6 +57,9 @@ type Deployment struct {
 	Release int       `json:"release,omitempty"` // the release the event concerns (r<N>)
 	Version string    `json:"version,omitempty"` // that release's spec version
 	Reason  string    `json:"reason,omitempty"`
+	// Model is the release's registry model (deployment layout 3), on the
+	// start event (release 1) and on each canary event (its release).
+	Model *ServedModel `json:"model,omitempty"`
 
 	Start  *DeploymentStart  `json:"start,omitempty"`
 	Hold   *PeriodHold       `json:"hold,omitempty"`
@@ -125,6 +128,56 @@ type PeriodSettlement struct {
 	Slashed       int64    `json:"slashed"`
 	Transaction   int64    `json:"transaction"`
 	Key           string   `json:"key"` // the ledger's idempotency key
+	// Inferences are the period's per-inference model fees as owed (each
+	// release's successful requests × its model's price, every owner paid
+	// requests × its share of one inference); ModelFees as paid from the
+	// escrow before the charge (cut, in order, to what it held: Capped),
+	// ModelFeeTotal their sum. The charge is then capped at held less
+	// the fees, and the refund is held less fees less payable.
+	Inferences    []InferenceFee `json:"inferences,omitempty"`
+	ModelFees     []PaidModelFee `json:"model_fees,omitempty"`
+	ModelFeeTotal int64          `json:"model_fee_total,omitempty"`
+	Capped        bool           `json:"capped,omitempty"`
+}
+
+// ServedModel is a release's registry model: the constraint the spec
+// named, the version and digest it resolved to (verified), where replicas
+// mount it, and one inference's price split up its verified lineage.
+type ServedModel struct {
+	Name         string       `json:"name"`
+	Constraint   string       `json:"constraint"`
+	Ref          string       `json:"ref"`
+	Digest       string       `json:"digest"`
+	As           string       `json:"as"`
+	Currency     string       `json:"currency,omitempty"`
+	PerInference int64        `json:"per_inference"`
+	Shares       []ModelShare `json:"shares,omitempty"`
+}
+
+// ModelShare is one owner's part of a model fee.
+type ModelShare struct {
+	Owner  string `json:"owner"`
+	Model  string `json:"model"`
+	Amount int64  `json:"amount"`
+}
+
+// InferenceFee is one release's inferences in a period: requests × price,
+// Shares being one inference's split.
+type InferenceFee struct {
+	Release  string       `json:"release"`
+	Model    string       `json:"model"`
+	Digest   string       `json:"digest"`
+	Requests int64        `json:"requests"`
+	Price    int64        `json:"price"`
+	Shares   []ModelShare `json:"shares,omitempty"`
+}
+
+// PaidModelFee is one release's inference fee as paid.
+type PaidModelFee struct {
+	Release string       `json:"release"`
+	Model   string       `json:"model"`
+	Digest  string       `json:"digest"`
+	Shares  []ModelShare `json:"shares,omitempty"`
 }
 
 // Measured is a window of the proxy's measurements.
