@@ -241,14 +241,22 @@ func sellerFor(b *Buyer, p *Profile, tasks []string) (Agent, []Hardware, []Diagn
 	}
 	sb, _ := concession(p.Strategy.Concession)
 	opening := p.Strategy.Opening
-	if opening < 1 {
+	if !(opening >= 1) { // also NaN
 		opening = 2
 	}
 	sd := p.Strategy.Discount
-	if sd <= 0 || sd > 1 {
+	if !(sd > 0 && sd <= 1) {
 		sd = DefaultDiscount
 	}
-	return Agent{Initial: int64(math.Ceil(float64(reserve) * opening)), Reserve: reserve, Beta: sb, Discount: sd}, hw, nil, nil
+	// An opening multiple too large for int64 opens at MaxMoney (or the
+	// reserve, when that is above it).
+	initial := reserve
+	if v := math.Ceil(float64(reserve) * opening); v < MaxMoney {
+		initial = max(reserve, int64(v))
+	} else {
+		initial = max(reserve, MaxMoney)
+	}
+	return Agent{Initial: initial, Reserve: reserve, Beta: sb, Discount: sd}, hw, nil, nil
 }
 
 // agreedRound is the round in which the bargain with provider ended in

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"slices"
 	"strings"
 	"testing"
@@ -240,6 +241,19 @@ func TestStackedDeterministic(t *testing.T) {
 	for range 5 {
 		if again := run(); !bytes.Equal(first, again) {
 			t.Fatalf("records differ:\n%s\n%s", first, again)
+		}
+	}
+}
+
+// TestStackedExtremeOpenings: openings of NaN, +Inf and 1e300 times the
+// ask stay within int64 (NaN is the default 2×) and keep the invariants.
+func TestStackedExtremeOpenings(t *testing.T) {
+	for _, open := range []float64{math.NaN(), math.Inf(1), 1e300} {
+		s := []*Static{cpuSeller("p", 4000, 100, open), cpuSeller("q", 2000, 150, 2)}
+		checkStacked(t, stackedCase{budget: 2000, rounds: 5, discount: 0.9, cpus: []int64{3000, 2000}, sellers: s})
+		a, _, _, err := sellerOf(&Buyer{Tasks: []specs.Task{{Name: "a", Resources: specs.Resources{MilliCPU: 1000, MaxDuration: time.Hour}}}}, &s[0].P)
+		if err != nil || a.Initial < a.Reserve || a.Initial > MaxMoney {
+			t.Fatalf("opening %v: agent %+v, %v", open, a, err)
 		}
 	}
 }
