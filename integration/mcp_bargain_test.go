@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -163,7 +164,7 @@ func TestMCPAgentBargain(t *testing.T) {
 		t.Fatalf("rounds %+v", res.Rounds)
 	}
 	for i := range want {
-		if res.Rounds[i] != want[i] {
+		if !reflect.DeepEqual(res.Rounds[i], want[i]) {
 			t.Errorf("round %d: %+v, want %+v", i, res.Rounds[i], want[i])
 		}
 	}

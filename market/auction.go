@@ -17,8 +17,9 @@ import (
 
 // Protocol names (spec negotiation.protocol).
 const (
-	ProtocolAuction     = "auction"
-	ProtocolAlternating = "alternating-offers"
+	ProtocolAuction     = specs.ProtocolAuction
+	ProtocolAlternating = specs.ProtocolAlternating
+	ProtocolStacked     = specs.ProtocolStacked
 )
 
 // Options tune a clearing.
@@ -106,25 +107,30 @@ type Award struct {
 // Result is the whole record of a negotiation, JSON-serialisable; the
 // negotiation attestation records it verbatim.
 type Result struct {
-	Protocol    string       `json:"protocol"`
-	Currency    string       `json:"currency"`
-	Jobs        []string     `json:"jobs"`
-	Providers   []string     `json:"providers"`
-	Offers      []Offer      `json:"offers"`
-	Bids        []BidRecord  `json:"bids"`
-	Winners     []int        `json:"winners"` // indices into Bids
-	Awards      []Award      `json:"awards"`
-	Welfare     int64        `json:"welfare_minor"` // Σ surplus of the winning bids
-	Optimal     bool         `json:"optimal"`
-	Gap         float64      `json:"gap"`
-	Nodes       int          `json:"nodes"`
-	Rounds      []Round      `json:"rounds,omitempty"`
+	Protocol  string      `json:"protocol"`
+	Currency  string      `json:"currency"`
+	Jobs      []string    `json:"jobs"`
+	Providers []string    `json:"providers"`
+	Offers    []Offer     `json:"offers"`
+	Bids      []BidRecord `json:"bids"`
+	Winners   []int       `json:"winners"` // indices into Bids
+	Awards    []Award     `json:"awards"`
+	Welfare   int64       `json:"welfare_minor"` // Σ surplus of the winning bids
+	Optimal   bool        `json:"optimal"`
+	Gap       float64     `json:"gap"`
+	Nodes     int         `json:"nodes"`
+	Rounds    []Round     `json:"rounds,omitempty"`
+	// Groups are the job's co-location groups, by index, when the
+	// protocol allocates them (stacked alternating offers: Share.Group).
+	Groups      [][]string   `json:"groups,omitempty"`
 	Diagnostics []Diagnostic `json:"diagnostics"`
 }
 
 // Negotiate runs the market for one job: the sealed-bid combinatorial
-// auction with VCG prices, or alternating offers when the spec asks (a
-// multi-task job then bargains as one whole-job bundle per provider). It is a pure function of its inputs and the providers'
+// auction with VCG prices, alternating offers when the spec asks (a
+// multi-task job then bargains as one whole-job bundle per provider), or
+// stacked alternating offers (the job's co-location groups allocated to
+// providers that bargain together, one Award per provider). It is a pure function of its inputs and the providers'
 // profiles, so an activity may retry it; the result to keep is the one the
 // workflow records. ErrNoOffers and ErrNoAgreement come with a Result whose
 // Diagnostics explain them.
@@ -138,6 +144,8 @@ func Negotiate(ctx context.Context, plan *specs.Plan, providers []Provider, opts
 		return runAuction(ctx, []*Buyer{b}, providers, opts)
 	case ProtocolAlternating:
 		return bargain(ctx, b, providers)
+	case ProtocolStacked:
+		return stacked(ctx, b, providers)
 	default:
 		return nil, fmt.Errorf("%w: unknown negotiation protocol %q", ErrInvalid, b.Protocol)
 	}

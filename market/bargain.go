@@ -9,13 +9,27 @@ import (
 	"github.com/accordmesh/accord/settlement/money"
 )
 
-// Round is one offer in alternating-offers bargaining.
+// Round is one offer in alternating-offers bargaining, or one move of
+// stacked alternating offers.
 type Round struct {
+	// Provider is the bargain's provider (alternating offers) or the
+	// provider that moves (stacked; empty for the buyer's moves).
 	Provider string `json:"provider"`
 	Round    int    `json:"round"`
 	By       string `json:"by"` // "buyer" or "provider"
-	Price    int64  `json:"price_minor"`
-	Accepted bool   `json:"accepted,omitempty"`
+	// Price is the offer (alternating offers); in stacked alternating
+	// offers the standing offer's total after the move, or for a
+	// walk-away the price the standing offer gave the provider's groups.
+	Price    int64 `json:"price_minor"`
+	Accepted bool  `json:"accepted,omitempty"`
+	// Kind is the stacked move: MoveOffer, MoveAccept or MoveWalkAway
+	// (empty in bilateral alternating offers).
+	Kind string `json:"kind,omitempty"`
+	// Shares are what a stacked offer sets: the buyer's offers allocate
+	// every co-location group with its price and limit; a provider's
+	// counter-offer re-prices only its own groups, the rest of the standing
+	// offer unchanged.
+	Shares []Share `json:"shares,omitempty"`
 }
 
 // Concession tactics (Faratin, Sierra and Jennings 1998): at round t of T an
@@ -126,21 +140,7 @@ func bargain(ctx context.Context, b *Buyer, providers []Provider) (*Result, erro
 	}
 	res := &Result{Protocol: ProtocolAlternating, Currency: b.Currency, Jobs: []string{b.Job}, Offers: []Offer{},
 		Bids: []BidRecord{}, Winners: []int{}, Awards: []Award{}, Diagnostics: []Diagnostic{}, Optimal: true}
-	T := b.Negotiation.Rounds
-	if T <= 0 {
-		T = DefaultRounds
-	}
-	disc := b.Negotiation.Discount
-	if disc <= 0 || disc > 1 {
-		disc = DefaultDiscount
-	}
-	open := b.Negotiation.Reserve
-	if open <= 0 || open > b.Budget {
-		open = int64(float64(b.Budget) * DefaultBuyerOpening)
-	}
-	// Preference: a buyer that values speed (→1) concedes faster.
-	beta := BetaBoulware + (BetaConceder-BetaBoulware)*b.Preference
-	buyer := Agent{Initial: open, Reserve: b.Budget, Beta: beta, Discount: disc, Buyer: true}
+	buyer, T := buyerOf(b)
 	type deal struct {
 		offer int
 		price int64
@@ -199,12 +199,39 @@ func bargain(ctx context.Context, b *Buyer, providers []Provider) (*Result, erro
 	return res, nil
 }
 
+// buyerOf is the buyer's agent for a bargain over the whole job, and the
+// bargain's deadline T: it opens at negotiation.reserve (default
+// DefaultBuyerOpening of the budget), walks away above the budget, and
+// concedes the faster the more it values speed.
+func buyerOf(b *Buyer) (Agent, int) {
+	T := b.Negotiation.Rounds
+	if T <= 0 {
+		T = DefaultRounds
+	}
+	disc := b.Negotiation.Discount
+	if disc <= 0 || disc > 1 {
+		disc = DefaultDiscount
+	}
+	open := b.Negotiation.Reserve
+	if open <= 0 || open > b.Budget {
+		open = int64(float64(b.Budget) * DefaultBuyerOpening)
+	}
+	// Preference: a buyer that values speed (→1) concedes faster.
+	beta := BetaBoulware + (BetaConceder-BetaBoulware)*b.Preference
+	return Agent{Initial: open, Reserve: b.Budget, Beta: beta, Discount: disc, Buyer: true}, T
+}
+
 // sellerOf is provider p's seller agent for the buyer's whole job: the
 // hardware it would use, its reservation price (its ask for that hardware)
 // and its concession strategy. Diagnostics say why p cannot sell.
 func sellerOf(b *Buyer, p *Profile) (Agent, []Hardware, []Diagnostic, error) {
+	return sellerFor(b, p, taskNames(b))
+}
+
+// sellerFor is sellerOf for some of the job's tasks.
+func sellerFor(b *Buyer, p *Profile, tasks []string) (Agent, []Hardware, []Diagnostic, error) {
 	free := p.Free.clone()
-	hw, d := fit(b, p, taskNames(b), &free)
+	hw, d := fit(b, p, tasks, &free)
 	if len(d) > 0 {
 		return Agent{}, nil, d, nil
 	}
@@ -214,14 +241,22 @@ func sellerOf(b *Buyer, p *Profile) (Agent, []Hardware, []Diagnostic, error) {
 	}
 	sb, _ := concession(p.Strategy.Concession)
 	opening := p.Strategy.Opening
-	if opening < 1 {
+	if !(opening >= 1) { // also NaN
 		opening = 2
 	}
 	sd := p.Strategy.Discount
-	if sd <= 0 || sd > 1 {
+	if !(sd > 0 && sd <= 1) {
 		sd = DefaultDiscount
 	}
-	return Agent{Initial: int64(math.Ceil(float64(reserve) * opening)), Reserve: reserve, Beta: sb, Discount: sd}, hw, nil, nil
+	// An opening multiple too large for int64 opens at MaxMoney (or the
+	// reserve, when that is above it).
+	initial := reserve
+	if v := math.Ceil(float64(reserve) * opening); v < MaxMoney {
+		initial = max(reserve, int64(v))
+	} else {
+		initial = max(reserve, MaxMoney)
+	}
+	return Agent{Initial: initial, Reserve: reserve, Beta: sb, Discount: sd}, hw, nil, nil
 }
 
 // agreedRound is the round in which the bargain with provider ended in

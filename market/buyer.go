@@ -179,7 +179,7 @@ type Diagnostic struct {
 	Provider   string `json:"provider"`
 	Job        string `json:"job"`
 	Task       string `json:"task,omitempty"`
-	Constraint string `json:"constraint"` // region, residency, allow, deny, tee, attestation, gpu, cpu, memory, disk, currency, deadline, sla, budget, capacity
+	Constraint string `json:"constraint"` // region, residency, allow, deny, tee, attestation, gpu, cpu, memory, disk, currency, deadline, sla, budget, reserve, capacity, walk-away
 	Detail     string `json:"detail"`
 }
 

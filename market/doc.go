@@ -60,12 +60,27 @@
 // time-dependent tactic (boulware, linear, conceder) from its opening to its
 // reservation price and accepts by the AC-next rule.
 //
+// # Stacked alternating offers
+//
+// For a job whose spec asks for "stacked-alternating-offers" (SAOP,
+// Aydoğan et al. 2017) the object of the bargain is an allocation of the
+// job's co-location groups to providers with a price per group. The buyer
+// allocates each group to the provider whose opening quote rises least by
+// taking it, splits its budget (its limits) and its opening over the groups
+// in proportion to the quotes, and then the buyer and the providers
+// involved move in a fixed order, round by round up to the one deadline
+// negotiation.rounds: accept the standing offer, make a new one (a
+// provider re-prices only its own groups), or walk away (a provider whose
+// ask exceeds the buyer's limit for its groups; the buyer re-allocates
+// them). Agreement is every party but the proposer accepting the standing
+// offer; each provider is awarded its groups at their prices (stacked.go).
+//
 // # Diagnostics
 //
 // When a provider cannot offer, a Diagnostic names the provider, the job,
 // the task where relevant and the constraint (region, residency, allow,
 // deny, tee, attestation, currency, deadline, sla, cpu, memory, disk, gpu,
-// budget, capacity).
+// budget, capacity, walk-away).
 //
 // # SLA terms
 //

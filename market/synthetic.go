@@ -11,7 +11,8 @@ import (
 )
 
 // Synthetic batches: deterministic job specs and provider profiles for
-// benchmarks and tests of batch clearing (`make bench-market-clear`). Jobs
+// benchmarks and tests of batch clearing (`make bench-market-clear`) and of
+// the protocols (`make bench-saop`). Jobs
 // have one to four tasks (CPU and memory of a typical batch job, a quarter
 // of the jobs with one to two GPUs of a given model), half the
 // multi-task jobs keep their first two tasks together

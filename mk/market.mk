@@ -49,3 +49,22 @@ CLEAR_SEED ?= 1
 CLEAR_LIMIT ?= 5m
 bench-market-clear:
 	$(GO) run ./market/cmd/auctionbench -clear $(CLEAR_SIZE) -clear-seed $(CLEAR_SEED) -limit $(CLEAR_LIMIT) -threads $(AUCTION_THREADS)
+
+# bench-saop           stacked alternating offers (SAOP) against the auction
+#                      and bilateral alternating offers on the same
+#                      SAOP_JOBS synthetic multi-task jobs (at least two
+#                      co-location groups) × SAOP_PROVIDERS synthetic
+#                      providers (seed SAOP_SEED), each job negotiated alone
+#                      by each protocol (market.Compare); prints agreement
+#                      and split rates, the buyer's mean and median price,
+#                      price ÷ budget, rounds and moves, and the prices on
+#                      the jobs every protocol agreed on with their median
+#                      ratio to the auction's.
+.PHONY: bench-saop
+BENCH_TARGETS += bench-saop
+FUZZ_TARGETS += ./market:FuzzStacked
+SAOP_JOBS ?= 1000
+SAOP_PROVIDERS ?= 8
+SAOP_SEED ?= 1
+bench-saop:
+	$(GO) run ./market/cmd/saopbench -jobs $(SAOP_JOBS) -providers $(SAOP_PROVIDERS) -seed $(SAOP_SEED)

@@ -625,17 +625,17 @@ func (d *decoder) decodeBudget(b *Budget, n *node) {
 }
 
 var (
-	protocols    = []string{"auction", "alternating-offers"}
+	protocols    = []string{ProtocolAuction, ProtocolAlternating, ProtocolStacked}
 	pricingRules = []string{PricingVCG, PricingFirst, PricingSecond}
 )
 
 func (d *decoder) decodeNegotiation(ng *Negotiation, n *node) {
 	f := d.fields(n, "negotiation", "negotiation", negKeys)
-	ng.Protocol = "auction"
+	ng.Protocol = ProtocolAuction
 	if v := f["protocol"]; v != nil {
 		ng.Protocol = d.str(v, "protocol")
 		if !contains(protocols, ng.Protocol) {
-			d.e.add(v.pos, "protocol %q must be auction or alternating-offers%s", ng.Protocol, suggest(ng.Protocol, protocols))
+			d.e.add(v.pos, "protocol %q must be auction, alternating-offers or stacked-alternating-offers%s", ng.Protocol, suggest(ng.Protocol, protocols))
 		}
 	}
 	ng.Reserve = d.money(f["reserve"], "reserve")
@@ -644,12 +644,12 @@ func (d *decoder) decodeNegotiation(ng *Negotiation, n *node) {
 		switch {
 		case !contains(pricingRules, ng.Pricing):
 			d.e.add(v.pos, "pricing %q must be vcg, first-price or second-price%s", ng.Pricing, suggest(ng.Pricing, pricingRules))
-		case ng.Protocol != "auction":
+		case ng.Protocol != ProtocolAuction:
 			d.e.add(v.pos, "pricing applies to protocol auction; %s agrees on its price by bargaining", ng.Protocol)
 		}
 	}
 	ng.Rounds = 1
-	if ng.Protocol == "alternating-offers" {
+	if ng.Bargains() {
 		ng.Rounds, ng.Discount = DefaultRoundsAO, DefaultDiscountAO
 	}
 	if v := f["rounds"]; v != nil {
@@ -679,7 +679,7 @@ func (d *decoder) decodeBuyer(ng *Negotiation, f map[string]*node) {
 		switch {
 		case !contains(buyers, ng.Buyer):
 			d.e.add(v.pos, "buyer %q must be auto or agent%s", ng.Buyer, suggest(ng.Buyer, buyers))
-		case ng.Buyer == BuyerAgent && ng.Protocol != "alternating-offers":
+		case ng.Buyer == BuyerAgent && ng.Protocol != ProtocolAlternating:
 			d.e.add(v.pos, "buyer agent needs protocol alternating-offers; an auction has no rounds to play")
 		}
 	}

@@ -63,3 +63,33 @@ func TestNegotiationBuyerAgent(t *testing.T) {
 		}
 	}
 }
+
+func TestNegotiationStacked(t *testing.T) {
+	for _, c := range []struct {
+		block    string
+		rounds   int
+		discount float64
+		err      string
+	}{
+		{"protocol: stacked-alternating-offers\n", DefaultRoundsAO, DefaultDiscountAO, ""},
+		{"protocol: stacked-alternating-offers\nrounds: 30\ndiscount: 0.8\nreserve: 200\n", 30, 0.8, ""},
+		{"protocol: stacked-alternating-offers\nrounds: 0\n", 0, 0, "p.md:27:9: rounds must be between 1 and 1000, not 0"},
+		{"protocol: stacked-alternating-offers\npricing: vcg\n", 0, 0, "p.md:27:10: pricing applies to protocol auction; stacked-alternating-offers agrees on its price by bargaining"},
+		{"protocol: stacked-alternating-offers\nbuyer: agent\n", 0, 0, "p.md:27:8: buyer agent needs protocol alternating-offers"},
+		{"protocol: stacked-alternating-offer\n", 0, 0, `p.md:26:11: protocol "stacked-alternating-offer" must be auction, alternating-offers or stacked-alternating-offers (did you mean "stacked-alternating-offers"?)`},
+	} {
+		s, err := Parse("p.md", negotiationSpec(c.block))
+		switch {
+		case c.err != "":
+			if err == nil || !strings.Contains(err.Error(), c.err) {
+				t.Errorf("%q: error %v, want %q", c.block, err, c.err)
+			}
+		case err != nil:
+			t.Errorf("%q: %v", c.block, err)
+		case s.Negotiation.Protocol != ProtocolStacked || !s.Negotiation.Bargains() || s.Negotiation.AgentBuyer():
+			t.Errorf("%q: negotiation %+v", c.block, s.Negotiation)
+		case s.Negotiation.Rounds != c.rounds || s.Negotiation.Discount != c.discount:
+			t.Errorf("%q: rounds %d discount %v, want %d %v", c.block, s.Negotiation.Rounds, s.Negotiation.Discount, c.rounds, c.discount)
+		}
+	}
+}

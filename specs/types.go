@@ -177,7 +177,9 @@ type Budget struct {
 
 // Negotiation selects the market protocol.
 type Negotiation struct {
-	Protocol string `json:"protocol"` // "auction" (default) or "alternating-offers"
+	// Protocol is ProtocolAuction (the default), ProtocolAlternating or
+	// ProtocolStacked.
+	Protocol string `json:"protocol"`
 	// Reserve is the buyer's outside option in minor units: the most an
 	// auction pays for the job (0: the market's default share of the
 	// budget); alternating offers open at it.
@@ -187,8 +189,12 @@ type Negotiation struct {
 	// the spec does not say, so that specs written before it keep their
 	// contract digest.
 	Pricing string `json:"pricing,omitempty"`
-	Rounds  int    `json:"rounds,omitempty"`
-	// Discount is the buyer's per-round discount factor for alternating offers.
+	// Rounds is the deadline of a bargain (alternating offers: offers;
+	// stacked alternating offers: rounds in which every party moves once,
+	// shared by all of them).
+	Rounds int `json:"rounds,omitempty"`
+	// Discount is the buyer's per-round discount factor for alternating
+	// offers, bilateral or stacked.
 	Discount float64 `json:"discount,omitempty"`
 	// Buyer is who plays the buyer's side of alternating offers: BuyerAuto
 	// (the market's concession tactic; also when empty) or BuyerAgent (an
@@ -200,6 +206,25 @@ type Negotiation struct {
 	RoundTimeout time.Duration `json:"round_timeout,omitempty"`
 }
 
+// Market protocols (negotiation.protocol).
+const (
+	// ProtocolAuction is the sealed-bid combinatorial auction.
+	ProtocolAuction = "auction"
+	// ProtocolAlternating is bilateral alternating offers: the buyer
+	// bargains with each provider over the whole job.
+	ProtocolAlternating = "alternating-offers"
+	// ProtocolStacked is the stacked alternating offers protocol (SAOP,
+	// Aydoğan et al. 2017): the buyer and the providers of an allocation of
+	// the job's co-location groups take turns under one deadline.
+	ProtocolStacked = "stacked-alternating-offers"
+)
+
+// Bargains reports whether the protocol agrees on prices by offers and
+// counter-offers (bilateral or stacked) rather than by sealed bids.
+func (n Negotiation) Bargains() bool {
+	return n.Protocol == ProtocolAlternating || n.Protocol == ProtocolStacked
+}
+
 // Who plays the buyer in alternating offers (negotiation.buyer).
 const (
 	BuyerAuto  = "auto"
@@ -208,7 +233,7 @@ const (
 
 // AgentBuyer reports whether an external agent plays the buyer.
 func (n Negotiation) AgentBuyer() bool {
-	return n.Protocol == "alternating-offers" && n.Buyer == BuyerAgent
+	return n.Protocol == ProtocolAlternating && n.Buyer == BuyerAgent
 }
 
 // Bounds of negotiation.round_timeout.
