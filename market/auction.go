@@ -145,6 +145,11 @@ func Negotiate(ctx context.Context, plan *specs.Plan, providers []Provider, opts
 	case ProtocolAlternating:
 		return bargain(ctx, b, providers)
 	case ProtocolStacked:
+		if opts.WholeJobs {
+			// One provider hosts the whole job: the stack allocates
+			// it as one group (a walk-away still re-allocates it).
+			b.Groups = [][]string{taskNames(b)}
+		}
 		return stacked(ctx, b, providers)
 	default:
 		return nil, fmt.Errorf("%w: unknown negotiation protocol %q", ErrInvalid, b.Protocol)

@@ -219,6 +219,17 @@ func TestStackedSplitsOverTwoProviders(t *testing.T) {
 	if err != nil || len(res.Awards) != 1 || len(res.Awards[0].Hardware) != 2 || res.Offers[0].Group != nil {
 		t.Fatalf("err %v awards %+v", err, res.Awards)
 	}
+	// A job workflow's negotiation (WholeJobs) allocates the job whole:
+	// neither x nor y hosts both groups, so nobody can take it.
+	_, err = Negotiate(context.Background(), stackedPlan(2000, 6, 0.9, 4000, 2000), provs, Options{WholeJobs: true})
+	if !errors.Is(err, ErrNoOffers) {
+		t.Fatalf("whole jobs over providers that host one group each: %v, want ErrNoOffers", err)
+	}
+	both := []Provider{cpuSeller("x", 4000, 100, 2), cpuSeller("y", 8000, 120, 2)}
+	res, err = Negotiate(context.Background(), stackedPlan(2000, 6, 0.9, 4000, 2000), both, Options{WholeJobs: true})
+	if err != nil || len(res.Awards) != 1 || res.Awards[0].Provider != "y" || len(res.Awards[0].Hardware) != 2 {
+		t.Fatalf("whole job: err %v awards %+v", err, res.Awards)
+	}
 }
 
 // TestStackedDeterministic: the same plan and profiles give the same
