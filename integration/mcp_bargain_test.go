@@ -234,3 +234,67 @@ func TestCLIAgentBargain(t *testing.T) {
 		t.Fatalf("result %+v: %v", res, err)
 	}
 }
+
+// TestStackedOffersJob: a job negotiated by stacked alternating offers
+// (negotiation.protocol: stacked-alternating-offers) between the buyer
+// and two providers under one deadline runs end to end in the workflow:
+// the agreement and every move are in the negotiation attestation, and
+// the job settles with the provider it agreed with, at the agreed price.
+func TestStackedOffersJob(t *testing.T) {
+	m := newMCPStack(t, func(home string) {
+		if err := os.WriteFile(filepath.Join(home, "providers.yaml"), []byte(bargainProviders), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	})
+	doc := strings.Replace(bargainDoc(t, m.digest), "protocol: alternating-offers\nbuyer: agent\nround_timeout: 2m\nrounds: 10",
+		"protocol: stacked-alternating-offers\nrounds: 8", 1)
+	a := mcpSession(t, m.srv.URL+"/mcp", m.tokA)
+	job, class, msg := mcpCall(t, a, "job_submit", map[string]any{"spec": doc, "name": "stacked.md"})
+	if class != "" {
+		t.Fatalf("submit: %s: %s", class, msg)
+	}
+	id := job["job_id"].(string)
+	var st map[string]any
+	waitFor(t, 4*time.Minute, "job "+id+" settled", func() bool {
+		st, _, _ = mcpCall(t, a, "job_status", map[string]any{"job_id": id})
+		return st["status"] == "settled" || st["status"] == "failed"
+	})
+	if st["status"] != "settled" {
+		t.Fatalf("job %s: %v", id, st)
+	}
+	got, class, msg := mcpCall(t, a, "receipt_get", map[string]any{"job_id": id})
+	if class != "" {
+		t.Fatalf("receipt: %s: %s", class, msg)
+	}
+	raw, _ := json.Marshal(got["receipt"])
+	var rc provenance.Receipt
+	if err := json.Unmarshal(raw, &rc); err != nil {
+		t.Fatal(err)
+	}
+	var neg predicate.Negotiation
+	stagePredicate(t, &rc, provenance.StageNegotiation, &neg)
+	var res market.Result
+	if err := json.Unmarshal(neg.Record, &res); err != nil {
+		t.Fatalf("negotiation record: %v", err)
+	}
+	if res.Protocol != market.ProtocolStacked || len(res.Awards) != 1 || neg.Provider != res.Awards[0].Provider || neg.Price != res.Awards[0].Price {
+		t.Fatalf("negotiation %+v, awards %+v", neg, res.Awards)
+	}
+	aw := res.Awards[0]
+	// cheap asks half of dear's: the buyer allocates the job to it.
+	if aw.Provider != "cheap" || aw.Price < aw.Ask || aw.Price > 500 || !strings.Contains(aw.Explanation, "stacked alternating offers") {
+		t.Fatalf("award %+v", aw)
+	}
+	kinds := map[string]int{}
+	for _, r := range res.Rounds {
+		kinds[r.Kind]++
+	}
+	if kinds[market.MoveOffer] == 0 || kinds[market.MoveAccept] == 0 {
+		t.Fatalf("moves %v in rounds %+v", kinds, res.Rounds)
+	}
+	t.Logf("agreed with %s at %d (ask %d) after %d moves %v: %s", aw.Provider, aw.Price, aw.Ask, len(res.Rounds), kinds, aw.Explanation)
+	if cost, _ := st["cost"].(map[string]any); cost == nil || cost["paid"].(float64) <= 0 {
+		t.Errorf("cost %v: nothing paid", st["cost"])
+	}
+	ledgerCheck(t, m.home)
+}
