@@ -369,6 +369,10 @@ func (j *job) negotiate(ctx workflow.Context) error {
 		if award, err = j.negotiateAgent(ctx); err != nil {
 			return err
 		}
+	} else if j.layout >= layoutBatchClearing && j.plan.Batch {
+		if award, err = j.negotiateBatch(ctx); err != nil {
+			return err
+		}
 	} else if award, err = control(ctx, j.layout, Negotiate, NegotiateInput{JobID: j.in.JobID, PlanInput: j.planIn}, 5*time.Minute); err != nil {
 		return classify(ctx, err, ClassNoOffers)
 	}

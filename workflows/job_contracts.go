@@ -352,6 +352,10 @@ type PlanSummary struct {
 	// RoundTimeout for each move (negotiation.buyer: agent, layout 8).
 	AgentBuyer   bool          `json:"agent_buyer,omitempty"`
 	RoundTimeout time.Duration `json:"round_timeout,omitempty"`
+	// Batch: the job waits for the periodic market clearing, at most
+	// BatchWait (negotiation.mode: batch, layout 9).
+	Batch     bool          `json:"batch,omitempty"`
+	BatchWait time.Duration `json:"batch_wait,omitempty"`
 }
 
 // PlanInput names the compiled plan an activity works on: PlanRef, the

@@ -87,7 +87,17 @@ const (
 	// layout 7.
 	layoutAgentBuyer workflow.Version = 8
 
-	layoutLatest = layoutAgentBuyer
+	// layoutBatchClearing (9): a plan in batch mode (negotiation.mode:
+	// batch) negotiates by queueing itself (EnqueueClearing, a local
+	// activity) and waiting, at most the plan's batch wait (a timer), for
+	// the clearing-award signal of the periodic market clearing
+	// (MarketClearing), taking only an award that names the job; when the
+	// wait ends first it leaves the queue (DequeueClearing) and fails
+	// (class no_offers) with the last clearing's reasons. Other plans
+	// negotiate as in layout 8.
+	layoutBatchClearing workflow.Version = 9
+
+	layoutLatest = layoutBatchClearing
 )
 
 // CurrentLayout is the layout new jobs run; recorded histories are named
