@@ -19,7 +19,7 @@ import (
 type ClearingQueue interface {
 	Put(ctx context.Context, e queue.Entry) error
 	Remove(ctx context.Context, jobID string) (queue.Entry, error)
-	Note(ctx context.Context, jobID string, at time.Time, reason string) error
+	Note(ctx context.Context, jobID string, at time.Time, reason string, maxNotes int) (notify bool, err error)
 	List(ctx context.Context, max int) ([]queue.Entry, int, error)
 }
 
@@ -178,11 +178,15 @@ func (a *Activities) queuedJobs(ctx context.Context, limit int, now time.Time) (
 	return jobs, out, nil
 }
 
+// noteUnplaced keeps why each unplaced job stays queued, and marks those
+// whose reason changed to be told (UnplacedJob.Notify).
 func (a *Activities) noteUnplaced(ctx context.Context, unplaced []workflows.UnplacedJob, now time.Time) error {
-	for _, u := range unplaced {
-		if err := a.Clearing.Note(ctx, u.JobID, now, u.Reason); err != nil {
+	for i, u := range unplaced {
+		notify, err := a.Clearing.Note(ctx, u.JobID, now, u.Reason, workflows.MaxClearingNotes)
+		if err != nil {
 			return fmt.Errorf("clear: note %s: %w", u.JobID, err)
 		}
+		unplaced[i].Notify = notify
 	}
 	return nil
 }

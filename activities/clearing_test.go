@@ -110,6 +110,16 @@ func TestClearMarket(t *testing.T) {
 	if err != nil || len(out.Placed) != 0 || len(out.Unplaced) != 3 {
 		t.Fatalf("small market: %+v %v", out, err)
 	}
+	for _, u := range out.Unplaced {
+		if !u.Notify || u.Reason == "" {
+			t.Errorf("first reason of %s not to be told: %+v", u.JobID, u)
+		}
+	}
+	// The same market again: the same reasons, nobody is told twice.
+	out, err = a.ClearMarket(ctx, workflows.ClearMarketInput{MaxJobs: 10})
+	if err != nil || len(out.Unplaced) != 3 || out.Unplaced[0].Notify {
+		t.Fatalf("second small clearing: %+v %v", out, err)
+	}
 	deq, err = a.DequeueClearing(ctx, workflows.DequeueInput{JobIDs: []string{"job-s1", "job-old"}})
 	if err != nil || deq.Reasons["job-s1"] == "" {
 		t.Fatalf("dequeue with reasons: %+v %v", deq, err)

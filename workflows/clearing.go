@@ -27,20 +27,32 @@ func (j *job) negotiateBatch(ctx workflow.Context) (NegotiateOutput, error) {
 		return NegotiateOutput{}, classify(ctx, err, ClassNoOffers)
 	}
 	j.log.Info("queued for market clearing", "job_id", j.in.JobID, "batch_wait", wait)
+	j.clearing = &ClearingStatus{WaitUntil: in.Deadline}
+	defer func() { j.clearing = nil }()
 	tctx, stop := workflow.WithCancel(ctx)
 	defer stop()
 	timer := workflow.NewTimer(tctx, wait)
 	awards := workflow.GetSignalChannel(ctx, SignalClearingAward)
+	notes := workflow.GetSignalChannel(ctx, SignalClearingNote)
 	for {
 		var got *ClearingAward
+		fired := false
 		sel := workflow.NewSelector(ctx)
 		sel.AddReceive(awards, func(c workflow.ReceiveChannel, _ bool) {
 			var a ClearingAward
 			c.Receive(ctx, &a)
 			got = &a
 		})
-		sel.AddFuture(timer, func(workflow.Future) {})
+		sel.AddReceive(notes, func(c workflow.ReceiveChannel, _ bool) {
+			var n ClearingNote
+			c.Receive(ctx, &n)
+			j.noteClearing(ctx, n)
+		})
+		sel.AddFuture(timer, func(workflow.Future) { fired = true })
 		sel.Select(ctx)
+		if got == nil && !fired {
+			continue // a note
+		}
 		if got == nil && ctx.Err() == nil {
 			// An award that came with the end of the wait still counts.
 			var a ClearingAward
@@ -60,6 +72,18 @@ func (j *job) negotiateBatch(ctx workflow.Context) (NegotiateOutput, error) {
 		j.log.Info("cleared", "job_id", j.in.JobID, "clearing", got.Clearing, "provider", got.Award.Provider, "price", got.Award.Price)
 		return got.Award, nil
 	}
+}
+
+// noteClearing keeps why a clearing left the job unplaced, for its
+// status; a note for another job is ignored.
+func (j *job) noteClearing(ctx workflow.Context, n ClearingNote) {
+	if n.JobID != j.in.JobID || j.clearing == nil {
+		return
+	}
+	if len(n.Reason) > MaxNoteReason {
+		n.Reason = n.Reason[:MaxNoteReason]
+	}
+	j.clearing.LastClearing, j.clearing.NotedAt, j.clearing.Reason = n.Clearing, workflow.Now(ctx), n.Reason
 }
 
 // checkClearingAward accepts an award only for this job, from a provider,

@@ -15,8 +15,38 @@ const (
 	ClearingScheduleID   = "accord-market-clearing"
 )
 
-// SignalClearingAward delivers a clearing's award to a queued job.
-const SignalClearingAward = "clearing-award"
+// SignalClearingAward delivers a clearing's award to a queued job;
+// SignalClearingNote tells a queued job why a clearing left it unplaced.
+const (
+	SignalClearingAward = "clearing-award"
+	SignalClearingNote  = "clearing-note"
+)
+
+// ClearingNote is SignalClearingNote's payload. A clearing sends it only
+// when the reason changed, at most MaxClearingNotes times per job, so a
+// long wait does not grow the job's history without bound.
+type ClearingNote struct {
+	JobID    string `json:"job_id"`
+	Clearing string `json:"clearing"`
+	Reason   string `json:"reason"`
+}
+
+// MaxClearingNotes bounds the notes one queued job is sent; MaxNoteReason
+// the reason a job keeps, in bytes.
+const (
+	MaxClearingNotes = 20
+	MaxNoteReason    = 4096
+)
+
+// ClearingStatus is a queued job's place in the clearing (JobStatus): when
+// its wait ends, and the last clearing that left it unplaced, when, and
+// why (the market's diagnostics).
+type ClearingStatus struct {
+	WaitUntil    time.Time `json:"wait_until"`
+	LastClearing string    `json:"last_clearing,omitempty"`
+	NotedAt      time.Time `json:"noted_at,omitzero"`
+	Reason       string    `json:"reason,omitempty"`
+}
 
 // Bounds of the clearing.
 const (
@@ -83,6 +113,9 @@ type ClearedJob struct {
 type UnplacedJob struct {
 	JobID  string `json:"job_id"`
 	Reason string `json:"reason"`
+	// Notify: the reason changed since the job was last told (and it has
+	// not been told MaxClearingNotes times yet).
+	Notify bool `json:"notify,omitempty"`
 }
 
 // ClearMarketOutput is a clearing: the digest of its whole record in the

@@ -128,6 +128,42 @@ func TestJobBatchWaitEnds(t *testing.T) {
 	}
 }
 
+// TestJobBatchNoted: a clearing's note (for this job) shows in the status
+// while the job waits, and is gone once it is placed.
+func TestJobBatchNoted(t *testing.T) {
+	h := newBatchHarness(t, nil)
+	status := func() JobStatus {
+		v, err := h.env.QueryWorkflow(QueryStatus)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var st JobStatus
+		if err := v.Get(&st); err != nil {
+			t.Fatal(err)
+		}
+		return st
+	}
+	h.env.RegisterDelayedCallback(func() {
+		h.env.SignalWorkflow(SignalClearingNote, ClearingNote{JobID: "job-2", Clearing: "sha256:c1", Reason: "not mine"})
+		h.env.SignalWorkflow(SignalClearingNote, ClearingNote{JobID: "job-1", Clearing: "sha256:c1", Reason: "not placed: local: too small (cpu)"})
+	}, time.Minute)
+	h.env.RegisterDelayedCallback(func() {
+		c := status().Clearing
+		if c == nil || c.LastClearing != "sha256:c1" || c.Reason != "not placed: local: too small (cpu)" || c.WaitUntil.IsZero() {
+			t.Errorf("clearing status %+v", c)
+		}
+		h.env.SignalWorkflow(SignalClearingAward, clearingAward("job-1"))
+	}, 2*time.Minute)
+	h.env.RegisterDelayedCallback(func() {
+		if c := status().Clearing; c != nil {
+			t.Errorf("placed job still shows the queue: %+v", c)
+		}
+	}, 3*time.Minute)
+	if res := h.run(); res.Status != StatusSettled {
+		t.Fatalf("got %+v", res)
+	}
+}
+
 // TestJobBatchCancelled: a queued job that is cancelled leaves the queue.
 func TestJobBatchCancelled(t *testing.T) {
 	h := newBatchHarness(t, nil)
@@ -164,7 +200,7 @@ func TestMarketClearing(t *testing.T) {
 		}
 		return ClearMarketOutput{Clearing: "sha256:clearing", Jobs: []string{"job-a", "job-b", "job-c"},
 			Placed:   []ClearedJob{{JobID: "job-a", Award: a.Award}, {JobID: "job-b", Award: b.Award}},
-			Unplaced: []UnplacedJob{{JobID: "job-c", Reason: "not placed: budget"}}, Optimal: true}, nil
+			Unplaced: []UnplacedJob{{JobID: "job-c", Reason: "not placed: budget", Notify: true}, {JobID: "job-d", Reason: "same as before"}}, Optimal: true}, nil
 	})
 	var signalled []ClearingAward
 	for _, id := range []string{"job-a", "job-b"} {
@@ -177,6 +213,12 @@ func TestMarketClearing(t *testing.T) {
 				return nil
 			})
 	}
+	var notes []ClearingNote
+	env.OnSignalExternalWorkflow(mock.Anything, "job-c", "", SignalClearingNote, mock.Anything).Return(
+		func(_, _, _, _ string, arg any) error {
+			notes = append(notes, arg.(ClearingNote))
+			return nil
+		})
 	var dequeued []string
 	env.OnActivity(DequeueClearing.Name, mock.Anything, mock.Anything).Return(func(_ context.Context, in DequeueInput) (DequeueOutput, error) {
 		dequeued = append(dequeued, in.JobIDs...)
@@ -191,11 +233,14 @@ func TestMarketClearing(t *testing.T) {
 		t.Fatal(err)
 	}
 	if res.Clearing != "sha256:clearing" || len(res.Jobs) != 3 || len(res.Delivered) != 1 || res.Delivered[0] != "job-a" ||
-		len(res.Gone) != 1 || res.Gone[0] != "job-b" || len(res.Unplaced) != 1 {
+		len(res.Gone) != 1 || res.Gone[0] != "job-b" || len(res.Unplaced) != 2 {
 		t.Fatalf("result %+v", res)
 	}
 	if len(signalled) != 2 || signalled[0].JobID != "job-a" || signalled[0].Clearing != "sha256:clearing" || signalled[0].Award.Provider != "remote" {
 		t.Fatalf("signalled %+v", signalled)
+	}
+	if len(notes) != 1 || notes[0].JobID != "job-c" || notes[0].Reason != "not placed: budget" || notes[0].Clearing != "sha256:clearing" {
+		t.Errorf("notes %+v: only job-c's changed reason is told", notes)
 	}
 	if strings.Join(dequeued, ",") != "job-a,job-b" {
 		t.Fatalf("dequeued %v, want the delivered and the gone", dequeued)

@@ -218,6 +218,9 @@ type JobStatus struct {
 	// Bargain is the sellers' current offers while the job waits for its
 	// buyer agent's move (layout 8).
 	Bargain *BargainStatus `json:"bargain,omitempty"`
+	// Clearing is where a batch-mode job stands in the clearing queue
+	// while it waits (layout 9).
+	Clearing *ClearingStatus `json:"clearing,omitempty"`
 }
 
 // BargainStatus is a bargaining job's round: the buyer agent's move

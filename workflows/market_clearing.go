@@ -56,9 +56,26 @@ func MarketClearing(ctx workflow.Context, in ClearingInput) (ClearingResult, err
 			return res, err
 		}
 	}
+	notifyUnplaced(ctx, out)
 	log.Info("market cleared", "clearing", out.Clearing, "jobs", len(out.Jobs), "delivered", len(res.Delivered),
 		"gone", len(res.Gone), "unplaced", len(res.Unplaced), "objective_minor", out.Objective, "optimal", out.Optimal)
 	return res, nil
+}
+
+// notifyUnplaced tells each unplaced job whose reason changed why it
+// stays queued (its status shows it). A job that is gone is not an error:
+// its wait or cancellation takes it off the queue.
+func notifyUnplaced(ctx workflow.Context, out ClearMarketOutput) {
+	var sent []workflow.Future
+	for _, u := range out.Unplaced {
+		if u.Notify {
+			sent = append(sent, workflow.SignalExternalWorkflow(ctx, u.JobID, "", SignalClearingNote,
+				ClearingNote{JobID: u.JobID, Clearing: out.Clearing, Reason: u.Reason}))
+		}
+	}
+	for _, f := range sent {
+		_ = f.Get(ctx, nil)
+	}
 }
 
 // clearCtx runs a clearing step on the control queue: winner

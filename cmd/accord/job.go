@@ -516,6 +516,12 @@ func statusCmd() *cobra.Command {
 						w.Printf("    offer %-24s %s\n", o.Provider, formatMoney(o.Price, b.Currency))
 					}
 				}
+				if c := st.Clearing; c != nil {
+					w.Printf("  clearing: queued for the periodic market clearing until %s\n", c.WaitUntil.UTC().Format(time.RFC3339))
+					if c.Reason != "" {
+						w.Printf("    last clearing %s: %s\n", c.NotedAt.UTC().Format(time.RFC3339), c.Reason)
+					}
+				}
 				names := make([]string, 0, len(st.Tasks))
 				for n := range st.Tasks {
 					names = append(names, n)

@@ -74,6 +74,8 @@ type Entry struct {
 	// (the market's diagnostics).
 	Noted  time.Time `json:"noted,omitzero"`
 	Reason string    `json:"reason,omitempty"`
+	// Notes counts the changes of Reason the job was told of (Note).
+	Notes int `json:"notes,omitempty"`
 }
 
 // Validate checks an entry's fields.
@@ -183,11 +185,13 @@ func (q *Queue) Remove(ctx context.Context, jobID string) (Entry, error) {
 }
 
 // Note records why a clearing at time at left jobID unplaced. A job no
-// longer queued is left alone (not queued again).
-func (q *Queue) Note(_ context.Context, jobID string, at time.Time, reason string) error {
+// longer queued is left alone (not queued again). notify reports that the
+// reason changed and fewer than maxNotes changes were reported before:
+// the job should be told (and this one is counted).
+func (q *Queue) Note(_ context.Context, jobID string, at time.Time, reason string, maxNotes int) (notify bool, err error) {
 	p, err := q.path(jobID)
 	if err != nil {
-		return err
+		return false, err
 	}
 	if len(reason) > MaxReason {
 		reason = reason[:MaxReason-3] + "..."
@@ -196,20 +200,24 @@ func (q *Queue) Note(_ context.Context, jobID string, at time.Time, reason strin
 	defer q.mu.Unlock()
 	e, err := read(p, jobID)
 	if errors.Is(err, ErrNotQueued) {
-		return nil
+		return false, nil
 	}
 	if err != nil {
-		return err
+		return false, err
 	}
-	e.Noted, e.Reason = at, strings.ToValidUTF8(reason, "?")
+	reason = strings.ToValidUTF8(reason, "?")
+	if notify = reason != e.Reason && e.Notes < maxNotes; notify {
+		e.Notes++
+	}
+	e.Noted, e.Reason = at, reason
 	raw, err := json.Marshal(e)
 	if err != nil {
-		return fmt.Errorf("queue: note %s: %w", jobID, err)
+		return false, fmt.Errorf("queue: note %s: %w", jobID, err)
 	}
 	if err := atomicfile.WriteFile(p, raw, 0o600); err != nil {
-		return fmt.Errorf("queue: note %s: %w", jobID, err)
+		return false, fmt.Errorf("queue: note %s: %w", jobID, err)
 	}
-	return nil
+	return notify, nil
 }
 
 // List returns up to max entries, oldest first (by Enqueued, then job

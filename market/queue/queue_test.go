@@ -36,8 +36,16 @@ func TestQueue(t *testing.T) {
 	if err != nil || bad != 0 || len(got) != 2 || got[0].JobID != "job-b" || got[1].JobID != "job-a" {
 		t.Fatalf("list: %+v bad %d err %v", got, bad, err)
 	}
-	if err := q.Note(ctx, "job-a", t0.Add(time.Hour), "not placed: local: too small (cpu)"); err != nil {
-		t.Fatal(err)
+	for i, want := range []bool{true, false} { // the same reason twice is told once
+		if notify, err := q.Note(ctx, "job-a", t0.Add(time.Hour), "not placed: local: too small (cpu)", 5); err != nil || notify != want {
+			t.Fatalf("note %d: notify %v, %v", i, notify, err)
+		}
+	}
+	if notify, _ := q.Note(ctx, "job-b", t0, "one", 1); !notify {
+		t.Fatal("first note not told")
+	}
+	if notify, _ := q.Note(ctx, "job-b", t0, "two", 1); notify {
+		t.Fatal("a note past maxNotes is told")
 	}
 	e, err := q.Get(ctx, "job-a")
 	if err != nil || !strings.Contains(e.Reason, "too small") || !e.Noted.Equal(t0.Add(time.Hour)) {
@@ -50,8 +58,8 @@ func TestQueue(t *testing.T) {
 	if e, err = q.Remove(ctx, "job-a"); err != nil || e.JobID != "" {
 		t.Fatalf("second remove: %+v %v", e, err)
 	}
-	if err := q.Note(ctx, "job-a", t0, "late"); err != nil {
-		t.Fatal(err)
+	if notify, err := q.Note(ctx, "job-a", t0, "late", 5); err != nil || notify {
+		t.Fatal(notify, err)
 	}
 	if _, err := q.Get(ctx, "job-a"); !errors.Is(err, ErrNotQueued) {
 		t.Fatalf("noted a removed job back into the queue: %v", err)
