@@ -29,7 +29,9 @@ market's reasons until their batch_wait ends.`,
 	create := &cobra.Command{
 		Use:   "create --every D",
 		Short: "Create the clearing schedule, or set its interval (idempotent)",
-		Args:  cobra.NoArgs,
+		Example: `  accord market schedule create --every 1m
+  accord market schedule create --every 30s --temporal-address temporal.example.com:7233`,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if every < workers.MinClearEvery || every > workers.MaxClearEvery {
 				return cli.Usagef("--every must be between %s and %s", workers.MinClearEvery, workers.MaxClearEvery)
@@ -59,7 +61,9 @@ market's reasons until their batch_wait ends.`,
 	describe := &cobra.Command{
 		Use:   "describe",
 		Short: "Show the clearing schedule: interval, clearings started and skipped, next runs",
-		Args:  cobra.NoArgs,
+		Example: `  accord market schedule describe
+  accord market schedule describe --json`,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			c, err := dtf.dial(cmd.Context())
 			if err != nil {
@@ -81,9 +85,10 @@ market's reasons until their batch_wait ends.`,
 	dtf.add(describe)
 	var xtf temporalFlags
 	del := &cobra.Command{
-		Use:   "delete",
-		Short: "Delete the clearing schedule (queued jobs then wait out their batch_wait)",
-		Args:  cobra.NoArgs,
+		Use:     "delete",
+		Short:   "Delete the clearing schedule (queued jobs then wait out their batch_wait)",
+		Example: `  accord market schedule delete`,
+		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			c, err := xtf.dial(cmd.Context())
 			if err != nil {
