@@ -191,7 +191,10 @@ type Activities struct {
 	// ProviderName is the provider agent this worker is (empty on the
 	// control plane): it signs only placements that name it.
 	ProviderName string
-	Log          *slog.Logger
+	// Clearing is the market's clearing queue (batch-mode jobs, layout 9);
+	// nil refuses batch-mode jobs.
+	Clearing ClearingQueue
+	Log      *slog.Logger
 
 	mu        sync.Mutex
 	plans     map[string]*specs.Plan // plan digest -> decoded plan, read-only
@@ -212,6 +215,9 @@ func (a *Activities) RegisterControl(w worker.ActivityRegistry) {
 	workflows.Settle.Register(w, a.Settle)
 	workflows.Attest.Register(w, a.Attest)
 	workflows.SealResults.Register(w, a.SealResults)
+	workflows.EnqueueClearing.Register(w, a.EnqueueClearing)
+	workflows.DequeueClearing.Register(w, a.DequeueClearing)
+	workflows.ClearMarket.Register(w, a.ClearMarket)
 	a.RegisterFailover(w)
 }
 

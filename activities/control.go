@@ -62,6 +62,9 @@ func Summarize(p *specs.Plan) workflows.PlanSummary {
 		if p.Spec.Negotiation.AgentBuyer() {
 			s.AgentBuyer, s.RoundTimeout = true, p.Spec.Negotiation.RoundTimeout
 		}
+		if p.Spec.Negotiation.Batch() {
+			s.Batch, s.BatchWait = true, p.Spec.Negotiation.BatchWait
+		}
 		s.HasTests = s.Tests > 0
 		for _, t := range p.Spec.Tasks {
 			s.Publishes += len(t.Publish)

@@ -68,6 +68,37 @@ func ClearBatch(ctx context.Context, plans []*specs.Plan, names []string, provid
 	if err != nil {
 		return nil, err
 	}
+	return clearBuyers(ctx, buyers, providers, opts)
+}
+
+// BatchJob is one queued job of a clearing (ClearJobs): its name in the
+// result, its plan, and the providers it may not use (provider -> why).
+type BatchJob struct {
+	Name    string
+	Plan    *specs.Plan
+	Exclude map[string]string
+}
+
+// ClearJobs is ClearBatch for jobs that each exclude some providers (the
+// periodic clearing's queued jobs, each under its tenant's placement
+// policies): an excluded provider makes no offer for that job, and the
+// job's diagnostics say why (constraint "policy").
+func ClearJobs(ctx context.Context, jobs []BatchJob, providers []Provider, opts Options) (*Batch, error) {
+	plans, names := make([]*specs.Plan, len(jobs)), make([]string, len(jobs))
+	for i, j := range jobs {
+		plans[i], names[i] = j.Plan, j.Name
+	}
+	buyers, err := buyersOf(plans, names)
+	if err != nil {
+		return nil, err
+	}
+	for i, j := range jobs {
+		buyers[i].Exclude = j.Exclude
+	}
+	return clearBuyers(ctx, buyers, providers, opts)
+}
+
+func clearBuyers(ctx context.Context, buyers []*Buyer, providers []Provider, opts Options) (*Batch, error) {
 	au, err := clearAuction(ctx, buyers, providers, opts)
 	if au == nil {
 		return nil, err
@@ -84,6 +115,64 @@ func ClearBatch(ctx context.Context, plans []*specs.Plan, names []string, provid
 	t.BidsSeconds, t.WDPSeconds, t.PricesSeconds = t.Bids.Seconds(), t.WDP.Seconds(), t.Prices.Seconds()
 	t.TotalSeconds = (t.Bids + t.WDP + t.Prices).Seconds()
 	return b, err
+}
+
+// ForJob is the part of a batch's record that concerns one job: every job
+// and provider of the clearing, the offers and bids naming the job (indices
+// renumbered), the winning ones among them, the job's awards and its
+// diagnostics, and the clearing's welfare and optimality. It is the job's
+// negotiation record: it shows the job was cleared with the others
+// without carrying their offers.
+func (r *Result) ForJob(job string) *Result {
+	out := &Result{Protocol: r.Protocol, Currency: r.Currency, Jobs: r.Jobs, Providers: r.Providers,
+		Offers: []Offer{}, Bids: []BidRecord{}, Winners: []int{}, Awards: []Award{}, Diagnostics: []Diagnostic{},
+		Welfare: r.Welfare, Optimal: r.Optimal, Gap: r.Gap, Nodes: r.Nodes}
+	offerIdx := map[int]int{}
+	keepOffer := func(i int) int {
+		if n, ok := offerIdx[i]; ok {
+			return n
+		}
+		offerIdx[i] = len(out.Offers)
+		out.Offers = append(out.Offers, r.Offers[i])
+		return offerIdx[i]
+	}
+	for i, o := range r.Offers {
+		if containsExact(o.Jobs, job) {
+			keepOffer(i)
+		}
+	}
+	bidIdx := map[int]int{}
+	for i, b := range r.Bids {
+		if !containsExact(b.Jobs, job) {
+			continue
+		}
+		nb := b
+		nb.Index = len(out.Bids)
+		nb.Offers = make([]int, 0, len(b.Offers))
+		for _, o := range b.Offers {
+			if o >= 0 && o < len(r.Offers) {
+				nb.Offers = append(nb.Offers, keepOffer(o))
+			}
+		}
+		bidIdx[i] = nb.Index
+		out.Bids = append(out.Bids, nb)
+	}
+	for _, w := range r.Winners {
+		if n, ok := bidIdx[w]; ok {
+			out.Winners = append(out.Winners, n)
+		}
+	}
+	for _, a := range r.Awards {
+		if a.Job == job {
+			out.Awards = append(out.Awards, a)
+		}
+	}
+	for _, d := range r.Diagnostics {
+		if d.Job == job {
+			out.Diagnostics = append(out.Diagnostics, d)
+		}
+	}
+	return out
 }
 
 // buyersOf builds one buyer per plan, named by names when given.

@@ -33,6 +33,10 @@ type Buyer struct {
 	// SLA is the service level and money terms the spec asks a provider to
 	// be held to (settlement.sla).
 	SLA specs.SLA
+	// Exclude names providers this buyer may not use (provider -> why),
+	// decided outside the market (the tenant's placement policies in a
+	// batch clearing): they make no offer for it, diagnosed as "policy".
+	Exclude map[string]string
 }
 
 // MaxMoney is the largest amount (minor units) the market accepts: the
@@ -188,6 +192,9 @@ func eligible(b *Buyer, p *Profile) []Diagnostic {
 	var d []Diagnostic
 	add := func(c, format string, a ...any) {
 		d = append(d, Diagnostic{Provider: p.Name, Job: b.Job, Constraint: c, Detail: fmt.Sprintf(format, a...)})
+	}
+	if why, ok := b.Exclude[p.Name]; ok {
+		add("policy", "%s", why)
 	}
 	pl := b.Placement
 	if len(pl.Regions) > 0 && !contains(pl.Regions, p.Region) {

@@ -289,7 +289,7 @@ var (
 	defaultsKeys  = []string{"resources", "retry"}
 	placementKeys = []string{"regions", "residency", "allow_providers", "deny_providers", "tee", "require_attestation", "colocate"}
 	budgetKeys    = []string{"max_price", "currency", "deadline", "preference"}
-	negKeys       = []string{"protocol", "reserve", "pricing", "rounds", "discount", "buyer", "round_timeout"}
+	negKeys       = []string{"protocol", "reserve", "pricing", "rounds", "discount", "buyer", "round_timeout", "mode", "batch_wait"}
 	verifKeys     = []string{"tests", "spot_check"}
 	testKeys      = []string{"name", "task", "image", "command", "expect_exit", "expect_outputs", "metrics"}
 	metricKeys    = []string{"file", "metric", "op", "value"}
@@ -666,6 +666,41 @@ func (d *decoder) decodeNegotiation(ng *Negotiation, n *node) {
 		}
 	}
 	d.decodeBuyer(ng, f)
+	d.decodeMode(ng, f)
+}
+
+var modes = []string{ModeImmediate, ModeBatch}
+
+// decodeMode reads negotiation.mode and negotiation.batch_wait: a batch
+// is cleared by one auction, so it takes no bargaining protocol, and a
+// batch wait only bounds a queued job.
+func (d *decoder) decodeMode(ng *Negotiation, f map[string]*node) {
+	if v := f["mode"]; v != nil {
+		ng.Mode = d.str(v, "mode")
+		switch {
+		case !contains(modes, ng.Mode):
+			d.e.add(v.pos, "mode %q must be immediate or batch%s", ng.Mode, suggest(ng.Mode, modes))
+		case ng.Mode == ModeBatch && ng.Protocol != "auction":
+			d.e.add(v.pos, "mode batch needs protocol auction; the periodic clearing is one auction over every queued job")
+		}
+	}
+	v := f["batch_wait"]
+	if v == nil {
+		if ng.Batch() {
+			ng.BatchWait = DefaultBatchWait
+		}
+		return
+	}
+	t, ok := d.duration(v, "batch_wait")
+	switch {
+	case !ok:
+	case !ng.Batch():
+		d.e.add(v.pos, "batch_wait applies to mode batch; an immediate job is cleared at once")
+	case t < MinBatchWait || t > MaxBatchWait:
+		d.e.add(v.pos, "batch_wait %s must be between %s and %s", formatDuration(t), formatDuration(MinBatchWait), formatDuration(MaxBatchWait))
+	default:
+		ng.BatchWait = t
+	}
 }
 
 var buyers = []string{BuyerAuto, BuyerAgent}

@@ -204,6 +204,14 @@ type Negotiation struct {
 	// RoundTimeout bounds how long a bargaining job waits for the buyer
 	// agent's move in each round (buyer agent only; DefaultRoundTimeout).
 	RoundTimeout time.Duration `json:"round_timeout,omitempty"`
+	// Mode is when the job is cleared: ModeImmediate (its own auction at
+	// once; also when empty) or ModeBatch (queued and cleared with other
+	// queued jobs by the periodic market clearing). Empty when the spec
+	// does not say, so that earlier specs keep their contract digest.
+	Mode string `json:"mode,omitempty"`
+	// BatchWait bounds how long a batch-mode job waits to be cleared
+	// before it fails as no offers (batch mode only; DefaultBatchWait).
+	BatchWait time.Duration `json:"batch_wait,omitempty"`
 }
 
 // Market protocols (negotiation.protocol).
@@ -224,6 +232,23 @@ const (
 func (n Negotiation) Bargains() bool {
 	return n.Protocol == ProtocolAlternating || n.Protocol == ProtocolStacked
 }
+
+// When a job is cleared (negotiation.mode).
+const (
+	ModeImmediate = "immediate"
+	ModeBatch     = "batch"
+)
+
+// Batch reports whether the job waits for the periodic market clearing.
+func (n Negotiation) Batch() bool { return n.Mode == ModeBatch }
+
+// Bounds of negotiation.batch_wait. The default leaves room for a few
+// clearings at the default interval (one minute) and a slow solve.
+const (
+	DefaultBatchWait = 10 * time.Minute
+	MinBatchWait     = 10 * time.Second
+	MaxBatchWait     = 24 * time.Hour
+)
 
 // Who plays the buyer in alternating offers (negotiation.buyer).
 const (

@@ -18,7 +18,9 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"slices"
 	"strings"
+	"time"
 
 	"go.temporal.io/sdk/client"
 	tlog "go.temporal.io/sdk/log"
@@ -98,6 +100,10 @@ type Options struct {
 	Queues []string
 	// Tuning sizes each queue's worker; zero fields take DefaultTuning's.
 	Tuning Tuning
+	// ClearEvery, when set, makes a worker hosting the control queue
+	// ensure the market clearing schedule at this interval
+	// (EnsureClearingSchedule) as it starts.
+	ClearEvery time.Duration
 }
 
 // Worker is a running worker process: one Temporal worker per task queue,
@@ -132,6 +138,14 @@ func Start(c client.Client, acts *activities.Activities, o Options) (*Worker, er
 			return nil, fmt.Errorf("workers: start %s: %w", q, err)
 		}
 		w.workers = append(w.workers, tw)
+	}
+	if o.ClearEvery > 0 && slices.Contains(queues, workflows.TaskQueueControl) {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		if _, err := EnsureClearingSchedule(ctx, c, o.ClearEvery); err != nil {
+			w.Stop()
+			return nil, err
+		}
 	}
 	return w, nil
 }

@@ -58,9 +58,10 @@ func (f Future[O]) Get(ctx workflow.Context) (O, error) {
 // IsReady reports whether the result is available.
 func (f Future[O]) IsReady() bool { return f.f.IsReady() }
 
-// Register registers the job workflow and its batch child on w (the control
-// task queue's worker).
+// Register registers the job workflow, its batch child and the market
+// clearing on w (the control task queue's worker).
 func Register(w worker.WorkflowRegistry) {
 	w.RegisterWorkflowWithOptions(Job, workflow.RegisterOptions{Name: JobWorkflowName})
 	w.RegisterWorkflowWithOptions(JobBatch, workflow.RegisterOptions{Name: BatchWorkflowName})
+	w.RegisterWorkflowWithOptions(MarketClearing, workflow.RegisterOptions{Name: ClearingWorkflowName})
 }

@@ -97,6 +97,8 @@ type job struct {
 	spot      *SpotCheck
 	// Layout 8: the agent-played bargain.
 	bargain bargainState
+	// Layout 9: the clearing queue, while a batch-mode job waits there.
+	clearing *ClearingStatus
 }
 
 // failure is a classified job failure.
@@ -129,7 +131,7 @@ func (j *job) snapshot() JobStatus {
 	return JobStatus{
 		JobID: j.in.JobID, Status: j.status, Stage: j.stage, Spec: j.plan.Name, Tenant: j.plan.Tenant,
 		Cost: j.cost, Tasks: listTasks(j.tasks), TaskCounts: countTasks(j.tasks), Stages: j.stages, Approved: j.approved,
-		Bargain: j.bargain.status,
+		Bargain: j.bargain.status, Clearing: j.clearing,
 	}
 }
 
@@ -367,6 +369,10 @@ func (j *job) negotiate(ctx workflow.Context) error {
 	var err error
 	if j.layout >= layoutAgentBuyer && j.plan.AgentBuyer {
 		if award, err = j.negotiateAgent(ctx); err != nil {
+			return err
+		}
+	} else if j.layout >= layoutBatchClearing && j.plan.Batch {
+		if award, err = j.negotiateBatch(ctx); err != nil {
 			return err
 		}
 	} else if award, err = control(ctx, j.layout, Negotiate, NegotiateInput{JobID: j.in.JobID, PlanInput: j.planIn}, 5*time.Minute); err != nil {

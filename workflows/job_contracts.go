@@ -218,6 +218,9 @@ type JobStatus struct {
 	// Bargain is the sellers' current offers while the job waits for its
 	// buyer agent's move (layout 8).
 	Bargain *BargainStatus `json:"bargain,omitempty"`
+	// Clearing is where a batch-mode job stands in the clearing queue
+	// while it waits (layout 9).
+	Clearing *ClearingStatus `json:"clearing,omitempty"`
 }
 
 // BargainStatus is a bargaining job's round: the buyer agent's move
@@ -352,6 +355,10 @@ type PlanSummary struct {
 	// RoundTimeout for each move (negotiation.buyer: agent, layout 8).
 	AgentBuyer   bool          `json:"agent_buyer,omitempty"`
 	RoundTimeout time.Duration `json:"round_timeout,omitempty"`
+	// Batch: the job waits for the periodic market clearing, at most
+	// BatchWait (negotiation.mode: batch, layout 9).
+	Batch     bool          `json:"batch,omitempty"`
+	BatchWait time.Duration `json:"batch_wait,omitempty"`
 }
 
 // PlanInput names the compiled plan an activity works on: PlanRef, the

@@ -87,6 +87,18 @@ const (
 	// layout 7.
 	layoutAgentBuyer workflow.Version = 8
 
+	// Layout 9 makes two changes, released together:
+	//
+	// layoutBatchClearing (9): a plan in batch mode (negotiation.mode:
+	// batch) negotiates by queueing itself (EnqueueClearing, a local
+	// activity) and waiting, at most the plan's batch wait (a timer), for
+	// the clearing-award signal of the periodic market clearing
+	// (MarketClearing), taking only an award that names the job; when the
+	// wait ends first it leaves the queue (DequeueClearing) and fails
+	// (class no_offers) with the last clearing's reasons. Other plans
+	// negotiate as in layout 8.
+	layoutBatchClearing workflow.Version = 9
+	//
 	// layoutSpotSigned (9): each spot-check run on a provider agent (check
 	// and tiebreak) that gave outputs is signed by its own provider: after
 	// the run's results are sealed, SignStage on the checker's queue signs

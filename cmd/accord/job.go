@@ -99,6 +99,7 @@ func devCmd() *cobra.Command {
 	var metrics, rekorListen string
 	var keepContainerd bool
 	var sf sweepFlags
+	var clearEvery time.Duration
 	tun := workers.DefaultTuning()
 	cmd := &cobra.Command{
 		Use:   "dev",
@@ -123,7 +124,7 @@ func devCmd() *cobra.Command {
 			defer cancel()
 			st, err := stack.Start(ctx, stack.Options{
 				Home: home, FrontendPort: port, MetricsAddr: metrics, UIPort: uiPort,
-				Local: lf.stackOptions(), Tuning: tun,
+				Local: lf.stackOptions(), Tuning: tun, ClearEvery: clearEvery,
 			})
 			if err != nil {
 				return err
@@ -168,12 +169,14 @@ func devCmd() *cobra.Command {
 	lf.add(cmd)
 	cmd.Flags().BoolVar(&keepContainerd, "keep-containerd", false, "leave the private containerd daemon running after Ctrl-C (accord runtime stop ends it)")
 	cmd.Flags().StringVar(&rekorListen, "rekor-listen", "127.0.0.1:3000", "serve the transparency log's Rekor v1 REST API here (empty: off)")
+	addClearEvery(cmd, &clearEvery)
 	tun.AddFlags(cmd.Flags())
 	return cmd
 }
 
 func workerCmd() *cobra.Command {
 	var tf temporalFlags
+	var clearEvery time.Duration
 	var queues []string
 	var lf localFlags
 	var metrics string
@@ -220,7 +223,7 @@ func workerCmd() *cobra.Command {
 				return err
 			}
 			defer host.Close()
-			w, err := workers.Start(c, host.Activities, workers.Options{Queues: queues, Tuning: tun})
+			w, err := workers.Start(c, host.Activities, workers.Options{Queues: queues, Tuning: tun, ClearEvery: clearEvery})
 			if err != nil {
 				return err
 			}
@@ -243,6 +246,7 @@ func workerCmd() *cobra.Command {
 	cmd.Flags().StringVar(&metrics, "metrics-addr", envOr("ACCORD_METRICS_ADDR", "127.0.0.1:9464"), "Prometheus metrics listen address, empty: off ($ACCORD_METRICS_ADDR)")
 	lf.add(cmd)
 	sf.add(cmd)
+	addClearEvery(cmd, &clearEvery)
 	tun.AddFlags(cmd.Flags())
 	return cmd
 }
@@ -512,6 +516,12 @@ func statusCmd() *cobra.Command {
 						w.Printf("    offer %-24s %s\n", o.Provider, formatMoney(o.Price, b.Currency))
 					}
 				}
+				if c := st.Clearing; c != nil {
+					w.Printf("  clearing: queued for the periodic market clearing until %s\n", c.WaitUntil.UTC().Format(time.RFC3339))
+					if c.Reason != "" {
+						w.Printf("    last clearing %s: %s\n", c.NotedAt.UTC().Format(time.RFC3339), c.Reason)
+					}
+				}
 				names := make([]string, 0, len(st.Tasks))
 				for n := range st.Tasks {
 					names = append(names, n)
@@ -732,4 +742,10 @@ func streamLog(w io.Writer, run, path string) bool {
 		fmt.Fprintf(w, "\n(log cut short: %v)\n", err)
 	}
 	return true
+}
+
+// addClearEvery adds --clear-every: the interval of the market clearing
+// schedule a worker hosting the control queue ensures as it starts.
+func addClearEvery(cmd *cobra.Command, every *time.Duration) {
+	cmd.Flags().DurationVar(every, "clear-every", 0, "ensure the periodic market clearing of batch-mode jobs (a Temporal schedule) at this interval, e.g. 1m (0: leave it as it is; see accord market schedule)")
 }

@@ -66,7 +66,7 @@ optimal false.`,
 	clear.Flags().StringVar(&jobsDir, "jobs", "", "directory of job specs (*.md), one job per file")
 	clear.Flags().StringVar(&provFile, "providers", "", "providers file (YAML or JSON: {\"providers\": [...]})")
 	clear.Flags().DurationVar(&limit, "time-limit", 60*time.Second, "stop winner determination (and again the price re-solves) after this long with the best allocation and its gap")
-	mkt.AddCommand(clear)
+	mkt.AddCommand(clear, marketScheduleCmd())
 	root.AddCommand(mkt)
 }
 

@@ -241,3 +241,105 @@ func explain(ds []market.Diagnostic) string {
 	}
 	return strings.Join(why, "; ")
 }
+
+// BatchJob is one queued job of a periodic clearing: its ID (its name in
+// the market) and its plan.
+type BatchJob struct {
+	ID   string
+	Plan *specs.Plan
+}
+
+// Cleared is a periodic clearing's outcome: the whole record, the broker's
+// award for each placed job (its Result is the job's part of the record,
+// market.Result.ForJob), and why each other job was not placed.
+type Cleared struct {
+	Batch    *market.Batch
+	Awards   map[string]Award
+	Unplaced map[string]string
+}
+
+// ClearBatch clears queued jobs together in one auction
+// (market.ClearJobs): each job among the providers its tenant's placement
+// policies allow (the others are its "policy" diagnostics), every
+// provider's capacity shared among them. Each placed job's award is made
+// as Negotiate makes it (Awarded), from the job's part of the record. Like
+// Negotiate it is a pure function of the plans, the policies and the
+// providers' profiles at the time, so a retry is harmless. No offers or no
+// agreement for every job is not an error: every job is then unplaced,
+// with its reasons.
+func (b Broker) ClearBatch(ctx context.Context, jobs []BatchJob, opts market.Options) (*Cleared, error) {
+	provs, err := b.Providers(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("broker: providers: %w", err)
+	}
+	profs, err := snapshot(ctx, provs)
+	if err != nil {
+		return nil, err
+	}
+	// Each job runs on one provider: place jobs whole. (A split award
+	// would be refused by Awarded and fail the whole clearing.)
+	opts.WholeJobs = true
+	mjobs := make([]market.BatchJob, len(jobs))
+	for i, j := range jobs {
+		mjobs[i] = market.BatchJob{Name: j.ID, Plan: j.Plan, Exclude: b.excluded(j.Plan, profs)}
+	}
+	batch, err := market.ClearJobs(ctx, mjobs, profs, opts)
+	if batch == nil {
+		return nil, fmt.Errorf("broker: clear %d jobs: %w", len(jobs), err)
+	}
+	if err != nil && !errors.Is(err, market.ErrNoOffers) && !errors.Is(err, market.ErrNoAgreement) {
+		return nil, fmt.Errorf("broker: clear %d jobs: %w", len(jobs), err)
+	}
+	out := &Cleared{Batch: batch, Awards: map[string]Award{}, Unplaced: map[string]string{}}
+	for _, j := range jobs {
+		part := batch.Result.ForJob(j.ID)
+		if len(part.Awards) == 0 {
+			out.Unplaced[j.ID] = unplacedWhy(part.Diagnostics)
+			continue
+		}
+		aw, err := b.Awarded(ctx, j.Plan, part)
+		if err != nil {
+			return nil, fmt.Errorf("broker: clear: job %s: %w", j.ID, err)
+		}
+		out.Awards[j.ID] = aw
+	}
+	return out, nil
+}
+
+// snapshot reads every provider's profile once, so that a clearing's jobs
+// all see the same market.
+func snapshot(ctx context.Context, provs []market.Provider) ([]market.Provider, error) {
+	out := make([]market.Provider, 0, len(provs))
+	for _, pr := range provs {
+		p, err := pr.Profile(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("broker: provider profile: %w", err)
+		}
+		out = append(out, &market.Static{P: p})
+	}
+	return out, nil
+}
+
+// excluded is the providers plan's placement policies refuse, with why.
+func (b Broker) excluded(plan *specs.Plan, profs []market.Provider) map[string]string {
+	if b.Placement == nil || plan == nil || plan.Spec == nil {
+		return nil
+	}
+	allow := b.Placement(plan.Spec)
+	out := map[string]string{}
+	for _, pr := range profs {
+		p := pr.(*market.Static).P
+		if ok, why := allow(ProviderView(p)); !ok {
+			out[p.Name] = why
+		}
+	}
+	return out
+}
+
+// unplacedWhy explains a job the clearing did not place.
+func unplacedWhy(ds []market.Diagnostic) string {
+	if len(ds) == 0 {
+		return "not placed: other jobs' bids won the providers' capacity"
+	}
+	return "not placed: " + explain(ds)
+}

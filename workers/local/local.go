@@ -24,6 +24,7 @@ import (
 	"github.com/accordmesh/accord/market/agents"
 	"github.com/accordmesh/accord/market/broker"
 	"github.com/accordmesh/accord/market/providers"
+	"github.com/accordmesh/accord/market/queue"
 	"github.com/accordmesh/accord/models/exchange"
 	"github.com/accordmesh/accord/models/registry"
 	"github.com/accordmesh/accord/policies"
@@ -188,6 +189,12 @@ func Open(ctx context.Context, o Options) (*Host, error) {
 	}
 	poolStore := pools.Open(o.Home)
 	agentReg := agents.Open(o.Home)
+	// Batch-mode jobs wait here for the periodic clearing: beside the
+	// artifact store that holds the plans the entries name.
+	clearing, err := queue.Open(queue.DefaultDir(o.Home))
+	if err != nil {
+		return fail(fmt.Errorf("local: clearing queue: %w", err))
+	}
 	l.Provenance = provenance.NewStore(provenance.DefaultStoreDir(o.Home))
 	l.Recorder = provenance.NewRecorder(l.Log, key, l.Provenance)
 	l.Activities = &activities.Activities{
@@ -253,6 +260,7 @@ func Open(ctx context.Context, o Options) (*Host, error) {
 		// Provider agents' liveness and reputation: failover and spot
 		// checks (job layout 6).
 		Providers: agentReg,
+		Clearing:  clearing,
 		Log:       o.Logger,
 	}
 	if o.Registry != "" {

@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"net"
 	"path/filepath"
+	"time"
 
 	enumspb "go.temporal.io/api/enums/v1"
 	"go.temporal.io/sdk/client"
@@ -48,7 +49,10 @@ type Options struct {
 	Local    local.Options
 	// Tuning sizes the worker; zero fields take workers.DefaultTuning's.
 	Tuning workers.Tuning
-	Logger *slog.Logger
+	// ClearEvery, when set, ensures the market clearing schedule at this
+	// interval (workers.EnsureClearingSchedule) once the worker runs.
+	ClearEvery time.Duration
+	Logger     *slog.Logger
 }
 
 // Stack is a running local stack.
@@ -115,7 +119,7 @@ func Start(ctx context.Context, o Options) (*Stack, error) {
 		s.Stop()
 		return nil, err
 	}
-	if s.Worker, err = workers.Start(s.Client, s.Local.Activities, workers.Options{Tuning: o.Tuning}); err != nil {
+	if s.Worker, err = workers.Start(s.Client, s.Local.Activities, workers.Options{Tuning: o.Tuning, ClearEvery: o.ClearEvery}); err != nil {
 		s.Stop()
 		return nil, err
 	}
