@@ -39,8 +39,8 @@ func meshSpec(t *testing.T, dir, name, provider, tasks, tests string) string {
 // startAgent runs `accord provider serve --name NAME` with its own home,
 // containerd and key, reaching the control plane only through Temporal
 // and the API (no --artifacts, no --host-inputs: nothing shared), and
-// trusts its key for provider:NAME.
-func startAgent(t *testing.T, bin, home, temporal, api string, store *policies.Store, reg *agents.Registry, name string) (agentHome string) {
+// trusts its key for provider:NAME. extra are more flags of provider serve.
+func startAgent(t *testing.T, bin, home, temporal, api string, store *policies.Store, reg *agents.Registry, name string, extra ...string) (agentHome string) {
 	t.Helper()
 	agentHome = newHome(t)
 	tok, err := store.CreateToken(context.Background(), policies.Principal{Role: policies.RoleProvider, Name: name})
@@ -56,8 +56,8 @@ func startAgent(t *testing.T, bin, home, temporal, api string, store *policies.S
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { logf.Close() })
-	cmd := exec.Command(bin, "provider", "serve", "--name", name, "--home", agentHome,
-		"--temporal-address", temporal, "--api", api, "--token-file", tokFile, "--heartbeat", "1s")
+	cmd := exec.Command(bin, append([]string{"provider", "serve", "--name", name, "--home", agentHome,
+		"--temporal-address", temporal, "--api", api, "--token-file", tokFile, "--heartbeat", "1s"}, extra...)...)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)

@@ -29,6 +29,9 @@ type providerServeFlags struct {
 	stake                            int64
 	currency                         string
 	hostInputs                       []string
+	registry                         registryFlags
+	logURL                           string
+	insecure                         bool
 }
 
 func (f *providerServeFlags) check() error {
@@ -43,6 +46,8 @@ func (f *providerServeFlags) check() error {
 		return cli.Usagef("--stake %d: want 0 or more", f.stake)
 	case f.api == "" && f.artifacts == "":
 		return cli.Usagef("--api and --token-file: the control plane's API (its artifact store and heartbeats) are required")
+	case f.registry.addr != "" && f.logURL == "":
+		return cli.Usagef("--registry needs --rekor-url: the agent verifies each model's signatures against the shared log")
 	}
 	return nil
 }
@@ -67,9 +72,18 @@ func providerServeCmd() *cobra.Command {
 			"images of the jobs awarded to it (GET /v1/blobs, every blob verified against its digest) and\n" +
 			"pushes every output it collects (POST /v1/outputs), so the buyer's verifier and later jobs on\n" +
 			"other machines read them by digest. --artifacts DIR instead reads and writes the control\n" +
-			"plane's store directory directly: a shortcut for an agent on the control plane's machine.",
+			"plane's store directory directly: a shortcut for an agent on the control plane's machine.\n\n" +
+			"With --registry and --rekor-url (the shared log: accord log serve or Rekor) it runs tasks that\n" +
+			"use registry models: it fetches each model and verifies it itself before mounting it read-only,\n" +
+			"the signatures against its own trust store (HOME/trust.json: the model owners' keys, scope\n" +
+			"spec:OWNER, or the operator's, and the log's key, scope log) and their entries on the log.",
 		Example: `  accord provider serve --name gpu-east --temporal-address cp.example.com:7233 \
-      --api https://cp.example.com:8480 --token-file /etc/accord/provider.token`,
+      --api https://cp.example.com:8480 --token-file /etc/accord/provider.token
+
+  # with registry models, verified against the shared log
+  accord provider serve --name gpu-east --temporal-address cp.example.com:7233 \
+      --api https://cp.example.com:8480 --token-file /etc/accord/provider.token \
+      --registry registry.example.com:5000 --rekor-url https://log.example.com:3000`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if err := f.check(); err != nil {
@@ -100,6 +114,9 @@ func providerServeCmd() *cobra.Command {
 	fl.StringVar(&f.currency, "currency", "USD", "currency the agent prices in")
 	fl.Int64Var(&f.stake, "stake", 0, "most of the provider's bond at risk per job (its SLA offer; minor units): slashed on an SLA breach or a lost spot check")
 	fl.StringArrayVar(&f.hostInputs, "host-inputs", nil, "directory under which specs may mount host paths and import oci-archive: images (repeatable; default none)")
+	f.registry.add(c)
+	fl.StringVar(&f.logURL, "rekor-url", "", "the shared transparency log (Rekor v1 or accord log serve), read to verify registry models; its key must be trusted here for scope log")
+	fl.BoolVar(&f.insecure, "insecure", false, "allow a plain http:// --rekor-url (no TLS: a log on this machine or a test)")
 	tun.AddFlags(fl)
 	return c
 }
@@ -114,11 +131,14 @@ func runProviderAgent(ctx context.Context, cmd *cobra.Command, home string, tf *
 		}
 		token = strings.TrimSpace(string(b))
 	}
-	agent, err := local.OpenAgent(ctx, local.AgentOptions{
+	o := local.AgentOptions{
 		Home: home, Name: f.name, ContainerdAddress: f.containerd, KeyPath: f.key, ArtifactsDir: f.artifacts,
 		API: storeAPI(f), Token: token,
 		Currency: f.currency, Overcommit: f.overcommit, HostInputs: f.hostInputs, Stake: f.stake,
-	})
+		LogURL: f.logURL, LogInsecure: f.insecure,
+	}
+	f.registry.applyAgent(&o)
+	agent, err := local.OpenAgent(ctx, o)
 	if err != nil {
 		return err
 	}

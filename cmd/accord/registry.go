@@ -26,3 +26,9 @@ func (f *registryFlags) apply(o *local.Options) {
 	o.Registry, o.RegistryPlainHTTP = f.addr, f.plainHTTP
 	o.RegistryUsername, o.RegistryPassword = os.Getenv("ACCORD_REGISTRY_USERNAME"), os.Getenv("ACCORD_REGISTRY_PASSWORD")
 }
+
+// applyAgent sets a provider agent's registry (`accord provider serve`).
+func (f *registryFlags) applyAgent(o *local.AgentOptions) {
+	o.Registry, o.RegistryPlainHTTP = f.addr, f.plainHTTP
+	o.RegistryUsername, o.RegistryPassword = os.Getenv("ACCORD_REGISTRY_USERNAME"), os.Getenv("ACCORD_REGISTRY_PASSWORD")
+}

@@ -11,7 +11,9 @@ import (
 	"github.com/accordmesh/accord/internal/names"
 	"github.com/accordmesh/accord/market"
 	"github.com/accordmesh/accord/market/providers"
+	"github.com/accordmesh/accord/models/exchange"
 	"github.com/accordmesh/accord/provenance"
+	"github.com/accordmesh/accord/provenance/tlog"
 	"github.com/accordmesh/accord/runtimes"
 	"github.com/accordmesh/accord/runtimes/containerd"
 	"github.com/accordmesh/accord/settlement/sla"
@@ -45,8 +47,19 @@ type AgentOptions struct {
 	HostInputs []string
 	// Stake is the most of the provider's bond it puts at risk per job
 	// (its SLA offer; 0: none), in the currency's minor units.
-	Stake  int64
-	Logger *slog.Logger
+	Stake int64
+	// Registry (with its plain-HTTP flag and credentials, as in Options)
+	// lets the agent run tasks that use registry models. The agent
+	// verifies each model itself before mounting it: the signatures
+	// against its own trust store (Home/trust.json: the owners' and the
+	// operator's keys, and the log's key for scope log) and their entries
+	// on the shared log at LogURL (read only; LogInsecure allows http://).
+	Registry                           string
+	RegistryPlainHTTP                  bool
+	RegistryUsername, RegistryPassword string
+	LogURL                             string
+	LogInsecure                        bool
+	Logger                             *slog.Logger
 }
 
 // Agent is a provider agent's host: the activities it serves on its queue,
@@ -114,7 +127,29 @@ func OpenAgent(ctx context.Context, o AgentOptions) (*Agent, error) {
 		HostInputs:   roots,
 		Log:          o.Logger.With("provider", o.Name),
 	}
+	if o.Registry != "" {
+		x, err := agentExchange(ctx, o, key)
+		if err != nil {
+			return nil, err
+		}
+		a.Activities.Models = activities.Exchange{X: x}
+	}
 	return a, nil
+}
+
+// agentExchange opens the model exchange a provider agent fetches and
+// verifies models with: the registry, the shared log read only, and the
+// agent's own trust store.
+func agentExchange(ctx context.Context, o AgentOptions, key *provenance.Key) (*exchange.Exchange, error) {
+	if o.LogURL == "" {
+		return nil, fmt.Errorf("%w: a registry needs the log (its URL) to verify models against", ErrConfig)
+	}
+	l, err := tlog.Open(ctx, tlog.Config{Kind: tlog.KindRekor, Home: o.Home, URL: o.LogURL, Insecure: o.LogInsecure, ReadOnly: true})
+	if err != nil {
+		return nil, fmt.Errorf("local: agent: transparency log: %w", err)
+	}
+	return newExchange(registryOptions{addr: o.Registry, plainHTTP: o.RegistryPlainHTTP,
+		username: o.RegistryUsername, password: o.RegistryPassword}, o.Home, l, key)
 }
 
 // Profile is what the agent publishes: its pool's capacity, prices and SLA

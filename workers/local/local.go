@@ -277,15 +277,27 @@ func Open(ctx context.Context, o Options) (*Host, error) {
 // to l, published with key, verified against the home's trust store (read
 // at each verification) and cached under Home/models.
 func OpenExchange(o Options, l tlog.Log, key *provenance.Key) (*exchange.Exchange, error) {
-	reg, err := registry.New(o.Registry, registry.Options{
-		PlainHTTP: o.RegistryPlainHTTP, Username: o.RegistryUsername, Password: o.RegistryPassword,
-	})
+	return newExchange(registryOptions{addr: o.Registry, plainHTTP: o.RegistryPlainHTTP,
+		username: o.RegistryUsername, password: o.RegistryPassword}, o.Home, l, key)
+}
+
+// registryOptions locate a model registry and its credentials.
+type registryOptions struct {
+	addr               string
+	plainHTTP          bool
+	username, password string
+}
+
+// newExchange opens the exchange on r with home's trust store and model
+// cache.
+func newExchange(r registryOptions, home string, l tlog.Log, key *provenance.Key) (*exchange.Exchange, error) {
+	reg, err := registry.New(r.addr, registry.Options{PlainHTTP: r.plainHTTP, Username: r.username, Password: r.password})
 	if err != nil {
 		return nil, fmt.Errorf("local: model registry: %w", err)
 	}
-	trust := provenance.DefaultTrustPath(o.Home)
+	trust := provenance.DefaultTrustPath(home)
 	return &exchange.Exchange{
-		Registry: reg, Log: l, Key: key, CacheDir: filepath.Join(o.Home, "models"),
+		Registry: reg, Log: l, Key: key, CacheDir: filepath.Join(home, "models"),
 		Trust: func() (*provenance.TrustStore, error) { return provenance.LoadTrustStore(trust) },
 	}, nil
 }
