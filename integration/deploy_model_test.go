@@ -13,24 +13,20 @@ import (
 	"testing"
 	"time"
 
-	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/worker"
 
 	"github.com/accordmesh/accord/activities"
-	"github.com/accordmesh/accord/examples/images"
 	"github.com/accordmesh/accord/models"
 	"github.com/accordmesh/accord/models/exchange"
 	"github.com/accordmesh/accord/models/registry/registrytest"
 	"github.com/accordmesh/accord/provenance"
 	"github.com/accordmesh/accord/provenance/tlog"
-	"github.com/accordmesh/accord/runtimes/containerd"
 	"github.com/accordmesh/accord/services"
 	"github.com/accordmesh/accord/services/billing"
 	"github.com/accordmesh/accord/settlement"
 	"github.com/accordmesh/accord/specs"
 	"github.com/accordmesh/accord/workers"
 	"github.com/accordmesh/accord/workers/deployclient"
-	"github.com/accordmesh/accord/workers/devserver"
 	"github.com/accordmesh/accord/workers/local"
 	"github.com/accordmesh/accord/workflows"
 )
@@ -101,48 +97,10 @@ func modelSpec(image, version, constraint string) *specs.Spec {
 func TestDeploymentServesModel(t *testing.T) {
 	needStack(t)
 	reg := registrytest.StartServer(t)
-	tmp := t.TempDir()
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
-	image, _, err := images.BuildServer(ctx, images.Options{RepoDir: repoRoot(), Out: filepath.Join(tmp, "server.tar")})
-	if err != nil {
-		t.Fatal(err)
-	}
-	pid := os.Getpid() % 10000
-	net := services.Network{Name: fmt.Sprintf("acmod%d", pid), Bridge: fmt.Sprintf("acmod%d", pid),
-		Subnet: fmt.Sprintf("10.%d.%d.0/24", 160+pid%50, pid%250), DataDir: filepath.Join(tmp, "cni")}
-	if err := net.Available(); err != nil {
-		t.Skip(err)
-	}
-	defer net.Remove(context.Background())
-
-	srv, err := devserver.Start(devserver.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer srv.Stop()
-	c, err := client.Dial(client.Options{HostPort: srv.Address(), Namespace: srv.Namespace()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	rt, err := containerd.New(ctx, containerd.Options{StateDir: filepath.Join(tmp, "ctd")})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() {
-		rt.Purge(context.Background())
-		rt.Close()
-		containerd.StopDaemon(containerd.DaemonDir(filepath.Join(tmp, "ctd")), 5*time.Second)
-	}()
-	l, err := settlement.Open(ctx, filepath.Join(tmp, "ledger.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	if _, err := l.Deposit(ctx, settlement.DepositRequest{Tenant: "demo", Currency: "USD", Amount: 10_000_000, Key: "fund-demo"}); err != nil {
-		t.Fatal(err)
-	}
+	ds := newDeployStack(ctx, t, "acmod", 160)
+	tmp, image, net, c, rt, l := ds.tmp, ds.image, ds.net, ds.c, ds.rt, ds.l
 	cw := worker.New(c, workflows.TaskQueueControl, worker.Options{})
 	workflows.RegisterDeployment(cw)
 	if err := cw.Start(); err != nil {

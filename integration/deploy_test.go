@@ -61,48 +61,10 @@ func serviceSpec(image, version string, failRate float64) *specs.Spec {
 // and the ledger checks clean after the stop.
 func TestDeploymentOnContainerd(t *testing.T) {
 	needStack(t)
-	tmp := t.TempDir()
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
-	image, _, err := images.BuildServer(ctx, images.Options{RepoDir: repoRoot(), Out: filepath.Join(tmp, "server.tar")})
-	if err != nil {
-		t.Fatal(err)
-	}
-	pid := os.Getpid() % 10000
-	net := services.Network{Name: fmt.Sprintf("acdep%d", pid), Bridge: fmt.Sprintf("acdep%d", pid),
-		Subnet: fmt.Sprintf("10.%d.%d.0/24", 100+pid%50, pid%250), DataDir: filepath.Join(tmp, "cni")}
-	if err := net.Available(); err != nil {
-		t.Skip(err)
-	}
-	defer net.Remove(context.Background())
-
-	srv, err := devserver.Start(devserver.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer srv.Stop()
-	c, err := client.Dial(client.Options{HostPort: srv.Address(), Namespace: srv.Namespace()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	rt, err := containerd.New(ctx, containerd.Options{StateDir: filepath.Join(tmp, "ctd")})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() {
-		rt.Purge(context.Background())
-		rt.Close()
-		containerd.StopDaemon(containerd.DaemonDir(filepath.Join(tmp, "ctd")), 5*time.Second)
-	}()
-	l, err := settlement.Open(ctx, filepath.Join(tmp, "ledger.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	if _, err := l.Deposit(ctx, settlement.DepositRequest{Tenant: "demo", Currency: "USD", Amount: 10_000_000, Key: "fund-demo"}); err != nil {
-		t.Fatal(err)
-	}
+	ds := newDeployStack(ctx, t, "acdep", 100)
+	tmp, image, net, c, rt, l := ds.tmp, ds.image, ds.net, ds.c, ds.rt, ds.l
 	if _, err := l.DepositBond(ctx, settlement.BondRequest{Provider: "local", Currency: "USD", Amount: 5000, Key: "bond-local"}); err != nil {
 		t.Fatal(err)
 	}
@@ -443,4 +405,60 @@ func killReplica(id string) error {
 		return syscall.Kill(pid, syscall.SIGKILL)
 	}
 	return fmt.Errorf("no process of replica %s", id)
+}
+
+// deployStack is what a deployment test runs on: the example server's
+// image built from source, a CNI network, an embedded Temporal server and
+// a client, a private containerd and a SQLite ledger with tenant demo
+// funded; everything is stopped when the test ends. It skips when the
+// network cannot be made (no root or no CNI plugins).
+type deployStack struct {
+	tmp, image string
+	net        services.Network
+	c          client.Client
+	rt         *containerd.Runtime
+	l          *settlement.Ledger
+}
+
+// newDeployStack starts a deployStack whose network is named prefix+pid,
+// on a /24 under 10.(base+pid%50).
+func newDeployStack(ctx context.Context, t *testing.T, prefix string, base int) *deployStack {
+	t.Helper()
+	ds := &deployStack{tmp: t.TempDir()}
+	var err error
+	if ds.image, _, err = images.BuildServer(ctx, images.Options{RepoDir: repoRoot(), Out: filepath.Join(ds.tmp, "server.tar")}); err != nil {
+		t.Fatal(err)
+	}
+	pid := os.Getpid() % 10000
+	ds.net = services.Network{Name: fmt.Sprintf("%s%d", prefix, pid), Bridge: fmt.Sprintf("%s%d", prefix, pid),
+		Subnet: fmt.Sprintf("10.%d.%d.0/24", base+pid%50, pid%250), DataDir: filepath.Join(ds.tmp, "cni")}
+	if err := ds.net.Available(); err != nil {
+		t.Skip(err)
+	}
+	t.Cleanup(func() { ds.net.Remove(context.Background()) })
+	srv, err := devserver.Start(devserver.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(srv.Stop)
+	if ds.c, err = client.Dial(client.Options{HostPort: srv.Address(), Namespace: srv.Namespace()}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(ds.c.Close)
+	if ds.rt, err = containerd.New(ctx, containerd.Options{StateDir: filepath.Join(ds.tmp, "ctd")}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		ds.rt.Purge(context.Background())
+		ds.rt.Close()
+		containerd.StopDaemon(containerd.DaemonDir(filepath.Join(ds.tmp, "ctd")), 5*time.Second)
+	})
+	if ds.l, err = settlement.Open(ctx, filepath.Join(ds.tmp, "ledger.db")); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ds.l.Close() })
+	if _, err := ds.l.Deposit(ctx, settlement.DepositRequest{Tenant: "demo", Currency: "USD", Amount: 10_000_000, Key: "fund-demo"}); err != nil {
+		t.Fatal(err)
+	}
+	return ds
 }

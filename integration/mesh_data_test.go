@@ -18,6 +18,7 @@ import (
 	"github.com/accordmesh/accord/provenance"
 	"github.com/accordmesh/accord/workers/apijobs"
 	"github.com/accordmesh/accord/workers/jobclient"
+	"github.com/accordmesh/accord/workers/stack"
 	"github.com/accordmesh/accord/workflows"
 )
 
@@ -34,6 +35,33 @@ func meshSpec(t *testing.T, dir, name, provider, tasks, tests string) string {
 		t.Fatal(err)
 	}
 	return p
+}
+
+// agentAPI puts the trainer image in home's artifact store, granted to
+// tenant, and serves the control plane's API (jobs, the agents' registry
+// and the artifact store) for provider agents until the test ends. It
+// returns the store, the image's digest, the agents' registry and the API.
+func agentAPI(t *testing.T, st *stack.Stack, home, image, tenant string) (artifacts.Local, string, *agents.Registry, *httptest.Server) {
+	t.Helper()
+	store := artifacts.Local{Dir: artifacts.DefaultDir(home)}
+	f, err := os.Open(image)
+	if err != nil {
+		t.Fatal(err)
+	}
+	digest, _, err := store.PutReader(context.Background(), f, 1<<30)
+	f.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := store.Grant(tenant, digest); err != nil {
+		t.Fatal(err)
+	}
+	reg := agents.Open(home)
+	prov := &provenance.Local{Home: home, Log: st.Local.Log, Store: provenance.NewStore(provenance.DefaultStoreDir(home))}
+	srv := httptest.NewServer(apiserver.New(&apijobs.Jobs{Client: st.Client, Home: home, Prov: prov}, st.Local.Store,
+		apiserver.WithProviders(reg), apiserver.WithBlobs(store, apiserver.DefaultMaxData), apiserver.WithRateLimit(0, 0)))
+	t.Cleanup(srv.Close)
+	return store, digest, reg, srv
 }
 
 // startAgent runs `accord provider serve --name NAME` with its own home,
@@ -104,25 +132,7 @@ func TestProviderAgentsDataFlow(t *testing.T) {
 	ctx := context.Background()
 	fund(t, home, "mesh", 2000)
 
-	store := artifacts.Local{Dir: artifacts.DefaultDir(home)}
-	f, err := os.Open(image)
-	if err != nil {
-		t.Fatal(err)
-	}
-	imgDigest, _, err := store.PutReader(ctx, f, 1<<30)
-	f.Close()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := store.Grant("mesh", imgDigest); err != nil {
-		t.Fatal(err)
-	}
-
-	reg := agents.Open(home)
-	prov := &provenance.Local{Home: home, Log: st.Local.Log, Store: provenance.NewStore(provenance.DefaultStoreDir(home))}
-	srv := httptest.NewServer(apiserver.New(&apijobs.Jobs{Client: st.Client, Home: home, Prov: prov}, st.Local.Store,
-		apiserver.WithProviders(reg), apiserver.WithBlobs(store, apiserver.DefaultMaxData), apiserver.WithRateLimit(0, 0)))
-	defer srv.Close()
+	store, imgDigest, reg, srv := agentAPI(t, st, home, image, "mesh")
 	homeA := startAgent(t, bin, home, st.Server.Address(), srv.URL, st.Local.Store, reg, "gpu-a")
 	homeB := startAgent(t, bin, home, st.Server.Address(), srv.URL, st.Local.Store, reg, "gpu-b")
 	agentLogs := func() string {

@@ -10,14 +10,10 @@ import (
 	"time"
 
 	"github.com/accordmesh/accord/activities"
-	"github.com/accordmesh/accord/artifacts"
-	"github.com/accordmesh/accord/internal/apiserver"
-	"github.com/accordmesh/accord/market/agents"
 	"github.com/accordmesh/accord/models/registry/registrytest"
 	"github.com/accordmesh/accord/provenance"
 	"github.com/accordmesh/accord/provenance/tlog/rekorapi"
 	"github.com/accordmesh/accord/settlement"
-	"github.com/accordmesh/accord/workers/apijobs"
 	"github.com/accordmesh/accord/workers/jobclient"
 	"github.com/accordmesh/accord/workers/local"
 	"github.com/accordmesh/accord/workers/stack"
@@ -53,24 +49,7 @@ func TestProviderAgentRegistryModel(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	store := artifacts.Local{Dir: artifacts.DefaultDir(home)}
-	f, err := os.Open(image)
-	if err != nil {
-		t.Fatal(err)
-	}
-	imgDigest, _, err := store.PutReader(ctx, f, 1<<30)
-	f.Close()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := store.Grant("mesh", imgDigest); err != nil {
-		t.Fatal(err)
-	}
-	reg := agents.Open(home)
-	prov := &provenance.Local{Home: home, Log: st.Local.Log, Store: provenance.NewStore(provenance.DefaultStoreDir(home))}
-	api := httptest.NewServer(apiserver.New(&apijobs.Jobs{Client: st.Client, Home: home, Prov: prov}, st.Local.Store,
-		apiserver.WithProviders(reg), apiserver.WithBlobs(store, apiserver.DefaultMaxData), apiserver.WithRateLimit(0, 0)))
-	defer api.Close()
+	_, imgDigest, reg, api := agentAPI(t, st, home, image, "mesh")
 	// The log every party reads, served read-only over Rekor's REST API.
 	logSrv := httptest.NewServer(rekorapi.NewHandler(st.Local.Log, rekorapi.WithReadOnly()))
 	defer logSrv.Close()
