@@ -51,7 +51,7 @@ func (s *search) addCliqueCuts(lp *packLP) *packLP {
 	root := lp
 	root.solve(50 * (s.m + s.n))
 	x := make([]float64, s.n)
-	s.roundRoot(root, x)
+	best := s.roundRoot(root, x)
 	bound0 := root.dualBound(make([]float64, s.m))
 	seen := map[string]bool{}
 	cnt := make([]int, s.n)
@@ -94,10 +94,6 @@ func (s *search) addCliqueCuts(lp *packLP) *packLP {
 		return root
 	}
 	bound := lp.dualBound(make([]float64, s.m))
-	best := s.probs[0].bestVal
-	for _, p := range s.probs {
-		best = math.Min(best, p.bestVal)
-	}
 	if bound0-bound < cutKeepGap*(bound0-best) {
 		for j, c := range s.cols {
 			s.cols[j] = slices.DeleteFunc(c, func(g int) bool { return g >= m0 })
@@ -110,16 +106,31 @@ func (s *search) addCliqueCuts(lp *packLP) *packLP {
 }
 
 // roundRoot offers the packing that rounds the solved root LP (the bids
-// by decreasing x, as worker.round), filling x with the LP's values.
-func (s *search) roundRoot(lp *packLP, x []float64) {
+// by decreasing x, as worker.round), filling x with the LP's values, and
+// returns the better of its value and a greedy packing's by p/√|S|: the
+// reference for the root gap, the same whatever bids the search's
+// problems exclude (their warm starts are not).
+func (s *search) roundRoot(lp *packLP, x []float64) float64 {
 	alive := make([]bool, s.n)
 	for j := range alive {
 		alive[j] = true
 		x[j] = lp.x(j)
 	}
 	w := s.w0
-	order := w.rank(alive, func(j int) float64 { return x[j] + 1e-3*s.price[j]/math.Sqrt(float64(len(s.cols[j]))) })
-	s.offer(w.pack(order, nil, -1))
+	best := 0.0
+	for _, key := range []func(int) float64{
+		func(j int) float64 { return x[j] + 1e-3*s.price[j]/math.Sqrt(float64(len(s.cols[j]))) },
+		func(j int) float64 { return s.price[j] / math.Sqrt(float64(len(s.cols[j]))) },
+	} {
+		win := w.pack(w.rank(alive, key), nil, -1)
+		s.offer(win)
+		v := 0.0
+		for _, j := range win {
+			v += s.price[j]
+		}
+		best = math.Max(best, v)
+	}
+	return best
 }
 
 // clique grows a clique of the conflict graph from seed: first by the
