@@ -34,7 +34,8 @@ const (
 	// cutSeeds bounds the fractional bids each round grows a clique from.
 	cutSeeds = 400
 	// cutKeepGap is the share of the root gap the cuts must close to be
-	// kept.
+	// kept; a first round that closes less than half of it ends the
+	// separation (CATS 200×1000: about 1 %; the market batch: 9 %).
 	cutKeepGap = 0.05
 )
 
@@ -89,6 +90,11 @@ func (s *search) addCliqueCuts(lp *packLP) *packLP {
 		budget -= len(cuts)
 		lp = newPackLP(s.m, s.cols, s.price)
 		lp.solve(50 * (s.m + s.n))
+		// A first round that closes less than half the share needed is
+		// not worth more rounds: the later ones close less.
+		if round == 0 && bound0-lp.dualBound(make([]float64, s.m)) < cutKeepGap/2*(bound0-best) {
+			break
+		}
 	}
 	if s.m == m0 {
 		return root
