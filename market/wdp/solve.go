@@ -20,9 +20,13 @@ const PruneTol = 1e-7
 
 // integralTol is the margin below a whole unit by which a node's bound must
 // fall short of the incumbent + 1 to close it when every price is an
-// integer (see search.gain). Bounds are sums of a few thousand doubles of
-// at most maxIntegral, so their rounding error is far below it.
-const integralTol = 1e-6
+// integer (see search.gain). The rounding error of a bound, a sum over
+// thousands of rows of duals no larger than the price total T, is about
+// rows × T × 2⁻⁵², so the margin also grows by integralRelTol × T.
+const (
+	integralTol    = 1e-6
+	integralRelTol = 1e-11
+)
 
 // maxIntegral is the largest price total for which integral prices are
 // summed exactly in float64 (2⁵³), and so allow pruning by whole units.
@@ -417,7 +421,11 @@ func newSearch(ctx context.Context, in *Instance, comp []int, opts Options) *sea
 	s.owners = make([][]int, s.n)
 	s.gain = PruneTol
 	if integral(s.price) {
-		s.gain = 1 - integralTol
+		total := 0.0
+		for _, p := range s.price {
+			total += p
+		}
+		s.gain = max(PruneTol, 1-integralTol-integralRelTol*total)
 	}
 	s.w0 = s.newWorker()
 	return s
