@@ -5,9 +5,9 @@ import (
 	"fmt"
 	"math"
 	"runtime"
+	"slices"
 	"sort"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/accordmesh/accord/market/wdp"
@@ -576,7 +576,7 @@ func (au *auction) solve(ctx context.Context) error {
 		res.Welfare += res.Bids[w].Surplus
 	}
 	start = time.Now()
-	prices, nodes, exact := providerPrices(ctx, au.inst, res, sol, au.profs, au.opts)
+	prices, nodes, exact := providerPrices(ctx, au.inst, res, sol, au.opts)
 	au.timings.Prices = time.Since(start)
 	res.Nodes += nodes
 	au.pricesExact = exact
@@ -609,73 +609,48 @@ func namesOf(buyers []*Buyer, jobs []int) []string {
 }
 
 // providerPrices computes each winning provider's Clarke-pivot premium
-// W − W₋ₚ (the welfare the market would lose without it), re-solving without
-// all of its bids in parallel, warm-started with the winners minus its bids.
+// W − W₋ₚ (the welfare the market would lose without it), re-solving
+// without every bid that uses the provider, with wdp.Without: one shared
+// presolve, root cuts and search tree for the re-solves of a component,
+// searched by a worker per CPU, each re-solve warm-started with the winners
+// minus the provider's bids and stopped once it reaches W.
 //
 // opts.TimeLimit bounds all the re-solves together, so that a batch with
 // many winning providers takes at most twice the limit; a re-solve it
 // stops leaves the prices inexact (reported as not optimal).
-func providerPrices(ctx context.Context, inst *wdp.Instance, res *Result, sol *wdp.Solution, profs []Profile, opts Options) (map[string]int64, int, bool) {
-	ctx, cancel := context.WithTimeout(ctx, opts.TimeLimit)
-	defer cancel()
+func providerPrices(ctx context.Context, inst *wdp.Instance, res *Result, sol *wdp.Solution, opts Options) (map[string]int64, int, bool) {
 	winners := map[string]bool{}
 	for _, w := range sol.Winners {
 		for _, p := range res.Bids[w].Providers {
 			winners[p] = true
 		}
 	}
-	var names []string
+	names := make([]string, 0, len(winners))
 	for p := range winners {
 		names = append(names, p)
 	}
 	sort.Strings(names)
-	prem := make([]int64, len(names))
-	nodes := make([]int, len(names))
-	exact := make([]bool, len(names))
-	var wg sync.WaitGroup
-	sem := make(chan struct{}, runtime.GOMAXPROCS(0))
+	index := make(map[string]int, len(names))
 	for i, p := range names {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			sem <- struct{}{}
-			defer func() { <-sem }()
-			sub := &wdp.Instance{Goods: inst.Goods}
-			var inc []int
-			isWinner := map[int]bool{}
-			for _, w := range sol.Winners {
-				isWinner[w] = true
-			}
-			for j, b := range res.Bids {
-				if containsExact(b.Providers, p) {
-					continue
-				}
-				if isWinner[j] {
-					inc = append(inc, len(sub.Bids))
-				}
-				sub.Bids = append(sub.Bids, inst.Bids[j])
-			}
-			s, err := wdp.Solve(ctx, sub, wdp.Options{Incumbent: inc})
-			if err != nil {
-				return
-			}
-			nodes[i], exact[i] = s.Nodes, s.Optimal
-			prem[i] = int64(math.Round(sol.Objective - s.Objective))
-			if prem[i] < 0 {
-				prem[i] = 0
-			}
-		}()
+		index[p] = i
 	}
-	wg.Wait()
-	out := map[string]int64{}
-	ok := sol.Optimal
-	tot := 0
+	groups := make([][]int, len(names))
+	for j, b := range res.Bids {
+		for _, p := range b.Providers {
+			if i, ok := index[p]; ok && !slices.Contains(groups[i], j) {
+				groups[i] = append(groups[i], j)
+			}
+		}
+	}
+	out := make(map[string]int64, len(names))
+	r, err := wdp.Without(ctx, inst, sol, groups, wdp.Options{TimeLimit: opts.TimeLimit, Threads: runtime.GOMAXPROCS(0)})
+	if err != nil { // sol is the instance's own solution: not expected
+		return out, 0, false
+	}
 	for i, p := range names {
-		out[p] = prem[i]
-		ok = ok && exact[i]
-		tot += nodes[i]
+		out[p] = max(0, int64(math.Round(sol.Objective-r.Objective[i])))
 	}
-	return out, tot, ok
+	return out, r.Nodes, sol.Optimal && r.Exact
 }
 
 func containsExact(list []string, s string) bool {

@@ -27,6 +27,17 @@
 //     graph, solved independently (in parallel);
 //   - incumbents come from greedy packings (by p/√|S|, p/|S| and p), from
 //     LP-guided rounding at each node, and from Options.Incumbent;
+//   - clique cuts at the root: bids that pairwise share a good, though no
+//     good is common to all, satisfy Σ_{j∈C} xⱼ ≤ 1, which the rows do not
+//     imply (x = ½ on a triangle). Violated cliques are grown greedily from
+//     the root LP's fractional bids and added as virtual goods (a cut has
+//     a row's form), for up to 8 rounds; they are kept only when they
+//     close at least 5 % of the gap between the root bound and the best
+//     root packing, since every row slows every pivot;
+//   - when every price is an integer (market surpluses in minor units),
+//     every packing is worth an integer, so a node closes once its bound
+//     is below incumbent + 1 (less integralTol) instead of incumbent +
+//     PruneTol;
 //   - each node's LP relaxation is re-optimised from its parent's basis by
 //     a bounded dual simplex (packLP): a removed bid is a column with upper
 //     bound 0 and every nonbasic variable sits at its favoured bound, so any
@@ -57,7 +68,7 @@
 // The search stops at Options.TimeLimit or when ctx is done, returning the
 // best packing found with Optimal false and Gap = (largest bound of an
 // unexplored subtree) − objective. Optimal true means Gap 0: every node was
-// closed within PruneTol.
+// closed within PruneTol (within a whole unit for integer prices).
 //
 // Options.GonumMaxRows additionally solves the root LP of small components
 // with gonum's lp.Simplex as a cross-check (tests turn it on). It is off by
@@ -71,6 +82,13 @@
 // VCG computes Clarke-pivot payments: winner i pays W₋ᵢ − (W − vᵢ), the loss
 // its presence imposes on the others, where W₋ᵢ is the optimum without i's
 // bids. Since the winners without i are feasible there, 0 ≤ payment ≤ vᵢ.
+//
+// Without generalises the re-solves to any groups of bids, overlapping or
+// not (in a market, the bids that use one provider); VCG is one group per
+// winning bidder. When the solution is optimal, no re-solve of a component
+// exceeds the solution's value W_c there, so each re-solve's bounds are
+// capped at W_c and a re-solve that finds a packing worth W_c (a winner
+// with a stand-in of equal value) is done.
 //
 // The re-solves share one presolve and, per component, one search tree: a
 // search can carry several problems, each excluding some bids, with its own

@@ -104,7 +104,7 @@ func TestRevisedSimplexAgreesWithGonum(t *testing.T) {
 			comp[j] = j
 		}
 		s := newSearch(context.Background(), in, comp, Options{})
-		s.addProblem(nil, nil)
+		s.addProblem(nil, nil, math.Inf(1))
 		lp := newPackLP(s.m, s.cols, s.price)
 		if !lp.solve(1000) {
 			t.Fatalf("seed %d: simplex did not finish", seed)

@@ -18,6 +18,20 @@ import (
 // 0 only when every open node was closed this way.
 const PruneTol = 1e-7
 
+// integralTol is the margin below a whole unit by which a node's bound must
+// fall short of the incumbent + 1 to close it when every price is an
+// integer (see search.gain). The rounding error of a bound, a sum over
+// thousands of rows of duals no larger than the price total T, is about
+// rows × T × 2⁻⁵², so the margin also grows by integralRelTol × T.
+const (
+	integralTol    = 1e-6
+	integralRelTol = 1e-11
+)
+
+// maxIntegral is the largest price total for which integral prices are
+// summed exactly in float64 (2⁵³), and so allow pruning by whole units.
+const maxIntegral = 1 << 53
+
 // Options tune Solve. The zero value solves to optimality with no limit.
 type Options struct {
 	// TimeLimit stops the search and returns the best solution found with
@@ -58,6 +72,7 @@ type Solution struct {
 	Nodes      int     `json:"nodes"`
 	Components int     `json:"components"`
 	Presolved  int     `json:"presolved"` // bids removed before the search
+	Cuts       int     `json:"cuts"`      // clique cuts kept at the roots
 	Seconds    float64 `json:"seconds"`
 }
 
@@ -87,6 +102,7 @@ func Solve(ctx context.Context, in *Instance, opts Options) (*Solution, error) {
 		win   []int
 		bound float64
 		nodes int
+		cuts  int
 		opt   bool
 	}
 	res := make([]result, len(comps))
@@ -108,14 +124,14 @@ func Solve(ctx context.Context, in *Instance, opts Options) (*Solution, error) {
 					start = append(start, l)
 				}
 			}
-			s.addProblem(nil, start)
+			s.addProblem(nil, start, math.Inf(1))
 			s.run()
 			best := s.probs[0].best
 			win := make([]int, 0, len(best))
 			for _, j := range best {
 				win = append(win, c[j])
 			}
-			res[ci] = result{win, s.upper(), s.nodes, s.complete}
+			res[ci] = result{win, s.upper(), s.nodes, s.cuts, s.complete}
 			m.done.Add(1)
 		}()
 	}
@@ -126,6 +142,7 @@ func Solve(ctx context.Context, in *Instance, opts Options) (*Solution, error) {
 		sol.Winners = append(sol.Winners, r.win...)
 		sol.Bound += r.bound
 		sol.Nodes += r.nodes
+		sol.Cuts += r.cuts
 		sol.Optimal = sol.Optimal && r.opt
 	}
 	sort.Ints(sol.Winners)
@@ -277,10 +294,15 @@ func components(in *Instance, keep []int) [][]int {
 // uses none of the excluded bids. Winner determination has one problem that
 // excludes nothing; VCG has one per winning bidder, excluding its bids.
 type problem struct {
-	excl    []int // local bids this problem may not use
-	start   []int // a feasible warm start, local indices (nil: none)
-	best    []int // local indices of the incumbent
+	excl    []int  // local bids this problem may not use
+	banned  []bool // excl as a set over the local bids (nil: none)
+	start   []int  // a feasible warm start, local indices (nil: none)
+	best    []int  // local indices of the incumbent
 	bestVal float64
+	// cap is a known upper bound on the problem's optimum (+Inf: none):
+	// in VCG, the component's optimal value, which no re-solve exceeds.
+	// A problem whose incumbent reaches it is closed.
+	cap float64
 }
 
 // search is the branch-and-bound over one component. It searches for
@@ -299,9 +321,15 @@ type search struct {
 	price    []float64
 	conflict [][]int // bids sharing a good with each bid (excluding itself)
 	probs    []*problem
-	owner    []int // the problem excluding each local bid, -1 if none
-	opts     Options
-	w0       *worker // the first worker, also used outside the tree
+	owners   [][]int // the problems excluding each local bid
+	// gain is how much a node's bound must exceed an incumbent for the
+	// node to be explored: PruneTol, or 1 − integralTol when every price
+	// is an integer, since every packing is then worth an integer and a
+	// bound below incumbent + 1 leaves no better one (CBC's cutoff
+	// increment). Market surpluses are integer minor units.
+	gain float64
+	opts Options
+	w0   *worker // the first worker, also used outside the tree
 
 	mu      sync.Mutex
 	cond    *sync.Cond
@@ -312,6 +340,7 @@ type search struct {
 	stopped atomic.Bool
 
 	nodes    int
+	cuts     int // virtual goods added by addCliqueCuts
 	complete bool
 
 	meter *meter // progress counters shared with the caller
@@ -343,6 +372,7 @@ type worker struct {
 	used  []bool    // goods taken by a packing
 	cnt   []int     // alive bids per good
 	bound []float64 // each problem's bound at the current node
+	raw   []float64 // ... before its cap, for reduced-cost fixing
 	inc   []float64 // a snapshot of the incumbents' values
 	nodes int
 }
@@ -388,12 +418,30 @@ func newSearch(ctx context.Context, in *Instance, comp []int, opts Options) *sea
 			}
 		}
 	}
-	s.owner = make([]int, s.n)
-	for j := range s.owner {
-		s.owner[j] = -1
+	s.owners = make([][]int, s.n)
+	s.gain = PruneTol
+	if integral(s.price) {
+		total := 0.0
+		for _, p := range s.price {
+			total += p
+		}
+		s.gain = max(PruneTol, 1-integralTol-integralRelTol*total)
 	}
 	s.w0 = s.newWorker()
 	return s
+}
+
+// integral reports whether every price is a whole number and their total
+// is exact in float64.
+func integral(price []float64) bool {
+	sum := 0.0
+	for _, p := range price {
+		if p != math.Trunc(p) {
+			return false
+		}
+		sum += math.Abs(p)
+	}
+	return sum < maxIntegral
 }
 
 func (s *search) newWorker() *worker {
@@ -403,22 +451,34 @@ func (s *search) newWorker() *worker {
 
 // addProblem adds a problem that may not use the local bids excl, warm
 // started from the local packing start when that is feasible and avoids
-// excl.
-func (s *search) addProblem(excl, start []int) {
-	p := &problem{excl: excl}
+// excl, and whose optimum is known to be at most cap.
+func (s *search) addProblem(excl, start []int, cap float64) {
+	p := &problem{excl: excl, cap: cap}
 	k := len(s.probs)
 	s.probs = append(s.probs, p)
-	for _, j := range excl {
-		s.owner[j] = k
+	if len(excl) > 0 {
+		p.banned = make([]bool, s.n)
+		for _, j := range excl {
+			if !p.banned[j] {
+				p.banned[j] = true
+				s.owners[j] = append(s.owners[j], k)
+			}
+		}
 	}
 	ok := s.w0.feasible(start)
 	for _, j := range start {
-		ok = ok && s.owner[j] != k
+		ok = ok && !s.excludes(k, j)
 	}
 	if ok && start != nil {
 		p.start = start
 		s.offer(start)
 	}
+}
+
+// excludes reports whether problem k may not use local bid j.
+func (s *search) excludes(k, j int) bool {
+	b := s.probs[k].banned
+	return b != nil && b[j]
 }
 
 func (w *worker) feasible(win []int) bool {
@@ -449,7 +509,7 @@ next:
 			continue
 		}
 		for _, j := range win {
-			if s.owner[j] == k {
+			if s.excludes(k, j) {
 				continue next
 			}
 		}
@@ -497,7 +557,7 @@ func (w *worker) pack(order, base []int, skip int) []int {
 	win := append([]int(nil), base...)
 next:
 	for _, j := range order {
-		if skip >= 0 && w.owner[j] == skip {
+		if skip >= 0 && w.excludes(skip, j) {
 			continue
 		}
 		for _, g := range w.cols[j] {
@@ -548,7 +608,8 @@ func (s *search) run() {
 			}
 		}
 	}
-	lp := newPackLP(s.m, s.cols, s.price)
+	lp := s.addCliqueCuts(newPackLP(s.m, s.cols, s.price))
+	w.y, w.used, w.cnt = make([]float64, s.m), make([]bool, s.m), make([]int, s.m)
 	trivial := 0.0 // Σ prices bounds the root before its LP is solved
 	for _, p := range s.price {
 		trivial += p
@@ -566,6 +627,7 @@ func (s *search) run() {
 	for _, w := range ws { // the problems are all added by now
 		w.inc = make([]float64, len(s.probs))
 		w.bound = make([]float64, len(s.probs))
+		w.raw = make([]float64, len(s.probs))
 	}
 	var wg sync.WaitGroup
 	for _, w := range ws {
@@ -647,7 +709,8 @@ func (w *worker) threshold(active []int) float64 {
 // alive bids need not pay for the goods only those bids use.
 func (w *worker) problemBounds(alive []bool, active []int, bound float64) {
 	if len(active) == 1 && w.probs[active[0]].excl == nil {
-		w.bound[active[0]] = bound
+		w.raw[active[0]] = bound
+		w.bound[active[0]] = math.Min(bound, w.probs[active[0]].cap)
 		return
 	}
 	clear(w.cnt)
@@ -689,6 +752,8 @@ func (w *worker) problemBounds(alive []bool, active []int, bound float64) {
 				}
 			}
 		}
+		w.raw[k] = w.bound[k]
+		w.bound[k] = math.Min(w.bound[k], p.cap)
 	}
 }
 
@@ -697,7 +762,7 @@ func (w *worker) stillOpen(active []int) []int {
 	w.snap()
 	out := active[:0:0]
 	for _, k := range active {
-		if w.bound[k] > w.inc[k]+PruneTol {
+		if w.bound[k] > w.inc[k]+w.gain {
 			out = append(out, k)
 		}
 	}
@@ -753,7 +818,7 @@ func (w *worker) enter(t task) bool {
 		w.leaveOpen(t.inherited)
 		return false
 	}
-	if t.inherited <= w.threshold(t.active)+PruneTol {
+	if t.inherited <= w.threshold(t.active)+w.gain {
 		return false
 	}
 	w.nodes++
@@ -770,7 +835,7 @@ func (w *worker) solveLP(t *task) (bound float64, open bool) {
 		copy(t.lp.alive, t.alive)
 		// The node is closed for every active problem once the LP bound
 		// is at or below their smallest incumbent: the LP may stop there.
-		t.lp.cutoff = w.threshold(t.active) + PruneTol - t.fixedVal
+		t.lp.cutoff = w.threshold(t.active) + w.gain - t.fixedVal
 		t.lp.solve(50 * (w.m + w.n))
 		bound = t.fixedVal + t.lp.dualBound(w.y)
 		if t.depth == 0 && len(w.probs) == 1 && w.m <= w.opts.GonumMaxRows {
@@ -896,7 +961,7 @@ func (w *worker) round(t *task) (open bool) {
 func (w *worker) fixByReducedCost(t *task) {
 	need1, need2, top := math.Inf(-1), math.Inf(-1), -1
 	for _, k := range t.active {
-		g := w.bound[k] - w.inc[k] - PruneTol
+		g := w.raw[k] - w.inc[k] - w.gain
 		if g > need1 {
 			need1, need2, top = g, need1, k
 		} else if g > need2 {
@@ -913,13 +978,30 @@ func (w *worker) fixByReducedCost(t *task) {
 			rc += w.y[g]
 		}
 		need := need1
-		if w.owner[j] == top {
-			need = need2
+		if top >= 0 && w.excludes(top, j) {
+			need = w.needWithout(t.active, j, need2)
 		}
 		if rc >= need {
 			t.alive[j] = false
 		}
 	}
+}
+
+// needWithout is the largest margin bound - incumbent over the active
+// problems that may use local bid j (-Inf: none), given need2, the
+// largest over all but the one with the largest margin, which excludes j.
+// A bid in only one problem's exclusions, the usual case, takes need2.
+func (w *worker) needWithout(active []int, j int, need2 float64) float64 {
+	if len(w.owners[j]) <= 1 {
+		return need2
+	}
+	need := math.Inf(-1)
+	for _, k := range active {
+		if !w.excludes(k, j) {
+			need = math.Max(need, w.raw[k]-w.inc[k]-w.gain)
+		}
+	}
+	return need
 }
 
 // rebranchCandidate picks a bid to branch on when the fractional one was
@@ -949,10 +1031,10 @@ func (w *worker) branch(t task, frac int, bound float64) {
 		one[k] = false
 	}
 	oneActive := t.active
-	if o := w.owner[frac]; o >= 0 {
+	if len(w.owners[frac]) > 0 {
 		oneActive = make([]int, 0, len(t.active))
 		for _, k := range t.active {
-			if k != o {
+			if !w.excludes(k, frac) {
 				oneActive = append(oneActive, k)
 			}
 		}

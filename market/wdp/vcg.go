@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math"
 	"runtime"
+	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -26,20 +27,86 @@ type Payments struct {
 // bidder i pays W₋ᵢ - (W - vᵢ), the welfare the others lose because i takes
 // part, where W is the optimal welfare, vᵢ the price of i's winning bids and
 // W₋ᵢ the optimal welfare without i's bids. Since the winners without i are
-// feasible for W₋ᵢ, 0 ≤ payment ≤ vᵢ (individual rationality).
+// feasible for W₋ᵢ, 0 ≤ payment ≤ vᵢ (individual rationality). The
+// re-solves are Without's, one group per winning bidder.
+func VCG(ctx context.Context, in *Instance, sol *Solution, opts Options) (*Payments, error) {
+	if sol == nil {
+		return nil, fmt.Errorf("%w: nil solution", ErrInvalid)
+	}
+	won := map[string]float64{}
+	var bidders []string
+	for _, w := range sol.Winners {
+		if w < 0 || w >= len(in.Bids) {
+			return nil, fmt.Errorf("%w: winner %d out of range", ErrInvalid, w)
+		}
+		b := in.Bids[w].Bidder
+		if _, ok := won[b]; !ok {
+			bidders = append(bidders, b)
+		}
+		won[b] += in.Bids[w].Price
+	}
+	index := make(map[string]int, len(bidders))
+	for k, b := range bidders {
+		index[b] = k
+	}
+	groups := make([][]int, len(bidders))
+	for j, b := range in.Bids {
+		if k, ok := index[b.Bidder]; ok {
+			groups[k] = append(groups[k], j)
+		}
+	}
+	r, err := Without(ctx, in, sol, groups, opts)
+	if err != nil {
+		return nil, err
+	}
+	p := &Payments{ByBidder: make(map[string]float64, len(won)), Exact: r.Exact, Nodes: r.Nodes, Seconds: r.Seconds}
+	for k, b := range bidders {
+		v := won[b]
+		pay := r.Objective[k] - (sol.Objective - v)
+		// Clamp rounding noise into the range the theory guarantees.
+		pay = math.Min(math.Max(pay, 0), v)
+		if math.Abs(pay) < 1e-9 {
+			pay = 0
+		}
+		p.ByBidder[b] = pay
+	}
+	return p, nil
+}
+
+// Resolves are the optimal objectives of an instance without each of
+// several groups of bids.
+type Resolves struct {
+	// Objective holds, per group, the best objective found without the
+	// group's bids: the optimum when Exact.
+	Objective []float64 `json:"objective"`
+	// Exact is false when sol was not optimal or a re-solve stopped at
+	// the time limit; the objectives are then those of the best packings
+	// found, so they may be too low.
+	Exact   bool    `json:"exact"`
+	Nodes   int     `json:"nodes"`
+	Seconds float64 `json:"seconds"`
+}
+
+// Without re-solves in once per group of bids (indices into in.Bids), each
+// time without that group's bids, given a solution sol of in (optimal for
+// exact answers): the W₋ᵢ of VCG payments, where a group is a bidder's
+// bids, or, in a market, every bid that uses one provider.
 //
 // The re-solves share work. Presolve runs once, removing a dominated bid
-// only when its dominator can stand in for it in every re-solve (the
-// dominator's bidder wins nothing, or is the dominated bid's own bidder),
-// and never a winner. Only components holding some of i's winning bids
-// change without i, so W₋ᵢ = W - Σ_c W_c + Σ_c W_c₋ᵢ over those components
-// c, where W_c is sol's value in c. Each component's re-solves are searched
-// together in shared branch-and-bound trees (split across GOMAXPROCS /
-// opts.Threads trees, each searched by opts.Threads workers), each re-solve
-// warm-started with sol minus i: a node is
-// explored while its bound beats the incumbent of some re-solve, and every
-// packing found improves every re-solve it is feasible for.
-func VCG(ctx context.Context, in *Instance, sol *Solution, opts Options) (*Payments, error) {
+// only when its dominator can stand in for it in every re-solve (every
+// group that holds the dominator holds the dominated bid too), and never a
+// winner. Only components holding some of a group's winning bids change
+// without it, so W₋ₖ = W - Σ_c W_c + Σ_c W_c₋ₖ over those components c,
+// where W_c is sol's value in c; a group with no winning bid has W₋ₖ = W.
+// When sol is optimal, W_c bounds every re-solve of c (they only lose
+// bids), so a re-solve that finds a packing worth W_c stops there. Each
+// component's re-solves are searched together in shared branch-and-bound
+// trees (split across GOMAXPROCS / opts.Threads trees, each searched by
+// opts.Threads workers), each re-solve warm-started with sol minus the
+// group: a node is explored while its bound beats the incumbent of some
+// re-solve, and every packing found improves every re-solve it is
+// feasible for.
+func Without(ctx context.Context, in *Instance, sol *Solution, groups [][]int, opts Options) (*Resolves, error) {
 	if sol == nil {
 		return nil, fmt.Errorf("%w: nil solution", ErrInvalid)
 	}
@@ -49,25 +116,33 @@ func VCG(ctx context.Context, in *Instance, sol *Solution, opts Options) (*Payme
 	start := time.Now()
 	ctx, cancel := withLimit(ctx, opts.TimeLimit)
 	defer cancel()
-	won := map[string]float64{}
 	winner := make([]bool, len(in.Bids))
 	for _, w := range sol.Winners {
-		won[in.Bids[w].Bidder] += in.Bids[w].Price
 		winner[w] = true
 	}
+	// inGroups[j]: the groups holding bid j, ascending, for presolve.
+	inGroups := make([][]int, len(in.Bids))
+	for k, g := range groups {
+		for _, j := range g {
+			if j < 0 || j >= len(in.Bids) {
+				return nil, fmt.Errorf("%w: group %d names bid %d of %d", ErrInvalid, k, j, len(in.Bids))
+			}
+			if l := inGroups[j]; len(l) == 0 || l[len(l)-1] != k {
+				inGroups[j] = append(inGroups[j], k)
+			}
+		}
+	}
 	keep := presolve(in, func(j, k int) bool {
-		bj, bk := in.Bids[j].Bidder, in.Bids[k].Bidder
-		_, wins := won[bj]
-		return !winner[k] && (!wins || bj == bk)
+		return !winner[k] && subsetSorted(inGroups[j], inGroups[k])
 	})
-	// One task per group of re-solves in a component.
+	// One task per set of re-solves in a component.
 	type task struct {
-		comp    []int
-		bidders []string
-		wc      float64 // sol's value in the component
-		best    []float64
-		nodes   int
-		done    bool
+		comp   []int
+		groups []int
+		wc     float64 // sol's value in the component
+		best   []float64
+		nodes  int
+		done   bool
 	}
 	var tasks []*task
 	// Trees run side by side, each searched by opts.Threads workers: with
@@ -75,22 +150,24 @@ func VCG(ctx context.Context, in *Instance, sol *Solution, opts Options) (*Payme
 	workers := max(1, runtime.GOMAXPROCS(0)/max(1, opts.Threads))
 	for _, c := range components(in, keep) {
 		wc := 0.0
-		var bidders []string
-		seen := map[string]bool{}
+		var gs []int
+		seen := map[int]bool{}
 		for _, j := range c {
 			if winner[j] {
 				wc += in.Bids[j].Price
-				if b := in.Bids[j].Bidder; !seen[b] {
-					seen[b] = true
-					bidders = append(bidders, b)
+				for _, k := range inGroups[j] {
+					if !seen[k] {
+						seen[k] = true
+						gs = append(gs, k)
+					}
 				}
 			}
 		}
-		groups := min(workers, len(bidders))
-		for g := 0; g < groups; g++ {
+		n := min(workers, len(gs))
+		for g := 0; g < n; g++ {
 			t := &task{comp: c, wc: wc}
-			for k := g; k < len(bidders); k += groups {
-				t.bidders = append(t.bidders, bidders[k])
+			for k := g; k < len(gs); k += n {
+				t.groups = append(t.groups, gs[k])
 			}
 			tasks = append(tasks, t)
 		}
@@ -107,16 +184,20 @@ func VCG(ctx context.Context, in *Instance, sol *Solution, opts Options) (*Payme
 			defer func() { <-sem }()
 			s := newSearch(ctx, in, t.comp, opts)
 			s.meter = m
-			for _, b := range t.bidders {
+			ceiling := math.Inf(1)
+			if sol.Optimal {
+				ceiling = t.wc
+			}
+			for _, k := range t.groups {
 				var excl, start []int
 				for l, j := range t.comp {
-					if in.Bids[j].Bidder == b {
+					if slices.Contains(inGroups[j], k) {
 						excl = append(excl, l)
 					} else if winner[j] {
 						start = append(start, l)
 					}
 				}
-				s.addProblem(excl, start)
+				s.addProblem(excl, start, ceiling)
 			}
 			s.run()
 			for _, p := range s.probs {
@@ -128,30 +209,36 @@ func VCG(ctx context.Context, in *Instance, sol *Solution, opts Options) (*Payme
 	}
 	wg.Wait()
 	stop()
-	// W₋ᵢ starts from W and swaps in each changed component's re-solve.
-	without := make(map[string]float64, len(won))
-	for b := range won {
-		without[b] = sol.Objective
+	// W₋ₖ starts from W and swaps in each changed component's re-solve.
+	r := &Resolves{Objective: make([]float64, len(groups)), Exact: sol.Optimal}
+	for k := range groups {
+		r.Objective[k] = sol.Objective
 	}
-	p := &Payments{ByBidder: make(map[string]float64, len(won)), Exact: sol.Optimal}
 	for _, t := range tasks {
-		for k, b := range t.bidders {
-			without[b] += t.best[k] - t.wc
+		for i, k := range t.groups {
+			r.Objective[k] += t.best[i] - t.wc
 		}
-		p.Nodes += t.nodes
-		p.Exact = p.Exact && t.done
+		r.Nodes += t.nodes
+		r.Exact = r.Exact && t.done
 	}
-	for b, v := range won {
-		pay := without[b] - (sol.Objective - v)
-		// Clamp rounding noise into the range the theory guarantees.
-		pay = math.Min(math.Max(pay, 0), v)
-		if math.Abs(pay) < 1e-9 {
-			pay = 0
+	r.Seconds = time.Since(start).Seconds()
+	return r, nil
+}
+
+// subsetSorted reports whether the ascending list a is a subset of the
+// ascending list b.
+func subsetSorted(a, b []int) bool {
+	i := 0
+	for _, x := range a {
+		for i < len(b) && b[i] < x {
+			i++
 		}
-		p.ByBidder[b] = pay
+		if i == len(b) || b[i] != x {
+			return false
+		}
+		i++
 	}
-	p.Seconds = time.Since(start).Seconds()
-	return p, nil
+	return true
 }
 
 // Report is the output of `accord auction solve`: the winner determination
