@@ -261,7 +261,15 @@ func (j *job) checkRun(ctx workflow.Context, role string, exclude map[string]str
 		return checked{}, err
 	}
 	if j.layout >= layoutSpotSigned && c.award.Queue != "" {
-		if c.run.Signed, err = j.signSpotRun(ctx, c); err != nil {
+		// The run's statement links the job's execution envelope (the
+		// last attestation queued): the run it checks.
+		var previous string
+		if j.attTail != nil {
+			if err := j.attTail.Get(ctx, &previous); err != nil {
+				return checked{}, fail(ClassInternal, fmt.Errorf("execution attestation: %w", err))
+			}
+		}
+		if c.run.Signed, err = j.signSpotRun(ctx, c, previous); err != nil {
 			if ctx.Err() != nil {
 				return checked{}, fail(ClassCancelled, err)
 			}
@@ -273,17 +281,9 @@ func (j *job) checkRun(ctx workflow.Context, role string, exclude map[string]str
 
 // signSpotRun has the checker sign its own run (layout 9): SignStage on its
 // queue over an execution statement of the run's sealed results, marked
-// with the run's role and linked to the job's execution envelope. The
-// signer checks every task is a run it recorded.
-func (j *job) signSpotRun(ctx workflow.Context, c checked) (json.RawMessage, error) {
-	// The run's statement links the job's execution envelope (the last
-	// attestation queued): the run it checks.
-	var previous string
-	if j.attTail != nil {
-		if err := j.attTail.Get(ctx, &previous); err != nil {
-			return nil, fmt.Errorf("execution attestation: %w", err)
-		}
-	}
+// with the run's role and linked to previous, the job's execution
+// envelope. The signer checks every task is a run it recorded.
+func (j *job) signSpotRun(ctx workflow.Context, c checked, previous string) (json.RawMessage, error) {
 	pred, err := json.Marshal(predicate.Execution{Header: j.header(), Provider: c.award.Provider,
 		Runtime: c.award.Runtime, SpotRole: c.run.Role})
 	if err != nil {
