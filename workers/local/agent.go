@@ -130,6 +130,7 @@ func OpenAgent(ctx context.Context, o AgentOptions) (*Agent, error) {
 	if o.Registry != "" {
 		x, err := agentExchange(ctx, o, key)
 		if err != nil {
+			rt.Close()
 			return nil, err
 		}
 		a.Activities.Models = activities.Exchange{X: x}
