@@ -13,14 +13,11 @@ import (
 	"testing"
 	"time"
 
-	"go.temporal.io/sdk/worker"
-
 	"github.com/accordmesh/accord/activities"
 	"github.com/accordmesh/accord/models"
 	"github.com/accordmesh/accord/models/exchange"
 	"github.com/accordmesh/accord/models/registry/registrytest"
 	"github.com/accordmesh/accord/provenance"
-	"github.com/accordmesh/accord/provenance/tlog"
 	"github.com/accordmesh/accord/services"
 	"github.com/accordmesh/accord/services/billing"
 	"github.com/accordmesh/accord/settlement"
@@ -100,24 +97,7 @@ func TestDeploymentServesModel(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
 	ds := newDeployStack(ctx, t, "acmod", 160)
-	tmp, image, net, c, rt, l := ds.tmp, ds.image, ds.net, ds.c, ds.rt, ds.l
-	cw := worker.New(c, workflows.TaskQueueControl, worker.Options{})
-	workflows.RegisterDeployment(cw)
-	if err := cw.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer cw.Stop()
-	home := filepath.Join(tmp, "home")
-	loc, err := provenance.OpenLocal(ctx, home, tlog.Config{Kind: tlog.KindEmbedded, Home: home})
-	if err != nil {
-		t.Fatal(err)
-	}
-	locOpen := true
-	defer func() {
-		if locOpen {
-			loc.Close(context.Background())
-		}
-	}()
+	image, net, c, rt, l, home, loc := ds.image, ds.net, ds.c, ds.rt, ds.l, ds.home, ds.loc
 	x, err := local.OpenExchange(local.Options{Home: home, Registry: reg.Addr, RegistryPlainHTTP: true}, loc.Log, loc.Key)
 	if err != nil {
 		t.Fatal(err)
@@ -176,10 +156,7 @@ func TestDeploymentServesModel(t *testing.T) {
 	}
 	checkServedFees(t, ctx, l, final, pt)
 	recordDeploymentHistory(t, c, deployclient.WorkflowID("sentiment"), "deployment_model")
-	if err := loc.Close(ctx); err != nil {
-		t.Fatal(err)
-	}
-	locOpen = false
+	ds.closeLog(ctx, t)
 	checkModelReceipt(t, home)
 }
 

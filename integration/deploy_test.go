@@ -64,29 +64,10 @@ func TestDeploymentOnContainerd(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
 	ds := newDeployStack(ctx, t, "acdep", 100)
-	tmp, image, net, c, rt, l := ds.tmp, ds.image, ds.net, ds.c, ds.rt, ds.l
+	image, net, c, rt, l, home, loc := ds.image, ds.net, ds.c, ds.rt, ds.l, ds.home, ds.loc
 	if _, err := l.DepositBond(ctx, settlement.BondRequest{Provider: "local", Currency: "USD", Amount: 5000, Key: "bond-local"}); err != nil {
 		t.Fatal(err)
 	}
-	cw := worker.New(c, workflows.TaskQueueControl, worker.Options{})
-	workflows.RegisterDeployment(cw)
-	if err := cw.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer cw.Stop()
-	// Events are signed with the home's worker key into its embedded log,
-	// where `accord receipt export` finds them.
-	home := filepath.Join(tmp, "home")
-	loc, err := provenance.OpenLocal(ctx, home, tlog.Config{Kind: tlog.KindEmbedded, Home: home})
-	if err != nil {
-		t.Fatal(err)
-	}
-	locOpen := true
-	defer func() {
-		if locOpen {
-			loc.Close(context.Background())
-		}
-	}()
 	host := &services.Host{Runtime: rt, Network: net, Biller: &billing.Ledger{L: l, Provider: "local", FeeBP: 500}, Attestor: loc.Recorder}
 	sw, err := workers.StartServices(c, host, workers.DefaultTuning())
 	if err != nil {
@@ -191,10 +172,7 @@ func TestDeploymentOnContainerd(t *testing.T) {
 	recordDeploymentHistory(t, c, deployclient.WorkflowID("sentiment"), "deployment_lifecycle")
 
 	// Every event is in the receipt and `accord audit verify` passes.
-	if err := loc.Close(ctx); err != nil {
-		t.Fatal(err)
-	}
-	locOpen = false
+	ds.closeLog(ctx, t)
 	checkDeploymentReceipt(t, home, final)
 	t.Logf("requests %d, failed %d (before promotion %d), periods %d, spent %d, refunded %d, slashed %d",
 		tr.sent.Load(), tr.failed.Load(), failedBefore, len(final.Settlements), final.Spent, final.Refunded, final.Slashed)
@@ -408,16 +386,20 @@ func killReplica(id string) error {
 }
 
 // deployStack is what a deployment test runs on: the example server's
-// image built from source, a CNI network, an embedded Temporal server and
-// a client, a private containerd and a SQLite ledger with tenant demo
-// funded; everything is stopped when the test ends. It skips when the
-// network cannot be made (no root or no CNI plugins).
+// image built from source, a CNI network, an embedded Temporal server, a
+// client and a worker running the deployment workflow, a private
+// containerd, a SQLite ledger with tenant demo funded, and a home whose
+// embedded log the events are signed into (where `accord receipt export`
+// finds them); everything is stopped when the test ends. It skips when
+// the network cannot be made (no root or no CNI plugins).
 type deployStack struct {
-	tmp, image string
-	net        services.Network
-	c          client.Client
-	rt         *containerd.Runtime
-	l          *settlement.Ledger
+	tmp, image, home string
+	net              services.Network
+	c                client.Client
+	rt               *containerd.Runtime
+	l                *settlement.Ledger
+	loc              *provenance.Local
+	logClosed        bool
 }
 
 // newDeployStack starts a deployStack whose network is named prefix+pid,
@@ -460,5 +442,29 @@ func newDeployStack(ctx context.Context, t *testing.T, prefix string, base int) 
 	if _, err := ds.l.Deposit(ctx, settlement.DepositRequest{Tenant: "demo", Currency: "USD", Amount: 10_000_000, Key: "fund-demo"}); err != nil {
 		t.Fatal(err)
 	}
+	cw := worker.New(ds.c, workflows.TaskQueueControl, worker.Options{})
+	workflows.RegisterDeployment(cw)
+	if err := cw.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(cw.Stop)
+	ds.home = filepath.Join(ds.tmp, "home")
+	if ds.loc, err = provenance.OpenLocal(ctx, ds.home, tlog.Config{Kind: tlog.KindEmbedded, Home: ds.home}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if !ds.logClosed {
+			ds.loc.Close(context.Background())
+		}
+	})
 	return ds
+}
+
+// closeLog closes the home's embedded log, so that the CLI can open it.
+func (ds *deployStack) closeLog(ctx context.Context, t *testing.T) {
+	t.Helper()
+	if err := ds.loc.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	ds.logClosed = true
 }

@@ -17,6 +17,7 @@ import (
 	"github.com/accordmesh/accord/settlement"
 	"github.com/accordmesh/accord/workers/jobclient"
 	"github.com/accordmesh/accord/workflows"
+	sdk "github.com/modelcontextprotocol/go-sdk/mcp"
 )
 
 // bargainProviders are two static sellers with different asks for the
@@ -129,30 +130,10 @@ func TestMCPAgentBargain(t *testing.T) {
 	if class != "" || rep["over"] != true || rep["agreed"] != "cheap" || int64(rep["price_minor"].(float64)) != next["cheap"] {
 		t.Fatalf("accept: %s %s %v", class, msg, rep)
 	}
-	waitFor(t, 4*time.Minute, "job "+id+" settled", func() bool {
-		st, _, _ = mcpCall(t, a, "job_status", map[string]any{"job_id": id})
-		return st["status"] == "settled" || st["status"] == "failed"
-	})
-	if st["status"] != "settled" {
-		t.Fatalf("job %s: %v", id, st)
-	}
+	st = mcpSettled(t, a, id)
 
 	// The negotiation attestation lists the agreement and every round.
-	got, class, msg := mcpCall(t, a, "receipt_get", map[string]any{"job_id": id})
-	if class != "" {
-		t.Fatalf("receipt: %s: %s", class, msg)
-	}
-	raw, _ := json.Marshal(got["receipt"])
-	var rc provenance.Receipt
-	if err := json.Unmarshal(raw, &rc); err != nil {
-		t.Fatal(err)
-	}
-	var neg predicate.Negotiation
-	stagePredicate(t, &rc, provenance.StageNegotiation, &neg)
-	var res market.Result
-	if err := json.Unmarshal(neg.Record, &res); err != nil {
-		t.Fatalf("negotiation record: %v", err)
-	}
+	neg, res := mcpNegotiation(t, a, id)
 	if neg.Provider != "cheap" || neg.Price != next["cheap"] || res.Protocol != market.ProtocolAlternating || len(res.Awards) != 1 {
 		t.Fatalf("negotiation %+v", neg)
 	}
@@ -222,14 +203,7 @@ func TestCLIAgentBargain(t *testing.T) {
 	if out, err := accord("counter", id, "--accept", "cheap", "--as", "buyer-bot"); err != nil || !strings.Contains(out, "agreed with cheap") {
 		t.Fatalf("accept: %v\n%s", err, out)
 	}
-	var st map[string]any
-	waitFor(t, 4*time.Minute, "job "+id+" settled", func() bool {
-		st, _, _ = mcpCall(t, a, "job_status", map[string]any{"job_id": id})
-		return st["status"] == "settled" || st["status"] == "failed"
-	})
-	if st["status"] != "settled" {
-		t.Fatalf("job %s: %v", id, st)
-	}
+	mcpSettled(t, a, id)
 	res, err := jobclient.Result(context.Background(), m.st.Client, id)
 	if err != nil || res.Provider != "cheap" || res.Price != cheap.Price {
 		t.Fatalf("result %+v: %v", res, err)
@@ -255,29 +229,8 @@ func TestStackedOffersJob(t *testing.T) {
 		t.Fatalf("submit: %s: %s", class, msg)
 	}
 	id := job["job_id"].(string)
-	var st map[string]any
-	waitFor(t, 4*time.Minute, "job "+id+" settled", func() bool {
-		st, _, _ = mcpCall(t, a, "job_status", map[string]any{"job_id": id})
-		return st["status"] == "settled" || st["status"] == "failed"
-	})
-	if st["status"] != "settled" {
-		t.Fatalf("job %s: %v", id, st)
-	}
-	got, class, msg := mcpCall(t, a, "receipt_get", map[string]any{"job_id": id})
-	if class != "" {
-		t.Fatalf("receipt: %s: %s", class, msg)
-	}
-	raw, _ := json.Marshal(got["receipt"])
-	var rc provenance.Receipt
-	if err := json.Unmarshal(raw, &rc); err != nil {
-		t.Fatal(err)
-	}
-	var neg predicate.Negotiation
-	stagePredicate(t, &rc, provenance.StageNegotiation, &neg)
-	var res market.Result
-	if err := json.Unmarshal(neg.Record, &res); err != nil {
-		t.Fatalf("negotiation record: %v", err)
-	}
+	st := mcpSettled(t, a, id)
+	neg, res := mcpNegotiation(t, a, id)
 	if res.Protocol != market.ProtocolStacked || len(res.Awards) != 1 || neg.Provider != res.Awards[0].Provider || neg.Price != res.Awards[0].Price {
 		t.Fatalf("negotiation %+v, awards %+v", neg, res.Awards)
 	}
@@ -299,4 +252,41 @@ func TestStackedOffersJob(t *testing.T) {
 	if err != nil || paid <= 0 || paid > int64(st["cost"].(float64)) {
 		t.Errorf("%s was paid %d (%v) of the job's cost %v", aw.Provider, paid, err, st["cost"])
 	}
+}
+
+// mcpSettled waits, over MCP, for job id to end and fails unless it
+// settled; it returns the job's last status.
+func mcpSettled(t *testing.T, a *sdk.ClientSession, id string) map[string]any {
+	t.Helper()
+	var st map[string]any
+	waitFor(t, 4*time.Minute, "job "+id+" settled", func() bool {
+		st, _, _ = mcpCall(t, a, "job_status", map[string]any{"job_id": id})
+		return st["status"] == "settled" || st["status"] == "failed"
+	})
+	if st["status"] != "settled" {
+		t.Fatalf("job %s: %v", id, st)
+	}
+	return st
+}
+
+// mcpNegotiation reads job id's receipt over MCP and returns its
+// negotiation predicate and the market record it carries.
+func mcpNegotiation(t *testing.T, a *sdk.ClientSession, id string) (predicate.Negotiation, market.Result) {
+	t.Helper()
+	got, class, msg := mcpCall(t, a, "receipt_get", map[string]any{"job_id": id})
+	if class != "" {
+		t.Fatalf("receipt: %s: %s", class, msg)
+	}
+	raw, _ := json.Marshal(got["receipt"])
+	var rc provenance.Receipt
+	if err := json.Unmarshal(raw, &rc); err != nil {
+		t.Fatal(err)
+	}
+	var neg predicate.Negotiation
+	stagePredicate(t, &rc, provenance.StageNegotiation, &neg)
+	var res market.Result
+	if err := json.Unmarshal(neg.Record, &res); err != nil {
+		t.Fatalf("negotiation record: %v", err)
+	}
+	return neg, res
 }

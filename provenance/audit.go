@@ -935,15 +935,9 @@ func VerifyOnline(ctx context.Context, r *Receipt, l tlog.Log) ([]Problem, error
 func spotOutputs(sc *predicate.SpotCheck) map[string]string {
 	out := map[string]string{}
 	for _, r := range sc.Runs {
-		if r.Provider != sc.Paid || r.Role == predicate.SpotPrimary || r.OutputsDigest != sc.Majority {
-			continue
+		if r.Provider == sc.Paid && r.Role != predicate.SpotPrimary && r.OutputsDigest == sc.Majority {
+			return runOutputs(r)
 		}
-		for task, os := range r.Outputs {
-			for _, o := range os {
-				out[task+":"+o.Path] = "sha256:" + strings.ToLower(o.SHA256)
-			}
-		}
-		break
 	}
 	return out
 }

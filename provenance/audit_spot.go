@@ -1,10 +1,7 @@
 package provenance
 
 import (
-	"crypto/sha256"
-	"encoding/hex"
 	"fmt"
-	"sort"
 	"strings"
 
 	"github.com/accordmesh/accord/provenance/predicate"
@@ -24,7 +21,7 @@ func (a *auditor) spotCheck(sc *predicate.SpotCheck, execOut map[string]string, 
 		if r.Failed != "" {
 			continue
 		}
-		if d := spotDigest(r); d != r.OutputsDigest {
+		if d := predicate.OutputsDigest(r.Outputs); d != r.OutputsDigest {
 			a.fail(st, "spot-check", "%s: outputs digest %s, its outputs hash to %s", what, r.OutputsDigest, d)
 		}
 		if r.Role == predicate.SpotPrimary {
@@ -94,20 +91,6 @@ func runOutputs(r predicate.SpotRun) map[string]string {
 		}
 	}
 	return out
-}
-
-// spotDigest is the digest over a run's outputs as the workflow computes it:
-// sha256 of the sorted "task:path=sha256" lines joined by newlines.
-func spotDigest(r predicate.SpotRun) string {
-	var lines []string
-	for task, os := range r.Outputs {
-		for _, o := range os {
-			lines = append(lines, task+":"+o.Path+"="+strings.ToLower(o.SHA256))
-		}
-	}
-	sort.Strings(lines)
-	sum := sha256.Sum256([]byte(strings.Join(lines, "\n")))
-	return "sha256:" + hex.EncodeToString(sum[:])
 }
 
 // spotVerdictProblem says why the verdict does not follow from the runs'

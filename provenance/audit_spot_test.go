@@ -42,7 +42,7 @@ func hex64(c string) string { return strings.Repeat(c, 64) }
 func spotRunOf(role, provider, sum string) predicate.SpotRun {
 	r := predicate.SpotRun{Role: role, Provider: provider,
 		Outputs: map[string][]predicate.OutputArtifact{"train": {{Path: "m.json", SHA256: sum}}}}
-	r.OutputsDigest = spotDigest(r)
+	r.OutputsDigest = predicate.OutputsDigest(r.Outputs)
 	return r
 }
 

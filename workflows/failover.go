@@ -3,12 +3,9 @@ package workflows
 import (
 	"crypto/sha256"
 	"encoding/binary"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"sort"
-	"strings"
 	"time"
 
 	"go.temporal.io/api/enums/v1"
@@ -317,7 +314,6 @@ func (j *job) slashMinority(ctx workflow.Context, award NegotiateOutput) error {
 func spotRun(role string, award NegotiateOutput, tasks map[string]TaskStatus) predicate.SpotRun {
 	run := predicate.SpotRun{Role: role, Provider: award.Provider, Price: award.Price, RunIDs: map[string]string{},
 		Outputs: map[string][]OutputArtifact{}, Usage: map[string]Usage{}}
-	var lines []string
 	for _, name := range sortedKeys(tasks) {
 		t := tasks[name]
 		run.RunIDs[name] = t.RunID
@@ -325,12 +321,7 @@ func spotRun(role string, award NegotiateOutput, tasks map[string]TaskStatus) pr
 		if len(t.Outputs) > 0 {
 			run.Outputs[name] = t.Outputs
 		}
-		for _, o := range t.Outputs {
-			lines = append(lines, name+":"+o.Path+"="+strings.ToLower(o.SHA256))
-		}
 	}
-	sort.Strings(lines)
-	sum := sha256.Sum256([]byte(strings.Join(lines, "\n")))
-	run.OutputsDigest = "sha256:" + hex.EncodeToString(sum[:])
+	run.OutputsDigest = predicate.OutputsDigest(run.Outputs)
 	return run
 }

@@ -7,8 +7,12 @@
 package predicate
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"slices"
+	"sort"
+	"strings"
 	"time"
 
 	"github.com/accordmesh/accord/runtimes"
@@ -241,6 +245,21 @@ type SpotRun struct {
 	// and tiebreak runs on provider agents, job layout 9): an auditor
 	// checks it against the provider's trusted key and Outputs.
 	Signed json.RawMessage `json:"signed,omitempty"`
+}
+
+// OutputsDigest is a spot-check run's SpotRun.OutputsDigest: the sha256
+// of its outputs as "task:path=sha256" lines (hex in lower case), sorted
+// and joined by newlines.
+func OutputsDigest(outputs map[string][]OutputArtifact) string {
+	var lines []string
+	for task, os := range outputs {
+		for _, o := range os {
+			lines = append(lines, task+":"+o.Path+"="+strings.ToLower(o.SHA256))
+		}
+	}
+	sort.Strings(lines)
+	sum := sha256.Sum256([]byte(strings.Join(lines, "\n")))
+	return "sha256:" + hex.EncodeToString(sum[:])
 }
 
 // TestResult is one acceptance test.
