@@ -294,6 +294,41 @@ type SettleRequest struct {
 	// model's lineage (models.SplitFee); paid exactly when the charge is,
 	// before it (see [Ledger.Settle]).
 	ModelFees []ModelFee `json:"model_fees,omitempty"`
+	// Parts settles a split job (placement.split): each provider is
+	// charged, refunded under its own SLA and paid separately. With
+	// Parts, Price, Usage, Rates, SLA and Outcome above must be zero.
+	Parts []SettlePart `json:"parts,omitempty"`
+}
+
+// SettlePart is one provider's share of a split job: its price, the
+// metered usage of its tasks at its rates, and the SLA terms it agreed to
+// with the outcome of its tasks.
+type SettlePart struct {
+	Provider string   `json:"provider"`
+	Price    int64    `json:"price"`
+	Usage    Usage    `json:"usage"`
+	Rates    Rates    `json:"rates"`
+	SLA      SLATerms `json:"sla"`
+	Outcome  Outcome  `json:"outcome"`
+}
+
+// PartSettlement is what one part of a split job was charged and paid,
+// computed as a whole job's would be (see [Settlement]).
+type PartSettlement struct {
+	Provider    string    `json:"provider"`
+	Price       int64     `json:"price"`
+	Usage       Usage     `json:"usage"`
+	Rates       Rates     `json:"rates"`
+	Metered     Charges   `json:"metered"`
+	Charge      int64     `json:"charge"`
+	Capped      bool      `json:"capped,omitempty"`
+	SLA         SLAResult `json:"sla"`
+	SLARefund   int64     `json:"sla_refund"`
+	Payable     int64     `json:"payable"`
+	ProviderPay int64     `json:"provider_pay"`
+	PlatformFee int64     `json:"platform_fee"`
+	Royalties   []Payment `json:"royalties,omitempty"`
+	Slashed     int64     `json:"slashed"`
 }
 
 // Payment is one amount paid out of escrow.
@@ -343,7 +378,10 @@ type Settlement struct {
 	// Slashed is taken from the provider's bond and paid to the tenant: at
 	// most the agreed stake.
 	Slashed     int64       `json:"slashed"`
-	Transaction Transaction `json:"transaction"`
+	// Parts are a split job's parts, each paid to its provider; the
+	// amounts above are then their sums (royalties summed per account).
+	Parts       []PartSettlement `json:"parts,omitempty"`
+	Transaction Transaction      `json:"transaction"`
 }
 
 func (r SettleRequest) validate() error {

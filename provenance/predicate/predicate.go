@@ -98,6 +98,34 @@ type Negotiation struct {
 	Price    int64           `json:"price"`
 	Currency string          `json:"currency"`
 	Record   json.RawMessage `json:"record,omitempty"`
+	// Parts splits the job over several providers (job layout 10,
+	// placement.split): each runs the tasks its part names, for the
+	// part's price. Provider is then the first part's (the one the
+	// escrow is held under) and Price the parts' sum; empty when one
+	// provider runs every task.
+	Parts []Part `json:"parts,omitempty"`
+}
+
+// Part is one provider's share of a split job: the tasks it runs and what
+// it is paid for them.
+type Part struct {
+	Provider string   `json:"provider"`
+	Pool     string   `json:"pool,omitempty"`
+	Runtime  string   `json:"runtime,omitempty"`
+	Tasks    []string `json:"tasks"`
+	Price    int64    `json:"price"`
+}
+
+// SignedPart is a provider's own signed statement of its part of a split
+// job's placement or execution stage (job layout 10): a DSSE envelope
+// (JSON) of a statement for that stage, chained to the same previous
+// envelope as the stage itself, whose predicate names the provider and
+// the part's tasks (PartTasks). The stage's own statement, which lists
+// the parts, is the operator's.
+type SignedPart struct {
+	Provider string          `json:"provider"`
+	Tasks    []string        `json:"tasks"`
+	Envelope json.RawMessage `json:"envelope"`
 }
 
 // Placement: where the job was placed and what escrow holds.
@@ -114,6 +142,12 @@ type Placement struct {
 	Record      json.RawMessage `json:"record,omitempty"`
 	// Approval is who passed the job's approval gate, if it had one.
 	Approval *Approval `json:"approval,omitempty"`
+	// Parts are the providers' signed acceptances of a split job's parts
+	// (job layout 10): the operator's placement statement lists them.
+	Parts []SignedPart `json:"parts,omitempty"`
+	// PartTasks are the tasks of the part a provider's signed acceptance
+	// is for (inside a SignedPart only).
+	PartTasks []string `json:"part_tasks,omitempty"`
 }
 
 // Approval is an accepted approval: an identity named in the spec's
@@ -138,6 +172,14 @@ type Execution struct {
 	// own run (SpotCheckRun or SpotTiebreak, job layout 9): evidence
 	// inside the verification's SpotRun, never the job's execution stage.
 	SpotRole string `json:"spot_role,omitempty"`
+	// Parts are the providers' signed execution statements of a split
+	// job's parts (job layout 10), each over its own tasks' outputs; the
+	// operator's execution statement lists them, with every output as
+	// its subjects.
+	Parts []SignedPart `json:"parts,omitempty"`
+	// PartTasks are the tasks of the part a provider's signed execution
+	// statement is for (inside a SignedPart only).
+	PartTasks []string `json:"part_tasks,omitempty"`
 }
 
 // Failover records a provider abandoned mid-execution: which one, when
@@ -154,6 +196,9 @@ type Failover struct {
 	Currency string    `json:"currency,omitempty"`
 	// Reputation is the lost provider's reputation after the loss.
 	Reputation float64 `json:"reputation"`
+	// Tasks are, in a split job (job layout 10), the tasks of the part
+	// that failed over: only they move to Provider. Empty: every task.
+	Tasks []string `json:"tasks,omitempty"`
 }
 
 // TaskRun is one task's final attempt.
