@@ -377,7 +377,7 @@ type Settlement struct {
 	Refund int64 `json:"refund"`
 	// Slashed is taken from the provider's bond and paid to the tenant: at
 	// most the agreed stake.
-	Slashed     int64       `json:"slashed"`
+	Slashed int64 `json:"slashed"`
 	// Parts are a split job's parts, each paid to its provider; the
 	// amounts above are then their sums (royalties summed per account).
 	Parts       []PartSettlement `json:"parts,omitempty"`
