@@ -51,7 +51,8 @@
 //     Fee and royalties over 100 % are refused here too, but admission
 //     should have refused them first ([CheckShares]).
 //   - A split job ([SettleRequest].Parts, one [SettlePart] per provider,
-//     at most [MaxSettleParts], providers distinct, no top-level price,
+//     at most [MaxSettleParts], providers distinct and named as
+//     names.Provider requires, no top-level price,
 //     usage, rates, SLA or outcome) settles in the same transaction under
 //     the same key: the model fees first, from the whole escrow; then each
 //     part in order is charged its price plus its metered usage, at most

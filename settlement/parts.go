@@ -3,6 +3,8 @@ package settlement
 import (
 	"fmt"
 	"sort"
+
+	"github.com/accordmesh/accord/internal/names"
 )
 
 // MaxSettleParts bounds the parts of one split job's settlement: one per
@@ -37,8 +39,10 @@ func (o Outcome) zero() bool {
 }
 
 func (p SettlePart) validate() error {
-	if _, _, err := ParseAccount(ProviderAccount(p.Provider)); err != nil {
-		return fmt.Errorf("provider: %w", err)
+	if err := names.Provider(p.Provider); err != nil {
+		// A part's provider is a provider agent, named as Reassign and
+		// Slash require; the name is a safe account name too.
+		return fmt.Errorf("%w: %w: provider: %v", ErrBadRequest, ErrBadAccount, err)
 	}
 	if err := checkAmount("price", p.Price); err != nil {
 		return err
