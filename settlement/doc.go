@@ -52,9 +52,8 @@
 //     should have refused them first ([CheckShares]).
 //   - A split job ([SettleRequest].Parts, one [SettlePart] per provider,
 //     at most [MaxSettleParts], providers distinct and named as
-//     names.Provider requires, no top-level price,
-//     usage, rates, SLA or outcome) settles in the same transaction under
-//     the same key: the model fees first, from the whole escrow; then each
+//     names.Provider requires, no top-level price, usage, rates, SLA or
+//     outcome) settles in the same transaction under the same key: the model fees first, from the whole escrow; then each
 //     part in order is charged its price plus its metered usage, at most
 //     what the escrow still holds after the fees and the charges before it
 //     (an earlier part's SLA refund is the tenant's, not the later parts'),
