@@ -281,6 +281,10 @@ func (v *validator) colocation() {
 	}
 }
 
+// MaxSplitTasks bounds a split job's tasks: the job workflow runs them in
+// one execution (workflows.BatchSize), not in batches.
+const MaxSplitTasks = 500
+
 // split checks that a split job (placement.split) negotiates by a protocol
 // that can award parts and is not spot-checked: a spot check compares the
 // outputs of whole runs, each on one provider.
@@ -297,6 +301,8 @@ func (v *validator) split() {
 		v.e.add(p, "split is not supported in mode batch; the periodic clearing places each job whole")
 	case v.s.Verification.SpotCheck > 0:
 		v.e.add(p, "split cannot be combined with verification.spot_check; a spot check reruns the whole job on one provider")
+	case len(v.s.Tasks) > MaxSplitTasks:
+		v.e.add(p, "split jobs run at most %d tasks, this one has %d", MaxSplitTasks, len(v.s.Tasks))
 	}
 }
 
