@@ -754,6 +754,7 @@ func (a *auditor) settlement(set SettlementPredicate, neg NegotiationPredicate, 
 	}
 	// The ledger's record carries the usage and rates it settled on; the
 	// predicate's own fields, when present, take precedence.
+	attested := set.Usage
 	var rec SettlementRecord
 	hasRec := len(set.Record) > 0 && string(set.Record) != "null"
 	if hasRec {
@@ -804,7 +805,7 @@ func (a *auditor) settlement(set SettlementPredicate, neg NegotiationPredicate, 
 		return
 	}
 	if split {
-		a.settlementParts(rec, final, ex, hasEx)
+		a.settlementParts(rec, attested, final, ex, hasEx)
 	} else if len(rec.Parts) > 0 {
 		bad("the record settles parts, the negotiation split nothing")
 	}

@@ -485,8 +485,9 @@ type settledGroup struct {
 // settlementParts checks a split job's settlement record: one part per
 // final part provider, at the price of its parts, billed the usage its
 // tasks measured, each with a whole job's money identities, and the
-// record's amounts the parts' sums.
-func (a *auditor) settlementParts(rec SettlementRecord, final []predicate.Part, ex ExecutionPredicate, hasEx bool) {
+// record's amounts the parts' sums. attested is the settlement
+// predicate's own usage (nil when it has none).
+func (a *auditor) settlementParts(rec SettlementRecord, attested *MeteredUsage, final []predicate.Part, ex ExecutionPredicate, hasEx bool) {
 	bad := func(format string, args ...any) { a.fail(StageSettlement, "amounts", format, args...) }
 	if len(rec.Parts) == 0 {
 		bad("a split job's settlement record has no parts")
@@ -536,6 +537,9 @@ func (a *auditor) settlementParts(rec SettlementRecord, final []predicate.Part, 
 		}
 	}
 	sum.check(bad, rec)
+	if u := attested; u != nil && *u != (predicate.MeteredUsage{}) && *u != sum.usage {
+		bad("attested usage %+v, the parts' usage sums to %+v", *u, sum.usage)
+	}
 }
 
 // partAmounts checks one settled part as a whole job's settlement is
@@ -610,7 +614,8 @@ func (s *partSums) add(p predicate.SettlementPart) {
 }
 
 // check compares the record's top-level amounts with the parts' sums. The
-// top-level usage, when the record has any, is the parts' usage summed.
+// top-level usage, when the record has any, is the parts' usage summed
+// (rates differ by part: the top level has none to check).
 func (s *partSums) check(bad func(string, ...any), rec SettlementRecord) {
 	for _, c := range []struct {
 		what      string
@@ -642,7 +647,7 @@ func (s *partSums) check(bad func(string, ...any), rec SettlementRecord) {
 		}
 	}
 	if u := rec.Usage; u != nil && *u != (predicate.MeteredUsage{}) && *u != s.usage {
-		bad("usage %+v, the parts' usage sums to %+v", *u, s.usage)
+		bad("record usage %+v, the parts' usage sums to %+v", *u, s.usage)
 	}
 }
 

@@ -29,6 +29,8 @@ type splitPart struct {
 	partTasks []string
 	subjects  []provenance.Subject
 	previous  string
+	// alter changes the signed envelope (nil: kept as signed).
+	alter func(env []byte) []byte
 }
 
 // splitJob is a split job's stages before they are recorded: prov-a runs
@@ -101,12 +103,15 @@ func (p *splitParties) goodSplit(id string) *splitJob {
 		set: predicate.Settlement{Paid: 1236, Refunded: 264, Currency: "EUR"},
 		rec: predicate.SettlementRecord{Provider: "prov-a", Currency: "EUR", Held: 1500,
 			Metered: predicate.MeteredCharges{Wall: 15, CPU: 21, Total: 36},
-			Charge:  1236, Payable: 1236, ProviderPay: 1114, PlatformFee: 122, Refund: 264,
+			Usage:   &predicate.MeteredUsage{WallMillis: 14500, CPUMillis: 10250},
+			Charge:  1236, Payable: 1236, ProviderPay: 1104, PlatformFee: 122, Refund: 264,
+			Royalties: []predicate.Royalty{{Account: "model-owner", Amount: 10}},
 			Parts: []predicate.SettlementPart{
 				{Provider: "prov-a", Price: 700, Usage: predicate.MeteredUsage{WallMillis: 4000, CPUMillis: 2000}, Rates: rates,
 					Metered: predicate.MeteredCharges{Wall: 4, CPU: 4, Total: 8}, Charge: 708, Payable: 708, ProviderPay: 638, PlatformFee: 70},
 				{Provider: "prov-b", Price: 500, Usage: predicate.MeteredUsage{WallMillis: 10500, CPUMillis: 8250}, Rates: rates,
-					Metered: predicate.MeteredCharges{Wall: 11, CPU: 17, Total: 28}, Charge: 528, Payable: 528, ProviderPay: 476, PlatformFee: 52},
+					Metered: predicate.MeteredCharges{Wall: 11, CPU: 17, Total: 28}, Charge: 528, Payable: 528, ProviderPay: 466, PlatformFee: 52,
+					Royalties: []predicate.Royalty{{Account: "model-owner", Amount: 10}}},
 			}},
 	}
 	for _, part := range j.neg.Parts {
@@ -194,6 +199,9 @@ func (j *splitJob) signPart(t *testing.T, stage string, h provenance.Header, sp 
 	env, err := provenance.SignEnvelope(context.Background(), sp.signer, provenance.PayloadTypeInToto, payload)
 	if err != nil {
 		t.Fatal(err)
+	}
+	if sp.alter != nil {
+		env = sp.alter(env)
 	}
 	return predicate.SignedPart{Provider: sp.provider, Tasks: sp.tasks, Envelope: env}
 }
@@ -321,8 +329,8 @@ func TestSplitJobPartFailover(t *testing.T) {
 func (j *splitJob) failoverTrain() {
 	j.ex.Failovers = []predicate.Failover{{Lost: "prov-b", Provider: "prov-c", Price: 450, Currency: "EUR", Reason: "node lost", Tasks: []string{"train"}}}
 	sp := &j.rec.Parts[1]
-	sp.Provider, sp.Price, sp.Charge, sp.Payable, sp.ProviderPay, sp.PlatformFee = "prov-c", 450, 478, 478, 431, 47
-	j.rec.Charge, j.rec.Payable, j.rec.ProviderPay, j.rec.PlatformFee, j.rec.Refund = 1186, 1186, 1069, 117, 314
+	sp.Provider, sp.Price, sp.Charge, sp.Payable, sp.ProviderPay, sp.PlatformFee = "prov-c", 450, 478, 478, 421, 47
+	j.rec.Charge, j.rec.Payable, j.rec.ProviderPay, j.rec.PlatformFee, j.rec.Refund = 1186, 1186, 1059, 117, 314
 	j.set.Paid, j.set.Refunded = 1186, 314
 }
 
@@ -340,6 +348,18 @@ func TestSplitJobTampered(t *testing.T) {
 			[]string{"signer: execution part 2 (prov-b): signed by operator, must be signed by provider prov-b (signer key " + p.operator.ID() + ")"}, nil},
 		{"a part signed by the other provider", func(j *splitJob) { j.plParts[1].signer = p.keys["prov-a"] }, provenance.StagePlacement,
 			[]string{"signer: placement part 2 (prov-b): signed by provider:prov-a, must be signed by provider prov-b"}, nil},
+		{"a part's envelope altered", func(j *splitJob) {
+			j.plParts[0].alter = func(env []byte) []byte {
+				var m map[string]any
+				_ = json.Unmarshal(env, &m)
+				m["payload"] = "e30=" // "{}": the signature no longer covers it
+				b, _ := json.Marshal(m)
+				return b
+			}
+		}, provenance.StagePlacement, []string{"signature: placement part 1 (prov-a): envelope signature does not verify with any trusted stage key"}, nil},
+		{"a part's envelope not an envelope", func(j *splitJob) {
+			j.exParts[1].alter = func([]byte) []byte { return []byte(`"signed"`) }
+		}, provenance.StageExecution, []string{"envelope: execution part 2 (prov-b): "}, nil},
 		{"a part whose part tasks differ", func(j *splitJob) { j.exParts[0].partTasks = []string{"prep", "train"} }, provenance.StageExecution,
 			[]string{"parts: execution part 1 (prov-a): the statement's part tasks [prep train], the execution statement lists [prep]",
 				"parts: execution part 1 (prov-a): runs of tasks [prep train], the part's tasks are [prep]"}, nil},
@@ -371,15 +391,20 @@ func TestSplitJobTampered(t *testing.T) {
 		}, provenance.StageExecution, []string{`failover: failover 1 abandons provider "prov-a", the part with tasks [train] was on "prov-b"`}, nil},
 		{"a failover the execution parts ignore", func(j *splitJob) { j.failoverTrain() }, provenance.StageExecution, []string{`execution part 2 (prov-b): its tasks [train] are provider "prov-c"'s part`}, nil},
 		{"settlement parts not adding up", func(j *splitJob) {
-			j.rec.ProviderPay, j.rec.PlatformFee = 1120, 116
-		}, provenance.StageSettlement, []string{"amounts: provider pay 1120, the parts' sum is 1114", "amounts: platform fee 116, the parts' sum is 122"}, nil},
+			j.rec.ProviderPay, j.rec.PlatformFee = 1110, 116
+		}, provenance.StageSettlement, []string{"amounts: provider pay 1110, the parts' sum is 1104", "amounts: platform fee 116, the parts' sum is 122"}, nil},
+		{"settlement royalties not the parts'", func(j *splitJob) {
+			j.rec.ProviderPay, j.rec.Royalties = 1102, []predicate.Royalty{{Account: "model-owner", Amount: 12}}
+		}, provenance.StageSettlement, []string{"amounts: royalties to model-owner: 12, the parts' sum is 10", "provider pay 1102, the parts' sum is 1104"}, nil},
+		{"settlement usage not the parts'", func(j *splitJob) { j.rec.Usage.WallMillis = 15000 }, provenance.StageSettlement,
+			[]string{"amounts: record usage {WallMillis:15000 CPUMillis:10250 MemGBMillis:0 GPUMillis:0}, the parts' usage sums to {WallMillis:14500"}, nil},
 		{"a settled part's split not its payable", func(j *splitJob) {
-			j.rec.Parts[1].ProviderPay, j.rec.ProviderPay = 480, 1118
-		}, provenance.StageSettlement, []string{"amounts: part 2 (prov-b): provider 480 + fee 52 + royalties 0 = 532, payable 528"}, nil},
+			j.rec.Parts[1].ProviderPay, j.rec.ProviderPay = 470, 1108
+		}, provenance.StageSettlement, []string{"amounts: part 2 (prov-b): provider 470 + fee 52 + royalties 10 = 532, payable 528"}, nil},
 		{"a settled part at another price", func(j *splitJob) {
 			p := &j.rec.Parts[0]
 			p.Price, p.Charge, p.Payable, p.ProviderPay = 750, 758, 758, 688
-			j.rec.Charge, j.rec.Payable, j.rec.ProviderPay, j.rec.Refund = 1286, 1286, 1164, 214
+			j.rec.Charge, j.rec.Payable, j.rec.ProviderPay, j.rec.Refund = 1286, 1286, 1154, 214
 			j.set.Paid, j.set.Refunded = 1286, 214
 		}, provenance.StageSettlement, []string{"part 1 (prov-a): price 750, its part's price is 700", "charge 1286, negotiated price 1200 + metered 36"}, nil},
 		{"a settled part billing usage its tasks did not measure", func(j *splitJob) {
@@ -387,7 +412,8 @@ func TestSplitJobTampered(t *testing.T) {
 			p.Usage.WallMillis, p.Metered.Wall, p.Metered.Total = 10500, 11, 15
 			p.Charge, p.Payable, p.ProviderPay = 715, 715, 645
 			j.rec.Metered.Wall, j.rec.Metered.Total = 22, 43
-			j.rec.Charge, j.rec.Payable, j.rec.ProviderPay, j.rec.Refund = 1243, 1243, 1121, 257
+			j.rec.Charge, j.rec.Payable, j.rec.ProviderPay, j.rec.Refund = 1243, 1243, 1111, 257
+			j.rec.Usage.WallMillis = 21000
 			j.set.Paid, j.set.Refunded = 1243, 257
 		}, provenance.StageSettlement, []string{"part 1 (prov-a): wall usage billed 10500 ms, execution measured 4.000 s"}, nil},
 		{"a settlement without parts", func(j *splitJob) { j.rec.Parts = nil }, provenance.StageSettlement,
