@@ -255,8 +255,9 @@ func (a *auditor) splitChecks(spec SpecPredicate, hasSpec bool, neg NegotiationP
 			a.placementPart(i, sp, pl)
 		}
 	}
-	final, why := ExecutingParts(neg.Parts, nil)
+	final, _ := ExecutingParts(neg.Parts, nil)
 	if hasEx {
+		var why string
 		if final, why = ExecutingParts(neg.Parts, ex.Failovers); why != "" {
 			a.fail(StageExecution, "failover", "%s", why)
 		}
