@@ -2,6 +2,7 @@ package activities
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -14,6 +15,7 @@ import (
 	"github.com/accordmesh/accord/market/broker"
 	"github.com/accordmesh/accord/policies"
 	"github.com/accordmesh/accord/provenance"
+	"github.com/accordmesh/accord/provenance/predicate"
 	"github.com/accordmesh/accord/settlement"
 	"github.com/accordmesh/accord/settlement/sla"
 	"github.com/accordmesh/accord/specs"
@@ -251,6 +253,9 @@ type RecorderAttestor struct {
 // stored before upload and reused on retry. A stage another party signed
 // (in.Signed) is checked and logged instead of signed here.
 func (r RecorderAttestor) Attest(ctx context.Context, in workflows.AttestInput) (workflows.AttestOutput, error) {
+	if err := r.checkParts(ctx, in); err != nil {
+		return workflows.AttestOutput{}, err
+	}
 	var att *provenance.Attestation
 	var err error
 	if in.Signed != nil {
@@ -266,6 +271,36 @@ func (r RecorderAttestor) Attest(ctx context.Context, in workflows.AttestInput) 
 		out.LogIndex = *att.Entry.LogIndex
 	}
 	return out, nil
+}
+
+// checkParts checks the providers' signed parts a split job's placement
+// or execution statement lists (job layout 10) against the trust store
+// before the operator signs over them: a part its provider did not sign,
+// or that is not for this job, stage and place in the chain, is refused
+// for good and nothing is logged.
+func (r RecorderAttestor) checkParts(ctx context.Context, in workflows.AttestInput) error {
+	if in.Stage != provenance.StagePlacement && in.Stage != provenance.StageExecution {
+		return nil
+	}
+	var p struct {
+		Parts []predicate.SignedPart `json:"parts"`
+	}
+	if err := json.Unmarshal(in.Predicate, &p); err != nil || len(p.Parts) == 0 {
+		return nil // the recorder refuses a malformed predicate itself
+	}
+	if r.Trust == nil {
+		return permanent(workflows.ErrTypeExecution, errors.New("attest: no trust store to check the providers' parts"))
+	}
+	ts, err := r.Trust()
+	if err != nil {
+		return fmt.Errorf("attest: trust store: %w", err)
+	}
+	for _, sp := range p.Parts {
+		if err := provenance.CheckPart(ctx, ts, in.JobID, in.Stage, in.Previous, sp); err != nil {
+			return permanent(workflows.ErrTypeExecution, err)
+		}
+	}
+	return nil
 }
 
 // MarketNegotiator is the Negotiator over market/broker: it turns the

@@ -79,7 +79,11 @@ func meshSplit(t *testing.T, cp *meshControl) {
 	}
 	for _, s := range rep.Stages {
 		t.Logf("stage %-13s signed by %s (%s)", s.Stage, s.Signer, s.Party)
+		for _, p := range s.Parts {
+			t.Logf("  part %v signed by %s (%s)", p.Tasks, p.KeyID, p.Party)
+		}
 	}
+	checkPartSigners(t, rep, cp, ran)
 	forged := filepath.Join(t.TempDir(), "forged.json")
 	resignPart(t, rc.receipt, provenance.StageExecution, ran["train"], filepath.Join(cp.home, "keys", "worker.key"), forged)
 	rep, code, out = verify(forged, "--parties")
@@ -193,5 +197,29 @@ func resignPart(t *testing.T, r *provenance.Receipt, stage, provider, keyPath, p
 	}
 	if err := r.WriteFile(path); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// checkPartSigners: the split job's placement and execution each list two
+// parts, each signed by the key of the provider that ran its task.
+func checkPartSigners(t *testing.T, rep provenance.Report, cp *meshControl, ran map[string]string) {
+	t.Helper()
+	for _, s := range rep.Stages {
+		if s.Stage != provenance.StagePlacement && s.Stage != provenance.StageExecution {
+			continue
+		}
+		if len(s.Parts) != 2 {
+			t.Errorf("stage %s lists %d parts, want 2", s.Stage, len(s.Parts))
+			continue
+		}
+		for _, p := range s.Parts {
+			key, err := provenance.LoadKey(filepath.Join(cp.agents[p.Provider].home, "keys", "provider.key"))
+			if err != nil {
+				t.Fatalf("part of %q: %v", p.Provider, err)
+			}
+			if len(p.Tasks) != 1 || ran[p.Tasks[0]] != p.Provider || p.KeyID != key.ID() || p.Party != provenance.ProviderScope(p.Provider) {
+				t.Errorf("stage %s part %+v: want the task's provider, signed with its key %s", s.Stage, p, key.ID())
+			}
+		}
 	}
 }

@@ -519,3 +519,38 @@ func TestSplitJobLegacyStageKey(t *testing.T) {
 		t.Errorf("problems\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
 	}
 }
+
+// CheckPart, the control plane's check before it lists a part, takes a
+// part its provider signed for this job, stage and previous envelope, and
+// refuses one signed by anyone else or for another place in the chain.
+func TestCheckPart(t *testing.T) {
+	ctx := context.Background()
+	p := newSplitParties(t)
+	j := p.goodSplit("job-check")
+	h := provenance.Header{Previous: "sha256:" + strings.Repeat("ab", 32)}
+	good := j.signPart(t, provenance.StageExecution, h, j.exParts[1])
+	if err := provenance.CheckPart(ctx, p.trust, j.id, provenance.StageExecution, h.Previous, good); err != nil {
+		t.Fatalf("good part: %v", err)
+	}
+	forged := j.exParts[1]
+	forged.signer = p.operator
+	bad := map[string]predicate.SignedPart{
+		"signed by the operator": j.signPart(t, provenance.StageExecution, h, forged),
+		"other provider's name":  {Provider: "prov-a", Tasks: good.Tasks, Envelope: good.Envelope},
+		"other tasks":            {Provider: good.Provider, Tasks: []string{"prep"}, Envelope: good.Envelope},
+	}
+	for name, sp := range bad {
+		if err := provenance.CheckPart(ctx, p.trust, j.id, provenance.StageExecution, h.Previous, sp); !errors.Is(err, provenance.ErrSigner) {
+			t.Errorf("%s: %v, want ErrSigner", name, err)
+		}
+	}
+	for name, c := range map[string][3]string{
+		"other job":      {"job-other", provenance.StageExecution, h.Previous},
+		"other stage":    {j.id, provenance.StagePlacement, h.Previous},
+		"other previous": {j.id, provenance.StageExecution, "sha256:" + strings.Repeat("cd", 32)},
+	} {
+		if err := provenance.CheckPart(ctx, p.trust, c[0], c[1], c[2], good); !errors.Is(err, provenance.ErrSigner) {
+			t.Errorf("%s: %v, want ErrSigner", name, err)
+		}
+	}
+}

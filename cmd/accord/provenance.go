@@ -434,6 +434,9 @@ func newAuditVerifyCmd() *cobra.Command {
 			if err := cli.Print(cmd, rep, func(w cli.Writer) {
 				for _, s := range rep.Stages {
 					w.Printf("%-13s %s  log#%d  %s  signer %s%s\n", s.Stage, s.Digest, s.LogIndex, s.IntegratedTime.Format(time.RFC3339), s.Signer, partyNote(s.Party))
+					for _, p := range s.Parts {
+						w.Printf("  part %-9s %s  signer %s%s\n", strings.Join(p.Tasks, ","), p.Digest, p.KeyID, partyNote(p.Party))
+					}
 				}
 				for _, p := range rep.Problems {
 					w.Printf("FAIL %s\n", p)
