@@ -46,6 +46,7 @@ func meshSplit(t *testing.T, cp *meshControl) {
 	if r.Status != workflows.StatusSettled || r.Paid <= 0 || !strings.Contains(r.PriceExplanation, "split over 2 providers") {
 		t.Fatalf("job: %+v", r)
 	}
+	recordHistory(t, cp.client, sub.JobID, "job_split")
 	ran := splitRanOn(t, cp, sub.JobID)
 	if ran["prepare"] == "" || ran["train"] == "" || ran["prepare"] == ran["train"] {
 		t.Fatalf("tasks ran on %v, want prepare and train on different providers", ran)

@@ -115,6 +115,18 @@ func TestSettleSplitThreeParts(t *testing.T) {
 			j.Refunded != 784 || j.Slashed != 100 || j.Cost != 2716 {
 			t.Errorf("statement job = %+v", j)
 		}
+		// Each provider's statement lists the job with its own pay and
+		// slash: the lead's as the job's provider of record, the other
+		// parts' by their postings.
+		for prov, want := range map[string][2]int64{"gpu-co": {935, 0}, "gpu-b": {355, 100}, "gpu-c": {1020, 0}} {
+			st, err := l.Statement(ctx, "provider:"+prov)
+			if err != nil || len(st.Jobs) != 1 {
+				t.Fatalf("%s's statement %+v, %v", prov, st, err)
+			}
+			if j := st.Jobs[0]; j.Job != "split-3" || j.ProviderPay != want[0] || j.Slashed != want[1] {
+				t.Errorf("%s's statement job = %+v, want pay %d slashed %d", prov, j, want[0], want[1])
+			}
+		}
 		mustCheck(t, l)
 	})
 }

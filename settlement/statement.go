@@ -108,8 +108,7 @@ func (l *Ledger) Statement(ctx context.Context, account string) (*Statement, err
 	if err != nil {
 		return nil, err
 	}
-	col := map[string]string{KindTenant: "tenant", KindProvider: "provider"}[kind]
-	if col == "" {
+	if kind != KindTenant && kind != KindProvider {
 		return nil, fmt.Errorf("%w: statements are for tenant: or provider: accounts, not %s", ErrBadAccount, account)
 	}
 	st := &Statement{Account: account, Jobs: []JobCost{}, Totals: map[string]JobCost{}}
@@ -123,11 +122,19 @@ func (l *Ledger) Statement(ctx context.Context, account string) (*Statement, err
 		}
 		st.Balances = append(st.Balances, bonds...)
 	}
+	where, args := `j.tenant = ?`, []any{name}
+	if kind == KindProvider {
+		// A split job's other parts are paid (or slashed) without being
+		// the job's provider of record: they are found by their postings.
+		where = `j.provider = ? OR j.job IN (SELECT t2.job FROM ledger_postings p2
+			JOIN ledger_transactions t2 ON t2.id = p2.tx_id WHERE p2.account IN (?, ?))`
+		args = []any{name, ProviderAccount(name), BondAccount(name)}
+	}
 	rows, err := l.db.QueryContext(ctx, l.q(`SELECT j.job, j.tenant, j.provider, j.currency, j.state, p.account, p.amount, p.memo
 		FROM ledger_jobs j
 		JOIN ledger_transactions t ON t.job = j.job
 		JOIN ledger_postings p ON p.tx_id = t.id
-		WHERE j.`+col+` = ? ORDER BY j.job, t.id, p.seq`), name)
+		WHERE `+where+` ORDER BY j.job, t.id, p.seq`), args...)
 	if err != nil {
 		return nil, fmt.Errorf("settlement: statement %s: %w", account, err)
 	}
@@ -152,7 +159,9 @@ func (l *Ledger) Statement(ctx context.Context, account string) (*Statement, err
 		switch {
 		case memo == "hold" && akind == KindEscrow:
 			c.Held += amt
-		case memo == "pay" && akind == KindProvider:
+		case memo == "pay" && akind == KindProvider && (kind == KindTenant || acct == account):
+			// A provider's statement shows its own pay, not the
+			// other parts' of a split job.
 			c.ProviderPay += amt
 		case memo == "fee" && akind == KindPlatform:
 			c.PlatformFee += amt
@@ -169,8 +178,10 @@ func (l *Ledger) Statement(ctx context.Context, account string) (*Statement, err
 			}
 		case memo == "refund" && akind == KindTenant:
 			c.Refunded += amt
-		case memo == "slash" && akind == KindTenant:
+		case memo == "slash" && akind == KindTenant && kind == KindTenant:
 			c.Slashed += amt
+		case memo == "slash" && kind == KindProvider && acct == BondAccount(name):
+			c.Slashed -= amt // taken from this provider's bond
 		}
 	}
 	if err := rows.Err(); err != nil {
