@@ -66,6 +66,12 @@ type Award struct {
 	Queue string
 	// Explanation says why the price is what it is, for people.
 	Explanation string
+	// Tasks are the tasks of a part of a split award; empty: every task.
+	Tasks []string
+	// Parts splits the job over several provider agents
+	// (placement.split): the fields above are then the first part's, but
+	// Price is the parts' sum.
+	Parts []Award
 }
 
 // TaskDevices is the node and GPU instance IDs a provider offered a task.
@@ -103,6 +109,19 @@ type SettleRequest struct {
 	// SLA are the terms the provider agreed to in negotiation (the award's);
 	// nil holds it to the spec's terms with no stake at risk.
 	SLA *sla.Terms
+	// Parts settles a split job: each provider for its own tasks, under
+	// its own terms (Provider, Price, Usage, SLA and Outcome above are then
+	// unused).
+	Parts []SettlePart
+}
+
+// SettlePart is one provider's part of a split job at settlement.
+type SettlePart struct {
+	Provider string
+	Price    int64
+	Usage    workflows.Usage
+	SLA      *sla.Terms
+	Outcome  Outcome
 }
 
 // Outcome is the measured timing of the job (workflow time): when it was

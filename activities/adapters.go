@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 
 	"github.com/accordmesh/accord/internal/bounded"
@@ -14,6 +15,7 @@ import (
 	"github.com/accordmesh/accord/policies"
 	"github.com/accordmesh/accord/provenance"
 	"github.com/accordmesh/accord/settlement"
+	"github.com/accordmesh/accord/settlement/sla"
 	"github.com/accordmesh/accord/specs"
 	"github.com/accordmesh/accord/workflows"
 )
@@ -151,25 +153,31 @@ func (s SettlementLedger) Release(ctx context.Context, jobID string) (int64, err
 
 // Settle implements Ledger: idempotent by settlement.Key(job, "settle", 1).
 func (s SettlementLedger) Settle(ctx context.Context, r SettleRequest) (int64, int64, any, error) {
-	u, err := settlement.UsageFromSeconds(r.Usage.WallSeconds, r.Usage.CPUSeconds, r.Usage.MemGBSeconds, r.Usage.GPUSeconds)
-	if err != nil {
-		return 0, 0, nil, err
-	}
 	sp := r.Plan.Spec
-	placed := r.Outcome.Placed
-	if placed.IsZero() {
-		placed = r.Outcome.Started // execution starts as soon as the job is placed
-	}
 	req := settlement.SettleRequest{
-		Job: r.JobID, Attempt: 1, Succeeded: r.Succeeded, PayOnSuccess: sp.Settlement.PayOnSuccess,
-		Price: r.Price, Usage: u, FeeBP: s.FeeBP, SLA: agreedTerms(r),
-		Outcome: settlement.Outcome{
-			Placed: placed, Finished: r.Outcome.Finished,
-			Duration: r.Outcome.Finished.Sub(r.Outcome.Started), VerificationFailed: !r.Succeeded,
-		},
+		Job: r.JobID, Attempt: 1, Succeeded: r.Succeeded, PayOnSuccess: sp.Settlement.PayOnSuccess, FeeBP: s.FeeBP,
 	}
-	if s.Rates != nil {
-		req.Rates = s.Rates(r.Provider)
+	if len(r.Parts) == 0 {
+		u, err := settlement.UsageFromSeconds(r.Usage.WallSeconds, r.Usage.CPUSeconds, r.Usage.MemGBSeconds, r.Usage.GPUSeconds)
+		if err != nil {
+			return 0, 0, nil, err
+		}
+		req.Price, req.Usage, req.SLA, req.Outcome = r.Price, u, agreedTerms(r.Plan, r.SLA), outcome(r.Outcome, r.Succeeded)
+		if s.Rates != nil {
+			req.Rates = s.Rates(r.Provider)
+		}
+	}
+	for _, p := range r.Parts {
+		u, err := settlement.UsageFromSeconds(p.Usage.WallSeconds, p.Usage.CPUSeconds, p.Usage.MemGBSeconds, p.Usage.GPUSeconds)
+		if err != nil {
+			return 0, 0, nil, fmt.Errorf("part of %s: %w", p.Provider, err)
+		}
+		part := settlement.SettlePart{Provider: p.Provider, Price: p.Price, Usage: u,
+			SLA: agreedTerms(r.Plan, p.SLA), Outcome: outcome(p.Outcome, r.Succeeded)}
+		if s.Rates != nil {
+			part.Rates = s.Rates(p.Provider)
+		}
+		req.Parts = append(req.Parts, part)
 	}
 	for _, ro := range sp.Settlement.Royalties {
 		req.Royalties = append(req.Royalties, settlement.Royalty{Account: ro.Account, BasisPoints: int64(ro.BasisPoints)})
@@ -180,6 +188,15 @@ func (s SettlementLedger) Settle(ctx context.Context, r SettleRequest) (int64, i
 		return 0, 0, nil, err
 	}
 	return st.Paid(), st.Refund, st, nil
+}
+
+// outcome is the SLA's view of the measured timing.
+func outcome(o Outcome, succeeded bool) settlement.Outcome {
+	placed := o.Placed
+	if placed.IsZero() {
+		placed = o.Started // execution starts as soon as the job is placed
+	}
+	return settlement.Outcome{Placed: placed, Finished: o.Finished, Duration: o.Finished.Sub(o.Started), VerificationFailed: !succeeded}
 }
 
 // modelFees are the plan's pinned model fees as the ledger pays them: each
@@ -200,11 +217,11 @@ func modelFees(plan *specs.Plan) []settlement.ModelFee {
 // request without them (a job negotiated before awards carried terms) is
 // held to the spec's deadline, duration and refund with no stake, so that
 // nothing the provider did not agree to is ever slashed.
-func agreedTerms(r SettleRequest) settlement.SLATerms {
-	if r.SLA != nil {
-		return *r.SLA
+func agreedTerms(plan *specs.Plan, agreed *sla.Terms) settlement.SLATerms {
+	if agreed != nil {
+		return *agreed
 	}
-	t := r.Plan.Spec.Settlement.SLA
+	t := plan.Spec.Settlement.SLA
 	return settlement.SLATerms{Deadline: t.Deadline, MaxDuration: t.MaxDuration, RefundPercent: t.RefundPercent, SlashPercent: t.SlashPercent}
 }
 
@@ -268,6 +285,11 @@ func (m MarketNegotiator) Negotiate(ctx context.Context, jobID string, plan *spe
 
 func (m MarketNegotiator) negotiate(ctx context.Context, jobID string, plan *specs.Plan, exclude map[string]string) (Award, error) {
 	aw, err := m.Broker.NegotiateExcluding(ctx, jobID, plan, exclude)
+	if err == nil && len(aw.Parts) > 0 && !agentsOnly(m.award(aw)) {
+		// A part must be signed by its own provider's agent: among
+		// providers this worker runs, the job is placed whole.
+		aw, err = m.Broker.NegotiateExcluding(ctx, jobID, WholePlan(plan, nil), exclude)
+	}
 	if errors.Is(err, market.ErrNoOffers) || errors.Is(err, market.ErrNoAgreement) {
 		return Award{}, fmt.Errorf("%w: %w", ErrNoOffers, err)
 	}
@@ -277,9 +299,34 @@ func (m MarketNegotiator) negotiate(ctx context.Context, jobID string, plan *spe
 	return m.award(aw), nil
 }
 
+// WholePlan is plan as a job placed whole on one provider (no
+// placement.split), limited to tasks when tasks is not empty (a split
+// job's part, renegotiated after its provider was lost): dependencies on
+// other tasks are dropped, as those ran elsewhere.
+func WholePlan(plan *specs.Plan, tasks []string) *specs.Plan {
+	out := *plan
+	if plan.Spec != nil {
+		sp := *plan.Spec
+		sp.Placement.Split = false
+		out.Spec = &sp
+	}
+	if len(tasks) == 0 {
+		return &out
+	}
+	out.Tasks = nil
+	for _, t := range plan.Tasks {
+		if !slices.Contains(tasks, t.Name) {
+			continue
+		}
+		t.DependsOn = slices.DeleteFunc(slices.Clone(t.DependsOn), func(d string) bool { return !slices.Contains(tasks, d) })
+		out.Tasks = append(out.Tasks, t)
+	}
+	return &out
+}
+
 // award turns the broker's award into the activity's.
 func (m MarketNegotiator) award(aw broker.Award) Award {
-	out := Award{Provider: aw.Provider, Pool: aw.Provider, Runtime: aw.Runtime, Price: aw.Price, Currency: aw.Currency, Record: aw.Result, SLA: aw.SLA}
+	out := Award{Provider: aw.Provider, Pool: aw.Provider, Runtime: aw.Runtime, Price: aw.Price, Currency: aw.Currency, Record: aw.Result, SLA: aw.SLA, Tasks: aw.Tasks}
 	if m.Queue != nil {
 		out.Queue = m.Queue(aw.Provider)
 	}
@@ -294,7 +341,24 @@ func (m MarketNegotiator) award(aw broker.Award) Award {
 	for _, d := range aw.Devices {
 		out.Devices = append(out.Devices, TaskDevices{Task: d.Task, Node: d.Node, GPUDevices: d.GPUDevices})
 	}
+	for _, p := range aw.Parts {
+		out.Parts = append(out.Parts, m.award(p))
+	}
+	if len(out.Parts) > 0 {
+		out.Price = aw.Price
+	}
 	return out
+}
+
+// agentsOnly reports whether every part of a split award runs on a
+// provider agent: only an agent signs its own part.
+func agentsOnly(aw Award) bool {
+	for _, p := range aw.Parts {
+		if p.Queue == "" {
+			return false
+		}
+	}
+	return true
 }
 
 // Snapshot implements Bargainer: the broker's sellers for an agent-played

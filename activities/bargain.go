@@ -90,10 +90,8 @@ func (a *Activities) BargainRound(ctx context.Context, in workflows.BargainRound
 	if err != nil {
 		return workflows.BargainRoundOutput{}, fmt.Errorf("bargain %s: award: %w", in.JobID, err)
 	}
-	out.Award = &workflows.NegotiateOutput{
-		Provider: aw.Provider, Pool: aw.Pool, Runtime: aw.Runtime, Price: aw.Price, Currency: aw.Currency,
-		Record: record(aw.Record), Devices: aw.Devices, SLA: aw.SLA, Queue: aw.Queue, Explanation: aw.Explanation,
-	}
+	award := negotiated(aw)
+	out.Award = &award
 	a.logger(ctx, in.JobID).Info("bargain agreed", "provider", aw.Provider, "price", aw.Price, "round", p.Round)
 	return out, nil
 }

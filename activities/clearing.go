@@ -132,10 +132,7 @@ func (a *Activities) ClearMarket(ctx context.Context, in workflows.ClearMarketIn
 			out.Unplaced = append(out.Unplaced, workflows.UnplacedJob{JobID: j.ID, Reason: cl.Unplaced[j.ID]})
 			continue
 		}
-		out.Placed = append(out.Placed, workflows.ClearedJob{JobID: j.ID, Award: workflows.NegotiateOutput{
-			Provider: aw.Provider, Pool: aw.Pool, Runtime: aw.Runtime, Price: aw.Price, Currency: aw.Currency,
-			Record: record(aw.Record), Devices: aw.Devices, SLA: aw.SLA, Queue: aw.Queue, Explanation: aw.Explanation,
-		}})
+		out.Placed = append(out.Placed, workflows.ClearedJob{JobID: j.ID, Award: negotiated(aw)})
 	}
 	if err := a.noteUnplaced(ctx, out.Unplaced, now); err != nil {
 		return workflows.ClearMarketOutput{}, err

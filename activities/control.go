@@ -142,10 +142,22 @@ func (a *Activities) Negotiate(ctx context.Context, in workflows.NegotiateInput)
 		return workflows.NegotiateOutput{}, fmt.Errorf("negotiate %s: %w", in.JobID, err)
 	}
 	a.logger(ctx, in.JobID).Info("awarded", "provider", aw.Provider, "price", aw.Price, "currency", aw.Currency)
-	return workflows.NegotiateOutput{
+	return negotiated(aw), nil
+}
+
+// negotiated is an award as the workflow's negotiation outcome.
+func negotiated(aw Award) workflows.NegotiateOutput {
+	out := workflows.NegotiateOutput{
 		Provider: aw.Provider, Pool: aw.Pool, Runtime: aw.Runtime, Price: aw.Price, Currency: aw.Currency,
 		Record: record(aw.Record), Devices: aw.Devices, SLA: aw.SLA, Queue: aw.Queue, Explanation: aw.Explanation,
-	}, nil
+	}
+	for _, p := range aw.Parts {
+		out.Parts = append(out.Parts, workflows.AwardPart{
+			Provider: p.Provider, Pool: p.Pool, Runtime: p.Runtime, Queue: p.Queue, Tasks: p.Tasks, Price: p.Price,
+			Devices: p.Devices, SLA: p.SLA, Explanation: p.Explanation,
+		})
+	}
+	return out
 }
 
 // Place holds the job's escrow (price and model fees plus margin, capped by
@@ -215,10 +227,14 @@ func (a *Activities) Settle(ctx context.Context, in workflows.SettleInput) (work
 		return workflows.SettleOutput{}, err
 	}
 	u := totalUsage(in)
-	paid, refunded, rec, err := a.Ledger.Settle(ctx, SettleRequest{
+	req := SettleRequest{
 		JobID: in.JobID, Provider: in.Award.Provider, Plan: plan, Price: in.Award.Price, Usage: u, Succeeded: in.Verified,
 		SLA: in.Award.SLA, Outcome: Outcome{Placed: in.Placed, Started: in.Started, Finished: in.Finished},
-	})
+	}
+	if req.Parts, err = settleParts(in); err != nil {
+		return workflows.SettleOutput{}, permanent(workflows.ErrTypeExecution, fmt.Errorf("settle %s: %w", in.JobID, err))
+	}
+	paid, refunded, rec, err := a.Ledger.Settle(ctx, req)
 	if err != nil {
 		return workflows.SettleOutput{}, fmt.Errorf("settle %s: %w", in.JobID, err)
 	}
@@ -229,6 +245,21 @@ func (a *Activities) Settle(ctx context.Context, in workflows.SettleInput) (work
 	}
 	a.logger(ctx, in.JobID).Info("settled", "paid", paid, "refunded", refunded)
 	return workflows.SettleOutput{Paid: paid, Refunded: refunded, Currency: in.Award.Currency, Record: record(rec)}, nil
+}
+
+// settleParts pairs a split job's parts (the award's) with their metered
+// work (the workflow's); none for a job on one provider.
+func settleParts(in workflows.SettleInput) ([]SettlePart, error) {
+	if len(in.Award.Parts) != len(in.Parts) {
+		return nil, fmt.Errorf("award in %d parts, %d measured", len(in.Award.Parts), len(in.Parts))
+	}
+	var out []SettlePart
+	for i, p := range in.Award.Parts {
+		w := in.Parts[i]
+		out = append(out, SettlePart{Provider: p.Provider, Price: p.Price, Usage: w.Usage, SLA: p.SLA,
+			Outcome: Outcome{Placed: in.Placed, Started: w.Started, Finished: w.Finished}})
+	}
+	return out, nil
 }
 
 // totalUsage is the job's metered usage: the workflow's total (layout 1), or

@@ -60,6 +60,13 @@ func (a *Activities) RunTask(ctx context.Context, in workflows.RunTaskInput) (wo
 	if out, ok := a.readResult(in.JobID, in.RunID); ok {
 		return out, nil
 	}
+	// A split job's upstream outputs that another provider collected
+	// come from the artifact store, digest-verified.
+	for _, up := range sortedNames(in.Upstream) {
+		if err := a.localOutputs(ctx, in.JobID, up, in.Upstream[up]); err != nil {
+			return workflows.RunTaskOutput{}, err
+		}
+	}
 	digest, task, err := a.start(ctx, workflows.StartTaskInput{
 		JobID: in.JobID, Task: in.Task, Attempt: in.Attempt, RunID: in.RunID, PlanInput: in.PlanInput, Award: in.Award,
 	})

@@ -82,8 +82,8 @@ func (a *Activities) Renegotiate(ctx context.Context, in workflows.RenegotiateIn
 	if !ok {
 		return workflows.RenegotiateOutput{}, permanent(workflows.ErrTypeNoOffers, errors.New("renegotiate: the negotiator cannot exclude providers"))
 	}
-	if len(in.Exclude) > 64 {
-		return workflows.RenegotiateOutput{}, permanent(workflows.ErrTypeInvalidSpec, fmt.Errorf("renegotiate: %d providers excluded, at most 64", len(in.Exclude)))
+	if len(in.Exclude) > 64 || len(in.Keep) > 64 {
+		return workflows.RenegotiateOutput{}, permanent(workflows.ErrTypeInvalidSpec, fmt.Errorf("renegotiate: %d providers excluded and %d kept, at most 64 each", len(in.Exclude), len(in.Keep)))
 	}
 	plan, err := a.plan(ctx, in.PlanInput)
 	if err != nil {
@@ -99,7 +99,9 @@ func (a *Activities) Renegotiate(ctx context.Context, in workflows.RenegotiateIn
 			return out, fmt.Errorf("renegotiate %s: penalize %s: %w", in.JobID, in.Lost, err)
 		}
 	}
-	aw, err := neg.NegotiateExcluding(ctx, in.JobID, plan, in.Exclude)
+	// A failover or spot check places what it renegotiates whole: the
+	// job, or the lost part's tasks.
+	aw, err := neg.NegotiateExcluding(ctx, in.JobID, WholePlan(plan, in.Tasks), in.Exclude)
 	if err != nil {
 		if errors.Is(err, ErrNoOffers) {
 			return out, permanent(workflows.ErrTypeNoOffers, err)
@@ -107,14 +109,12 @@ func (a *Activities) Renegotiate(ctx context.Context, in workflows.RenegotiateIn
 		return out, fmt.Errorf("renegotiate %s: %w", in.JobID, err)
 	}
 	a.logger(ctx, in.JobID).Info("renegotiated", "provider", aw.Provider, "price", aw.Price, "lost", in.Lost, "excluded", len(in.Exclude))
-	out.Award = workflows.NegotiateOutput{
-		Provider: aw.Provider, Pool: aw.Pool, Runtime: aw.Runtime, Price: aw.Price, Currency: aw.Currency,
-		Record: record(aw.Record), Devices: aw.Devices, SLA: aw.SLA, Queue: aw.Queue,
-	}
+	out.Award = negotiated(aw)
 	// The new provider's agent reads the job's plan and inputs, and pushes
 	// its outputs, through the artifact store: grant them as placement
-	// does (the failover's replacement, or the spot check's checker).
-	if err := a.grantAgent(ctx, workflows.PlaceInput{JobID: in.JobID, PlanInput: in.PlanInput, Award: out.Award}, plan); err != nil {
+	// does (the failover's replacement, or the spot check's checker),
+	// beside the agents of a split job's other parts.
+	if err := a.grantAgent(ctx, workflows.PlaceInput{JobID: in.JobID, PlanInput: in.PlanInput, Award: out.Award}, plan, in.Keep...); err != nil {
 		return out, fmt.Errorf("renegotiate %s: %w", in.JobID, err)
 	}
 	return out, nil

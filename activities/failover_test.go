@@ -100,7 +100,7 @@ func TestRenegotiateAfterLoss(t *testing.T) {
 	if ok, err := store.AgentReads("gpu-b", plan.PlanRef); !ok || err != nil {
 		t.Errorf("gpu-b reads the plan: %v %v", ok, err)
 	}
-	if p, _, err := store.JobAward("job-1"); p != "gpu-b" || err != nil {
+	if p, _, err := store.JobAward("job-1"); len(p) != 1 || p[0] != "gpu-b" || err != nil {
 		t.Errorf("the job's award record names %q (%v), want gpu-b", p, err)
 	}
 	in.Exclude["gpu-b"] = "ran the job"

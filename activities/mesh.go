@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 
 	"go.temporal.io/sdk/temporal"
@@ -34,7 +35,9 @@ type OutputStore interface {
 // awarded a job may read from the artifact store over HTTP;
 // artifacts.Local implements it. Both calls are idempotent.
 type AgentGrants interface {
-	AwardJob(jobID, provider, tenant string) error
+	// AwardJobTo records the agents of providers as the ones running
+	// job for tenant, replacing an earlier award.
+	AwardJobTo(jobID, tenant string, providers []string) error
 	// GrantJob lets the job's agent read digest, and with asInput use it
 	// as the job's tenant's input; ErrNoAward for a job no agent runs.
 	GrantJob(ctx context.Context, jobID, digest string, asInput bool) error
@@ -68,15 +71,30 @@ func (a *Activities) pushOutputs(ctx context.Context, jobID, task string, outs [
 	return nil
 }
 
-// grantAgent records, at placement or renegotiation, what the agent
-// awarded the job reads: the plan and the inputs and images (tasks' and
-// tests') that the tenant owns. An artifact the tenant does not own is not granted, and the agent
-// refuses the task as a worker sharing the store would.
-func (a *Activities) grantAgent(ctx context.Context, in workflows.PlaceInput, plan *specs.Plan) error {
+// grantAgent records, at placement or renegotiation, what the agents
+// awarded the job read: the plan and the inputs and images (tasks' and
+// tests') that the tenant owns. They are the award's provider, or each
+// part's of a split award, and keep (a split job's other parts, when one
+// part is renegotiated). An artifact the tenant does not own is not
+// granted, and the agent refuses the task as a worker sharing the store
+// would.
+func (a *Activities) grantAgent(ctx context.Context, in workflows.PlaceInput, plan *specs.Plan, keep ...string) error {
 	if a.Grants == nil || in.Award.Queue == "" {
 		return nil
 	}
-	if err := a.Grants.AwardJob(in.JobID, in.Award.Provider, plan.Tenant); err != nil {
+	provs := []string{in.Award.Provider}
+	if len(in.Award.Parts) > 0 {
+		provs = nil
+		for _, p := range in.Award.Parts {
+			provs = append(provs, p.Provider)
+		}
+	}
+	for _, k := range keep {
+		if !slices.Contains(provs, k) {
+			provs = append(provs, k)
+		}
+	}
+	if err := a.Grants.AwardJobTo(in.JobID, plan.Tenant, provs); err != nil {
 		return fmt.Errorf("grant %s to %s: record award: %w", in.JobID, in.Award.Provider, err)
 	}
 	if in.PlanRef != "" {

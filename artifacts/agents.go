@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 
 	"github.com/accordmesh/accord/internal/atomicfile"
@@ -59,59 +60,104 @@ func (l Local) agentTenantBlob(provider, tenant, h string) string {
 // a later award (the job placed again elsewhere) replaces it, and what the
 // earlier provider was granted stays granted.
 func (l Local) AwardJob(jobID, provider, tenant string) error {
+	return l.AwardJobTo(jobID, tenant, []string{provider})
+}
+
+// AwardJobTo records that the agents of providers run job for tenant: the
+// parts of a split job, each provider once. Like AwardJob it replaces an
+// earlier award.
+func (l Local) AwardJobTo(jobID, tenant string, providers []string) error {
 	if err := checkJobID(jobID); err != nil {
 		return err
 	}
-	if err := names.Provider(provider); err != nil {
-		return fmt.Errorf("artifacts: award: %w", err)
-	}
 	if err := names.Tenant(tenant); err != nil {
 		return fmt.Errorf("artifacts: award: %w", err)
+	}
+	if len(providers) == 0 || len(providers) > maxAwardees {
+		return fmt.Errorf("%w: award of %s names %d providers (1 to %d)", ErrRefused, jobID, len(providers), maxAwardees)
+	}
+	var b strings.Builder
+	for i, p := range providers {
+		if err := names.Provider(p); err != nil {
+			return fmt.Errorf("artifacts: award: %w", err)
+		}
+		if slices.Contains(providers[:i], p) {
+			return fmt.Errorf("%w: award of %s names provider %s twice", ErrRefused, jobID, p)
+		}
+		b.WriteString(p + " " + tenant + "\n")
 	}
 	p := l.awardPath(jobID)
 	if err := os.MkdirAll(filepath.Dir(p), 0o700); err != nil {
 		return fmt.Errorf("artifacts: award: %w", err)
 	}
-	if err := atomicfile.WriteFile(p, []byte(provider+" "+tenant+"\n"), 0o600); err != nil {
+	if err := atomicfile.WriteFile(p, []byte(b.String()), 0o600); err != nil {
 		return fmt.Errorf("artifacts: award: %w", err)
 	}
 	return nil
 }
 
-// JobAward returns the provider and tenant of a job AwardJob recorded, or
-// ErrNoAward.
-func (l Local) JobAward(jobID string) (provider, tenant string, err error) {
+// maxAwardees bounds the providers of one job's award (and its record).
+const maxAwardees = 256
+
+// JobAward returns the providers and tenant of a job AwardJob or
+// AwardJobTo recorded, or ErrNoAward.
+func (l Local) JobAward(jobID string) (providers []string, tenant string, err error) {
 	if err := checkJobID(jobID); err != nil {
-		return "", "", err
+		return nil, "", err
 	}
-	b, err := os.ReadFile(l.awardPath(jobID))
+	b, err := readBounded(l.awardPath(jobID), maxAwardees*160)
 	if errors.Is(err, os.ErrNotExist) {
-		return "", "", fmt.Errorf("%w: %s", ErrNoAward, jobID)
+		return nil, "", fmt.Errorf("%w: %s", ErrNoAward, jobID)
 	}
 	if err != nil {
-		return "", "", fmt.Errorf("artifacts: award of %s: %w", jobID, err)
+		return nil, "", fmt.Errorf("artifacts: award of %s: %w", jobID, err)
 	}
-	provider, tenant, ok := strings.Cut(strings.TrimSpace(string(b)), " ")
-	if !ok || names.Provider(provider) != nil || names.Tenant(tenant) != nil {
-		return "", "", fmt.Errorf("artifacts: award of %s: malformed record", jobID)
+	for _, line := range strings.Split(strings.TrimSpace(string(b)), "\n") {
+		p, t, ok := strings.Cut(line, " ")
+		if !ok || names.Provider(p) != nil || names.Tenant(t) != nil || (tenant != "" && t != tenant) {
+			return nil, "", fmt.Errorf("artifacts: award of %s: malformed record", jobID)
+		}
+		providers, tenant = append(providers, p), t
 	}
-	return provider, tenant, nil
+	return providers, tenant, nil
 }
 
-// GrantJob lets the agent awarded job read digest (and, for a tree, every
+// readBounded reads a small record file, refusing one over limit bytes.
+func readBounded(path string, limit int64) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	b, err := io.ReadAll(io.LimitReader(f, limit+1))
+	if err != nil {
+		return nil, err
+	}
+	if int64(len(b)) > limit {
+		return nil, fmt.Errorf("record over %d bytes", limit)
+	}
+	return b, nil
+}
+
+// GrantJob lets the agents awarded job read digest (and, for a tree, every
 // blob it lists); with asInput, also use it as the job's tenant's input.
 // A job with no agent award is ErrNoAward. It trusts its caller (the
 // control plane's own activities) to grant only what the job needs and,
 // for inputs, what the tenant owns. Idempotent.
 func (l Local) GrantJob(ctx context.Context, jobID, digest string, asInput bool) error {
-	provider, tenant, err := l.JobAward(jobID)
+	providers, tenant, err := l.JobAward(jobID)
 	if err != nil {
 		return err
 	}
 	if !asInput {
 		tenant = ""
 	}
-	return l.GrantAgent(ctx, provider, tenant, digest)
+	for _, p := range providers {
+		if err := l.GrantAgent(ctx, p, tenant, digest); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // GrantAgent lets provider read digest (and a tree's blobs) and, when
@@ -238,11 +284,11 @@ func (l Local) Open(digest string) (io.ReadCloser, int64, error) {
 }
 
 // PutOutput stores the file at path, a collected output of job, and grants
-// it to the job's tenant and agent: what the control plane does for
+// it to the job's tenant and agents: what the control plane does for
 // POST /v1/outputs, for an agent that shares the store's directory (the
 // same-machine shortcut). A job no agent was awarded is ErrNoAward.
 func (l Local) PutOutput(ctx context.Context, jobID, path string) (BlobResponse, error) {
-	provider, tenant, err := l.JobAward(jobID)
+	providers, tenant, err := l.JobAward(jobID)
 	if err != nil {
 		return BlobResponse{}, err
 	}
@@ -260,8 +306,10 @@ func (l Local) PutOutput(ctx context.Context, jobID, path string) (BlobResponse,
 		return BlobResponse{}, err
 	}
 	kind, err := l.Claim(ctx, tenant, digest)
-	if err == nil {
-		err = l.GrantAgent(ctx, provider, tenant, digest)
+	for _, p := range providers {
+		if err == nil {
+			err = l.GrantAgent(ctx, p, tenant, digest)
+		}
 	}
 	if err != nil {
 		return BlobResponse{}, err

@@ -52,6 +52,9 @@ type StageReport struct {
 	UUID           string    `json:"uuid,omitempty"`
 	LogIndex       int64     `json:"log_index"`
 	IntegratedTime time.Time `json:"integrated_time"`
+	// Parts are, for a split job's placement and execution (job layout
+	// 10), the providers' signed parts and who signed each.
+	Parts []PartReport `json:"parts,omitempty"`
 }
 
 // Report is the outcome of Verify.
@@ -120,6 +123,20 @@ type VerifyOptions struct {
 // it from opts.WitnessKeys (a Problem of stage "log", check "witness", says
 // how many were found and from whom).
 //
+// A split job (job layout 10: the negotiation has Parts) is checked part by
+// part: its placement and execution statements are the operator's, and
+// each of their SignedParts must verify with a key of provider:<part
+// provider> (ScopeStage too unless opts.Parties; the report's StageReport
+// Parts say who signed each); each part statement must be of its stage,
+// job, spec and previous envelope, name its provider and tasks, and agree
+// with the operator's statement (the one escrow hold; its tasks' runs and
+// outputs). The negotiated parts must have distinct providers, prices
+// summing to the price and tasks partitioning the spec's; the placement's
+// parts must be the negotiated ones, the execution's the negotiated ones
+// after the failovers (ExecutingParts); the settlement record must settle
+// each final part provider as a whole job is settled, its amounts the
+// parts' sums. A split job has no spot check.
+//
 // The report lists every problem found (each naming its stage); the error
 // is report.Err(). Verify never calls out: it is safe on untrusted input.
 func Verify(ctx context.Context, r *Receipt, trust *TrustStore, opts VerifyOptions) (*Report, error) {
@@ -142,6 +159,9 @@ type auditor struct {
 	stmts map[string]*Statement
 	// checkpoints already verified (entries of one receipt share them)
 	cps map[string]cpResult
+	// parts are a split job's verified part statements per stage, in the
+	// order of the stage's Parts (nil where a part did not verify).
+	parts map[string][]*Statement
 }
 
 type cpResult struct {
@@ -343,12 +363,18 @@ func StageSigners(stage, provider string) []string {
 func (a *auditor) signers(signed []signedStage, parties bool) {
 	provider := a.awardedProvider()
 	executor := a.executor(provider)
+	split := len(a.negotiatedParts()) > 0
 	for _, s := range signed {
 		p := provider
 		if s.stage == StageExecution {
 			p = executor
 		}
 		want := StageSigners(s.stage, p)
+		if split && (s.stage == StagePlacement || s.stage == StageExecution) {
+			// The operator states a split job's placement and execution;
+			// each provider signs its own part.
+			want = []string{ScopeOperator}
+		}
 		allowed := want
 		if !parties {
 			allowed = append(slices.Clip(want), ScopeStage)
@@ -362,6 +388,10 @@ func (a *auditor) signers(signed []signedStage, parties bool) {
 			must = fmt.Sprintf("the provider the negotiation awarded (%s)", a.awardDescription(provider))
 		}
 		a.fail(s.stage, "signer", "must be signed by %s, signed by key %s (%s)", must, s.keyID, a.scopesOf(s.keyID))
+	}
+	if split {
+		a.signedParts(StagePlacement, parties)
+		a.signedParts(StageExecution, parties)
 	}
 }
 
@@ -467,16 +497,20 @@ func (a *auditor) statement(stage, want string, payload []byte) *Statement {
 	if h.JobID != a.r.JobID {
 		a.fail(stage, "job", "statement is for job %s, receipt is for job %s", h.JobID, a.r.JobID)
 	}
-	found := false
-	for _, s := range st.Subjects() {
-		if s.Name == JobSubjectPrefix+a.r.JobID && s.Digest == JobDigest(a.r.JobID) {
-			found = true
-		}
-	}
-	if !found {
+	if !hasJobSubject(st, a.r.JobID) {
 		a.fail(stage, "job", "statement has no subject %s%s", JobSubjectPrefix, a.r.JobID)
 	}
 	return st
+}
+
+// hasJobSubject reports whether st has the job's subject.
+func hasJobSubject(st *Statement, jobID string) bool {
+	for _, s := range st.Subjects() {
+		if s.Name == JobSubjectPrefix+jobID && s.Digest == JobDigest(jobID) {
+			return true
+		}
+	}
+	return false
 }
 
 // entry checks the log entry of one stage.
@@ -624,6 +658,10 @@ func (a *auditor) crossChecks() {
 			a.fail(StagePlacement, "amounts", "escrow held %d is less than the negotiated price %d", pl.Held, neg.Price)
 		}
 	}
+	split := hasNeg && len(neg.Parts) > 0
+	if !split {
+		a.unsplit(pl, hasPl, ex, hasEx)
+	}
 	var execOut map[string]string
 	if hasEx {
 		execOut = map[string]string{}
@@ -639,7 +677,7 @@ func (a *auditor) crossChecks() {
 		if ex.SpotRole != "" {
 			a.fail(StageExecution, "statement", "the execution stage is a spot check's %s run, not the job's", ex.SpotRole)
 		}
-		if hasNeg {
+		if hasNeg && !split {
 			want, why := ExecutingProvider(neg.Provider, ex.Failovers)
 			if why != "" {
 				a.fail(StageExecution, "failover", "%s", why)
@@ -657,7 +695,7 @@ func (a *auditor) crossChecks() {
 		if ver.Passed && !allPassed && len(ver.Tests) > 0 {
 			a.fail(StageVerification, "verification", "claims passed but a test failed")
 		}
-		if ver.SpotCheck != nil {
+		if ver.SpotCheck != nil && !split {
 			a.spotCheck(ver.SpotCheck, execOut, hasEx)
 		}
 		if hasEx {
@@ -673,12 +711,36 @@ func (a *auditor) crossChecks() {
 			}
 		}
 	}
+	var final []predicate.Part
+	if split {
+		final = a.splitChecks(spec, hasSpec, neg, pl, hasPl, ex, hasEx, ver, hasVer, execOut)
+	}
 	if hasSet {
-		a.settlement(set, neg, hasNeg, pl, hasPl, ex, hasEx, ver, hasVer)
+		a.settlement(set, neg, hasNeg, pl, hasPl, ex, hasEx, ver, hasVer, final)
 	}
 }
 
-func (a *auditor) settlement(set SettlementPredicate, neg NegotiationPredicate, hasNeg bool, pl PlacementPredicate, hasPl bool, ex ExecutionPredicate, hasEx bool, ver VerificationPredicate, hasVer bool) {
+// unsplit reports the parts of a job whose negotiation split nothing.
+func (a *auditor) unsplit(pl PlacementPredicate, hasPl bool, ex ExecutionPredicate, hasEx bool) {
+	if hasPl && (len(pl.Parts) > 0 || len(pl.PartTasks) > 0) {
+		a.fail(StagePlacement, "parts", "placement lists parts, the negotiation split nothing")
+	}
+	if hasEx && (len(ex.Parts) > 0 || len(ex.PartTasks) > 0) {
+		a.fail(StageExecution, "parts", "execution lists parts, the negotiation split nothing")
+	}
+	for i, f := range ex.Failovers {
+		if len(f.Tasks) > 0 {
+			a.fail(StageExecution, "failover", "failover %d moves tasks %s, the negotiation split nothing", i+1, taskList(f.Tasks))
+		}
+	}
+}
+
+// settlement checks the settled amounts. final are a split job's parts as
+// they finally ran (nil for a job that is not split): its price is their
+// sum, and its usage is checked part by part (settlementParts) rather than
+// at the top level.
+func (a *auditor) settlement(set SettlementPredicate, neg NegotiationPredicate, hasNeg bool, pl PlacementPredicate, hasPl bool, ex ExecutionPredicate, hasEx bool, ver VerificationPredicate, hasVer bool, final []predicate.Part) {
+	split := final != nil
 	const st = StageSettlement
 	bad := func(format string, args ...any) { a.fail(st, "amounts", format, args...) }
 	if set.Paid < 0 || set.Refunded < 0 {
@@ -692,6 +754,7 @@ func (a *auditor) settlement(set SettlementPredicate, neg NegotiationPredicate, 
 	}
 	// The ledger's record carries the usage and rates it settled on; the
 	// predicate's own fields, when present, take precedence.
+	attested := set.Usage
 	var rec SettlementRecord
 	hasRec := len(set.Record) > 0 && string(set.Record) != "null"
 	if hasRec {
@@ -723,33 +786,28 @@ func (a *auditor) settlement(set SettlementPredicate, neg NegotiationPredicate, 
 	// The price and usage billed: the negotiation's and the execution's,
 	// unless a failover or a reversed spot check moved the job (layout 6).
 	price, usage := billed(neg, ex, hasEx, ver, hasVer)
+	if split {
+		price = 0
+		for _, p := range final {
+			price = addSat(price, p.Price)
+		}
+	}
 	if hasVer && !ver.Passed && set.Paid > 0 && hasNeg && set.Paid-fees > price {
 		bad("verification failed yet paid %d (and %d in model fees), above the negotiated price %d", set.Paid-fees, fees, price)
 	}
-	if set.Usage != nil && hasEx {
-		var wall, cpu, mem, gpu float64
-		n := int64(0)
-		for _, u := range usage {
-			wall += u.WallSeconds
-			cpu += u.CPUSeconds
-			mem += u.MemGBSeconds
-			gpu += u.GPUSeconds
-			n++
-		}
-		// Per-task rounding up to a milli-unit may add up to one per task.
-		for _, c := range []struct {
-			what    string
-			got     int64
-			seconds float64
-		}{{"wall", set.Usage.WallMillis, wall}, {"cpu", set.Usage.CPUMillis, cpu}, {"memory", set.Usage.MemGBMillis, mem}, {"gpu", set.Usage.GPUMillis, gpu}} {
-			want := int64(math.Ceil(c.seconds*1000 - 1e-6))
-			if c.got < want-1 || c.got > want+n+1 {
-				bad("%s usage billed %d ms, execution measured %.3f s", c.what, c.got, c.seconds)
-			}
-		}
+	if set.Usage != nil && hasEx && !split {
+		checkUsage(bad, "", *set.Usage, usage)
 	}
 	if !hasRec {
+		if split {
+			bad("a split job's settlement has no record of its parts")
+		}
 		return
+	}
+	if split {
+		a.settlementParts(rec, attested, final, ex, hasEx)
+	} else if len(rec.Parts) > 0 {
+		bad("the record settles parts, the negotiation split nothing")
 	}
 	if rec.Currency != "" && rec.Currency != set.Currency {
 		bad("record currency %s, attested %s", rec.Currency, set.Currency)
@@ -760,7 +818,7 @@ func (a *auditor) settlement(set SettlementPredicate, neg NegotiationPredicate, 
 	if m := rec.Metered; m.Wall+m.CPU+m.Mem+m.GPU != m.Total {
 		bad("metered components %d+%d+%d+%d do not sum to total %d", m.Wall, m.CPU, m.Mem, m.GPU, m.Total)
 	}
-	if set.Usage != nil && set.Rates != nil {
+	if set.Usage != nil && set.Rates != nil && !split {
 		u, r := set.Usage, set.Rates
 		for _, c := range []struct {
 			what      string
@@ -801,6 +859,31 @@ func (a *auditor) settlement(set SettlementPredicate, neg NegotiationPredicate, 
 	}
 	if set.Refunded != rec.Refund {
 		bad("attested refunded %d, record refund %d", set.Refunded, rec.Refund)
+	}
+}
+
+// checkUsage checks billed usage against the usage the execution measured
+// (each line prefixed with prefix). Per-task rounding up to a milli-unit
+// may add up to one per task.
+func checkUsage(bad func(string, ...any), prefix string, got MeteredUsage, usage []predicate.Usage) {
+	var wall, cpu, mem, gpu float64
+	n := int64(0)
+	for _, u := range usage {
+		wall += u.WallSeconds
+		cpu += u.CPUSeconds
+		mem += u.MemGBSeconds
+		gpu += u.GPUSeconds
+		n++
+	}
+	for _, c := range []struct {
+		what    string
+		got     int64
+		seconds float64
+	}{{"wall", got.WallMillis, wall}, {"cpu", got.CPUMillis, cpu}, {"memory", got.MemGBMillis, mem}, {"gpu", got.GPUMillis, gpu}} {
+		want := int64(math.Ceil(c.seconds*1000 - 1e-6))
+		if c.got < want-1 || c.got > want+n+1 {
+			bad("%s%s usage billed %d ms, execution measured %.3f s", prefix, c.what, c.got, c.seconds)
+		}
 	}
 }
 

@@ -1,6 +1,7 @@
 package provenance
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 
@@ -26,6 +27,52 @@ func TestExecutingProvider(t *testing.T) {
 		if got != tc.want || (tc.why == "") != (why == "") || !strings.Contains(why, tc.why) {
 			t.Errorf("%+v: %q %q, want %q %q", tc.fs, got, why, tc.want, tc.why)
 		}
+	}
+}
+
+// A split job's part failover moves only its part; one without tasks moves
+// every part on the lost provider; a failover from a provider no part is
+// on, or for tasks that are no part's, breaks the chain.
+func TestExecutingParts(t *testing.T) {
+	parts := []predicate.Part{
+		{Provider: "gpu-a", Pool: "p", Runtime: "containerd", Tasks: []string{"prep", "eval"}, Price: 100},
+		{Provider: "gpu-b", Tasks: []string{"train"}, Price: 200},
+		{Provider: "gpu-a", Tasks: []string{"export"}, Price: 50},
+	}
+	providers := func(ps []predicate.Part) string {
+		var s []string
+		for _, p := range ps {
+			s = append(s, fmt.Sprintf("%s:%d", p.Provider, p.Price))
+		}
+		return strings.Join(s, ",")
+	}
+	for _, tc := range []struct {
+		fs   []predicate.Failover
+		want string
+		why  string
+	}{
+		{want: "gpu-a:100,gpu-b:200,gpu-a:50"},
+		{fs: []predicate.Failover{{Lost: "gpu-b", Provider: "gpu-c", Price: 150, Tasks: []string{"train"}}}, want: "gpu-a:100,gpu-c:150,gpu-a:50"},
+		// Tasks in another order still name the part.
+		{fs: []predicate.Failover{{Lost: "gpu-a", Provider: "gpu-c", Price: 90, Tasks: []string{"eval", "prep"}}}, want: "gpu-c:90,gpu-b:200,gpu-a:50"},
+		{fs: []predicate.Failover{{Lost: "gpu-a", Provider: "gpu-c", Price: 90}}, want: "gpu-c:90,gpu-b:200,gpu-c:90"},
+		{fs: []predicate.Failover{{Lost: "gpu-b", Provider: "gpu-c", Price: 150, Tasks: []string{"train"}}, {Lost: "gpu-c", Provider: "gpu-d", Price: 160, Tasks: []string{"train"}}},
+			want: "gpu-a:100,gpu-d:160,gpu-a:50"},
+		{fs: []predicate.Failover{{Lost: "gpu-a", Provider: "gpu-c", Tasks: []string{"train"}}}, want: "gpu-a:100,gpu-b:200,gpu-a:50", why: `abandons provider "gpu-a", the part with tasks [train] was on "gpu-b"`},
+		{fs: []predicate.Failover{{Lost: "gpu-b", Provider: "gpu-c", Tasks: []string{"prep"}}}, want: "gpu-a:100,gpu-b:200,gpu-a:50", why: "which are no part's tasks"},
+		{fs: []predicate.Failover{{Lost: "gpu-x", Provider: "gpu-c"}}, want: "gpu-a:100,gpu-b:200,gpu-a:50", why: "no part was on it"},
+		{fs: []predicate.Failover{{Lost: "gpu-b", Provider: "gpu-b", Tasks: []string{"train"}}}, want: "gpu-a:100,gpu-b:200,gpu-a:50", why: "names no other"},
+	} {
+		got, why := ExecutingParts(parts, tc.fs)
+		if providers(got) != tc.want || (tc.why == "") != (why == "") || !strings.Contains(why, tc.why) {
+			t.Errorf("%+v: %s %q, want %s %q", tc.fs, providers(got), why, tc.want, tc.why)
+		}
+	}
+	// The parts given are not changed; a moved part's pool and runtime are
+	// no longer known.
+	got, _ := ExecutingParts(parts, []predicate.Failover{{Lost: "gpu-a", Provider: "gpu-c", Tasks: []string{"prep", "eval"}}})
+	if parts[0].Provider != "gpu-a" || got[0].Pool != "" || got[0].Runtime != "" {
+		t.Errorf("parts %+v, moved %+v", parts[0], got[0])
 	}
 }
 

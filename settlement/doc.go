@@ -50,6 +50,20 @@
 //     and bond slashing, and returns the postings (key job/settle/attempt).
 //     Fee and royalties over 100 % are refused here too, but admission
 //     should have refused them first ([CheckShares]).
+//   - A split job ([SettleRequest].Parts, one [SettlePart] per provider,
+//     at most [MaxSettleParts], providers distinct and named as
+//     names.Provider requires, no top-level price, usage, rates, SLA or
+//     outcome) settles in the same transaction under the same key: the model fees first, from the whole escrow; then each
+//     part in order is charged its price plus its metered usage, at most
+//     what the escrow still holds after the fees and the charges before it
+//     (an earlier part's SLA refund is the tenant's, not the later parts'),
+//     refunded under its own terms, divided into its provider's pay, the
+//     fee and royalties exactly as a whole job's charge, and its provider's
+//     bond is slashed on its own breach. A failed pay-on-success job pays
+//     no part. [Settlement].Parts records each part ([PartSettlement]) and
+//     the top-level amounts are their sums; the postings are one "pay" pair
+//     per part, one "fee" pair, one "royalty" pair per account, one
+//     "refund" pair and one "slash" pair per slashed part.
 //   - Model fees ([SettleRequest].ModelFees, one [ModelFee] per model use,
 //     split up the model's lineage by models.SplitFee) are paid in the
 //     same transaction, so a replay of the settle key pays nobody twice.

@@ -191,7 +191,8 @@ func (l *Ledger) updateSweep(ctx context.Context, query string, args ...any) err
 }
 
 // Validate reports a request that [Ledger.Settle] would refuse whatever the
-// ledger holds (bad names, amounts, usage, rates, shares or SLA terms), so
+// ledger holds (bad names, amounts, usage, rates, shares or SLA terms, of
+// the job or of any of a split job's parts, see [SettleRequest].Parts), so
 // that a sweeper can decide on another request instead of journalling one
 // that can never post.
 func (r SettleRequest) Validate() error {

@@ -296,7 +296,8 @@ type SettleRequest struct {
 	ModelFees []ModelFee `json:"model_fees,omitempty"`
 	// Parts settles a split job (placement.split): each provider is
 	// charged, refunded under its own SLA and paid separately. With
-	// Parts, Price, Usage, Rates, SLA and Outcome above must be zero.
+	// Parts, Price, Usage, Rates, SLA and Outcome above must be zero;
+	// at most MaxSettleParts parts, each for another provider.
 	Parts []SettlePart `json:"parts,omitempty"`
 }
 
@@ -379,7 +380,11 @@ type Settlement struct {
 	// most the agreed stake.
 	Slashed int64 `json:"slashed"`
 	// Parts are a split job's parts, each paid to its provider; the
-	// amounts above are then their sums (royalties summed per account).
+	// amounts above are then their sums (royalties summed per account in
+	// the order first seen, Metered summed per component, Capped if the
+	// model fees or any part were cut), while Usage, Rates and SLA stay
+	// zero: each part has its own. Provider is the lead provider the
+	// escrow was held under.
 	Parts       []PartSettlement `json:"parts,omitempty"`
 	Transaction Transaction      `json:"transaction"`
 }
@@ -403,7 +408,13 @@ func (r SettleRequest) validate() error {
 	if err := CheckModelFees(r.ModelFees); err != nil {
 		return err
 	}
-	return CheckShares(r.FeeBP, r.Royalties)
+	if err := CheckShares(r.FeeBP, r.Royalties); err != nil {
+		return err
+	}
+	if len(r.Parts) > 0 {
+		return r.validateParts()
+	}
+	return nil
 }
 
 // CheckShares reports a platform fee and royalties that cannot be paid out
@@ -449,6 +460,13 @@ func CheckShares(feeBP int64, royalties []Royalty) error {
 // fees nor charge. The SLA refund is of the charge only: the model owners
 // did not breach. Afterwards the escrow is zero and the job is settled.
 //
+// A split job (r.Parts) is settled part by part in the same transaction:
+// after the model fees, each part in order is charged like a whole job, at
+// most what the escrow still holds after the parts before it, refunded
+// under its own SLA terms, divided into its provider's pay, the fee and
+// royalties, and its provider's bond is slashed on its own breach; the
+// Settlement's amounts are then the parts' sums (see [Settlement].Parts).
+//
 // Idempotent by Key(Job, "settle", Attempt): a replay returns the original
 // settlement with Transaction.Replayed set. Settling a job that is not held
 // (unknown, released, or settled under another key) fails with
@@ -457,11 +475,7 @@ func (l *Ledger) Settle(ctx context.Context, r SettleRequest) (*Settlement, erro
 	if err := r.validate(); err != nil {
 		return nil, err
 	}
-	metered, err := Meter(r.Usage, r.Rates)
-	if err != nil {
-		return nil, err
-	}
-	verdict, err := EvaluateSLA(r.SLA, r.Outcome)
+	settle, err := r.settler(l)
 	if err != nil {
 		return nil, err
 	}
@@ -474,55 +488,14 @@ func (l *Ledger) Settle(ctx context.Context, r SettleRequest) (*Settlement, erro
 		if j.State != JobHeld {
 			return nil, nil, fmt.Errorf("%w: job %s is %s", ErrJobState, r.Job, j.State)
 		}
-		escrow := EscrowAccount(r.Job)
-		held, err := l.balanceTx(ctx, tx, escrow, j.Currency, true)
+		held, err := l.balanceTx(ctx, tx, EscrowAccount(r.Job), j.Currency, true)
 		if err != nil {
 			return nil, nil, err
 		}
-		s := &Settlement{Job: r.Job, Tenant: j.Tenant, Provider: j.Provider, Currency: j.Currency,
-			Held: held, Usage: r.Usage, Rates: r.Rates, Metered: metered, SLA: verdict}
-		if r.Succeeded || !r.PayOnSuccess {
-			s.ModelFees, s.ModelFeeTotal, s.Capped = payModelFees(r.ModelFees, held)
-			s.Charge = r.Price + metered.Total
-			if left := held - s.ModelFeeTotal; s.Charge > left {
-				s.Charge, s.Capped = left, true
-			}
+		s, ps, err := settle(ctx, tx, j, held)
+		if err != nil {
+			return nil, nil, err
 		}
-		s.SLARefund = pct(s.Charge, verdict.RefundPercent)
-		s.Payable = s.Charge - s.SLARefund
-		s.PlatformFee = bp(s.Payable, r.FeeBP)
-		s.ProviderPay = s.Payable - s.PlatformFee
-		for _, ro := range r.Royalties {
-			p := Payment{Account: OwnerAccount(ro.Account), Amount: bp(s.Payable, ro.BasisPoints)}
-			s.Royalties = append(s.Royalties, p)
-			s.ProviderPay -= p.Amount
-		}
-		s.Refund = held - s.ModelFeeTotal - s.Payable
-		if SlashAmount(verdict, MaxAmount) > 0 {
-			bond, err := l.balanceTx(ctx, tx, BondAccount(j.Provider), j.Currency, true)
-			if err != nil {
-				return nil, nil, err
-			}
-			s.Slashed = SlashAmount(verdict, bond)
-		}
-		c := j.Currency
-		ps := modelFeePostings(escrow, c, s.ModelFees)
-		ps = append(ps, []Posting{
-			{Account: escrow, Currency: c, Amount: -s.ProviderPay, Memo: "pay"},
-			{Account: ProviderAccount(j.Provider), Currency: c, Amount: s.ProviderPay, Memo: "pay"},
-			{Account: escrow, Currency: c, Amount: -s.PlatformFee, Memo: "fee"},
-			{Account: PlatformFeeAccount, Currency: c, Amount: s.PlatformFee, Memo: "fee"},
-		}...)
-		for _, p := range s.Royalties {
-			ps = append(ps,
-				Posting{Account: escrow, Currency: c, Amount: -p.Amount, Memo: "royalty"},
-				Posting{Account: p.Account, Currency: c, Amount: p.Amount, Memo: "royalty"})
-		}
-		ps = append(ps,
-			Posting{Account: escrow, Currency: c, Amount: -s.Refund, Memo: "refund"},
-			Posting{Account: TenantAccount(j.Tenant), Currency: c, Amount: s.Refund, Memo: "refund"},
-			Posting{Account: BondAccount(j.Provider), Currency: c, Amount: -s.Slashed, Memo: "slash"},
-			Posting{Account: TenantAccount(j.Tenant), Currency: c, Amount: s.Slashed, Memo: "slash"})
 		if err := l.finishJob(ctx, tx, r.Job, JobSettled); err != nil {
 			return nil, nil, err
 		}
@@ -537,6 +510,97 @@ func (l *Ledger) Settle(ctx context.Context, r SettleRequest) (*Settlement, erro
 	}
 	s.Transaction = *t
 	return &s, nil
+}
+
+// settleFunc computes a held job's settlement and postings inside the
+// transaction that settles it, from the escrow's balance held.
+type settleFunc func(ctx context.Context, tx *sql.Tx, j jobRow, held int64) (*Settlement, []Posting, error)
+
+// settler returns how r is settled: whole or split. Its pure parts (the
+// meter and the SLA verdicts) run here, before any transaction.
+func (r SettleRequest) settler(l *Ledger) (settleFunc, error) {
+	if len(r.Parts) > 0 {
+		slash, err := slashers(r.Parts)
+		if err != nil {
+			return nil, err
+		}
+		return func(ctx context.Context, tx *sql.Tx, j jobRow, held int64) (*Settlement, []Posting, error) {
+			return l.settleSplit(ctx, tx, r, j, held, slash)
+		}, nil
+	}
+	metered, err := Meter(r.Usage, r.Rates)
+	if err != nil {
+		return nil, err
+	}
+	verdict, err := EvaluateSLA(r.SLA, r.Outcome)
+	if err != nil {
+		return nil, err
+	}
+	return func(ctx context.Context, tx *sql.Tx, j jobRow, held int64) (*Settlement, []Posting, error) {
+		return l.settleWhole(ctx, tx, r, j, held, metered, verdict)
+	}, nil
+}
+
+// settleWhole settles a job one provider ran.
+func (l *Ledger) settleWhole(ctx context.Context, tx *sql.Tx, r SettleRequest, j jobRow, held int64, metered Charges, verdict SLAResult) (*Settlement, []Posting, error) {
+	escrow := EscrowAccount(r.Job)
+	s := &Settlement{Job: r.Job, Tenant: j.Tenant, Provider: j.Provider, Currency: j.Currency,
+		Held: held, Usage: r.Usage, Rates: r.Rates, Metered: metered, SLA: verdict}
+	if r.Succeeded || !r.PayOnSuccess {
+		s.ModelFees, s.ModelFeeTotal, s.Capped = payModelFees(r.ModelFees, held)
+		s.Charge = r.Price + metered.Total
+		if left := held - s.ModelFeeTotal; s.Charge > left {
+			s.Charge, s.Capped = left, true
+		}
+	}
+	d := divide(s.Charge, verdict, r.FeeBP, r.Royalties)
+	s.SLARefund, s.Payable, s.PlatformFee, s.ProviderPay, s.Royalties = d.SLARefund, d.Payable, d.PlatformFee, d.ProviderPay, d.Royalties
+	s.Refund = held - s.ModelFeeTotal - s.Payable
+	if SlashAmount(verdict, MaxAmount) > 0 {
+		bond, err := l.balanceTx(ctx, tx, BondAccount(j.Provider), j.Currency, true)
+		if err != nil {
+			return nil, nil, err
+		}
+		s.Slashed = SlashAmount(verdict, bond)
+	}
+	c := j.Currency
+	ps := modelFeePostings(escrow, c, s.ModelFees)
+	ps = append(ps, []Posting{
+		{Account: escrow, Currency: c, Amount: -s.ProviderPay, Memo: "pay"},
+		{Account: ProviderAccount(j.Provider), Currency: c, Amount: s.ProviderPay, Memo: "pay"},
+		{Account: escrow, Currency: c, Amount: -s.PlatformFee, Memo: "fee"},
+		{Account: PlatformFeeAccount, Currency: c, Amount: s.PlatformFee, Memo: "fee"},
+	}...)
+	for _, p := range s.Royalties {
+		ps = append(ps,
+			Posting{Account: escrow, Currency: c, Amount: -p.Amount, Memo: "royalty"},
+			Posting{Account: p.Account, Currency: c, Amount: p.Amount, Memo: "royalty"})
+	}
+	ps = append(ps,
+		Posting{Account: escrow, Currency: c, Amount: -s.Refund, Memo: "refund"},
+		Posting{Account: TenantAccount(j.Tenant), Currency: c, Amount: s.Refund, Memo: "refund"},
+		Posting{Account: BondAccount(j.Provider), Currency: c, Amount: -s.Slashed, Memo: "slash"},
+		Posting{Account: TenantAccount(j.Tenant), Currency: c, Amount: s.Slashed, Memo: "slash"})
+	return s, ps, nil
+}
+
+// settleSplit settles a split job: it reads the bonds of the providers in
+// slash (sorted, see [slashers]) and posts [splitSettlement].
+func (l *Ledger) settleSplit(ctx context.Context, tx *sql.Tx, r SettleRequest, j jobRow, held int64, slash []string) (*Settlement, []Posting, error) {
+	bonds := make(map[string]int64, len(slash))
+	for _, p := range slash {
+		b, err := l.balanceTx(ctx, tx, BondAccount(p), j.Currency, true)
+		if err != nil {
+			return nil, nil, err
+		}
+		bonds[p] = b
+	}
+	s, err := splitSettlement(r, held, bonds)
+	if err != nil {
+		return nil, nil, err
+	}
+	s.Job, s.Tenant, s.Provider, s.Currency = r.Job, j.Tenant, j.Provider, j.Currency
+	return s, splitPostings(s, EscrowAccount(r.Job), j.Tenant), nil
 }
 
 func (l *Ledger) finishJob(ctx context.Context, tx *sql.Tx, job, state string) error {

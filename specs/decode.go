@@ -287,7 +287,7 @@ var (
 	inputKeys     = []string{"name", "path", "from", "artifact", "target", "sha256"}
 	outputKeys    = []string{"path", "sha256"}
 	defaultsKeys  = []string{"resources", "retry"}
-	placementKeys = []string{"regions", "residency", "allow_providers", "deny_providers", "tee", "require_attestation", "colocate"}
+	placementKeys = []string{"regions", "residency", "allow_providers", "deny_providers", "tee", "require_attestation", "colocate", "split"}
 	budgetKeys    = []string{"max_price", "currency", "deadline", "preference"}
 	negKeys       = []string{"protocol", "reserve", "pricing", "rounds", "discount", "buyer", "round_timeout", "mode", "batch_wait"}
 	verifKeys     = []string{"tests", "spot_check"}
@@ -587,6 +587,10 @@ func (d *decoder) decodePlacement(pl *Placement, n *node) {
 		gp := fmt.Sprintf("placement.colocate[%d]", i)
 		d.at(gp, g)
 		pl.Colocate = append(pl.Colocate, d.strings(g, gp, "a colocate group"))
+	}
+	if v := f["split"]; v != nil {
+		pl.Split, _ = d.boolean(v, "split")
+		d.at("placement.split", v)
 	}
 }
 

@@ -164,6 +164,12 @@ type Placement struct {
 	TEE                string     `json:"tee,omitempty"` // "", "any", "sev-snp", "tdx", "nvidia-cc"
 	RequireAttestation bool       `json:"require_attestation,omitempty"`
 	Colocate           [][]string `json:"colocate,omitempty"` // groups of task names placed together
+	// Split lets the market award the job's tasks to several providers
+	// (each co-location group still on one): each provider then runs,
+	// signs and is paid for its own part, and a task reads another
+	// provider's outputs through the artifact store. Without it a job
+	// runs whole on one provider.
+	Split bool `json:"split,omitempty"`
 }
 
 // Budget caps what the job may cost and when it must finish.

@@ -58,6 +58,7 @@ func validate(s *Spec, e *errs, failedImports map[string]bool) {
 		v.task(&s.Tasks[i])
 	}
 	v.colocation()
+	v.split()
 	v.tests()
 	v.cycles()
 	v.service()
@@ -277,6 +278,31 @@ func (v *validator) colocation() {
 				v.e.add(p, "task %q is in two colocate groups", n)
 			}
 		}
+	}
+}
+
+// MaxSplitTasks bounds a split job's tasks: the job workflow runs them in
+// one execution (workflows.BatchSize), not in batches.
+const MaxSplitTasks = 500
+
+// split checks that a split job (placement.split) negotiates by a protocol
+// that can award parts and is not spot-checked: a spot check compares the
+// outputs of whole runs, each on one provider.
+func (v *validator) split() {
+	if !v.s.Placement.Split {
+		return
+	}
+	p := v.at("placement.split", v.top)
+	ng := v.s.Negotiation
+	switch {
+	case ng.Protocol == ProtocolAlternating:
+		v.e.add(p, "split needs protocol auction or stacked-alternating-offers; alternating offers bargain for the whole job")
+	case ng.Mode == ModeBatch:
+		v.e.add(p, "split is not supported in mode batch; the periodic clearing places each job whole")
+	case v.s.Verification.SpotCheck > 0:
+		v.e.add(p, "split cannot be combined with verification.spot_check; a spot check reruns the whole job on one provider")
+	case len(v.s.Tasks) > MaxSplitTasks:
+		v.e.add(p, "split jobs run at most %d tasks, this one has %d", MaxSplitTasks, len(v.s.Tasks))
 	}
 }
 

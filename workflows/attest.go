@@ -72,7 +72,9 @@ func (j *job) attestStage(ctx workflow.Context, in AttestInput) (AttestOutput, e
 // providerSigns reports whether the awarded provider agent signs stage.
 func (j *job) providerSigns(stage string) bool {
 	switch {
-	case j.award.Queue == "" || j.layout < layoutProviderQueues:
+	case j.award.Queue == "" || j.layout < layoutProviderQueues || j.split():
+		// A split job's providers sign their parts (split.go); the
+		// stage, which lists them, is the operator's.
 		return false
 	case stage == predicate.StageExecution:
 		return true

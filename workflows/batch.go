@@ -38,7 +38,7 @@ type runner struct {
 	award    NegotiateOutput
 	tasks    map[string]TaskStatus // this set's tasks (the job's own map in-process)
 	upstream map[string]string     // final states of dependencies outside the set
-	running  map[string]string     // run ID -> runtime kind, started and not known finished
+	running  map[string]NegotiateOutput // run ID -> the award it runs under, started and not known finished
 	inFlight int
 	comp     []string
 	// failover (layout 6, a provider agent's queue): a task that its
@@ -65,7 +65,7 @@ func (e *lostProvider) Error() string {
 // run runs order (topologically sorted). Its stop compensation runs on any
 // failure or cancellation, on a disconnected context.
 func (r *runner) run(ctx workflow.Context, order []PlanTask) (err error) {
-	r.running = map[string]string{}
+	r.running = map[string]NegotiateOutput{}
 	defer r.stopRunning(ctx, &err)
 	ectx, cancel := workflow.WithCancel(ctx)
 	defer cancel()
@@ -146,17 +146,20 @@ func (r *runner) stopRunning(ctx workflow.Context, err *error) {
 	var lost *lostProvider
 	if errors.As(*err, &lost) {
 		// Nobody serves the lost provider's queue: a stop would wait
-		// there for a day. Its runs are abandoned, and unpaid.
+		// there for a day. Its runs are abandoned, and unpaid; a split
+		// job's runs on other providers are stopped below.
 		for _, id := range sortedKeys(r.running) {
-			r.comp = append(r.comp, "abandon:"+id)
+			if r.running[id].Provider == lost.provider {
+				r.comp = append(r.comp, "abandon:"+id)
+				delete(r.running, id)
+			}
 		}
-		r.running = map[string]string{}
-		return
 	}
 	dctx, _ := workflow.NewDisconnectedContext(ctx)
 	var errs []error
 	for _, id := range sortedKeys(r.running) {
-		if _, cerr := StopTask.Run(compensateCtxExec(dctx, execQueue(r.award)), StopTaskInput{RunID: id, Runtime: r.running[id]}); cerr != nil {
+		a := r.running[id]
+		if _, cerr := StopTask.Run(compensateCtxExec(dctx, execQueue(a)), StopTaskInput{RunID: id, Runtime: a.Runtime}); cerr != nil {
 			errs = append(errs, cerr)
 			continue
 		}
@@ -222,7 +225,7 @@ func (r *runner) attempt(ctx workflow.Context, t PlanTask, attempt int) (WaitTas
 	r.set(t.Name, func(s *TaskStatus) {
 		s.State, s.Attempt, s.RunID, s.Reason, s.ExitCode = TaskRunning, attempt, runID, "", 0
 	})
-	r.running[runID] = r.award.Runtime
+	r.running[runID] = r.awardOf(t.Name)
 	out, err := r.startAndWait(ctx, t, attempt, runID)
 	if err != nil {
 		return out, err

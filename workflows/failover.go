@@ -39,26 +39,27 @@ func (r *runner) runNo(task string, attempt int) int {
 // runOnProvider is one RunTask on a provider agent's queue, watched for
 // the agent's loss.
 func (r *runner) runOnProvider(ctx workflow.Context, t PlanTask, attempt int, runID string) (WaitTaskOutput, error) {
+	award := r.awardOf(t.Name)
 	in := RunTaskInput{
 		JobID: r.jobID, Task: t.Name, Attempt: attempt, RunID: runID, PlanInput: r.plan,
-		Award: awardFor(r.award, []PlanTask{t}), Window: DefaultWaitWindow,
+		Award: awardFor(award, []PlanTask{t}), Window: DefaultWaitWindow, Upstream: r.upstreamOutputs(t),
 	}
 	for waits := 1; ; waits++ {
-		out, err := RunTask.Run(providerCtx(ctx, r.award.Queue, t, DefaultWaitWindow), in)
+		out, err := RunTask.Run(providerCtx(ctx, award.Queue, t, DefaultWaitWindow), in)
 		if err == nil || !unpicked(err) {
 			return out, err
 		}
-		live, lerr := ProviderLive.RunLocal(localCtx(ctx, time.Minute), ProviderLiveInput{JobID: r.jobID, Provider: r.award.Provider})
+		live, lerr := ProviderLive.RunLocal(localCtx(ctx, time.Minute), ProviderLiveInput{JobID: r.jobID, Provider: award.Provider})
 		if lerr != nil {
-			return out, fmt.Errorf("provider %s liveness: %w", r.award.Provider, lerr)
+			return out, fmt.Errorf("provider %s liveness: %w", award.Provider, lerr)
 		}
 		switch {
 		case !live.Live:
-			return out, &lostProvider{provider: r.award.Provider, runID: runID,
-				reason: fmt.Sprintf("queue %s not served for %s and %s", r.award.Queue, ProviderLossTimeout, live.Reason)}
+			return out, &lostProvider{provider: award.Provider, runID: runID,
+				reason: fmt.Sprintf("queue %s not served for %s and %s", award.Queue, ProviderLossTimeout, live.Reason)}
 		case waits >= maxLiveWaits:
-			return out, &lostProvider{provider: r.award.Provider, runID: runID,
-				reason: fmt.Sprintf("heartbeating, but queue %s not served for %d windows of %s", r.award.Queue, waits, ProviderLossTimeout)}
+			return out, &lostProvider{provider: award.Provider, runID: runID,
+				reason: fmt.Sprintf("heartbeating, but queue %s not served for %d windows of %s", award.Queue, waits, ProviderLossTimeout)}
 		}
 	}
 }
@@ -73,6 +74,9 @@ func unpicked(err error) bool {
 // each time that provider is lost, on the provider a renegotiation
 // without the lost ones awards, from the start.
 func (j *job) runTasksFailover(ctx workflow.Context) error {
+	if j.split() {
+		return j.runSplit(ctx)
+	}
 	for {
 		for _, t := range j.plan.Tasks {
 			j.tasks[t.Name] = TaskStatus{State: TaskPending}

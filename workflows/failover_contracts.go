@@ -58,6 +58,12 @@ type RenegotiateInput struct {
 	LostReason string            `json:"lost_reason,omitempty"`
 	// N numbers the job's renegotiations from 1 (the penalty's key).
 	N int `json:"n"`
+	// Tasks, for a split job's part (layout 10), limits the negotiation
+	// to the part's tasks, placed whole; empty: the whole job.
+	Tasks []string `json:"tasks,omitempty"`
+	// Keep are the providers of a split job's other parts: they stay
+	// awarded the job (its artifacts) beside the winner.
+	Keep []string `json:"keep,omitempty"`
 }
 
 type RenegotiateOutput struct {

@@ -31,6 +31,7 @@ type disputes struct {
 	runs        map[string][]string   // queue -> run IDs
 	spotSigned  []predicate.Execution // spot-check runs signed (layout 9)
 	refuseSign  string                // a provider whose SignStage of a spot run fails
+	signed      []AttestInput         // every SignStage input
 }
 
 // watchDisputes registers the layout-6 activities on h: Renegotiate awards
@@ -44,6 +45,9 @@ func watchDisputes(h *harness, live func(string) bool, order ...string) *dispute
 	SlashProvider.Register(h.env, slashAct)
 	watchQueues(h)
 	h.on(SignStage.Name).Return(func(_ context.Context, in AttestInput) (SignedStage, error) {
+		d.mu.Lock()
+		d.signed = append(d.signed, in)
+		d.mu.Unlock()
 		var ex predicate.Execution
 		if in.Stage == predicate.StageExecution {
 			if err := json.Unmarshal(in.Predicate, &ex); err != nil {
@@ -51,7 +55,7 @@ func watchDisputes(h *harness, live func(string) bool, order ...string) *dispute
 			}
 		}
 		if ex.SpotRole == "" {
-			return SignedStage{Envelope: []byte(`{}`), Digest: "sha256:env", SignerPublicKey: "PEM"}, nil
+			return SignedStage{Envelope: []byte(`{"signed_by":"` + in.Provider + `","stage":"` + in.Stage + `"}`), Digest: "sha256:env", SignerPublicKey: "PEM"}, nil
 		}
 		d.mu.Lock()
 		defer d.mu.Unlock()

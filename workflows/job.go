@@ -334,10 +334,14 @@ func (j *job) settleWork(ctx workflow.Context, cause error) error {
 		return err
 	}
 	u := j.usage
-	st, err := Settle.Run(compensateCtx(ctx), SettleInput{
+	in := SettleInput{
 		JobID: j.in.JobID, PlanInput: j.planIn, Award: j.award, Verified: true, Usage: &u,
 		Placed: j.placedAt, Started: j.execStart, Finished: j.execEnd,
-	})
+	}
+	if j.split() {
+		in.Parts = j.partsWork()
+	}
+	st, err := Settle.Run(compensateCtx(ctx), in)
 	if err != nil {
 		return err
 	}
@@ -383,11 +387,14 @@ func (j *job) negotiate(ctx workflow.Context) error {
 		// predates routing by it.
 		award.Queue = ""
 	}
+	if len(award.Parts) > 0 && j.layout < layoutSplit {
+		return fail(ClassNoOffers, fmt.Errorf("awarded in %d parts, but this job's layout (%d) runs a job on one provider", len(award.Parts), j.layout))
+	}
 	j.award = award
-	j.cost.Price, j.cost.Currency, j.cost.PriceExplanation = award.Price, award.Currency, award.Explanation
+	j.cost.Price, j.cost.Currency, j.cost.PriceExplanation = award.Price, award.Currency, explainAward(award)
 	err = j.attest(ctx, predicate.StageNegotiation, nil, predicate.Negotiation{
 		Header: j.header(), Provider: award.Provider, Pool: award.Pool, Runtime: award.Runtime,
-		Price: award.Price, Currency: award.Currency, Record: rawOrNull(award.Record),
+		Price: award.Price, Currency: award.Currency, Record: rawOrNull(award.Record), Parts: negotiatedParts(award),
 	}, nil)
 	if j.byRef() {
 		// The record (every offer and bid) is evidence for the attestation
@@ -409,10 +416,16 @@ func (j *job) place(ctx workflow.Context) error {
 	j.placement = pl
 	j.placedAt = workflow.Now(ctx)
 	j.cost.Held = pl.Held
+	var parts []predicate.SignedPart
+	if j.split() {
+		if parts, err = j.placeParts(ctx, pl); err != nil {
+			return err
+		}
+	}
 	return j.attest(ctx, predicate.StagePlacement, nil, predicate.Placement{
 		Header: j.header(), Provider: j.award.Provider, Pool: j.award.Pool, Node: pl.Node,
 		Reservation: pl.Reservation, HoldID: pl.HoldID, Held: pl.Held, Currency: pl.Currency, Record: rawOrNull(pl.Record),
-		Approval: j.approvedBy,
+		Approval: j.approvedBy, Parts: parts,
 	}, nil)
 }
 
@@ -427,6 +440,12 @@ func (j *job) execute(ctx workflow.Context) error {
 	pred := predicate.Execution{Header: j.header(), Runtime: j.award.Runtime, Provider: j.award.Provider, Failovers: j.failovers}
 	if !j.byRef() {
 		pred.Tasks = j.tasks
+	}
+	if j.split() {
+		var err error
+		if pred.Parts, err = j.executeParts(ctx); err != nil {
+			return err
+		}
 	}
 	return j.attest(ctx, predicate.StageExecution, j.outputSubjects(), pred, j.results)
 }
@@ -501,6 +520,9 @@ func (j *job) settle(ctx workflow.Context, verified bool) error {
 	} else {
 		in.Tasks = j.tasks
 	}
+	if j.split() {
+		in.Parts = j.partsWork()
+	}
 	st, err := control(ctx, j.layout, Settle, in, 2*time.Minute)
 	if err != nil {
 		return classify(ctx, err, ClassInternal)
@@ -531,7 +553,7 @@ func (j *job) finish(ctx workflow.Context, err, aerr error) (JobResult, error) {
 		Provider: j.award.Provider, Price: j.award.Price, Paid: j.paid, Refunded: j.refunded,
 		Currency: j.cost.Currency, Tasks: listTasks(j.tasks), Tests: j.tests, Attestations: j.atts,
 		Stages: j.stages, Compensated: j.comp, Published: j.published,
-		Failovers: j.failovers, SpotCheck: j.spot, PriceExplanation: j.award.Explanation,
+		Failovers: j.failovers, SpotCheck: j.spot, PriceExplanation: explainAward(j.award),
 	}
 	if j.byRef() {
 		res.TaskCounts = countTasks(j.tasks)

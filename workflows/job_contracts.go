@@ -2,6 +2,7 @@ package workflows
 
 import (
 	"encoding/json"
+	"slices"
 	"strconv"
 	"time"
 
@@ -429,6 +430,44 @@ type NegotiateOutput struct {
 	// Explanation says why the price is what it is, for people ("paid
 	// 1.00 USD: the buyer's reserve; no competing offer").
 	Explanation string `json:"explanation,omitempty"`
+	// Parts splits the job over several provider agents (layout 10,
+	// placement.split): each part runs its Tasks on its provider. The
+	// fields above are then the first part's (the escrow is held under
+	// its provider), but Price is the parts' sum. Empty: one provider
+	// runs every task.
+	Parts []AwardPart `json:"parts,omitempty"`
+}
+
+// AwardPart is one provider's part of a split award.
+type AwardPart struct {
+	Provider string        `json:"provider"`
+	Pool     string        `json:"pool,omitempty"`
+	Runtime  string        `json:"runtime"`
+	Queue    string        `json:"queue"`
+	Tasks    []string      `json:"tasks"`
+	Price    int64         `json:"price"`
+	Devices  []TaskDevices `json:"devices,omitempty"`
+	SLA      *sla.Terms    `json:"sla,omitempty"`
+	// Explanation says why the part's price is what it is.
+	Explanation string `json:"explanation,omitempty"`
+}
+
+// Part is part i of a split award as an award of its own: its provider,
+// queue, price, devices and terms.
+func (a NegotiateOutput) Part(i int) NegotiateOutput {
+	p := a.Parts[i]
+	return NegotiateOutput{Provider: p.Provider, Pool: p.Pool, Runtime: p.Runtime, Price: p.Price, Currency: a.Currency,
+		Devices: p.Devices, SLA: p.SLA, Queue: p.Queue, Explanation: p.Explanation}
+}
+
+// PartOf is the index of the part that runs task, or -1.
+func (a NegotiateOutput) PartOf(task string) int {
+	for i, p := range a.Parts {
+		if slices.Contains(p.Tasks, task) {
+			return i
+		}
+	}
+	return -1
 }
 
 // TaskDevices is the node and GPU instance IDs offered for one task.
@@ -517,6 +556,10 @@ type RunTaskInput struct {
 	PlanInput
 	Award  NegotiateOutput `json:"award"`
 	Window time.Duration   `json:"window_ns"`
+	// Upstream are the outputs of the task's dependencies that another
+	// provider collected (layout 10, a split job): the agent fetches them
+	// from the artifact store, digest-verified, before the task starts.
+	Upstream map[string][]OutputArtifact `json:"upstream,omitempty"`
 }
 
 type RunTaskOutput = WaitTaskOutput
@@ -588,6 +631,17 @@ type SettleInput struct {
 	Placed   time.Time             `json:"placed,omitzero"` // escrow held: the SLA deadline's clock starts
 	Started  time.Time             `json:"started"`
 	Finished time.Time             `json:"finished"`
+	// Parts are a split job's parts (layout 10), in Award.Parts' order:
+	// each is charged for its own tasks' usage and held to its own terms
+	// over its own tasks' run time.
+	Parts []SettlePart `json:"parts,omitempty"`
+}
+
+// SettlePart is the metered work of one part of a split job.
+type SettlePart struct {
+	Usage    Usage     `json:"usage"`
+	Started  time.Time `json:"started"`
+	Finished time.Time `json:"finished"`
 }
 
 type SettleOutput struct {

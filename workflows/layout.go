@@ -108,7 +108,22 @@ const (
 	// on it).
 	layoutSpotSigned workflow.Version = 9
 
-	layoutLatest = layoutSpotSigned
+	// layoutSplit (10): an award in parts (NegotiateOutput.Parts: a spec
+	// with placement.split, awarded to several provider agents) runs each
+	// task on its part's agent, with the outputs of dependencies another
+	// part ran in RunTaskInput.Upstream. Each part's provider signs its
+	// placement acceptance and, over its own tasks' sealed results, its
+	// execution statement (SignStage on its queue); the placement and
+	// execution stages are then the operator's statements listing those
+	// signed parts. A lost part's provider is replaced by renegotiating
+	// that part's tasks alone (RenegotiateInput.Tasks, without the other
+	// parts' providers), and its tasks and every task downstream of them
+	// run again; the escrow is reassigned only when the lost part is the
+	// one it is held under. Settle pays each part for its own tasks
+	// (SettleInput.Parts). Awards without parts run as in layout 9.
+	layoutSplit workflow.Version = 10
+
+	layoutLatest = layoutSplit
 )
 
 // CurrentLayout is the layout new jobs run; recorded histories are named

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"slices"
 	"strconv"
 	"time"
 
@@ -25,7 +26,7 @@ type Blobs interface {
 	Open(digest string) (io.ReadCloser, int64, error)
 	PutReader(ctx context.Context, r io.Reader, limit int64) (digest string, size int64, err error)
 	Claim(ctx context.Context, tenant, digest string) (kind string, err error)
-	JobAward(jobID string) (provider, tenant string, err error)
+	JobAward(jobID string) (providers []string, tenant string, err error)
 	GrantAgent(ctx context.Context, provider, tenant, digest string) error
 }
 
@@ -135,12 +136,13 @@ func (s *Server) putBlob(w http.ResponseWriter, r *http.Request, p policies.Prin
 
 // putOutput stores a collected output of ?job=, a job awarded to the
 // agent, and grants it to the job's tenant (who may then use it as an
-// input of later jobs) and to the agent. Another provider's job, or none,
+// input of later jobs) and to every agent awarded the job (a split job's
+// other parts read it as their input). Another provider's job, or none,
 // is 404.
 func (s *Server) putOutput(w http.ResponseWriter, r *http.Request, p policies.Principal) {
 	job := r.URL.Query().Get("job")
-	provider, tenant, err := s.blobs.JobAward(job)
-	if err == nil && provider != p.Name {
+	providers, tenant, err := s.blobs.JobAward(job)
+	if err == nil && !slices.Contains(providers, p.Name) {
 		err = fmt.Errorf("%w: job %s is not %s's", artifacts.ErrNoAward, job, p.Name)
 	}
 	if err != nil {
@@ -152,8 +154,10 @@ func (s *Server) putOutput(w http.ResponseWriter, r *http.Request, p policies.Pr
 		return
 	}
 	kind, err := s.blobs.Claim(r.Context(), tenant, digest)
-	if err == nil {
-		err = s.blobs.GrantAgent(r.Context(), p.Name, tenant, digest)
+	for _, to := range providers {
+		if err == nil {
+			err = s.blobs.GrantAgent(r.Context(), to, tenant, digest)
+		}
 	}
 	if err != nil {
 		s.failBlob(w, r, err)

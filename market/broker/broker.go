@@ -16,6 +16,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 
 	"github.com/accordmesh/accord/market"
@@ -44,6 +45,12 @@ type Award struct {
 	Devices []TaskDevices
 	// SLA are the money terms the provider agreed to (the market award's).
 	SLA *sla.Terms
+	// Tasks are the tasks a part of a split award runs; empty: every task.
+	Tasks []string
+	// Parts splits the job over several providers (placement.split): one
+	// award per provider, in the market's order, each with its Tasks. The
+	// fields above are then the first part's, but Price is the parts' sum.
+	Parts []Award
 }
 
 // Broker negotiates on behalf of a worker.
@@ -95,7 +102,7 @@ func (b Broker) NegotiateExcluding(ctx context.Context, jobID string, plan *spec
 	if len(provs) == 0 && len(excluded) > 0 {
 		return Award{}, fmt.Errorf("%w: every provider was excluded (placement policy, or by the job itself): %s", market.ErrNoOffers, explain(excluded))
 	}
-	res, err := market.Negotiate(ctx, plan, provs, market.Options{Job: jobID, WholeJobs: true})
+	res, err := market.Negotiate(ctx, plan, provs, market.Options{Job: jobID, WholeJobs: !splits(plan)})
 	if res != nil {
 		res.Diagnostics = append(res.Diagnostics, excluded...)
 	}
@@ -112,26 +119,95 @@ func (b Broker) NegotiateExcluding(ctx context.Context, jobID string, plan *spec
 	return b.Awarded(ctx, plan, res)
 }
 
-// Awarded turns a market result's first award into the broker's: the
-// runtime that runs the winner's tasks and the devices it gives each.
+// Awarded turns a market result into the broker's award: the runtime that
+// runs each winner's tasks and the devices it gives each. A result with
+// several awards is a split award (Parts) when the plan allows splitting
+// (placement.split) and its parts run every task exactly once; otherwise
+// it is refused.
 func (b Broker) Awarded(ctx context.Context, plan *specs.Plan, res *market.Result) (Award, error) {
 	if res == nil || len(res.Awards) == 0 {
 		return Award{}, fmt.Errorf("%w: the market cleared no award", market.ErrNoOffers)
 	}
-	aw := res.Awards[0]
-	if len(res.Awards) > 1 {
-		// A job runs on one provider: a result placing it on several
-		// would run every task on the first at the first's share.
-		return Award{}, fmt.Errorf("%w: the market split the job over %d providers; a job runs on one provider", market.ErrNoOffers, len(res.Awards))
+	if len(res.Awards) > 1 && !splits(plan) {
+		// A job runs on one provider unless its spec splits it: a result
+		// placing it on several would run every task on the first at the
+		// first's share.
+		return Award{}, fmt.Errorf("%w: the market split the job over %d providers; a job runs on one provider unless placement.split", market.ErrNoOffers, len(res.Awards))
 	}
+	parts := make([]Award, len(res.Awards))
+	for i, aw := range res.Awards {
+		p, err := b.part(ctx, plan, res, aw)
+		if err != nil {
+			return Award{}, err
+		}
+		parts[i] = p
+	}
+	if len(parts) == 1 {
+		parts[0].Tasks = nil
+		return parts[0], nil
+	}
+	if err := coverOnce(plan, parts); err != nil {
+		return Award{}, err
+	}
+	out := parts[0]
+	out.Tasks, out.Parts, out.Price = nil, parts, 0
+	for _, p := range parts {
+		out.Price += p.Price
+	}
+	return out, nil
+}
+
+// part is one market award as the broker's: its tasks, runtime and devices.
+func (b Broker) part(ctx context.Context, plan *specs.Plan, res *market.Result, aw market.Award) (Award, error) {
 	out := Award{Provider: aw.Provider, Runtime: b.runtime(aw.Provider), Price: aw.Price, Currency: res.Currency, Result: res, SLA: aw.SLA}
+	for _, h := range aw.Hardware {
+		out.Tasks = append(out.Tasks, h.Task)
+	}
 	if b.Assign != nil {
-		var err error
-		if out.Devices, err = b.Assign(ctx, aw.Provider, plan); err != nil {
+		devs, err := b.Assign(ctx, aw.Provider, plan)
+		if err != nil {
 			return Award{}, fmt.Errorf("broker: assign devices on %s: %w", aw.Provider, err)
+		}
+		for _, d := range devs {
+			if slices.Contains(out.Tasks, d.Task) {
+				out.Devices = append(out.Devices, d)
+			}
 		}
 	}
 	return out, nil
+}
+
+// coverOnce checks that a split award's parts run every task of the plan
+// exactly once, each part on its own provider.
+func coverOnce(plan *specs.Plan, parts []Award) error {
+	owner, provs := map[string]string{}, map[string]bool{}
+	for _, p := range parts {
+		if provs[p.Provider] {
+			return fmt.Errorf("broker: split award names provider %s twice", p.Provider)
+		}
+		provs[p.Provider] = true
+		for _, t := range p.Tasks {
+			if o, ok := owner[t]; ok {
+				return fmt.Errorf("broker: split award gives task %s to both %s and %s", t, o, p.Provider)
+			}
+			owner[t] = p.Provider
+		}
+	}
+	for _, t := range plan.Tasks {
+		if _, ok := owner[t.Name]; !ok {
+			return fmt.Errorf("broker: split award runs no provider for task %s", t.Name)
+		}
+	}
+	if len(owner) != len(plan.Tasks) {
+		return fmt.Errorf("broker: split award names %d tasks, the plan has %d", len(owner), len(plan.Tasks))
+	}
+	return nil
+}
+
+// splits reports whether the plan's spec lets the market split the job
+// over several providers (placement.split).
+func splits(plan *specs.Plan) bool {
+	return plan != nil && plan.Spec != nil && plan.Spec.Placement.Split
 }
 
 // Snapshot takes the sellers of a bargain whose buyer is an agent

@@ -3,6 +3,7 @@ package broker
 import (
 	"context"
 	"errors"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -229,5 +230,73 @@ func TestAwardedRefusesSplit(t *testing.T) {
 	_, err := Broker{}.Awarded(context.Background(), nil, res)
 	if !errors.Is(err, market.ErrNoOffers) || !strings.Contains(err.Error(), "split the job over 2 providers") {
 		t.Fatalf("split result: err %v", err)
+	}
+}
+
+// splitPlan is a two-task DAG (a → b) whose spec lets the market split it.
+func splitPlan(t *testing.T, split bool) *specs.Plan {
+	t.Helper()
+	doc := "---\naccord: v1\nname: pipe\nversion: 1.0.0\ntenant: demo\n---\n\n## Tasks\n\n```yaml\n" +
+		"a:\n  image: oci-archive:x.tar\n  command: [x]\n  outputs: [out.txt]\n  resources: {cpu: 1, memory: 256MiB, max_duration: 5m}\n" +
+		"b:\n  image: oci-archive:x.tar\n  command: [x]\n  depends_on: [a]\n  inputs:\n    - {name: in.txt, from: a:out.txt}\n  resources: {cpu: 1, memory: 256MiB, max_duration: 5m}\n```\n\n" +
+		"## Budget\n\n```yaml\nmax_price: 500\ncurrency: USD\n```\n\n## Placement\n\n```yaml\nsplit: " + strconv.FormatBool(split) + "\n```\n"
+	s, err := specs.Parse("pipe.md", []byte(doc))
+	if err != nil {
+		t.Fatal(err)
+	}
+	plan, err := specs.Compile(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return plan
+}
+
+// A job whose spec splits it, on two providers with room for one task
+// each, is awarded in two parts that run each task once; the same job
+// without split finds no provider that fits it whole.
+func TestNegotiateSplit(t *testing.T) {
+	a, c := localProvider(1000), localProvider(1000)
+	a.P.Name, c.P.Name = "prov-a", "prov-c"
+	b := Broker{Providers: sellers(a, c), Runtime: map[string]string{"prov-c": "nomad"}, DefaultRuntime: "containerd"}
+	aw, err := b.Negotiate(context.Background(), "job-1", splitPlan(t, true))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(aw.Parts) != 2 || aw.Provider != aw.Parts[0].Provider || aw.Price != aw.Parts[0].Price+aw.Parts[1].Price {
+		t.Fatalf("award %+v", aw)
+	}
+	got := map[string]string{}
+	for _, p := range aw.Parts {
+		if len(p.Tasks) != 1 || p.SLA == nil || p.Runtime != b.runtime(p.Provider) {
+			t.Errorf("part %+v", p)
+		}
+		got[p.Tasks[0]] = p.Provider
+	}
+	if len(got) != 2 || got["a"] == got["b"] {
+		t.Errorf("tasks %v, want a and b on different providers", got)
+	}
+	if _, err := b.Negotiate(context.Background(), "job-1", splitPlan(t, false)); !errors.Is(err, market.ErrNoOffers) && !errors.Is(err, market.ErrNoAgreement) {
+		t.Errorf("whole job on one-task providers: %v, want no offers", err)
+	}
+}
+
+// A split result that runs a task twice, or none, is refused.
+func TestAwardedSplitCoverage(t *testing.T) {
+	plan := splitPlan(t, true)
+	hw := func(ts ...string) []market.Hardware {
+		var out []market.Hardware
+		for _, t := range ts {
+			out = append(out, market.Hardware{Task: t})
+		}
+		return out
+	}
+	for name, awards := range map[string][]market.Award{
+		"twice":   {{Provider: "x", Hardware: hw("a", "b")}, {Provider: "y", Hardware: hw("b")}},
+		"missing": {{Provider: "x", Hardware: hw("a")}, {Provider: "y"}},
+		"same":    {{Provider: "x", Hardware: hw("a")}, {Provider: "x", Hardware: hw("b")}},
+	} {
+		if _, err := (Broker{}).Awarded(context.Background(), plan, &market.Result{Currency: "USD", Awards: awards}); err == nil {
+			t.Errorf("%s: split award accepted", name)
+		}
 	}
 }

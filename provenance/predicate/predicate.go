@@ -352,28 +352,19 @@ type Rates struct {
 // SettlementRecord is the part of the ledger's settlement record the audit
 // cross-checks (settlement.Settlement's JSON).
 type SettlementRecord struct {
-	Provider string        `json:"provider"`
-	Currency string        `json:"currency"`
-	Held     int64         `json:"held"`
-	Usage    *MeteredUsage `json:"usage,omitempty"` // what the metered charge was computed from
-	Rates    *Rates        `json:"rates,omitempty"`
-	Metered  struct {
-		Wall  int64 `json:"wall"`
-		CPU   int64 `json:"cpu"`
-		Mem   int64 `json:"mem"`
-		GPU   int64 `json:"gpu"`
-		Total int64 `json:"total"`
-	} `json:"metered"`
-	Charge      int64 `json:"charge"`
-	Capped      bool  `json:"capped,omitempty"`
-	SLARefund   int64 `json:"sla_refund"`
-	Payable     int64 `json:"payable"`
-	ProviderPay int64 `json:"provider_pay"`
-	PlatformFee int64 `json:"platform_fee"`
-	Royalties   []struct {
-		Account string `json:"account"`
-		Amount  int64  `json:"amount"`
-	} `json:"royalties,omitempty"`
+	Provider    string         `json:"provider"`
+	Currency    string         `json:"currency"`
+	Held        int64          `json:"held"`
+	Usage       *MeteredUsage  `json:"usage,omitempty"` // what the metered charge was computed from
+	Rates       *Rates         `json:"rates,omitempty"`
+	Metered     MeteredCharges `json:"metered"`
+	Charge      int64          `json:"charge"`
+	Capped      bool           `json:"capped,omitempty"`
+	SLARefund   int64          `json:"sla_refund"`
+	Payable     int64          `json:"payable"`
+	ProviderPay int64          `json:"provider_pay"`
+	PlatformFee int64          `json:"platform_fee"`
+	Royalties   []Royalty      `json:"royalties,omitempty"`
 	// ModelFees are the model fees paid from the escrow before the
 	// charge, each split among model owners; ModelFeeTotal is their sum.
 	ModelFees []struct {
@@ -386,4 +377,42 @@ type SettlementRecord struct {
 	ModelFeeTotal int64 `json:"model_fee_total,omitempty"`
 	Refund        int64 `json:"refund"`
 	Slashed       int64 `json:"slashed"`
+	// Parts are a split job's parts (job layout 10), one per final part
+	// provider, each charged and paid as a whole job would be; the
+	// amounts above are then their sums (royalties summed per account).
+	Parts []SettlementPart `json:"parts,omitempty"`
+}
+
+// MeteredCharges is metered usage priced at a provider's rates
+// (settlement.Charges' JSON).
+type MeteredCharges struct {
+	Wall  int64 `json:"wall"`
+	CPU   int64 `json:"cpu"`
+	Mem   int64 `json:"mem"`
+	GPU   int64 `json:"gpu"`
+	Total int64 `json:"total"`
+}
+
+// Royalty is a royalty paid to a model owner's account.
+type Royalty struct {
+	Account string `json:"account"`
+	Amount  int64  `json:"amount"`
+}
+
+// SettlementPart is the part of a split job's settlement record for one
+// provider that the audit cross-checks (settlement.PartSettlement's JSON).
+type SettlementPart struct {
+	Provider    string         `json:"provider"`
+	Price       int64          `json:"price"`
+	Usage       MeteredUsage   `json:"usage"`
+	Rates       Rates          `json:"rates"`
+	Metered     MeteredCharges `json:"metered"`
+	Charge      int64          `json:"charge"`
+	Capped      bool           `json:"capped,omitempty"`
+	SLARefund   int64          `json:"sla_refund"`
+	Payable     int64          `json:"payable"`
+	ProviderPay int64          `json:"provider_pay"`
+	PlatformFee int64          `json:"platform_fee"`
+	Royalties   []Royalty      `json:"royalties,omitempty"`
+	Slashed     int64          `json:"slashed"`
 }
