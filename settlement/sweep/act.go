@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 
 	"github.com/accordmesh/accord/provenance"
 	"github.com/accordmesh/accord/provenance/predicate"
@@ -84,7 +85,11 @@ func (s *Sweeper) decide(ctx context.Context, h settlement.HeldEscrow, st State)
 // the attested terms cannot be settled on (the job is then released).
 func (s *Sweeper) splitRequest(job string, w Work) (settlement.SettleRequest, error) {
 	req := settlement.SettleRequest{Job: job, Attempt: WorkflowAttempt, Succeeded: w.Verified != nil, FeeBP: s.FeeBP}
-	for _, p := range w.Parts {
+	parts, err := byProvider(w.Parts)
+	if err != nil {
+		return req, fmt.Errorf("attested parts unusable: %v", err)
+	}
+	for _, p := range parts {
 		sp, err := s.settlePart(job, p)
 		if err != nil {
 			return req, fmt.Errorf("attested part of %s unusable: %v", p.Provider, err)
@@ -95,6 +100,37 @@ func (s *Sweeper) splitRequest(job string, w Work) (settlement.SettleRequest, er
 		return req, fmt.Errorf("attested terms unusable: %v", err)
 	}
 	return req, nil
+}
+
+// byProvider merges the parts that failovers left on one provider (the
+// ledger settles one part per provider, the audit expects one per final
+// provider): their prices and usage add up, their times span both. Order
+// is kept, so the lead's stays first.
+func byProvider(parts []PartWork) ([]PartWork, error) {
+	var out []PartWork
+	at := map[string]int{}
+	for _, p := range parts {
+		i, ok := at[p.Provider]
+		if !ok {
+			at[p.Provider] = len(out)
+			out = append(out, p)
+			continue
+		}
+		m := &out[i]
+		if m.Price+p.Price < m.Price {
+			return nil, fmt.Errorf("prices of %s's parts out of range", p.Provider)
+		}
+		m.Price += p.Price
+		m.Tasks = append(slices.Clip(m.Tasks), p.Tasks...)
+		m.Usage = m.Usage.Add(p.Usage)
+		if !p.Started.IsZero() && (m.Started.IsZero() || p.Started.Before(m.Started)) {
+			m.Started = p.Started
+		}
+		if p.Finished.After(m.Finished) {
+			m.Finished = p.Finished
+		}
+	}
+	return out, nil
 }
 
 // settlePart is one part's share of the settle request, checked as a

@@ -47,7 +47,8 @@ type Work struct {
 	// for a job one provider ran.
 	Parts []PartWork
 
-	record json.RawMessage // the negotiation's record (awards' SLA terms)
+	negotiated []predicate.Part // a split negotiation's parts
+	record     json.RawMessage  // the negotiation's record (awards' SLA terms)
 }
 
 // Split reports whether the job's negotiation split it into parts.
@@ -209,12 +210,13 @@ func (w *Work) add(stage string, st *provenance.Statement) error {
 		if err := st.DecodePredicate(&p); err != nil {
 			return err
 		}
-		parts, err := negotiatedParts(p)
-		if err != nil {
-			return notEvidence{fmt.Errorf("split negotiation: %w", err)}
+		if len(p.Parts) > 0 {
+			if err := negotiatedParts(p); err != nil {
+				return notEvidence{fmt.Errorf("split negotiation: %w", err)}
+			}
+			w.Parts, w.negotiated, w.record = partsWork(p.Parts, p.Record), p.Parts, p.Record
 		}
 		w.Provider, w.Price, w.Currency, w.SLA = p.Provider, p.Price, p.Currency, awardSLA(p.Record, p.Provider)
-		w.Parts, w.record = parts, p.Record
 	case provenance.StageExecution:
 		var p predicate.Execution
 		if err := st.DecodePredicate(&p); err != nil {

@@ -36,8 +36,8 @@ const (
 // own signed execution statement says about them.
 type PartWork struct {
 	Provider string
-	// Price is the negotiated part price, or the price of the renegotiation
-	// that moved this part alone to Provider.
+	// Price is the negotiated part price, or after a failover the
+	// replacement's (Failover.Price).
 	Price int64
 	Tasks []string
 	// SLA is the terms of the negotiation record's award to Provider
@@ -55,44 +55,38 @@ type PartWork struct {
 // on: the stage is ignored and listed in Work.Rejected.
 type notEvidence struct{ error }
 
-// negotiatedParts checks a split negotiation's parts (providers distinct
+// negotiatedParts checks a split negotiation's parts: providers distinct
 // and valid, the first one the negotiation's provider, tasks non-empty and
-// disjoint, prices adding up to the negotiation's) and returns them with
-// each award's SLA; nil for a job that is not split.
-func negotiatedParts(p predicate.Negotiation) ([]PartWork, error) {
-	if len(p.Parts) == 0 {
-		return nil, nil
-	}
+// disjoint, prices adding up to the negotiation's.
+func negotiatedParts(p predicate.Negotiation) error {
 	if len(p.Parts) > maxParts {
-		return nil, fmt.Errorf("%d parts, at most %d", len(p.Parts), maxParts)
+		return fmt.Errorf("%d parts, at most %d", len(p.Parts), maxParts)
 	}
 	if p.Parts[0].Provider != p.Provider {
-		return nil, fmt.Errorf("provider %q is not the first part's (%q)", p.Provider, p.Parts[0].Provider)
+		return fmt.Errorf("provider %q is not the first part's (%q)", p.Provider, p.Parts[0].Provider)
 	}
 	providers, tasks := map[string]bool{}, map[string]bool{}
 	var sum int64
-	parts := make([]PartWork, 0, len(p.Parts))
 	for i, pt := range p.Parts {
 		if err := names.Provider(pt.Provider); err != nil {
-			return nil, fmt.Errorf("part %d: %w", i+1, err)
+			return fmt.Errorf("part %d: %w", i+1, err)
 		}
 		if providers[pt.Provider] {
-			return nil, fmt.Errorf("part %d: provider %s has two parts", i+1, pt.Provider)
+			return fmt.Errorf("part %d: provider %s has two parts", i+1, pt.Provider)
 		}
 		providers[pt.Provider] = true
 		if err := checkTasks(pt.Tasks, tasks); err != nil {
-			return nil, fmt.Errorf("part %d (%s): %w", i+1, pt.Provider, err)
+			return fmt.Errorf("part %d (%s): %w", i+1, pt.Provider, err)
 		}
 		if pt.Price < 0 || sum+pt.Price < sum {
-			return nil, fmt.Errorf("part %d (%s): price %d out of range", i+1, pt.Provider, pt.Price)
+			return fmt.Errorf("part %d (%s): price %d out of range", i+1, pt.Provider, pt.Price)
 		}
 		sum += pt.Price
-		parts = append(parts, PartWork{Provider: pt.Provider, Price: pt.Price, Tasks: slices.Clone(pt.Tasks), SLA: awardSLA(p.Record, pt.Provider)})
 	}
 	if sum != p.Price {
-		return nil, fmt.Errorf("parts' prices add up to %d, the negotiation's price is %d", sum, p.Price)
+		return fmt.Errorf("parts' prices add up to %d, the negotiation's price is %d", sum, p.Price)
 	}
-	return parts, nil
+	return nil
 }
 
 // checkTasks checks one part's task list: non-empty, bounded, each task
@@ -110,49 +104,38 @@ func checkTasks(tasks []string, seen map[string]bool) error {
 	return nil
 }
 
-// failedOver moves the negotiated parts along the execution's failovers: a
-// failover with Tasks moves the one part with exactly those tasks, one
-// without moves every part of the Lost provider. Each failover must move
-// at least one part from Lost to another valid provider.
-func failedOver(parts []PartWork, fs []predicate.Failover, currency string, record json.RawMessage) ([]PartWork, error) {
+// failedOver follows the execution's failovers from the negotiated parts
+// as the audit does (provenance.ExecutingParts: a failover with Tasks
+// moves the one part with those tasks, one without every part of the Lost
+// provider; a moved part takes the replacement's price) and returns the
+// parts as they finally ran, each with the SLA its provider's award in the
+// negotiation record carries.
+func failedOver(w *Work, fs []predicate.Failover) ([]PartWork, error) {
 	if len(fs) > maxPartFailovers {
 		return nil, fmt.Errorf("%d failovers, at most %d", len(fs), maxPartFailovers)
 	}
-	out := slices.Clone(parts)
 	for i, f := range fs {
-		if err := names.Provider(f.Provider); err != nil || f.Provider == f.Lost {
-			return nil, fmt.Errorf("failover %d from %q names no other valid provider (%q)", i+1, f.Lost, f.Provider)
+		if err := names.Provider(f.Provider); err != nil {
+			return nil, fmt.Errorf("failover %d: %w", i+1, err)
 		}
-		if f.Price < 0 {
-			return nil, fmt.Errorf("failover %d to %s: price %d out of range", i+1, f.Provider, f.Price)
-		}
-		if f.Currency != "" && f.Currency != currency {
-			return nil, fmt.Errorf("failover %d to %s is priced in %s, the job in %s", i+1, f.Provider, f.Currency, currency)
-		}
-		moved := movedParts(out, f)
-		if len(moved) == 0 {
-			return nil, fmt.Errorf("failover %d abandons %q, which runs no part with tasks %v", i+1, f.Lost, f.Tasks)
-		}
-		for _, j := range moved {
-			out[j].Provider, out[j].SLA = f.Provider, awardSLA(record, f.Provider)
-			if len(moved) == 1 {
-				// The renegotiation priced this part alone.
-				out[j].Price = f.Price
-			}
+		if f.Currency != "" && f.Currency != w.Currency {
+			return nil, fmt.Errorf("failover %d to %s is priced in %s, the job in %s", i+1, f.Provider, f.Currency, w.Currency)
 		}
 	}
-	return out, nil
+	final, broken := provenance.ExecutingParts(w.negotiated, fs)
+	if broken != "" {
+		return nil, errors.New(broken)
+	}
+	return partsWork(final, w.record), nil
 }
 
-// movedParts returns the indexes of the parts failover f moves.
-func movedParts(parts []PartWork, f predicate.Failover) []int {
-	var moved []int
-	for i, p := range parts {
-		if p.Provider == f.Lost && (len(f.Tasks) == 0 || sameTasks(p.Tasks, f.Tasks)) {
-			moved = append(moved, i)
-		}
+// partsWork are parts with their providers' agreed terms.
+func partsWork(parts []predicate.Part, record json.RawMessage) []PartWork {
+	out := make([]PartWork, 0, len(parts))
+	for _, p := range parts {
+		out = append(out, PartWork{Provider: p.Provider, Price: p.Price, Tasks: slices.Clone(p.Tasks), SLA: awardSLA(record, p.Provider)})
 	}
-	return moved
+	return out
 }
 
 // sameTasks reports whether a and b name the same tasks.
@@ -181,7 +164,7 @@ func executedParts(ctx context.Context, ts *provenance.TrustStore, jobID string,
 	if err != nil {
 		return nil, err
 	}
-	parts, err := failedOver(w.Parts, ex.Failovers, w.Currency, w.record)
+	parts, err := failedOver(w, ex.Failovers)
 	if err != nil {
 		return nil, err
 	}

@@ -70,7 +70,14 @@ func (e *splitEnv) placeSplit(job string) {
 			{Provider: "gpu-a", Tasks: []string{"prep", "train"}, Price: 1000},
 			{Provider: "gpu-b", Tasks: []string{"eval"}, Price: 600},
 		}})
-	e.attest(job, predicate.StagePlacement, predicate.Placement{Provider: "gpu-a", Held: 1920, Currency: "USD"})
+	// Each provider accepts its part of the placement.
+	pl := predicate.Placement{Provider: "gpu-a", Held: 1920, Currency: "USD"}
+	for _, p := range e.honest() {
+		p.previous = e.digest(job, provenance.StageNegotiation)
+		pl.Parts = append(pl.Parts, e.sign(job, provenance.StagePlacement, p, predicate.Placement{Header: predicate.Header{JobID: job},
+			Provider: p.provider, Held: 1920, Currency: "USD", PartTasks: p.tasks}))
+	}
+	e.attest(job, predicate.StagePlacement, pl)
 }
 
 // runs are the fixture's task runs: prep 1 h and train 2 h on the first
@@ -98,11 +105,7 @@ type part struct {
 func (e *splitEnv) signPart(job string, p part, all map[string]predicate.TaskRun) predicate.SignedPart {
 	e.t.Helper()
 	if p.previous == "" {
-		pl, err := e.store.Get(job, provenance.StagePlacement)
-		if err != nil {
-			e.t.Fatal(err)
-		}
-		p.previous = pl.Digest
+		p.previous = e.digest(job, provenance.StagePlacement)
 	}
 	if p.jobID == "" {
 		p.jobID = job
@@ -111,11 +114,21 @@ func (e *splitEnv) signPart(job string, p part, all map[string]predicate.TaskRun
 	for _, t := range p.tasks {
 		own[t] = all[t]
 	}
-	b, err := json.Marshal(predicate.Execution{Header: predicate.Header{JobID: p.jobID}, Provider: p.provider, PartTasks: p.tasks, Tasks: own})
+	pred := predicate.Execution{Header: predicate.Header{JobID: p.jobID}, Provider: p.provider, PartTasks: p.tasks, Tasks: own}
+	return e.sign(job, provenance.StageExecution, p, pred)
+}
+
+// sign signs pred as p's statement of stage, chained to p.previous.
+func (e *splitEnv) sign(job, stage string, p part, pred any) predicate.SignedPart {
+	e.t.Helper()
+	b, err := json.Marshal(pred)
 	if err != nil {
 		e.t.Fatal(err)
 	}
-	stmt, err := provenance.BuildStatement(provenance.Header{JobID: p.jobID, Stage: provenance.StageExecution, Previous: p.previous,
+	if p.jobID == "" {
+		p.jobID = job
+	}
+	stmt, err := provenance.BuildStatement(provenance.Header{JobID: p.jobID, Stage: stage, Previous: p.previous,
 		SpecDigest: provenance.Digest([]byte(job))}, nil, b)
 	if err != nil {
 		e.t.Fatal(err)
@@ -125,6 +138,16 @@ func (e *splitEnv) signPart(job string, p part, all map[string]predicate.TaskRun
 		e.t.Fatal(err)
 	}
 	return predicate.SignedPart{Provider: p.provider, Tasks: p.tasks, Envelope: env}
+}
+
+// digest is the digest of the job's stored envelope of stage.
+func (e *splitEnv) digest(job, stage string) string {
+	e.t.Helper()
+	att, err := e.store.Get(job, stage)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return att.Digest
 }
 
 // executeSplit attests the operator's execution statement listing parts
@@ -391,10 +414,10 @@ func TestNegotiatedParts(t *testing.T) {
 		{"no tasks", predicate.Negotiation{Provider: "a", Price: 2, Parts: []predicate.Part{ok[0], {Provider: "b", Price: 1}}}, "0 tasks"},
 		{"negative", predicate.Negotiation{Provider: "a", Price: 0, Parts: []predicate.Part{ok[0], {Provider: "b", Tasks: []string{"y"}, Price: -1}}}, "out of range"},
 	} {
-		parts, err := negotiatedParts(tc.p)
+		err := negotiatedParts(tc.p)
 		switch {
-		case tc.err == "" && (err != nil || len(parts) != 2):
-			t.Errorf("%s: %v, %+v", tc.name, err, parts)
+		case tc.err == "" && err != nil:
+			t.Errorf("%s: %v", tc.name, err)
 		case tc.err != "" && (err == nil || !strings.Contains(err.Error(), tc.err)):
 			t.Errorf("%s: %v, want %q", tc.name, err, tc.err)
 		}
@@ -434,5 +457,25 @@ func TestSplitOperatorScope(t *testing.T) {
 				t.Fatalf("work = %+v: executed %v, want %v", w, w.Executed, !tc.operator)
 			}
 		})
+	}
+}
+
+// A failover without Tasks moves every part of the lost provider; parts
+// that end on one provider are settled as one part of that provider (the
+// ledger pays each provider once): prices and usage added, times spanned.
+func TestSplitPartsMergedOnOneProvider(t *testing.T) {
+	e := newSplitEnv(t)
+	e.placeSplit("job-1")
+	ps := e.honest()
+	ps[1].provider, ps[1].signer = "gpu-a", e.keys["gpu-a"]
+	e.executeSplit("job-1", []predicate.Failover{{Lost: "gpu-b", Provider: "gpu-a", Price: 500, Reason: "node lost", At: time.Now().Add(-2 * time.Hour)}}, ps...)
+	sw, basis := e.decide("job-1")
+	if sw.Settle == nil || len(sw.Settle.Parts) != 1 {
+		t.Fatalf("decision %+v (%s), want a settle of one part", sw, basis)
+	}
+	r := runs()
+	if p := sw.Settle.Parts[0]; p.Provider != "gpu-a" || p.Price != 1500 || p.Usage != hours(3.5) || p.SLA != termsA ||
+		!p.Outcome.Placed.Equal(*r["prep"].StartedAt) || !p.Outcome.Finished.Equal(*r["eval"].FinishedAt) || p.Outcome.Duration != 210*time.Minute {
+		t.Fatalf("part = %+v, want gpu-a's both parts: 1500, 3.5 h, gpu-a's terms", p)
 	}
 }
