@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 
 	"github.com/accordmesh/accord/provenance"
 	"github.com/accordmesh/accord/provenance/predicate"
@@ -37,6 +38,18 @@ func (s *Sweeper) decide(ctx context.Context, h settlement.HeldEscrow, st State)
 		return release("no attested execution")
 	case w.Verified != nil && !*w.Verified:
 		return release("acceptance tests attested failed")
+	case w.Split():
+		// The escrow is held under (reassigned to) the lead part's
+		// final provider.
+		if lead := w.Parts[0].Provider; lead != h.Provider || w.Currency != h.Currency {
+			return release(fmt.Sprintf("attested lead part (%s, %s) is not the hold's (%s, %s)", lead, w.Currency, h.Provider, h.Currency))
+		}
+		req, err := s.splitRequest(h.Job, w)
+		if err != nil {
+			return release(err.Error())
+		}
+		sw.Kind, sw.Settle = settlement.SweepSettle, &req
+		return sw, fmt.Sprintf("execution of %d parts attested: each part's metered work paid", len(w.Parts)), nil
 	case w.Provider != h.Provider || w.Currency != h.Currency:
 		return release(fmt.Sprintf("attested award (%s, %s) is not the hold's (%s, %s)", w.Provider, w.Currency, h.Provider, h.Currency))
 	}
@@ -64,6 +77,82 @@ func (s *Sweeper) decide(ctx context.Context, h settlement.HeldEscrow, st State)
 	}
 	sw.Kind, sw.Settle = settlement.SweepSettle, &req
 	return sw, "execution attested: metered work paid", nil
+}
+
+// splitRequest is a split job's settle request: each part paid its price
+// plus its own metered usage at its provider's rates, under the SLA its
+// provider agreed to, judged on its own tasks' times. An error says why
+// the attested terms cannot be settled on (the job is then released).
+func (s *Sweeper) splitRequest(job string, w Work) (settlement.SettleRequest, error) {
+	req := settlement.SettleRequest{Job: job, Attempt: WorkflowAttempt, Succeeded: w.Verified != nil, FeeBP: s.FeeBP}
+	parts, err := byProvider(w.Parts)
+	if err != nil {
+		return req, fmt.Errorf("attested parts unusable: %v", err)
+	}
+	for _, p := range parts {
+		sp, err := s.settlePart(job, p)
+		if err != nil {
+			return req, fmt.Errorf("attested part of %s unusable: %v", p.Provider, err)
+		}
+		req.Parts = append(req.Parts, sp)
+	}
+	if err := req.Validate(); err != nil {
+		return req, fmt.Errorf("attested terms unusable: %v", err)
+	}
+	return req, nil
+}
+
+// byProvider merges the parts that failovers left on one provider (the
+// ledger settles one part per provider, the audit expects one per final
+// provider): their prices and usage add up, their times span both. Order
+// is kept, so the lead's stays first.
+func byProvider(parts []PartWork) ([]PartWork, error) {
+	var out []PartWork
+	at := map[string]int{}
+	for _, p := range parts {
+		i, ok := at[p.Provider]
+		if !ok {
+			at[p.Provider] = len(out)
+			out = append(out, p)
+			continue
+		}
+		m := &out[i]
+		if m.Price+p.Price < m.Price {
+			return nil, fmt.Errorf("prices of %s's parts out of range", p.Provider)
+		}
+		m.Price += p.Price
+		m.Tasks = append(slices.Clip(m.Tasks), p.Tasks...)
+		m.Usage = m.Usage.Add(p.Usage)
+		if !p.Started.IsZero() && (m.Started.IsZero() || p.Started.Before(m.Started)) {
+			m.Started = p.Started
+		}
+		if p.Finished.After(m.Finished) {
+			m.Finished = p.Finished
+		}
+	}
+	return out, nil
+}
+
+// settlePart is one part's share of the settle request, checked as a
+// whole job's request would be.
+func (s *Sweeper) settlePart(job string, p PartWork) (settlement.SettlePart, error) {
+	u, err := settlement.UsageFromSeconds(p.Usage.WallSeconds, p.Usage.CPUSeconds, p.Usage.MemGBSeconds, p.Usage.GPUSeconds)
+	if err != nil {
+		return settlement.SettlePart{}, err
+	}
+	sp := settlement.SettlePart{Provider: p.Provider, Price: p.Price, Usage: u,
+		Outcome: settlement.Outcome{Placed: p.Started, Finished: p.Finished}}
+	if !p.Started.IsZero() && !p.Finished.IsZero() {
+		sp.Outcome.Duration = p.Finished.Sub(p.Started)
+	}
+	if p.SLA != nil {
+		sp.SLA = *p.SLA
+	}
+	if s.Rates != nil {
+		sp.Rates = s.Rates(p.Provider)
+	}
+	whole := settlement.SettleRequest{Job: job, Price: sp.Price, Usage: sp.Usage, Rates: sp.Rates, SLA: sp.SLA, Outcome: sp.Outcome, FeeBP: s.FeeBP}
+	return sp, whole.Validate()
 }
 
 // errLost: the workflow settled or released the escrow before the sweep.
@@ -154,7 +243,11 @@ func (s *Sweeper) quota(ctx context.Context, sw settlement.Sweep, res *settlemen
 		}
 		return nil
 	}
-	gpuHours := float64(sw.Settle.Usage.GPUMillis) / 3_600_000
+	gpu := sw.Settle.Usage.GPUMillis
+	for _, p := range sw.Settle.Parts {
+		gpu += p.Usage.GPUMillis
+	}
+	gpuHours := float64(gpu) / 3_600_000
 	if err := s.Quota.Consume(ctx, sw.Job, res.Payable, gpuHours); err != nil {
 		return fmt.Errorf("sweep: consume quota of %s: %w", sw.Job, err)
 	}
@@ -180,7 +273,8 @@ func (s *Sweeper) attest(ctx context.Context, sw settlement.Sweep, res *settleme
 		Header: predicate.Header{JobID: sw.Job}, Paid: res.Payable, Refunded: res.Refund, Currency: res.Currency,
 		Record: rec, Reason: sw.Reason,
 	}
-	if sw.Settle != nil {
+	if sw.Settle != nil && len(sw.Settle.Parts) == 0 {
+		// A split job's usage and rates are per part, in the record.
 		u, r := sw.Settle.Usage, sw.Settle.Rates
 		pred.Usage, pred.Rates = &u, &r
 	}

@@ -41,7 +41,18 @@ type Work struct {
 	// Rejected lists stored stages that did not verify (bad signature,
 	// untrusted key, wrong job or stage) and were ignored.
 	Rejected []string
+	// Parts are a split job's parts (the negotiation has Parts), Parts[0]
+	// the lead's: as negotiated, and once the execution is attested with
+	// their final providers and the usage each provider signed for. Nil
+	// for a job one provider ran.
+	Parts []PartWork
+
+	negotiated []predicate.Part // a split negotiation's parts
+	record     json.RawMessage  // the negotiation's record (awards' SLA terms)
 }
+
+// Split reports whether the job's negotiation split it into parts.
+func (w *Work) Split() bool { return len(w.Parts) > 0 }
 
 // Evidence reads a job's attested work. A job without trustworthy
 // attestations has a zero Work (Executed false): it is refunded.
@@ -56,6 +67,11 @@ type Evidence interface {
 // key) and name the job and stage it is stored under, or it is ignored and
 // listed in Work.Rejected (so a job whose execution does not verify is
 // refunded, never paid).
+//
+// A split job's placement and execution statements are the operator's;
+// its execution counts only when every part's own execution statement
+// verifies with the key of the provider that ran the part (see
+// [PartWork]).
 type Attestations struct {
 	Store *provenance.Store
 	// Trust returns the trust store (read on each call, so that `accord
@@ -83,11 +99,7 @@ func (a Attestations) Work(ctx context.Context, jobID string) (Work, error) {
 	}
 	var w Work
 	for _, stage := range provenance.Stages {
-		signer := w.Provider
-		if stage == provenance.StageExecution {
-			signer = a.executor(jobID, w.Provider)
-		}
-		keys := stageKeys(ts, stage, signer)
+		keys := a.keys(ts, jobID, stage, &w)
 		att, err := a.Store.Get(jobID, stage)
 		if errors.Is(err, provenance.ErrNotFound) {
 			continue
@@ -105,12 +117,41 @@ func (a Attestations) Work(ctx context.Context, jobID string) (Work, error) {
 			w.Settled = att.Digest
 			continue
 		}
-		w.Last, w.LastStage = att.Digest, stage
-		if err := w.add(stage, st); err != nil {
+		var parts []PartWork
+		if stage == provenance.StageExecution && w.Split() {
+			if parts, err = executedParts(ctx, ts, jobID, st, &w); err != nil {
+				w.Rejected = append(w.Rejected, stage+": "+err.Error())
+				continue
+			}
+		}
+		err = w.add(stage, st)
+		var ne notEvidence
+		if errors.As(err, &ne) {
+			w.Rejected = append(w.Rejected, stage+": "+err.Error())
+			continue
+		}
+		if err != nil {
 			return Work{}, fmt.Errorf("sweep: %s attestation of %s: %w", stage, jobID, err)
 		}
+		if parts != nil {
+			w.Parts = parts
+		}
+		w.Last, w.LastStage = att.Digest, stage
 	}
 	return w, nil
+}
+
+// keys are the keys that may sign stage of the job, as far as w (the
+// stages read so far) tells: a split job's placement and execution are
+// the operator's.
+func (a Attestations) keys(ts *provenance.TrustStore, jobID, stage string, w *Work) []crypto.PublicKey {
+	switch {
+	case w.Split() && (stage == provenance.StagePlacement || stage == provenance.StageExecution):
+		return operatorKeys(ts)
+	case stage == provenance.StageExecution:
+		return stageKeys(ts, stage, a.executor(jobID, w.Provider))
+	}
+	return stageKeys(ts, stage, w.Provider)
 }
 
 // executor is the provider that must have signed the job's execution:
@@ -169,7 +210,13 @@ func (w *Work) add(stage string, st *provenance.Statement) error {
 		if err := st.DecodePredicate(&p); err != nil {
 			return err
 		}
-		w.Provider, w.Price, w.Currency, w.SLA = p.Provider, p.Price, p.Currency, agreedSLA(p)
+		if len(p.Parts) > 0 {
+			if err := negotiatedParts(p); err != nil {
+				return notEvidence{fmt.Errorf("split negotiation: %w", err)}
+			}
+			w.Parts, w.negotiated, w.record = partsWork(p.Parts, p.Record), p.Parts, p.Record
+		}
+		w.Provider, w.Price, w.Currency, w.SLA = p.Provider, p.Price, p.Currency, awardSLA(p.Record, p.Provider)
 	case provenance.StageExecution:
 		var p predicate.Execution
 		if err := st.DecodePredicate(&p); err != nil {
@@ -195,20 +242,20 @@ func (w *Work) add(stage string, st *provenance.Statement) error {
 	return nil
 }
 
-// agreedSLA finds the winning provider's agreed terms in the negotiation
-// record (the market's result: awards with their SLA); nil when absent.
-func agreedSLA(p predicate.Negotiation) *sla.Terms {
+// awardSLA finds provider's agreed terms in a negotiation record (the
+// market's result: awards with their SLA); nil when absent.
+func awardSLA(record json.RawMessage, provider string) *sla.Terms {
 	var rec struct {
 		Awards []struct {
 			Provider string     `json:"provider"`
 			SLA      *sla.Terms `json:"sla"`
 		} `json:"awards"`
 	}
-	if len(p.Record) == 0 || json.Unmarshal(p.Record, &rec) != nil {
+	if len(record) == 0 || json.Unmarshal(record, &rec) != nil {
 		return nil
 	}
 	for _, a := range rec.Awards {
-		if a.Provider == p.Provider && a.SLA != nil {
+		if a.Provider == provider && a.SLA != nil {
 			t := *a.SLA
 			return &t
 		}

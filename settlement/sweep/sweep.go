@@ -10,7 +10,10 @@
 //     verification is not attested as failed: the negotiated price plus the
 //     attested metered usage at the provider's rates, under the SLA terms the
 //     provider agreed to, less the platform fee, the rest refunded: work
-//     done is paid;
+//     done is paid. A split job (job layout 10) is settled per part: each
+//     provider that ran a part is paid on the usage it signed for its own
+//     tasks, under its own terms, and nothing is paid unless every part's
+//     signed statement verifies;
 //   - refunds it otherwise: nothing attested, nothing paid.
 //
 // Quota follows the money: consumed by what was paid, or released.
@@ -294,12 +297,26 @@ func (s *Sweeper) estimate(sw settlement.Sweep) (paid, refunded int64) {
 	if sw.Settle == nil {
 		return 0, sw.Escrow.Held
 	}
-	m, err := settlement.Meter(sw.Settle.Usage, sw.Settle.Rates)
-	if err != nil {
+	charge, ok := metered(sw.Settle.Price, sw.Settle.Usage, sw.Settle.Rates)
+	for _, p := range sw.Settle.Parts {
+		c, pok := metered(p.Price, p.Usage, p.Rates)
+		charge, ok = charge+c, ok && pok
+	}
+	if !ok {
 		return 0, sw.Escrow.Held
 	}
-	paid = min(sw.Settle.Price+m.Total, sw.Escrow.Held)
+	paid = min(charge, sw.Escrow.Held)
 	return paid, sw.Escrow.Held - paid
+}
+
+// metered is price plus the metered charge of usage at rates; ok is false
+// when the usage cannot be metered.
+func metered(price int64, u settlement.Usage, r settlement.Rates) (int64, bool) {
+	m, err := settlement.Meter(u, r)
+	if err != nil {
+		return 0, false
+	}
+	return price + m.Total, true
 }
 
 func actionOf(sw settlement.Sweep) Action {
