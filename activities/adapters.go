@@ -296,7 +296,7 @@ func (r RecorderAttestor) checkParts(ctx context.Context, in workflows.AttestInp
 		return fmt.Errorf("attest: trust store: %w", err)
 	}
 	for _, sp := range p.Parts {
-		if err := provenance.CheckPart(ctx, ts, in.JobID, in.Stage, in.Previous, sp); err != nil {
+		if _, err := provenance.CheckPart(ctx, ts, in.JobID, in.Stage, in.Previous, sp); err != nil {
 			return permanent(workflows.ErrTypeExecution, err)
 		}
 	}

@@ -51,7 +51,7 @@ func TestSettleSplitParts(t *testing.T) {
 		t.Errorf("paid %d refunded %d", out.Paid, out.Refunded)
 	}
 	for acct, want := range map[string]int64{
-		settlement.ProviderAccount("local"): 100 + 10,        // price + 10 CPU s at 1
+		settlement.ProviderAccount("local"): 100 + 10,       // price + 10 CPU s at 1
 		settlement.ProviderAccount("gpu-b"): (200 + 40) / 2, // late: half refunded
 		settlement.BondAccount("gpu-b"):     1_000 - 80,
 	} {

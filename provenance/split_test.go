@@ -529,7 +529,7 @@ func TestCheckPart(t *testing.T) {
 	j := p.goodSplit("job-check")
 	h := provenance.Header{Previous: "sha256:" + strings.Repeat("ab", 32)}
 	good := j.signPart(t, provenance.StageExecution, h, j.exParts[1])
-	if err := provenance.CheckPart(ctx, p.trust, j.id, provenance.StageExecution, h.Previous, good); err != nil {
+	if _, err := provenance.CheckPart(ctx, p.trust, j.id, provenance.StageExecution, h.Previous, good); err != nil {
 		t.Fatalf("good part: %v", err)
 	}
 	forged := j.exParts[1]
@@ -540,7 +540,7 @@ func TestCheckPart(t *testing.T) {
 		"other tasks":            {Provider: good.Provider, Tasks: []string{"prep"}, Envelope: good.Envelope},
 	}
 	for name, sp := range bad {
-		if err := provenance.CheckPart(ctx, p.trust, j.id, provenance.StageExecution, h.Previous, sp); !errors.Is(err, provenance.ErrSigner) {
+		if _, err := provenance.CheckPart(ctx, p.trust, j.id, provenance.StageExecution, h.Previous, sp); !errors.Is(err, provenance.ErrSigner) {
 			t.Errorf("%s: %v, want ErrSigner", name, err)
 		}
 	}
@@ -549,7 +549,7 @@ func TestCheckPart(t *testing.T) {
 		"other stage":    {j.id, provenance.StagePlacement, h.Previous},
 		"other previous": {j.id, provenance.StageExecution, "sha256:" + strings.Repeat("cd", 32)},
 	} {
-		if err := provenance.CheckPart(ctx, p.trust, c[0], c[1], c[2], good); !errors.Is(err, provenance.ErrSigner) {
+		if _, err := provenance.CheckPart(ctx, p.trust, c[0], c[1], c[2], good); !errors.Is(err, provenance.ErrSigner) {
 			t.Errorf("%s: %v, want ErrSigner", name, err)
 		}
 	}

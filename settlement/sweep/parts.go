@@ -202,12 +202,12 @@ func (p *PartWork) attested(ctx context.Context, ts *provenance.TrustStore, jobI
 	if len(env) == 0 || len(env) > maxPartEnvelope {
 		return fmt.Errorf("envelope of %d bytes, want 1 to %d", len(env), maxPartEnvelope)
 	}
-	keys := ts.KeysFor(provenance.ProviderScope(p.Provider))
-	if len(keys) == 0 {
-		return fmt.Errorf("%w: no key is trusted for %s", provenance.ErrUntrusted, provenance.ProviderScope(p.Provider))
-	}
-	ex, err := partStatement(ctx, env, jobID, previous, keys)
+	st, err := provenance.CheckPart(ctx, ts, jobID, provenance.StageExecution, previous, predicate.SignedPart{Provider: p.Provider, Tasks: p.Tasks, Envelope: env})
 	if err != nil {
+		return err
+	}
+	var ex predicate.Execution
+	if err := st.DecodePredicate(&ex); err != nil {
 		return err
 	}
 	switch {
@@ -228,33 +228,6 @@ func (p *PartWork) attested(ctx context.Context, ts *provenance.TrustStore, jobI
 		p.addRun(t)
 	}
 	return nil
-}
-
-// partStatement verifies a part envelope with keys and decodes its
-// execution predicate; the header must name the job, the execution stage
-// and previous.
-func partStatement(ctx context.Context, env []byte, jobID, previous string, keys []crypto.PublicKey) (*predicate.Execution, error) {
-	payload, _, err := provenance.VerifyEnvelope(ctx, env, keys...)
-	if err != nil {
-		return nil, err
-	}
-	st, err := provenance.ParseStatement(payload)
-	if err != nil {
-		return nil, err
-	}
-	h, err := st.Header()
-	if err != nil {
-		return nil, err
-	}
-	if h.JobID != jobID || h.Stage != provenance.StageExecution || st.PredicateType != provenance.PredicateType(provenance.StageExecution) || h.Previous != previous {
-		return nil, fmt.Errorf("%w: it is job %s stage %s after %s, want job %s stage execution after %s",
-			errPartStatement, h.JobID, h.Stage, h.Previous, jobID, previous)
-	}
-	var ex predicate.Execution
-	if err := st.DecodePredicate(&ex); err != nil {
-		return nil, err
-	}
-	return &ex, nil
 }
 
 // addRun adds a task run's usage and widens the part's start and end.

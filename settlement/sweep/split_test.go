@@ -265,8 +265,8 @@ func TestSplitUnverifiedPartReleased(t *testing.T) {
 		{"part of another chain", func(e *splitEnv, ps []part) []part {
 			ps[1].previous = provenance.Digest([]byte("elsewhere"))
 			return ps
-		}, "not the part's execution statement"},
-		{"part of another job", func(e *splitEnv, ps []part) []part { ps[1].jobID = "job-2"; return ps }, "not the part's execution statement"},
+		}, "want job job-1 stage execution after"},
+		{"part of another job", func(e *splitEnv, ps []part) []part { ps[1].jobID = "job-2"; return ps }, "a statement of job job-2"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			e := newSplitEnv(t)
