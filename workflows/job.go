@@ -436,17 +436,20 @@ func (j *job) execute(ctx workflow.Context) error {
 	if err := j.runTasks(ctx); err != nil {
 		return err
 	}
-	j.execEnd = workflow.Now(ctx)
+	end := workflow.Now(ctx)
 	pred := predicate.Execution{Header: j.header(), Runtime: j.award.Runtime, Provider: j.award.Provider, Failovers: j.failovers}
 	if !j.byRef() {
 		pred.Tasks = j.tasks
 	}
 	if j.split() {
+		// Work counts as done (execEnd: settled, not refunded, on a later
+		// failure) only once every provider has signed its part.
 		var err error
 		if pred.Parts, err = j.executeParts(ctx); err != nil {
 			return err
 		}
 	}
+	j.execEnd = end
 	return j.attest(ctx, predicate.StageExecution, j.outputSubjects(), pred, j.results)
 }
 

@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 
+	"go.temporal.io/sdk/temporal"
+
 	"github.com/accordmesh/accord/provenance/predicate"
 )
 
@@ -183,5 +185,31 @@ func TestJobSplitPartFailover(t *testing.T) {
 	}
 	if len(h.settled) != 1 || h.settled[0].Award.Parts[1].Provider != "gpu-c" || h.settled[0].Award.Price != 100+400 {
 		t.Errorf("settled %+v", h.settled)
+	}
+}
+
+// A provider that will not sign its execution part fails the job before
+// money moves for the work: the escrow is released, nothing is settled.
+func TestJobSplitPartRefusesToSign(t *testing.T) {
+	h := newHarness(t, dagPlan())
+	watchQueues(h)
+	h.on(Negotiate.Name).Return(splitAward(), nil)
+	h.on(SignStage.Name).Return(func(_ context.Context, in AttestInput) (SignedStage, error) {
+		if in.Stage == predicate.StageExecution && in.Provider == "gpu-b" {
+			return SignedStage{}, temporal.NewNonRetryableApplicationError("not run here", ErrTypeExecution, nil)
+		}
+		return SignedStage{Envelope: []byte(`{}`), Digest: "sha256:env", SignerPublicKey: "PEM"}, nil
+	})
+	res := h.run()
+	if res.Status != StatusFailed || !strings.Contains(res.Error, "gpu-b signs its execution part") {
+		t.Fatalf("status %s: %s", res.Status, res.Error)
+	}
+	if len(h.settled) != 0 || len(h.released) != 1 {
+		t.Errorf("settled %d times, released %d times; want the escrow released, nothing paid", len(h.settled), len(h.released))
+	}
+	for _, a := range h.attests {
+		if a.Stage == predicate.StageExecution {
+			t.Error("the execution was attested without every provider's part")
+		}
 	}
 }
