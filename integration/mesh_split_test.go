@@ -51,6 +51,14 @@ func meshSplit(t *testing.T, cp *meshControl) {
 	if ran["prepare"] == "" || ran["train"] == "" || ran["prepare"] == ran["train"] {
 		t.Fatalf("tasks ran on %v, want prepare and train on different providers", ran)
 	}
+	if len(r.Parts) != 2 || r.Provider != r.Parts[0].Provider {
+		t.Errorf("result's parts %+v (provider %s)", r.Parts, r.Provider)
+	}
+	for _, p := range r.Parts {
+		if len(p.Tasks) != 1 || ran[p.Tasks[0]] != p.Provider || p.Price <= 0 {
+			t.Errorf("part %+v: not where its task ran (%v)", p, ran)
+		}
+	}
 	t.Logf("prepare ran on %s, train on %s; %s", ran["prepare"], ran["train"], r.PriceExplanation)
 
 	// The data crossed through the store: train's host holds prepare's

@@ -131,7 +131,7 @@ func (j *job) snapshot() JobStatus {
 	return JobStatus{
 		JobID: j.in.JobID, Status: j.status, Stage: j.stage, Spec: j.plan.Name, Tenant: j.plan.Tenant,
 		Cost: j.cost, Tasks: listTasks(j.tasks), TaskCounts: countTasks(j.tasks), Stages: j.stages, Approved: j.approved,
-		Bargain: j.bargain.status, Clearing: j.clearing,
+		Bargain: j.bargain.status, Clearing: j.clearing, Parts: j.award.Parts,
 	}
 }
 
@@ -556,7 +556,7 @@ func (j *job) finish(ctx workflow.Context, err, aerr error) (JobResult, error) {
 		Provider: j.award.Provider, Price: j.award.Price, Paid: j.paid, Refunded: j.refunded,
 		Currency: j.cost.Currency, Tasks: listTasks(j.tasks), Tests: j.tests, Attestations: j.atts,
 		Stages: j.stages, Compensated: j.comp, Published: j.published,
-		Failovers: j.failovers, SpotCheck: j.spot, PriceExplanation: explainAward(j.award),
+		Failovers: j.failovers, SpotCheck: j.spot, PriceExplanation: explainAward(j.award), Parts: j.award.Parts,
 	}
 	if j.byRef() {
 		res.TaskCounts = countTasks(j.tasks)

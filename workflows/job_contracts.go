@@ -188,6 +188,9 @@ type JobResult struct {
 	Compensated  []string               `json:"compensated,omitempty"`
 	// PriceExplanation says why the price is what it is.
 	PriceExplanation string `json:"price_explanation,omitempty"`
+	// Parts are a split job's parts as they ran (layout 10): each
+	// provider, its tasks and its price. Provider is then the first's.
+	Parts []AwardPart `json:"parts,omitempty"`
 	// Published are the model versions the job pushed (layout 4).
 	Published []PublishedModel `json:"published,omitempty"`
 	// Failovers are the providers lost mid-job, and SpotCheck the job's
@@ -222,6 +225,8 @@ type JobStatus struct {
 	// Clearing is where a batch-mode job stands in the clearing queue
 	// while it waits (layout 9).
 	Clearing *ClearingStatus `json:"clearing,omitempty"`
+	// Parts are a split job's parts once negotiated (layout 10).
+	Parts []AwardPart `json:"parts,omitempty"`
 }
 
 // BargainStatus is a bargaining job's round: the buyer agent's move

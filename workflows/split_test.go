@@ -93,6 +93,9 @@ func TestJobSplitRunsParts(t *testing.T) {
 	if a, b := h.settled[0].Parts[0].Usage.CPUSeconds, h.settled[0].Parts[1].Usage.CPUSeconds; a != 7+7 || b != 7+4 {
 		t.Errorf("parts' CPU seconds %v and %v, want 14 and 11", a, b)
 	}
+	if len(res.Parts) != 2 || res.Parts[1].Provider != "gpu-b" {
+		t.Errorf("result's parts %+v", res.Parts)
+	}
 	if !strings.Contains(res.PriceExplanation, "split over 2 providers") {
 		t.Errorf("price explanation %q", res.PriceExplanation)
 	}

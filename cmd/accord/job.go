@@ -400,6 +400,14 @@ func (p *progressPrinter) update(s workflows.JobStatus) {
 	}
 }
 
+// printParts lists a split job's parts: each provider, its tasks and its
+// price.
+func printParts(w cli.Writer, parts []workflows.AwardPart, currency string) {
+	for _, p := range parts {
+		w.Printf("  part %s: %s, price %s\n", p.Provider, strings.Join(p.Tasks, ", "), formatMoney(p.Price, currency))
+	}
+}
+
 func printResult(cmd *cobra.Command, res workflows.JobResult) error {
 	err := cli.Print(cmd, res, func(w cli.Writer) {
 		w.Printf("job %s: %s", res.JobID, res.Status)
@@ -417,6 +425,7 @@ func printResult(cmd *cobra.Command, res workflows.JobResult) error {
 				w.Printf("  price: %s\n", res.PriceExplanation)
 			}
 		}
+		printParts(w, res.Parts, res.Currency)
 		for _, t := range res.Tests {
 			mark := "pass"
 			if !t.Passed {
@@ -509,6 +518,7 @@ func statusCmd() *cobra.Command {
 				if st.Cost.PriceExplanation != "" {
 					w.Printf("  price: %s\n", st.Cost.PriceExplanation)
 				}
+				printParts(w, st.Parts, st.Cost.Currency)
 				if b := st.Bargain; b != nil {
 					w.Printf("  bargain: round %d of %d, budget %s, move by %s (accord counter)\n", b.Round, b.DeadlineRound,
 						formatMoney(b.Budget, b.Currency), b.Timeout.UTC().Format(time.RFC3339))
