@@ -68,6 +68,7 @@ func Follow(r io.Reader, w io.Writer) (*Summary, error) {
 			s.Skips = append(s.Skips, Skip{Package: e.Package, Test: e.Test, Reason: reason(out[key])})
 		case e.Action == "fail":
 			s.packageFails[e.Package] = true
+			unfinished(w, out, e.Package)
 		}
 		if e.Test != "" && (e.Action == "pass" || e.Action == "fail" || e.Action == "skip") {
 			delete(out, key)
@@ -77,6 +78,26 @@ func Follow(r io.Reader, w io.Writer) (*Summary, error) {
 		return s, fmt.Errorf("testreport: read go test output: %w", err)
 	}
 	return s, nil
+}
+
+// unfinished prints the output of pkg's tests that never ended: a test
+// binary that crashed (a panic in a goroutine, os.Exit, a timeout) fails
+// its package without failing the test that was running.
+func unfinished(w io.Writer, out map[string][]string, pkg string) {
+	var keys []string
+	for k := range out {
+		if strings.HasPrefix(k, pkg+" ") {
+			keys = append(keys, k)
+		}
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		fmt.Fprintf(w, "--- unfinished: %s\n", k)
+		for _, o := range out[k] {
+			fmt.Fprint(w, o)
+		}
+		delete(out, k)
+	}
 }
 
 // packageLine prints a package-level line: its ok/FAIL verdict, a panic,

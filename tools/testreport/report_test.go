@@ -123,3 +123,26 @@ func TestRepositoryAllowList(t *testing.T) {
 		t.Fatalf("%d entries, %v", len(allow), err)
 	}
 }
+
+// A test binary that crashes fails its package without a fail event for
+// the test that was running: that test's output is printed anyway.
+func TestFollowCrashedBinary(t *testing.T) {
+	in := strings.Join([]string{
+		`{"Action":"run","Package":"example.com/fake/e","Test":"TestCrash"}`,
+		`{"Action":"output","Package":"example.com/fake/e","Test":"TestCrash","Output":"=== RUN   TestCrash\n"}`,
+		`{"Action":"output","Package":"example.com/fake/e","Test":"TestCrash","Output":"panic: boom in a goroutine\n"}`,
+		`{"Action":"output","Package":"example.com/fake/e","Output":"FAIL\texample.com/fake/e\t0.02s\n"}`,
+		`{"Action":"fail","Package":"example.com/fake/e","Elapsed":0.02}`,
+	}, "\n") + "\n"
+	var out bytes.Buffer
+	s, err := Follow(strings.NewReader(in), &out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(out.String(), "--- unfinished: example.com/fake/e TestCrash\n") || !strings.Contains(out.String(), "panic: boom in a goroutine\n") {
+		t.Errorf("the crashed test's output is missing:\n%s", out.String())
+	}
+	if len(s.Failed) != 1 {
+		t.Errorf("failed packages %v", s.Failed)
+	}
+}
