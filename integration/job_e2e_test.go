@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -349,14 +348,11 @@ func TestJobWorkerKilled(t *testing.T) {
 	}
 }
 
+// freePort is a loopback port for a service the test starts later
+// (internal/ports: below the ephemeral range).
 func freePort(t *testing.T) int {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
+	return freePortOn(t, "127.0.0.1")
 }
 
 // The embedded server (and the worker with it) is stopped mid-job and

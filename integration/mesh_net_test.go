@@ -16,6 +16,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/accordmesh/accord/internal/ports"
 )
 
 // meshNet is a bridge in the root namespace with address prefix.1/24 and
@@ -187,38 +189,15 @@ func (n *meshNet) checkReach(p, addr string) {
 
 // freePortOn returns a port nothing listens on at ip, drawn below the
 // kernel's ephemeral range (PLATFORM.md: an outgoing connection may take a
-// port inside it between the check and the bind).
+// port inside it between the check and the bind), never the same twice.
 func freePortOn(t *testing.T, ip string) int {
 	t.Helper()
-	lo := 32768
-	if b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range"); err == nil {
-		if f := strings.Fields(string(b)); len(f) > 0 {
-			lo, _ = strconv.Atoi(f[0])
-		}
+	p, err := ports.Free(ip)
+	if err != nil {
+		t.Fatal(err)
 	}
-	var r [2]byte
-	for i := 0; i < 200; i++ {
-		if _, err := rand.Read(r[:]); err != nil {
-			t.Fatal(err)
-		}
-		p := 10000 + (int(r[0])<<8|int(r[1]))%(lo-10000)
-		if usedPorts[p] {
-			continue
-		}
-		ln, err := net.Listen("tcp", net.JoinHostPort(ip, strconv.Itoa(p)))
-		if err != nil {
-			continue
-		}
-		ln.Close()
-		usedPorts[p] = true
-		return p
-	}
-	t.Fatal("no free port")
-	return 0
+	return p
 }
-
-// usedPorts are the ports freePortOn handed out in this test process.
-var usedPorts = map[int]bool{}
 
 // waitListening waits until addr accepts TCP connections.
 func waitListening(t *testing.T, addr string, timeout time.Duration) {

@@ -29,6 +29,8 @@ import (
 	"go.temporal.io/server/common/primitives"
 	sqliteschema "go.temporal.io/server/schema/sqlite"
 	"go.temporal.io/server/temporal"
+
+	"github.com/accordmesh/accord/internal/ports"
 )
 
 // ErrConfig reports unusable options.
@@ -209,10 +211,9 @@ func sqlConfig(opts Options) (*config.SQL, error) {
 }
 
 func freePort(ip string) (int, error) {
-	l, err := net.Listen("tcp", net.JoinHostPort(ip, "0"))
+	p, err := ports.Free(ip)
 	if err != nil {
 		return 0, fmt.Errorf("devserver: free port: %w", err)
 	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
+	return p, nil
 }

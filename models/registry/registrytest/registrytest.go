@@ -8,7 +8,6 @@ import (
 	"bufio"
 	"errors"
 	"fmt"
-	"math/rand/v2"
 	"net"
 	"net/http"
 	"os"
@@ -21,6 +20,8 @@ import (
 	"time"
 
 	"golang.org/x/crypto/bcrypt"
+
+	"github.com/accordmesh/accord/internal/ports"
 )
 
 // Binary is the registry executable Start runs.
@@ -171,31 +172,9 @@ func waitReady(addr string, exited <-chan error) error {
 }
 
 // FreePort returns a loopback port nothing listens on, drawn below the
-// kernel's ephemeral range, so that no outgoing connection takes it
-// between the check and the registry's bind.
-func FreePort() (int, error) {
-	lo := 32768
-	if b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range"); err == nil {
-		if f := strings.Fields(string(b)); len(f) == 2 {
-			if n, err := strconv.Atoi(f[0]); err == nil {
-				lo = n
-			}
-		}
-	}
-	if lo <= 11000 {
-		lo = 11000
-	}
-	for i := 0; i < 200; i++ {
-		p := 10000 + rand.IntN(lo-10000)
-		l, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(p)))
-		if err != nil {
-			continue
-		}
-		l.Close()
-		return p, nil
-	}
-	return 0, errors.New("registrytest: no free port below the ephemeral range")
-}
+// kernel's ephemeral range (internal/ports), so that no outgoing
+// connection takes it between the check and the registry's bind.
+func FreePort() (int, error) { return ports.Free("127.0.0.1") }
 
 // tail returns the last lines of the registry's log, for errors.
 func tail(path string) string {
