@@ -36,8 +36,8 @@ type runner struct {
 	layout   workflow.Version
 	plan     PlanInput
 	award    NegotiateOutput
-	tasks    map[string]TaskStatus // this set's tasks (the job's own map in-process)
-	upstream map[string]string     // final states of dependencies outside the set
+	tasks    map[string]TaskStatus      // this set's tasks (the job's own map in-process)
+	upstream map[string]string          // final states of dependencies outside the set
 	running  map[string]NegotiateOutput // run ID -> the award it runs under, started and not known finished
 	inFlight int
 	comp     []string
