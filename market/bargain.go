@@ -7,6 +7,7 @@ import (
 	"sort"
 
 	"github.com/accordmesh/accord/settlement/money"
+	"github.com/accordmesh/accord/specs"
 )
 
 // Round is one offer in alternating-offers bargaining, or one move of
@@ -54,10 +55,14 @@ func concession(name string) (float64, error) {
 	return 0, fmt.Errorf("unknown concession tactic %q (boulware, linear, conceder)", name)
 }
 
-// Defaults of the bargaining protocol when the spec leaves them out.
+// Defaults of the bargaining protocol when the plan leaves them out. The
+// buyer's are the spec's (specs.DefaultRoundsAO, specs.DefaultDiscountAO:
+// a compiled spec always carries them); DefaultDiscount is a seller's
+// when its strategy names none.
 const (
-	DefaultRounds   = 10
-	DefaultDiscount = 0.95
+	DefaultRounds        = specs.DefaultRoundsAO
+	DefaultBuyerDiscount = specs.DefaultDiscountAO
+	DefaultDiscount      = 0.95
 	// DefaultBuyerOpening is the buyer's opening offer as a share of its
 	// budget when negotiation.reserve is not set.
 	DefaultBuyerOpening = 0.5
@@ -210,7 +215,7 @@ func buyerOf(b *Buyer) (Agent, int) {
 	}
 	disc := b.Negotiation.Discount
 	if disc <= 0 || disc > 1 {
-		disc = DefaultDiscount
+		disc = DefaultBuyerDiscount
 	}
 	open := b.Negotiation.Reserve
 	if open <= 0 || open > b.Budget {
