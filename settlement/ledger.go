@@ -119,16 +119,20 @@ func ResolveDSN(dsn, home string) string {
 }
 
 // SQLitePath returns the file of an SQLite DSN ("sqlite:PATH", "file:PATH"
-// or a plain path, without its query), and false for a PostgreSQL DSN.
+// without its query, or a plain path, whole), and false for a PostgreSQL
+// DSN.
 func SQLitePath(dsn string) (string, bool) {
 	if strings.HasPrefix(dsn, "postgres://") || strings.HasPrefix(dsn, "postgresql://") {
 		return "", false
 	}
-	path := strings.TrimPrefix(strings.TrimPrefix(dsn, "sqlite:"), "file:")
-	if i := strings.IndexByte(path, '?'); i >= 0 {
-		path = path[:i]
+	for _, scheme := range []string{"sqlite:", "file:"} {
+		if rest, ok := strings.CutPrefix(dsn, scheme); ok {
+			// A URI: its query, if any, is not part of the path.
+			path, _, _ := strings.Cut(rest, "?")
+			return path, true
+		}
 	}
-	return path, true
+	return dsn, true // a plain path: '?' and '#' are file name characters
 }
 
 // Open opens (and creates, if needed) the ledger at dsn:
@@ -168,7 +172,7 @@ func Open(ctx context.Context, dsn string) (*Ledger, error) {
 		q.Add("_pragma", "synchronous(FULL)")
 		q.Add("_pragma", "foreign_keys(ON)")
 		q.Set("_txlock", "immediate")
-		l.db, err = sql.Open("sqlite", "file:"+path+"?"+q.Encode())
+		l.db, err = sql.Open("sqlite", "file:"+uriPath(path)+"?"+q.Encode())
 		if err != nil {
 			return nil, fmt.Errorf("settlement: open sqlite: %w", err)
 		}
@@ -180,6 +184,12 @@ func Open(ctx context.Context, dsn string) (*Ledger, error) {
 		return nil, err
 	}
 	return l, nil
+}
+
+// uriPath escapes a file path for a SQLite URI filename: '%', '?' and '#'
+// would otherwise end the path or be decoded.
+func uriPath(p string) string {
+	return strings.NewReplacer("%", "%25", "?", "%3f", "#", "%23").Replace(p)
 }
 
 // Close closes the database.
