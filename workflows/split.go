@@ -153,9 +153,7 @@ func (j *job) failoverPart(ctx workflow.Context, lost *lostProvider) ([]string, 
 // setSplitAward makes parts the job's award: the first part's provider,
 // queue and terms, the parts' summed price.
 func (j *job) setSplitAward(parts []AwardPart) {
-	a := j.award
-	a.Parts = nil
-	lead := NegotiateOutput{Parts: parts, Currency: a.Currency}.Part(0)
+	lead := NegotiateOutput{Parts: parts, Currency: j.award.Currency}.Part(0)
 	lead.Parts, lead.Price = parts, 0
 	for _, p := range parts {
 		lead.Price += p.Price
