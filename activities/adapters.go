@@ -320,7 +320,7 @@ func (m MarketNegotiator) Negotiate(ctx context.Context, jobID string, plan *spe
 
 func (m MarketNegotiator) negotiate(ctx context.Context, jobID string, plan *specs.Plan, exclude map[string]string) (Award, error) {
 	aw, err := m.Broker.NegotiateExcluding(ctx, jobID, plan, exclude)
-	if err == nil && len(aw.Parts) > 0 && !agentsOnly(m.award(aw)) {
+	if err == nil && !m.agentsOnly(aw) {
 		// A part must be signed by its own provider's agent: among
 		// providers this worker runs, the job is placed whole.
 		aw, err = m.Broker.NegotiateExcluding(ctx, jobID, WholePlan(plan, nil), exclude)
@@ -385,11 +385,11 @@ func (m MarketNegotiator) award(aw broker.Award) Award {
 	return out
 }
 
-// agentsOnly reports whether every part of a split award runs on a
-// provider agent: only an agent signs its own part.
-func agentsOnly(aw Award) bool {
+// agentsOnly reports whether every part of a split award (none, for a
+// whole one) runs on a provider agent: only an agent signs its own part.
+func (m MarketNegotiator) agentsOnly(aw broker.Award) bool {
 	for _, p := range aw.Parts {
-		if p.Queue == "" {
+		if m.Queue == nil || m.Queue(p.Provider) == "" {
 			return false
 		}
 	}
