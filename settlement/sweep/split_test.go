@@ -80,10 +80,15 @@ func (e *splitEnv) placeSplit(job string) {
 	e.attest(job, predicate.StagePlacement, pl)
 }
 
+// runsStart is when the fixture's runs start, fixed once so that every
+// call of runs agrees on the times even when a second boundary passes
+// between two calls.
+var runsStart = time.Now().Add(-5 * time.Hour).UTC().Truncate(time.Second)
+
 // runs are the fixture's task runs: prep 1 h and train 2 h on the first
 // part, eval 30 min on the second.
 func runs() map[string]predicate.TaskRun {
-	t0 := time.Now().Add(-5 * time.Hour).UTC().Truncate(time.Second)
+	t0 := runsStart
 	run := func(from, to time.Duration) predicate.TaskRun {
 		s, f := t0.Add(from), t0.Add(to)
 		return predicate.TaskRun{State: "exited", StartedAt: &s, FinishedAt: &f, Usage: runtimes.Usage{WallSeconds: (to - from).Seconds()}}
