@@ -190,14 +190,8 @@ func (a *Activities) Place(ctx context.Context, in workflows.PlaceInput) (workfl
 		return workflows.PlaceOutput{}, fmt.Errorf("place %s: %w", in.JobID, err)
 	}
 	a.logger(ctx, in.JobID).Info("placed", "held", held, "provider", in.Award.Provider)
-	out := workflows.PlaceOutput{
-		Reservation: in.JobID + "@" + in.Award.Pool, HoldID: holdID, Held: held, Currency: in.Award.Currency,
-		Node: in.Award.Pool, Record: record(rec),
-	}
-	if len(in.Award.Devices) > 0 {
-		// The placement attestation names the exact nodes and GPUs offered.
-		out.Record = record(map[string]any{"hold": rec, "devices": in.Award.Devices})
-	}
+	out := workflows.PlacementOn(in.JobID, in.Award, record(rec))
+	out.HoldID, out.Held = holdID, held
 	return out, nil
 }
 

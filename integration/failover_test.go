@@ -231,6 +231,72 @@ func TestProviderFailover(t *testing.T) {
 	}
 }
 
+// A provider agent SIGKILLed after it won the job but before it accepted
+// the placement (the job waits at its approval gate meanwhile) is failed
+// over before anything runs (job layout 11): the placement is accepted and
+// signed by the other agent and names the failover, the task runs there
+// once, the lost provider runs nothing and is paid nothing, and the
+// receipt verifies with each party's key.
+func TestProviderLostBeforePlacement(t *testing.T) {
+	m := newMesh(t)
+	ctx := context.Background()
+	fund(t, m.home, "mesh", 1000)
+	lost := m.agent("gpu-a", nil, 0)
+	spec := failoverSpec(t, "placed-late", m.image, []string{"gpu-a", "gpu-b"}, 0, "", "")
+	f, err := os.OpenFile(spec, os.O_APPEND|os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = f.WriteString("\n## Approval\n\n```yaml\nrequired: true\napprovers: [alice]\n```\n")
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	sub, err := jobclient.Submit(ctx, m.st.Client, spec, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 2*time.Minute, "the approval gate, the job awarded to gpu-a", func() bool {
+		return jobStatus(t, m.st.Client, sub.JobID).Status == workflows.StatusAwaitingApproval
+	})
+	m.agent("gpu-b", nil, 0)
+	lost.kill()
+	if err := jobclient.Approve(ctx, m.st.Client, sub.JobID, workflows.ApproveInput{By: "alice", Reason: "test"}); err != nil {
+		t.Fatal(err)
+	}
+	res := result(t, m.st.Client, sub.JobID, 8*time.Minute)
+	if res.Status != workflows.StatusSettled || res.Provider != "gpu-b" || res.Paid <= 0 {
+		t.Fatalf("job: %+v", res)
+	}
+	recordHistory(t, m.st.Client, sub.JobID, "job_placement_lost")
+	if len(res.Failovers) != 1 || res.Failovers[0].Lost != "gpu-a" || res.Failovers[0].Provider != "gpu-b" || res.Failovers[0].RunID != "" {
+		t.Errorf("failovers %+v, want gpu-a to gpu-b before any run", res.Failovers)
+	}
+	if lost.logged("task started") {
+		t.Error("the lost provider started the task")
+	}
+	l := ledgerCheck(t, m.home)
+	if got := m.balance(l, settlement.ProviderAccount("gpu-a")); got != 0 {
+		t.Errorf("the lost provider was paid %d", got)
+	}
+	if rep, err := m.reg.Reputation("gpu-a"); err != nil || rep >= 1 {
+		t.Errorf("gpu-a's reputation %v %v, want below 1", rep, err)
+	}
+	rc := m.verifyReceipt(sub.JobID)
+	var pl predicate.Placement
+	stagePredicate(t, rc, predicate.StagePlacement, &pl)
+	if pl.Provider != "gpu-b" || len(pl.Failovers) != 1 || pl.Failovers[0].Lost != "gpu-a" || !strings.Contains(pl.Failovers[0].Reason, "not served") {
+		t.Errorf("placement predicate %+v", pl)
+	}
+	var ex predicate.Execution
+	stagePredicate(t, rc, predicate.StageExecution, &ex)
+	if ex.Provider != "gpu-b" || len(ex.Failovers) != 1 || ex.Tasks["train"].RunID != workflows.RunID(sub.JobID, "train", 1) {
+		t.Errorf("execution predicate %+v, want train's first run on gpu-b", ex)
+	}
+}
+
 // cheatTrainer builds a trainer image whose `trainer` fabricates its
 // outputs. The cheat lives here: a provider that runs it (under a mount
 // namespace where it replaces the trainer archive) returns made-up

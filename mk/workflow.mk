@@ -37,4 +37,4 @@ scale-workflow: $(TRAINER_TAR)
 # the workflow's commands needs a new layout first (docs/workflows.md).
 record-histories: $(TRAINER_TAR)
 	ACCORD_RECORD_HISTORIES=1 $(GO) test -count=1 -timeout 30m \
-		-run '^(TestJob(DAGEndToEnd|ApprovalGate|CancelMidExecution|RetryThenFail)|TestModelExchange|TestProviderAgent|TestProviderFailover|TestSpotCheckCheat|TestMCPAgentBargain|TestMarketBatchClearing)$$' ./integration/
+		-run '^(TestJob(DAGEndToEnd|ApprovalGate|CancelMidExecution|RetryThenFail)|TestModelExchange|TestProviderAgent|TestProviderFailover|TestProviderLostBeforePlacement|TestSpotCheckCheat|TestMCPAgentBargain|TestMarketBatchClearing)$$' ./integration/

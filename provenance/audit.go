@@ -362,11 +362,14 @@ func StageSigners(stage, provider string) []string {
 // signers checks that each signed stage was signed by a key of its party.
 func (a *auditor) signers(signed []signedStage, parties bool) {
 	provider := a.awardedProvider()
-	executor := a.executor(provider)
+	placer, executor := a.placer(provider), a.executor(provider)
 	split := len(a.negotiatedParts()) > 0
 	for _, s := range signed {
 		p := provider
-		if s.stage == StageExecution {
+		switch s.stage {
+		case StagePlacement:
+			p = placer
+		case StageExecution:
 			p = executor
 		}
 		want := StageSigners(s.stage, p)
@@ -423,15 +426,30 @@ func (a *auditor) awardedProvider() string {
 // executor is the provider that ran the job's tasks: the negotiation's,
 // or after failovers (job layout 6) the last replacement's.
 func (a *auditor) executor(awarded string) string {
-	st := a.stmts[StageExecution]
+	return a.replacement(StageExecution, awarded)
+}
+
+// placer is the provider that accepted the placement: the negotiation's,
+// or after failovers before it accepted (job layout 11) the last
+// replacement's.
+func (a *auditor) placer(awarded string) string {
+	return a.replacement(StagePlacement, awarded)
+}
+
+// replacement follows the failovers stage's statement names from the
+// awarded provider.
+func (a *auditor) replacement(stage, awarded string) string {
+	st := a.stmts[stage]
 	if st == nil {
 		return awarded
 	}
-	var ex ExecutionPredicate
-	if st.DecodePredicate(&ex) != nil {
+	var v struct {
+		Failovers []predicate.Failover `json:"failovers"`
+	}
+	if st.DecodePredicate(&v) != nil {
 		return awarded
 	}
-	p, _ := ExecutingProvider(awarded, ex.Failovers)
+	p, _ := ExecutingProvider(awarded, v.Failovers)
 	return p
 }
 
@@ -648,9 +666,7 @@ func (a *auditor) crossChecks() {
 		a.fail(StageNegotiation, "amounts", "negative price %d", neg.Price)
 	}
 	if hasPl && hasNeg {
-		if pl.Provider != "" && pl.Provider != neg.Provider {
-			a.fail(StagePlacement, "placement", "placed with provider %q, negotiation awarded %q", pl.Provider, neg.Provider)
-		}
+		a.placementFailovers(neg, pl, ex, hasEx)
 		if pl.Currency != neg.Currency {
 			a.fail(StagePlacement, "amounts", "escrow held in %s, price negotiated in %s", pl.Currency, neg.Currency)
 		}
@@ -720,6 +736,40 @@ func (a *auditor) crossChecks() {
 	}
 }
 
+// placementFailovers checks the placement's provider against the
+// negotiation's after the failovers the placement names (job layout 11:
+// providers lost before they accepted it; for a split job, the first
+// part's provider), and that the execution's failovers begin with them.
+func (a *auditor) placementFailovers(neg NegotiationPredicate, pl PlacementPredicate, ex ExecutionPredicate, hasEx bool) {
+	const st = StagePlacement
+	want, why := ExecutingProvider(neg.Provider, pl.Failovers)
+	if len(neg.Parts) > 0 {
+		var parts []predicate.Part
+		parts, why = ExecutingParts(neg.Parts, pl.Failovers)
+		want = parts[0].Provider
+	}
+	if why != "" {
+		a.fail(st, "failover", "%s", why)
+	}
+	switch {
+	case pl.Provider == "" || pl.Provider == want:
+	case len(pl.Failovers) == 0:
+		a.fail(st, "placement", "placed with provider %q, negotiation awarded %q", pl.Provider, want)
+	default:
+		a.fail(st, "placement", "placed with provider %q, negotiation and failovers awarded %q", pl.Provider, want)
+	}
+	n := len(pl.Failovers)
+	if hasEx && (len(ex.Failovers) < n || !slices.EqualFunc(ex.Failovers[:n], pl.Failovers, sameFailover)) {
+		a.fail(StageExecution, "failover", "the execution's failovers do not begin with the %d the placement names", n)
+	}
+}
+
+// sameFailover reports whether two statements record the same failover.
+func sameFailover(x, y predicate.Failover) bool {
+	return x.Lost == y.Lost && x.RunID == y.RunID && x.At.Equal(y.At) && x.Reason == y.Reason && x.Provider == y.Provider &&
+		x.Price == y.Price && x.Currency == y.Currency && x.Reputation == y.Reputation && slices.Equal(x.Tasks, y.Tasks)
+}
+
 // unsplit reports the parts of a job whose negotiation split nothing.
 func (a *auditor) unsplit(pl PlacementPredicate, hasPl bool, ex ExecutionPredicate, hasEx bool) {
 	if hasPl && (len(pl.Parts) > 0 || len(pl.PartTasks) > 0) {
@@ -728,11 +778,15 @@ func (a *auditor) unsplit(pl PlacementPredicate, hasPl bool, ex ExecutionPredica
 	if hasEx && (len(ex.Parts) > 0 || len(ex.PartTasks) > 0) {
 		a.fail(StageExecution, "parts", "execution lists parts, the negotiation split nothing")
 	}
-	for i, f := range ex.Failovers {
-		if len(f.Tasks) > 0 {
-			a.fail(StageExecution, "failover", "failover %d moves tasks %s, the negotiation split nothing", i+1, taskList(f.Tasks))
+	moves := func(stage string, fs []predicate.Failover) {
+		for i, f := range fs {
+			if len(f.Tasks) > 0 {
+				a.fail(stage, "failover", "failover %d moves tasks %s, the negotiation split nothing", i+1, taskList(f.Tasks))
+			}
 		}
 	}
+	moves(StagePlacement, pl.Failovers)
+	moves(StageExecution, ex.Failovers)
 }
 
 // settlement checks the settled amounts. final are a split job's parts as

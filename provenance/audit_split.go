@@ -247,7 +247,8 @@ func taskList(tasks []string) string { return "[" + strings.Join(tasks, " ") + "
 func (a *auditor) splitChecks(spec SpecPredicate, hasSpec bool, neg NegotiationPredicate, pl PlacementPredicate, hasPl bool, ex ExecutionPredicate, hasEx bool, ver VerificationPredicate, hasVer bool, execOut map[string]string) []predicate.Part {
 	a.negotiationParts(spec, hasSpec, neg)
 	if hasPl {
-		a.matchParts(StagePlacement, pl.Parts, neg.Parts, "a part the negotiation awarded")
+		placed, _ := ExecutingParts(neg.Parts, pl.Failovers) // placementFailovers reports a broken chain
+		a.matchParts(StagePlacement, pl.Parts, placed, "a part the negotiation awarded")
 		if len(pl.PartTasks) > 0 {
 			a.fail(StagePlacement, "parts", "the operator's placement statement names part tasks %s", taskList(pl.PartTasks))
 		}

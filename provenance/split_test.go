@@ -324,6 +324,51 @@ func TestSplitJobPartFailover(t *testing.T) {
 	}
 }
 
+// A part whose provider was lost before it accepted (job layout 11) is
+// placed with its replacement: the placement names the failover, the
+// replacement signs the placement part, and the execution's failovers
+// begin with it. A placement part still the lost provider's, or an
+// execution that leaves the failover out, fails.
+func TestSplitJobPlacementFailover(t *testing.T) {
+	p := newSplitParties(t)
+	moved := func(id string) *splitJob {
+		j := p.goodSplit(id)
+		j.failoverTrain()
+		j.pl.Failovers = j.ex.Failovers
+		j.plParts[1].provider, j.plParts[1].signer = "prov-c", p.keys["prov-c"]
+		j.exParts[1].provider, j.exParts[1].signer = "prov-c", p.keys["prov-c"]
+		return j
+	}
+	rep, err := provenance.Verify(context.Background(), p.record(t, moved("job-split-placed")), p.trust, provenance.VerifyOptions{Parties: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if pl := rep.Stages[provenance.StageIndex(provenance.StagePlacement)]; len(pl.Parts) != 2 || pl.Parts[1].Party != "provider:prov-c" {
+		t.Fatalf("placement parts %+v, want the second signed by prov-c", pl.Parts)
+	}
+	for _, tc := range []struct {
+		name string
+		edit func(j *splitJob)
+		want string
+	}{
+		{"accepted by the lost provider", func(j *splitJob) {
+			j.plParts[1].provider, j.plParts[1].signer = "prov-b", p.keys["prov-b"]
+		}, `placement part 2 (prov-b): its tasks [train] are provider "prov-c"'s part`},
+		{"the execution leaves the failover out", func(j *splitJob) {
+			j.ex.Failovers = []predicate.Failover{{Lost: "prov-b", Provider: "prov-c", Price: 450, Currency: "EUR", Reason: "other", Tasks: []string{"train"}}}
+		}, "the execution's failovers do not begin with the 1 the placement names"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			j := moved("job-split-placed-" + strings.ReplaceAll(tc.name, " ", "-"))
+			tc.edit(j)
+			_, err := provenance.Verify(context.Background(), p.record(t, j), p.trust, provenance.VerifyOptions{Parties: true})
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("error %v, want one naming %q", err, tc.want)
+			}
+		})
+	}
+}
+
 // failoverTrain loses prov-b while it runs train: prov-c takes the part
 // over at 450 and is settled for it.
 func (j *splitJob) failoverTrain() {

@@ -18,36 +18,62 @@ import (
 // job is then cancelled. pred is the stage's predicate (package predicate);
 // results are sealed task results the activity adds to it.
 func (j *job) attest(ctx workflow.Context, stage string, subjects []Subject, pred any, results []string) error {
-	if err := j.attestErr(ctx); err != nil {
-		return err
-	}
 	b, err := json.Marshal(pred)
 	if err != nil {
 		return fail(ClassInternal, fmt.Errorf("encode %s predicate: %w", stage, err))
+	}
+	return j.queueAttest(ctx, AttestInput{JobID: j.in.JobID, Stage: stage, Subjects: subjects, Predicate: b, Results: results})
+}
+
+// attestSigned queues a stage that its provider already signed (layout
+// 11): in as it was signed, chained to the same previous envelope; the
+// control plane checks the envelope and logs it.
+func (j *job) attestSigned(ctx workflow.Context, in AttestInput, signed SignedStage) error {
+	in.Signed = &signed
+	return j.queueAttest(ctx, in)
+}
+
+// queueAttest queues in, chained to the last queued attestation.
+func (j *job) queueAttest(ctx workflow.Context, in AttestInput) error {
+	if err := j.attestErr(ctx); err != nil {
+		return err
 	}
 	prev := j.attTail
 	f, set := workflow.NewFuture(ctx)
 	actx, _ := workflow.NewDisconnectedContext(ctx)
 	workflow.Go(actx, func(gctx workflow.Context) {
-		var previous string
 		if prev != nil {
+			var previous string
 			if err := prev.Get(gctx, &previous); err != nil {
 				set.Set(nil, err)
 				return
 			}
+			if in.Signed == nil {
+				in.Previous = previous
+			}
 		}
-		out, err := j.attestStage(gctx, AttestInput{
-			JobID: j.in.JobID, Stage: stage, Previous: previous, Subjects: subjects, Predicate: b, Results: results,
-		})
+		out, err := j.attestStage(gctx, in)
 		if err != nil {
-			set.Set(nil, fmt.Errorf("attest %s: %w", stage, err))
+			set.Set(nil, fmt.Errorf("attest %s: %w", in.Stage, err))
 			return
 		}
-		j.atts = append(j.atts, AttestationRef{Stage: stage, Digest: out.Digest, LogIndex: out.LogIndex})
+		j.atts = append(j.atts, AttestationRef{Stage: in.Stage, Digest: out.Digest, LogIndex: out.LogIndex})
 		set.Set(out.Digest, nil)
 	})
 	j.attTail = f
 	return nil
+}
+
+// previousDigest waits for the last queued attestation: the envelope a
+// stage signed now is chained to ("" for the first).
+func (j *job) previousDigest(ctx workflow.Context) (string, error) {
+	var previous string
+	if j.attTail != nil {
+		if err := j.attTail.Get(ctx, &previous); err != nil {
+			return "", fail(ClassInternal, err)
+		}
+	}
+	return previous, nil
 }
 
 // attestStage signs and logs one stage. From layout 5 the execution stage
@@ -57,6 +83,9 @@ func (j *job) attest(ctx workflow.Context, stage string, subjects []Subject, pre
 // against the provider's trusted key and logs it (Attest with Signed).
 // Every other stage is signed and logged on the control queue.
 func (j *job) attestStage(ctx workflow.Context, in AttestInput) (AttestOutput, error) {
+	if in.Signed != nil {
+		return Attest.Run(attestCtx(ctx, TaskQueueControl), in)
+	}
 	if !j.providerSigns(in.Stage) {
 		return Attest.Run(attestCtx(ctx, TaskQueueControl), in)
 	}

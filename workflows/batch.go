@@ -55,10 +55,14 @@ type runner struct {
 type lostProvider struct {
 	provider string
 	runID    string
+	signing  string // or the stage it had to sign (layout 11)
 	reason   string
 }
 
 func (e *lostProvider) Error() string {
+	if e.runID == "" && e.signing != "" {
+		return "provider " + e.provider + " lost before it signed the " + e.signing + ": " + e.reason
+	}
 	return "provider " + e.provider + " lost during run " + e.runID + ": " + e.reason
 }
 

@@ -49,19 +49,46 @@ func (r *runner) runOnProvider(ctx workflow.Context, t PlanTask, attempt int, ru
 		if err == nil || !unpicked(err) {
 			return out, err
 		}
-		live, lerr := ProviderLive.RunLocal(localCtx(ctx, time.Minute), ProviderLiveInput{JobID: r.jobID, Provider: award.Provider})
-		if lerr != nil {
-			return out, fmt.Errorf("provider %s liveness: %w", award.Provider, lerr)
-		}
-		switch {
-		case !live.Live:
-			return out, &lostProvider{provider: award.Provider, runID: runID,
-				reason: fmt.Sprintf("queue %s not served for %s and %s", award.Queue, ProviderLossTimeout, live.Reason)}
-		case waits >= maxLiveWaits:
-			return out, &lostProvider{provider: award.Provider, runID: runID,
-				reason: fmt.Sprintf("heartbeating, but queue %s not served for %d windows of %s", award.Queue, waits, ProviderLossTimeout)}
+		if err := providerLost(ctx, r.jobID, award, &lostProvider{provider: award.Provider, runID: runID}, waits); err != nil {
+			return out, err
 		}
 	}
+}
+
+// providerLost decides after a wait on award's queue went unpicked for
+// ProviderLossTimeout, the waits-th time: nil to wait again, or lost
+// (with its reason) once the agent's heartbeat is gone or it has left its
+// queue unserved for maxLiveWaits windows.
+func providerLost(ctx workflow.Context, jobID string, award NegotiateOutput, lost *lostProvider, waits int) error {
+	live, err := ProviderLive.RunLocal(localCtx(ctx, time.Minute), ProviderLiveInput{JobID: jobID, Provider: award.Provider})
+	if err != nil {
+		return fmt.Errorf("provider %s liveness: %w", award.Provider, err)
+	}
+	switch {
+	case !live.Live:
+		lost.reason = fmt.Sprintf("queue %s not served for %s and %s", award.Queue, ProviderLossTimeout, live.Reason)
+		return lost
+	case waits >= maxLiveWaits:
+		lost.reason = fmt.Sprintf("heartbeating, but queue %s not served for %d windows of %s", award.Queue, waits, ProviderLossTimeout)
+		return lost
+	}
+	return nil
+}
+
+// signOn has award's provider sign in on its queue (layout 11), awaited
+// as a task run is: a provider that leaves its queue unserved and whose
+// agent is gone is returned as *lostProvider, for the job to fail over
+// instead of waiting out the signing activity's 24 h. It sets in's spec
+// digest and provider, as the control plane checks them.
+func (j *job) signOn(ctx workflow.Context, award NegotiateOutput, in *AttestInput) (SignedStage, error) {
+	in.SpecDigest, in.Provider = j.plan.DocumentDigest, award.Provider
+	signed, err := SignStage.Run(signCtx(ctx, award.Queue), *in)
+	for waits := 1; err != nil && unpicked(err); waits++ {
+		if err = providerLost(ctx, j.in.JobID, award, &lostProvider{provider: award.Provider, signing: in.Stage}, waits); err == nil {
+			signed, err = SignStage.Run(signCtx(ctx, award.Queue), *in)
+		}
+	}
+	return signed, err
 }
 
 // unpicked reports an activity that no worker picked up in time.
@@ -290,10 +317,17 @@ func (j *job) signSpotRun(ctx workflow.Context, c checked, previous string) (jso
 	if err != nil {
 		return nil, fmt.Errorf("encode %s run: %w", c.run.Role, err)
 	}
-	signed, err := SignStage.Run(attestCtx(ctx, c.award.Queue), AttestInput{
+	in := AttestInput{
 		JobID: j.in.JobID, Stage: predicate.StageExecution, Previous: previous, Predicate: pred, Results: []string{c.ref},
 		SpecDigest: j.plan.DocumentDigest, Provider: c.award.Provider,
-	})
+	}
+	var signed SignedStage
+	if j.layout >= layoutSignWatched {
+		// A checker lost before it signs does not sign (layout 11).
+		signed, err = j.signOn(ctx, c.award, &in)
+	} else {
+		signed, err = SignStage.Run(attestCtx(ctx, c.award.Queue), in)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("provider %s signs its %s run: %w", c.award.Provider, c.run.Role, err)
 	}

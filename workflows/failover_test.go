@@ -32,6 +32,9 @@ type disputes struct {
 	spotSigned  []predicate.Execution // spot-check runs signed (layout 9)
 	refuseSign  string                // a provider whose SignStage of a spot run fails
 	signed      []AttestInput         // every SignStage input
+	// unserved reports a SignStage nobody picks up (layout 11): its
+	// provider's queue is unserved.
+	unserved func(in AttestInput) bool
 }
 
 // watchDisputes registers the layout-6 activities on h: Renegotiate awards
@@ -47,7 +50,11 @@ func watchDisputes(h *harness, live func(string) bool, order ...string) *dispute
 	h.on(SignStage.Name).Return(func(_ context.Context, in AttestInput) (SignedStage, error) {
 		d.mu.Lock()
 		d.signed = append(d.signed, in)
+		lost := d.unserved != nil && d.unserved(in)
 		d.mu.Unlock()
+		if lost {
+			return SignedStage{}, temporal.NewTimeoutError(enums.TIMEOUT_TYPE_SCHEDULE_TO_START, nil)
+		}
 		var ex predicate.Execution
 		if in.Stage == predicate.StageExecution {
 			if err := json.Unmarshal(in.Predicate, &ex); err != nil {

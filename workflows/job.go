@@ -15,6 +15,7 @@
 package workflows
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"time"
@@ -416,17 +417,76 @@ func (j *job) place(ctx workflow.Context) error {
 	j.placement = pl
 	j.placedAt = workflow.Now(ctx)
 	j.cost.Held = pl.Held
+	if j.layout >= layoutSignWatched && j.providerSigns(predicate.StagePlacement) {
+		return j.placeSigned(ctx)
+	}
 	var parts []predicate.SignedPart
-	if j.split() {
+	switch {
+	case j.split() && j.layout >= layoutSignWatched:
+		if parts, err = j.placePartsSigned(ctx); err != nil {
+			return err
+		}
+	case j.split():
 		if parts, err = j.placeParts(ctx, pl); err != nil {
 			return err
 		}
 	}
-	return j.attest(ctx, predicate.StagePlacement, nil, predicate.Placement{
+	pred := j.placementPredicate()
+	pred.Parts = parts
+	if j.layout >= layoutSignWatched {
+		pred.Failovers = j.failovers
+	}
+	return j.attest(ctx, predicate.StagePlacement, nil, pred, nil)
+}
+
+// placementPredicate is the placement statement of the job's award.
+func (j *job) placementPredicate() predicate.Placement {
+	pl := j.placement
+	return predicate.Placement{
 		Header: j.header(), Provider: j.award.Provider, Pool: j.award.Pool, Node: pl.Node,
 		Reservation: pl.Reservation, HoldID: pl.HoldID, Held: pl.Held, Currency: pl.Currency, Record: rawOrNull(pl.Record),
-		Approval: j.approvedBy, Parts: parts,
-	}, nil)
+		Approval: j.approvedBy,
+	}
+}
+
+// placeSigned has the awarded provider agent accept the placement before
+// it is attested (layout 11). A provider lost first is failed over: the
+// replacement accepts a placement on its own pool that names the
+// failovers.
+func (j *job) placeSigned(ctx workflow.Context) error {
+	previous, err := j.previousDigest(ctx)
+	if err != nil {
+		return err
+	}
+	for {
+		pred := j.placementPredicate()
+		pred.Failovers = j.failovers
+		b, err := json.Marshal(pred)
+		if err != nil {
+			return fail(ClassInternal, fmt.Errorf("encode placement predicate: %w", err))
+		}
+		in := AttestInput{JobID: j.in.JobID, Stage: predicate.StagePlacement, Previous: previous, Predicate: b}
+		signed, err := j.signOn(ctx, j.award, &in)
+		var lost *lostProvider
+		if errors.As(err, &lost) {
+			if err := j.failover(ctx, lost); err != nil {
+				return err
+			}
+			j.movePlacement()
+			continue
+		}
+		if err != nil {
+			return classify(ctx, fmt.Errorf("provider %s accepts the placement: %w", j.award.Provider, err), ClassExecution)
+		}
+		return j.attestSigned(ctx, in, signed)
+	}
+}
+
+// movePlacement places the job on its award's pool after a failover
+// before the placement was attested (layout 11): the escrow's hold stays.
+func (j *job) movePlacement() {
+	moved := PlacementOn(j.in.JobID, j.award, j.placement.Hold)
+	j.placement.Reservation, j.placement.Node, j.placement.Record = moved.Reservation, moved.Node, moved.Record
 }
 
 // execute runs the tasks (batch.go) and attests what ran.
@@ -435,6 +495,9 @@ func (j *job) execute(ctx workflow.Context) error {
 	j.execStart = workflow.Now(ctx)
 	if err := j.runTasks(ctx); err != nil {
 		return err
+	}
+	if j.layout >= layoutSignWatched && (j.split() || j.providerSigns(predicate.StageExecution)) {
+		return j.executeSigned(ctx)
 	}
 	end := workflow.Now(ctx)
 	pred := predicate.Execution{Header: j.header(), Runtime: j.award.Runtime, Provider: j.award.Provider, Failovers: j.failovers}

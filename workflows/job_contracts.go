@@ -497,6 +497,24 @@ type PlaceOutput struct {
 	Currency    string          `json:"currency"`
 	Node        string          `json:"node,omitempty"`
 	Record      json.RawMessage `json:"record,omitempty"`
+	// Hold is the ledger's hold record alone, for the placement on a
+	// replacement provider (layout 11).
+	Hold json.RawMessage `json:"hold,omitempty"`
+}
+
+// PlacementOn is where award places a job: the reservation and node on
+// its pool, and the record the placement attests (the ledger's hold, with
+// the exact devices when the offer named them). Place and a placement
+// failover (layout 11) share it.
+func PlacementOn(jobID string, award NegotiateOutput, hold json.RawMessage) PlaceOutput {
+	out := PlaceOutput{Reservation: jobID + "@" + award.Pool, Node: award.Pool, Currency: award.Currency, Record: hold, Hold: hold}
+	if len(award.Devices) > 0 {
+		rec, err := json.Marshal(map[string]any{"hold": hold, "devices": award.Devices})
+		if err == nil {
+			out.Record = rec
+		}
+	}
+	return out
 }
 
 // ReleaseInput / ReleaseOutput: compensation for Place (refund escrow,

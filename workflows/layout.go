@@ -123,7 +123,23 @@ const (
 	// (SettleInput.Parts). Awards without parts run as in layout 9.
 	layoutSplit workflow.Version = 10
 
-	layoutLatest = layoutSplit
+	// layoutSignWatched (11): a provider agent's signature is awaited as
+	// its task runs are: SignStage on its queue goes unpicked after
+	// ProviderLossTimeout (ScheduleToStart), then ProviderLive decides
+	// whether the agent is lost. The provider signs its placement
+	// acceptance before the placement is attested; one lost first is
+	// failed over (Renegotiate, Reassign) and its replacement signs, the
+	// placement naming the failovers (Placement.Failovers). A provider
+	// lost before it signs the execution of a whole job is failed over and
+	// every task runs again on the replacement, which signs; a split part
+	// fails over likewise and its tasks run again when no other part's
+	// task depends on them (else the job fails: the other parts' providers
+	// have signed over those results). A spot-check checker lost before it
+	// signs its run does not sign. In layout 10 each waited out the
+	// signing activity's 24 h.
+	layoutSignWatched workflow.Version = 11
+
+	layoutLatest = layoutSignWatched
 )
 
 // CurrentLayout is the layout new jobs run; recorded histories are named
@@ -223,6 +239,16 @@ func attestCtx(ctx workflow.Context, queue string) workflow.Context {
 		ScheduleToCloseTimeout: 24 * time.Hour,
 		RetryPolicy:            attestRetry,
 	})
+}
+
+// signCtx is SignStage on a provider agent's queue, unpicked after
+// ProviderLossTimeout (layout 11) so that the workflow can ask whether the
+// agent is lost.
+func signCtx(ctx workflow.Context, queue string) workflow.Context {
+	ctx = attestCtx(ctx, queue)
+	o := workflow.GetActivityOptions(ctx)
+	o.ScheduleToStartTimeout = ProviderLossTimeout
+	return workflow.WithActivityOptions(ctx, o)
 }
 
 func compensateCtx(ctx workflow.Context) workflow.Context {

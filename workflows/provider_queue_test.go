@@ -134,25 +134,41 @@ func TestJobProviderQueueStopsThere(t *testing.T) {
 	}
 }
 
-// A provider that refuses to sign (the statement names a run it did not
-// make) fails the job before money moves for its work.
+// A provider that refuses to sign its placement acceptance, or its
+// execution (the statement names a run it did not make), fails the job
+// before money moves for its work; a refused placement runs nothing.
 func TestJobProviderRefusesToSign(t *testing.T) {
-	h := newHarness(t, dagPlan())
-	watchQueues(h)
-	h.on(Negotiate.Name).Return(agentAward(), nil)
-	h.on(SignStage.Name).Return(SignedStage{}, permanentErr("run not executed here as stated"))
-	res := h.run()
-	if res.Status != StatusFailed || !strings.Contains(res.Error, "provider gpu-a signs") {
-		t.Fatalf("got %s %q", res.Status, res.Error)
-	}
-	for _, a := range h.attests {
-		if a.Stage == predicate.StageExecution {
-			t.Error("the execution stage was logged without the provider's signature")
-		}
-	}
-	// Unsigned work is not paid: the escrow is refunded.
-	if len(h.settled) != 0 || len(h.released) != 1 || res.Refunded != 500 {
-		t.Errorf("settled %v released %v refunded %d", h.settled, h.released, res.Refunded)
+	for _, tc := range []struct{ stage, want string }{
+		{predicate.StagePlacement, "provider gpu-a accepts the placement"},
+		{predicate.StageExecution, "provider gpu-a signs the execution"},
+	} {
+		t.Run(tc.stage, func(t *testing.T) {
+			h := newHarness(t, dagPlan())
+			q := watchQueues(h)
+			h.on(Negotiate.Name).Return(agentAward(), nil)
+			h.on(SignStage.Name).Return(func(_ context.Context, in AttestInput) (SignedStage, error) {
+				if in.Stage == tc.stage {
+					return SignedStage{}, permanentErr("run not executed here as stated")
+				}
+				return SignedStage{Envelope: []byte(`{"payload":"x"}`), Digest: "sha256:env", SignerPublicKey: "PEM"}, nil
+			})
+			res := h.run()
+			if res.Status != StatusFailed || !strings.Contains(res.Error, tc.want) {
+				t.Fatalf("got %s %q, want failed with %q", res.Status, res.Error, tc.want)
+			}
+			for _, a := range h.attests {
+				if a.Stage == tc.stage || a.Stage == predicate.StageExecution {
+					t.Errorf("the %s stage was logged", a.Stage)
+				}
+			}
+			if ran := len(q.on(RunTask.Name)); tc.stage == predicate.StagePlacement && ran != 0 {
+				t.Errorf("%d task runs on a placement the provider refused", ran)
+			}
+			// Unsigned work is not paid: the escrow is refunded.
+			if len(h.settled) != 0 || len(h.released) != 1 || res.Refunded != 500 {
+				t.Errorf("settled %v released %v refunded %d", h.settled, h.released, res.Refunded)
+			}
+		})
 	}
 }
 

@@ -52,25 +52,30 @@ func (r *runner) upstreamOutputs(t PlanTask) map[string][]OutputArtifact {
 	return out
 }
 
-// runSplit runs a split job's tasks, each on its part's agent. When a
-// part's provider is lost, that part is renegotiated and its tasks, with
-// every task downstream of them, run again; the other parts' finished
-// tasks stand.
+// runSplit runs a split job's tasks, each on its part's agent, and seals
+// each part's results.
 func (j *job) runSplit(ctx workflow.Context) error {
 	for _, t := range j.plan.Tasks {
 		j.tasks[t.Name] = TaskStatus{State: TaskPending}
 	}
-	order := j.plan.Tasks
+	if err := j.runParts(ctx, j.plan.Tasks); err != nil {
+		return err
+	}
+	return j.sealParts(ctx)
+}
+
+// runParts runs order (pending tasks, in plan order) on their parts'
+// agents. When a part's provider is lost, that part is renegotiated and
+// its tasks, with every task downstream of them, run again; the other
+// parts' finished tasks stand.
+func (j *job) runParts(ctx workflow.Context, order []PlanTask) error {
 	for {
 		r := j.newRunner(j.award, j.tasks)
 		err := r.run(ctx, order)
 		j.comp = append(j.comp, r.comp...)
 		var lost *lostProvider
 		if !errors.As(err, &lost) {
-			if err != nil {
-				return err
-			}
-			return j.sealParts(ctx)
+			return err
 		}
 		moved, err := j.failoverPart(ctx, lost)
 		if err != nil {
@@ -167,18 +172,27 @@ func (j *job) setSplitAward(parts []AwardPart) {
 func (j *job) sealParts(ctx workflow.Context) error {
 	j.results = nil
 	for _, p := range j.award.Parts {
-		tasks := map[string]TaskStatus{}
-		for _, name := range p.Tasks {
-			tasks[name] = j.tasks[name]
-		}
-		out, err := SealResults.RunLocal(localCtx(ctx, time.Minute), SealResultsInput{JobID: j.in.JobID, Tasks: tasks})
+		ref, err := j.sealPart(ctx, p)
 		if err != nil {
-			return fail(ClassInternal, fmt.Errorf("seal results of %s: %w", p.Provider, err))
+			return err
 		}
-		j.results = append(j.results, out.Ref)
+		j.results = append(j.results, ref)
 	}
 	j.usage = sumUsage(j.tasks)
 	return nil
+}
+
+// sealPart seals the results of p's tasks.
+func (j *job) sealPart(ctx workflow.Context, p AwardPart) (string, error) {
+	tasks := map[string]TaskStatus{}
+	for _, name := range p.Tasks {
+		tasks[name] = j.tasks[name]
+	}
+	out, err := SealResults.RunLocal(localCtx(ctx, time.Minute), SealResultsInput{JobID: j.in.JobID, Tasks: tasks})
+	if err != nil {
+		return "", fail(ClassInternal, fmt.Errorf("seal results of %s: %w", p.Provider, err))
+	}
+	return out.Ref, nil
 }
 
 // signParts has each part's provider sign its own statement of stage:

@@ -148,6 +148,10 @@ type Placement struct {
 	// PartTasks are the tasks of the part a provider's signed acceptance
 	// is for (inside a SignedPart only).
 	PartTasks []string `json:"part_tasks,omitempty"`
+	// Failovers are the providers lost before they accepted the placement
+	// (job layout 11), in order: Provider (or a split job's part) is the
+	// last replacement. The execution's failovers begin with them.
+	Failovers []Failover `json:"failovers,omitempty"`
 }
 
 // Approval is an accepted approval: an identity named in the spec's

@@ -148,19 +148,20 @@ func (a Attestations) keys(ts *provenance.TrustStore, jobID, stage string, w *Wo
 	switch {
 	case w.Split() && (stage == provenance.StagePlacement || stage == provenance.StageExecution):
 		return operatorKeys(ts)
-	case stage == provenance.StageExecution:
-		return stageKeys(ts, stage, a.executor(jobID, w.Provider))
+	case stage == provenance.StagePlacement || stage == provenance.StageExecution:
+		return stageKeys(ts, stage, a.signer(jobID, stage, w.Provider))
 	}
 	return stageKeys(ts, stage, w.Provider)
 }
 
-// executor is the provider that must have signed the job's execution:
-// the awarded one, or after failovers (job layout 6) the last replacement,
-// as the stored statement names them (the signature is then checked
-// against that provider's key, so a statement naming another provider
-// verifies only with that provider's key).
-func (a Attestations) executor(jobID, awarded string) string {
-	att, err := a.Store.Get(jobID, provenance.StageExecution)
+// signer is the provider that must have signed the job's placement or
+// execution: the awarded one, or after failovers the last replacement
+// (job layout 6 for the execution, 11 for a placement accepted by a
+// replacement), as the stored statement names them (the signature is
+// then checked against that provider's key, so a statement naming
+// another provider verifies only with that provider's key).
+func (a Attestations) signer(jobID, stage, awarded string) string {
+	att, err := a.Store.Get(jobID, stage)
 	if err != nil {
 		return awarded
 	}
@@ -172,11 +173,13 @@ func (a Attestations) executor(jobID, awarded string) string {
 	if err != nil {
 		return awarded
 	}
-	var ex predicate.Execution
-	if st.DecodePredicate(&ex) != nil {
+	var v struct {
+		Failovers []predicate.Failover `json:"failovers"`
+	}
+	if st.DecodePredicate(&v) != nil {
 		return awarded
 	}
-	p, _ := provenance.ExecutingProvider(awarded, ex.Failovers)
+	p, _ := provenance.ExecutingProvider(awarded, v.Failovers)
 	return p
 }
 

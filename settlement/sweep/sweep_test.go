@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -130,6 +131,14 @@ func newEnv(t *testing.T) *env {
 // to placement, as the workflow does.
 func (e *env) place(job string) {
 	e.t.Helper()
+	e.negotiate(job)
+	e.attest(job, predicate.StagePlacement, predicate.Placement{Provider: "gpu-co", Held: 1200, Currency: "USD"})
+}
+
+// negotiate holds a job's escrow (price 1000 + 20 %) and attests its
+// stages up to negotiation (an award to gpu-co).
+func (e *env) negotiate(job string) {
+	e.t.Helper()
 	if _, err := e.l.Hold(e.ctx, settlement.HoldRequest{Job: job, Tenant: "acme", Provider: "gpu-co", Currency: "USD",
 		Price: 1000, MarginBP: 2000, Cap: 2000, Attempt: WorkflowAttempt}); err != nil {
 		e.t.Fatal(err)
@@ -138,7 +147,6 @@ func (e *env) place(job string) {
 	e.attest(job, predicate.StageAdmission, predicate.Admission{Allowed: true})
 	rec, _ := json.Marshal(map[string]any{"awards": []map[string]any{{"provider": "gpu-co", "sla": sla.Terms{RefundPercent: 10}}}})
 	e.attest(job, predicate.StageNegotiation, predicate.Negotiation{Provider: "gpu-co", Price: 1000, Currency: "USD", Record: rec})
-	e.attest(job, predicate.StagePlacement, predicate.Placement{Provider: "gpu-co", Held: 1200, Currency: "USD"})
 }
 
 // execute attests the job's execution: one task, 2 hours of wall time.
@@ -520,19 +528,26 @@ func TestProviderSignedExecution(t *testing.T) {
 	}
 }
 
+// signAs makes the env's later attestations provider's: signed with a new
+// key trusted for provider:<provider> alone.
+func (e *env) signAs(provider string) {
+	e.t.Helper()
+	pk, err := provenance.GenerateKey(provenance.AlgECDSAP256)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	if _, err := e.trust.Add(pk.PublicPEM(), "agent "+provider, provenance.ProviderScope(provider)); err != nil {
+		e.t.Fatal(err)
+	}
+	e.rec = provenance.NewRecorder(e.lg, pk, e.store)
+}
+
 // After a failover the replacement signs the execution: the sweeper follows
 // the failovers the statement lists to the provider whose key must sign.
 func TestFailedOverExecution(t *testing.T) {
 	e := newEnv(t)
 	e.place("job-1")
-	pk, err := provenance.GenerateKey(provenance.AlgECDSAP256)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := e.trust.Add(pk.PublicPEM(), "agent gpu-b", provenance.ProviderScope("gpu-b")); err != nil {
-		t.Fatal(err)
-	}
-	e.rec = provenance.NewRecorder(e.lg, pk, e.store)
+	e.signAs("gpu-b")
 	start := time.Now().Add(-3 * time.Hour).UTC()
 	end := start.Add(time.Hour)
 	e.attest("job-1", predicate.StageExecution, predicate.Execution{Provider: "gpu-b",
@@ -543,6 +558,43 @@ func TestFailedOverExecution(t *testing.T) {
 		t.Fatalf("report %+v: a failed-over execution signed by its replacement was not counted", r)
 	}
 	e.checkLedger()
+}
+
+// A provider lost before it accepted the placement (job layout 11): its
+// replacement signs the placement, which names the failover, and the
+// execution. The sweeper checks the placement against the replacement's
+// key and settles; a placement that names no failover, signed by the
+// replacement, is no evidence.
+func TestFailedOverPlacement(t *testing.T) {
+	for _, tc := range []struct {
+		name      string
+		failovers bool
+	}{{"named", true}, {"not named", false}} {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newEnv(t)
+			e.negotiate("job-1")
+			e.signAs("gpu-b")
+			start := time.Now().Add(-3 * time.Hour).UTC()
+			end := start.Add(time.Hour)
+			fs := []predicate.Failover{{Lost: "gpu-co", Provider: "gpu-b", Reason: "queue not served", Price: 1000, At: start}}
+			pl := predicate.Placement{Provider: "gpu-b", Held: 1200, Currency: "USD"}
+			if tc.failovers {
+				pl.Failovers = fs
+			}
+			e.attest("job-1", predicate.StagePlacement, pl)
+			e.attest("job-1", predicate.StageExecution, predicate.Execution{Provider: "gpu-b", Failovers: fs,
+				Tasks: map[string]predicate.TaskRun{"train": {State: "exited", StartedAt: &start, FinishedAt: &end, Usage: runtimes.Usage{WallSeconds: 3600}}}})
+			w, err := e.s.Evidence.Work(e.ctx, "job-1")
+			if err != nil {
+				t.Fatal(err)
+			}
+			rejected := slices.ContainsFunc(w.Rejected, func(r string) bool { return strings.HasPrefix(r, predicate.StagePlacement) })
+			if rejected == tc.failovers {
+				t.Errorf("placement rejected %v (%v), want %v", rejected, w.Rejected, !tc.failovers)
+			}
+			e.checkLedger()
+		})
+	}
 }
 
 // Bad configuration is refused before anything is read.
