@@ -154,14 +154,25 @@ func (j *job) failover(ctx workflow.Context, lost *lostProvider) error {
 	if err := j.reassign(ctx, out.Award.Provider, "failover: "+lost.Error()); err != nil {
 		return err
 	}
-	j.failovers = append(j.failovers, Failover{
-		Lost: lost.provider, RunID: lost.runID, At: workflow.Now(ctx), Reason: lost.reason,
-		Provider: out.Award.Provider, Price: out.Award.Price, Currency: out.Award.Currency, Reputation: out.Reputation,
-	})
+	j.failovers = append(j.failovers, j.failoverRecord(ctx, lost, out, nil))
 	out.Award.Record = nil // the failover record names the award; the offers stay out of later inputs
 	j.award = out.Award
 	j.cost.Price = out.Award.Price
 	return nil
+}
+
+// failoverRecord is the record of a failover from lost to out's award
+// (of tasks, a split job's part); from layout 11 it carries the terms the
+// replacement agreed to.
+func (j *job) failoverRecord(ctx workflow.Context, lost *lostProvider, out RenegotiateOutput, tasks []string) Failover {
+	aw := out.Award
+	f := Failover{Lost: lost.provider, RunID: lost.runID, At: workflow.Now(ctx), Reason: lost.reason,
+		Provider: aw.Provider, Price: aw.Price, Currency: aw.Currency, Reputation: out.Reputation, Tasks: tasks}
+	if j.layout >= layoutSignWatched && aw.SLA != nil {
+		terms := *aw.SLA
+		f.SLA = &terms
+	}
+	return f
 }
 
 // reassign moves the held escrow from the job's provider to another.

@@ -23,8 +23,8 @@ func runLostSigner(t *testing.T, award NegotiateOutput, stage, lost string, orde
 
 // An awarded agent lost before it accepts the placement is failed over
 // before anything runs: the replacement accepts a placement on its own
-// pool that names the failover, runs every task and is paid; the lost
-// provider runs nothing.
+// pool that names the failover (with the terms the replacement agreed
+// to), runs every task and is paid; the lost provider runs nothing.
 func TestJobPlacementSignerLost(t *testing.T) {
 	h, d, res := runLostSigner(t, awardTo("gpu-a"), predicate.StagePlacement, "gpu-a", "gpu-a", "gpu-b")
 	if res.Status != StatusSettled || res.Provider != "gpu-b" {
@@ -45,7 +45,8 @@ func TestJobPlacementSignerLost(t *testing.T) {
 	var pl predicate.Placement
 	h.predicate(predicate.StagePlacement, &pl)
 	if pl.Provider != "gpu-b" || pl.Pool != "gpu-b" || pl.Node != "gpu-b" || pl.Reservation != "job-1@gpu-b" ||
-		len(pl.Failovers) != 1 || pl.Failovers[0].Lost != "gpu-a" || pl.Failovers[0].Provider != "gpu-b" || pl.Failovers[0].RunID != "" {
+		len(pl.Failovers) != 1 || pl.Failovers[0].Lost != "gpu-a" || pl.Failovers[0].Provider != "gpu-b" || pl.Failovers[0].RunID != "" ||
+		pl.Failovers[0].SLA == nil || *pl.Failovers[0].SLA != *awardTo("gpu-b").SLA {
 		t.Errorf("placement predicate %+v", pl)
 	}
 	for _, a := range h.attests {

@@ -145,10 +145,7 @@ func (j *job) failoverPart(ctx workflow.Context, lost *lostProvider) ([]string, 
 			return nil, err
 		}
 	}
-	j.failovers = append(j.failovers, Failover{
-		Lost: lost.provider, RunID: lost.runID, At: workflow.Now(ctx), Reason: lost.reason,
-		Provider: aw.Provider, Price: aw.Price, Currency: aw.Currency, Reputation: out.Reputation, Tasks: part.Tasks,
-	})
+	j.failovers = append(j.failovers, j.failoverRecord(ctx, lost, out, part.Tasks))
 	j.award.Parts[i] = AwardPart{Provider: aw.Provider, Pool: aw.Pool, Runtime: aw.Runtime, Queue: aw.Queue,
 		Tasks: part.Tasks, Price: aw.Price, Devices: aw.Devices, SLA: aw.SLA, Explanation: aw.Explanation}
 	j.setSplitAward(j.award.Parts)

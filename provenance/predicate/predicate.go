@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/accordmesh/accord/runtimes"
+	"github.com/accordmesh/accord/settlement/sla"
 )
 
 // Stage names, in chain order.
@@ -203,6 +204,9 @@ type Failover struct {
 	// Tasks are, in a split job (job layout 10), the tasks of the part
 	// that failed over: only they move to Provider. Empty: every task.
 	Tasks []string `json:"tasks,omitempty"`
+	// SLA are the money terms the replacement agreed to in the
+	// renegotiation (job layout 11); nil: none recorded.
+	SLA *sla.Terms `json:"sla,omitempty"`
 }
 
 // TaskRun is one task's final attempt.

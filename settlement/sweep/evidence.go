@@ -27,8 +27,10 @@ type Work struct {
 	// Verified is the attested verification verdict; nil when the
 	// verification stage is not attested.
 	Verified *bool
-	// Provider, Price and Currency are the negotiation's; SLA the terms the
-	// winning provider agreed to (nil: none recorded).
+	// Provider, Price and Currency are the negotiation's, and once the
+	// execution is attested after failovers the last replacement's
+	// provider and price; SLA the terms that provider agreed to (nil: none
+	// recorded).
 	Provider string
 	Price    int64
 	Currency string
@@ -217,13 +219,19 @@ func (w *Work) add(stage string, st *provenance.Statement) error {
 			if err := negotiatedParts(p); err != nil {
 				return notEvidence{fmt.Errorf("split negotiation: %w", err)}
 			}
-			w.Parts, w.negotiated, w.record = partsWork(p.Parts, p.Record), p.Parts, p.Record
+			w.Parts, w.negotiated = partsWork(p.Parts, p.Record, nil), p.Parts
 		}
+		w.record = p.Record
 		w.Provider, w.Price, w.Currency, w.SLA = p.Provider, p.Price, p.Currency, awardSLA(p.Record, p.Provider)
 	case provenance.StageExecution:
 		var p predicate.Execution
 		if err := st.DecodePredicate(&p); err != nil {
 			return err
+		}
+		if !w.Split() && len(p.Failovers) > 0 {
+			if err := w.replaced(p.Failovers); err != nil {
+				return notEvidence{err}
+			}
 		}
 		w.Executed = true
 		for _, t := range p.Tasks {
@@ -241,6 +249,26 @@ func (w *Work) add(stage string, st *provenance.Statement) error {
 			return err
 		}
 		w.Verified = &p.Passed
+	}
+	return nil
+}
+
+// replaced follows a whole job's failovers to the provider that ran it:
+// the job is then that provider's, at the last failover's price and under
+// the terms it agreed to in the renegotiation (job layout 11), else those
+// of its award in the negotiation record, if any.
+func (w *Work) replaced(fs []predicate.Failover) error {
+	if err := checkFailovers(fs, w.Currency); err != nil {
+		return err
+	}
+	final, broken := provenance.ExecutingProvider(w.Provider, fs)
+	if broken != "" {
+		return errors.New(broken)
+	}
+	last := fs[len(fs)-1]
+	w.Provider, w.Price, w.SLA = final, last.Price, last.SLA
+	if w.SLA == nil {
+		w.SLA = awardSLA(w.record, final)
 	}
 	return nil
 }

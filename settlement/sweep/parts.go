@@ -22,13 +22,14 @@ import (
 // its own execution statement over its tasks. A sweep pays each part to
 // the provider that ran it, on what that provider signed.
 
-// Bounds on a split job's attested parts: far above any real job, low
-// enough that a hostile statement cannot make a sweep do unbounded work.
+// Bounds on a job's attested parts and failovers: far above any real job,
+// low enough that a hostile statement cannot make a sweep do unbounded
+// work.
 const (
-	maxParts         = 256
-	maxPartTasks     = 4096
-	maxPartEnvelope  = 8 << 20 // bytes of one part's DSSE envelope
-	maxPartFailovers = 64
+	maxParts        = 256
+	maxPartTasks    = 4096
+	maxPartEnvelope = 8 << 20 // bytes of one part's DSSE envelope
+	maxFailovers    = 64
 )
 
 // PartWork is one part of a split job: the provider that ran its tasks (the
@@ -109,31 +110,49 @@ func checkTasks(tasks []string, seen map[string]bool) error {
 // moves the one part with those tasks, one without every part of the Lost
 // provider; a moved part takes the replacement's price) and returns the
 // parts as they finally ran, each with the SLA its provider's award in the
-// negotiation record carries.
+// negotiation record or its failover carries.
 func failedOver(w *Work, fs []predicate.Failover) ([]PartWork, error) {
-	if len(fs) > maxPartFailovers {
-		return nil, fmt.Errorf("%d failovers, at most %d", len(fs), maxPartFailovers)
-	}
-	for i, f := range fs {
-		if err := names.Provider(f.Provider); err != nil {
-			return nil, fmt.Errorf("failover %d: %w", i+1, err)
-		}
-		if f.Currency != "" && f.Currency != w.Currency {
-			return nil, fmt.Errorf("failover %d to %s is priced in %s, the job in %s", i+1, f.Provider, f.Currency, w.Currency)
-		}
+	if err := checkFailovers(fs, w.Currency); err != nil {
+		return nil, err
 	}
 	final, broken := provenance.ExecutingParts(w.negotiated, fs)
 	if broken != "" {
 		return nil, errors.New(broken)
 	}
-	return partsWork(final, w.record), nil
+	return partsWork(final, w.record, fs), nil
 }
 
-// partsWork are parts with their providers' agreed terms.
-func partsWork(parts []predicate.Part, record json.RawMessage) []PartWork {
+// checkFailovers bounds a job's failovers and checks each names a valid
+// replacement priced in the job's currency.
+func checkFailovers(fs []predicate.Failover, currency string) error {
+	if len(fs) > maxFailovers {
+		return fmt.Errorf("%d failovers, at most %d", len(fs), maxFailovers)
+	}
+	for i, f := range fs {
+		if err := names.Provider(f.Provider); err != nil {
+			return fmt.Errorf("failover %d: %w", i+1, err)
+		}
+		if f.Currency != "" && f.Currency != currency {
+			return fmt.Errorf("failover %d to %s is priced in %s, the job in %s", i+1, f.Provider, f.Currency, currency)
+		}
+	}
+	return nil
+}
+
+// partsWork are parts with their providers' agreed terms: those a
+// failover to the part's provider records (job layout 11), else those of
+// its award in the negotiation record.
+func partsWork(parts []predicate.Part, record json.RawMessage, fs []predicate.Failover) []PartWork {
 	out := make([]PartWork, 0, len(parts))
 	for _, p := range parts {
-		out = append(out, PartWork{Provider: p.Provider, Price: p.Price, Tasks: slices.Clone(p.Tasks), SLA: awardSLA(record, p.Provider)})
+		terms := awardSLA(record, p.Provider)
+		for _, f := range fs {
+			if f.Provider == p.Provider && f.SLA != nil {
+				t := *f.SLA
+				terms = &t
+			}
+		}
+		out = append(out, PartWork{Provider: p.Provider, Price: p.Price, Tasks: slices.Clone(p.Tasks), SLA: terms})
 	}
 	return out
 }

@@ -352,9 +352,11 @@ func TestSplitPartFailover(t *testing.T) {
 // A failover without Tasks moves every part of the lost provider. When the
 // lead's part moves, the escrow must have been reassigned to its
 // replacement: a hold still under the lost lead is released, one
-// reassigned is settled with the replacement paid.
+// reassigned is settled with the replacement paid under the terms its
+// failover records.
 func TestSplitLeadFailover(t *testing.T) {
-	fo := []predicate.Failover{{Lost: "gpu-a", Provider: "gpu-c", Price: 1100, Reason: "node lost", At: time.Now().Add(-4 * time.Hour)}}
+	termsC := sla.Terms{MaxDuration: 2 * time.Hour, RefundPercent: 30}
+	fo := []predicate.Failover{{Lost: "gpu-a", Provider: "gpu-c", Price: 1100, Reason: "node lost", At: time.Now().Add(-4 * time.Hour), SLA: &termsC}}
 	run := func(reassign bool) (settlement.Sweep, string) {
 		e := newSplitEnv(t)
 		e.placeSplit("job-1")
@@ -373,7 +375,7 @@ func TestSplitLeadFailover(t *testing.T) {
 	}
 	sw, basis := run(true)
 	if sw.Settle == nil || len(sw.Settle.Parts) != 2 || sw.Settle.Parts[0].Provider != "gpu-c" || sw.Settle.Parts[0].Price != 1100 ||
-		sw.Settle.Parts[0].Usage != hours(3) || sw.Settle.Parts[1].Provider != "gpu-b" || sw.Settle.Parts[1].SLA != termsB {
+		sw.Settle.Parts[0].Usage != hours(3) || sw.Settle.Parts[0].SLA != termsC || sw.Settle.Parts[1].Provider != "gpu-b" || sw.Settle.Parts[1].SLA != termsB {
 		t.Fatalf("reassigned hold: %+v (%s), want gpu-c paid for the lead part, gpu-b its own", sw.Settle, basis)
 	}
 }

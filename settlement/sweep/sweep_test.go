@@ -542,20 +542,46 @@ func (e *env) signAs(provider string) {
 	e.rec = provenance.NewRecorder(e.lg, pk, e.store)
 }
 
-// After a failover the replacement signs the execution: the sweeper follows
-// the failovers the statement lists to the provider whose key must sign.
+// After a failover the replacement signs the execution and holds the
+// escrow (the workflow reassigns it): the sweeper follows the failovers the
+// statement lists to the provider whose key must sign, and pays that
+// provider at its price under the terms the failover records; the lost
+// provider gets nothing.
 func TestFailedOverExecution(t *testing.T) {
 	e := newEnv(t)
 	e.place("job-1")
+	if _, err := e.l.Reassign(e.ctx, settlement.ReassignRequest{Job: "job-1", From: "gpu-co", To: "gpu-b", N: 1, Reason: "failover"}); err != nil {
+		t.Fatal(err)
+	}
 	e.signAs("gpu-b")
 	start := time.Now().Add(-3 * time.Hour).UTC()
 	end := start.Add(time.Hour)
 	e.attest("job-1", predicate.StageExecution, predicate.Execution{Provider: "gpu-b",
-		Failovers: []predicate.Failover{{Lost: "gpu-co", Provider: "gpu-b", Reason: "heartbeat lost", Price: 1000, At: start}},
-		Tasks:     map[string]predicate.TaskRun{"train": {State: "exited", StartedAt: &start, FinishedAt: &end, Usage: runtimes.Usage{WallSeconds: 3600}}}})
+		Failovers: []predicate.Failover{{Lost: "gpu-co", Provider: "gpu-b", Reason: "heartbeat lost", Price: 900, At: start,
+			SLA: &sla.Terms{MaxDuration: 30 * time.Minute, RefundPercent: 50}}},
+		Tasks: map[string]predicate.TaskRun{"train": {State: "exited", StartedAt: &start, FinishedAt: &end, Usage: runtimes.Usage{WallSeconds: 3600}}}})
 	e.states.states["job-1"] = NotFound
+	w, err := e.s.Evidence.Work(e.ctx, "job-1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if w.Provider != "gpu-b" || w.Price != 900 || w.SLA == nil || w.SLA.RefundPercent != 50 {
+		t.Fatalf("work %+v, want gpu-b's price and terms", w)
+	}
 	if r := e.sweep(false); r.Settled != 1 {
 		t.Fatalf("report %+v: a failed-over execution signed by its replacement was not counted", r)
+	}
+	if got := e.balance(settlement.ProviderAccount("gpu-co")); got != 0 {
+		t.Errorf("the lost provider was paid %d", got)
+	}
+	if got := e.balance(settlement.ProviderAccount("gpu-b")); got <= 0 {
+		t.Errorf("the replacement was paid %d", got)
+	}
+	set, _ := e.settlementOf("job-1")
+	// The price 900 (no rates configured), half refunded: the hour ran past
+	// the replacement's 30-minute limit; 1200 were held.
+	if set.Paid != 450 || set.Refunded != 750 {
+		t.Errorf("settled %d, refunded %d; want 450 and 750 under gpu-b's terms", set.Paid, set.Refunded)
 	}
 	e.checkLedger()
 }
