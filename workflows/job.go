@@ -439,14 +439,19 @@ func (j *job) place(ctx workflow.Context) error {
 	return j.attest(ctx, predicate.StagePlacement, nil, pred, nil)
 }
 
-// placementPredicate is the placement statement of the job's award.
+// placementPredicate is the placement statement of the job's award; from
+// layout 11 it says when the escrow was held.
 func (j *job) placementPredicate() predicate.Placement {
 	pl := j.placement
-	return predicate.Placement{
+	p := predicate.Placement{
 		Header: j.header(), Provider: j.award.Provider, Pool: j.award.Pool, Node: pl.Node,
 		Reservation: pl.Reservation, HoldID: pl.HoldID, Held: pl.Held, Currency: pl.Currency, Record: rawOrNull(pl.Record),
 		Approval: j.approvedBy,
 	}
+	if j.layout >= layoutSignWatched {
+		p.At = j.placedAt.UTC()
+	}
+	return p
 }
 
 // placeSigned has the awarded provider agent accept the placement before

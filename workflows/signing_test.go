@@ -46,7 +46,7 @@ func TestJobPlacementSignerLost(t *testing.T) {
 	h.predicate(predicate.StagePlacement, &pl)
 	if pl.Provider != "gpu-b" || pl.Pool != "gpu-b" || pl.Node != "gpu-b" || pl.Reservation != "job-1@gpu-b" ||
 		len(pl.Failovers) != 1 || pl.Failovers[0].Lost != "gpu-a" || pl.Failovers[0].Provider != "gpu-b" || pl.Failovers[0].RunID != "" ||
-		pl.Failovers[0].SLA == nil || *pl.Failovers[0].SLA != *awardTo("gpu-b").SLA {
+		pl.Failovers[0].SLA == nil || *pl.Failovers[0].SLA != *awardTo("gpu-b").SLA || pl.At.IsZero() {
 		t.Errorf("placement predicate %+v", pl)
 	}
 	for _, a := range h.attests {

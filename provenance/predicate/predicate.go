@@ -153,6 +153,9 @@ type Placement struct {
 	// (job layout 11), in order: Provider (or a split job's part) is the
 	// last replacement. The execution's failovers begin with them.
 	Failovers []Failover `json:"failovers,omitempty"`
+	// At is when the escrow was held (job layout 11): an SLA deadline's
+	// clock starts there.
+	At time.Time `json:"at,omitzero"`
 }
 
 // Approval is an accepted approval: an identity named in the spec's

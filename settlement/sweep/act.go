@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"time"
 
 	"github.com/accordmesh/accord/provenance"
 	"github.com/accordmesh/accord/provenance/predicate"
@@ -59,9 +60,10 @@ func (s *Sweeper) decide(ctx context.Context, h settlement.HeldEscrow, st State)
 	}
 	req := settlement.SettleRequest{
 		Job: h.Job, Attempt: WorkflowAttempt, Succeeded: w.Verified != nil, Price: w.Price, Usage: u, FeeBP: s.FeeBP,
-		// Execution starts when the job is placed: the workflow's rule when
-		// no placement time is recorded.
-		Outcome: settlement.Outcome{Placed: w.Started, Finished: w.Finished},
+		Outcome: settlement.Outcome{Placed: w.Placed, Finished: w.Finished},
+	}
+	if req.Outcome.Placed.IsZero() {
+		req.Outcome.Placed = w.Started // the workflow's rule when no placement time is recorded
 	}
 	if !w.Started.IsZero() && !w.Finished.IsZero() {
 		req.Outcome.Duration = w.Finished.Sub(w.Started)
@@ -90,7 +92,7 @@ func (s *Sweeper) splitRequest(job string, w Work) (settlement.SettleRequest, er
 		return req, fmt.Errorf("attested parts unusable: %v", err)
 	}
 	for _, p := range parts {
-		sp, err := s.settlePart(job, p)
+		sp, err := s.settlePart(job, p, w.Placed)
 		if err != nil {
 			return req, fmt.Errorf("attested part of %s unusable: %v", p.Provider, err)
 		}
@@ -135,13 +137,16 @@ func byProvider(parts []PartWork) ([]PartWork, error) {
 
 // settlePart is one part's share of the settle request, checked as a
 // whole job's request would be.
-func (s *Sweeper) settlePart(job string, p PartWork) (settlement.SettlePart, error) {
+func (s *Sweeper) settlePart(job string, p PartWork, placed time.Time) (settlement.SettlePart, error) {
 	u, err := settlement.UsageFromSeconds(p.Usage.WallSeconds, p.Usage.CPUSeconds, p.Usage.MemGBSeconds, p.Usage.GPUSeconds)
 	if err != nil {
 		return settlement.SettlePart{}, err
 	}
 	sp := settlement.SettlePart{Provider: p.Provider, Price: p.Price, Usage: u,
-		Outcome: settlement.Outcome{Placed: p.Started, Finished: p.Finished}}
+		Outcome: settlement.Outcome{Placed: placed, Finished: p.Finished}}
+	if placed.IsZero() {
+		sp.Outcome.Placed = p.Started // the workflow's rule when no placement time is recorded
+	}
 	if !p.Started.IsZero() && !p.Finished.IsZero() {
 		sp.Outcome.Duration = p.Finished.Sub(p.Started)
 	}

@@ -24,6 +24,9 @@ type Work struct {
 	Usage runtimes.Usage
 	// Started and Finished are the earliest task start and latest task end.
 	Started, Finished time.Time
+	// Placed is when the escrow was held, as the placement says (job
+	// layout 11; zero before): an SLA deadline's clock starts there.
+	Placed time.Time
 	// Verified is the attested verification verdict; nil when the
 	// verification stage is not attested.
 	Verified *bool
@@ -223,6 +226,12 @@ func (w *Work) add(stage string, st *provenance.Statement) error {
 		}
 		w.record = p.Record
 		w.Provider, w.Price, w.Currency, w.SLA = p.Provider, p.Price, p.Currency, awardSLA(p.Record, p.Provider)
+	case provenance.StagePlacement:
+		var p predicate.Placement
+		if err := st.DecodePredicate(&p); err != nil {
+			return err
+		}
+		w.Placed = p.At.UTC()
 	case provenance.StageExecution:
 		var p predicate.Execution
 		if err := st.DecodePredicate(&p); err != nil {

@@ -623,6 +623,41 @@ func TestFailedOverPlacement(t *testing.T) {
 	}
 }
 
+// The SLA deadline's clock starts when the escrow was held, as the
+// placement says (job layout 11), like the workflow's: a job placed an
+// hour before its two-hour task ran misses a 2.5 h deadline and is
+// refunded 10 % of its charge. Without a placement time the clock starts
+// with the first task, and the deadline is met.
+func TestPlacementTimeStartsTheDeadline(t *testing.T) {
+	start := time.Now().Add(-3 * time.Hour).UTC().Truncate(time.Second)
+	for _, tc := range []struct {
+		at       time.Time
+		refunded int64
+	}{{start.Add(-time.Hour), 200 + 100}, {time.Time{}, 200}} {
+		e := newEnv(t)
+		if _, err := e.l.Hold(e.ctx, settlement.HoldRequest{Job: "job-1", Tenant: "acme", Provider: "gpu-co", Currency: "USD",
+			Price: 1000, MarginBP: 2000, Cap: 2000, Attempt: WorkflowAttempt}); err != nil {
+			t.Fatal(err)
+		}
+		e.attest("job-1", predicate.StageSpec, predicate.Spec{DocumentDigest: provenance.Digest([]byte("job-1")), Tenant: "acme"})
+		e.attest("job-1", predicate.StageAdmission, predicate.Admission{Allowed: true})
+		rec, _ := json.Marshal(map[string]any{"awards": []map[string]any{{"provider": "gpu-co", "sla": sla.Terms{Deadline: 150 * time.Minute, RefundPercent: 10}}}})
+		e.attest("job-1", predicate.StageNegotiation, predicate.Negotiation{Provider: "gpu-co", Price: 1000, Currency: "USD", Record: rec})
+		e.attest("job-1", predicate.StagePlacement, predicate.Placement{Provider: "gpu-co", Held: 1200, Currency: "USD", At: tc.at})
+		end := start.Add(2 * time.Hour)
+		e.attest("job-1", predicate.StageExecution, predicate.Execution{Provider: "gpu-co", Tasks: map[string]predicate.TaskRun{
+			"train": {State: "exited", StartedAt: &start, FinishedAt: &end, Usage: runtimes.Usage{WallSeconds: 7200}}}})
+		e.states.states["job-1"] = NotFound
+		if r := e.sweep(false); r.Settled != 1 {
+			t.Fatalf("placed at %v: %+v, want settled", tc.at, r)
+		}
+		if set, _ := e.settlementOf("job-1"); set.Refunded != tc.refunded {
+			t.Errorf("placed at %v: refunded %d, want %d", tc.at, set.Refunded, tc.refunded)
+		}
+		e.checkLedger()
+	}
+}
+
 // Bad configuration is refused before anything is read.
 func TestConfig(t *testing.T) {
 	if _, err := (&Sweeper{}).Sweep(context.Background(), true); !errors.Is(err, ErrConfig) {
