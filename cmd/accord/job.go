@@ -408,6 +408,18 @@ func printParts(w cli.Writer, parts []workflows.AwardPart, currency string) {
 	}
 }
 
+// printFailovers lists the providers a job lost and what replaced them:
+// before placement, mid-run, or (a split job's part) for some tasks.
+func printFailovers(w cli.Writer, fs []workflows.Failover, currency string) {
+	for _, f := range fs {
+		what := "the job"
+		if len(f.Tasks) > 0 {
+			what = "tasks " + strings.Join(f.Tasks, ", ")
+		}
+		w.Printf("  failover: %s lost (%s); %s moved to %s at %s\n", f.Lost, f.Reason, what, f.Provider, formatMoney(f.Price, currency))
+	}
+}
+
 func printResult(cmd *cobra.Command, res workflows.JobResult) error {
 	err := cli.Print(cmd, res, func(w cli.Writer) {
 		w.Printf("job %s: %s", res.JobID, res.Status)
@@ -426,6 +438,7 @@ func printResult(cmd *cobra.Command, res workflows.JobResult) error {
 			}
 		}
 		printParts(w, res.Parts, res.Currency)
+		printFailovers(w, res.Failovers, res.Currency)
 		for _, t := range res.Tests {
 			mark := "pass"
 			if !t.Passed {
