@@ -439,7 +439,13 @@ func (a *auditor) placer(awarded string) string {
 // replacement follows the failovers stage's statement names from the
 // awarded provider.
 func (a *auditor) replacement(stage, awarded string) string {
-	st := a.stmts[stage]
+	return ReplacedProvider(a.stmts[stage], awarded)
+}
+
+// ReplacedProvider follows the failovers a placement or execution
+// statement st names from the awarded provider to the one that must have
+// signed it; awarded when st is nil or names none it can follow.
+func ReplacedProvider(st *Statement, awarded string) string {
 	if st == nil {
 		return awarded
 	}

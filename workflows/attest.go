@@ -80,13 +80,11 @@ func (j *job) previousDigest(ctx workflow.Context) (string, error) {
 // of a task run by a provider agent is signed on the agent's queue by the
 // provider's key (SignStage), and from layoutProviderPlacement its
 // placement acceptance too; the control plane then checks that envelope
-// against the provider's trusted key and logs it (Attest with Signed).
-// Every other stage is signed and logged on the control queue.
+// against the provider's trusted key and logs it (Attest with Signed); from
+// layout 11 the provider has signed before the stage is queued (in.Signed
+// set). Every other stage is signed and logged on the control queue.
 func (j *job) attestStage(ctx workflow.Context, in AttestInput) (AttestOutput, error) {
-	if in.Signed != nil {
-		return Attest.Run(attestCtx(ctx, TaskQueueControl), in)
-	}
-	if !j.providerSigns(in.Stage) {
+	if in.Signed != nil || !j.providerSigns(in.Stage) {
 		return Attest.Run(attestCtx(ctx, TaskQueueControl), in)
 	}
 	in.SpecDigest, in.Provider = j.plan.DocumentDigest, j.award.Provider

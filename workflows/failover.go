@@ -83,9 +83,16 @@ func providerLost(ctx workflow.Context, jobID string, award NegotiateOutput, los
 func (j *job) signOn(ctx workflow.Context, award NegotiateOutput, in *AttestInput) (SignedStage, error) {
 	in.SpecDigest, in.Provider = j.plan.DocumentDigest, award.Provider
 	signed, err := SignStage.Run(signCtx(ctx, award.Queue), *in)
+	return j.awaitSign(ctx, award, *in, in.Stage, signed, err)
+}
+
+// awaitSign follows up a SignStage of in on award's queue whose attempt
+// gave signed, err: while it goes unpicked, providerLost decides whether
+// to ask again or give the provider up as lost before it signed what.
+func (j *job) awaitSign(ctx workflow.Context, award NegotiateOutput, in AttestInput, what string, signed SignedStage, err error) (SignedStage, error) {
 	for waits := 1; err != nil && unpicked(err); waits++ {
-		if err = providerLost(ctx, j.in.JobID, award, &lostProvider{provider: award.Provider, signing: in.Stage}, waits); err == nil {
-			signed, err = SignStage.Run(signCtx(ctx, award.Queue), *in)
+		if err = providerLost(ctx, j.in.JobID, award, &lostProvider{provider: award.Provider, signing: what}, waits); err == nil {
+			signed, err = SignStage.Run(signCtx(ctx, award.Queue), in)
 		}
 	}
 	return signed, err

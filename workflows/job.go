@@ -505,7 +505,7 @@ func (j *job) execute(ctx workflow.Context) error {
 		return j.executeSigned(ctx)
 	}
 	end := workflow.Now(ctx)
-	pred := predicate.Execution{Header: j.header(), Runtime: j.award.Runtime, Provider: j.award.Provider, Failovers: j.failovers}
+	pred := j.executionPredicate()
 	if !j.byRef() {
 		pred.Tasks = j.tasks
 	}
@@ -519,6 +519,12 @@ func (j *job) execute(ctx workflow.Context) error {
 	}
 	j.execEnd = end
 	return j.attest(ctx, predicate.StageExecution, j.outputSubjects(), pred, j.results)
+}
+
+// executionPredicate is the execution statement of the job's award and
+// its failovers so far.
+func (j *job) executionPredicate() predicate.Execution {
+	return predicate.Execution{Header: j.header(), Runtime: j.award.Runtime, Provider: j.award.Provider, Failovers: j.failovers}
 }
 
 // outputSubjects are the outputs as attestation subjects (layout 0; in

@@ -32,7 +32,7 @@ func (j *job) executeSigned(ctx workflow.Context) error {
 	}
 	for {
 		end := workflow.Now(ctx)
-		b, err := json.Marshal(predicate.Execution{Header: j.header(), Runtime: j.award.Runtime, Provider: j.award.Provider, Failovers: j.failovers})
+		b, err := json.Marshal(j.executionPredicate())
 		if err != nil {
 			return fail(ClassInternal, fmt.Errorf("encode execution predicate: %w", err))
 		}
@@ -61,16 +61,15 @@ func (j *job) executeSigned(ctx workflow.Context) error {
 func (j *job) executePartsSigned(ctx workflow.Context, previous string) error {
 	for {
 		end := workflow.Now(ctx)
-		parts, lost, err := j.signPartsWatched(ctx, predicate.StageExecution, previous, func(p AwardPart) any {
-			return predicate.Execution{Header: j.header(), Provider: p.Provider, Runtime: p.Runtime, PartTasks: p.Tasks}
-		}, j.results)
+		parts, lost, err := j.signPartsWatched(ctx, predicate.StageExecution, previous, j.executionPart, j.results)
 		if err != nil {
 			return err
 		}
 		if lost == nil {
 			j.execEnd = end
-			return j.attest(ctx, predicate.StageExecution, nil, predicate.Execution{Header: j.header(),
-				Runtime: j.award.Runtime, Provider: j.award.Provider, Failovers: j.failovers, Parts: parts}, j.results)
+			pred := j.executionPredicate()
+			pred.Parts = parts
+			return j.attest(ctx, predicate.StageExecution, nil, pred, j.results)
 		}
 		if err := j.rerunPart(ctx, lost); err != nil {
 			return err
@@ -120,11 +119,7 @@ func (j *job) placePartsSigned(ctx workflow.Context) ([]predicate.SignedPart, er
 		return nil, err
 	}
 	for {
-		pl := j.placement
-		parts, lost, err := j.signPartsWatched(ctx, predicate.StagePlacement, previous, func(p AwardPart) any {
-			return predicate.Placement{Header: j.header(), Provider: p.Provider, Pool: p.Pool, HoldID: pl.HoldID,
-				Held: pl.Held, Currency: pl.Currency, PartTasks: p.Tasks}
-		}, nil)
+		parts, lost, err := j.signPartsWatched(ctx, predicate.StagePlacement, previous, j.placementPart(j.placement), nil)
 		if err != nil || lost == nil {
 			return parts, err
 		}
@@ -142,19 +137,13 @@ func (j *job) placePartsSigned(ctx workflow.Context) ([]predicate.SignedPart, er
 // provider that signed before keeps its first envelope, so signing the
 // unchanged parts again after a failover gives the same parts.
 func (j *job) signPartsWatched(ctx workflow.Context, stage, previous string, pred func(p AwardPart) any, results []string) ([]predicate.SignedPart, *lostProvider, error) {
-	ins := make([]AttestInput, len(j.award.Parts))
-	futures := make([]Future[SignedStage], len(j.award.Parts))
-	for i, p := range j.award.Parts {
-		b, err := json.Marshal(pred(p))
-		if err != nil {
-			return nil, nil, fail(ClassInternal, fmt.Errorf("encode %s part of %s: %w", stage, p.Provider, err))
-		}
-		ins[i] = AttestInput{JobID: j.in.JobID, Stage: stage, Previous: previous, Predicate: b,
-			SpecDigest: j.plan.DocumentDigest, Provider: p.Provider}
-		if results != nil {
-			ins[i].Results = []string{results[i]}
-		}
-		futures[i] = SignStage.Execute(signCtx(ctx, p.Queue), ins[i])
+	ins, err := j.partInputs(stage, previous, pred, results)
+	if err != nil {
+		return nil, nil, err
+	}
+	futures := make([]Future[SignedStage], len(ins))
+	for i, in := range ins {
+		futures[i] = SignStage.Execute(signCtx(ctx, j.award.Parts[i].Queue), in)
 	}
 	parts := make([]predicate.SignedPart, len(futures))
 	var first *lostProvider
@@ -162,11 +151,7 @@ func (j *job) signPartsWatched(ctx workflow.Context, stage, previous string, pre
 	for i, f := range futures {
 		p := j.award.Parts[i]
 		signed, err := f.Get(ctx)
-		for waits := 1; err != nil && unpicked(err); waits++ {
-			if err = providerLost(ctx, j.in.JobID, j.award.Part(i), &lostProvider{provider: p.Provider, signing: stage + " part"}, waits); err == nil {
-				signed, err = SignStage.Run(signCtx(ctx, p.Queue), ins[i])
-			}
-		}
+		signed, err = j.awaitSign(ctx, j.award.Part(i), ins[i], stage+" part", signed, err)
 		var lost *lostProvider
 		switch {
 		case errors.As(err, &lost):

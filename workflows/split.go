@@ -194,27 +194,20 @@ func (j *job) sealPart(ctx workflow.Context, p AwardPart) (string, error) {
 
 // signParts has each part's provider sign its own statement of stage:
 // SignStage on its queue, chained to the same previous envelope as the
-// stage (the last attestation queued). pred builds part i's predicate;
-// results, when set, are part i's sealed results.
-func (j *job) signParts(ctx workflow.Context, stage string, pred func(i int, p AwardPart) any, results []string) ([]predicate.SignedPart, error) {
-	var previous string
-	if j.attTail != nil {
-		if err := j.attTail.Get(ctx, &previous); err != nil {
-			return nil, fail(ClassInternal, err)
-		}
+// stage (the last attestation queued). pred builds a part's predicate;
+// results, when set, are each part's sealed results.
+func (j *job) signParts(ctx workflow.Context, stage string, pred func(p AwardPart) any, results []string) ([]predicate.SignedPart, error) {
+	previous, err := j.previousDigest(ctx)
+	if err != nil {
+		return nil, err
 	}
-	futures := make([]Future[SignedStage], len(j.award.Parts))
-	for i, p := range j.award.Parts {
-		b, err := json.Marshal(pred(i, p))
-		if err != nil {
-			return nil, fail(ClassInternal, fmt.Errorf("encode %s part of %s: %w", stage, p.Provider, err))
-		}
-		in := AttestInput{JobID: j.in.JobID, Stage: stage, Previous: previous, Predicate: b,
-			SpecDigest: j.plan.DocumentDigest, Provider: p.Provider}
-		if results != nil {
-			in.Results = []string{results[i]}
-		}
-		futures[i] = SignStage.Execute(attestCtx(ctx, p.Queue), in)
+	ins, err := j.partInputs(stage, previous, pred, results)
+	if err != nil {
+		return nil, err
+	}
+	futures := make([]Future[SignedStage], len(ins))
+	for i, in := range ins {
+		futures[i] = SignStage.Execute(attestCtx(ctx, j.award.Parts[i].Queue), in)
 	}
 	parts := make([]predicate.SignedPart, len(futures))
 	for i, f := range futures {
@@ -228,19 +221,46 @@ func (j *job) signParts(ctx workflow.Context, stage string, pred func(i int, p A
 	return parts, nil
 }
 
-// placeParts has each provider accept its part of the placement.
-func (j *job) placeParts(ctx workflow.Context, pl PlaceOutput) ([]predicate.SignedPart, error) {
-	return j.signParts(ctx, predicate.StagePlacement, func(_ int, p AwardPart) any {
+// partInputs are the SignStage inputs of each part's statement of stage,
+// chained to previous: pred builds a part's predicate; results, when set,
+// are each part's sealed results.
+func (j *job) partInputs(stage, previous string, pred func(p AwardPart) any, results []string) ([]AttestInput, error) {
+	ins := make([]AttestInput, len(j.award.Parts))
+	for i, p := range j.award.Parts {
+		b, err := json.Marshal(pred(p))
+		if err != nil {
+			return nil, fail(ClassInternal, fmt.Errorf("encode %s part of %s: %w", stage, p.Provider, err))
+		}
+		ins[i] = AttestInput{JobID: j.in.JobID, Stage: stage, Previous: previous, Predicate: b,
+			SpecDigest: j.plan.DocumentDigest, Provider: p.Provider}
+		if results != nil {
+			ins[i].Results = []string{results[i]}
+		}
+	}
+	return ins, nil
+}
+
+// placementPart builds a part's placement acceptance under pl's hold.
+func (j *job) placementPart(pl PlaceOutput) func(p AwardPart) any {
+	return func(p AwardPart) any {
 		return predicate.Placement{Header: j.header(), Provider: p.Provider, Pool: p.Pool, HoldID: pl.HoldID,
 			Held: pl.Held, Currency: pl.Currency, PartTasks: p.Tasks}
-	}, nil)
+	}
+}
+
+// executionPart builds a part's execution statement of its own tasks.
+func (j *job) executionPart(p AwardPart) any {
+	return predicate.Execution{Header: j.header(), Provider: p.Provider, Runtime: p.Runtime, PartTasks: p.Tasks}
+}
+
+// placeParts has each provider accept its part of the placement.
+func (j *job) placeParts(ctx workflow.Context, pl PlaceOutput) ([]predicate.SignedPart, error) {
+	return j.signParts(ctx, predicate.StagePlacement, j.placementPart(pl), nil)
 }
 
 // executeParts has each provider sign the execution of its own tasks.
 func (j *job) executeParts(ctx workflow.Context) ([]predicate.SignedPart, error) {
-	return j.signParts(ctx, predicate.StageExecution, func(_ int, p AwardPart) any {
-		return predicate.Execution{Header: j.header(), Provider: p.Provider, Runtime: p.Runtime, PartTasks: p.Tasks}
-	}, j.results)
+	return j.signParts(ctx, predicate.StageExecution, j.executionPart, j.results)
 }
 
 // partsWork is each part's metered work for settlement: its tasks' usage

@@ -60,10 +60,7 @@ func (s *Sweeper) decide(ctx context.Context, h settlement.HeldEscrow, st State)
 	}
 	req := settlement.SettleRequest{
 		Job: h.Job, Attempt: WorkflowAttempt, Succeeded: w.Verified != nil, Price: w.Price, Usage: u, FeeBP: s.FeeBP,
-		Outcome: settlement.Outcome{Placed: w.Placed, Finished: w.Finished},
-	}
-	if req.Outcome.Placed.IsZero() {
-		req.Outcome.Placed = w.Started // the workflow's rule when no placement time is recorded
+		Outcome: settlement.Outcome{Placed: placedAt(w.Placed, w.Started), Finished: w.Finished},
 	}
 	if !w.Started.IsZero() && !w.Finished.IsZero() {
 		req.Outcome.Duration = w.Finished.Sub(w.Started)
@@ -143,10 +140,7 @@ func (s *Sweeper) settlePart(job string, p PartWork, placed time.Time) (settleme
 		return settlement.SettlePart{}, err
 	}
 	sp := settlement.SettlePart{Provider: p.Provider, Price: p.Price, Usage: u,
-		Outcome: settlement.Outcome{Placed: placed, Finished: p.Finished}}
-	if placed.IsZero() {
-		sp.Outcome.Placed = p.Started // the workflow's rule when no placement time is recorded
-	}
+		Outcome: settlement.Outcome{Placed: placedAt(placed, p.Started), Finished: p.Finished}}
 	if !p.Started.IsZero() && !p.Finished.IsZero() {
 		sp.Outcome.Duration = p.Finished.Sub(p.Started)
 	}
@@ -158,6 +152,16 @@ func (s *Sweeper) settlePart(job string, p PartWork, placed time.Time) (settleme
 	}
 	whole := settlement.SettleRequest{Job: job, Price: sp.Price, Usage: sp.Usage, Rates: sp.Rates, SLA: sp.SLA, Outcome: sp.Outcome, FeeBP: s.FeeBP}
 	return sp, whole.Validate()
+}
+
+// placedAt is when an SLA deadline's clock starts: the attested placement
+// time, else (the workflow's rule when none is recorded) the first task's
+// start.
+func placedAt(placed, started time.Time) time.Time {
+	if placed.IsZero() {
+		return started
+	}
+	return placed
 }
 
 // errLost: the workflow settled or released the escrow before the sweep.

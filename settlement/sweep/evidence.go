@@ -104,7 +104,6 @@ func (a Attestations) Work(ctx context.Context, jobID string) (Work, error) {
 	}
 	var w Work
 	for _, stage := range provenance.Stages {
-		keys := a.keys(ts, jobID, stage, &w)
 		att, err := a.Store.Get(jobID, stage)
 		if errors.Is(err, provenance.ErrNotFound) {
 			continue
@@ -112,7 +111,7 @@ func (a Attestations) Work(ctx context.Context, jobID string) (Work, error) {
 		if err != nil {
 			return Work{}, fmt.Errorf("sweep: %s attestation of %s: %w", stage, jobID, err)
 		}
-		st, err := verified(ctx, att, jobID, stage, keys)
+		st, err := verified(ctx, att, jobID, stage, keys(ts, att, stage, &w))
 		if err != nil {
 			// Not evidence: the stage counts as never attested.
 			w.Rejected = append(w.Rejected, stage+": "+err.Error())
@@ -146,30 +145,26 @@ func (a Attestations) Work(ctx context.Context, jobID string) (Work, error) {
 	return w, nil
 }
 
-// keys are the keys that may sign stage of the job, as far as w (the
+// keys are the keys that may sign att, the job's stage, as far as w (the
 // stages read so far) tells: a split job's placement and execution are
 // the operator's.
-func (a Attestations) keys(ts *provenance.TrustStore, jobID, stage string, w *Work) []crypto.PublicKey {
+func keys(ts *provenance.TrustStore, att *provenance.Attestation, stage string, w *Work) []crypto.PublicKey {
 	switch {
 	case w.Split() && (stage == provenance.StagePlacement || stage == provenance.StageExecution):
 		return operatorKeys(ts)
 	case stage == provenance.StagePlacement || stage == provenance.StageExecution:
-		return stageKeys(ts, stage, a.signer(jobID, stage, w.Provider))
+		return stageKeys(ts, stage, signer(att, w.Provider))
 	}
 	return stageKeys(ts, stage, w.Provider)
 }
 
-// signer is the provider that must have signed the job's placement or
-// execution: the awarded one, or after failovers the last replacement
+// signer is the provider that must have signed a job's placement or
+// execution att: the awarded one, or after failovers the last replacement
 // (job layout 6 for the execution, 11 for a placement accepted by a
-// replacement), as the stored statement names them (the signature is
-// then checked against that provider's key, so a statement naming
-// another provider verifies only with that provider's key).
-func (a Attestations) signer(jobID, stage, awarded string) string {
-	att, err := a.Store.Get(jobID, stage)
-	if err != nil {
-		return awarded
-	}
+// replacement), as the statement names them (the signature is then
+// checked against that provider's key, so a statement naming another
+// provider verifies only with that provider's key).
+func signer(att *provenance.Attestation, awarded string) string {
 	_, payload, err := provenance.ParseEnvelope(att.Envelope)
 	if err != nil {
 		return awarded
@@ -178,14 +173,7 @@ func (a Attestations) signer(jobID, stage, awarded string) string {
 	if err != nil {
 		return awarded
 	}
-	var v struct {
-		Failovers []predicate.Failover `json:"failovers"`
-	}
-	if st.DecodePredicate(&v) != nil {
-		return awarded
-	}
-	p, _ := provenance.ExecutingProvider(awarded, v.Failovers)
-	return p
+	return provenance.ReplacedProvider(st, awarded)
 }
 
 // verified checks an envelope's signature, digest, job and stage.
