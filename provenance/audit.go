@@ -773,7 +773,8 @@ func (a *auditor) placementFailovers(neg NegotiationPredicate, pl PlacementPredi
 // sameFailover reports whether two statements record the same failover.
 func sameFailover(x, y predicate.Failover) bool {
 	return x.Lost == y.Lost && x.RunID == y.RunID && x.At.Equal(y.At) && x.Reason == y.Reason && x.Provider == y.Provider &&
-		x.Price == y.Price && x.Currency == y.Currency && x.Reputation == y.Reputation && slices.Equal(x.Tasks, y.Tasks)
+		x.Price == y.Price && x.Currency == y.Currency && x.Reputation == y.Reputation && slices.Equal(x.Tasks, y.Tasks) &&
+		(x.SLA == nil) == (y.SLA == nil) && (x.SLA == nil || *x.SLA == *y.SLA)
 }
 
 // unsplit reports the parts of a job whose negotiation split nothing.

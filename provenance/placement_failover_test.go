@@ -48,7 +48,7 @@ func recordFailedOver(t *testing.T, p *parties, jobID string, provB *provenance.
 
 // A placement accepted by a replacement verifies when it names the
 // failovers from the awarded provider, its replacement signed it and the
-// execution's failovers begin with them; otherwise audit verify names the
+// execution's failovers begin with them (terms included); otherwise audit verify names the
 // stage that breaks.
 func TestPlacementFailovers(t *testing.T) {
 	ctx := context.Background()
@@ -95,7 +95,12 @@ func TestPlacementFailovers(t *testing.T) {
 				pred["failovers"].([]map[string]any)[0]["reason"] = "another story"
 			}
 		}, nil, "the execution's failovers do not begin with the 1 the placement names"},
-		{"a part moved in a job not split", func(stage string, pred map[string]any) {
+		{"the execution changes the replacement terms", func(stage string, pred map[string]any) {
+			if stage == provenance.StageExecution {
+				pred["failovers"].([]map[string]any)[0]["sla"] = map[string]any{"refund_percent": 1}
+			}
+		}, nil, "the execution's failovers do not begin with the 1 the placement names"},
+				{"a part moved in a job not split", func(stage string, pred map[string]any) {
 			if stage == provenance.StagePlacement {
 				pred["failovers"].([]map[string]any)[0]["tasks"] = []string{"train"}
 			}
