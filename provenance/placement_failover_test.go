@@ -100,7 +100,7 @@ func TestPlacementFailovers(t *testing.T) {
 				pred["failovers"].([]map[string]any)[0]["sla"] = map[string]any{"refund_percent": 1}
 			}
 		}, nil, "the execution's failovers do not begin with the 1 the placement names"},
-				{"a part moved in a job not split", func(stage string, pred map[string]any) {
+		{"a part moved in a job not split", func(stage string, pred map[string]any) {
 			if stage == provenance.StagePlacement {
 				pred["failovers"].([]map[string]any)[0]["tasks"] = []string{"train"}
 			}
